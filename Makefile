@@ -1,0 +1,66 @@
+# lmloop — every target sets up what it needs the first time and skips it afterwards.
+#
+#   make demo                 fetch + prepare Shakespeare, train configs/default.toml once, evaluate
+#   make generations N=10     the recursive loop (POLICY, TEMP, LAMBDA, SEED, CONFIG, RUN)
+#   make test                 the test suite
+#   make bench                throughput against a PyTorch eager reference, as ratios
+#
+# libtorch comes from the PyPI wheel torch==2.13.0 (what tch 0.26.0 is built against),
+# installed into .venv. To use your own libtorch instead, set LIBTORCH=/path/to/libtorch.
+
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+TORCH_VERSION := 2.13.0
+BIN := target/release/lmloop
+
+ifdef LIBTORCH
+TORCH_STAMP :=
+else
+TORCH_STAMP := $(VENV)/.torch-$(TORCH_VERSION)
+export LIBTORCH_USE_PYTORCH := 1
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+endif
+
+N ?= 10
+POLICY ?= replace
+TEMP ?= 1.0
+LAMBDA ?=
+SEED ?= 1337
+CONFIG ?= configs/default.toml
+RUN ?= $(POLICY)-t$(TEMP)$(if $(LAMBDA),-l$(LAMBDA))-s$(SEED)
+CORPUS := corpora/real/shakespeare
+
+.PHONY: setup build demo generations test bench clean-runs
+
+setup: $(TORCH_STAMP)
+
+$(VENV)/.torch-$(TORCH_VERSION):
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet torch==$(TORCH_VERSION) numpy
+	touch $@
+
+build: $(BIN)
+
+$(BIN): $(TORCH_STAMP) Cargo.toml build.rs $(shell find src -name '*.rs')
+	cargo build --release
+	@touch $@
+
+$(CORPUS)/raw.txt: | $(BIN)
+	$(BIN) corpus fetch shakespeare
+
+$(CORPUS)/meta.json: $(CORPUS)/raw.txt | $(BIN)
+	$(BIN) prepare --input $(CORPUS)/raw.txt --out $(CORPUS) --vocab-size 2048
+
+checkpoints/demo/DONE: $(CORPUS)/meta.json $(CONFIG) | $(BIN)
+	$(BIN) train --config $(CONFIG) --data $(CORPUS) --out checkpoints/demo --force
+
+demo: checkpoints/demo/DONE
+	$(BIN) eval --checkpoint checkpoints/demo --tokens $(CORPUS)/test.bin
+
+test: $(TORCH_STAMP)
+	cargo test --release
+
+bench: $(BIN) $(CORPUS)/meta.json
+	$(BIN) bench --config $(CONFIG) --data $(CORPUS) --json --reference "$(PY) bench/reference.py"

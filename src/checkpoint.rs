@@ -1,0 +1,124 @@
+//! Checkpoint folders: weights (safetensors), model config, training state, the
+//! tokenizer the model was trained with, and a `DONE` marker written last.
+//!
+//! A checkpoint is assembled in a temporary sibling folder and renamed into place, so
+//! a folder with the final name is always complete.
+use crate::config::ModelConfig;
+use crate::layout::{is_done, mark_done, read_json, write_json_atomic, CheckpointFiles};
+use crate::model::Model;
+use crate::tokenizer::Vocab;
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use tch::{nn, Device, Tensor};
+
+/// What training produced, saved as `state.json`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TrainingState {
+    pub steps: i64,
+    pub tokens: u64,
+    pub seed: u64,
+    pub final_train_loss: f64,
+    pub final_val_loss: Option<f64>,
+    pub seconds: f64,
+    pub tokens_per_second: f64,
+    pub device: String,
+    /// Checkpoint the weights were initialised from, if any.
+    pub init_from: Option<String>,
+}
+
+/// A model loaded from a checkpoint folder.
+pub struct Checkpoint {
+    pub dir: PathBuf,
+    pub vs: nn::VarStore,
+    pub model: Model,
+    pub vocab: Vocab,
+    pub state: TrainingState,
+}
+
+impl Checkpoint {
+    pub fn load(dir: &Path, device: Device) -> Result<Self> {
+        if !dir.is_dir() {
+            bail!("checkpoint folder {} does not exist", dir.display());
+        }
+        if !is_done(dir) {
+            bail!("{} is not a finished checkpoint (it has no DONE marker)", dir.display());
+        }
+        let cfg: ModelConfig = read_json(&dir.join(CheckpointFiles::CONFIG))?;
+        cfg.validate().with_context(|| format!("in {}", dir.join(CheckpointFiles::CONFIG).display()))?;
+        let vocab = Vocab::load(&dir.join(CheckpointFiles::TOKENIZER))?;
+        if vocab.vocab_size() as i64 != cfg.vocab_size {
+            bail!(
+                "checkpoint {} is inconsistent: its tokenizer has {} tokens but its model config says {}",
+                dir.display(),
+                vocab.vocab_size(),
+                cfg.vocab_size
+            );
+        }
+        let mut vs = nn::VarStore::new(device);
+        let model = Model::new(&vs.root(), &cfg);
+        load_weights(&mut vs, &dir.join(CheckpointFiles::WEIGHTS))?;
+        let state = read_json(&dir.join(CheckpointFiles::STATE))?;
+        Ok(Self { dir: dir.to_path_buf(), vs, model, vocab, state })
+    }
+}
+
+/// Copies weights from a safetensors file into `vs`, checking every name and shape
+/// first so that a checkpoint of another shape gets a message, not a crash.
+pub fn load_weights(vs: &mut nn::VarStore, path: &Path) -> Result<()> {
+    let loaded = Tensor::read_safetensors(path).with_context(|| format!("cannot read weights {}", path.display()))?;
+    let loaded: HashMap<String, Tensor> = loaded.into_iter().collect();
+    let vars = vs.variables();
+    for (name, var) in &vars {
+        match loaded.get(name) {
+            None => bail!("weights {} do not fit this model: tensor '{name}' is missing", path.display()),
+            Some(t) if t.size() != var.size() => bail!(
+                "weights {} come from a different model shape: '{name}' is {:?} there, but this model needs {:?}",
+                path.display(),
+                t.size(),
+                var.size()
+            ),
+            Some(_) => {}
+        }
+    }
+    if let Some(extra) = loaded.keys().find(|k| !vars.contains_key(*k)) {
+        bail!("weights {} do not fit this model: it has an unexpected tensor '{extra}'", path.display());
+    }
+    tch::no_grad(|| {
+        for (name, var) in vars {
+            let mut var = var;
+            var.copy_(&loaded[&name]);
+        }
+    });
+    Ok(())
+}
+
+/// Writes a complete checkpoint into `dir` (replacing an unfinished one), atomically.
+pub fn save(
+    dir: &Path,
+    vs: &nn::VarStore,
+    cfg: &ModelConfig,
+    vocab: &Vocab,
+    state: &TrainingState,
+    log: Option<&Path>,
+) -> Result<()> {
+    let tmp = crate::layout::temp_path(dir);
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).ok();
+    }
+    std::fs::create_dir_all(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+    vs.save(tmp.join(CheckpointFiles::WEIGHTS))
+        .with_context(|| format!("cannot write weights into {}", tmp.display()))?;
+    write_json_atomic(&tmp.join(CheckpointFiles::CONFIG), cfg)?;
+    write_json_atomic(&tmp.join(CheckpointFiles::STATE), state)?;
+    vocab.save(&tmp.join(CheckpointFiles::TOKENIZER))?;
+    if let Some(log) = log {
+        std::fs::copy(log, tmp.join(CheckpointFiles::LOG)).with_context(|| format!("cannot copy {}", log.display()))?;
+    }
+    mark_done(&tmp)?;
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).with_context(|| format!("cannot replace {}", dir.display()))?;
+    }
+    std::fs::rename(&tmp, dir).with_context(|| format!("cannot move checkpoint into {}", dir.display()))
+}

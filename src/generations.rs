@@ -1,0 +1,386 @@
+//! The recursive loop: for k = 0..=N, build the training mixture, train generation k,
+//! measure its held-out perplexity on the real test split, and sample the corpus
+//! S_{k+1} that the next generation trains on.
+//!
+//! Resumable: every step leaves a completed artifact (checkpoint with `DONE`, corpus
+//! with its manifest, `heldout.json`), and a rerun skips whatever is complete. All
+//! randomness comes from seeds derived from the run seed and the generation index,
+//! so an interrupted and resumed run gives the same numbers as an uninterrupted one.
+use crate::checkpoint::Checkpoint;
+use crate::cli::PreparedCorpus;
+use crate::config::Config;
+use crate::layout::{gen_name, is_done, read_json, write_atomic, write_json_atomic, Layout};
+use crate::policy::{mixture, Corpus, Policy, RealData};
+use crate::sample::{SampleRequest, Sampling};
+use crate::tokens::TokenFile;
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use std::sync::Arc;
+use tch::Device;
+
+/// Purposes a generation needs randomness for; each gets its own derived seed.
+#[derive(Clone, Copy)]
+pub enum SeedPurpose {
+    Train = 1,
+    Mixture = 2,
+    Sample = 3,
+    FreshPool = 4,
+}
+
+/// A seed for `purpose` in generation `k`, derived from the run seed (SplitMix64 finaliser).
+pub fn derive_seed(run_seed: u64, generation: u32, purpose: SeedPurpose) -> u64 {
+    let mut z = run_seed
+        .wrapping_add(0x9E37_79B9_7F4A_7C15u64.wrapping_mul(generation as u64 + 1))
+        .wrapping_add((purpose as u64) << 56);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// One row of `generations.csv`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct GenerationRow {
+    pub generation: u32,
+    pub policy: String,
+    pub real_fraction: Option<f64>,
+    pub temperature: f64,
+    pub seed: u64,
+    pub train_tokens: usize,
+    pub real_tokens: usize,
+    pub synthetic_tokens: usize,
+    pub held_out_loss: f64,
+    pub held_out_perplexity: f64,
+    /// Unigram entropy (nats) of the corpus this generation sampled.
+    pub synthetic_unigram_entropy: f64,
+    pub synthetic_distinct_tokens: usize,
+    pub train_seconds: f64,
+    pub sample_seconds: f64,
+    pub eval_seconds: f64,
+}
+
+/// Held-out evaluation of one generation, stored next to its checkpoint.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct HeldOut {
+    pub mean_loss: f64,
+    pub perplexity: f64,
+    pub tokens: usize,
+    pub seconds: f64,
+}
+
+pub const HELD_OUT_FILE: &str = "heldout.json";
+
+/// An exclusive lock on a run, held for the life of the process (released by the OS
+/// even when the process is killed).
+pub struct RunLock {
+    _file: std::fs::File,
+}
+
+impl RunLock {
+    pub fn acquire(dir: &Path, run: &str) -> Result<Self> {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let path = dir.join(".lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        use std::os::unix::io::AsRawFd;
+        // SAFETY: flock on a file descriptor we own.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc != 0 {
+            bail!("run '{run}' is in use by another lmloop process (lock {} is held); wait for it or pick another --run", path.display());
+        }
+        Ok(Self { _file: file })
+    }
+}
+
+/// Everything a run needs, resolved from the config file and the command line.
+pub struct RunSpec {
+    pub config: Config,
+    pub run: String,
+    pub force_new: bool,
+    pub device: Device,
+    pub progress: bool,
+}
+
+/// Config keys whose change does not invalidate a run: how many generations to run,
+/// and where (device, threads).
+fn ignored_for_mismatch(key: &str) -> bool {
+    key == "generations.generations" || key.starts_with("runtime.")
+}
+
+/// Keys whose values differ between two configs, as `key (old → new)`.
+pub fn config_differences(old: &Config, new: &Config) -> Vec<String> {
+    fn flatten(prefix: &str, v: &toml::Value, out: &mut std::collections::BTreeMap<String, String>) {
+        match v {
+            toml::Value::Table(t) => {
+                for (k, v) in t {
+                    let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                    flatten(&key, v, out);
+                }
+            }
+            other => {
+                out.insert(prefix.to_string(), other.to_string());
+            }
+        }
+    }
+    let (mut a, mut b) = (Default::default(), Default::default());
+    flatten("", &toml::Value::try_from(old).expect("config serialises"), &mut a);
+    flatten("", &toml::Value::try_from(new).expect("config serialises"), &mut b);
+    let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+    keys.into_iter()
+        .filter(|k| !ignored_for_mismatch(k) && a.get(*k) != b.get(*k))
+        .map(|k| {
+            let show = |m: &std::collections::BTreeMap<String, String>| m.get(k).cloned().unwrap_or_else(|| "unset".into());
+            format!("{k} ({} → {})", show(&a), show(&b))
+        })
+        .collect()
+}
+
+/// Removes every artifact of a run (for `--force-new`).
+fn remove_run(layout: &Layout, run: &str) -> Result<()> {
+    for dir in [layout.root().join("checkpoints").join(run), layout.synthetic_dir(run)] {
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).with_context(|| format!("cannot remove {}", dir.display()))?;
+        }
+    }
+    let analysis = layout.analysis(run);
+    if analysis.exists() {
+        for entry in std::fs::read_dir(&analysis)? {
+            let p = entry?.path();
+            if p.file_name().is_some_and(|n| n == ".lock") {
+                continue;
+            }
+            if p.is_dir() {
+                std::fs::remove_dir_all(&p)?;
+            } else {
+                std::fs::remove_file(&p)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Deletes temporary files an interrupted process left in `dir` (we hold the lock).
+fn remove_stale_temporaries(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') && (name.contains(".tmp-") || name.ends_with(".partial")) {
+            let p = entry.path();
+            let _ = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
+        }
+    }
+}
+
+/// Runs (or resumes) the loop; returns one row per generation.
+pub fn run(layout: &Layout, spec: &RunSpec) -> Result<Vec<GenerationRow>> {
+    let cfg = &spec.config;
+    cfg.validate()?;
+    let policy = Policy::parse(&cfg.generations.policy, cfg.generations.real_fraction)?;
+    let n = cfg.generations.generations;
+    if n == 0 {
+        bail!("-n must be at least 1 (generation 0 trains on real data; N more follow)");
+    }
+    let run = spec.run.as_str();
+    if run.is_empty() || run.contains('/') || run.starts_with('.') {
+        bail!("--run must be a plain folder name, got '{run}'");
+    }
+    let analysis = layout.analysis(run);
+    let _lock = RunLock::acquire(&analysis, run)?;
+    let run_toml = analysis.join("run.toml");
+    if run_toml.exists() {
+        let saved = Config::load(&run_toml)?;
+        let diff = config_differences(&saved, cfg);
+        if !diff.is_empty() {
+            if !spec.force_new {
+                bail!(
+                    "run '{run}' was started with a different configuration ({}); use another --run name, or --force-new to discard the old run",
+                    diff.join(", ")
+                );
+            }
+            remove_run(layout, run)?;
+        }
+    } else if spec.force_new {
+        remove_run(layout, run)?;
+    }
+    write_atomic(&run_toml, cfg.to_toml().as_bytes())?;
+
+    let corpus_dir = layout.real_corpus(&cfg.data.corpus);
+    let corpus = PreparedCorpus::open(&corpus_dir).with_context(|| {
+        format!("the run needs the prepared corpus '{}' (config data.corpus)", cfg.data.corpus)
+    })?;
+    let eot = corpus.vocab.eot();
+    let mut model_cfg = cfg.model.clone();
+    model_cfg.vocab_size = corpus.vocab.vocab_size() as i64;
+    let run_seed = cfg.train.seed;
+    let real = Corpus::new("real/train", corpus.train.clone(), eot);
+    let real = RealData::new(real, policy, cfg.generations.fresh_pool_fraction, derive_seed(run_seed, 0, SeedPurpose::FreshPool))?;
+    let synthetic_size = match cfg.generations.synthetic_tokens {
+        0 => real.base.tokens(),
+        t => t as usize,
+    };
+    let sampling = Sampling::new(cfg.sample.temperature, cfg.sample.top_k, cfg.sample.top_p)?;
+    for dir in [layout.root().join("checkpoints").join(run), layout.synthetic_dir(run)] {
+        remove_stale_temporaries(&dir);
+    }
+
+    let mut synthetic: Vec<Corpus> = Vec::new();
+    let mut rows = Vec::new();
+    let t_run = std::time::Instant::now();
+    for k in 0..=n {
+        let (stream, manifest) = mixture(k, policy, &real, &synthetic, derive_seed(run_seed, k, SeedPurpose::Mixture))?;
+        write_json_atomic(&layout.mixture_manifest(run, k), &manifest)?;
+
+        let ckpt_dir = layout.checkpoint(run, k);
+        if !is_done(&ckpt_dir) {
+            eprintln!("[{run}] generation {k}: training on {} tokens ({})", manifest.total_tokens, describe_parts(&manifest));
+            let mut train_cfg = cfg.train.clone();
+            train_cfg.seed = derive_seed(run_seed, k, SeedPurpose::Train);
+            let init_from = (k > 0 && cfg.generations.init == "previous").then(|| layout.checkpoint(run, k - 1));
+            let val = crate::stream::TokenStream::from_file(corpus.val.clone());
+            crate::train::train(crate::train::TrainRequest {
+                model: model_cfg.clone(),
+                train: train_cfg,
+                data: &stream,
+                val: Some(&val),
+                vocab: &corpus.vocab,
+                device: spec.device,
+                init_from,
+                out: ckpt_dir.clone(),
+                progress: spec.progress,
+            })
+            .with_context(|| format!("training generation {k}"))?;
+        }
+        let ckpt = Checkpoint::load(&ckpt_dir, spec.device)?;
+        let held_out = held_out(&ckpt, &corpus.test, spec.device)?;
+
+        let stem = layout.synthetic_corpus(run, k + 1);
+        let sample_manifest = match crate::synthetic::manifest(&stem) {
+            Some(m) => m,
+            None => {
+                eprintln!("[{run}] generation {k}: sampling {synthetic_size} tokens at temperature {}", cfg.sample.temperature);
+                let req = SampleRequest {
+                    sampling,
+                    seed: derive_seed(run_seed, k, SeedPurpose::Sample),
+                    n_tokens: synthetic_size,
+                    batch_size: cfg.sample.batch_size as usize,
+                    max_doc_tokens: cfg.sample.max_doc_tokens as usize,
+                    progress: spec.progress,
+                };
+                crate::synthetic::write_corpus(&ckpt, &stem, &req, spec.device)
+                    .with_context(|| format!("sampling from generation {k}"))?
+            }
+        };
+        let (bin, _, _) = crate::synthetic::files(&stem);
+        let file = Arc::new(TokenFile::open(&bin)?);
+        let counts = file.counts(corpus.vocab.vocab_size())?;
+        synthetic.push(Corpus::new(format!("synthetic/{}", gen_name(k + 1)), file, eot));
+
+        let row = GenerationRow {
+            generation: k,
+            policy: policy.name().into(),
+            real_fraction: policy.real_fraction(),
+            temperature: cfg.sample.temperature,
+            seed: run_seed,
+            train_tokens: manifest.total_tokens,
+            real_tokens: manifest.real_tokens,
+            synthetic_tokens: manifest.synthetic_tokens,
+            held_out_loss: held_out.mean_loss,
+            held_out_perplexity: held_out.perplexity,
+            synthetic_unigram_entropy: entropy(&counts),
+            synthetic_distinct_tokens: counts.iter().filter(|&&c| c > 0).count(),
+            train_seconds: ckpt.state.seconds,
+            sample_seconds: sample_manifest.stats.seconds,
+            eval_seconds: held_out.seconds,
+        };
+        eprintln!(
+            "[{run}] generation {k}: held-out perplexity {:.2}, synthetic entropy {:.3} nats, {} distinct tokens ({:.1} min so far)",
+            row.held_out_perplexity,
+            row.synthetic_unigram_entropy,
+            row.synthetic_distinct_tokens,
+            t_run.elapsed().as_secs_f64() / 60.0
+        );
+        rows.push(row);
+        write_rows(&analysis.join("generations.csv"), &rows)?;
+    }
+    Ok(rows)
+}
+
+fn describe_parts(m: &crate::policy::MixtureManifest) -> String {
+    m.parts.iter().map(|p| format!("{} {}", p.source, p.tokens)).collect::<Vec<_>>().join(", ")
+}
+
+/// The generation's held-out loss on the real test split, computed once and stored.
+fn held_out(ckpt: &Checkpoint, test: &TokenFile, device: Device) -> Result<HeldOut> {
+    let path = ckpt.dir.join(HELD_OUT_FILE);
+    if path.exists() {
+        return read_json(&path);
+    }
+    let t0 = std::time::Instant::now();
+    let r = crate::eval::evaluate(&ckpt.model, test, device)?;
+    let h = HeldOut { mean_loss: r.mean_loss, perplexity: r.perplexity, tokens: r.tokens, seconds: t0.elapsed().as_secs_f64() };
+    write_json_atomic(&path, &h)?;
+    Ok(h)
+}
+
+/// Shannon entropy in nats of a count vector.
+pub fn entropy(counts: &[u64]) -> f64 {
+    let n: u64 = counts.iter().sum();
+    if n == 0 {
+        return 0.0;
+    }
+    counts.iter().filter(|&&c| c > 0).map(|&c| c as f64 / n as f64).map(|p| -p * p.ln()).sum()
+}
+
+/// Rewrites `generations.csv` with all rows so far (atomically).
+pub fn write_rows(path: &Path, rows: &[GenerationRow]) -> Result<()> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    for r in rows {
+        w.serialize(r)?;
+    }
+    write_atomic(path, &w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?)
+}
+
+pub fn read_rows(path: &Path) -> Result<Vec<GenerationRow>> {
+    let mut r = csv::Reader::from_path(path).with_context(|| format!("cannot read {}", path.display()))?;
+    r.deserialize().map(|row| row.with_context(|| format!("malformed row in {}", path.display()))).collect()
+}
+
+/// The per-generation table printed at the end of a run.
+pub fn format_table(rows: &[GenerationRow]) -> String {
+    let mut s = format!(
+        "{:>4}  {:<20} {:>12} {:>10} {:>9} {:>9} {:>8}\n",
+        "gen", "policy", "train tok", "held-out", "entropy", "distinct", "minutes"
+    );
+    s.push_str(&format!("{:>4}  {:<20} {:>12} {:>10} {:>9} {:>9} {:>8}\n", "", "", "", "ppl", "nats", "tokens", ""));
+    for r in rows {
+        let policy = match r.real_fraction {
+            Some(l) => format!("{} λ={l}", r.policy),
+            None => r.policy.clone(),
+        };
+        s.push_str(&format!(
+            "{:>4}  {:<20} {:>12} {:>10.2} {:>9.3} {:>9} {:>8.2}\n",
+            r.generation,
+            policy,
+            r.train_tokens,
+            r.held_out_perplexity,
+            r.synthetic_unigram_entropy,
+            r.synthetic_distinct_tokens,
+            (r.train_seconds + r.sample_seconds + r.eval_seconds) / 60.0
+        ));
+    }
+    s
+}
+
+/// Default run name for a configuration: policy, temperature, λ and seed.
+pub fn default_run_name(cfg: &Config) -> String {
+    let mut name = format!("{}-t{}", cfg.generations.policy, cfg.sample.temperature);
+    if let Some(l) = cfg.generations.real_fraction {
+        name.push_str(&format!("-l{l}"));
+    }
+    name.push_str(&format!("-s{}", cfg.train.seed));
+    name
+}

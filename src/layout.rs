@@ -1,0 +1,123 @@
+//! The one place that knows where things live on disk.
+//!
+//! ```text
+//! corpora/real/NAME/          raw.txt, tokenizer.json, train.bin, val.bin, test.bin, meta.json
+//! corpora/synthetic/RUN/      gen-KK.bin, gen-KK.txt, gen-KK.json (sampled by generation KK-1)
+//! checkpoints/RUN/gen-KK/     model.safetensors, config.json, state.json, tokenizer.json, DONE
+//! analysis/RUN/               run.toml, generations.csv, drift.csv, tokens.csv,
+//!                             mixture/gen-KK.json, plots/, report.html, .lock
+//! ```
+//! Generation indices are zero-padded to two digits (`gen-03`) so folders sort.
+use anyhow::{Context, Result};
+use std::path::{Path, PathBuf};
+
+/// Name of the marker file written last into a finished folder.
+pub const DONE: &str = "DONE";
+
+/// Paths of one project tree (the folder holding `corpora/`, `checkpoints/`, `analysis/`).
+#[derive(Debug, Clone)]
+pub struct Layout {
+    root: PathBuf,
+}
+
+impl Layout {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn real_corpus(&self, name: &str) -> PathBuf {
+        self.root.join("corpora").join("real").join(name)
+    }
+
+    pub fn synthetic_dir(&self, run: &str) -> PathBuf {
+        self.root.join("corpora").join("synthetic").join(run)
+    }
+
+    /// Synthetic corpus `S_k`, sampled from generation k-1's model (without extension).
+    pub fn synthetic_corpus(&self, run: &str, generation: u32) -> PathBuf {
+        self.synthetic_dir(run).join(gen_name(generation))
+    }
+
+    pub fn checkpoint(&self, run: &str, generation: u32) -> PathBuf {
+        self.root.join("checkpoints").join(run).join(gen_name(generation))
+    }
+
+    pub fn analysis(&self, run: &str) -> PathBuf {
+        self.root.join("analysis").join(run)
+    }
+
+    pub fn mixture_manifest(&self, run: &str, generation: u32) -> PathBuf {
+        self.analysis(run).join("mixture").join(format!("{}.json", gen_name(generation)))
+    }
+
+    pub fn plots(&self, run: &str) -> PathBuf {
+        self.analysis(run).join("plots")
+    }
+}
+
+/// Files inside a prepared real corpus folder.
+pub struct RealCorpus;
+
+impl RealCorpus {
+    pub const RAW: &'static str = "raw.txt";
+    pub const TOKENIZER: &'static str = "tokenizer.json";
+    pub const TRAIN: &'static str = "train.bin";
+    pub const VAL: &'static str = "val.bin";
+    pub const TEST: &'static str = "test.bin";
+    pub const META: &'static str = "meta.json";
+}
+
+/// Files inside a checkpoint folder.
+pub struct CheckpointFiles;
+
+impl CheckpointFiles {
+    pub const WEIGHTS: &'static str = "model.safetensors";
+    pub const CONFIG: &'static str = "config.json";
+    pub const STATE: &'static str = "state.json";
+    pub const TOKENIZER: &'static str = "tokenizer.json";
+    pub const LOG: &'static str = "train_log.csv";
+}
+
+pub fn gen_name(generation: u32) -> String {
+    format!("gen-{generation:02}")
+}
+
+/// The temporary sibling a file is written to before being renamed into place.
+pub fn temp_path(path: &Path) -> PathBuf {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
+}
+
+/// Writes `bytes` to `path` atomically: a reader sees the old file or the whole new one.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let tmp = temp_path(path);
+    std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot move {} into place", path.display()))
+}
+
+pub fn write_json_atomic<T: serde::Serialize>(path: &Path, value: &T) -> Result<()> {
+    let mut text = serde_json::to_string_pretty(value)?;
+    text.push('\n');
+    write_atomic(path, text.as_bytes())
+}
+
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{} is not valid", path.display()))
+}
+
+/// True when a folder was completed (its `DONE` marker exists).
+pub fn is_done(dir: &Path) -> bool {
+    dir.join(DONE).exists()
+}
+
+pub fn mark_done(dir: &Path) -> Result<()> {
+    write_atomic(&dir.join(DONE), b"")
+}

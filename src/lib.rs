@@ -1,0 +1,20 @@
+//! lmloop: recursive pretraining of small language models on their own samples.
+//!
+//! The library holds all logic; `src/main.rs` only parses the command line.
+pub mod checkpoint;
+pub mod cli;
+pub mod config;
+pub mod corpus;
+pub mod device;
+pub mod eval;
+pub mod generations;
+pub mod layout;
+pub mod model;
+pub mod policy;
+pub mod prepare;
+pub mod sample;
+pub mod stream;
+pub mod synthetic;
+pub mod tokenizer;
+pub mod tokens;
+pub mod train;

@@ -1,0 +1,47 @@
+//! Key/value cache for batched decoding.
+//!
+//! One preallocated buffer per layer, (B, nh, Tmax, hs), with Tmax the model's context
+//! length. Every row decodes its own document at its own position; a row is reused for
+//! a new document simply by starting again at position 0 (stale entries beyond the
+//! current position are masked out, never read).
+use tch::{Device, Kind, Tensor};
+
+pub struct KvCache {
+    keys: Vec<Tensor>,
+    values: Vec<Tensor>,
+    capacity: i64,
+}
+
+impl KvCache {
+    pub fn new(n_layer: i64, batch: i64, n_head: i64, capacity: i64, head_dim: i64, device: Device) -> Self {
+        let shape = [batch, n_head, capacity, head_dim];
+        let zeros = || Tensor::zeros(shape, (Kind::Float, device));
+        Self {
+            keys: (0..n_layer).map(|_| zeros()).collect(),
+            values: (0..n_layer).map(|_| zeros()).collect(),
+            capacity,
+        }
+    }
+
+    /// Maximum positions per row (the model's context length).
+    pub fn capacity(&self) -> i64 {
+        self.capacity
+    }
+
+    pub fn batch(&self) -> i64 {
+        self.keys[0].size()[0]
+    }
+
+    pub fn layer(&self, layer: usize) -> (Tensor, Tensor) {
+        (self.keys[layer].shallow_clone(), self.values[layer].shallow_clone())
+    }
+
+    /// A view of rows `row..row+1`: writes through it land in this cache.
+    pub fn row(&self, row: i64) -> KvCache {
+        Self {
+            keys: self.keys.iter().map(|k| k.narrow(0, row, 1)).collect(),
+            values: self.values.iter().map(|v| v.narrow(0, row, 1)).collect(),
+            capacity: self.capacity,
+        }
+    }
+}

@@ -1,0 +1,148 @@
+//! GPT-2: pre-LayerNorm blocks, GELU MLP, learned positions, tied embeddings.
+use super::layers::{cached_attention, positions, Linear, Norm};
+use super::{KvCache, DECAY_GROUP};
+use crate::config::ModelConfig;
+use tch::{nn, Kind, Tensor};
+
+/// GPT-2's initialisation scale.
+const INIT_STD: f64 = 0.02;
+
+struct CausalSelfAttention {
+    c_attn: Linear,
+    c_proj: Linear,
+    n_head: i64,
+    dropout: f64,
+}
+
+impl CausalSelfAttention {
+    fn new(p: &nn::Path, cfg: &ModelConfig) -> Self {
+        let e = cfg.n_embd;
+        // Residual projections start smaller so the stream's variance does not grow with depth.
+        let proj_std = INIT_STD / (2.0 * cfg.n_layer as f64).sqrt();
+        Self {
+            c_attn: Linear::new(&(p / "c_attn"), e, 3 * e, cfg.bias, INIT_STD),
+            c_proj: Linear::new(&(p / "c_proj"), e, e, cfg.bias, proj_std),
+            n_head: cfg.n_head,
+            dropout: cfg.dropout,
+        }
+    }
+
+    /// Splits the fused projection into per-head q, k, v: each (B, nh, T, hs).
+    fn qkv(&self, x: &Tensor) -> (Tensor, Tensor, Tensor) {
+        let (b, t, c) = x.size3().unwrap();
+        let heads = |z: &Tensor| z.view([b, t, self.n_head, c / self.n_head]).transpose(1, 2);
+        let qkv = self.c_attn.forward(x).split(c, 2); // 3 × (B, T, C)
+        (heads(&qkv[0]), heads(&qkv[1]), heads(&qkv[2]))
+    }
+
+    fn merge(&self, y: Tensor, x: &Tensor) -> Tensor {
+        let (b, t, c) = x.size3().unwrap();
+        y.transpose(1, 2).contiguous().view([b, t, c]) // (B, T, C)
+    }
+
+    fn forward(&self, x: &Tensor, train: bool) -> Tensor {
+        let (q, k, v) = self.qkv(x);
+        let dropout = if train { self.dropout } else { 0.0 };
+        let y = Tensor::scaled_dot_product_attention(&q, &k, &v, None::<Tensor>, dropout, true, None, false);
+        self.c_proj.forward(&self.merge(y, x)).dropout(dropout, train)
+    }
+
+    fn forward_cached(&self, x: &Tensor, pos: &Tensor, cache: &KvCache, layer: usize) -> Tensor {
+        let (q, k, v) = self.qkv(x);
+        let y = cached_attention(&q, &k, &v, pos, cache, layer);
+        self.c_proj.forward(&self.merge(y, x))
+    }
+}
+
+struct Mlp {
+    c_fc: Linear,
+    c_proj: Linear,
+    dropout: f64,
+}
+
+impl Mlp {
+    fn new(p: &nn::Path, cfg: &ModelConfig) -> Self {
+        let proj_std = INIT_STD / (2.0 * cfg.n_layer as f64).sqrt();
+        let h = cfg.mlp_hidden();
+        Self {
+            c_fc: Linear::new(&(p / "c_fc"), cfg.n_embd, h, cfg.bias, INIT_STD),
+            c_proj: Linear::new(&(p / "c_proj"), h, cfg.n_embd, cfg.bias, proj_std),
+            dropout: cfg.dropout,
+        }
+    }
+
+    fn forward(&self, x: &Tensor, train: bool) -> Tensor {
+        // GPT-2 uses the tanh approximation of GELU.
+        self.c_proj.forward(&self.c_fc.forward(x).gelu("tanh")).dropout(self.dropout, train)
+    }
+}
+
+struct Block {
+    ln_1: Norm,
+    attn: CausalSelfAttention,
+    ln_2: Norm,
+    mlp: Mlp,
+}
+
+impl Block {
+    fn new(p: &nn::Path, cfg: &ModelConfig) -> Self {
+        Self {
+            ln_1: Norm::layer_norm(&(p / "ln_1"), cfg.n_embd, cfg.bias),
+            attn: CausalSelfAttention::new(&(p / "attn"), cfg),
+            ln_2: Norm::layer_norm(&(p / "ln_2"), cfg.n_embd, cfg.bias),
+            mlp: Mlp::new(&(p / "mlp"), cfg),
+        }
+    }
+}
+
+pub struct Gpt2 {
+    pub cfg: ModelConfig,
+    wte: Tensor,
+    wpe: Tensor,
+    h: Vec<Block>,
+    ln_f: Norm,
+}
+
+impl Gpt2 {
+    pub fn new(p: &nn::Path, cfg: &ModelConfig) -> Self {
+        let t = p / "transformer";
+        let init = nn::Init::Randn { mean: 0.0, stdev: INIT_STD };
+        let emb = t.set_group(DECAY_GROUP);
+        Self {
+            cfg: cfg.clone(),
+            wte: (&emb / "wte").var("weight", &[cfg.vocab_size, cfg.n_embd], init),
+            wpe: (&emb / "wpe").var("weight", &[cfg.block_size, cfg.n_embd], init),
+            h: (0..cfg.n_layer).map(|i| Block::new(&(&t / "h" / i), cfg)).collect(),
+            ln_f: Norm::layer_norm(&(&t / "ln_f"), cfg.n_embd, cfg.bias),
+        }
+    }
+
+    fn embed(&self, idx: &Tensor, pos: &Tensor) -> Tensor {
+        Tensor::embedding(&self.wte, idx, -1, false, false) + Tensor::embedding(&self.wpe, pos, -1, false, false)
+    }
+
+    fn head(&self, x: &Tensor) -> Tensor {
+        self.ln_f.forward(x).linear(&self.wte, None::<Tensor>) // (B, T, V), tied to wte
+    }
+
+    pub fn forward(&self, idx: &Tensor, train: bool) -> Tensor {
+        let t = idx.size()[1];
+        let pos = Tensor::arange(t, (Kind::Int64, idx.device()));
+        let mut x = self.embed(idx, &pos).dropout(self.cfg.dropout, train); // (B, T, C)
+        for block in &self.h {
+            x = &x + block.attn.forward(&block.ln_1.forward(&x), train);
+            x = &x + block.mlp.forward(&block.ln_2.forward(&x), train);
+        }
+        self.head(&x)
+    }
+
+    pub fn forward_cached(&self, idx: &Tensor, start: &Tensor, cache: &KvCache) -> Tensor {
+        let pos = positions(start, idx.size()[1]); // (B, T)
+        let mut x = self.embed(idx, &pos);
+        for (i, block) in self.h.iter().enumerate() {
+            x = &x + block.attn.forward_cached(&block.ln_1.forward(&x), &pos, cache, i);
+            x = &x + block.mlp.forward(&block.ln_2.forward(&x), false);
+        }
+        self.head(&x)
+    }
+}

@@ -1,0 +1,192 @@
+//! Llama: RMSNorm, rotary positions, SwiGLU MLP, no biases, tied embeddings.
+use super::layers::{cached_attention, positions, Linear, Norm};
+use super::{KvCache, DECAY_GROUP};
+use crate::config::ModelConfig;
+use tch::{nn, Kind, Tensor};
+
+const INIT_STD: f64 = 0.02;
+/// Rotary base frequency, as in Llama.
+const ROPE_THETA: f64 = 10_000.0;
+
+/// Rotary position tables: cos and sin, each (block_size, head_dim), halves repeated
+/// so that `x·cos + rotate_half(x)·sin` rotates pairs (i, i + hs/2).
+struct Rotary {
+    cos: Tensor,
+    sin: Tensor,
+}
+
+impl Rotary {
+    fn new(cfg: &ModelConfig, device: tch::Device) -> Self {
+        let hs = cfg.head_dim();
+        let opts = (Kind::Float, device);
+        let inv_freq = (Tensor::arange_start_step(0, hs, 2, opts) * (-ROPE_THETA.ln() / hs as f64)).exp(); // (hs/2)
+        let t = Tensor::arange(cfg.block_size, opts);
+        let freqs = t.outer(&inv_freq); // (T, hs/2)
+        let emb = Tensor::cat(&[&freqs, &freqs], 1); // (T, hs)
+        Self { cos: emb.cos(), sin: emb.sin() }
+    }
+
+    /// Rotates x (B, nh, T, hs) whose tokens sit at `pos` (B, T).
+    fn apply(&self, x: &Tensor, pos: &Tensor) -> Tensor {
+        let (b, t) = pos.size2().unwrap();
+        let hs = x.size()[3];
+        let flat = pos.view([-1]);
+        let cos = self.cos.index_select(0, &flat).view([b, 1, t, hs]);
+        let sin = self.sin.index_select(0, &flat).view([b, 1, t, hs]);
+        let halves = x.chunk(2, 3);
+        let rotated = Tensor::cat(&[&halves[1].neg(), &halves[0]], 3);
+        x * cos + rotated * sin
+    }
+
+    /// Rotation for a full sequence at positions 0..T (training path).
+    fn apply_prefix(&self, x: &Tensor) -> Tensor {
+        let t = x.size()[2];
+        let cos = self.cos.narrow(0, 0, t); // (T, hs) broadcasts over (B, nh)
+        let sin = self.sin.narrow(0, 0, t);
+        let halves = x.chunk(2, 3);
+        let rotated = Tensor::cat(&[&halves[1].neg(), &halves[0]], 3);
+        x * cos + rotated * sin
+    }
+}
+
+struct Attention {
+    q_proj: Linear,
+    k_proj: Linear,
+    v_proj: Linear,
+    o_proj: Linear,
+    n_head: i64,
+    dropout: f64,
+}
+
+impl Attention {
+    fn new(p: &nn::Path, cfg: &ModelConfig) -> Self {
+        let e = cfg.n_embd;
+        let proj_std = INIT_STD / (2.0 * cfg.n_layer as f64).sqrt();
+        Self {
+            q_proj: Linear::new(&(p / "q_proj"), e, e, false, INIT_STD),
+            k_proj: Linear::new(&(p / "k_proj"), e, e, false, INIT_STD),
+            v_proj: Linear::new(&(p / "v_proj"), e, e, false, INIT_STD),
+            o_proj: Linear::new(&(p / "o_proj"), e, e, false, proj_std),
+            n_head: cfg.n_head,
+            dropout: cfg.dropout,
+        }
+    }
+
+    fn heads(&self, z: Tensor) -> Tensor {
+        let (b, t, c) = z.size3().unwrap();
+        z.view([b, t, self.n_head, c / self.n_head]).transpose(1, 2) // (B, nh, T, hs)
+    }
+
+    fn merge(&self, y: Tensor) -> Tensor {
+        let (b, nh, t, hs) = y.size4().unwrap();
+        self.o_proj.forward(&y.transpose(1, 2).contiguous().view([b, t, nh * hs]))
+    }
+
+    fn forward(&self, x: &Tensor, rope: &Rotary, train: bool) -> Tensor {
+        let q = rope.apply_prefix(&self.heads(self.q_proj.forward(x)));
+        let k = rope.apply_prefix(&self.heads(self.k_proj.forward(x)));
+        let v = self.heads(self.v_proj.forward(x));
+        let dropout = if train { self.dropout } else { 0.0 };
+        let y = Tensor::scaled_dot_product_attention(&q, &k, &v, None::<Tensor>, dropout, true, None, false);
+        self.merge(y).dropout(dropout, train)
+    }
+
+    fn forward_cached(&self, x: &Tensor, rope: &Rotary, pos: &Tensor, cache: &KvCache, layer: usize) -> Tensor {
+        let q = rope.apply(&self.heads(self.q_proj.forward(x)), pos);
+        let k = rope.apply(&self.heads(self.k_proj.forward(x)), pos);
+        let v = self.heads(self.v_proj.forward(x));
+        self.merge(cached_attention(&q, &k, &v, pos, cache, layer))
+    }
+}
+
+struct Mlp {
+    gate_proj: Linear,
+    up_proj: Linear,
+    down_proj: Linear,
+    dropout: f64,
+}
+
+impl Mlp {
+    fn new(p: &nn::Path, cfg: &ModelConfig) -> Self {
+        let h = cfg.mlp_hidden();
+        let proj_std = INIT_STD / (2.0 * cfg.n_layer as f64).sqrt();
+        Self {
+            gate_proj: Linear::new(&(p / "gate_proj"), cfg.n_embd, h, false, INIT_STD),
+            up_proj: Linear::new(&(p / "up_proj"), cfg.n_embd, h, false, INIT_STD),
+            down_proj: Linear::new(&(p / "down_proj"), h, cfg.n_embd, false, proj_std),
+            dropout: cfg.dropout,
+        }
+    }
+
+    fn forward(&self, x: &Tensor, train: bool) -> Tensor {
+        let gated = self.gate_proj.forward(x).silu() * self.up_proj.forward(x); // SwiGLU
+        self.down_proj.forward(&gated).dropout(self.dropout, train)
+    }
+}
+
+struct Layer {
+    input_layernorm: Norm,
+    self_attn: Attention,
+    post_attention_layernorm: Norm,
+    mlp: Mlp,
+}
+
+pub struct Llama {
+    pub cfg: ModelConfig,
+    embed_tokens: Tensor,
+    layers: Vec<Layer>,
+    norm: Norm,
+    rope: Rotary,
+}
+
+impl Llama {
+    pub fn new(p: &nn::Path, cfg: &ModelConfig) -> Self {
+        let m = p / "model";
+        let embed = (&m.set_group(DECAY_GROUP) / "embed_tokens").var(
+            "weight",
+            &[cfg.vocab_size, cfg.n_embd],
+            nn::Init::Randn { mean: 0.0, stdev: INIT_STD },
+        );
+        let layers = (0..cfg.n_layer)
+            .map(|i| {
+                let l = &m / "layers" / i;
+                Layer {
+                    input_layernorm: Norm::rms_norm(&(&l / "input_layernorm"), cfg.n_embd),
+                    self_attn: Attention::new(&(&l / "self_attn"), cfg),
+                    post_attention_layernorm: Norm::rms_norm(&(&l / "post_attention_layernorm"), cfg.n_embd),
+                    mlp: Mlp::new(&(&l / "mlp"), cfg),
+                }
+            })
+            .collect();
+        Self {
+            cfg: cfg.clone(),
+            embed_tokens: embed,
+            layers,
+            norm: Norm::rms_norm(&(&m / "norm"), cfg.n_embd),
+            rope: Rotary::new(cfg, p.device()),
+        }
+    }
+
+    fn head(&self, x: &Tensor) -> Tensor {
+        self.norm.forward(x).linear(&self.embed_tokens, None::<Tensor>) // (B, T, V)
+    }
+
+    pub fn forward(&self, idx: &Tensor, train: bool) -> Tensor {
+        let mut x = Tensor::embedding(&self.embed_tokens, idx, -1, false, false).dropout(self.cfg.dropout, train);
+        for l in &self.layers {
+            x = &x + l.self_attn.forward(&l.input_layernorm.forward(&x), &self.rope, train);
+            x = &x + l.mlp.forward(&l.post_attention_layernorm.forward(&x), train);
+        }
+        self.head(&x)
+    }
+
+    pub fn forward_cached(&self, idx: &Tensor, start: &Tensor, cache: &KvCache) -> Tensor {
+        let pos = positions(start, idx.size()[1]);
+        let mut x = Tensor::embedding(&self.embed_tokens, idx, -1, false, false);
+        for (i, l) in self.layers.iter().enumerate() {
+            x = &x + l.self_attn.forward_cached(&l.input_layernorm.forward(&x), &self.rope, &pos, cache, i);
+            x = &x + l.mlp.forward(&l.post_attention_layernorm.forward(&x), false);
+        }
+        self.head(&x)
+    }
+}

@@ -1,0 +1,89 @@
+//! Decoder-only transformer language models.
+//!
+//! Two architectures share one interface: `gpt2` (pre-LayerNorm, GELU MLP, learned
+//! positions) and `llama` (RMSNorm, rotary positions, SwiGLU MLP). Both tie the output
+//! projection to the token embedding. Parameter names follow the Hugging Face
+//! conventions of each family (`transformer.h.0.attn.c_attn.weight`,
+//! `model.layers.0.self_attn.q_proj.weight`); linear weights are stored as
+//! `(out_features, in_features)` like `torch.nn.Linear` (GPT-2's original `Conv1D`
+//! stores the transpose).
+mod cache;
+mod gpt2;
+mod layers;
+mod llama;
+
+pub use cache::KvCache;
+pub use gpt2::Gpt2;
+pub use llama::Llama;
+
+use crate::config::{Arch, ModelConfig};
+use tch::{nn, Tensor};
+
+/// Optimizer group of parameters that receive weight decay (matrices).
+pub const DECAY_GROUP: usize = 1;
+/// Optimizer group of parameters that do not (biases, norm gains).
+pub const NO_DECAY_GROUP: usize = 0;
+
+/// A language model of either architecture.
+pub enum Model {
+    Gpt2(Gpt2),
+    Llama(Llama),
+}
+
+impl Model {
+    /// Builds the model's parameters under `p` (freshly initialised).
+    pub fn new(p: &nn::Path, cfg: &ModelConfig) -> Self {
+        match cfg.arch {
+            Arch::Gpt2 => Model::Gpt2(Gpt2::new(p, cfg)),
+            Arch::Llama => Model::Llama(Llama::new(p, cfg)),
+        }
+    }
+
+    pub fn config(&self) -> &ModelConfig {
+        match self {
+            Model::Gpt2(m) => &m.cfg,
+            Model::Llama(m) => &m.cfg,
+        }
+    }
+
+    /// Full-sequence forward pass: `idx` (B, T) token ids, T ≤ block_size → logits (B, T, V).
+    pub fn forward(&self, idx: &Tensor, train: bool) -> Tensor {
+        match self {
+            Model::Gpt2(m) => m.forward(idx, train),
+            Model::Llama(m) => m.forward(idx, train),
+        }
+    }
+
+    /// Incremental forward pass for decoding.
+    ///
+    /// `idx` (B, T) are new tokens; `start` (B,) the position of each row's first new
+    /// token. Their keys and values are written into `cache` at positions
+    /// `start..start+T` of each row, and each new token attends to the cached positions
+    /// `0..=its own`. Returns logits (B, T, V). Rows may be at different positions.
+    pub fn forward_cached(&self, idx: &Tensor, start: &Tensor, cache: &KvCache) -> Tensor {
+        match self {
+            Model::Gpt2(m) => m.forward_cached(idx, start, cache),
+            Model::Llama(m) => m.forward_cached(idx, start, cache),
+        }
+    }
+
+    /// An empty cache for `batch` rows of this model on `device`.
+    pub fn new_cache(&self, batch: i64, device: tch::Device) -> KvCache {
+        let c = self.config();
+        KvCache::new(c.n_layer, batch, c.n_head, c.block_size, c.head_dim(), device)
+    }
+}
+
+/// Number of parameters of a model shape, counting tied embeddings once.
+pub fn parameter_count(vs: &nn::VarStore) -> i64 {
+    vs.trainable_variables().iter().map(|t| t.numel() as i64).sum()
+}
+
+/// Parameters excluding position embeddings, as in the 6·N FLOPs-per-token estimate.
+pub fn non_embedding_parameter_count(vs: &nn::VarStore) -> i64 {
+    vs.variables()
+        .iter()
+        .filter(|(name, _)| !name.ends_with("wpe.weight"))
+        .map(|(_, t)| t.numel() as i64)
+        .sum()
+}

@@ -1,0 +1,185 @@
+//! `lmloop prepare`: raw text → documents → train/val/test split → tokenizer → token files.
+//!
+//! Documents: in a file containing lines that are exactly `<|endoftext|>`, those lines
+//! separate documents (this is how `corpus fetch` writes Shakespeare, one scene per
+//! document, and how TinyStories ships). Any other file is split at blank lines, so a
+//! document is a paragraph block. Documents, never lines, are assigned to splits: no
+//! document is in two splits.
+//!
+//! Split: documents are shuffled with the seed, then the test split takes documents
+//! until it holds `test_fraction` of the characters, the validation split likewise,
+//! and the training split the rest.
+use crate::layout::{write_json_atomic, RealCorpus};
+use crate::tokenizer::{Vocab, EOT};
+use crate::tokens::write_tokens;
+use anyhow::{bail, Context, Result};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// One input text, already read and checked.
+pub struct Source {
+    pub name: String,
+    pub text: String,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct PrepareOptions {
+    pub vocab_size: usize,
+    pub val_fraction: f64,
+    pub test_fraction: f64,
+    pub seed: u64,
+}
+
+impl Default for PrepareOptions {
+    fn default() -> Self {
+        Self { vocab_size: 2048, val_fraction: 0.05, test_fraction: 0.05, seed: 1337 }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SourceMeta {
+    pub name: String,
+    pub sha256: String,
+    pub bytes: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SplitMeta {
+    pub documents: usize,
+    pub tokens: usize,
+    pub characters: usize,
+}
+
+/// `meta.json` of a prepared corpus; written last, so its presence means "complete".
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CorpusMeta {
+    pub sources: Vec<SourceMeta>,
+    pub vocab_size: usize,
+    pub eot_id: u32,
+    pub seed: u64,
+    pub val_fraction: f64,
+    pub test_fraction: f64,
+    pub train: SplitMeta,
+    pub val: SplitMeta,
+    pub test: SplitMeta,
+}
+
+impl CorpusMeta {
+    pub fn load(dir: &Path) -> Result<Self> {
+        let path = dir.join(RealCorpus::META);
+        if !path.exists() {
+            bail!("{} is not a prepared corpus (no {}); run `lmloop prepare` first", dir.display(), RealCorpus::META);
+        }
+        crate::layout::read_json(&path)
+    }
+}
+
+/// Splits a text into documents (see the module documentation).
+pub fn split_documents(text: &str) -> Vec<String> {
+    let has_marker = text.lines().any(|l| l.trim_end() == EOT);
+    let mut docs = Vec::new();
+    let mut current = String::new();
+    let mut flush = |current: &mut String| {
+        let doc = current.trim_matches('\n');
+        if !doc.trim().is_empty() {
+            docs.push(doc.to_string());
+        }
+        current.clear();
+    };
+    for line in text.lines() {
+        let boundary = if has_marker { line.trim_end() == EOT } else { line.trim().is_empty() };
+        if boundary {
+            flush(&mut current);
+        } else {
+            current.push_str(line);
+            current.push('\n');
+        }
+    }
+    flush(&mut current);
+    docs
+}
+
+/// Assigns documents to (train, val, test).
+pub fn split(mut docs: Vec<String>, opts: &PrepareOptions) -> Result<(Vec<String>, Vec<String>, Vec<String>)> {
+    for (name, f) in [("--val-fraction", opts.val_fraction), ("--test-fraction", opts.test_fraction)] {
+        if !(f > 0.0 && f < 1.0) {
+            bail!("{name} must be in (0, 1), got {f}");
+        }
+    }
+    if opts.val_fraction + opts.test_fraction >= 1.0 {
+        bail!("--val-fraction plus --test-fraction must leave data for training");
+    }
+    if docs.len() < 3 {
+        bail!("the input has {} document(s); at least 3 are needed for train/val/test splits", docs.len());
+    }
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(opts.seed);
+    docs.shuffle(&mut rng);
+    let total: usize = docs.iter().map(|d| d.len()).sum();
+    let take = |docs: &mut Vec<String>, fraction: f64| {
+        let target = (fraction * total as f64).ceil() as usize;
+        let mut out = Vec::new();
+        let mut chars = 0;
+        // Always leave one document for training.
+        while chars < target && docs.len() > 1 {
+            let d = docs.pop().unwrap();
+            chars += d.len();
+            out.push(d);
+        }
+        out
+    };
+    let test = take(&mut docs, opts.test_fraction);
+    let val = take(&mut docs, opts.val_fraction);
+    if val.is_empty() || test.is_empty() {
+        bail!("the input is too small to give every split a document");
+    }
+    Ok((docs, val, test))
+}
+
+/// Runs the whole preparation into `out`.
+pub fn prepare(sources: &[Source], out: &Path, opts: &PrepareOptions) -> Result<CorpusMeta> {
+    if sources.is_empty() {
+        bail!("no input given");
+    }
+    let mut docs = Vec::new();
+    for s in sources {
+        let before = docs.len();
+        docs.extend(split_documents(&s.text));
+        if docs.len() == before {
+            bail!("input {} contains no text", s.name);
+        }
+    }
+    let (train, val, test) = split(docs, opts)?;
+    let vocab = Vocab::train(&train, opts.vocab_size)?;
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    // Remove a stale completion marker first: the folder is incomplete until meta.json is rewritten.
+    let _ = std::fs::remove_file(out.join(RealCorpus::META));
+    vocab.save(&out.join(RealCorpus::TOKENIZER))?;
+    let write_split = |docs: &[String], file: &str| -> Result<SplitMeta> {
+        let mut ids = Vec::new();
+        for doc in vocab.encode_all(docs)? {
+            ids.extend_from_slice(&doc);
+            ids.push(vocab.eot());
+        }
+        write_tokens(&out.join(file), &ids, vocab.vocab_size())?;
+        Ok(SplitMeta { documents: docs.len(), tokens: ids.len(), characters: docs.iter().map(|d| d.chars().count()).sum() })
+    };
+    let meta = CorpusMeta {
+        sources: sources
+            .iter()
+            .map(|s| SourceMeta { name: s.name.clone(), sha256: s.sha256.clone(), bytes: s.text.len() })
+            .collect(),
+        vocab_size: vocab.vocab_size(),
+        eot_id: vocab.eot(),
+        seed: opts.seed,
+        val_fraction: opts.val_fraction,
+        test_fraction: opts.test_fraction,
+        train: write_split(&train, RealCorpus::TRAIN)?,
+        val: write_split(&val, RealCorpus::VAL)?,
+        test: write_split(&test, RealCorpus::TEST)?,
+    };
+    write_json_atomic(&out.join(RealCorpus::META), &meta)?;
+    Ok(meta)
+}

@@ -1,0 +1,49 @@
+//! Writing result files: atomically, so that an interrupted run never leaves
+//! a complete-looking but truncated table behind.
+
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+
+/// Writes `bytes` to a hidden temporary file next to `path`, then renames it
+/// over `path` (a rename within one folder is atomic on POSIX filesystems).
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let Some(file_name) = path.file_name() else {
+        bail!("cannot write to {}: it names no file", path.display());
+    };
+    let temporary = path.with_file_name(format!(".{}.tmp-{}", file_name.to_string_lossy(), std::process::id()));
+    let written = fs::File::create(&temporary)
+        .and_then(|mut file| file.write_all(bytes).and_then(|_| file.sync_all()))
+        .with_context(|| format!("writing {} failed", temporary.display()));
+    if let Err(error) = written {
+        let _ = fs::remove_file(&temporary);
+        return Err(error);
+    }
+    fs::rename(&temporary, path).with_context(|| {
+        let _ = fs::remove_file(&temporary);
+        format!("renaming {} to {} failed", temporary.display(), path.display())
+    })
+}
+
+/// A CSV document from a header and rows of already formatted fields.
+pub fn csv_document(header: &[&str], rows: impl IntoIterator<Item = Vec<String>>) -> Result<Vec<u8>> {
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    writer.write_record(header).context("formatting a CSV header failed")?;
+    for row in rows {
+        writer.write_record(&row).context("formatting a CSV row failed")?;
+    }
+    writer.into_inner().context("finishing a CSV document failed")
+}
+
+/// An empty field where a value does not apply (e.g. a prediction at T ≠ 1).
+pub fn optional_field(value: Option<f64>) -> String {
+    value.map(|v| v.to_string()).unwrap_or_default()
+}
+
+/// Creates the output folder up front, so that a long simulation does not
+/// fail only at the end because its results cannot be saved.
+pub fn prepare_output_folder(folder: &Path) -> Result<()> {
+    fs::create_dir_all(folder).with_context(|| format!("cannot create the output folder {}", folder.display()))
+}

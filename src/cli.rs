@@ -126,13 +126,13 @@ pub struct SampleArgs {
     #[arg(long)]
     pub n_tokens: usize,
     /// Softmax temperature; 0 is greedy.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
     pub temperature: f64,
     /// Keep only the k most likely tokens (applied after temperature).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub top_k: Option<i64>,
     /// Keep the smallest set of tokens whose probability reaches p (applied after top-k).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub top_p: Option<f64>,
     /// Seed of the sampler.
     #[arg(long, default_value_t = 1337)]
@@ -162,16 +162,16 @@ pub struct GenerationsArgs {
     #[arg(long)]
     pub policy: Option<String>,
     /// Share λ of real data per generation, for mix and fresh (generations.real_fraction).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub real_fraction: Option<f64>,
     /// Sampling temperature; 0 is greedy (sample.temperature).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub temperature: Option<f64>,
     /// Top-k filter when sampling (sample.top_k).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub top_k: Option<i64>,
     /// Top-p filter when sampling (sample.top_p).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub top_p: Option<f64>,
     /// Initialise each generation from `scratch` or from the `previous` generation's weights (generations.init).
     #[arg(long)]

@@ -224,7 +224,7 @@ where
     if !visible.is_empty() {
         context
             .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
+            .position(emptiest_corner(visible, chart.log_x, chart.log_y))
             .label_font(("sans-serif", 13))
             .background_style(WHITE.mix(0.85))
             .border_style(RGBColor(180, 180, 180))
@@ -234,13 +234,55 @@ where
     Ok(())
 }
 
+/// The corner whose quarter of the plot holds the fewest data points, so
+/// that the legend hides as little as possible (upper right on ties).
+fn emptiest_corner(series: &[Series], log_x: bool, log_y: bool) -> SeriesLabelPosition {
+    let scale = |value: f64, log_axis: bool| if log_axis { value.ln() } else { value };
+    let points: Vec<(f64, f64)> = series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|&(x, y)| (scale(x, log_x), scale(y, log_y))))
+        .collect();
+    let extent = |values: &mut dyn Iterator<Item = f64>| {
+        values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)))
+    };
+    let (x_lo, x_hi) = extent(&mut points.iter().map(|p| p.0));
+    let (y_lo, y_hi) = extent(&mut points.iter().map(|p| p.1));
+    let fraction = |value: f64, lo: f64, hi: f64| if hi > lo { (value - lo) / (hi - lo) } else { 0.5 };
+    // (is right, is upper) per corner, in order of preference.
+    let corners = [
+        (SeriesLabelPosition::UpperRight, true, true),
+        (SeriesLabelPosition::UpperLeft, false, true),
+        (SeriesLabelPosition::LowerRight, true, false),
+        (SeriesLabelPosition::LowerLeft, false, false),
+    ];
+    let crowding = |right: bool, upper: bool| {
+        points
+            .iter()
+            .filter(|&&(x, y)| {
+                let (fx, fy) = (fraction(x, x_lo, x_hi), fraction(y, y_lo, y_hi));
+                (if right { fx > 0.6 } else { fx < 0.4 }) && (if upper { fy > 0.6 } else { fy < 0.4 })
+            })
+            .count()
+    };
+    let mut best = (SeriesLabelPosition::UpperRight, usize::MAX);
+    for (position, right, upper) in corners {
+        let count = crowding(right, upper);
+        if count < best.1 {
+            best = (position, count);
+        }
+    }
+    best.0
+}
+
 /// Compact tick text: plain decimals in the readable range, scientific outside it.
 fn tick_label(value: f64) -> String {
     let magnitude = value.abs();
     if value == 0.0 {
         "0".to_string()
     } else if !(1e-3..1e5).contains(&magnitude) {
-        format!("{value:.1e}")
+        // Ticks are usually round: "1e-4", not "1.0e-4"; long mantissas are cut.
+        let shortest = format!("{value:e}");
+        if shortest.len() <= 8 { shortest } else { format!("{value:.2e}") }
     } else {
         let text = format!("{value:.4}");
         let text = text.trim_end_matches('0').trim_end_matches('.');

@@ -5,23 +5,14 @@ use common::*;
 use lmloop::checkpoint::Checkpoint;
 use lmloop::config::{Arch, Config, ModelConfig};
 use lmloop::model::Model;
-use lmloop::prepare::{prepare, split, split_documents, PrepareOptions, Source};
+use lmloop::prepare::{split, split_documents, PrepareOptions};
 use lmloop::stream::TokenStream;
 use lmloop::tokenizer::Vocab;
 use lmloop::tokens::TokenFile;
 use std::collections::HashSet;
-use std::path::Path;
 use std::sync::Arc;
 use tch::{nn, Device, Tensor};
 
-fn source(text: &str) -> Source {
-    Source { name: "toy".into(), text: text.into(), sha256: "-".into() }
-}
-
-fn prepared(dir: &Path, vocab: usize) -> lmloop::prepare::CorpusMeta {
-    let opts = PrepareOptions { vocab_size: vocab, ..Default::default() };
-    prepare(&[source(&toy_corpus(120, 6))], dir, &opts).unwrap()
-}
 
 #[test]
 fn causal_mask_holds_for_both_architectures() {
@@ -31,7 +22,7 @@ fn causal_mask_holds_for_both_architectures() {
         let cfg = ModelConfig { arch, ..ModelConfig::tiny(50) };
         let model = Model::new(&vs.root(), &cfg);
         let a = Tensor::from_slice(&[1i64, 2, 3, 4, 5, 6, 7, 8]).view([1, 8]);
-        let mut b = a.copy();
+        let b = a.copy();
         let _ = b.get(0).get(5).fill_(42);
         let (la, lb) = tch::no_grad(|| (model.forward(&a, false), model.forward(&b, false)));
         let diff_early = (la.narrow(1, 0, 5) - lb.narrow(1, 0, 5)).abs().max().double_value(&[]);
@@ -82,19 +73,6 @@ fn prepared_token_files_hold_whole_documents() {
     let docs = lmloop::tokens::document_ranges(train.iter(), meta.eot_id);
     assert_eq!(docs.len(), meta.train.documents);
     assert_eq!(train.get(train.len() - 1), meta.eot_id, "every document ends with <|endoftext|>");
-}
-
-/// Trains the tiny config on the toy corpus through the binary; returns (checkpoint dir, corpus dir).
-fn train_tiny(root: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
-    let data = root.join("corpus");
-    prepared(&data, 300);
-    let out = root.join("ckpt");
-    let r = lmloop(
-        root,
-        &["train", "--config", tiny_config().to_str().unwrap(), "--data", data.to_str().unwrap(), "--out", out.to_str().unwrap()],
-    );
-    assert_eq!(r.0, 0, "train failed: {}", r.2);
-    (out, data)
 }
 
 #[test]

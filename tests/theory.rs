@@ -188,7 +188,9 @@ fn largest_survival_gap(config: &DiscreteConfig, result: &DiscreteResult) -> f64
 
 #[test]
 fn symbol_survival_matches_the_poisson_model_and_wrong_recursions_do_not() {
-    const TOLERANCE: f64 = 0.03;
+    // The correct recursion stays within ~0.01 (Monte Carlo error plus the
+    // Poisson approximation of multinomial counts); the wrong ones are ~0.7 off.
+    const TOLERANCE: f64 = 0.02;
     let config = |policy| discrete_config("zipf:1.1", 1000, 1000, 20, 400, policy, 1.0);
 
     let right = config(DataPolicy::Replace);
@@ -241,11 +243,14 @@ fn large_n_at_temperature_one_barely_moves_the_distribution() {
     for k in 0..=5 {
         assert_eq!(result.support[k].q05, 100.0, "a symbol vanished by k = {k}");
         assert!(result.total_variation[k].mean < 0.01, "TV at k = {k}: {}", result.total_variation[k].mean);
-        assert!((result.entropy[k].mean - result.start_entropy).abs() < 1e-3);
+        // Per trial, ln p̂ moves by about √(Var(ln p)/n) ≈ 10⁻³ a generation.
+        let entropy_change = (result.entropy[k].mean - result.start_entropy).abs();
+        assert!(entropy_change < 5e-3, "k = {k}: entropy moved by {entropy_change}");
     }
-    // The same measurement does register drift when n is small.
-    let small = discrete_config("zipf:1.1", 100, 100, 5, 20, DataPolicy::Replace, 1.0);
-    assert!(simulate_discrete(&small).unwrap().total_variation[5].mean > 0.1);
+    // The same measurements do register drift when n is small.
+    let small = simulate_discrete(&discrete_config("zipf:1.1", 100, 100, 5, 20, DataPolicy::Replace, 1.0)).unwrap();
+    assert!(small.total_variation[5].mean > 0.1, "TV {}", small.total_variation[5].mean);
+    assert!(small.start_entropy - small.entropy[5].mean > 0.1, "entropy {}", small.entropy[5].mean);
 }
 
 #[test]

@@ -57,7 +57,7 @@ pub struct DiscreteArgs {
     pub policy: PolicyName,
     /// Share λ of real samples per generation, in [0, 1]; required by and only
     /// accepted with --policy mix.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub real_fraction: Option<f64>,
     /// Sampling temperature T > 0 applied to every estimate before sampling
     /// from it [default: 1, plain ancestral sampling].

@@ -53,7 +53,7 @@ pub struct GaussianArgs {
     pub policy: PolicyName,
     /// Share λ of real samples per generation, in [0, 1]; required by and only
     /// accepted with --policy mix.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub real_fraction: Option<f64>,
     /// Random seed; trial t uses its own stream derived from it [default: 0].
     #[arg(long, default_value_t = 0)]

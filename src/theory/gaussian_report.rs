@@ -18,7 +18,7 @@ use super::gaussian::{GaussianConfig, GaussianResult};
 use super::output::{csv_document, optional_field, write_atomically};
 use super::predictions::{log_sigma_drift, sigma_mean_approximation, sigma_shrink_factor, SpreadEstimator};
 use super::table_format::{report_generations, short, stats_fields, stats_header};
-use super::trial_stats::QUANTILE_LEVELS;
+use super::trial_stats::{TrialStats, QUANTILE_LEVELS};
 use crate::plot::{render_svg, write_svg_and_png, LineChart, Series};
 
 /// Writes every output file into `folder` (which must exist) and returns the summary text.
@@ -116,6 +116,23 @@ fn charts(config: &GaussianConfig, result: &GaussianResult) -> Vec<(&'static str
     ]
 }
 
+/// Trials expected beyond the point that dominates E[σ̂_k] below which the
+/// sample mean of σ̂_k is not trusted.
+const WELL_SAMPLED_TAIL_TRIALS: f64 = 10.0;
+
+/// Whether the sample mean of σ̂_k over `trials` can be trusted. ln σ̂_k is
+/// close to normal with spread s; E[σ̂_k] = E[e^(ln σ̂_k)] is then dominated by
+/// trials about s standard deviations above the mean of ln σ̂_k, which occur
+/// with probability ≤ φ(s)/s (Mills' ratio). Require about ten such trials.
+fn mean_is_well_sampled(log_sigma: &TrialStats, trials: usize) -> bool {
+    let spread = log_sigma.sd;
+    if spread <= 1.0 {
+        return true;
+    }
+    let tail = (-spread * spread / 2.0).exp() / (spread * (2.0 * std::f64::consts::PI).sqrt());
+    trials as f64 * tail >= WELL_SAMPLED_TAIL_TRIALS
+}
+
 fn estimator_name(estimator: SpreadEstimator) -> &'static str {
     match estimator {
         SpreadEstimator::Mle => "MLE",
@@ -162,7 +179,12 @@ pub fn gaussian_summary(config: &GaussianConfig, result: &GaussianResult) -> Str
         let _ = writeln!(
             text,
             "{k:>6}  {:>22}  {:>12}  {:>12}  {:>12}  {:>12}  {:<30}",
-            format!("{} ± {}", short(sigma.mean), short(sigma.standard_error(config.trials))),
+            format!(
+                "{}{} ± {}",
+                if mean_is_well_sampled(&result.log_sigma[k], config.trials) { "" } else { "†" },
+                short(sigma.mean),
+                short(sigma.standard_error(config.trials))
+            ),
             short(exact_sigma),
             short(approximation),
             short(result.log_sigma[k].mean),
@@ -171,26 +193,39 @@ pub fn gaussian_summary(config: &GaussianConfig, result: &GaussianResult) -> Str
         );
     }
 
+    let _ = writeln!(text, "† fewer than {WELL_SAMPLED_TAIL_TRIALS} trials carry this mean (see below)");
     let _ = writeln!(text, "\nPrediction tested:");
     match exact {
-        Some((sigma, _)) => {
-            // Largest deviation of the simulated mean from c^k, in standard errors.
-            let worst = (1..=last)
-                .map(|k| {
-                    let error = result.sigma[k].standard_error(config.trials);
-                    if error > 0.0 { (result.sigma[k].mean - sigma[k]).abs() / error } else { 0.0 }
-                })
-                .fold(0.0, f64::max);
+        Some((sigma, log_sigma)) => {
+            let deviation = |simulated: &TrialStats, exact: f64| {
+                let error = simulated.standard_error(config.trials);
+                if error > 0.0 { (simulated.mean - exact).abs() / error } else { 0.0 }
+            };
+            let sampled = (1..=last).take_while(|&k| mean_is_well_sampled(&result.log_sigma[k], config.trials)).last();
+            let sigma_worst = (1..=sampled.unwrap_or(0)).map(|k| deviation(&result.sigma[k], sigma[k])).fold(0.0, f64::max);
+            let log_worst = (1..=last).map(|k| deviation(&result.log_sigma[k], log_sigma[k])).fold(0.0, f64::max);
             let _ = writeln!(
                 text,
                 "Suresh et al. (2024): E[σ̂_k] = σ₀·c^k exactly, ≈ exp(−{}k/(4n)); σ̂_k → 0 almost surely on a time scale of n generations \
-(the median falls faster than the mean: E[ln σ̂_k] drifts by {:.3e} per generation). Largest |simulated − exact| over k = 1..{last}: {:.2} standard errors; \
-median σ̂ at k = {last}: {}.",
+(the median falls faster than the mean: E[ln σ̂_k] drifts by {:.3e} per generation). Median σ̂ at k = {last}: {}.",
                 if config.estimator == SpreadEstimator::Mle { "3" } else { "" },
                 log_sigma_drift(n, config.estimator),
-                worst,
                 short(result.sigma[last].median),
             );
+            let _ = match sampled {
+                Some(k) if k == last => writeln!(
+                    text,
+                    "Largest |simulated − exact| over k = 1..{last}: mean σ̂_k {sigma_worst:.2} standard errors, mean ln σ̂_k {log_worst:.2}."
+                ),
+                _ => writeln!(
+                    text,
+                    "Largest |simulated − exact|: mean σ̂_k {sigma_worst:.2} standard errors over k = 1..{}, mean ln σ̂_k {log_worst:.2} over k = 1..{last}. \
+Beyond k = {0}, ln σ̂_k spreads so widely that E[σ̂_k] is carried by fewer than {WELL_SAMPLED_TAIL_TRIALS} of the {} trials: the simulated mean of σ̂_k \
+then runs low and its standard error is unreliable, so compare the mean of ln σ̂_k there.",
+                    sampled.unwrap_or(0),
+                    config.trials,
+                ),
+            };
         }
         None => {
             let _ = writeln!(

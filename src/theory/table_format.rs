@@ -17,7 +17,10 @@ pub fn stats_fields(stats: &TrialStats) -> Vec<String> {
 
 /// Four significant digits: enough to compare a simulation with a prediction by eye.
 pub fn short(value: f64) -> String {
-    if value == 0.0 || !value.is_finite() {
+    if value == 0.0 {
+        return "0".to_string(); // also for −0
+    }
+    if !value.is_finite() {
         return format!("{value}");
     }
     let magnitude = value.abs();

@@ -61,3 +61,23 @@ pub fn assert_clear_error(result: &(i32, String, String), needle: &str) {
 pub fn tiny_config() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/tiny.toml")
 }
+
+/// Prepares the toy corpus (vocabulary `vocab`) into `dir`.
+pub fn prepared(dir: &Path, vocab: usize) -> lmloop::prepare::CorpusMeta {
+    let opts = lmloop::prepare::PrepareOptions { vocab_size: vocab, ..Default::default() };
+    let source = lmloop::prepare::Source { name: "toy".into(), text: toy_corpus(120, 6), sha256: "-".into() };
+    lmloop::prepare::prepare(&[source], dir, &opts).unwrap()
+}
+
+/// Trains the tiny config on the toy corpus through the binary; returns (checkpoint dir, corpus dir).
+pub fn train_tiny(root: &Path) -> (PathBuf, PathBuf) {
+    let data = root.join("corpus");
+    prepared(&data, 300);
+    let out = root.join("ckpt");
+    let r = lmloop(
+        root,
+        &["train", "--config", tiny_config().to_str().unwrap(), "--data", data.to_str().unwrap(), "--out", out.to_str().unwrap()],
+    );
+    assert_eq!(r.0, 0, "train failed: {}", r.2);
+    (out, data)
+}

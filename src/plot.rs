@@ -1,4 +1,5 @@
-//! Small line charts for reports: SVG through plotters, PNG through resvg.
+//! Small charts for reports (line charts with optional log axes, bar
+//! charts): SVG through plotters, PNG through resvg.
 //!
 //! The SVG string is the primary product (the HTML report embeds it inline);
 //! the PNG is a convenience for viewers that cannot show SVG. PNG text needs a
@@ -12,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 use anyhow::{anyhow, bail, Context, Result};
-use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
+use plotters::coord::ranged1d::{AsRangedCoord, SegmentValue, ValueFormatter};
 use plotters::prelude::*;
 
 /// Pixel size of every chart; 800×500 reads well inline in a report page.
@@ -272,6 +273,81 @@ fn emptiest_corner(series: &[Series], log_x: bool, log_y: bool) -> SeriesLabelPo
         }
     }
     best.0
+}
+
+/// Bars over named categories, e.g. vanished tokens per frequency bucket.
+/// On a logarithmic value axis, bars with a non-positive value are left out.
+#[derive(Clone, Debug, Default)]
+pub struct BarChart {
+    pub title: String,
+    pub x_label: String,
+    pub y_label: String,
+    pub log_y: bool,
+    /// (category name, value), drawn left to right.
+    pub bars: Vec<(String, f64)>,
+}
+
+/// Renders the bar chart as a standalone SVG document.
+pub fn render_bar_svg(chart: &BarChart) -> Result<String> {
+    let values = chart.bars.iter().map(|(_, value)| *value).filter(|&v| drawable(v, chart.log_y));
+    // Bars rise from 0, or from below the smallest bar on a log axis.
+    let y_range = axis_range(values.chain(if chart.log_y { None } else { Some(0.0) }), chart.log_y);
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, CHART_SIZE).into_drawing_area();
+        root.fill(&WHITE).map_err(plot_error)?;
+        if chart.log_y {
+            draw_bars(&root, chart, y_range.log_scale())?;
+        } else {
+            draw_bars(&root, chart, y_range)?;
+        }
+        root.present().map_err(plot_error)?;
+    }
+    Ok(svg)
+}
+
+fn draw_bars<DB, Y>(root: &DrawingArea<DB, plotters::coord::Shift>, chart: &BarChart, y_range: Y) -> Result<()>
+where
+    DB: DrawingBackend,
+    Y: AsRangedCoord<Value = f64>,
+    Y::CoordDescType: ValueFormatter<f64>,
+{
+    let count = chart.bars.len().max(1);
+    let mut context = ChartBuilder::on(root)
+        .caption(&chart.title, ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(42)
+        .y_label_area_size(64)
+        .build_cartesian_2d((0..count).into_segmented(), y_range)
+        .map_err(plot_error)?;
+    let base = if chart.log_y { context.y_range().start } else { 0.0 };
+    let name = |value: &SegmentValue<usize>| match value {
+        SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => chart.bars.get(*i).map(|b| b.0.clone()).unwrap_or_default(),
+        SegmentValue::Last => String::new(),
+    };
+    context
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_desc(chart.x_label.as_str())
+        .y_desc(chart.y_label.as_str())
+        .x_labels(count.min(20))
+        .x_label_formatter(&name)
+        .y_label_formatter(&|v| tick_label(*v))
+        .label_style(("sans-serif", 13))
+        .axis_desc_style(("sans-serif", 15))
+        .light_line_style(TRANSPARENT)
+        .bold_line_style(RGBColor(225, 225, 225))
+        .draw()
+        .map_err(plot_error)?;
+    let fill = PALETTE[0].filled();
+    context
+        .draw_series(chart.bars.iter().enumerate().filter(|(_, (_, v))| drawable(*v, chart.log_y)).map(|(i, (_, value))| {
+            let mut bar = Rectangle::new([(SegmentValue::Exact(i), base), (SegmentValue::Exact(i + 1), *value)], fill);
+            bar.set_margin(0, 0, 6, 6);
+            bar
+        }))
+        .map_err(plot_error)?;
+    Ok(())
 }
 
 /// Compact tick text: plain decimals in the readable range, scientific outside it.

@@ -6,7 +6,7 @@ use std::fs;
 use std::path::Path;
 
 use clap::Parser;
-use lmloop::plot::{render_svg, write_svg_and_png, LineChart, Series};
+use lmloop::plot::{render_bar_svg, render_svg, write_svg_and_png, BarChart, LineChart, Series};
 use lmloop::theory::{
     digamma, discrete_survival_bins, exact_squared_distance, ln_gamma, ln_gamma_ratio, log_sigma_drift,
     poisson_survival_factors, run, sigma_mean_approximation, sigma_shrink_factor, simulate_discrete,
@@ -293,32 +293,46 @@ fn results_do_not_depend_on_the_thread_count_but_on_the_seed() {
 }
 
 #[test]
-fn multinomial_sampler_has_the_right_means_on_both_algorithms() {
-    let weights = [1.0, 2.0, 3.0, 4.0, 0.0];
-    let mut sampler = MultinomialSampler::new();
-    sampler.load(weights);
+fn multinomial_sampler_has_the_right_moments_on_every_algorithm() {
+    let few = vec![1.0, 2.0, 3.0, 4.0, 0.0];
+    // 200 categories with weights 0, 1, …, 199: category 0 can never be drawn.
+    let many: Vec<f64> = (0..200).map(|i| i as f64).collect();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
-    // n = 20 over 5 categories takes the alias path, n = 10⁶ the binomial path.
-    for (n, repetitions) in [(20u64, 20_000), (1_000_000, 400)] {
-        let mut sums = [0f64; 5];
-        let mut squares = [0f64; 5];
+    // Dense alias draws (n ≈ m), conditional binomials (n ≫ m), sparse alias draws (n ≪ m).
+    for (weights, n, repetitions) in [(&few, 20u64, 20_000), (&few, 1_000_000, 400), (&many, 10, 40_000)] {
+        let total: f64 = weights.iter().sum();
+        let mut sampler = MultinomialSampler::new();
+        sampler.load(weights.iter().copied());
+        let mut sums = vec![0f64; weights.len()];
+        let mut squares = vec![0f64; weights.len()];
         for _ in 0..repetitions {
-            let counts = sampler.draw(n, &mut rng);
-            assert_eq!(counts.iter().sum::<u64>(), n);
-            assert_eq!(counts[4], 0, "a zero-weight category was drawn");
-            for (i, &c) in counts.iter().enumerate() {
-                sums[i] += c as f64;
-                squares[i] += (c as f64).powi(2);
+            let mut seen = vec![false; weights.len()];
+            let mut drawn = 0;
+            for (category, count) in sampler.draw(n, &mut rng) {
+                assert!(count > 0 && !seen[category], "category {category} reported twice or empty");
+                assert!(weights[category] > 0.0, "zero-weight category {category} was drawn");
+                seen[category] = true;
+                drawn += count;
+                sums[category] += count as f64;
+                squares[category] += (count as f64).powi(2);
             }
+            assert_eq!(drawn, n);
         }
-        for i in 0..4 {
-            let p = weights[i] / 10.0;
-            let mean = sums[i] / repetitions as f64;
-            let variance = squares[i] / repetitions as f64 - mean * mean;
+        // Categories expected at least 1000 times overall, so that the sample
+        // variance is itself accurate to a few percent.
+        let checked: Vec<usize> = (0..weights.len())
+            .filter(|&c| n as f64 * weights[c] / total * repetitions as f64 >= 1000.0)
+            .step_by(weights.len() / 4)
+            .collect();
+        assert!(checked.len() >= 2);
+        for category in checked {
+            let p = weights[category] / total;
+            let mean = sums[category] / repetitions as f64;
+            let variance = squares[category] / repetitions as f64 - mean * mean;
             let expected_variance = n as f64 * p * (1.0 - p);
             let error = (expected_variance / repetitions as f64).sqrt();
-            assert!((mean - n as f64 * p).abs() < 4.0 * error, "n = {n}, category {i}: mean {mean}");
-            assert!((variance / expected_variance - 1.0).abs() < 0.15, "n = {n}, category {i}: variance {variance}");
+            assert!((mean - n as f64 * p).abs() < 4.0 * error, "n = {n}, category {category}: mean {mean} vs {}", n as f64 * p);
+            assert!((variance / expected_variance - 1.0).abs() < 0.15, "n = {n}, category {category}: variance {variance}");
         }
     }
 }
@@ -482,4 +496,19 @@ fn line_chart_has_a_legend_skips_points_a_log_axis_cannot_show_and_rasterises() 
     assert_eq!(fs::read_to_string(out.path().join("chart.v1.svg")).unwrap(), svg);
     assert_png(&out.path().join("chart.v1.png"));
     assert_no_temporary_files(out.path());
+}
+
+#[test]
+fn bar_chart_names_its_categories_and_rasterises() {
+    let bars = vec![("rare".to_string(), 120.0), ("common".to_string(), 30.0), ("none".to_string(), 0.0)];
+    for log_y in [false, true] {
+        let chart = BarChart { title: "vanished".into(), x_label: "bucket".into(), y_label: "tokens".into(), log_y, bars: bars.clone() };
+        let svg = render_bar_svg(&chart).unwrap();
+        for name in ["vanished", "rare", "common"] {
+            assert!(svg.contains(name), "{name} missing (log_y = {log_y})");
+        }
+        let out = tempfile::tempdir().unwrap();
+        write_svg_and_png(&svg, &out.path().join("bars")).unwrap();
+        assert_png(&out.path().join("bars.png"));
+    }
 }

@@ -153,6 +153,8 @@ impl DiscreteConfig {
 /// generation k = 0..=generations hold one entry per generation.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DiscreteResult {
+    /// Trials the statistics are over.
+    pub trials: usize,
     /// Symbols with positive estimated probability.
     pub support: Vec<TrialStats>,
     /// Entropy of the estimate, in nats.
@@ -177,8 +179,8 @@ pub struct DiscreteResult {
 
 impl DiscreteResult {
     /// Estimated probability that `symbol` is present at `checkpoints[slot]`.
-    pub fn survival(&self, slot: usize, symbol: usize, trials: usize) -> f64 {
-        self.present_trials[slot][symbol] as f64 / trials as f64
+    pub fn survival(&self, slot: usize, symbol: usize) -> f64 {
+        self.present_trials[slot][symbol] as f64 / self.trials as f64
     }
 }
 
@@ -223,6 +225,7 @@ pub fn simulate_discrete_with_progress(config: &DiscreteConfig, progress: &Progr
     let present_trials = partial.presence.chunks(support.max(1)).map(<[u32]>::to_vec).collect();
     let last = config.generations;
     Ok(DiscreteResult {
+        trials,
         support: stats(|t, k| t.support[k] as f64),
         entropy: stats(|t, k| t.entropy[k]),
         total_variation: stats(|t, k| t.total_variation[k]),

@@ -218,14 +218,11 @@ impl ChainState {
         if draws == 0 {
             return;
         }
-        let tallies = self.start_sampler.draw(draws, rng);
-        for (symbol, &count) in tallies.iter().enumerate() {
-            if count > 0 {
-                if self.counts[symbol] == 0 {
-                    self.alive.push(symbol as u32);
-                }
-                self.counts[symbol] += count;
+        for (symbol, count) in self.start_sampler.draw(draws, rng) {
+            if self.counts[symbol] == 0 {
+                self.alive.push(symbol as u32);
             }
+            self.counts[symbol] += count;
         }
     }
 
@@ -235,20 +232,19 @@ impl ChainState {
         if draws == 0 {
             return;
         }
-        let tallies = self.estimate_sampler.draw(draws, rng);
+        let drawn = self.estimate_sampler.draw(draws, rng);
         if new_set {
-            for (&symbol, &count) in self.previous_alive.iter().zip(tallies) {
-                if count > 0 {
-                    if self.counts[symbol as usize] == 0 {
-                        self.alive.push(symbol);
-                    }
-                    self.counts[symbol as usize] += count;
+            for (position, count) in drawn {
+                let symbol = self.previous_alive[position];
+                if self.counts[symbol as usize] == 0 {
+                    self.alive.push(symbol);
                 }
+                self.counts[symbol as usize] += count;
             }
         } else {
             // Accumulate: every category is alive already and stays so.
-            for (&symbol, &count) in self.alive.iter().zip(tallies) {
-                self.counts[symbol as usize] += count;
+            for (position, count) in drawn {
+                self.counts[self.alive[position] as usize] += count;
             }
         }
     }

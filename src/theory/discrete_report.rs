@@ -10,7 +10,8 @@
 //! * `symbols.csv` — per symbol: start probability, n·p and survival at each checkpoint;
 //! * `support`, `entropy`, `total_variation`, `squared_distance`, `survival`
 //!   as `.svg` and `.png`;
-//! * `summary.txt` (also printed) and `config.json` (the resolved run).
+//! * `config.json` (the resolved run) and `summary.txt` (also printed),
+//!   written last: a folder with a summary holds a complete set of outputs.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -19,7 +20,7 @@ use anyhow::Result;
 use serde_json::json;
 
 use super::discrete::{discrete_survival_bins, exact_squared_distance, DiscreteConfig, DiscreteResult};
-use super::output::{csv_document, optional_field, write_atomically};
+use super::output::{csv_document, optional_field, remove_completion_marker, write_atomically};
 use super::predictions::{expected_squared_distance, mix_fixed_point_squared_distance};
 use super::policy::DataPolicy;
 use super::survival::SurvivalBin;
@@ -29,6 +30,7 @@ use crate::plot::{render_svg, write_svg_and_png, LineChart, Series};
 
 /// Writes every output file into `folder` (which must exist) and returns the summary text.
 pub fn write_discrete_report(config: &DiscreteConfig, result: &DiscreteResult, folder: &Path) -> Result<String> {
+    remove_completion_marker(folder)?;
     let exact = exact_squared_distance(config);
     let bins = discrete_survival_bins(config, result);
 
@@ -113,7 +115,7 @@ fn symbols_csv(config: &DiscreteConfig, result: &DiscreteResult) -> Result<Vec<u
     let header: Vec<&str> = header.iter().map(String::as_str).collect();
     let rows = config.start.probabilities.iter().enumerate().map(|(symbol, &p)| {
         let mut row = vec![symbol.to_string(), p.to_string(), (config.n as f64 * p).to_string()];
-        row.extend((0..result.checkpoints.len()).map(|slot| result.survival(slot, symbol, config.trials).to_string()));
+        row.extend((0..result.checkpoints.len()).map(|slot| result.survival(slot, symbol).to_string()));
         row
     });
     csv_document(&header, rows)

@@ -6,7 +6,8 @@
 //!   approximation exp(−k/(4n)) (exp(−3k/(4n)) for the MLE) and the exact
 //!   E[ln σ̂_k] when no real data enters after generation 1 (empty otherwise);
 //! * `sigma`, `log_sigma` as `.svg` and `.png`;
-//! * `summary.txt` (also printed) and `config.json` (the resolved run).
+//! * `config.json` (the resolved run) and `summary.txt` (also printed),
+//!   written last: a folder with a summary holds a complete set of outputs.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -15,7 +16,7 @@ use anyhow::Result;
 use serde_json::json;
 
 use super::gaussian::{GaussianConfig, GaussianResult};
-use super::output::{csv_document, optional_field, write_atomically};
+use super::output::{csv_document, optional_field, remove_completion_marker, write_atomically};
 use super::predictions::{log_sigma_drift, sigma_mean_approximation, sigma_shrink_factor, SpreadEstimator};
 use super::table_format::{report_generations, short, stats_fields, stats_header};
 use super::trial_stats::{TrialStats, QUANTILE_LEVELS};
@@ -23,6 +24,7 @@ use crate::plot::{render_svg, write_svg_and_png, LineChart, Series};
 
 /// Writes every output file into `folder` (which must exist) and returns the summary text.
 pub fn write_gaussian_report(config: &GaussianConfig, result: &GaussianResult, folder: &Path) -> Result<String> {
+    remove_completion_marker(folder)?;
     write_atomically(&folder.join("sigma.csv"), &sigma_csv(config, result)?)?;
     for (name, chart) in charts(config, result) {
         write_svg_and_png(&render_svg(&chart)?, &folder.join(name))?;

@@ -19,11 +19,21 @@ const BINOMIAL_WHEN_DRAWS_PER_CATEGORY_EXCEED: f64 = 10.0;
 /// 2^64 as a float: alias acceptance thresholds are fractions of it.
 const TWO_POW_64: f64 = 18_446_744_073_709_551_616.0;
 
+/// With fewer draws than this fraction of the categories, only the touched
+/// categories are visited afterwards (a real vocabulary can have 10⁵ symbols
+/// while a generation draws a few hundred real samples).
+const SPARSE_WHEN_DRAWS_PER_CATEGORY_BELOW: f64 = 0.25;
+
 #[derive(Clone, Debug, Default)]
 pub struct MultinomialSampler {
     weights: Vec<f64>,
-    /// Counts of the last draw, per category.
+    /// Counts of the last draw, per category; all zero between draws except
+    /// where `touched` (sparse draw) or anywhere (dense draw) says otherwise.
     tallies: Vec<u64>,
+    /// Categories with a positive count after a sparse draw, each once.
+    touched: Vec<u32>,
+    /// Whether the last draw was dense, i.e. any tally may be non-zero.
+    dense: bool,
     /// Built on first use after `load`: per cell, keep the cell when the
     /// 64-bit fraction is below this threshold (acceptance probability × 2^64)…
     alias_threshold: Vec<u64>,
@@ -39,6 +49,34 @@ pub struct MultinomialSampler {
     large: Vec<u32>,
 }
 
+/// The positive counts of one draw, as (category, count) pairs.
+pub struct DrawnCounts<'a> {
+    tallies: &'a [u64],
+    /// `Some` after a sparse draw: the only categories that can be positive.
+    touched: Option<&'a [u32]>,
+    position: usize,
+}
+
+impl Iterator for DrawnCounts<'_> {
+    type Item = (usize, u64);
+
+    fn next(&mut self) -> Option<(usize, u64)> {
+        if let Some(touched) = self.touched {
+            let &category = touched.get(self.position)?;
+            self.position += 1;
+            return Some((category as usize, self.tallies[category as usize]));
+        }
+        while self.position < self.tallies.len() {
+            let category = self.position;
+            self.position += 1;
+            if self.tallies[category] > 0 {
+                return Some((category, self.tallies[category]));
+            }
+        }
+        None
+    }
+}
+
 impl MultinomialSampler {
     pub fn new() -> Self {
         Self::default()
@@ -49,6 +87,10 @@ impl MultinomialSampler {
     pub fn load(&mut self, weights: impl IntoIterator<Item = f64>) {
         self.weights.clear();
         self.weights.extend(weights);
+        self.tallies.clear();
+        self.tallies.resize(self.weights.len(), 0);
+        self.touched.clear();
+        self.dense = false;
         self.alias_ready = false;
         self.suffix_ready = false;
     }
@@ -61,41 +103,74 @@ impl MultinomialSampler {
         self.weights.is_empty()
     }
 
-    /// Draws a multinomial sample of size n; returns its count per category
-    /// (valid until the next call).
-    pub fn draw<R: RngCore + ?Sized>(&mut self, n: u64, rng: &mut R) -> &[u64] {
-        self.tallies.clear();
-        self.tallies.resize(self.weights.len(), 0);
-        if n > 0 && !self.weights.is_empty() {
-            if n as f64 > BINOMIAL_WHEN_DRAWS_PER_CATEGORY_EXCEED * self.weights.len() as f64 {
+    /// Draws a multinomial sample of size n; yields its positive counts
+    /// (each category at most once, in no particular order).
+    pub fn draw<R: RngCore + ?Sized>(&mut self, n: u64, rng: &mut R) -> DrawnCounts<'_> {
+        self.clear_tallies();
+        let m = self.weights.len() as f64;
+        if n > 0 && m > 0.0 {
+            if n as f64 > BINOMIAL_WHEN_DRAWS_PER_CATEGORY_EXCEED * m {
                 self.draw_by_binomials(n, rng);
+            } else if (n as f64) < SPARSE_WHEN_DRAWS_PER_CATEGORY_BELOW * m {
+                self.draw_by_alias_sparse(n, rng);
             } else {
                 self.draw_by_alias(n, rng);
             }
         }
-        &self.tallies
+        DrawnCounts { tallies: &self.tallies, touched: (!self.dense).then_some(&self.touched[..]), position: 0 }
+    }
+
+    /// Zeroes what the last draw set, in O(touched) after a sparse draw.
+    fn clear_tallies(&mut self) {
+        if self.dense {
+            self.tallies.fill(0);
+        } else {
+            for &category in &self.touched {
+                self.tallies[category as usize] = 0;
+            }
+        }
+        self.touched.clear();
+        self.dense = false;
+    }
+
+    /// One alias draw from 64 random bits: r·m / 2^64 split at the binary
+    /// point, the integer part a uniform cell, the fraction an independent
+    /// uniform coin (up to m/2^64 of bias), all in integer arithmetic; the
+    /// select is branch-free because the coin is a 50/50 guess for the branch
+    /// predictor and a mispredict costs more than the draw.
+    #[inline(always)]
+    fn alias_draw(thresholds: &[u64], aliases: &[u32], random: u64) -> usize {
+        let product = random as u128 * thresholds.len() as u128;
+        let cell = (product >> 64) as usize;
+        let coin = product as u64;
+        let alias = aliases[cell] as usize;
+        let keep = ((coin < thresholds[cell]) as usize).wrapping_neg();
+        alias ^ ((cell ^ alias) & keep)
+    }
+
+    fn draw_by_alias_sparse<R: RngCore + ?Sized>(&mut self, n: u64, rng: &mut R) {
+        if !self.alias_ready {
+            self.build_alias();
+        }
+        for _ in 0..n {
+            let category = Self::alias_draw(&self.alias_threshold, &self.alias_index, rng.next_u64());
+            if self.tallies[category] == 0 {
+                self.touched.push(category as u32);
+            }
+            self.tallies[category] += 1;
+        }
     }
 
     fn draw_by_alias<R: RngCore + ?Sized>(&mut self, n: u64, rng: &mut R) {
         if !self.alias_ready {
             self.build_alias();
         }
-        let cells = self.weights.len() as u128;
+        self.dense = true;
         let tallies = &mut self.tallies[..];
         let thresholds = &self.alias_threshold[..tallies.len()];
         let aliases = &self.alias_index[..tallies.len()];
         for _ in 0..n {
-            // r·m / 2^64 split at the binary point: the integer part is a
-            // uniform cell, the fraction an independent uniform coin (up to
-            // m/2^64 of bias), all in integer arithmetic.
-            let product = rng.next_u64() as u128 * cells;
-            let cell = (product >> 64) as usize;
-            let coin = product as u64;
-            // Branch-free select: the coin is a fair 50/50 guess for the
-            // branch predictor, and a mispredict costs more than the draw.
-            let alias = aliases[cell] as usize;
-            let keep = ((coin < thresholds[cell]) as usize).wrapping_neg();
-            tallies[alias ^ ((cell ^ alias) & keep)] += 1;
+            tallies[Self::alias_draw(thresholds, aliases, rng.next_u64())] += 1;
         }
     }
 
@@ -151,6 +226,7 @@ impl MultinomialSampler {
             }
             self.suffix_ready = true;
         }
+        self.dense = true;
         let mut remaining = n;
         for (j, (&weight, &tail)) in self.weights.iter().zip(&self.suffix_weight).enumerate() {
             if remaining == 0 || tail <= 0.0 {

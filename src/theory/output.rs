@@ -47,3 +47,16 @@ pub fn optional_field(value: Option<f64>) -> String {
 pub fn prepare_output_folder(folder: &Path) -> Result<()> {
     fs::create_dir_all(folder).with_context(|| format!("cannot create the output folder {}", folder.display()))
 }
+
+/// The summary is written last and marks a complete output folder; removing
+/// an earlier run's summary first means that a run failing half-way leaves
+/// no summary next to a mix of old and new tables.
+pub fn remove_completion_marker(folder: &Path) -> Result<()> {
+    let marker = folder.join("summary.txt");
+    match fs::remove_file(&marker) {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+            Err(error).with_context(|| format!("cannot remove the previous {}", marker.display()))
+        }
+        _ => Ok(()),
+    }
+}

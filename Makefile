@@ -62,5 +62,5 @@ demo: checkpoints/demo/DONE
 test: $(TORCH_STAMP)
 	cargo test --release
 
-bench: $(BIN) $(CORPUS)/meta.json
-	$(BIN) bench --config $(CONFIG) --data $(CORPUS) --json --reference "$(PY) bench/reference.py"
+bench: $(BIN)
+	$(BIN) bench --config $(CONFIG) --reference "$(PY) bench/reference.py" --json | tee analysis/bench.json

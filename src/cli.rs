@@ -33,6 +33,8 @@ pub enum Command {
     Sample(SampleArgs),
     /// Run (or resume) the recursive loop: train, evaluate, sample, N generations.
     Generations(GenerationsArgs),
+    /// Training and sampling throughput at a config's model shape, against a PyTorch reference.
+    Bench(BenchArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -189,6 +191,30 @@ pub struct GenerationsArgs {
     pub runtime: RuntimeArgs,
 }
 
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Run configuration whose model, train.batch_size and sample.batch_size are measured.
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Shell command of the PyTorch reference, e.g. ".venv/bin/python bench/reference.py".
+    #[arg(long)]
+    pub reference: Option<String>,
+    /// Timed training steps per round.
+    #[arg(long, default_value_t = 20)]
+    pub train_steps: usize,
+    /// Decoding steps per round (each yields one token per row).
+    #[arg(long, default_value_t = 256)]
+    pub sample_steps: usize,
+    /// Rounds, alternating lmloop and the reference; the best of each is reported.
+    #[arg(long, default_value_t = 2)]
+    pub rounds: usize,
+    /// Print one JSON object on stdout (the readable summary then goes to stderr).
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
+}
+
 /// Applies runtime overrides to a config and returns the chosen device.
 pub fn runtime(cfg: &mut crate::config::RuntimeConfig, args: &RuntimeArgs) -> Result<tch::Device> {
     if let Some(d) = &args.device {
@@ -209,6 +235,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Eval(a) => eval(a),
         Command::Sample(a) => sample(a),
         Command::Generations(a) => generations(a),
+        Command::Bench(a) => bench(a),
     }
 }
 
@@ -404,6 +431,33 @@ fn generations(a: GenerationsArgs) -> Result<()> {
     let rows = crate::generations::run(&layout(), &spec)?;
     println!("run {run}: {}", layout().analysis(&run).join("generations.csv").display());
     print!("{}", crate::generations::format_table(&rows));
+    Ok(())
+}
+
+fn bench(a: BenchArgs) -> Result<()> {
+    let mut cfg = Config::load(&a.config)?;
+    let device = runtime(&mut cfg.runtime, &a.runtime)?;
+    if cfg.model.vocab_size == 0 {
+        cfg.model.vocab_size = cfg.data.vocab_size as i64;
+    }
+    if a.train_steps == 0 || a.sample_steps == 0 {
+        bail!("--train-steps and --sample-steps must be positive");
+    }
+    let opts = crate::bench::BenchOptions {
+        train_steps: a.train_steps,
+        warmup_steps: 3,
+        sample_steps: a.sample_steps,
+        rounds: a.rounds,
+        reference: a.reference.clone(),
+    };
+    let report = crate::bench::run(&cfg, device, &opts)?;
+    if a.json {
+        // The readable summary goes to stderr so that stdout stays one JSON document.
+        eprint!("{}", crate::bench::format_report(&report));
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", crate::bench::format_report(&report));
+    }
     Ok(())
 }
 

@@ -256,7 +256,8 @@ pub struct GenerationsConfig {
     pub real_fraction: Option<f64>,
     /// Initialise each generation from scratch or from the previous generation's weights. Default `scratch`.
     pub init: String,
-    /// Tokens sampled per generation; 0 means "as many as the real training split". Default 0.
+    /// Tokens sampled per generation (the generation size D the policies' proportions
+    /// refer to); 0 means "as many as the real training split", |R|. Default 0.
     pub synthetic_tokens: u64,
     /// Number of generations after generation 0. Default 10. Raising it later extends a finished run.
     pub generations: u32,

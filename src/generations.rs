@@ -213,6 +213,15 @@ pub fn run(layout: &Layout, spec: &RunSpec) -> Result<Vec<GenerationRow>> {
         format!("the run needs the prepared corpus '{}' (config data.corpus)", cfg.data.corpus)
     })?;
     let eot = corpus.vocab.eot();
+    let tokenizer_bytes = std::fs::read(corpus_dir.join(crate::layout::RealCorpus::TOKENIZER))?;
+    write_json_atomic(
+        &analysis.join("corpus.json"),
+        &serde_json::json!({
+            "corpus": cfg.data.corpus,
+            "tokenizer_sha256": crate::corpus::sha256_hex(&tokenizer_bytes),
+            "vocab_size": corpus.vocab.vocab_size(),
+        }),
+    )?;
     let mut model_cfg = cfg.model.clone();
     model_cfg.vocab_size = corpus.vocab.vocab_size() as i64;
     let run_seed = cfg.train.seed;
@@ -231,7 +240,7 @@ pub fn run(layout: &Layout, spec: &RunSpec) -> Result<Vec<GenerationRow>> {
     let mut rows = Vec::new();
     let t_run = std::time::Instant::now();
     for k in 0..=n {
-        let (stream, manifest) = mixture(k, policy, &real, &synthetic, derive_seed(run_seed, k, SeedPurpose::Mixture))?;
+        let (stream, manifest) = mixture(k, policy, &real, &synthetic, synthetic_size, derive_seed(run_seed, k, SeedPurpose::Mixture))?;
         write_json_atomic(&layout.mixture_manifest(run, k), &manifest)?;
 
         let ckpt_dir = layout.checkpoint(run, k);

@@ -1,6 +1,7 @@
 //! lmloop: recursive pretraining of small language models on their own samples.
 //!
 //! The library holds all logic; `src/main.rs` only parses the command line.
+pub mod bench;
 pub mod checkpoint;
 pub mod cli;
 pub mod config;

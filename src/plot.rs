@@ -318,7 +318,7 @@ where
         .margin(12)
         .x_label_area_size(42)
         .y_label_area_size(64)
-        .build_cartesian_2d((0..count).into_segmented(), y_range)
+        .build_cartesian_2d((0..count - 1).into_segmented(), y_range) // plotters' int ranges include their end
         .map_err(plot_error)?;
     let base = if chart.log_y { context.y_range().start } else { 0.0 };
     let name = |value: &SegmentValue<usize>| match value {

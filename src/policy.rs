@@ -12,7 +12,9 @@
 //! | `fresh` | λ·|R| tokens of real documents never used before, and (1-λ)·|R| from S_k |
 //!
 //! Units are whole documents: a sample "of n tokens" takes shuffled documents until
-//! their total reaches n. Under `fresh`, R is cut in two by document: generation 0's
+//! their total reaches n. |R| above is the generation size D: the size of each
+//! synthetic corpus, which defaults to |R| (`generations.synthetic_tokens = 0`); a
+//! config that samples smaller corpora to save time keeps the policies' proportions. Under `fresh`, R is cut in two by document: generation 0's
 //! data (|R| in the table above means its size) and a pool of
 //! `generations.fresh_pool_fraction` of the real training split that only later
 //! generations draw from, each document once.
@@ -172,7 +174,8 @@ fn take_tokens(corpora: &[&Corpus], target: usize, rng: &mut ChaCha8Rng) -> Vec<
 
 /// Builds generation `k`'s training stream and its manifest.
 ///
-/// `synthetic[j]` is S_{j+1}; only S_1..S_k are used. Which pool documents `fresh`
+/// `synthetic[j]` is S_{j+1}; only S_1..S_k are used. `generation_size` is D (see
+/// the module documentation). Which pool documents `fresh`
 /// gives generation k is recomputed from k, λ and the pool (not stored), so resuming
 /// needs no extra state.
 pub fn mixture(
@@ -180,10 +183,11 @@ pub fn mixture(
     policy: Policy,
     real: &RealData,
     synthetic: &[Corpus],
+    generation_size: usize,
     seed: u64,
 ) -> Result<(TokenStream, MixtureManifest)> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let r_size = real.base.tokens();
+    let r_size = generation_size;
     let syn = |j: u32| -> Result<&Corpus> {
         synthetic.get(j as usize - 1).ok_or_else(|| anyhow::anyhow!("synthetic corpus S_{j} is missing"))
     };

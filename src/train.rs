@@ -194,7 +194,7 @@ pub fn train(req: TrainRequest) -> Result<TrainOutcome> {
 
 /// Scales all gradients so their global L2 norm is at most `max` (as torch's
 /// `clip_grad_norm_`), without a host round trip.
-fn clip_grad_norm(params: &[Tensor], max: f64) {
+pub fn clip_grad_norm(params: &[Tensor], max: f64) {
     tch::no_grad(|| {
         let grads: Vec<Tensor> = params.iter().map(|p| p.grad()).filter(|g| g.defined()).collect();
         let norms: Vec<Tensor> = grads.iter().map(|g| g.norm()).collect();

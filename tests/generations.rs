@@ -128,7 +128,7 @@ fn fresh_draws_each_real_document_once_and_fails_clearly_when_the_pool_runs_out(
     let syn: Vec<Corpus> = (1..=6).map(|k| toy_corpus_file(dir.path(), &format!("s{k}"), &[10; 60], 51)).collect();
     let mut seen: std::collections::HashSet<usize> = data.base.documents.iter().map(|d| d.start).collect();
     for k in 1..=2 {
-        let (stream, m) = mixture(k, policy, &data, &syn, 11).unwrap();
+        let (stream, m) = mixture(k, policy, &data, &syn, data.base.tokens(), 11).unwrap();
         assert_eq!(m.real_tokens, 250);
         assert_eq!(stream.len(), 500);
         let fresh = m.parts.iter().find(|p| p.source.contains("fresh")).unwrap();
@@ -139,7 +139,7 @@ fn fresh_draws_each_real_document_once_and_fails_clearly_when_the_pool_runs_out(
         }
     }
     // The pool (500 tokens) holds two generations of 250: the third must fail clearly.
-    let err = match mixture(3, policy, &data, &syn, 11) {
+    let err = match mixture(3, policy, &data, &syn, data.base.tokens(), 11) {
         Ok(_) => panic!("generation 3 must not find fresh data"),
         Err(e) => e.to_string(),
     };
@@ -153,7 +153,7 @@ fn mixtures_are_by_whole_documents() {
     let syn = vec![toy_corpus_file(dir.path(), "s1", &[9, 14, 21, 6, 12, 18, 27, 4], 51)];
     for policy in [Policy::Mix { real_fraction: 0.4 }, Policy::AccumulateSubsample] {
         let data = RealData::new(real.clone(), policy, 0.5, 1).unwrap();
-        let (stream, _) = mixture(1, policy, &data, &syn, 5).unwrap();
+        let (stream, _) = mixture(1, policy, &data, &syn, data.base.tokens(), 5).unwrap();
         let mut all = Vec::new();
         stream.read(0, stream.len(), &mut all);
         assert_eq!(*all.last().unwrap(), 0, "{policy:?}: the stream ends at a document boundary");

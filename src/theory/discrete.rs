@@ -31,28 +31,28 @@ pub struct DiscreteArgs {
     /// Starting distribution: `zipf:S` (p_i ∝ i^−S over --support symbols),
     /// `uniform`, or `file:COUNTS.csv` (one symbol per row: either a single
     /// unnamed column of counts, or a header naming a `count` or `real_count`
-    /// column; other columns are ignored). Default zipf:1.1, close to the
-    /// rank-frequency law of word counts in text.
-    #[arg(long, default_value = "zipf:1.1", verbatim_doc_comment)]
+    /// column; other columns are ignored). The default zipf:1.1 is close to
+    /// the rank-frequency law of words in text.
+    #[arg(long, default_value = "zipf:1.1")]
     pub dist: String,
     /// Number of symbols for zipf/uniform [default: 1000, a small vocabulary
     /// whose tail still has many rare symbols]. Not accepted with file:.
     #[arg(long)]
     pub support: Option<usize>,
-    /// Samples per generation (the corpus size) [default: 1000, so the tail
-    /// symbols of zipf:1.1 have expected counts below 1].
+    /// Samples per generation (the corpus size); the default puts most tail
+    /// symbols of zipf:1.1 below an expected count of 1.
     #[arg(long, default_value_t = 1000)]
     pub n: u64,
-    /// Generations to simulate [default: 2000, long enough for replace to
-    /// collapse to a handful of symbols at n = 1000].
+    /// Generations to simulate; the default is long enough for replace to
+    /// collapse to a handful of symbols at n = 1000.
     #[arg(long, default_value_t = 2000)]
     pub generations: usize,
-    /// Independent trials; means and quantiles are over trials [default: 500,
-    /// giving survival probabilities to about ±0.01].
+    /// Independent trials, over which means and quantiles are taken; the
+    /// default gives survival probabilities to about ±0.01.
     #[arg(long, default_value_t = 500)]
     pub trials: usize,
-    /// Data each generation is fitted to [default: replace, the pure
-    /// closed loop that the Poisson prediction describes].
+    /// Data each generation is fitted to; the default is the closed loop that
+    /// the Poisson prediction describes.
     #[arg(long, value_enum, default_value_t = PolicyName::Replace)]
     pub policy: PolicyName,
     /// Share λ of real samples per generation, in [0, 1]; required by and only
@@ -60,14 +60,15 @@ pub struct DiscreteArgs {
     #[arg(long, allow_negative_numbers = true)]
     pub real_fraction: Option<f64>,
     /// Sampling temperature T > 0 applied to every estimate before sampling
-    /// from it [default: 1, plain ancestral sampling].
+    /// from it (p_i^(1/T), renormalised); the default samples the estimate as is.
     #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
     pub temperature: f64,
-    /// Random seed; trial t uses its own stream derived from it [default: 0].
+    /// Random seed; trial t uses its own stream derived from it, so results do
+    /// not depend on the number of threads.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Output folder for CSV tables, plots and the summary [default:
-    /// analysis/theory/discrete]; files in it are replaced.
+    /// Output folder for CSV tables, plots and the summary; files of an
+    /// earlier run there are replaced.
     #[arg(long, default_value = "analysis/theory/discrete")]
     pub out: PathBuf,
 }

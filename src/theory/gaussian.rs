@@ -32,34 +32,35 @@ pub const MAX_TRIAL_GENERATIONS: usize = 125_000_000;
 /// `lmloop theory gaussian`: recursive refitting of a Gaussian.
 #[derive(clap::Args, Debug, Clone)]
 pub struct GaussianArgs {
-    /// Samples per generation [default: 100, so that collapse shows within a
-    /// few thousand generations: E[σ_k] ≈ exp(−k/(4n))].
+    /// Samples per generation; with the default, collapse shows within a few
+    /// thousand generations, as E[σ_k] ≈ exp(−k/(4n)).
     #[arg(long, default_value_t = 100)]
     pub n: u64,
-    /// Generations to simulate [default: 2000 = 20·n].
+    /// Generations to simulate; the default is 20·n for the default n.
     #[arg(long, default_value_t = 2000)]
     pub generations: usize,
-    /// Independent trials; means and quantiles are over trials [default: 2000,
-    /// enough for the mean of σ_k to about 1% even where its spread is wide].
+    /// Independent trials, over which means and quantiles are taken; the
+    /// default pins the mean of σ_k to about 1% while its spread is moderate.
     #[arg(long, default_value_t = 2000)]
     pub trials: usize,
-    /// Variance estimator [default: unbiased, the usual sample standard
-    /// deviation; mle divides by n and shrinks three times as fast].
+    /// Variance estimator; the default is the usual sample standard deviation,
+    /// while mle divides by n and shrinks σ three times as fast.
     #[arg(long, value_enum, default_value_t = SpreadEstimator::Unbiased)]
     pub estimator: SpreadEstimator,
-    /// Data each generation is fitted to [default: replace, the loop whose
-    /// E[σ_k] = σ₀·c^k is known exactly].
+    /// Data each generation is fitted to; the default is the closed loop,
+    /// whose E[σ_k] = σ₀·c^k is known exactly.
     #[arg(long, value_enum, default_value_t = PolicyName::Replace)]
     pub policy: PolicyName,
     /// Share λ of real samples per generation, in [0, 1]; required by and only
     /// accepted with --policy mix.
     #[arg(long, allow_negative_numbers = true)]
     pub real_fraction: Option<f64>,
-    /// Random seed; trial t uses its own stream derived from it [default: 0].
+    /// Random seed; trial t uses its own stream derived from it, so results do
+    /// not depend on the number of threads.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Output folder for CSV tables, plots and the summary [default:
-    /// analysis/theory/gaussian]; files in it are replaced.
+    /// Output folder for CSV tables, plots and the summary; files of an
+    /// earlier run there are replaced.
     #[arg(long, default_value = "analysis/theory/gaussian")]
     pub out: PathBuf,
 }

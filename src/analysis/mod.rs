@@ -1,0 +1,137 @@
+//! Analysis of a run: how far each synthetic corpus drifted from the real
+//! training split, which tokens vanished and when, and the HTML reports.
+//!
+//! Files (all under `analysis/RUN/`, every one written atomically):
+//!
+//! | file | holds |
+//! |---|---|
+//! | `drift.csv` | one row for the real training split (`generation` = `real`), then one row per generation k for the corpus S_{k+1} it sampled |
+//! | `tokens.csv` | one row per vocabulary token: id, escaped text, real count, count in S_1, S_2, … (`gen_01`, `gen_02`, …), vanish generation |
+//! | `drift/real.json`, `drift/gen-KK.json` | cached drift rows, keyed by a fingerprint of the corpora they were computed from |
+//! | `report.html`, `plots/*.svg`, `plots/*.png` | the report (`lmloop report`), refreshed after every generation |
+//!
+//! # Definitions
+//!
+//! Every measure is over the fixed vocabulary of V tokens, counting every
+//! token of a corpus including the end-of-text token (the same counts as
+//! `generations.csv`'s `synthetic_unigram_entropy`). Logarithms are natural
+//! (nats). `p` is the real training split's unigram distribution, `q` the
+//! synthetic corpus's.
+//!
+//! - `kl_real_gen_add_half` = KL(p‖q), `kl_gen_real_add_half` = KL(q‖p), both
+//!   with add-½ smoothing of every vocabulary entry in both corpora
+//!   (p_i = (r_i + ½) / (R + V/2)), so that a token missing from one corpus
+//!   gives a finite value. Identical counts give 0.
+//! - `js_divergence`: Jensen–Shannon divergence of the unsmoothed p and q, in
+//!   nats (between 0 and ln 2).
+//! - `total_variation`: ½ Σ |p_i − q_i|, unsmoothed (between 0 and 1).
+//! - `entropy_nats`: Shannon entropy of the corpus's own unsmoothed unigram distribution.
+//! - `distinct_tokens`: vocabulary entries with a count above zero.
+//! - `tail_mass`: the tail set is built from the real counts alone: sort the
+//!   tokens by real count ascending and take every token whose count c has
+//!   "mass of all tokens with real count ≤ c" at most 50% of the real split.
+//!   Tokens with equal counts are all in or all out (the set does not depend on
+//!   token ids), and tokens absent from the real split are in it. A corpus's
+//!   tail mass is the share of its tokens that belong to the tail set (the real
+//!   split's own is ≤ 0.5 by construction).
+//! - `distinct_2`, `distinct_3`: unique n-grams / total n-grams over the whole
+//!   corpus, where an n-gram is n consecutive tokens inside one document: the
+//!   end-of-text token ends a document and is part of no n-gram.
+//! - `mean_document_tokens`: tokens per document, end-of-text excluded. A
+//!   document is what ends at an end-of-text token (an empty document, two
+//!   end-of-text tokens in a row, counts with length 0), plus a trailing run
+//!   without one.
+//! - `repetition_rate_4gram`: the pooled seq-rep-4 of Welleck et al. 2019
+//!   ("Neural text generation with unlikelihood training"): the share of the
+//!   corpus's within-document 4-grams that already occurred earlier in the same
+//!   document, Σ_d (4-grams_d − unique 4-grams_d) / Σ_d 4-grams_d.
+//! - `zipf_slope`: least-squares slope of ln(count) against ln(rank) over every
+//!   token with a count above zero (rank 1 = most frequent; no rank range is cut
+//!   off). About −1 for natural text; steeper means mass concentrating on few tokens.
+//! - vanish generation: the first k whose S_k count is 0 while the real count is
+//!   above 0 (a token may reappear later; it keeps its first vanish generation).
+//!
+//! Undefined values (for example distinct-3 of a corpus without any 3-gram)
+//! are written as `NaN`.
+mod bench;
+mod compare;
+mod diversity;
+mod drift;
+mod figures;
+mod fit;
+mod html;
+mod paths;
+mod report;
+mod run_data;
+mod tails;
+mod update;
+mod zipf;
+
+use crate::layout::Layout;
+use anyhow::Result;
+use std::path::PathBuf;
+
+pub use bench::{bench_drift, zipf_corpus};
+pub use diversity::{distinct_ngrams, repetition_rate, Diversity, NgramCount};
+pub use drift::{
+    entropy_nats, jensen_shannon, kl_add_half, measure_corpus, tail_mass, tail_set, total_variation, DriftRow,
+    Reference,
+};
+pub use fit::LinearFit;
+pub use html::escape as escape_html;
+pub use paths::AnalysisPaths;
+pub use run_data::{CorpusInfo, GenerationRecord, RunData, RunSettings};
+pub use tails::{escape_token, survival_by_bucket, vanish_fit, BucketSurvival, TokenTable};
+pub use update::update_run_analysis;
+pub use zipf::{rank_frequency, zipf_slope};
+
+/// `lmloop inspect tails`: the tokens that vanished from the synthetic corpora.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TailsArgs {
+    /// Run name (its folder under analysis/).
+    #[arg(long)]
+    pub run: String,
+    /// How many vanished tokens to list, most common in the real split first [default: 30].
+    #[arg(long, default_value_t = 30)]
+    pub top: usize,
+    /// Only consider tokens seen at least this often in the real training split,
+    /// in the list, the per-generation counts and the fit [default: 1, every token].
+    #[arg(long, default_value_t = 1)]
+    pub min_real_count: u64,
+}
+
+/// `lmloop report`: the self-contained HTML report of one run.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ReportArgs {
+    /// Run name (its folder under analysis/); writes analysis/RUN/report.html and analysis/RUN/plots/.
+    #[arg(long)]
+    pub run: String,
+}
+
+/// `lmloop compare`: one report overlaying several runs that share a tokenizer.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CompareArgs {
+    /// Run names (folders under analysis/), at least two.
+    #[arg(required = true, num_args = 2..)]
+    pub runs: Vec<String>,
+    /// Output folder [default: analysis/compare-RUN1-RUN2-…].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+/// The text `lmloop inspect tails` prints: vanished tokens, counts per generation, and the
+/// fitted relation between original count and vanish generation.
+pub fn inspect_tails(layout: &Layout, a: &TailsArgs) -> Result<String> {
+    let run = RunData::load_tokens(layout, &a.run)?;
+    Ok(tails::tails_text(&a.run, &run, a.top, a.min_real_count))
+}
+
+/// Writes `analysis/RUN/report.html` (and the plots); returns the report's path.
+pub fn report(layout: &Layout, a: &ReportArgs) -> Result<PathBuf> {
+    report::write_report(layout, &a.run)
+}
+
+/// Writes the comparison report; returns its path.
+pub fn compare(layout: &Layout, a: &CompareArgs) -> Result<PathBuf> {
+    compare::write_comparison(layout, &a.runs, a.out.as_deref())
+}

@@ -31,7 +31,7 @@ CONFIG ?= configs/default.toml
 RUN ?= $(POLICY)-t$(TEMP)$(if $(LAMBDA),-l$(LAMBDA))-s$(SEED)
 CORPUS := corpora/real/shakespeare
 
-.PHONY: setup build demo generations test bench clean-runs
+.PHONY: setup build demo generations test bench
 
 setup: $(TORCH_STAMP)
 
@@ -58,6 +58,10 @@ checkpoints/demo/DONE: $(CORPUS)/meta.json $(CONFIG) | $(BIN)
 
 demo: checkpoints/demo/DONE
 	$(BIN) eval --checkpoint checkpoints/demo --tokens $(CORPUS)/test.bin
+
+generations: $(BIN) $(CORPUS)/meta.json
+	$(BIN) generations --config $(CONFIG) -n $(N) --policy $(POLICY) --temperature $(TEMP) \
+	  $(if $(LAMBDA),--real-fraction $(LAMBDA)) --seed $(SEED) --run $(RUN)
 
 test: $(TORCH_STAMP)
 	cargo test --release

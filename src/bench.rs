@@ -50,6 +50,12 @@ pub struct BenchReport {
     pub reference: Option<serde_json::Value>,
     pub train_ratio_vs_reference: Option<f64>,
     pub sample_ratio_vs_reference: Option<f64>,
+    /// Seconds to compute every drift measure of a 10M-token corpus on one thread.
+    pub drift_seconds_10m_tokens: f64,
+    /// Seconds of `lmloop theory discrete` at 1000 symbols, n = 1000, 2000 generations,
+    /// 500 trials, for the replace and accumulate policies.
+    pub theory_discrete_replace_seconds: f64,
+    pub theory_discrete_accumulate_seconds: f64,
 }
 
 /// FLOPs per trained token: 6 per parameter (forward + backward) plus attention
@@ -221,6 +227,15 @@ pub fn run(cfg: &Config, device: Device, opts: &BenchOptions) -> Result<BenchRep
         }
     }
     let uncached = bench_uncached(cfg, device)?;
+    let drift_seconds_10m_tokens = crate::analysis::bench_drift(10_000_000)?;
+    let theory = |policy| -> Result<f64> {
+        let cfg = crate::theory::DiscreteConfig::reference(policy)?;
+        let t0 = Instant::now();
+        crate::theory::simulate_discrete(&cfg)?;
+        Ok(t0.elapsed().as_secs_f64())
+    };
+    let theory_discrete_replace_seconds = theory(crate::theory::DataPolicy::Replace)?;
+    let theory_discrete_accumulate_seconds = theory(crate::theory::DataPolicy::Accumulate)?;
     let train = best_train.unwrap_or_default();
     let ratio = |ours: f64, key: &str| best_reference.as_ref().and_then(|r| r[key].as_f64()).map(|theirs| ours / theirs);
     Ok(BenchReport {
@@ -238,6 +253,9 @@ pub fn run(cfg: &Config, device: Device, opts: &BenchOptions) -> Result<BenchRep
         sample_uncached_tokens_per_second: uncached,
         sample_cache_speedup: best_sample / uncached,
         reference: best_reference,
+        drift_seconds_10m_tokens,
+        theory_discrete_replace_seconds,
+        theory_discrete_accumulate_seconds,
     })
 }
 
@@ -250,7 +268,9 @@ pub fn format_report(r: &BenchReport) -> String {
          training   batch {}×{}: {:.0} tokens/s, {:.1} ms/step (forward {:.1}, backward {:.1}, optimizer {:.1}), {:.2} GFLOP/s\n\
          \x20          PyTorch eager reference: {} tokens/s → ratio {}\n\
          sampling   batch {}: {:.0} tokens/s with KV cache, {:.0} tokens/s without → cache speedup {:.1}×\n\
-         \x20          PyTorch eager reference (KV cache): {} tokens/s → ratio {}\n",
+         \x20          PyTorch eager reference (KV cache): {} tokens/s → ratio {}\n\
+         analysis   all drift measures of a 10M-token corpus: {:.2} s (one thread; target < 2 s)\n\
+         theory     discrete 1000 symbols, n 1000, 2000 generations, 500 trials: replace {:.1} s, accumulate {:.1} s (target < 30 s)\n",
         r.model,
         r.parameters,
         r.device,
@@ -270,5 +290,8 @@ pub fn format_report(r: &BenchReport) -> String {
         r.sample_cache_speedup,
         or_dash(reference("sample_tokens_per_second")),
         ratio(r.sample_ratio_vs_reference),
+        r.drift_seconds_10m_tokens,
+        r.theory_discrete_replace_seconds,
+        r.theory_discrete_accumulate_seconds,
     )
 }

@@ -33,8 +33,24 @@ pub enum Command {
     Sample(SampleArgs),
     /// Run (or resume) the recursive loop: train, evaluate, sample, N generations.
     Generations(GenerationsArgs),
+    /// Look inside a run's analysis.
+    #[command(subcommand)]
+    Inspect(InspectCommand),
+    /// Write analysis/RUN/report.html: perplexity, rank-frequency, token survival, drift, samples, config.
+    Report(crate::analysis::ReportArgs),
+    /// Write one report overlaying several runs (same tokenizer required).
+    Compare(crate::analysis::CompareArgs),
+    /// Exact simulators of recursive estimation (discrete, Gaussian) next to published predictions.
+    #[command(subcommand)]
+    Theory(crate::theory::TheoryCommand),
     /// Training and sampling throughput at a config's model shape, against a PyTorch reference.
     Bench(BenchArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum InspectCommand {
+    /// The tokens that vanished, when, and how common they were in the real data.
+    Tails(crate::analysis::TailsArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -235,6 +251,19 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Eval(a) => eval(a),
         Command::Sample(a) => sample(a),
         Command::Generations(a) => generations(a),
+        Command::Inspect(InspectCommand::Tails(a)) => {
+            print!("{}", crate::analysis::inspect_tails(&layout(), &a)?);
+            Ok(())
+        }
+        Command::Report(a) => {
+            println!("wrote {}", crate::analysis::report(&layout(), &a)?.display());
+            Ok(())
+        }
+        Command::Compare(a) => {
+            println!("wrote {}", crate::analysis::compare(&layout(), &a)?.display());
+            Ok(())
+        }
+        Command::Theory(t) => crate::theory::run(&t),
         Command::Bench(a) => bench(a),
     }
 }

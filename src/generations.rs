@@ -236,6 +236,7 @@ pub fn run(layout: &Layout, spec: &RunSpec) -> Result<Vec<GenerationRow>> {
         remove_stale_temporaries(&dir);
     }
 
+    let token_texts: Vec<String> = (0..corpus.vocab.vocab_size() as u32).map(|id| corpus.vocab.token_text(id)).collect();
     let mut synthetic: Vec<Corpus> = Vec::new();
     let mut rows = Vec::new();
     let t_run = std::time::Instant::now();
@@ -314,6 +315,10 @@ pub fn run(layout: &Layout, spec: &RunSpec) -> Result<Vec<GenerationRow>> {
         );
         rows.push(row);
         write_rows(&analysis.join("generations.csv"), &rows)?;
+        let synthetic_files: Vec<(u32, std::path::PathBuf)> =
+            (1..=k + 1).map(|j| (j, crate::synthetic::files(&layout.synthetic_corpus(run, j)).0)).collect();
+        crate::analysis::update_run_analysis(layout, run, &corpus.train, &synthetic_files, &token_texts, eot)
+            .with_context(|| format!("updating the analysis of run '{run}'"))?;
     }
     Ok(rows)
 }

@@ -1,6 +1,7 @@
 //! lmloop: recursive pretraining of small language models on their own samples.
 //!
 //! The library holds all logic; `src/main.rs` only parses the command line.
+pub mod analysis;
 pub mod bench;
 pub mod checkpoint;
 pub mod cli;
@@ -11,11 +12,13 @@ pub mod eval;
 pub mod generations;
 pub mod layout;
 pub mod model;
+pub mod plot;
 pub mod policy;
 pub mod prepare;
 pub mod sample;
 pub mod stream;
 pub mod synthetic;
+pub mod theory;
 pub mod tokenizer;
 pub mod tokens;
 pub mod train;

@@ -7,12 +7,10 @@
 //! machine without any font the PNG is still written, only without text (the
 //! SVG is unaffected because browsers resolve `sans-serif` themselves).
 
-use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, Context, Result};
 use plotters::coord::ranged1d::{AsRangedCoord, SegmentValue, ValueFormatter};
 use plotters::prelude::*;
 
@@ -120,9 +118,7 @@ pub fn render_svg(chart: &LineChart) -> Result<String> {
             (false, false) => draw_chart(&root, chart, &visible, x_range, y_range)?,
             (true, false) => draw_chart(&root, chart, &visible, x_range.log_scale(), y_range)?,
             (false, true) => draw_chart(&root, chart, &visible, x_range, y_range.log_scale())?,
-            (true, true) => {
-                draw_chart(&root, chart, &visible, x_range.log_scale(), y_range.log_scale())?
-            }
+            (true, true) => draw_chart(&root, chart, &visible, x_range.log_scale(), y_range.log_scale())?,
         }
         root.present().map_err(plot_error)?;
     }
@@ -193,9 +189,7 @@ where
         let annotation = match series.style {
             SeriesStyle::Line => context.draw_series(LineSeries::new(points, line_style)),
             SeriesStyle::Dashed => context.draw_series(DashedLineSeries::new(points, 6, 4, line_style)),
-            SeriesStyle::Markers => {
-                context.draw_series(points.into_iter().map(|p| Circle::new(p, 3, color.filled())))
-            }
+            SeriesStyle::Markers => context.draw_series(points.into_iter().map(|p| Circle::new(p, 3, color.filled()))),
             SeriesStyle::LineAndMarkers => {
                 context.draw_series(LineSeries::new(points.clone(), line_style)).map_err(plot_error)?;
                 context.draw_series(points.into_iter().map(|p| Circle::new(p, 3, color.filled())))
@@ -205,7 +199,9 @@ where
         // The legend sample repeats the series' own stroke and marker.
         let annotation = annotation.label(series.name.as_str());
         match series.style {
-            SeriesStyle::Line => annotation.legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], line_style)),
+            SeriesStyle::Line => {
+                annotation.legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], line_style))
+            }
             SeriesStyle::Dashed => annotation.legend(move |(x, y)| {
                 EmptyElement::at((x, y))
                     + PathElement::new(vec![(0, 0), (7, 0)], line_style)
@@ -239,10 +235,8 @@ where
 /// that the legend hides as little as possible (upper right on ties).
 fn emptiest_corner(series: &[Series], log_x: bool, log_y: bool) -> SeriesLabelPosition {
     let scale = |value: f64, log_axis: bool| if log_axis { value.ln() } else { value };
-    let points: Vec<(f64, f64)> = series
-        .iter()
-        .flat_map(|s| s.points.iter().map(|&(x, y)| (scale(x, log_x), scale(y, log_y))))
-        .collect();
+    let points: Vec<(f64, f64)> =
+        series.iter().flat_map(|s| s.points.iter().map(|&(x, y)| (scale(x, log_x), scale(y, log_y)))).collect();
     let extent = |values: &mut dyn Iterator<Item = f64>| {
         values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)))
     };
@@ -322,7 +316,9 @@ where
         .map_err(plot_error)?;
     let base = if chart.log_y { context.y_range().start } else { 0.0 };
     let name = |value: &SegmentValue<usize>| match value {
-        SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => chart.bars.get(*i).map(|b| b.0.clone()).unwrap_or_default(),
+        SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => {
+            chart.bars.get(*i).map(|b| b.0.clone()).unwrap_or_default()
+        }
         SegmentValue::Last => String::new(),
     };
     context
@@ -341,11 +337,14 @@ where
         .map_err(plot_error)?;
     let fill = PALETTE[0].filled();
     context
-        .draw_series(chart.bars.iter().enumerate().filter(|(_, (_, v))| drawable(*v, chart.log_y)).map(|(i, (_, value))| {
-            let mut bar = Rectangle::new([(SegmentValue::Exact(i), base), (SegmentValue::Exact(i + 1), *value)], fill);
-            bar.set_margin(0, 0, 6, 6);
-            bar
-        }))
+        .draw_series(chart.bars.iter().enumerate().filter(|(_, (_, v))| drawable(*v, chart.log_y)).map(
+            |(i, (_, value))| {
+                let mut bar =
+                    Rectangle::new([(SegmentValue::Exact(i), base), (SegmentValue::Exact(i + 1), *value)], fill);
+                bar.set_margin(0, 0, 6, 6);
+                bar
+            },
+        ))
         .map_err(plot_error)?;
     Ok(())
 }
@@ -358,7 +357,11 @@ fn tick_label(value: f64) -> String {
     } else if !(1e-3..1e5).contains(&magnitude) {
         // Ticks are usually round: "1e-4", not "1.0e-4"; long mantissas are cut.
         let shortest = format!("{value:e}");
-        if shortest.len() <= 8 { shortest } else { format!("{value:.2e}") }
+        if shortest.len() <= 8 {
+            shortest
+        } else {
+            format!("{value:.2e}")
+        }
     } else {
         let text = format!("{value:.4}");
         let text = text.trim_end_matches('0').trim_end_matches('.');
@@ -373,8 +376,7 @@ fn plot_error(error: impl std::fmt::Display) -> anyhow::Error {
 /// Rasterises an SVG document to PNG bytes at its own pixel size.
 pub fn render_png(svg: &str) -> Result<Vec<u8>> {
     use resvg::{tiny_skia, usvg};
-    let mut options = usvg::Options::default();
-    options.fontdb = system_fonts();
+    let options = usvg::Options { fontdb: system_fonts(), ..Default::default() };
     let tree = usvg::Tree::from_str(svg, &options).context("parsing the SVG for PNG conversion failed")?;
     let size = tree.size().to_int_size();
     let mut pixmap = tiny_skia::Pixmap::new(size.width(), size.height())
@@ -394,10 +396,8 @@ fn system_fonts() -> Arc<resvg::usvg::fontdb::Database> {
         .get_or_init(|| {
             let mut database = resvg::usvg::fontdb::Database::new();
             database.load_system_fonts();
-            let families: Vec<String> = database
-                .faces()
-                .flat_map(|face| face.families.iter().map(|(name, _)| name.clone()))
-                .collect();
+            let families: Vec<String> =
+                database.faces().flat_map(|face| face.families.iter().map(|(name, _)| name.clone())).collect();
             let preferred = ["DejaVu Sans", "Liberation Sans", "Noto Sans", "Arial", "Helvetica"];
             let chosen = preferred
                 .iter()
@@ -429,19 +429,5 @@ fn with_extension(path: &Path, extension: &str) -> PathBuf {
 }
 
 fn write_file_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let Some(file_name) = path.file_name() else {
-        bail!("cannot write to {}: it names no file", path.display());
-    };
-    let temporary = path.with_file_name(format!(".{}.tmp-{}", file_name.to_string_lossy(), std::process::id()));
-    let written = fs::File::create(&temporary)
-        .and_then(|mut file| file.write_all(bytes).and_then(|_| file.sync_all()))
-        .with_context(|| format!("writing {} failed", temporary.display()));
-    if let Err(error) = written {
-        let _ = fs::remove_file(&temporary);
-        return Err(error);
-    }
-    fs::rename(&temporary, path).with_context(|| {
-        let _ = fs::remove_file(&temporary);
-        format!("renaming {} to {} failed", temporary.display(), path.display())
-    })
+    crate::layout::write_atomic(path, bytes)
 }

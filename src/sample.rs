@@ -14,8 +14,11 @@
 //!
 //! Context longer than the model's: when a row's cache is full, it is rebuilt from the
 //! last `block_size / 2` tokens of its document (sliding-window re-encode), so the
-//! model always conditions on at least half a context of the most recent text while
-//! each re-encode pays for itself over the following half context of steps.
+//! model always conditions on at least half a context of the most recent text. Rows
+//! are re-encoded together: when one row's cache is full, every row within a quarter
+//! context of full is rebuilt in the same batched forward pass, so re-encodes cost a
+//! few large passes rather than one small pass per row. (Which rows share a pass
+//! depends only on the token sequence, so sampling stays deterministic.)
 use crate::model::{KvCache, Model};
 use anyhow::{bail, Result};
 use tch::{Device, Kind, Tensor};
@@ -164,26 +167,38 @@ impl<'m> Decoder<'m> {
             }
             row.pending = tok as i64;
             row.position += 1;
-            if row.position == capacity {
-                self.reencode(b);
-            }
+        }
+        if self.rows.iter().any(|r| r.position == capacity) {
+            // Batch with every row that would fill up soon.
+            let near_full = capacity - (capacity / 4).max(1);
+            let rows: Vec<usize> = (0..self.rows.len()).filter(|&b| self.rows[b].position >= near_full).collect();
+            self.reencode(&rows);
         }
         finished
     }
 
-    /// Rebuilds row `b`'s cache from the last half context of its document.
-    fn reencode(&mut self, b: usize) {
+    /// Rebuilds the caches of `rows` from the last half context of their documents,
+    /// in one forward pass.
+    fn reencode(&mut self, rows: &[usize]) {
         let keep = (self.cache.capacity() / 2).max(1) as usize;
-        let full_len = 1 + self.rows[b].doc.len(); // <|endoftext|> + doc
-        self.rows[b].context_start = full_len - keep;
-        let ctx = self.context(b); // `keep` tokens, the last one pending
-        if keep > 1 {
-            let prefix = Tensor::from_slice(&ctx[..keep - 1]).view([1, keep as i64 - 1]).to_device(self.device);
-            let start = Tensor::zeros([1], (Kind::Int64, self.device));
-            let _ = self.model.forward_cached(&prefix, &start, &self.cache.row(b as i64));
+        let mut prefixes = Vec::with_capacity(rows.len() * keep);
+        for &b in rows {
+            let full_len = 1 + self.rows[b].doc.len(); // <|endoftext|> + doc
+            self.rows[b].context_start = full_len - keep;
+            let ctx = self.context(b); // `keep` tokens, the last one pending
+            prefixes.extend_from_slice(&ctx[..keep - 1]);
+            self.rows[b].position = keep as i64 - 1;
         }
-        self.rows[b].position = keep as i64 - 1;
-        self.reencodes += 1;
+        self.reencodes += rows.len();
+        if keep > 1 {
+            let n = rows.len() as i64;
+            let prefix = Tensor::from_slice(&prefixes).view([n, keep as i64 - 1]).to_device(self.device);
+            let start = Tensor::zeros([n], (Kind::Int64, self.device));
+            let scratch = self.model.new_cache(n, self.device);
+            let _ = self.model.forward_cached(&prefix, &start, &scratch);
+            let index: Vec<i64> = rows.iter().map(|&b| b as i64).collect();
+            self.cache.copy_rows(&Tensor::from_slice(&index).to_device(self.device), &scratch);
+        }
     }
 }
 

@@ -105,13 +105,12 @@ impl Vocab {
         self.tokenizer.decode(ids, false).map_err(|e| anyhow!("decoding failed: {e}"))
     }
 
-    /// The text one token stands for, with unprintable characters escaped (`\n`, `\u{..}`),
-    /// and `�` where a token holds only part of a multi-byte character.
+    /// The text one token stands for (unescaped; `�` where a token holds only part of
+    /// a multi-byte character). `analysis::escape_token` makes it printable.
     pub fn token_text(&self, id: u32) -> String {
         if id == self.eot {
             return EOT.to_string();
         }
-        let text = self.tokenizer.decode(&[id], false).unwrap_or_default();
-        text.escape_debug().to_string()
+        self.tokenizer.decode(&[id], false).unwrap_or_default()
     }
 }

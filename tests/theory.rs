@@ -9,9 +9,9 @@ use clap::Parser;
 use lmloop::plot::{render_bar_svg, render_svg, write_svg_and_png, BarChart, LineChart, Series};
 use lmloop::theory::{
     digamma, discrete_survival_bins, exact_squared_distance, ln_gamma, ln_gamma_ratio, log_sigma_drift,
-    poisson_survival_factors, run, sigma_mean_approximation, sigma_shrink_factor, simulate_discrete,
-    simulate_gaussian, DataPolicy, DiscreteConfig, DiscreteResult, GaussianConfig, MultinomialSampler,
-    SpreadEstimator, StartDistribution, TheoryCommand,
+    poisson_survival_factors, run, sigma_mean_approximation, sigma_shrink_factor, simulate_discrete, simulate_gaussian,
+    AccumulatedSampler, DataPolicy, DiscreteConfig, DiscreteResult, GaussianConfig, MultinomialSampler,
+    SpreadEstimator, StartDistribution, TheoryCommand, TrialStats,
 };
 use rand::SeedableRng;
 
@@ -108,14 +108,8 @@ fn simulated_mean_sigma_matches_c_to_the_k_and_tells_the_estimators_apart() {
     let checked = [1, 2, 5, 10, 20, 40];
     let mut results = Vec::new();
     for estimator in [SpreadEstimator::Unbiased, SpreadEstimator::Mle] {
-        let config = GaussianConfig {
-            n: 10,
-            generations: 40,
-            trials: 4000,
-            estimator,
-            policy: DataPolicy::Replace,
-            seed: 3,
-        };
+        let config =
+            GaussianConfig { n: 10, generations: 40, trials: 4000, estimator, policy: DataPolicy::Replace, seed: 3 };
         let result = simulate_gaussian(&config).unwrap();
         let c = sigma_shrink_factor(config.n, estimator);
         let drift = log_sigma_drift(config.n, estimator);
@@ -229,7 +223,8 @@ fn squared_distance_follows_the_exact_recursion_for_every_policy() {
         }
         if policy != DataPolicy::Replace {
             // Bounded drift, far below what replace reaches.
-            let replace = exact_squared_distance(&DiscreteConfig { policy: DataPolicy::Replace, ..config.clone() }).unwrap();
+            let replace =
+                exact_squared_distance(&DiscreteConfig { policy: DataPolicy::Replace, ..config.clone() }).unwrap();
             let simulated = &result.squared_distance[60];
             assert!(replace[60] - simulated.mean > 10.0 * simulated.standard_error(config.trials));
         }
@@ -284,7 +279,11 @@ fn temperature_above_one_raises_entropy_towards_log_support() {
 fn results_do_not_depend_on_the_thread_count_but_on_the_seed() {
     let config = discrete_config("zipf:1.1", 300, 500, 40, 24, DataPolicy::Mix { real_fraction: 0.2 }, 0.8);
     let on = |threads| {
-        rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap().install(|| simulate_discrete(&config).unwrap())
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+            .install(|| simulate_discrete(&config).unwrap())
     };
     let one = on(1);
     assert_eq!(one, on(3));
@@ -331,10 +330,70 @@ fn multinomial_sampler_has_the_right_moments_on_every_algorithm() {
             let variance = squares[category] / repetitions as f64 - mean * mean;
             let expected_variance = n as f64 * p * (1.0 - p);
             let error = (expected_variance / repetitions as f64).sqrt();
-            assert!((mean - n as f64 * p).abs() < 4.0 * error, "n = {n}, category {category}: mean {mean} vs {}", n as f64 * p);
-            assert!((variance / expected_variance - 1.0).abs() < 0.15, "n = {n}, category {category}: variance {variance}");
+            assert!(
+                (mean - n as f64 * p).abs() < 4.0 * error,
+                "n = {n}, category {category}: mean {mean} vs {}",
+                n as f64 * p
+            );
+            assert!(
+                (variance / expected_variance - 1.0).abs() < 0.15,
+                "n = {n}, category {category}: variance {variance}"
+            );
         }
     }
+}
+
+#[test]
+fn accumulated_pool_draws_from_all_samples_so_far() {
+    // Drawing from the pool's empirical distribution and adding the draws is
+    // a Pólya urn: shares are martingales, so their mean stays put, while a
+    // category absent from the start can never appear. 40 generations of 10
+    // cross several rebuilds of the frozen part (every 160 samples here).
+    let start = [5u64, 0, 3, 2];
+    let (n, generations, repetitions) = (10u64, 40, 20_000);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
+    let mut pool = AccumulatedSampler::new();
+    let mut first_draw_sums = [0f64; 4];
+    let mut final_shares: Vec<Vec<f64>> = (0..4).map(|_| Vec::with_capacity(repetitions)).collect();
+    for _ in 0..repetitions {
+        pool.start(start, n);
+        for generation in 0..generations {
+            let drawn = pool.draw_and_add(n, &mut rng);
+            assert_eq!(drawn.iter().sum::<u64>(), n);
+            assert_eq!(drawn[1], 0, "a category with no samples was drawn");
+            if generation == 0 {
+                first_draw_sums.iter_mut().zip(drawn).for_each(|(sum, &c)| *sum += c as f64);
+            }
+        }
+        let total = 10 + n * generations;
+        assert_eq!(pool.counts().iter().sum::<u64>(), total);
+        for (shares, &count) in final_shares.iter_mut().zip(pool.counts()) {
+            shares.push(count as f64 / total as f64);
+        }
+    }
+    // Their spread follows from d_{k+1} = d_k + (n/N_{k+1})·(s/n − p̂_k), with
+    // N_k the pool size: E‖d_{k+1}‖² = E‖d_k‖² + (n/N_{k+1})²·(H₀ − E‖d_k‖²)/n.
+    let h0 = 1.0 - start.iter().map(|&c| (c as f64 / 10.0).powi(2)).sum::<f64>();
+    let mut expected_spread = 0.0;
+    for k in 1..=generations {
+        let grown = 10.0 + (n * k) as f64;
+        expected_spread += (n as f64 / grown).powi(2) * (h0 - expected_spread) / n as f64;
+    }
+    let mut spread = 0.0;
+    for category in [0, 2, 3] {
+        let p = start[category] as f64 / 10.0;
+        spread += final_shares[category].iter().map(|share| (share - p).powi(2)).sum::<f64>() / repetitions as f64;
+        let first_mean = first_draw_sums[category] / repetitions as f64;
+        let first_error = (n as f64 * p * (1.0 - p) / repetitions as f64).sqrt();
+        assert!((first_mean - n as f64 * p).abs() < 4.0 * first_error, "first draw, category {category}: {first_mean}");
+        let shares = TrialStats::of(&mut final_shares[category]);
+        assert!(
+            (shares.mean - p).abs() < 4.0 * shares.standard_error(repetitions),
+            "category {category}: mean final share {} vs {p}",
+            shares.mean
+        );
+    }
+    assert!((spread / expected_spread - 1.0).abs() < 0.05, "E‖p̂ − p₀‖² {spread} vs {expected_spread}");
 }
 
 // ---------------------------------------------------------------- inputs
@@ -423,8 +482,18 @@ fn discrete_run_writes_tables_plots_and_a_side_by_side_summary() {
     let out = tempfile::tempdir().unwrap();
     let folder = out.path().join("discrete");
     let cli = Cli::try_parse_from([
-        "lmloop-theory", "discrete", "--support", "200", "--n", "300", "--generations", "25", "--trials", "30",
-        "--out", folder.to_str().unwrap(),
+        "lmloop-theory",
+        "discrete",
+        "--support",
+        "200",
+        "--n",
+        "300",
+        "--generations",
+        "25",
+        "--trials",
+        "30",
+        "--out",
+        folder.to_str().unwrap(),
     ])
     .unwrap();
     run(&cli.command).unwrap();
@@ -443,7 +512,8 @@ fn discrete_run_writes_tables_plots_and_a_side_by_side_summary() {
     }
     let summary = fs::read_to_string(folder.join("summary.txt")).unwrap();
     assert!(summary.contains("Suresh et al.") && summary.contains("simulated | predicted"), "{summary}");
-    let config: serde_json::Value = serde_json::from_str(&fs::read_to_string(folder.join("config.json")).unwrap()).unwrap();
+    let config: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(folder.join("config.json")).unwrap()).unwrap();
     assert_eq!(config["policy"], "replace");
     assert_eq!(config["support"], 200);
     assert_no_temporary_files(&folder);
@@ -454,8 +524,18 @@ fn gaussian_run_writes_sigma_table_plots_and_summary() {
     let out = tempfile::tempdir().unwrap();
     let folder = out.path().join("gaussian");
     let cli = Cli::try_parse_from([
-        "lmloop-theory", "gaussian", "--n", "20", "--generations", "50", "--trials", "100", "--estimator", "mle",
-        "--out", folder.to_str().unwrap(),
+        "lmloop-theory",
+        "gaussian",
+        "--n",
+        "20",
+        "--generations",
+        "50",
+        "--trials",
+        "100",
+        "--estimator",
+        "mle",
+        "--out",
+        folder.to_str().unwrap(),
     ])
     .unwrap();
     run(&cli.command).unwrap();
@@ -502,7 +582,13 @@ fn line_chart_has_a_legend_skips_points_a_log_axis_cannot_show_and_rasterises() 
 fn bar_chart_names_its_categories_and_rasterises() {
     let bars = vec![("rare".to_string(), 120.0), ("common".to_string(), 30.0), ("none".to_string(), 0.0)];
     for log_y in [false, true] {
-        let chart = BarChart { title: "vanished".into(), x_label: "bucket".into(), y_label: "tokens".into(), log_y, bars: bars.clone() };
+        let chart = BarChart {
+            title: "vanished".into(),
+            x_label: "bucket".into(),
+            y_label: "tokens".into(),
+            log_y,
+            bars: bars.clone(),
+        };
         let svg = render_bar_svg(&chart).unwrap();
         for name in ["vanished", "rare", "common"] {
             assert!(svg.contains(name), "{name} missing (log_y = {log_y})");

@@ -80,7 +80,12 @@ impl DriftRow {
 
 /// Every drift measure of `tokens` against `reference`. `synthetic_index` is k for
 /// S_k, `None` for the real split itself.
-pub fn measure_corpus(reference: &Reference, tokens: &[u32], eot: u32, synthetic_index: Option<u32>) -> Result<DriftRow> {
+pub fn measure_corpus(
+    reference: &Reference,
+    tokens: &[u32],
+    eot: u32,
+    synthetic_index: Option<u32>,
+) -> Result<DriftRow> {
     let vocab_size = reference.vocab_size();
     let counts = count_tokens(tokens, vocab_size)?;
     let (generation, corpus) = match synthetic_index {

@@ -7,7 +7,7 @@
 //! |---|---|
 //! | `drift.csv` | one row for the real training split (`generation` = `real`), then one row per generation k for the corpus S_{k+1} it sampled |
 //! | `tokens.csv` | one row per vocabulary token: id, escaped text, real count, count in S_1, S_2, … (`gen_01`, `gen_02`, …), vanish generation |
-//! | `drift/real.json`, `drift/gen-KK.json` | cached drift rows, keyed by a fingerprint of the corpora they were computed from |
+//! | `drift/real.toml`, `drift/gen-KK.toml` | cached drift rows, keyed by a fingerprint of the corpora they were computed from |
 //! | `report.html`, `plots/*.svg`, `plots/*.png` | the report (`lmloop report`), refreshed after every generation |
 //!
 //! # Definitions
@@ -74,14 +74,13 @@ use std::path::PathBuf;
 pub use bench::{bench_drift, zipf_corpus};
 pub use diversity::{distinct_ngrams, repetition_rate, Diversity, NgramCount};
 pub use drift::{
-    entropy_nats, jensen_shannon, kl_add_half, measure_corpus, tail_mass, tail_set, total_variation, DriftRow,
-    Reference,
+    count_tokens, entropy_nats, jensen_shannon, kl_add_half, measure_corpus, tail_mass, tail_set, total_variation,
+    DriftRow, Reference,
 };
 pub use fit::LinearFit;
-pub use html::escape as escape_html;
 pub use paths::AnalysisPaths;
-pub use run_data::{CorpusInfo, GenerationRecord, RunData, RunSettings};
-pub use tails::{escape_token, survival_by_bucket, vanish_fit, BucketSurvival, TokenTable};
+pub use run_data::{read_drift_csv, CorpusInfo, GenerationRecord, RunData, RunSettings};
+pub use tails::{escape_token, survival_by_bucket, vanish_fit, vanish_points, BucketSurvival, TokenTable};
 pub use update::update_run_analysis;
 pub use zipf::{rank_frequency, zipf_slope};
 
@@ -91,11 +90,11 @@ pub struct TailsArgs {
     /// Run name (its folder under analysis/).
     #[arg(long)]
     pub run: String,
-    /// How many vanished tokens to list, most common in the real split first [default: 30].
+    /// How many vanished tokens to list, most common in the real split first.
     #[arg(long, default_value_t = 30)]
     pub top: usize,
     /// Only consider tokens seen at least this often in the real training split,
-    /// in the list, the per-generation counts and the fit [default: 1, every token].
+    /// in the list, the per-generation counts and the fit (the default 1 keeps every seen token).
     #[arg(long, default_value_t = 1)]
     pub min_real_count: u64,
 }
@@ -122,8 +121,8 @@ pub struct CompareArgs {
 /// The text `lmloop inspect tails` prints: vanished tokens, counts per generation, and the
 /// fitted relation between original count and vanish generation.
 pub fn inspect_tails(layout: &Layout, a: &TailsArgs) -> Result<String> {
-    let run = RunData::load_tokens(layout, &a.run)?;
-    Ok(tails::tails_text(&a.run, &run, a.top, a.min_real_count))
+    let tokens = RunData::load_tokens(layout, &a.run)?;
+    Ok(tails::tails_text(&a.run, &tokens, a.top, a.min_real_count))
 }
 
 /// Writes `analysis/RUN/report.html` (and the plots); returns the report's path.

@@ -36,12 +36,10 @@ impl KvCache {
         (self.keys[layer].shallow_clone(), self.values[layer].shallow_clone())
     }
 
-    /// A view of rows `row..row+1`: writes through it land in this cache.
-    pub fn row(&self, row: i64) -> KvCache {
-        Self {
-            keys: self.keys.iter().map(|k| k.narrow(0, row, 1)).collect(),
-            values: self.values.iter().map(|v| v.narrow(0, row, 1)).collect(),
-            capacity: self.capacity,
+    /// Copies all rows of `from` into rows `rows` (int64, one per row of `from`).
+    pub fn copy_rows(&mut self, rows: &Tensor, from: &KvCache) {
+        for (dst, src) in self.keys.iter_mut().zip(&from.keys).chain(self.values.iter_mut().zip(&from.values)) {
+            let _ = dst.index_copy_(0, rows, src);
         }
     }
 }

@@ -264,7 +264,12 @@ impl Partial {
 /// The exact E‖p̂_k − p₀‖² for k = 0..=generations, when T = 1.
 pub fn exact_squared_distance(config: &DiscreteConfig) -> Option<Vec<f64>> {
     config.untempered().then(|| {
-        expected_squared_distance(config.policy, config.n, gini_simpson(&config.start.probabilities), config.generations)
+        expected_squared_distance(
+            config.policy,
+            config.n,
+            gini_simpson(&config.start.probabilities),
+            config.generations,
+        )
     })
 }
 

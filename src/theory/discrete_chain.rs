@@ -5,9 +5,15 @@
 //! positive count ("alive"). Sampling and measuring only visit alive symbols,
 //! so a generation costs O(alive + n) (alias draws) or O(alive) binomials
 //! when n ≫ alive — the support shrinks under replace, and the work with it.
+//! At T = 1 the estimate is an empirical distribution, so drawing from it
+//! means picking uniform members of the samples it was fitted to: the
+//! previous sample set (replace, mix) or the pool of all samples so far
+//! (accumulate, [`AccumulatedSampler`]). That saves rebuilding an alias table
+//! every generation.
 
 use rand::RngCore;
 
+use super::accumulated_sampler::AccumulatedSampler;
 use super::discrete::DiscreteConfig;
 use super::multinomial::MultinomialSampler;
 use super::policy::DataPolicy;
@@ -58,10 +64,8 @@ impl<'a> ChainContext<'a> {
                 .take_while(|w| *w <= MAX_TABULATED_WEIGHT)
                 .collect()
         };
-        let start_mode = probabilities
-            .iter()
-            .enumerate()
-            .fold(0, |best, (i, &p)| if p > probabilities[best] { i } else { best });
+        let start_mode =
+            probabilities.iter().enumerate().fold(0, |best, (i, &p)| if p > probabilities[best] { i } else { best });
         ChainContext {
             config,
             start_sampler,
@@ -116,6 +120,14 @@ pub struct ChainState {
     previous_alive: Vec<u32>,
     start_sampler: MultinomialSampler,
     estimate_sampler: MultinomialSampler,
+    /// Accumulate at T = 1 with n not ≫ alive draws from the pool of all
+    /// samples instead of rebuilding a sampler over p̂_k every generation.
+    pooled: bool,
+    pool: AccumulatedSampler,
+    /// Replace and mix at T = 1: the symbols of the current sample set, one
+    /// entry per sample, valid when `sample_set_ready`.
+    sample_set: Vec<u32>,
+    sample_set_ready: bool,
 }
 
 impl ChainState {
@@ -127,6 +139,10 @@ impl ChainState {
             previous_alive: Vec::new(),
             start_sampler: context.start_sampler.clone(),
             estimate_sampler: MultinomialSampler::new(),
+            pooled: false,
+            pool: AccumulatedSampler::new(),
+            sample_set: Vec::new(),
+            sample_set_ready: false,
         }
     }
 
@@ -138,6 +154,8 @@ impl ChainState {
         self.counts.fill(0);
         self.alive.clear();
         self.total = 0;
+        self.pooled = false;
+        self.sample_set_ready = false;
 
         let length = config.generations + 1;
         let mut trajectory = Trajectory {
@@ -156,16 +174,13 @@ impl ChainState {
             if generation == 1 {
                 self.draw_from_start(config.n, &mut rng);
                 self.total = config.n;
+                if config.policy != DataPolicy::Accumulate {
+                    self.remember_sample_set(context);
+                }
             } else if config.policy == DataPolicy::Accumulate {
-                self.load_tempered_estimate(context);
-                self.add_draws_from_estimate(config.n, &mut rng, false);
-                self.total += config.n;
+                self.accumulate_step(context, generation, &mut rng);
             } else {
-                self.load_tempered_estimate(context);
-                self.start_new_sample_set();
-                self.draw_from_start(context.real_draws, &mut rng);
-                self.add_draws_from_estimate(config.n - context.real_draws, &mut rng, true);
-                self.total = config.n;
+                self.new_sample_set_step(context, &mut rng);
             }
             self.measure(context, &mut trajectory);
             if let Some(slot) = context.checkpoint_slot[generation] {
@@ -178,6 +193,75 @@ impl ChainState {
         let largest = self.alive.iter().map(|&i| self.counts[i as usize]).max().unwrap_or(0);
         trajectory.mode_kept = self.counts[context.start_mode] == largest;
         trajectory
+    }
+
+    /// Accumulate: n draws from p̂_{k−1}, added to all samples so far.
+    fn accumulate_step(&mut self, context: &ChainContext, generation: usize, rng: &mut impl RngCore) {
+        let n = context.config.n;
+        if generation == 2 {
+            // The alive set is final from here on; see `pooled`.
+            self.pooled = context.config.untempered() && !MultinomialSampler::prefers_binomials(n, self.alive.len());
+            if self.pooled {
+                self.pool.start(self.alive.iter().map(|&i| self.counts[i as usize]), n);
+            }
+        }
+        if self.pooled {
+            let drawn = self.pool.draw_and_add(n, rng);
+            for (&symbol, &count) in self.alive.iter().zip(drawn) {
+                self.counts[symbol as usize] += count;
+            }
+        } else {
+            self.load_tempered_estimate(context);
+            self.add_draws_from_estimate(n, rng, false);
+        }
+        self.total += n;
+    }
+
+    /// Replace and mix: a new sample set of real draws plus draws from p̂_{k−1}.
+    fn new_sample_set_step(&mut self, context: &ChainContext, rng: &mut impl RngCore) {
+        let synthetic = context.config.n - context.real_draws;
+        if self.sample_set_ready {
+            // At T = 1, p̂_{k−1} is the empirical distribution of sample set
+            // k − 1, so a draw from it is a uniformly chosen member.
+            self.start_new_sample_set();
+            let members = self.sample_set.len() as u128;
+            for _ in 0..synthetic {
+                let member = ((rng.next_u64() as u128 * members) >> 64) as usize;
+                self.counts[self.sample_set[member] as usize] += 1;
+            }
+            for &symbol in &self.previous_alive {
+                if self.counts[symbol as usize] > 0 {
+                    self.alive.push(symbol);
+                }
+            }
+            self.draw_from_start(context.real_draws, rng);
+        } else {
+            self.load_tempered_estimate(context);
+            self.start_new_sample_set();
+            self.draw_from_start(context.real_draws, rng);
+            self.add_draws_from_estimate(synthetic, rng, true);
+        }
+        self.total = context.config.n;
+        self.remember_sample_set(context);
+    }
+
+    /// Lists the members of the current sample set when the next generation
+    /// will draw from it one by one (T = 1 and not n ≫ alive, where
+    /// conditional binomials are cheaper): n writes instead of an alias table.
+    fn remember_sample_set(&mut self, context: &ChainContext) {
+        let synthetic = context.config.n - context.real_draws;
+        self.sample_set_ready = context.config.untempered()
+            && synthetic > 0
+            && !MultinomialSampler::prefers_binomials(synthetic, self.alive.len());
+        if self.sample_set_ready {
+            self.sample_set.resize(self.total as usize, 0);
+            let mut filled = 0;
+            for &symbol in &self.alive {
+                let count = self.counts[symbol as usize] as usize;
+                self.sample_set[filled..filled + count].fill(symbol);
+                filled += count;
+            }
+        }
     }
 
     /// Loads p̂^(1/T) over the alive symbols into the estimate sampler, whose
@@ -198,7 +282,9 @@ impl ChainState {
                 let inverse_temperature = 1.0 / context.config.temperature;
                 let log_largest = (largest as f64).ln();
                 self.estimate_sampler.load(
-                    alive.iter().map(|&i| (((counts[i as usize] as f64).ln() - log_largest) * inverse_temperature).exp()),
+                    alive
+                        .iter()
+                        .map(|&i| (((counts[i as usize] as f64).ln() - log_largest) * inverse_temperature).exp()),
                 );
             }
         }

@@ -21,8 +21,8 @@ use serde_json::json;
 
 use super::discrete::{discrete_survival_bins, exact_squared_distance, DiscreteConfig, DiscreteResult};
 use super::output::{csv_document, optional_field, remove_completion_marker, write_atomically};
-use super::predictions::{expected_squared_distance, mix_fixed_point_squared_distance};
 use super::policy::DataPolicy;
+use super::predictions::{expected_squared_distance, mix_fixed_point_squared_distance};
 use super::survival::SurvivalBin;
 use super::table_format::{mean_and_band, report_generations, short, stats_fields, stats_header};
 use super::trial_stats::{TrialStats, QUANTILE_LEVELS};
@@ -62,8 +62,6 @@ fn resolved_config(config: &DiscreteConfig) -> serde_json::Value {
         "quantile_levels": QUANTILE_LEVELS,
     })
 }
-
-
 
 fn generations_csv(result: &DiscreteResult, exact: Option<&[f64]>) -> Result<Vec<u8>> {
     let mut header = vec!["generation".to_string()];
@@ -142,7 +140,8 @@ fn charts(
     exact: Option<&[f64]>,
     bins: &[SurvivalBin],
 ) -> Vec<(&'static str, LineChart)> {
-    let context = format!("{}, n = {}, {}, T = {}", config.start.label, config.n, config.policy.label(), config.temperature);
+    let context =
+        format!("{}, n = {}, {}, T = {}", config.start.label, config.n, config.policy.label(), config.temperature);
     let chart = |title: &str, y_label: &str, log_y: bool, series: Vec<Series>| LineChart {
         title: format!("{title} ({context})"),
         x_label: "generation k".to_string(),
@@ -154,11 +153,8 @@ fn charts(
 
     let mut entropy_series = spread_series(&result.entropy);
     entropy_series.push(
-        Series::dashed(
-            "ln(mean support): uniform ceiling",
-            by_generation(&result.support, |s| s.mean.ln()),
-        )
-        .with_color(1),
+        Series::dashed("ln(mean support): uniform ceiling", by_generation(&result.support, |s| s.mean.ln()))
+            .with_color(1),
     );
 
     let mut distance_series = vec![Series::line("simulated mean", by_generation(&result.squared_distance, |s| s.mean))];
@@ -181,7 +177,10 @@ fn charts(
     vec![
         ("support", chart("Surviving support", "symbols with p̂ > 0", true, spread_series(&result.support))),
         ("entropy", chart("Entropy of the estimate", "entropy (nats)", false, entropy_series)),
-        ("total_variation", chart("Total variation to the start", "TV(p̂_k, p₀)", false, spread_series(&result.total_variation))),
+        (
+            "total_variation",
+            chart("Total variation to the start", "TV(p̂_k, p₀)", false, spread_series(&result.total_variation)),
+        ),
         ("squared_distance", chart("Squared distance to the start", "‖p̂_k − p₀‖²", true, distance_series)),
         (
             "survival",
@@ -207,16 +206,16 @@ fn spread_indices(len: usize, wanted: usize) -> Vec<usize> {
     indices
 }
 
-
-
-
 /// The side-by-side comparison of simulation and published prediction.
 pub fn discrete_summary(config: &DiscreteConfig, result: &DiscreteResult) -> String {
     let mut text = String::new();
     let support = config.start.probabilities.len();
     let last = config.generations;
     let exact = exact_squared_distance(config);
-    let _ = writeln!(text, "lmloop theory discrete: recursive maximum-likelihood re-estimation of a categorical distribution");
+    let _ = writeln!(
+        text,
+        "lmloop theory discrete: recursive maximum-likelihood re-estimation of a categorical distribution"
+    );
     let _ = writeln!(
         text,
         "start {} over {support} symbols (entropy {} nats, ln support {}); n = {} samples per generation; {last} generations; {} trials; policy {}; temperature {}; seed {}",
@@ -251,7 +250,9 @@ pub fn discrete_summary(config: &DiscreteConfig, result: &DiscreteResult) -> Str
     }
 
     let bins = discrete_survival_bins(config, result);
-    let shown: Vec<usize> = report_generations(last).into_iter().filter(|&k| k >= 1).collect();
+    // Columns kept to a terminal's width: k = 1, 2, powers of ten, and the last.
+    let shown: Vec<usize> =
+        report_generations(last).into_iter().filter(|&k| k == 2 || k == last || is_power_of_ten(k)).collect();
     let slots: Vec<(usize, usize)> =
         result.checkpoints.iter().enumerate().filter(|(_, k)| shown.contains(k)).map(|(slot, &k)| (slot, k)).collect();
     let applies = config.untempered() && config.policy == DataPolicy::Replace;
@@ -298,6 +299,14 @@ pub fn discrete_summary(config: &DiscreteConfig, result: &DiscreteResult) -> Str
     text
 }
 
+fn is_power_of_ten(k: usize) -> bool {
+    let mut power = 1;
+    while power < k {
+        power = power.saturating_mul(10);
+    }
+    power == k
+}
+
 fn verdict(config: &DiscreteConfig, result: &DiscreteResult, exact: Option<&[f64]>) -> String {
     let last = config.generations;
     let final_stats = |stats: &[TrialStats]| mean_and_band(&stats[last]);
@@ -340,7 +349,9 @@ Entropy {} nats at k = 0 → {} at k = {last}, against ln(mean support) = {} at 
     match config.policy {
         DataPolicy::Replace => format!(
             "Suresh et al. (2024), replace at T = 1: a symbol of probability p is present in sample set k with probability 1 − exp(−n·p·g_k), \
-1/k ≤ g_k ≤ 3/k, so a symbol with expected count c survives about c generations (table above). As a Wright–Fisher chain the estimate also obeys \
+1/k ≤ g_k ≤ 3/k, so a symbol with expected count c survives about c generations (table above). The Poisson model treats symbols \
+as independent; with n draws every generation some symbol always survives, so once only a few are left the most common ones survive \
+more often than predicted. As a Wright–Fisher chain the estimate also obeys \
 E‖p̂_k − p₀‖² = H₀·(1 − (1 − 1/n)^k) exactly, H₀ = 1 − Σp₀² = {}: at k = {last} {}. Support at k = {last}: {}.",
             short(h0),
             simulated_vs_exact(last),

@@ -92,7 +92,10 @@ impl GaussianConfig {
 
     pub fn validate(&self) -> Result<()> {
         if self.n < 2 {
-            bail!("--n must be at least 2 for the Gaussian loop, a standard deviation needs two samples (got {})", self.n);
+            bail!(
+                "--n must be at least 2 for the Gaussian loop, a standard deviation needs two samples (got {})",
+                self.n
+            );
         }
         if self.generations == 0 {
             bail!("--generations must be at least 1 (got 0)");
@@ -185,8 +188,12 @@ fn log_sigma_trajectory(config: &GaussianConfig, trial: usize) -> Vec<f64> {
         let (mean, sigma) = (fitted.mean, fitted.sigma(config.estimator));
         fitted = match config.policy {
             DataPolicy::Accumulate => fitted.merge(Moments::draw(config.n, mean, sigma, &mut rng)),
-            _ => Moments::draw(real_draws, 0.0, 1.0, &mut rng)
-                .merge(Moments::draw(config.n - real_draws, mean, sigma, &mut rng)),
+            _ => Moments::draw(real_draws, 0.0, 1.0, &mut rng).merge(Moments::draw(
+                config.n - real_draws,
+                mean,
+                sigma,
+                &mut rng,
+            )),
         };
         log_sigmas.push(fitted.sigma(config.estimator).ln());
     }

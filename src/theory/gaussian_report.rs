@@ -48,7 +48,6 @@ pub fn write_gaussian_report(config: &GaussianConfig, result: &GaussianResult, f
     Ok(summary)
 }
 
-
 fn sigma_csv(config: &GaussianConfig, result: &GaussianResult) -> Result<Vec<u8>> {
     let mut header = vec!["generation".to_string()];
     for prefix in ["sigma", "log_sigma"] {
@@ -142,8 +141,6 @@ fn estimator_name(estimator: SpreadEstimator) -> &'static str {
     }
 }
 
-
-
 /// The side-by-side comparison of simulation and exact prediction.
 pub fn gaussian_summary(config: &GaussianConfig, result: &GaussianResult) -> String {
     let mut text = String::new();
@@ -151,7 +148,10 @@ pub fn gaussian_summary(config: &GaussianConfig, result: &GaussianResult) -> Str
     let last = config.generations;
     let c = sigma_shrink_factor(n, SpreadEstimator::Unbiased);
     let c_used = sigma_shrink_factor(n, config.estimator);
-    let _ = writeln!(text, "lmloop theory gaussian: recursive fitting of a Gaussian by its sample mean and standard deviation");
+    let _ = writeln!(
+        text,
+        "lmloop theory gaussian: recursive fitting of a Gaussian by its sample mean and standard deviation"
+    );
     let _ = writeln!(
         text,
         "start N(0, 1); n = {n} samples per generation; estimator {}; policy {}; {last} generations; {} trials; seed {}",
@@ -166,7 +166,11 @@ pub fn gaussian_summary(config: &GaussianConfig, result: &GaussianResult) -> Str
         if config.estimator == SpreadEstimator::Mle { " = c·√((n−1)/n) (MLE)" } else { " = c (unbiased)" }
     );
     let exact = config.exact_moments();
-    let exact_note = if exact.is_some() { "" } else { " (closed-loop prediction, for contrast: real data enters every generation here)" };
+    let exact_note = if exact.is_some() {
+        ""
+    } else {
+        " (closed-loop prediction, for contrast: real data enters every generation here)"
+    };
     let _ = writeln!(text, "Generation k is the fit to sample set k (k = 1: the n real samples){exact_note}.\n");
     let _ = writeln!(
         text,
@@ -174,7 +178,8 @@ pub fn gaussian_summary(config: &GaussianConfig, result: &GaussianResult) -> Str
         "k", "mean σ̂_k ± s.e.", "c^k exact", "exp approx", "mean ln σ̂_k", "exact", "median σ̂_k [5%, 95%]"
     );
     let drift = log_sigma_drift(n, config.estimator);
-    let closed_moments = |k: usize| (c_used.powi(k as i32), sigma_mean_approximation(n, config.estimator, k), drift * k as f64);
+    let closed_moments =
+        |k: usize| (c_used.powi(k as i32), sigma_mean_approximation(n, config.estimator, k), drift * k as f64);
     for k in report_generations(last) {
         let sigma = &result.sigma[k];
         let (exact_sigma, approximation, exact_log) = closed_moments(k);
@@ -201,10 +206,15 @@ pub fn gaussian_summary(config: &GaussianConfig, result: &GaussianResult) -> Str
         Some((sigma, log_sigma)) => {
             let deviation = |simulated: &TrialStats, exact: f64| {
                 let error = simulated.standard_error(config.trials);
-                if error > 0.0 { (simulated.mean - exact).abs() / error } else { 0.0 }
+                if error > 0.0 {
+                    (simulated.mean - exact).abs() / error
+                } else {
+                    0.0
+                }
             };
             let sampled = (1..=last).take_while(|&k| mean_is_well_sampled(&result.log_sigma[k], config.trials)).last();
-            let sigma_worst = (1..=sampled.unwrap_or(0)).map(|k| deviation(&result.sigma[k], sigma[k])).fold(0.0, f64::max);
+            let sigma_worst =
+                (1..=sampled.unwrap_or(0)).map(|k| deviation(&result.sigma[k], sigma[k])).fold(0.0, f64::max);
             let log_worst = (1..=last).map(|k| deviation(&result.log_sigma[k], log_sigma[k])).fold(0.0, f64::max);
             let _ = writeln!(
                 text,

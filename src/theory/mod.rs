@@ -13,6 +13,8 @@
 //! ([`simulate_discrete`], [`simulate_gaussian`]); [`run`] adds the progress
 //! bar, the output files and the printed summary.
 
+mod accumulated_sampler;
+mod alias_table;
 mod discrete;
 mod discrete_chain;
 mod discrete_report;
@@ -32,6 +34,8 @@ mod trial_stats;
 use anyhow::Result;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+pub use accumulated_sampler::AccumulatedSampler;
+pub use alias_table::AliasTable;
 pub use discrete::{
     discrete_survival_bins, exact_squared_distance, simulate_discrete, simulate_discrete_with_progress, DiscreteArgs,
     DiscreteConfig, DiscreteResult,
@@ -39,7 +43,7 @@ pub use discrete::{
 pub use discrete_report::{discrete_summary, write_discrete_report};
 pub use gaussian::{simulate_gaussian, simulate_gaussian_with_progress, GaussianArgs, GaussianConfig, GaussianResult};
 pub use gaussian_report::{gaussian_summary, write_gaussian_report};
-pub use multinomial::MultinomialSampler;
+pub use multinomial::{DrawnCounts, MultinomialSampler};
 pub use policy::{DataPolicy, PolicyName};
 pub use predictions::{
     expected_squared_distance, gini_simpson, log_sigma_drift, mix_fixed_point_squared_distance, poisson_survival,
@@ -91,7 +95,9 @@ pub fn run(command: &TheoryCommand) -> Result<()> {
 /// A trials bar on stderr; indicatif draws nothing when stderr is not a terminal.
 fn trial_progress(trials: usize, label: &'static str) -> ProgressBar {
     let bar = ProgressBar::with_draw_target(Some(trials as u64), ProgressDrawTarget::stderr());
-    if let Ok(style) = ProgressStyle::with_template("{prefix} {bar:40} {pos}/{len} trials [{elapsed_precise}, eta {eta}]") {
+    if let Ok(style) =
+        ProgressStyle::with_template("{prefix} {bar:40} {pos}/{len} trials [{elapsed_precise}, eta {eta}]")
+    {
         bar.set_style(style);
     }
     bar.set_prefix(label);

@@ -12,12 +12,11 @@
 use rand::RngCore;
 use rand_distr::{Binomial, Distribution};
 
+use super::alias_table::AliasTable;
+
 /// Above n = this × m, m binomial draws beat n alias draws (a binomial draw
 /// costs about as much as ten alias draws on this code).
 const BINOMIAL_WHEN_DRAWS_PER_CATEGORY_EXCEED: f64 = 10.0;
-
-/// 2^64 as a float: alias acceptance thresholds are fractions of it.
-const TWO_POW_64: f64 = 18_446_744_073_709_551_616.0;
 
 /// With fewer draws than this fraction of the categories, only the touched
 /// categories are visited afterwards (a real vocabulary can have 10⁵ symbols
@@ -34,19 +33,12 @@ pub struct MultinomialSampler {
     touched: Vec<u32>,
     /// Whether the last draw was dense, i.e. any tally may be non-zero.
     dense: bool,
-    /// Built on first use after `load`: per cell, keep the cell when the
-    /// 64-bit fraction is below this threshold (acceptance probability × 2^64)…
-    alias_threshold: Vec<u64>,
-    /// …and otherwise take this category.
-    alias_index: Vec<u32>,
+    /// Built on first use after `load`.
+    alias: AliasTable,
     /// Σ_{i≥j} w_i, built on first use for the binomial path.
     suffix_weight: Vec<f64>,
     alias_ready: bool,
     suffix_ready: bool,
-    // Scratch of the alias construction, kept to avoid reallocating.
-    scaled: Vec<f64>,
-    small: Vec<u32>,
-    large: Vec<u32>,
 }
 
 /// The positive counts of one draw, as (category, count) pairs.
@@ -109,7 +101,7 @@ impl MultinomialSampler {
         self.clear_tallies();
         let m = self.weights.len() as f64;
         if n > 0 && m > 0.0 {
-            if n as f64 > BINOMIAL_WHEN_DRAWS_PER_CATEGORY_EXCEED * m {
+            if Self::prefers_binomials(n, self.weights.len()) {
                 self.draw_by_binomials(n, rng);
             } else if (n as f64) < SPARSE_WHEN_DRAWS_PER_CATEGORY_BELOW * m {
                 self.draw_by_alias_sparse(n, rng);
@@ -118,6 +110,12 @@ impl MultinomialSampler {
             }
         }
         DrawnCounts { tallies: &self.tallies, touched: (!self.dense).then_some(&self.touched[..]), position: 0 }
+    }
+
+    /// Whether n draws over this many categories go by conditional binomials
+    /// (cost O(categories)) rather than single draws (cost O(n)).
+    pub fn prefers_binomials(n: u64, categories: usize) -> bool {
+        n as f64 > BINOMIAL_WHEN_DRAWS_PER_CATEGORY_EXCEED * categories as f64
     }
 
     /// Zeroes what the last draw set, in O(touched) after a sparse draw.
@@ -133,27 +131,12 @@ impl MultinomialSampler {
         self.dense = false;
     }
 
-    /// One alias draw from 64 random bits: r·m / 2^64 split at the binary
-    /// point, the integer part a uniform cell, the fraction an independent
-    /// uniform coin (up to m/2^64 of bias), all in integer arithmetic; the
-    /// select is branch-free because the coin is a 50/50 guess for the branch
-    /// predictor and a mispredict costs more than the draw.
-    #[inline(always)]
-    fn alias_draw(thresholds: &[u64], aliases: &[u32], random: u64) -> usize {
-        let product = random as u128 * thresholds.len() as u128;
-        let cell = (product >> 64) as usize;
-        let coin = product as u64;
-        let alias = aliases[cell] as usize;
-        let keep = ((coin < thresholds[cell]) as usize).wrapping_neg();
-        alias ^ ((cell ^ alias) & keep)
-    }
-
     fn draw_by_alias_sparse<R: RngCore + ?Sized>(&mut self, n: u64, rng: &mut R) {
         if !self.alias_ready {
             self.build_alias();
         }
         for _ in 0..n {
-            let category = Self::alias_draw(&self.alias_threshold, &self.alias_index, rng.next_u64());
+            let category = self.alias.sample(rng.next_u64());
             if self.tallies[category] == 0 {
                 self.touched.push(category as u32);
             }
@@ -166,52 +149,13 @@ impl MultinomialSampler {
             self.build_alias();
         }
         self.dense = true;
-        let tallies = &mut self.tallies[..];
-        let thresholds = &self.alias_threshold[..tallies.len()];
-        let aliases = &self.alias_index[..tallies.len()];
         for _ in 0..n {
-            tallies[Self::alias_draw(thresholds, aliases, rng.next_u64())] += 1;
+            self.tallies[self.alias.sample(rng.next_u64())] += 1;
         }
     }
 
-    /// Vose's construction: cells whose scaled weight is below 1 are topped
-    /// up by a cell above 1, which then counts as below 1 once it drops.
     fn build_alias(&mut self) {
-        let m = self.weights.len();
-        let total: f64 = self.weights.iter().sum();
-        self.scaled.clear();
-        self.scaled.extend(self.weights.iter().map(|w| w * m as f64 / total));
-        self.alias_index.clear();
-        self.alias_index.extend(0..m as u32);
-        self.small.clear();
-        self.large.clear();
-        for (cell, &scaled) in self.scaled.iter().enumerate() {
-            if scaled < 1.0 {
-                self.small.push(cell as u32);
-            } else {
-                self.large.push(cell as u32);
-            }
-        }
-        while let (Some(&under), Some(&over)) = (self.small.last(), self.large.last()) {
-            self.small.pop();
-            self.alias_index[under as usize] = over;
-            let remaining = self.scaled[over as usize] + self.scaled[under as usize] - 1.0;
-            self.scaled[over as usize] = remaining;
-            if remaining < 1.0 {
-                self.large.pop();
-                self.small.push(over);
-            }
-        }
-        // Whatever is left differs from 1 only by rounding: always accept.
-        for &cell in self.small.iter().chain(self.large.iter()) {
-            self.scaled[cell as usize] = 1.0;
-        }
-        self.alias_threshold.clear();
-        self.alias_threshold.extend(self.scaled.iter().map(|&p| {
-            // A float at or above 2^64 saturates to u64::MAX: "always accept"
-            // up to a 2^-64 chance.
-            (p * TWO_POW_64) as u64
-        }));
+        self.alias.rebuild(&self.weights);
         self.alias_ready = true;
     }
 

@@ -2,29 +2,13 @@
 //! a complete-looking but truncated table behind.
 
 use std::fs;
-use std::io::Write;
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 
-/// Writes `bytes` to a hidden temporary file next to `path`, then renames it
-/// over `path` (a rename within one folder is atomic on POSIX filesystems).
+/// Writes `bytes` atomically (see [`crate::layout::write_atomic`]).
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let Some(file_name) = path.file_name() else {
-        bail!("cannot write to {}: it names no file", path.display());
-    };
-    let temporary = path.with_file_name(format!(".{}.tmp-{}", file_name.to_string_lossy(), std::process::id()));
-    let written = fs::File::create(&temporary)
-        .and_then(|mut file| file.write_all(bytes).and_then(|_| file.sync_all()))
-        .with_context(|| format!("writing {} failed", temporary.display()));
-    if let Err(error) = written {
-        let _ = fs::remove_file(&temporary);
-        return Err(error);
-    }
-    fs::rename(&temporary, path).with_context(|| {
-        let _ = fs::remove_file(&temporary);
-        format!("renaming {} to {} failed", temporary.display(), path.display())
-    })
+    crate::layout::write_atomic(path, bytes)
 }
 
 /// A CSV document from a header and rows of already formatted fields.

@@ -11,8 +11,11 @@ const ASYMPTOTIC_FROM: f64 = 15.0;
 
 /// ln Γ(x) for x > 0; NaN outside that domain.
 pub fn ln_gamma(x: f64) -> f64 {
-    if !(x > 0.0) || x.is_infinite() {
-        return if x == f64::INFINITY { f64::INFINITY } else { f64::NAN };
+    if x.is_nan() || x <= 0.0 {
+        return f64::NAN;
+    }
+    if x.is_infinite() {
+        return f64::INFINITY;
     }
     let (shifted, log_product) = shift_up(x);
     stirling_leading(shifted) + stirling_correction(shifted) - log_product
@@ -22,7 +25,7 @@ pub fn ln_gamma(x: f64) -> f64 {
 /// close (the case of the chi-mean constant, where both log-Gammas are ~n·ln n
 /// but their difference is ~ln n).
 pub fn ln_gamma_ratio(a: f64, b: f64) -> f64 {
-    if !(a > 0.0 && b > 0.0) || a.is_infinite() || b.is_infinite() {
+    if a.is_nan() || b.is_nan() || a <= 0.0 || b <= 0.0 || a.is_infinite() || b.is_infinite() {
         return f64::NAN;
     }
     let (za, log_product_a) = shift_up(a);
@@ -36,8 +39,11 @@ pub fn ln_gamma_ratio(a: f64, b: f64) -> f64 {
 
 /// ψ(x) = d/dx ln Γ(x) for x > 0; NaN outside that domain.
 pub fn digamma(x: f64) -> f64 {
-    if !(x > 0.0) || x.is_infinite() {
-        return if x == f64::INFINITY { f64::INFINITY } else { f64::NAN };
+    if x.is_nan() || x <= 0.0 {
+        return f64::NAN;
+    }
+    if x.is_infinite() {
+        return f64::INFINITY;
     }
     let mut z = x;
     let mut shift = 0.0;
@@ -52,8 +58,7 @@ pub fn digamma(x: f64) -> f64 {
             - inverse_square
                 * (1.0 / 120.0
                     - inverse_square
-                        * (1.0 / 252.0
-                            - inverse_square * (1.0 / 240.0 - inverse_square * (1.0 / 132.0)))));
+                        * (1.0 / 252.0 - inverse_square * (1.0 / 240.0 - inverse_square * (1.0 / 132.0)))));
     z.ln() - 0.5 / z - series - shift
 }
 
@@ -82,6 +87,5 @@ fn stirling_correction(z: f64) -> f64 {
             - inverse_square
                 * (1.0 / 360.0
                     - inverse_square
-                        * (1.0 / 1260.0
-                            - inverse_square * (1.0 / 1680.0 - inverse_square * (1.0 / 1188.0)))))
+                        * (1.0 / 1260.0 - inverse_square * (1.0 / 1680.0 - inverse_square * (1.0 / 1188.0)))))
 }

@@ -54,10 +54,8 @@ pub fn survival_bins(
         .map(|(octave, symbols)| {
             let expected: Vec<f64> = symbols.iter().map(|&i| n as f64 * start[i]).collect();
             let pairs = (symbols.len() * trials) as f64;
-            let simulated = present_trials
-                .iter()
-                .map(|row| symbols.iter().map(|&i| row[i] as f64).sum::<f64>() / pairs)
-                .collect();
+            let simulated =
+                present_trials.iter().map(|row| symbols.iter().map(|&i| row[i] as f64).sum::<f64>() / pairs).collect();
             let predicted = checkpoints
                 .iter()
                 .map(|&k| {

@@ -12,7 +12,10 @@ pub fn stats_header(prefix: &str) -> Vec<String> {
 
 /// The fields matching [`stats_header`], at full precision.
 pub fn stats_fields(stats: &TrialStats) -> Vec<String> {
-    [stats.mean, stats.sd, stats.q05, stats.q25, stats.median, stats.q75, stats.q95].iter().map(f64::to_string).collect()
+    [stats.mean, stats.sd, stats.q05, stats.q25, stats.median, stats.q75, stats.q95]
+        .iter()
+        .map(f64::to_string)
+        .collect()
 }
 
 /// Four significant digits: enough to compare a simulation with a prediction by eye.

@@ -1,0 +1,164 @@
+//! `lmloop compare RUN1 RUN2 …`: one report overlaying several runs (replace vs
+//! accumulate, a temperature or λ sweep). Runs must share a tokenizer, since every
+//! token statistic is indexed by token id.
+use super::figures::{self, MEASURES};
+use super::html::Page;
+use super::paths::AnalysisPaths;
+use super::report::DEFINITIONS;
+use super::run_data::RunData;
+use crate::layout::{write_atomic, Layout};
+use anyhow::{bail, Result};
+use std::path::{Path, PathBuf};
+
+/// Tokens with a real count up to this are "rare" in the comparison's survival plot.
+const RARE_MAX_COUNT: u64 = 7;
+
+/// Writes `OUT/report.html` (default `analysis/compare-RUN1-RUN2-…`) and its plots.
+pub fn write_comparison(layout: &Layout, runs: &[String], out: Option<&Path>) -> Result<PathBuf> {
+    if runs.len() < 2 {
+        bail!("compare needs at least two runs, got {}", runs.len());
+    }
+    for (i, run) in runs.iter().enumerate() {
+        if runs[..i].contains(run) {
+            bail!("run '{run}' is named twice; list each run once");
+        }
+    }
+    let data = runs.iter().map(|r| RunData::load(layout, r)).collect::<Result<Vec<_>>>()?;
+    check_same_tokenizer(layout, &data)?;
+    let dir = out.map(Path::to_path_buf).unwrap_or_else(|| layout.comparison(runs));
+    let plots = dir.join("plots");
+    let labels: Vec<String> = data.iter().map(|d| format!("{} ({})", d.name, d.settings.describe())).collect();
+
+    let mut page = Page::new(&format!("lmloop comparison: {}", runs.join(", ")));
+    runs_table(&mut page, &data);
+
+    page.section("perplexity", "Held-out perplexity");
+    let svg = figures::publish(&plots, "perplexity", &figures::perplexity_chart(&data, &labels))?;
+    page.figure("perplexity", &svg, "Perplexity of each generation's model on the real test split.");
+
+    page.section("rank-frequency", "Rank-frequency curves");
+    let curves: Vec<(String, &[u64])> = data
+        .iter()
+        .zip(&labels)
+        .filter(|(d, _)| d.tokens.generations() > 0)
+        .map(|(d, label)| (format!("{label}: S_{}", d.tokens.generations()), d.tokens.counts(d.tokens.generations())))
+        .collect();
+    let svg =
+        figures::publish(&plots, "rank-frequency", &figures::rank_frequency_chart(&data[0].tokens.real, &curves))?;
+    page.figure(
+        "rank-frequency",
+        &svg,
+        "The real split (black) and the last synthetic corpus of each run, log-log axes.",
+    );
+
+    page.section("survival", "Token survival");
+    let all = figures::presence_comparison_chart(
+        &data,
+        &labels,
+        1,
+        u64::MAX,
+        "Share of the real split's tokens present in S_k",
+    );
+    let svg = figures::publish(&plots, "survival-all", &all)?;
+    page.figure(
+        "survival-all",
+        &svg,
+        "Share of the tokens seen in the real split that are present (count > 0) in S_k.",
+    );
+    let rare_title = format!("Share of rare tokens (real count 1-{RARE_MAX_COUNT}) present in S_k");
+    let rare = figures::presence_comparison_chart(&data, &labels, 1, RARE_MAX_COUNT, &rare_title);
+    let svg = figures::publish(&plots, "survival-rare", &rare)?;
+    page.figure(
+        "survival-rare",
+        &svg,
+        &format!("The same for tokens seen 1 to {RARE_MAX_COUNT} times in the real split."),
+    );
+    let svg = figures::publish(&plots, "vanished", &figures::vanished_comparison_chart(&data, &labels))?;
+    page.figure("vanished", &svg, "Tokens whose first zero count is in S_k.");
+
+    page.section("drift", "Drift from the real training split");
+    for m in MEASURES {
+        let id = format!("drift-{}", m.id);
+        let svg = figures::publish(&plots, &id, &figures::measure_comparison_chart(&data, &labels, m))?;
+        page.figure(&id, &svg, &format!("{} of each run's S_k; dashed: the real split's value.", m.name));
+    }
+
+    page.section("definitions", "Definitions");
+    page.list(&DEFINITIONS.map(str::to_string));
+
+    let path = dir.join("report.html");
+    write_atomic(&path, page.finish().as_bytes())?;
+    Ok(path)
+}
+
+/// Refuses runs whose tokenizers differ (by `corpus.json`'s `tokenizer_sha256`).
+fn check_same_tokenizer(layout: &Layout, data: &[RunData]) -> Result<()> {
+    let mut first: Option<(&str, &str)> = None;
+    for run in data {
+        let Some(corpus) = &run.corpus else {
+            bail!(
+                "run '{}' has no {}, so its tokenizer cannot be checked against the others",
+                run.name,
+                layout.corpus_json(&run.name).display()
+            );
+        };
+        match first {
+            None => first = Some((&run.name, &corpus.tokenizer_sha256)),
+            Some((name, sha)) if sha != corpus.tokenizer_sha256 => bail!(
+                "runs '{name}' and '{}' used different tokenizers (tokenizer_sha256 {} vs {}), so their token statistics cannot be compared",
+                run.name,
+                short(sha),
+                short(&corpus.tokenizer_sha256)
+            ),
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// The first 12 hex digits of a hash, enough to tell two apart in a message.
+fn short(sha: &str) -> String {
+    let head: String = sha.chars().take(12).collect();
+    if head.len() < sha.len() {
+        format!("{head}…")
+    } else {
+        head
+    }
+}
+
+fn runs_table(page: &mut Page, data: &[RunData]) {
+    let header: Vec<String> = [
+        "run",
+        "policy",
+        "λ",
+        "temperature",
+        "corpus",
+        "generations",
+        "last held-out perplexity",
+        "synthetic corpora",
+        "tokens absent from the last S_k",
+    ]
+    .map(str::to_string)
+    .to_vec();
+    let rows: Vec<Vec<String>> = data
+        .iter()
+        .map(|d| {
+            let k = d.tokens.generations();
+            let absent = (0..d.tokens.vocab_size())
+                .filter(|&t| d.tokens.real[t] > 0 && k > 0 && d.tokens.count_in(k, t) == 0)
+                .count();
+            vec![
+                d.name.clone(),
+                d.settings.policy.clone(),
+                d.settings.real_fraction.map(|l| l.to_string()).unwrap_or_else(|| "–".into()),
+                d.settings.temperature.map(|t| t.to_string()).unwrap_or_else(|| "–".into()),
+                d.corpus.as_ref().map(|c| c.corpus.clone()).unwrap_or_default(),
+                d.generations.len().to_string(),
+                d.generations.last().map(|g| format!("{:.3}", g.held_out_perplexity)).unwrap_or_else(|| "–".into()),
+                k.to_string(),
+                absent.to_string(),
+            ]
+        })
+        .collect();
+    page.table(&header, &rows, &[0, 1, 4]);
+}

@@ -1,0 +1,435 @@
+//! The charts of the reports, built from run data, shared by the single-run
+//! report and the comparison. Each chart is written to `plots/ID.svg` and
+//! `plots/ID.png` and its SVG returned for inlining.
+use super::drift::DriftRow;
+use super::run_data::RunData;
+use super::tails::{survival_by_bucket, vanish_fit, vanish_points, TokenTable};
+use super::zipf::rank_frequency;
+use crate::plot::{render_bar_svg, render_svg, write_svg_and_png, BarChart, LineChart, Series, SeriesStyle};
+use anyhow::{Context, Result};
+use std::path::Path;
+
+/// Axis label for the S_k axis shared by every corpus plot.
+pub const CORPUS_AXIS: &str = "corpus S_k (k = 0: real training split)";
+const GENERATION_AXIS: &str = "generation k (model trained in generation k)";
+
+/// Palette index of the real split's curves (black in `crate::plot`'s palette).
+const REAL_COLOUR: usize = 6;
+
+/// Palette index of the i-th run or series, skipping the real split's black.
+pub fn colour(i: usize) -> usize {
+    const OTHERS: [usize; 7] = [0, 1, 2, 3, 4, 5, 7];
+    OTHERS[i % OTHERS.len()]
+}
+
+/// Past the seventh series colours repeat; the repeats are dashed so curves stay apart.
+fn style_for(i: usize, base: SeriesStyle) -> SeriesStyle {
+    if (i / 7) % 2 == 1 {
+        SeriesStyle::Dashed
+    } else {
+        base
+    }
+}
+
+/// Renders a chart, writes `plots_dir/ID.svg` and `.png`, returns the SVG.
+pub fn publish(plots_dir: &Path, id: &str, chart: &LineChart) -> Result<String> {
+    let svg = render_svg(chart).with_context(|| format!("drawing the {id} chart"))?;
+    write_plot(plots_dir, id, &svg)?;
+    Ok(svg)
+}
+
+pub fn publish_bars(plots_dir: &Path, id: &str, chart: &BarChart) -> Result<String> {
+    let svg = render_bar_svg(chart).with_context(|| format!("drawing the {id} chart"))?;
+    write_plot(plots_dir, id, &svg)?;
+    Ok(svg)
+}
+
+fn write_plot(plots_dir: &Path, id: &str, svg: &str) -> Result<()> {
+    std::fs::create_dir_all(plots_dir).with_context(|| format!("cannot create {}", plots_dir.display()))?;
+    write_svg_and_png(svg, &plots_dir.join(id))
+}
+
+/// One column of drift.csv that gets a plot.
+pub struct Measure {
+    pub id: &'static str,
+    pub name: &'static str,
+    pub value: fn(&DriftRow) -> f64,
+    /// Whether the real split's own value is a meaningful reference line
+    /// (divergences from real are 0 for real by definition).
+    pub has_reference: bool,
+}
+
+pub const KL_REAL_GEN: Measure =
+    Measure {
+        id: "kl-real-gen", name: "KL(real‖gen), add-½", value: |r| r.kl_real_gen_add_half, has_reference: false
+    };
+pub const KL_GEN_REAL: Measure =
+    Measure {
+        id: "kl-gen-real", name: "KL(gen‖real), add-½", value: |r| r.kl_gen_real_add_half, has_reference: false
+    };
+pub const JS: Measure =
+    Measure { id: "js", name: "Jensen–Shannon", value: |r| r.js_divergence, has_reference: false };
+pub const TV: Measure =
+    Measure { id: "tv", name: "total variation", value: |r| r.total_variation, has_reference: false };
+pub const ENTROPY: Measure =
+    Measure { id: "entropy", name: "unigram entropy (nats)", value: |r| r.entropy_nats, has_reference: true };
+pub const DISTINCT_TOKENS: Measure = Measure {
+    id: "distinct-tokens",
+    name: "distinct tokens",
+    value: |r| r.distinct_tokens as f64,
+    has_reference: true,
+};
+pub const TAIL_MASS: Measure =
+    Measure { id: "tail-mass", name: "tail mass", value: |r| r.tail_mass, has_reference: true };
+pub const DISTINCT_2: Measure =
+    Measure { id: "distinct-2", name: "distinct-2", value: |r| r.distinct_2, has_reference: true };
+pub const DISTINCT_3: Measure =
+    Measure { id: "distinct-3", name: "distinct-3", value: |r| r.distinct_3, has_reference: true };
+pub const DOCUMENT_LENGTH: Measure = Measure {
+    id: "document-length",
+    name: "mean document length (tokens)",
+    value: |r| r.mean_document_tokens,
+    has_reference: true,
+};
+pub const REPETITION: Measure = Measure {
+    id: "repetition",
+    name: "4-gram repetition rate",
+    value: |r| r.repetition_rate_4gram,
+    has_reference: true,
+};
+pub const ZIPF: Measure =
+    Measure { id: "zipf-slope", name: "Zipf slope", value: |r| r.zipf_slope, has_reference: true };
+
+/// Every plotted measure, in report order.
+pub const MEASURES: [&Measure; 12] = [
+    &KL_REAL_GEN,
+    &KL_GEN_REAL,
+    &JS,
+    &TV,
+    &ENTROPY,
+    &DISTINCT_TOKENS,
+    &TAIL_MASS,
+    &DISTINCT_2,
+    &DISTINCT_3,
+    &DOCUMENT_LENGTH,
+    &REPETITION,
+    &ZIPF,
+];
+
+/// Measures that share one chart in the single-run report.
+pub struct DriftGroup {
+    pub id: &'static str,
+    pub title: &'static str,
+    pub y_label: &'static str,
+    pub measures: &'static [&'static Measure],
+}
+
+pub const DRIFT_GROUPS: [DriftGroup; 8] = [
+    DriftGroup {
+        id: "divergence",
+        title: "Divergence from the real split",
+        y_label: "nats (TV: share)",
+        measures: &[&KL_REAL_GEN, &KL_GEN_REAL, &JS, &TV],
+    },
+    DriftGroup { id: "entropy", title: "Unigram entropy", y_label: "nats", measures: &[&ENTROPY] },
+    DriftGroup {
+        id: "distinct-tokens",
+        title: "Distinct tokens used",
+        y_label: "tokens",
+        measures: &[&DISTINCT_TOKENS],
+    },
+    DriftGroup {
+        id: "tail-mass",
+        title: "Tail mass (share of tokens in the real tail set)",
+        y_label: "share",
+        measures: &[&TAIL_MASS],
+    },
+    DriftGroup {
+        id: "distinct-ngrams",
+        title: "Distinct n-grams",
+        y_label: "unique / total",
+        measures: &[&DISTINCT_2, &DISTINCT_3],
+    },
+    DriftGroup {
+        id: "document-length",
+        title: "Mean document length",
+        y_label: "tokens",
+        measures: &[&DOCUMENT_LENGTH],
+    },
+    DriftGroup {
+        id: "repetition",
+        title: "Within-document 4-gram repetition",
+        y_label: "share of 4-grams",
+        measures: &[&REPETITION],
+    },
+    DriftGroup { id: "zipf-slope", title: "Zipf slope (ln count on ln rank)", y_label: "slope", measures: &[&ZIPF] },
+];
+
+/// A horizontal dashed line at the real split's value across x = 0..=k_max.
+fn reference_line(name: String, value: f64, k_max: u32, colour: usize) -> Series {
+    Series::dashed(name, vec![(0.0, value), (k_max.max(1) as f64, value)]).with_color(colour)
+}
+
+fn measure_points(run: &RunData, m: &Measure) -> Vec<(f64, f64)> {
+    run.synthetic_drift().map(|(k, row)| (k as f64, (m.value)(row))).collect()
+}
+
+fn last_corpus(run: &RunData) -> u32 {
+    run.synthetic_drift().map(|(k, _)| k).max().unwrap_or(0)
+}
+
+/// One run's measures of a group against S_k, with the real split's values dashed.
+pub fn drift_group_chart(run: &RunData, group: &DriftGroup) -> LineChart {
+    let k_max = last_corpus(run);
+    let mut series = Vec::new();
+    for (i, m) in group.measures.iter().enumerate() {
+        series.push(Series::new(m.name, measure_points(run, m), SeriesStyle::LineAndMarkers).with_color(colour(i)));
+        if let (true, Some(real)) = (m.has_reference, run.real_drift()) {
+            series.push(reference_line(format!("{} of the real split", m.name), (m.value)(real), k_max, colour(i)));
+        }
+    }
+    LineChart {
+        title: group.title.to_string(),
+        x_label: CORPUS_AXIS.to_string(),
+        y_label: group.y_label.to_string(),
+        series,
+        ..Default::default()
+    }
+}
+
+/// One measure of several runs against S_k; the real split's value is one black
+/// dashed line when the runs share it, else one dashed line per run.
+pub fn measure_comparison_chart(runs: &[RunData], labels: &[String], m: &Measure) -> LineChart {
+    let k_max = runs.iter().map(last_corpus).max().unwrap_or(0);
+    let mut series: Vec<Series> = runs
+        .iter()
+        .zip(labels)
+        .enumerate()
+        .map(|(i, (run, label))| {
+            Series::new(label.clone(), measure_points(run, m), style_for(i, SeriesStyle::LineAndMarkers))
+                .with_color(colour(i))
+        })
+        .collect();
+    if m.has_reference {
+        let reals: Vec<Option<f64>> = runs.iter().map(|r| r.real_drift().map(|row| (m.value)(row))).collect();
+        let shared = reals.windows(2).all(|w| match (w[0], w[1]) {
+            (Some(a), Some(b)) => (a - b).abs() <= 1e-12 * a.abs().max(1.0),
+            _ => false,
+        });
+        match (shared, reals.first().copied().flatten()) {
+            (true, Some(value)) => series.push(reference_line("real training split".into(), value, k_max, REAL_COLOUR)),
+            _ => {
+                for (i, (value, label)) in reals.iter().zip(labels).enumerate() {
+                    if let Some(value) = value {
+                        series.push(reference_line(format!("real split of {label}"), *value, k_max, colour(i)));
+                    }
+                }
+            }
+        }
+    }
+    LineChart {
+        title: m.name.to_string(),
+        x_label: CORPUS_AXIS.to_string(),
+        y_label: m.name.to_string(),
+        series,
+        ..Default::default()
+    }
+}
+
+/// Held-out perplexity on the real test split against the generation, one curve per run.
+pub fn perplexity_chart(runs: &[RunData], labels: &[String]) -> LineChart {
+    let series = runs
+        .iter()
+        .zip(labels)
+        .enumerate()
+        .map(|(i, (run, label))| {
+            let points = run.generations.iter().map(|g| (g.generation as f64, g.held_out_perplexity)).collect();
+            Series::new(label.clone(), points, style_for(i, SeriesStyle::LineAndMarkers)).with_color(colour(i))
+        })
+        .collect();
+    LineChart {
+        title: "Held-out perplexity on the real test split".into(),
+        x_label: GENERATION_AXIS.into(),
+        y_label: "perplexity".into(),
+        series,
+        ..Default::default()
+    }
+}
+
+/// Ranks at which a rank-frequency curve is drawn: every rank up to 50, then
+/// about 100 per decade, and the last rank. A 50k-token curve stays a few hundred points.
+fn drawn_ranks(len: usize) -> Vec<usize> {
+    let mut ranks: Vec<usize> = (1..=len.min(50)).collect();
+    let mut r = 50.0f64;
+    loop {
+        r *= 1.023;
+        let rank = r.round() as usize;
+        if rank >= len {
+            break;
+        }
+        if ranks.last() != Some(&rank) {
+            ranks.push(rank);
+        }
+    }
+    if len > 50 {
+        ranks.push(len);
+    }
+    ranks
+}
+
+/// The rank-frequency curve of a count vector, as (rank, relative frequency).
+fn rank_frequency_points(counts: &[u64]) -> Vec<(f64, f64)> {
+    let ranked = rank_frequency(counts);
+    let total: u64 = ranked.iter().sum();
+    drawn_ranks(ranked.len()).into_iter().map(|r| (r as f64, ranked[r - 1] as f64 / total as f64)).collect()
+}
+
+/// Rank-frequency curves on log-log axes: the real split (black) then `curves`.
+pub fn rank_frequency_chart(real: &[u64], curves: &[(String, &[u64])]) -> LineChart {
+    let mut series = vec![Series::line("real training split", rank_frequency_points(real)).with_color(REAL_COLOUR)];
+    for (i, (name, counts)) in curves.iter().enumerate() {
+        series.push(
+            Series::new(name.clone(), rank_frequency_points(counts), style_for(i, SeriesStyle::Line))
+                .with_color(colour(i)),
+        );
+    }
+    LineChart {
+        title: "Rank-frequency curves".into(),
+        x_label: "rank (1 = most frequent token)".into(),
+        y_label: "relative frequency".into(),
+        log_x: true,
+        log_y: true,
+        series,
+    }
+}
+
+/// Share of each real-count bucket's tokens present in S_k.
+pub fn survival_chart(tokens: &TokenTable) -> LineChart {
+    let series = survival_by_bucket(tokens)
+        .into_iter()
+        .enumerate()
+        .map(|(i, b)| {
+            let points = b.present.iter().enumerate().map(|(k, &p)| (k as f64, p)).collect();
+            let name = format!("real count {} ({} tokens)", b.label, b.tokens);
+            Series::new(name, points, SeriesStyle::LineAndMarkers).with_color(colour(i))
+        })
+        .collect();
+    LineChart {
+        title: "Token survival by real count".into(),
+        x_label: CORPUS_AXIS.into(),
+        y_label: "share of the bucket's tokens present in S_k".into(),
+        series,
+        ..Default::default()
+    }
+}
+
+/// Share of the tokens with real count in [low, high] that are present in S_k.
+pub fn presence(tokens: &TokenTable, low: u64, high: u64) -> Vec<(f64, f64)> {
+    let members: Vec<usize> = (0..tokens.vocab_size()).filter(|&t| (low..=high).contains(&tokens.real[t])).collect();
+    if members.is_empty() {
+        return Vec::new();
+    }
+    (0..=tokens.generations())
+        .map(|k| {
+            let alive = members.iter().filter(|&&t| tokens.counts(k)[t] > 0).count();
+            (k as f64, alive as f64 / members.len() as f64)
+        })
+        .collect()
+}
+
+/// Presence of tokens with real count in [low, high] per S_k, one curve per run.
+pub fn presence_comparison_chart(runs: &[RunData], labels: &[String], low: u64, high: u64, title: &str) -> LineChart {
+    let series = runs
+        .iter()
+        .zip(labels)
+        .enumerate()
+        .map(|(i, (run, label))| {
+            Series::new(label.clone(), presence(&run.tokens, low, high), style_for(i, SeriesStyle::LineAndMarkers))
+                .with_color(colour(i))
+        })
+        .collect();
+    LineChart {
+        title: title.to_string(),
+        x_label: CORPUS_AXIS.into(),
+        y_label: "share of those tokens present in S_k".into(),
+        series,
+        ..Default::default()
+    }
+}
+
+/// Tokens whose first zero count is in S_k, per k.
+pub fn first_vanished_per_corpus(tokens: &TokenTable) -> Vec<u64> {
+    let mut per = vec![0u64; tokens.generations() as usize];
+    for t in 0..tokens.vocab_size() {
+        if let Some(k) = tokens.vanish_generation(t) {
+            per[k as usize - 1] += 1;
+        }
+    }
+    per
+}
+
+pub fn vanished_bar_chart(tokens: &TokenTable) -> BarChart {
+    BarChart {
+        title: "Tokens vanishing for the first time".into(),
+        x_label: "corpus S_k".into(),
+        y_label: "tokens".into(),
+        log_y: false,
+        bars: first_vanished_per_corpus(tokens)
+            .iter()
+            .enumerate()
+            .map(|(j, &n)| (format!("S_{}", j + 1), n as f64))
+            .collect(),
+    }
+}
+
+pub fn vanished_comparison_chart(runs: &[RunData], labels: &[String]) -> LineChart {
+    let series = runs
+        .iter()
+        .zip(labels)
+        .enumerate()
+        .map(|(i, (run, label))| {
+            let points = first_vanished_per_corpus(&run.tokens)
+                .iter()
+                .enumerate()
+                .map(|(j, &n)| ((j + 1) as f64, n as f64))
+                .collect();
+            Series::new(label.clone(), points, style_for(i, SeriesStyle::LineAndMarkers)).with_color(colour(i))
+        })
+        .collect();
+    LineChart {
+        title: "Tokens vanishing for the first time".into(),
+        x_label: CORPUS_AXIS.into(),
+        y_label: "tokens".into(),
+        series,
+        ..Default::default()
+    }
+}
+
+/// Vanish generation against real count for every vanished token, with the fitted line.
+pub fn vanish_scatter_chart(tokens: &TokenTable) -> LineChart {
+    let points = vanish_points(tokens, 1);
+    // Many tokens share a (count, generation) pair; one marker each is enough.
+    let mut distinct = points.clone();
+    distinct.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    distinct.dedup();
+    let mut series = vec![Series::markers("vanished tokens", distinct).with_color(colour(0))];
+    if let Some(fit) = vanish_fit(tokens, 1) {
+        let x_max = points.iter().map(|p| p.0).fold(1.0, f64::max);
+        let line = vec![(1.0, fit.slope + fit.intercept), (x_max, fit.slope * x_max + fit.intercept)];
+        let sign = if fit.intercept < 0.0 { '−' } else { '+' };
+        let name = format!(
+            "least squares: {:.3} × count {sign} {:.3} (R² {:.2})",
+            fit.slope,
+            fit.intercept.abs(),
+            fit.r_squared
+        );
+        series.push(Series::dashed(name, line).with_color(colour(1)));
+    }
+    LineChart {
+        title: "Vanish generation against count in the real split".into(),
+        x_label: "count in the real training split".into(),
+        y_label: "vanish generation k (first S_k without the token)".into(),
+        series,
+        ..Default::default()
+    }
+}

@@ -1,0 +1,141 @@
+//! The entry point the generations loop calls after each generation: rewrites
+//! `drift.csv`, `tokens.csv` and the report from the corpora on disk.
+//!
+//! Drift rows are cached per corpus in `analysis/RUN/drift/*.toml` (TOML because
+//! it keeps NaN, which JSON cannot). A cached row is reused only when its key
+//! matches: the measure definitions' version, the vocabulary, the end-of-text id
+//! and fingerprints of both the corpus and the real split. So a regenerated
+//! corpus or a changed definition is measured again, never served stale.
+use super::drift::{count_tokens, measure_corpus, DriftRow, Reference};
+use super::paths::AnalysisPaths;
+use super::tails::TokenTable;
+use crate::layout::{write_atomic, Layout};
+use crate::tokens::TokenFile;
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Bump when a measure's definition changes, so cached rows are recomputed.
+const DEFINITIONS_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct CacheKey {
+    definitions_version: u32,
+    vocab_size: usize,
+    eot: u32,
+    /// Hex fingerprints (TOML integers cannot hold every u64).
+    real_fingerprint: String,
+    corpus_fingerprint: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct CachedRow {
+    key: CacheKey,
+    row: DriftRow,
+}
+
+/// FNV-1a over the token ids and the length: cheap (a few ms for 10M tokens) and
+/// only needs to tell apart corpora of one run.
+fn fingerprint(tokens: &[u32]) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &t in tokens {
+        h = (h ^ u64::from(t)).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h = (h ^ tokens.len() as u64).wrapping_mul(0x0000_0100_0000_01b3);
+    format!("{h:016x}")
+}
+
+/// Rewrites `analysis/RUN/drift.csv`, `analysis/RUN/tokens.csv` and the report
+/// (`report.html`, `plots/`) from the real training split and the synthetic
+/// corpora S_1..S_K written so far; returns the report's path.
+///
+/// - `real`: the real training split.
+/// - `synthetic`: `(k, token file of S_k)` for k = 1..=K, in order, without gaps.
+/// - `token_texts`: decoded text of every vocabulary token (its length is the vocabulary size).
+/// - `eot`: the end-of-text id.
+///
+/// Call it after `generations.csv` holds the generation's row (the report reads it).
+/// Each file is written atomically; unchanged corpora are not measured again.
+pub fn update_run_analysis(
+    layout: &Layout,
+    run: &str,
+    real: &TokenFile,
+    synthetic: &[(u32, PathBuf)],
+    token_texts: &[String],
+    eot: u32,
+) -> Result<PathBuf> {
+    let vocab_size = token_texts.len();
+    if vocab_size == 0 {
+        bail!("the vocabulary is empty (no token texts were given)");
+    }
+    if eot as usize >= vocab_size {
+        bail!("the end-of-text id {eot} is outside the vocabulary of {vocab_size} tokens");
+    }
+    for (position, (k, path)) in synthetic.iter().enumerate() {
+        if *k != position as u32 + 1 {
+            bail!(
+                "synthetic corpora must be S_1, S_2, … in order without gaps, but position {} holds S_{k} ({})",
+                position + 1,
+                path.display()
+            );
+        }
+    }
+
+    let real_tokens = real.to_vec();
+    let real_counts =
+        count_tokens(&real_tokens, vocab_size).with_context(|| format!("counting {}", real.path().display()))?;
+    let reference =
+        Reference::new(real_counts.clone()).with_context(|| format!("reading {}", real.path().display()))?;
+    let real_fingerprint = fingerprint(&real_tokens);
+    let key_for = |tokens: &[u32]| CacheKey {
+        definitions_version: DEFINITIONS_VERSION,
+        vocab_size,
+        eot,
+        real_fingerprint: real_fingerprint.clone(),
+        corpus_fingerprint: fingerprint(tokens),
+    };
+
+    let mut rows = Vec::with_capacity(synthetic.len() + 1);
+    let real_cache = layout.drift_cache(run, None);
+    rows.push(cached_or_measured(&real_cache, key_for(&real_tokens), || {
+        measure_corpus(&reference, &real_tokens, eot, None)
+    })?);
+    drop(real_tokens);
+
+    let mut synthetic_counts = Vec::with_capacity(synthetic.len());
+    for (k, path) in synthetic {
+        let tokens = TokenFile::open(path)?.to_vec();
+        let counts = count_tokens(&tokens, vocab_size).with_context(|| format!("counting {}", path.display()))?;
+        let cache = layout.drift_cache(run, Some(*k));
+        let row = cached_or_measured(&cache, key_for(&tokens), || measure_corpus(&reference, &tokens, eot, Some(*k)))
+            .with_context(|| format!("measuring S_{k} ({})", path.display()))?;
+        rows.push(row);
+        synthetic_counts.push(counts);
+    }
+
+    write_drift_csv(&layout.drift_csv(run), &rows)?;
+    TokenTable::new(token_texts, real_counts, synthetic_counts)?.write_csv(&layout.tokens_csv(run))?;
+    super::report::write_report(layout, run)
+}
+
+/// The cached row at `path` when its key matches, else `measure()` (then cached).
+fn cached_or_measured(path: &Path, key: CacheKey, measure: impl FnOnce() -> Result<DriftRow>) -> Result<DriftRow> {
+    let cached = std::fs::read_to_string(path).ok().and_then(|text| toml::from_str::<CachedRow>(&text).ok());
+    if let Some(cached) = cached.filter(|c| c.key == key) {
+        return Ok(cached.row);
+    }
+    let row = measure()?;
+    let text = toml::to_string(&CachedRow { key, row: row.clone() })
+        .with_context(|| format!("cannot format the cache entry {}", path.display()))?;
+    write_atomic(path, text.as_bytes())?;
+    Ok(row)
+}
+
+pub fn write_drift_csv(path: &Path, rows: &[DriftRow]) -> Result<()> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    for row in rows {
+        w.serialize(row).with_context(|| format!("cannot format a row of {}", path.display()))?;
+    }
+    let bytes = w.into_inner().map_err(|e| anyhow::anyhow!("cannot format {}: {e}", path.display()))?;
+    write_atomic(path, &bytes)
+}

@@ -21,6 +21,8 @@
 //! depends only on the token sequence, so sampling stays deterministic.)
 use crate::model::{KvCache, Model};
 use anyhow::{bail, Result};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 use tch::{Device, Kind, Tensor};
 
 /// How the next token is chosen from the logits.
@@ -82,13 +84,42 @@ impl Sampling {
         }
     }
 
-    /// Draws one token per row: (B,) int64.
-    pub fn choose(&self, logits: &Tensor) -> Tensor {
+    /// Draws one token per row of `logits` (B, V).
+    ///
+    /// The distribution is computed on the model's device; the draw itself is an
+    /// inverse-CDF lookup on the host with `rng`, which is several times faster than
+    /// libtorch's CPU `multinomial` at these sizes and makes the stream of draws depend
+    /// only on the seed, not on the device.
+    pub fn choose(&self, logits: &Tensor, rng: &mut impl Rng) -> Result<Vec<i64>> {
         match self {
-            Sampling::Greedy => logits.argmax(-1, false),
-            Sampling::Random { .. } => self.distribution(logits).multinomial(1, true).squeeze_dim(1),
+            Sampling::Greedy => Ok(Vec::<i64>::try_from(logits.argmax(-1, false).to_device(Device::Cpu))?),
+            Sampling::Random { .. } => {
+                let probs = self.distribution(logits).to_device(Device::Cpu).contiguous();
+                let v = probs.size()[1] as usize;
+                let flat = Vec::<f32>::try_from(probs.view([-1]))?;
+                Ok(flat.chunks_exact(v).map(|row| draw(row, rng) as i64).collect())
+            }
         }
     }
+}
+
+/// Index drawn from unnormalised non-negative weights by inverse CDF.
+fn draw(weights: &[f32], rng: &mut impl Rng) -> usize {
+    let total: f64 = weights.iter().map(|&w| w as f64).sum();
+    let target = rng.gen::<f64>() * total;
+    let mut acc = 0.0;
+    let mut last_nonzero = 0;
+    for (i, &w) in weights.iter().enumerate() {
+        if w > 0.0 {
+            acc += w as f64;
+            last_nonzero = i;
+            if acc > target {
+                return i;
+            }
+        }
+    }
+    // Rounding can leave `target` a hair above the running sum: the last possible token.
+    last_nonzero
 }
 
 /// One row of the batch: the document it is writing and what the model sees.
@@ -244,15 +275,14 @@ pub fn sample_corpus(
     if req.batch_size == 0 || req.max_doc_tokens == 0 {
         bail!("batch size and maximum document length must be positive");
     }
-    crate::device::seed_everything(req.seed);
+    let mut rng = ChaCha8Rng::seed_from_u64(req.seed);
     let t0 = std::time::Instant::now();
     let bar = crate::train::progress_bar(req.n_tokens as u64, req.progress);
     let mut stats = SampleStats { documents: 0, tokens: 0, truncated_documents: 0, reencodes: 0, seconds: 0.0, tokens_per_second: 0.0 };
     let mut decoder = Decoder::new(model, req.batch_size, eot, req.max_doc_tokens, device);
     tch::no_grad(|| -> Result<()> {
         while stats.tokens < req.n_tokens {
-            let chosen = req.sampling.choose(&decoder.logits());
-            let chosen = Vec::<i64>::try_from(chosen.to_device(Device::Cpu))?;
+            let chosen = req.sampling.choose(&decoder.logits(), &mut rng)?;
             for doc in decoder.advance(&chosen) {
                 if stats.tokens >= req.n_tokens {
                     break;
@@ -278,6 +308,7 @@ pub fn sample_corpus(
 /// context length). Returns the number of tokens generated.
 pub fn sample_uncached(model: &Model, eot: u32, device: Device, sampling: Sampling, batch: usize, steps: usize) -> Result<usize> {
     let block = model.config().block_size;
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
     tch::no_grad(|| -> Result<()> {
         let mut seq = Tensor::full([batch as i64, 1], eot as i64, (Kind::Int64, device));
         for _ in 0..steps {
@@ -285,7 +316,7 @@ pub fn sample_uncached(model: &Model, eot: u32, device: Device, sampling: Sampli
             let window = if t > block { seq.narrow(1, t - block, block) } else { seq.shallow_clone() };
             let logits = model.forward(&window, false);
             let last = logits.select(1, window.size()[1] - 1);
-            let next = sampling.choose(&last).unsqueeze(1);
+            let next = Tensor::from_slice(&sampling.choose(&last, &mut rng)?).to_device(device).unsqueeze(1);
             seq = Tensor::cat(&[&seq, &next], 1);
         }
         Ok(())

@@ -143,6 +143,7 @@ pub fn train(req: TrainRequest) -> Result<TrainOutcome> {
         if !last_loss.is_finite() {
             bar.abandon();
             drop(log);
+            let _ = std::fs::remove_file(&log_path);
             bail!(
                 "training diverged at step {step}: the loss became {last_loss}; lower train.learning_rate (now {}) or raise train.warmup_steps",
                 cfg.learning_rate

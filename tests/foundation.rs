@@ -188,3 +188,33 @@ fn checkpoint_of_another_shape_is_refused_clearly() {
     );
     assert_clear_error(&r, "different model shape");
 }
+
+#[test]
+fn every_shipped_config_loads() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            Config::load(&path).unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
+            seen += 1;
+        }
+    }
+    assert!(seen >= 3, "default, tiny and at least one preset");
+}
+
+#[test]
+fn a_diverging_run_stops_with_a_clear_error_and_no_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    prepared(&d.join("corpus"), 300);
+    let cfg = std::fs::read_to_string(tiny_config())
+        .unwrap()
+        .replace("learning_rate = 3e-3", "learning_rate = 1e12")
+        .replace("min_learning_rate = 3e-4", "min_learning_rate = 1e11")
+        .replace("warmup_steps = 10", "warmup_steps = 0");
+    write(&d.join("hot.toml"), &cfg);
+    let r = lmloop(d, &["train", "--config", "hot.toml", "--data", "corpus", "--out", "ck"]);
+    assert_clear_error(&r, "diverged");
+    assert!(!d.join("ck").exists(), "no checkpoint is left looking complete");
+}

@@ -46,16 +46,19 @@ pub fn lmloop(dir: &Path, args: &[&str]) -> (i32, String, String) {
     )
 }
 
-/// Asserts a failed run printed one clear `error:` line mentioning `needle`, no panic.
+/// Asserts a failed run ended with one clear `error:` line mentioning `needle`, no
+/// panic and no backtrace (progress lines before it are allowed).
 pub fn assert_clear_error(result: &(i32, String, String), needle: &str) {
     let (code, _, stderr) = result;
     assert_ne!(*code, 0, "expected failure, stderr: {stderr}");
     assert_ne!(*code, 101, "panicked: {stderr}");
     let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(lines.len(), 1, "expected one line, got: {stderr}");
-    assert!(lines[0].starts_with("error: "), "{stderr}");
-    assert!(!stderr.contains("internal error"), "{stderr}");
-    assert!(stderr.contains(needle), "expected '{needle}' in: {stderr}");
+    let errors: Vec<&&str> = lines.iter().filter(|l| l.contains("error")).collect();
+    assert_eq!(errors.len(), 1, "expected one error line, got: {stderr}");
+    let last = lines.last().expect("an error message");
+    assert!(last.starts_with("error: "), "{stderr}");
+    assert!(!stderr.contains("internal error") && !stderr.contains("backtrace") && !stderr.contains("panicked"), "{stderr}");
+    assert!(last.contains(needle), "expected '{needle}' in: {stderr}");
 }
 
 pub fn tiny_config() -> PathBuf {

@@ -200,7 +200,7 @@ pub struct GenerationsArgs {
     /// Run name (folder under checkpoints/, corpora/synthetic/, analysis/). Default: POLICY-tT[-lλ]-sSEED.
     #[arg(long)]
     pub run: Option<String>,
-    /// Discard an existing run of the same name that used a different configuration.
+    /// Discard every artifact of an existing run of the same name and start again.
     #[arg(long)]
     pub force_new: bool,
     #[command(flatten)]

@@ -191,20 +191,17 @@ pub fn run(layout: &Layout, spec: &RunSpec) -> Result<Vec<GenerationRow>> {
     let analysis = layout.analysis(run);
     let _lock = RunLock::acquire(&analysis, run)?;
     let run_toml = analysis.join("run.toml");
-    if run_toml.exists() {
+    if spec.force_new {
+        remove_run(layout, run)?;
+    } else if run_toml.exists() {
         let saved = Config::load(&run_toml)?;
         let diff = config_differences(&saved, cfg);
         if !diff.is_empty() {
-            if !spec.force_new {
-                bail!(
-                    "run '{run}' was started with a different configuration ({}); use another --run name, or --force-new to discard the old run",
-                    diff.join(", ")
-                );
-            }
-            remove_run(layout, run)?;
+            bail!(
+                "run '{run}' was started with a different configuration ({}); use another --run name, or --force-new to discard the old run",
+                diff.join(", ")
+            );
         }
-    } else if spec.force_new {
-        remove_run(layout, run)?;
     }
     write_atomic(&run_toml, cfg.to_toml().as_bytes())?;
 

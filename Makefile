@@ -37,7 +37,6 @@ setup: $(TORCH_STAMP)
 
 $(VENV)/.torch-$(TORCH_VERSION):
 	python3 -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==$(TORCH_VERSION) numpy
 	touch $@
 
@@ -67,4 +66,4 @@ test: $(TORCH_STAMP)
 	cargo test --release
 
 bench: $(BIN)
-	$(BIN) bench --config $(CONFIG) --reference "$(PY) bench/reference.py" --json | tee analysis/bench.json
+	$(BIN) bench --config $(CONFIG) --reference "$(PY) bench/reference.py" --rounds 3 --json | tee analysis/bench.json

@@ -1,15 +1,13 @@
 //! Command-line interface: argument definitions and thin dispatch into the library.
 use crate::checkpoint::Checkpoint;
 use crate::config::Config;
-use crate::layout::{Layout, RealCorpus};
-use crate::prepare::{CorpusMeta, PrepareOptions};
+use crate::layout::Layout;
+use crate::prepare::{PrepareOptions, PreparedCorpus};
 use crate::stream::TokenStream;
-use crate::tokenizer::Vocab;
 use crate::tokens::TokenFile;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 #[derive(Parser, Debug)]
 #[command(name = "lmloop", about = "Pretrain small language models, generation after generation, on their own samples")]
@@ -300,24 +298,6 @@ fn prepare(a: PrepareArgs) -> Result<()> {
         meta.test.tokens
     );
     Ok(())
-}
-
-/// The prepared corpus at `dir`: its meta, tokenizer and split files, all checked.
-pub struct PreparedCorpus {
-    pub meta: CorpusMeta,
-    pub vocab: Vocab,
-    pub train: Arc<TokenFile>,
-    pub val: Arc<TokenFile>,
-    pub test: Arc<TokenFile>,
-}
-
-impl PreparedCorpus {
-    pub fn open(dir: &Path) -> Result<Self> {
-        let meta = CorpusMeta::load(dir)?;
-        let vocab = Vocab::load(&dir.join(RealCorpus::TOKENIZER))?;
-        let open = |f: &str| TokenFile::open(&dir.join(f)).map(Arc::new);
-        Ok(Self { meta, vocab, train: open(RealCorpus::TRAIN)?, val: open(RealCorpus::VAL)?, test: open(RealCorpus::TEST)? })
-    }
 }
 
 fn train(a: TrainArgs) -> Result<()> {

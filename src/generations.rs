@@ -7,7 +7,7 @@
 //! randomness comes from seeds derived from the run seed and the generation index,
 //! so an interrupted and resumed run gives the same numbers as an uninterrupted one.
 use crate::checkpoint::Checkpoint;
-use crate::cli::PreparedCorpus;
+use crate::prepare::PreparedCorpus;
 use crate::config::Config;
 use crate::layout::{gen_name, is_done, read_json, write_atomic, write_json_atomic, Layout};
 use crate::policy::{mixture, Corpus, Policy, RealData};
@@ -261,8 +261,18 @@ pub fn run(layout: &Layout, spec: &RunSpec) -> Result<Vec<GenerationRow>> {
             })
             .with_context(|| format!("training generation {k}"))?;
         }
-        let ckpt = Checkpoint::load(&ckpt_dir, spec.device)?;
-        let held_out = held_out(&ckpt, &corpus.test, spec.device)?;
+        // Weights are loaded only when something still needs the model, so a finished
+        // run prints its table from the stored results alone.
+        let mut model: Option<Checkpoint> = None;
+        let load = || -> Result<Checkpoint> { Checkpoint::load(&ckpt_dir, spec.device) };
+        let state: crate::checkpoint::TrainingState = read_json(&ckpt_dir.join(crate::layout::CheckpointFiles::STATE))?;
+        let held_out_path = ckpt_dir.join(HELD_OUT_FILE);
+        let held_out = if held_out_path.exists() {
+            read_json(&held_out_path)?
+        } else {
+            let ckpt = model.insert(load()?);
+            held_out(ckpt, &corpus.test, spec.device)?
+        };
 
         let stem = layout.synthetic_corpus(run, k + 1);
         let sample_manifest = match crate::synthetic::manifest(&stem) {
@@ -276,6 +286,10 @@ pub fn run(layout: &Layout, spec: &RunSpec) -> Result<Vec<GenerationRow>> {
                     batch_size: cfg.sample.batch_size as usize,
                     max_doc_tokens: cfg.sample.max_doc_tokens as usize,
                     progress: spec.progress,
+                };
+                let ckpt = match model.take() {
+                    Some(c) => c,
+                    None => load()?,
                 };
                 crate::synthetic::write_corpus(&ckpt, &stem, &req, spec.device)
                     .with_context(|| format!("sampling from generation {k}"))?
@@ -299,7 +313,7 @@ pub fn run(layout: &Layout, spec: &RunSpec) -> Result<Vec<GenerationRow>> {
             held_out_perplexity: held_out.perplexity,
             synthetic_unigram_entropy: entropy(&counts),
             synthetic_distinct_tokens: counts.iter().filter(|&&c| c > 0).count(),
-            train_seconds: ckpt.state.seconds,
+            train_seconds: state.seconds,
             sample_seconds: sample_manifest.stats.seconds,
             eval_seconds: held_out.seconds,
         };
@@ -324,12 +338,9 @@ fn describe_parts(m: &crate::policy::MixtureManifest) -> String {
     m.parts.iter().map(|p| format!("{} {}", p.source, p.tokens)).collect::<Vec<_>>().join(", ")
 }
 
-/// The generation's held-out loss on the real test split, computed once and stored.
+/// Evaluates a generation on the real test split and stores the result next to its checkpoint.
 fn held_out(ckpt: &Checkpoint, test: &TokenFile, device: Device) -> Result<HeldOut> {
     let path = ckpt.dir.join(HELD_OUT_FILE);
-    if path.exists() {
-        return read_json(&path);
-    }
     let t0 = std::time::Instant::now();
     let r = crate::eval::evaluate(&ckpt.model, test, device)?;
     let h = HeldOut { mean_loss: r.mean_loss, perplexity: r.perplexity, tokens: r.tokens, seconds: t0.elapsed().as_secs_f64() };

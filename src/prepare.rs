@@ -10,6 +10,8 @@
 //! until it holds `test_fraction` of the characters, the validation split likewise,
 //! and the training split the rest.
 use crate::layout::{write_json_atomic, RealCorpus};
+use crate::tokens::TokenFile;
+use std::sync::Arc;
 use crate::tokenizer::{Vocab, EOT};
 use crate::tokens::write_tokens;
 use anyhow::{bail, Context, Result};
@@ -182,4 +184,22 @@ pub fn prepare(sources: &[Source], out: &Path, opts: &PrepareOptions) -> Result<
     };
     write_json_atomic(&out.join(RealCorpus::META), &meta)?;
     Ok(meta)
+}
+
+/// The prepared corpus at `dir`: its meta, tokenizer and split files, all checked.
+pub struct PreparedCorpus {
+    pub meta: CorpusMeta,
+    pub vocab: Vocab,
+    pub train: Arc<TokenFile>,
+    pub val: Arc<TokenFile>,
+    pub test: Arc<TokenFile>,
+}
+
+impl PreparedCorpus {
+    pub fn open(dir: &Path) -> Result<Self> {
+        let meta = CorpusMeta::load(dir)?;
+        let vocab = Vocab::load(&dir.join(RealCorpus::TOKENIZER))?;
+        let open = |f: &str| TokenFile::open(&dir.join(f)).map(Arc::new);
+        Ok(Self { meta, vocab, train: open(RealCorpus::TRAIN)?, val: open(RealCorpus::VAL)?, test: open(RealCorpus::TEST)? })
+    }
 }

@@ -242,6 +242,10 @@ pub fn run(layout: &Layout, spec: &RunSpec) -> Result<Vec<GenerationRow>> {
         write_json_atomic(&layout.mixture_manifest(run, k), &manifest)?;
 
         let ckpt_dir = layout.checkpoint(run, k);
+        // Whether this generation computed anything now (rather than reading stored results).
+        let computed = !is_done(&ckpt_dir)
+            || !ckpt_dir.join(HELD_OUT_FILE).exists()
+            || crate::synthetic::manifest(&layout.synthetic_corpus(run, k + 1)).is_none();
         if !is_done(&ckpt_dir) {
             eprintln!("[{run}] generation {k}: training on {} tokens ({})", manifest.total_tokens, describe_parts(&manifest));
             let mut train_cfg = cfg.train.clone();
@@ -326,10 +330,14 @@ pub fn run(layout: &Layout, spec: &RunSpec) -> Result<Vec<GenerationRow>> {
         );
         rows.push(row);
         write_rows(&analysis.join("generations.csv"), &rows)?;
-        let synthetic_files: Vec<(u32, std::path::PathBuf)> =
-            (1..=k + 1).map(|j| (j, crate::synthetic::files(&layout.synthetic_corpus(run, j)).0)).collect();
-        crate::analysis::update_run_analysis(layout, run, &corpus.train, &synthetic_files, &token_texts, eot)
-            .with_context(|| format!("updating the analysis of run '{run}'"))?;
+        // The analysis and report are refreshed after every generation that did work, and
+        // once at the end, so a resumed finished run does not redraw every generation.
+        if computed || k == n {
+            let synthetic_files: Vec<(u32, std::path::PathBuf)> =
+                (1..=k + 1).map(|j| (j, crate::synthetic::files(&layout.synthetic_corpus(run, j)).0)).collect();
+            crate::analysis::update_run_analysis(layout, run, &corpus.train, &synthetic_files, &token_texts, eot)
+                .with_context(|| format!("updating the analysis of run '{run}'"))?;
+        }
     }
     Ok(rows)
 }

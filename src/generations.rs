@@ -315,7 +315,7 @@ pub fn run(layout: &Layout, spec: &RunSpec) -> Result<Vec<GenerationRow>> {
             synthetic_tokens: manifest.synthetic_tokens,
             held_out_loss: held_out.mean_loss,
             held_out_perplexity: held_out.perplexity,
-            synthetic_unigram_entropy: entropy(&counts),
+            synthetic_unigram_entropy: crate::analysis::entropy_nats(&counts),
             synthetic_distinct_tokens: counts.iter().filter(|&&c| c > 0).count(),
             train_seconds: state.seconds,
             sample_seconds: sample_manifest.stats.seconds,
@@ -354,15 +354,6 @@ fn held_out(ckpt: &Checkpoint, test: &TokenFile, device: Device) -> Result<HeldO
     let h = HeldOut { mean_loss: r.mean_loss, perplexity: r.perplexity, tokens: r.tokens, seconds: t0.elapsed().as_secs_f64() };
     write_json_atomic(&path, &h)?;
     Ok(h)
-}
-
-/// Shannon entropy in nats of a count vector.
-pub fn entropy(counts: &[u64]) -> f64 {
-    let n: u64 = counts.iter().sum();
-    if n == 0 {
-        return 0.0;
-    }
-    counts.iter().filter(|&&c| c > 0).map(|&c| c as f64 / n as f64).map(|p| -p * p.ln()).sum()
 }
 
 /// Rewrites `generations.csv` with all rows so far (atomically).

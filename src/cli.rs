@@ -38,6 +38,9 @@ pub enum Command {
     Report(crate::analysis::ReportArgs),
     /// Write one report overlaying several runs (same tokenizer required).
     Compare(crate::analysis::CompareArgs),
+    /// Grids of runs with seeds: plan, run here or as a SLURM array, report means with 95% confidence intervals.
+    #[command(subcommand)]
+    Sweep(crate::sweep::SweepCommand),
     /// Exact simulators of recursive estimation (discrete, Gaussian) next to published predictions.
     #[command(subcommand)]
     Theory(crate::theory::TheoryCommand),
@@ -261,6 +264,7 @@ pub fn run(cli: Cli) -> Result<()> {
             println!("wrote {}", crate::analysis::compare(&layout(), &a)?.display());
             Ok(())
         }
+        Command::Sweep(s) => crate::sweep::run(&layout(), &s),
         Command::Theory(t) => crate::theory::run(&t),
         Command::Bench(a) => bench(a),
     }

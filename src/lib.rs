@@ -17,6 +17,7 @@ pub mod policy;
 pub mod prepare;
 pub mod sample;
 pub mod stream;
+pub mod sweep;
 pub mod synthetic;
 pub mod theory;
 pub mod tokenizer;

@@ -40,6 +40,10 @@ pub enum SeriesStyle {
     Markers,
     /// A solid line with a circle on every point.
     LineAndMarkers,
+    /// A translucent filled area, e.g. a confidence band: the points trace its
+    /// outline (the upper edge left to right, then the lower edge back). It has no
+    /// legend entry; the line it belongs to has.
+    Band,
 }
 
 /// One named curve of a chart.
@@ -184,6 +188,12 @@ where
 
     for (position, series) in visible.iter().enumerate() {
         let color = PALETTE[series.color.unwrap_or(position) % PALETTE.len()];
+        if series.style == SeriesStyle::Band {
+            if series.points.len() >= 3 {
+                context.draw_series(std::iter::once(Polygon::new(series.points.clone(), color.mix(0.18).filled()))).map_err(plot_error)?;
+            }
+            continue;
+        }
         let line_style = ShapeStyle::from(&color).stroke_width(2);
         let points = series.points.clone();
         let annotation = match series.style {
@@ -194,6 +204,7 @@ where
                 context.draw_series(LineSeries::new(points.clone(), line_style)).map_err(plot_error)?;
                 context.draw_series(points.into_iter().map(|p| Circle::new(p, 3, color.filled())))
             }
+            SeriesStyle::Band => unreachable!("bands are drawn above without a legend entry"),
         }
         .map_err(plot_error)?;
         // The legend sample repeats the series' own stroke and marker.
@@ -215,6 +226,7 @@ where
                     + PathElement::new(vec![(0, 0), (20, 0)], line_style)
                     + Circle::new((10, 0), 3, color.filled())
             }),
+            SeriesStyle::Band => unreachable!("bands are drawn above without a legend entry"),
         };
     }
 

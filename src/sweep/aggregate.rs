@@ -1,0 +1,290 @@
+//! Pooling a sweep's runs over seeds: per cell, measure and generation, the mean,
+//! standard deviation, n and 95% Student-t interval (`summary.csv`), and the change
+//! from generation 0 to N with its interval, from per-seed differences (`changes.csv`).
+//!
+//! A seed whose run lacks a value (not started, failed, still running, an older
+//! table without the column) is left out of that row's n and named in its
+//! `missing_seeds` column: nothing is averaged over silently.
+use super::cells::Sweep;
+use super::stats::Summary;
+use super::tables::{number, read_csv};
+use crate::layout::{write_atomic, Layout};
+use anyhow::Result;
+use std::collections::BTreeMap;
+
+/// Columns of `generations.csv` pooled per generation k (model k: held-out on the real test split).
+pub const MODEL_MEASURES: [&str; 4] =
+    ["held_out_loss", "held_out_perplexity", "synthetic_unigram_entropy", "synthetic_distinct_tokens"];
+
+/// Columns of `drift.csv` pooled per corpus S_{k+1} (sampled by model k), for the
+/// real subsample (noise floor) and for the real training split.
+pub const DRIFT_MEASURES: [&str; 12] = [
+    "kl_real_gen_add_half",
+    "kl_gen_real_add_half",
+    "js_divergence",
+    "total_variation",
+    "entropy_nats",
+    "distinct_tokens",
+    "tail_mass",
+    "distinct_2",
+    "distinct_3",
+    "mean_document_tokens",
+    "repetition_rate_4gram",
+    "zipf_slope",
+];
+
+/// Measures whose change from generation 0 to N is tabulated.
+pub const CHANGE_MEASURES: [(&str, Kind); 8] = [
+    ("held_out_loss", Kind::Model),
+    ("held_out_perplexity", Kind::Model),
+    ("kl_real_gen_add_half", Kind::Corpus),
+    ("js_divergence", Kind::Corpus),
+    ("entropy_nats", Kind::Corpus),
+    ("distinct_tokens", Kind::Corpus),
+    ("tail_mass", Kind::Corpus),
+    ("mean_document_tokens", Kind::Corpus),
+];
+
+/// What a value describes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Kind {
+    /// Model k (a `generations.csv` column).
+    Model,
+    /// Corpus S_{k+1}, sampled by model k (a `drift.csv` row `gen-KK`).
+    Corpus,
+}
+
+/// Where a pooled value sits: a model or sampled corpus of generation k, or a
+/// generation-free reference corpus (noise floor `real-sample…`, `real-train`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Slot {
+    Generation(Kind, u32),
+    Reference(String),
+}
+
+/// Every value one run left: (measure, slot) → value.
+pub type RunValues = BTreeMap<(String, Slot), f64>;
+
+/// Reads what a run left in `analysis/RUN/` (an empty map when nothing yet).
+pub fn run_values(layout: &Layout, run: &str) -> Result<RunValues> {
+    let dir = layout.analysis(run);
+    let mut values = RunValues::new();
+    for row in read_csv(&dir.join("generations.csv"))?.unwrap_or_default() {
+        let Some(k) = row.get("generation").and_then(|g| g.trim().parse::<u32>().ok()) else { continue };
+        for m in MODEL_MEASURES {
+            if let Some(v) = number(&row, m) {
+                values.insert((m.to_string(), Slot::Generation(Kind::Model, k)), v);
+            }
+        }
+    }
+    for row in read_csv(&dir.join("drift.csv"))?.unwrap_or_default() {
+        let Some(corpus) = row.get("corpus").map(|c| c.trim().to_string()) else { continue };
+        let slot = if let Some(kk) = corpus.strip_prefix("gen-").and_then(|n| n.parse::<u32>().ok()) {
+            if kk == 0 {
+                continue;
+            }
+            Slot::Generation(Kind::Corpus, kk - 1)
+        } else if corpus == "real-train" || corpus.starts_with("real-sample") {
+            Slot::Reference(corpus)
+        } else {
+            continue;
+        };
+        for m in DRIFT_MEASURES {
+            if let Some(v) = number(&row, m) {
+                values.insert((m.to_string(), slot.clone()), v);
+            }
+        }
+    }
+    Ok(values)
+}
+
+/// One row of `summary.csv`.
+#[derive(Debug, Clone)]
+pub struct SummaryRow {
+    pub cell: usize,
+    pub measure: String,
+    pub slot: Slot,
+    pub summary: Summary,
+    pub seeds: Vec<u64>,
+    pub missing: Vec<u64>,
+}
+
+/// One row of `changes.csv`: value at generation N minus value at generation 0, per seed.
+#[derive(Debug, Clone)]
+pub struct ChangeRow {
+    pub cell: usize,
+    pub measure: String,
+    pub kind: Kind,
+    pub from: u32,
+    pub to: u32,
+    pub summary: Summary,
+    pub seeds: Vec<u64>,
+    pub missing: Vec<u64>,
+}
+
+/// The pooled sweep.
+pub struct Aggregate {
+    pub rows: Vec<SummaryRow>,
+    pub changes: Vec<ChangeRow>,
+    /// Values per run, in `Sweep::runs` order.
+    pub per_run: Vec<RunValues>,
+}
+
+impl Aggregate {
+    pub fn row(&self, cell: usize, measure: &str, slot: &Slot) -> Option<&SummaryRow> {
+        self.rows.iter().find(|r| r.cell == cell && r.measure == measure && &r.slot == slot)
+    }
+}
+
+pub fn aggregate(layout: &Layout, sweep: &Sweep) -> Result<Aggregate> {
+    let per_run: Vec<RunValues> = sweep.runs.iter().map(|r| run_values(layout, &r.name)).collect::<Result<_>>()?;
+    let n = sweep.spec.generations;
+    let mut rows = Vec::new();
+    let mut changes = Vec::new();
+    for cell in 0..sweep.cells.len() {
+        let runs: Vec<(u64, &RunValues)> =
+            sweep.runs.iter().zip(&per_run).filter(|(r, _)| r.cell == cell).map(|(r, v)| (r.seed, v)).collect();
+        let pool = |measure: &str, slot: &Slot| -> (Summary, Vec<u64>, Vec<u64>) {
+            let key = (measure.to_string(), slot.clone());
+            let (mut vals, mut seeds, mut missing) = (Vec::new(), Vec::new(), Vec::new());
+            for (seed, v) in &runs {
+                match v.get(&key) {
+                    Some(x) => {
+                        vals.push(*x);
+                        seeds.push(*seed);
+                    }
+                    None => missing.push(*seed),
+                }
+            }
+            (Summary::of(&vals), seeds, missing)
+        };
+        let mut push = |measure: &str, slot: Slot| {
+            let (summary, seeds, missing) = pool(measure, &slot);
+            rows.push(SummaryRow { cell, measure: measure.to_string(), slot, summary, seeds, missing });
+        };
+        for m in MODEL_MEASURES {
+            for k in 0..=n {
+                push(m, Slot::Generation(Kind::Model, k));
+            }
+        }
+        for m in DRIFT_MEASURES {
+            for k in 0..=n {
+                push(m, Slot::Generation(Kind::Corpus, k));
+            }
+        }
+        // Reference corpora any seed of this cell reported.
+        let references: std::collections::BTreeSet<String> = runs
+            .iter()
+            .flat_map(|(_, v)| v.keys().filter_map(|(_, s)| if let Slot::Reference(c) = s { Some(c.clone()) } else { None }))
+            .collect();
+        for corpus in references {
+            for m in DRIFT_MEASURES {
+                push(m, Slot::Reference(corpus.clone()));
+            }
+        }
+        for (m, kind) in CHANGE_MEASURES {
+            let (mut diffs, mut seeds, mut missing) = (Vec::new(), Vec::new(), Vec::new());
+            for (seed, v) in &runs {
+                let at = |k: u32| v.get(&(m.to_string(), Slot::Generation(kind, k))).copied();
+                match (at(0), at(n)) {
+                    (Some(a), Some(b)) => {
+                        diffs.push(b - a);
+                        seeds.push(*seed);
+                    }
+                    _ => missing.push(*seed),
+                }
+            }
+            changes.push(ChangeRow { cell, measure: m.to_string(), kind, from: 0, to: n, summary: Summary::of(&diffs), seeds, missing });
+        }
+    }
+    Ok(Aggregate { rows, changes, per_run })
+}
+
+fn opt(v: Option<f64>) -> String {
+    v.map(|x| format!("{x}")).unwrap_or_default()
+}
+
+fn seeds_text(seeds: &[u64]) -> String {
+    seeds.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(" ")
+}
+
+/// `generation` and `corpus` columns of a slot.
+fn slot_columns(slot: &Slot) -> (String, String) {
+    match slot {
+        Slot::Generation(Kind::Model, k) => (k.to_string(), String::new()),
+        Slot::Generation(Kind::Corpus, k) => (k.to_string(), crate::layout::gen_name(k + 1)),
+        Slot::Reference(c) => (String::new(), c.clone()),
+    }
+}
+
+/// `summary.csv`: one row per cell, measure and generation (or reference corpus).
+///
+/// `generation` is k; for corpus measures `corpus` is `gen-KK`, S_KK sampled by
+/// model k = KK−1; reference rows (`real-sample…` noise floor, `real-train`) have
+/// no generation.
+pub fn summary_csv(sweep: &Sweep, agg: &Aggregate) -> Result<Vec<u8>> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record([
+        "cell", "label", "policy", "real_fraction", "measure", "generation", "corpus", "n", "mean", "sd", "ci95_low", "ci95_high", "seeds",
+        "missing_seeds",
+    ])?;
+    for r in &agg.rows {
+        let cell = &sweep.cells[r.cell];
+        let (generation, corpus) = slot_columns(&r.slot);
+        w.write_record([
+            cell.id.clone(),
+            cell.label.clone(),
+            cell.policy.clone(),
+            opt(cell.real_fraction),
+            r.measure.clone(),
+            generation,
+            corpus,
+            r.summary.n.to_string(),
+            opt(r.summary.mean),
+            opt(r.summary.sd),
+            opt(r.summary.low()),
+            opt(r.summary.high()),
+            seeds_text(&r.seeds),
+            seeds_text(&r.missing),
+        ])?;
+    }
+    Ok(w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?)
+}
+
+/// `changes.csv`: per cell and measure, the mean over seeds of (value at N − value at 0).
+pub fn changes_csv(sweep: &Sweep, agg: &Aggregate) -> Result<Vec<u8>> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record([
+        "cell", "label", "measure", "of", "from_generation", "to_generation", "n", "mean_change", "sd", "ci95_low", "ci95_high", "seeds",
+        "missing_seeds",
+    ])?;
+    for c in &agg.changes {
+        let cell = &sweep.cells[c.cell];
+        let of = match c.kind {
+            Kind::Model => "model k",
+            Kind::Corpus => "corpus S_(k+1)",
+        };
+        w.write_record([
+            cell.id.clone(),
+            cell.label.clone(),
+            c.measure.clone(),
+            of.to_string(),
+            c.from.to_string(),
+            c.to.to_string(),
+            c.summary.n.to_string(),
+            opt(c.summary.mean),
+            opt(c.summary.sd),
+            opt(c.summary.low()),
+            opt(c.summary.high()),
+            seeds_text(&c.seeds),
+            seeds_text(&c.missing),
+        ])?;
+    }
+    Ok(w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?)
+}
+
+/// Writes `summary.csv` and `changes.csv` into the sweep's folder.
+pub fn write_tables(paths: &super::paths::SweepPaths, sweep: &Sweep, agg: &Aggregate) -> Result<()> {
+    write_atomic(&paths.summary_csv(), &summary_csv(sweep, agg)?)?;
+    write_atomic(&paths.changes_csv(), &changes_csv(sweep, agg)?)
+}

@@ -1,0 +1,329 @@
+//! Cells and runs: the grid expanded into settings with stable ids.
+//!
+//! A *cell* is one setting of the grid (policy, λ, temperature, …); a *run* is a
+//! cell at one seed, an ordinary `lmloop generations` run. Ids depend only on what
+//! the cell sets, never on the other cells or on the order of the file, so editing
+//! a grid (adding a temperature, a seed) keeps every existing run's name:
+//!
+//! - cell id: `SLUG-HASH`, e.g. `mix-l0.5-t0.8-3fa2c1`: a readable slug of the
+//!   cell's grid values, then the first 6 hex digits of the SHA-256 of all the
+//!   keys it overrides (`[set]` and grid, sorted, `key=value` lines);
+//! - run name: `SWEEP-CELLID-sSEED`.
+use super::spec::{SweepSpec, POLICY_KEY, REAL_FRACTION_KEY, SEED_KEY, GENERATIONS_KEY};
+use crate::config::Config;
+use crate::policy::{Policy, POLICY_NAMES};
+use anyhow::{bail, Context, Result};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+
+/// One setting of the grid.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cell {
+    /// Stable id `SLUG-HASH`.
+    pub id: String,
+    /// Readable label for tables and legends, e.g. `mix λ=0.5 T=0.8`.
+    pub label: String,
+    /// The policy the cell runs (from the grid, `[set]` or the base config).
+    pub policy: String,
+    /// Its λ when the policy takes one.
+    pub real_fraction: Option<f64>,
+    /// The grid's values for this cell, in axis order (λ left out for policies without one).
+    pub grid_values: Vec<(String, toml::Value)>,
+}
+
+/// One cell at one seed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Run {
+    /// Index into `Sweep::cells`.
+    pub cell: usize,
+    pub seed: u64,
+    /// The run name under `analysis/`, `checkpoints/`, `corpora/synthetic/`.
+    pub name: String,
+}
+
+/// A sweep file expanded into its cells and runs, every cell's config validated.
+#[derive(Debug, Clone)]
+pub struct Sweep {
+    pub spec: SweepSpec,
+    pub cells: Vec<Cell>,
+    /// Cell by cell, seeds in the file's order: the order of the SLURM array indices.
+    pub runs: Vec<Run>,
+}
+
+impl Sweep {
+    pub fn load(path: &std::path::Path) -> Result<Sweep> {
+        let spec = SweepSpec::load(path)?;
+        Self::expand(spec).with_context(|| format!("invalid sweep file {}", path.display()))
+    }
+
+    pub fn expand(spec: SweepSpec) -> Result<Sweep> {
+        let cells = expand_cells(&spec)?;
+        let mut runs = Vec::new();
+        for (i, cell) in cells.iter().enumerate() {
+            for &seed in &spec.seeds {
+                runs.push(Run { cell: i, seed, name: format!("{}-{}-s{seed}", spec.name, cell.id) });
+            }
+        }
+        let sweep = Sweep { spec, cells, runs };
+        for cell in 0..sweep.cells.len() {
+            let run = sweep.runs.iter().find(|r| r.cell == cell).expect("every cell has a seed");
+            sweep.run_config(run)?;
+        }
+        Ok(sweep)
+    }
+
+    /// The validated config of one run, and its resolved TOML text (every key, defaults included).
+    pub fn run_config(&self, run: &Run) -> Result<(Config, String)> {
+        let cell = &self.cells[run.cell];
+        let mut value = self.spec.base_toml.clone();
+        let mut overrides: Vec<(String, toml::Value)> = self.spec.set.clone();
+        overrides.extend(cell.grid_values.iter().cloned());
+        overrides.push((SEED_KEY.to_string(), toml::Value::Integer(run.seed as i64)));
+        overrides.push((GENERATIONS_KEY.to_string(), toml::Value::Integer(self.spec.generations as i64)));
+        for (key, v) in &overrides {
+            set_dotted(&mut value, key, v.clone()).with_context(|| format!("cell {}", cell.label))?;
+        }
+        if cell.real_fraction.is_none() {
+            // A policy without λ must not inherit one from the base config.
+            remove_dotted(&mut value, REAL_FRACTION_KEY);
+        }
+        let text = toml::to_string(&value).context("a cell's config does not serialise to TOML")?;
+        let cfg = Config::from_toml(&text).with_context(|| format!("cell '{}' ({})", cell.label, cell.id))?;
+        let resolved = cfg.to_toml();
+        Ok((cfg, resolved))
+    }
+
+    pub fn runs_of(&self, cell: usize) -> impl Iterator<Item = &Run> {
+        self.runs.iter().filter(move |r| r.cell == cell)
+    }
+
+    pub fn run_by_name(&self, name: &str) -> Option<&Run> {
+        self.runs.iter().find(|r| r.name == name)
+    }
+}
+
+/// Every grid's combinations, in file order, duplicates (across grids) once.
+fn expand_cells(spec: &SweepSpec) -> Result<Vec<Cell>> {
+    let base_value = |key: &str| -> Option<toml::Value> {
+        spec.set.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone()).or_else(|| get_dotted(&spec.base_toml, key).cloned())
+    };
+    let default_policy = base_value(POLICY_KEY)
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_else(|| crate::config::GenerationsConfig::default().policy);
+    let base_lambda = base_value(REAL_FRACTION_KEY).and_then(|v| v.as_float().or(v.as_integer().map(|i| i as f64)));
+
+    let mut cells: Vec<Cell> = Vec::new();
+    let mut by_id: BTreeMap<String, String> = BTreeMap::new();
+    for (g, grid) in spec.grids.iter().enumerate() {
+        let label = if spec.grids.len() > 1 { format!("grid {}", g + 1) } else { "grid".into() };
+        let lambda_axis = grid.axes.iter().any(|a| a.key == REAL_FRACTION_KEY);
+        let mut lambda_used = false;
+        let sizes: Vec<usize> = grid.axes.iter().map(|a| a.values.len()).collect();
+        let mut index = vec![0usize; sizes.len()];
+        loop {
+            let values: Vec<(String, toml::Value)> =
+                grid.axes.iter().zip(&index).map(|(a, &i)| (a.key.clone(), a.values[i].clone())).collect();
+            let policy = values
+                .iter()
+                .find(|(k, _)| k == POLICY_KEY)
+                .and_then(|(_, v)| v.as_str().map(str::to_string))
+                .unwrap_or_else(|| default_policy.clone());
+            let takes_lambda = policy_takes_lambda(&policy)?;
+            let mut grid_values = values;
+            let real_fraction = if takes_lambda {
+                let from_grid = grid_values.iter().find(|(k, _)| k == REAL_FRACTION_KEY).and_then(|(_, v)| v.as_float());
+                let l = from_grid.or(base_lambda);
+                if l.is_none() {
+                    bail!("policy '{policy}' needs a real fraction λ: add real_fraction = [...] to [{label}]");
+                }
+                lambda_used |= from_grid.is_some();
+                l
+            } else {
+                grid_values.retain(|(k, _)| k != REAL_FRACTION_KEY);
+                None
+            };
+            let cell = make_cell(spec, policy, real_fraction, grid_values);
+            match by_id.get(&cell.id) {
+                Some(label) if *label == cell.label => {}
+                Some(other) => bail!("cells '{other}' and '{}' have the same id {}; change one setting", cell.label, cell.id),
+                None => {
+                    by_id.insert(cell.id.clone(), cell.label.clone());
+                    cells.push(cell);
+                }
+            }
+            if !advance(&mut index, &sizes) {
+                break;
+            }
+        }
+        if lambda_axis && !lambda_used {
+            let takers: Vec<&str> =
+                POLICY_NAMES.split(',').map(str::trim).filter(|p| policy_takes_lambda(p).unwrap_or(false)).collect();
+            bail!(
+                "{label}.real_fraction is set but none of its policies takes λ (only {} do)",
+                takers.join(" and ")
+            );
+        }
+    }
+    Ok(cells)
+}
+
+/// Turns the odometer of grid indices (the last axis fastest); false once every
+/// combination was visited.
+fn advance(index: &mut [usize], sizes: &[usize]) -> bool {
+    for axis in (0..sizes.len()).rev() {
+        index[axis] += 1;
+        if index[axis] < sizes[axis] {
+            return true;
+        }
+        index[axis] = 0;
+    }
+    false
+}
+
+/// Whether a policy needs λ: it parses without one only if it takes none.
+fn policy_takes_lambda(policy: &str) -> Result<bool> {
+    if Policy::parse(policy, None).is_ok() {
+        return Ok(false);
+    }
+    Policy::parse(policy, Some(0.5)).with_context(|| format!("grid policy '{policy}'"))?;
+    Ok(true)
+}
+
+fn make_cell(spec: &SweepSpec, policy: String, real_fraction: Option<f64>, grid_values: Vec<(String, toml::Value)>) -> Cell {
+    let mut slug: Vec<String> = Vec::new();
+    let mut label: Vec<String> = Vec::new();
+    if !grid_values.iter().any(|(k, _)| k == POLICY_KEY) {
+        // The policy always leads the label, even when the grid does not vary it.
+        label.push(policy.clone());
+    }
+    for (key, value) in &grid_values {
+        let v = short_value(value);
+        let (s, l) = match key.as_str() {
+            POLICY_KEY => (v.clone(), v.clone()),
+            REAL_FRACTION_KEY => (format!("l{v}"), format!("λ={v}")),
+            super::spec::TEMPERATURE_KEY => (format!("t{v}"), format!("T={v}")),
+            super::spec::TOP_K_KEY => (format!("k{v}"), format!("top-k={v}")),
+            super::spec::TOP_P_KEY => (format!("p{v}"), format!("top-p={v}")),
+            other => {
+                let last = other.rsplit('.').next().unwrap_or(other);
+                (format!("{last}{v}"), format!("{last}={v}"))
+            }
+        };
+        slug.push(s);
+        label.push(l);
+    }
+    if slug.is_empty() {
+        slug.push(policy.clone());
+    }
+    let mut slug: String = slug
+        .join("-")
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_' { c } else { '_' })
+        .collect();
+    slug.truncate(48);
+    let mut canonical: Vec<String> = spec.set.iter().chain(grid_values.iter()).map(|(k, v)| format!("{k}={v}")).collect();
+    canonical.sort();
+    let digest = Sha256::digest(canonical.join("\n").as_bytes());
+    let hash: String = digest.iter().take(3).map(|b| format!("{b:02x}")).collect();
+    Cell { id: format!("{slug}-{hash}"), label: label.join(" "), policy, real_fraction, grid_values }
+}
+
+/// A value as it appears in slugs and labels: `1` rather than `1.0`, strings unquoted.
+pub fn short_value(v: &toml::Value) -> String {
+    match v {
+        toml::Value::String(s) => s.clone(),
+        toml::Value::Float(f) => format!("{f}"),
+        toml::Value::Integer(i) => i.to_string(),
+        toml::Value::Boolean(b) => b.to_string(),
+        other => other.to_string(),
+    }
+}
+
+fn get_dotted<'a>(value: &'a toml::Value, key: &str) -> Option<&'a toml::Value> {
+    key.split('.').try_fold(value, |v, part| v.get(part))
+}
+
+/// Sets `a.b.c = v`, creating tables on the way; fails where a non-table is in the way.
+pub fn set_dotted(value: &mut toml::Value, key: &str, v: toml::Value) -> Result<()> {
+    let parts: Vec<&str> = key.split('.').collect();
+    let mut here = value;
+    for (depth, part) in parts.iter().enumerate() {
+        let toml::Value::Table(table) = here else {
+            bail!("cannot set {key}: {} is not a table", parts[..depth].join("."));
+        };
+        if depth + 1 == parts.len() {
+            table.insert(part.to_string(), v);
+            return Ok(());
+        }
+        here = table.entry(part.to_string()).or_insert_with(|| toml::Value::Table(Default::default()));
+    }
+    unreachable!("a key has at least one part")
+}
+
+fn remove_dotted(value: &mut toml::Value, key: &str) {
+    let (parent, last) = match key.rsplit_once('.') {
+        Some((p, l)) => (Some(p), l),
+        None => (None, key),
+    };
+    let table = match parent {
+        Some(p) => p.split('.').try_fold(&mut *value, |v, part| v.get_mut(part)),
+        None => Some(value),
+    };
+    if let Some(toml::Value::Table(t)) = table {
+        t.remove(last);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sweep(grid: &str) -> Result<Sweep> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("base.toml"), "[generations]\ngenerations = 2\n").unwrap();
+        let text = format!("name = \"t\"\nbase = \"base.toml\"\nseeds = [7, 8]\n{grid}");
+        Sweep::expand(SweepSpec::parse(&dir.path().join("s.toml"), &text)?)
+    }
+
+    #[test]
+    fn lambda_applies_only_to_policies_that_take_it() {
+        let s = sweep("[grid]\npolicy = [\"replace\", \"mix\"]\nreal_fraction = [0.25, 0.5]\ntemperature = [1.0]\n").unwrap();
+        let labels: Vec<&str> = s.cells.iter().map(|c| c.label.as_str()).collect();
+        assert_eq!(labels, ["replace T=1", "mix λ=0.25 T=1", "mix λ=0.5 T=1"]);
+        assert_eq!(s.runs.len(), 6);
+        assert!(s.runs[0].name.starts_with("t-replace-t1-") && s.runs[0].name.ends_with("-s7"), "{}", s.runs[0].name);
+    }
+
+    #[test]
+    fn ids_do_not_depend_on_the_other_cells() {
+        let a = sweep("[grid]\npolicy = [\"replace\"]\ntemperature = [1.0]\n").unwrap();
+        let b = sweep("[grid]\npolicy = [\"accumulate\", \"replace\"]\ntemperature = [0.5, 1.0]\n").unwrap();
+        let id = &a.cells[0].id;
+        assert!(b.cells.iter().any(|c| &c.id == id), "{id} in {:?}", b.cells);
+        // And the same file always gives the same ids.
+        assert_eq!(sweep("[grid]\npolicy = [\"replace\"]\ntemperature = [1.0]\n").unwrap().cells, a.cells);
+    }
+
+    #[test]
+    fn policy_needing_lambda_without_one_is_refused() {
+        let e = format!("{:#}", sweep("[grid]\npolicy = [\"mix\"]\n").unwrap_err());
+        assert!(e.contains("policy 'mix' needs a real fraction"), "{e}");
+        let e = format!("{:#}", sweep("[grid]\npolicy = [\"replace\"]\nreal_fraction = [0.5]\n").unwrap_err());
+        assert!(e.contains("none of its policies takes λ"), "{e}");
+        let e = format!("{:#}", sweep("[grid]\npolicy = [\"replase\"]\n").unwrap_err());
+        assert!(e.contains("unknown policy 'replase'"), "{e}");
+        let e = format!("{:#}", sweep("[grid]\nconfig = { \"train.learning_rat\" = [0.1] }\n").unwrap_err());
+        assert!(e.contains("learning_rat"), "{e}");
+    }
+
+    #[test]
+    fn cell_configs_carry_overrides_seed_and_n() {
+        let s = sweep("[grid]\npolicy = [\"mix\"]\nreal_fraction = [0.5]\nconfig = { \"train.learning_rate\" = [0.001] }\n").unwrap();
+        let (cfg, text) = s.run_config(&s.runs[1]).unwrap();
+        assert_eq!(cfg.train.seed, 8);
+        assert_eq!(cfg.generations.generations, 2);
+        assert_eq!(cfg.generations.real_fraction, Some(0.5));
+        assert_eq!(cfg.train.learning_rate, 0.001);
+        assert_eq!(Config::from_toml(&text).unwrap(), cfg);
+    }
+}

@@ -1,0 +1,355 @@
+//! `lmloop sweep report`: `summary.csv`, `changes.csv` and `report.html`, one
+//! self-contained page (inline SVG, no script): per cell the mean over seeds with
+//! its 95% confidence band, one colour per cell; the change from generation 0 to N
+//! with its interval; every missing or failed seed named.
+use super::aggregate::{aggregate, write_tables, Aggregate, Kind, Slot, CHANGE_MEASURES};
+use super::cells::Sweep;
+use super::paths::SweepPaths;
+use super::state::{run_status, RunState};
+use super::stats::Summary;
+use crate::layout::{write_atomic, Layout};
+use crate::plot::{render_svg, write_svg_and_png, LineChart, Series, SeriesStyle};
+use anyhow::{Context, Result};
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+/// Palette indices for cells: `crate::plot`'s palette without its black, which
+/// draws the references (real split, noise floor).
+const CELL_COLOURS: [usize; 7] = [0, 1, 2, 3, 4, 5, 7];
+const REFERENCE_COLOUR: usize = 6;
+
+/// Corpus measures drawn, with their titles and whether the real split's own value is a reference.
+const DRIFT_FIGURES: [(&str, &str, bool); 8] = [
+    ("js_divergence", "Jensen-Shannon divergence from the real split (nats)", false),
+    ("kl_real_gen_add_half", "KL(real ‖ S) with add-½ smoothing (nats)", false),
+    ("total_variation", "total variation distance from the real split", false),
+    ("entropy_nats", "unigram entropy (nats)", true),
+    ("distinct_tokens", "distinct tokens", true),
+    ("tail_mass", "tail mass (share of tokens from the real tail)", true),
+    ("distinct_2", "distinct-2", true),
+    ("mean_document_tokens", "mean document length (tokens)", true),
+];
+
+pub struct ReportOutput {
+    pub html: PathBuf,
+    pub summary: PathBuf,
+    pub changes: PathBuf,
+    /// Runs that contributed nothing to some rows, as "RUN: state".
+    pub incomplete: Vec<String>,
+}
+
+pub fn write_report(layout: &Layout, sweep: &Sweep) -> Result<ReportOutput> {
+    let paths = SweepPaths::new(layout, &sweep.spec.name);
+    let agg = aggregate(layout, sweep)?;
+    if agg.per_run.iter().all(|v| v.is_empty()) {
+        anyhow::bail!(
+            "no run of sweep {} has produced results yet; start it with `lmloop sweep run {}`",
+            sweep.spec.name,
+            sweep.spec.file.display()
+        );
+    }
+    write_tables(&paths, sweep, &agg)?;
+    let mut page = Html::new(&format!("Sweep {}", sweep.spec.name));
+    let spec = &sweep.spec;
+    if let Some(d) = &spec.description {
+        page.paragraph(d);
+    }
+    page.paragraph(&format!(
+        "{} cells × {} seeds ({}) = {} runs of {} generations after generation 0, from base config {}. Every value is the mean over seeds with its 95% Student-t confidence interval (mean ± t·sd/√n, t with n−1 degrees of freedom); n counts the seeds that have the value.",
+        sweep.cells.len(),
+        spec.seeds.len(),
+        spec.seeds.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", "),
+        sweep.runs.len(),
+        spec.generations,
+        spec.base.display()
+    ));
+
+    // Runs and what is missing.
+    page.section("runs", "Runs");
+    let mut incomplete = Vec::new();
+    let mut run_rows = Vec::new();
+    for run in &sweep.runs {
+        let st = run_status(layout, &paths, sweep, run)?;
+        let detail = match &st.state {
+            RunState::Finished => String::new(),
+            RunState::Failed { exit_code } => format!(
+                "failed (exit code {}); log {}",
+                exit_code.map(|c| c.to_string()).unwrap_or("?".into()),
+                paths.log(&run.name).display()
+            ),
+            other => format!("{}; log {}", other.word(), paths.log(&run.name).display()),
+        };
+        if st.state != RunState::Finished {
+            incomplete.push(format!("{} ({}, seed {}): {}", run.name, sweep.cells[run.cell].label, run.seed, detail));
+        }
+        run_rows.push(vec![
+            sweep.cells[run.cell].label.clone(),
+            run.seed.to_string(),
+            run.name.clone(),
+            format!("{}/{}", st.generations_done, spec.generations + 1),
+            if detail.is_empty() { "finished".into() } else { detail },
+        ]);
+    }
+    if incomplete.is_empty() {
+        page.paragraph("Every run finished; no seed is missing from any value below.");
+    } else {
+        page.paragraph(&format!(
+            "{} of {} runs are incomplete. Their seeds are left out of every value they lack (n says how many seeds a value has, and summary.csv names the missing ones):",
+            incomplete.len(),
+            sweep.runs.len()
+        ));
+        page.list(&incomplete);
+    }
+    page.table(&["cell", "seed", "run", "generations", "state"], &run_rows, &[0, 2, 4]);
+
+    // Held-out quality of the models.
+    page.section("held-out", "Held-out quality");
+    let plots = paths.plots();
+    for (measure, title) in [("held_out_perplexity", "held-out perplexity"), ("held_out_loss", "held-out loss (nats)")] {
+        let chart = generation_chart(sweep, &agg, measure, Kind::Model, title, None);
+        let svg = publish(&plots, measure, &chart)?;
+        page.figure(&svg, &format!("{title} of model k on the real test split: mean over seeds, band = 95% confidence interval"));
+    }
+
+    // Change from 0 to N.
+    page.section("change", &format!("Change from generation 0 to generation {}", spec.generations));
+    page.paragraph(&format!(
+        "Per seed, the value at generation {n} minus the value at generation 0, then the mean of those differences with its 95% interval (a paired comparison: seed-to-seed variation of the starting point cancels). Corpus measures compare S_{} with S_1.",
+        spec.generations + 1,
+        n = spec.generations
+    ));
+    let mut header = vec!["cell".to_string()];
+    header.extend(CHANGE_MEASURES.iter().map(|(m, _)| m.to_string()));
+    let mut rows = Vec::new();
+    for (i, cell) in sweep.cells.iter().enumerate() {
+        let mut row = vec![cell.label.clone()];
+        for (m, _) in CHANGE_MEASURES {
+            let c = agg.changes.iter().find(|c| c.cell == i && c.measure == m).expect("a change row per cell and measure");
+            row.push(with_n(&c.summary, m, &c.missing));
+        }
+        rows.push(row);
+    }
+    page.table(&header.iter().map(String::as_str).collect::<Vec<_>>(), &rows, &[0]);
+
+    // Last generation.
+    page.section("final", &format!("Generation 0 and generation {}", spec.generations));
+    let cols = [
+        ("held_out_perplexity", Kind::Model, 0),
+        ("held_out_perplexity", Kind::Model, spec.generations),
+        ("js_divergence", Kind::Corpus, spec.generations),
+        ("entropy_nats", Kind::Corpus, spec.generations),
+        ("distinct_tokens", Kind::Corpus, spec.generations),
+    ];
+    let header: Vec<String> = std::iter::once("cell".to_string())
+        .chain(cols.iter().map(|(m, kind, k)| match kind {
+            Kind::Model => format!("{m}, model {k}"),
+            Kind::Corpus => format!("{m}, S_{}", k + 1),
+        }))
+        .collect();
+    let mut rows = Vec::new();
+    for (i, cell) in sweep.cells.iter().enumerate() {
+        let mut row = vec![cell.label.clone()];
+        for (m, kind, k) in cols {
+            match agg.row(i, m, &Slot::Generation(kind, k)) {
+                Some(r) => row.push(with_n(&r.summary, m, &r.missing)),
+                None => row.push("–".into()),
+            }
+        }
+        rows.push(row);
+    }
+    page.table(&header.iter().map(String::as_str).collect::<Vec<_>>(), &rows, &[0]);
+
+    // The sampled corpora.
+    page.section("drift", "Sampled corpora");
+    page.paragraph("Corpus S_j is sampled by model j−1 (S_1 by the model trained on real data). Dashed black: the noise floor, the same measure for a real subsample of the corpus size (what a perfect model would show), mean over every run that reports it; solid black: the real training split itself.");
+    for (measure, title, reference) in DRIFT_FIGURES {
+        let refs = references(&agg, measure, reference);
+        let chart = generation_chart(sweep, &agg, measure, Kind::Corpus, title, Some(refs));
+        let svg = publish(&plots, measure, &chart)?;
+        page.figure(&svg, &format!("{title} of each sampled corpus: mean over seeds, band = 95% confidence interval"));
+    }
+
+    page.section("cells", "Cells");
+    let rows: Vec<Vec<String>> = sweep
+        .cells
+        .iter()
+        .map(|c| {
+            let settings: Vec<String> = c.grid_values.iter().map(|(k, v)| format!("{k} = {v}")).collect();
+            vec![c.label.clone(), c.id.clone(), settings.join(", ")]
+        })
+        .collect();
+    page.table(&["cell", "id", "grid settings"], &rows, &[0, 1, 2]);
+    let text = std::fs::read_to_string(&spec.file).unwrap_or_default();
+    page.preformatted(&format!("sweep file {}", spec.file.display()), &text);
+
+    write_atomic(&paths.report_html(), page.finish().as_bytes())?;
+    Ok(ReportOutput { html: paths.report_html(), summary: paths.summary_csv(), changes: paths.changes_csv(), incomplete })
+}
+
+/// "m ± h (n=3; missing 2)" with digits fitted to the measure.
+fn with_n(s: &Summary, measure: &str, missing: &[u64]) -> String {
+    let digits = if measure.contains("perplexity") || measure.contains("tokens") { 2 } else { 4 };
+    let mut t = format!("{} (n={})", s.display(digits), s.n);
+    if !missing.is_empty() {
+        t.push_str(&format!(" missing seed {}", missing.iter().map(|m| m.to_string()).collect::<Vec<_>>().join(", ")));
+    }
+    t
+}
+
+/// Noise floor and real-split lines of a corpus measure: (name, value).
+fn references(agg: &Aggregate, measure: &str, real_split: bool) -> Vec<(String, f64)> {
+    let mut floor = Vec::new();
+    let mut real = Vec::new();
+    for values in &agg.per_run {
+        for ((m, slot), v) in values {
+            if m != measure {
+                continue;
+            }
+            if let Slot::Reference(corpus) = slot {
+                if corpus.starts_with("real-sample") {
+                    floor.push(*v);
+                } else if corpus == "real-train" {
+                    real.push(*v);
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    if let Some(m) = Summary::of(&floor).mean {
+        out.push(("noise floor (real subsample)".to_string(), m));
+    }
+    if real_split {
+        if let Some(m) = Summary::of(&real).mean {
+            out.push(("real training split".to_string(), m));
+        }
+    }
+    out
+}
+
+/// Mean per cell against the generation (x = k for models, j = k+1 for corpora
+/// S_j), with a translucent 95% band where n ≥ 2, plus horizontal reference lines.
+fn generation_chart(sweep: &Sweep, agg: &Aggregate, measure: &str, kind: Kind, title: &str, refs: Option<Vec<(String, f64)>>) -> LineChart {
+    let x_of = |k: u32| match kind {
+        Kind::Model => k as f64,
+        Kind::Corpus => (k + 1) as f64,
+    };
+    let mut bands = Vec::new();
+    let mut lines = Vec::new();
+    for (i, cell) in sweep.cells.iter().enumerate() {
+        let colour = CELL_COLOURS[i % CELL_COLOURS.len()];
+        let mut mean = Vec::new();
+        let mut upper = Vec::new();
+        let mut lower = Vec::new();
+        for k in 0..=sweep.spec.generations {
+            let Some(r) = agg.row(i, measure, &Slot::Generation(kind, k)) else { continue };
+            if let Some(m) = r.summary.mean {
+                mean.push((x_of(k), m));
+            }
+            if let (Some(lo), Some(hi)) = (r.summary.low(), r.summary.high()) {
+                upper.push((x_of(k), hi));
+                lower.push((x_of(k), lo));
+            }
+        }
+        if upper.len() >= 2 {
+            lower.reverse();
+            upper.extend(lower);
+            bands.push(Series::new(format!("{} 95% CI", cell.label), upper, SeriesStyle::Band).with_color(colour));
+        }
+        // Past the palette's length colours repeat; the repeats are dashed.
+        let style = if (i / CELL_COLOURS.len()) % 2 == 1 { SeriesStyle::Dashed } else { SeriesStyle::LineAndMarkers };
+        lines.push(Series::new(cell.label.clone(), mean, style).with_color(colour));
+    }
+    let mut series = bands;
+    series.extend(lines);
+    let last = x_of(sweep.spec.generations);
+    let first = x_of(0);
+    for (j, (name, value)) in refs.unwrap_or_default().into_iter().enumerate() {
+        let style = if j == 0 && name.starts_with("noise") { SeriesStyle::Dashed } else { SeriesStyle::Line };
+        series.push(Series::new(name, vec![(first, value), (last, value)], style).with_color(REFERENCE_COLOUR));
+    }
+    LineChart {
+        title: title.to_string(),
+        x_label: match kind {
+            Kind::Model => "generation k (model trained in generation k)".into(),
+            Kind::Corpus => "corpus S_j (sampled by model j−1)".into(),
+        },
+        y_label: title.to_string(),
+        log_x: false,
+        log_y: false,
+        series,
+    }
+}
+
+fn publish(dir: &std::path::Path, id: &str, chart: &LineChart) -> Result<String> {
+    let svg = render_svg(chart).with_context(|| format!("drawing the {id} chart"))?;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    write_svg_and_png(&svg, &dir.join(id))?;
+    Ok(svg)
+}
+
+/// The page, built section by section (plain HTML, everything escaped).
+struct Html {
+    title: String,
+    body: String,
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+impl Html {
+    fn new(title: &str) -> Self {
+        Html { title: title.to_string(), body: format!("<h1>{}</h1>\n", escape(title)) }
+    }
+    fn section(&mut self, id: &str, heading: &str) {
+        let _ = writeln!(self.body, "<h2 id=\"{}\">{}</h2>", escape(id), escape(heading));
+    }
+    fn paragraph(&mut self, text: &str) {
+        let _ = writeln!(self.body, "<p>{}</p>", escape(text));
+    }
+    fn list(&mut self, items: &[String]) {
+        self.body.push_str("<ul>\n");
+        for item in items {
+            let _ = writeln!(self.body, "<li>{}</li>", escape(item));
+        }
+        self.body.push_str("</ul>\n");
+    }
+    fn figure(&mut self, svg: &str, caption: &str) {
+        let svg = svg.trim_start();
+        let svg = match (svg.starts_with("<?xml"), svg.find("?>")) {
+            (true, Some(end)) => svg[end + 2..].trim_start(),
+            _ => svg,
+        };
+        let _ = writeln!(self.body, "<figure>\n{svg}\n<figcaption>{}</figcaption>\n</figure>", escape(caption));
+    }
+    fn table(&mut self, header: &[&str], rows: &[Vec<String>], text_columns: &[usize]) {
+        let class = |i: usize| if text_columns.contains(&i) { " class=\"text\"" } else { "" };
+        self.body.push_str("<table>\n<tr>");
+        for (i, h) in header.iter().enumerate() {
+            let _ = write!(self.body, "<th{}>{}</th>", class(i), escape(h));
+        }
+        self.body.push_str("</tr>\n");
+        for row in rows {
+            self.body.push_str("<tr>");
+            for (i, c) in row.iter().enumerate() {
+                let _ = write!(self.body, "<td{}>{}</td>", class(i), escape(c));
+            }
+            self.body.push_str("</tr>\n");
+        }
+        self.body.push_str("</table>\n");
+    }
+    fn preformatted(&mut self, heading: &str, text: &str) {
+        let _ = writeln!(self.body, "<h3>{}</h3>\n<pre>{}</pre>", escape(heading), escape(text));
+    }
+    fn finish(self) -> String {
+        const STYLE: &str = "body{font-family:sans-serif;max-width:1000px;margin:2em auto;padding:0 1em;color:#222}\
+figure{margin:1.5em 0}figure svg{max-width:100%;height:auto}figcaption{color:#555;font-size:.9em}\
+table{border-collapse:collapse;font-size:.85em;margin:1em 0}th,td{border:1px solid #ccc;padding:.25em .5em;text-align:right}\
+th{background:#f3f3f3}td.text,th.text{text-align:left}pre{background:#f7f7f7;padding:.75em;white-space:pre-wrap;font-size:.85em}";
+        format!(
+            "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>{}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n{}</body>\n</html>\n",
+            escape(&self.title),
+            self.body
+        )
+    }
+}

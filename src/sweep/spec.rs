@@ -1,0 +1,373 @@
+//! The sweep file: a base config, N, a grid of settings and a list of seeds.
+//!
+//! ```toml
+//! name = "gerstgrasser"               # names the sweep's folder and prefixes its runs
+//! description = "replace vs accumulate"
+//! base = "../configs/default.toml"    # relative to this file
+//! generations = 5                     # N: generations after generation 0
+//! seeds = [1, 2, 3]                   # train.seed of each replicate
+//!
+//! [set]                               # config keys set in every cell (dotted)
+//! "generations.synthetic_tokens" = 0
+//!
+//! [grid]                              # every combination of these is a cell
+//! policy = ["replace", "accumulate", "mix"]
+//! real_fraction = [0.5]               # λ, used by the policies that take one (mix, fresh)
+//! temperature = [0.7, 1.0]
+//! top_k = [40]
+//! top_p = [0.9, 1.0]
+//! config = { "train.learning_rate" = [1e-3, 3e-3] }   # any config key
+//! ```
+//!
+//! `[[grid]]` may be repeated: the cells are the union of each grid's combinations.
+//! Unknown keys are rejected, and every cell's config is validated the way
+//! `lmloop generations` validates a config, before anything runs.
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// The sweep file as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SweepToml {
+    /// Name of the sweep: its folder `analysis/sweeps/NAME/` and the prefix of its run
+    /// names. Letters, digits, `-` and `_`. Required.
+    name: String,
+    /// One line shown by `plan` and in the report. Default: none.
+    #[serde(default)]
+    description: Option<String>,
+    /// Base run configuration, relative to the sweep file. Required.
+    base: PathBuf,
+    /// Generations after generation 0 (N) of every run. Default: the base config's
+    /// `generations.generations`.
+    #[serde(default)]
+    generations: Option<u32>,
+    /// Seeds (`train.seed`) every cell runs with; distinct. Required, at least one:
+    /// three or more give useful confidence intervals.
+    seeds: Vec<u64>,
+    /// Config keys (dotted, e.g. `"train.max_tokens"`) set to one value in every cell.
+    /// Default: none.
+    #[serde(default)]
+    set: toml::Table,
+    /// One grid (`[grid]`) or several (`[[grid]]`). Required.
+    #[serde(default)]
+    grid: Option<toml::Value>,
+}
+
+/// One grid: every combination of its listed values is a cell.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GridToml {
+    /// Data policies (`generations.policy`). Default: the base config's policy.
+    #[serde(default)]
+    policy: Option<Vec<String>>,
+    /// Real fractions λ in [0, 1] (`generations.real_fraction`), applied to the
+    /// policies that take one (mix, fresh); the others run once. Default: none.
+    #[serde(default)]
+    real_fraction: Option<Vec<f64>>,
+    /// Sampling temperatures (`sample.temperature`). Default: the base config's.
+    #[serde(default)]
+    temperature: Option<Vec<f64>>,
+    /// Top-k filters (`sample.top_k`). Default: the base config's.
+    #[serde(default)]
+    top_k: Option<Vec<i64>>,
+    /// Top-p filters (`sample.top_p`). Default: the base config's.
+    #[serde(default)]
+    top_p: Option<Vec<f64>>,
+    /// Any other config key (dotted) with its list of values. Default: none.
+    #[serde(default)]
+    config: toml::Table,
+}
+
+/// One axis of a grid: a config key and the values it takes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Axis {
+    /// Dotted config key, e.g. `sample.temperature`.
+    pub key: String,
+    pub values: Vec<toml::Value>,
+}
+
+/// A validated grid: its axes in expansion order (outermost first).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Grid {
+    pub axes: Vec<Axis>,
+}
+
+/// A parsed and validated sweep file.
+#[derive(Debug, Clone)]
+pub struct SweepSpec {
+    /// The sweep file itself.
+    pub file: PathBuf,
+    pub name: String,
+    pub description: Option<String>,
+    /// The base config, resolved against the sweep file's folder.
+    pub base: PathBuf,
+    /// The base config as written (before any override).
+    pub base_toml: toml::Value,
+    /// N, generations after generation 0.
+    pub generations: u32,
+    pub seeds: Vec<u64>,
+    /// Keys set in every cell, sorted.
+    pub set: Vec<(String, toml::Value)>,
+    pub grids: Vec<Grid>,
+}
+
+/// Config keys the grid's named axes stand for.
+pub const POLICY_KEY: &str = "generations.policy";
+pub const REAL_FRACTION_KEY: &str = "generations.real_fraction";
+pub const TEMPERATURE_KEY: &str = "sample.temperature";
+pub const TOP_K_KEY: &str = "sample.top_k";
+pub const TOP_P_KEY: &str = "sample.top_p";
+pub const SEED_KEY: &str = "train.seed";
+pub const GENERATIONS_KEY: &str = "generations.generations";
+
+/// The grid field that stands for a config key, when it has one.
+fn named_axis(key: &str) -> Option<&'static str> {
+    match key {
+        POLICY_KEY => Some("policy"),
+        REAL_FRACTION_KEY => Some("real_fraction"),
+        TEMPERATURE_KEY => Some("temperature"),
+        TOP_K_KEY => Some("top_k"),
+        TOP_P_KEY => Some("top_p"),
+        _ => None,
+    }
+}
+
+impl SweepSpec {
+    /// Reads and validates a sweep file (not yet its cells: see `cells::expand`).
+    pub fn load(path: &Path) -> Result<SweepSpec> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read sweep file {}", path.display()))?;
+        Self::parse(path, &text).with_context(|| format!("invalid sweep file {}", path.display()))
+    }
+
+    /// Parses sweep-file text; `path` locates the base config.
+    pub fn parse(path: &Path, text: &str) -> Result<SweepSpec> {
+        let raw: SweepToml = toml::from_str(text).map_err(|e| anyhow::anyhow!("{}", e.message().trim()))?;
+        check_name(&raw.name)?;
+        let folder = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let base = folder.join(&raw.base);
+        let base_text = std::fs::read_to_string(&base)
+            .with_context(|| format!("cannot read the base config {} (base is relative to the sweep file)", base.display()))?;
+        let base_toml: toml::Value = toml::from_str(&base_text)
+            .map_err(|e| anyhow::anyhow!("the base config {} is not valid TOML: {}", base.display(), e.message().trim()))?;
+        crate::config::Config::from_toml(&base_text).with_context(|| format!("the base config {} is invalid", base.display()))?;
+
+        let generations = match raw.generations {
+            Some(n) => n,
+            None => base_toml
+                .get("generations")
+                .and_then(|g| g.get("generations"))
+                .and_then(|v| v.as_integer())
+                .map(|n| n as u32)
+                .unwrap_or_else(|| crate::config::GenerationsConfig::default().generations),
+        };
+        if generations == 0 {
+            bail!("generations must be at least 1 (generation 0 trains on real data; N more follow)");
+        }
+
+        if raw.seeds.is_empty() {
+            bail!("seeds is empty: list at least one seed (three or more give useful confidence intervals)");
+        }
+        for (i, s) in raw.seeds.iter().enumerate() {
+            if raw.seeds[..i].contains(s) {
+                bail!("seeds lists {s} twice: every seed must be distinct, or the replicates would be one run");
+            }
+        }
+
+        let set = flatten_keys("set", &raw.set)?;
+        for (key, value) in &set {
+            check_free_key("set", key)?;
+            if value.is_array() || value.is_table() {
+                bail!("set.{key} must be a single value (lists of values belong in [grid])");
+            }
+        }
+
+        let grids_raw: Vec<toml::Value> = match raw.grid {
+            None => bail!("the sweep has no [grid]: list at least one setting, e.g. policy = [\"replace\"]"),
+            Some(toml::Value::Array(items)) => items,
+            Some(table @ toml::Value::Table(_)) => vec![table],
+            Some(_) => bail!("grid must be a table ([grid]) or an array of tables ([[grid]])"),
+        };
+        if grids_raw.is_empty() {
+            bail!("the sweep has no [grid]: list at least one setting, e.g. policy = [\"replace\"]");
+        }
+        let many = grids_raw.len() > 1;
+        let mut grids = Vec::new();
+        for (i, g) in grids_raw.into_iter().enumerate() {
+            let label = if many { format!("grid {}", i + 1) } else { "grid".to_string() };
+            let parsed: GridToml = g.try_into().map_err(|e: toml::de::Error| anyhow::anyhow!("{label}: {}", e.message().trim()))?;
+            grids.push(parsed.validate(&label, &set)?);
+        }
+        Ok(SweepSpec {
+            file: path.to_path_buf(),
+            name: raw.name,
+            description: raw.description,
+            base,
+            base_toml,
+            generations,
+            seeds: raw.seeds,
+            set,
+            grids,
+        })
+    }
+}
+
+fn check_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with(['-', '.'])
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if !ok {
+        bail!("name must be 1-64 letters, digits, '-' or '_' (it names a folder and prefixes run names), got '{name}'");
+    }
+    Ok(())
+}
+
+/// Keys a sweep controls itself and that therefore cannot be set or gridded directly.
+fn check_free_key(section: &str, key: &str) -> Result<()> {
+    match key {
+        SEED_KEY => bail!("{section} sets {SEED_KEY}: list the seeds in the top-level `seeds` instead"),
+        GENERATIONS_KEY => bail!("{section} sets {GENERATIONS_KEY}: use the top-level `generations` instead"),
+        _ => Ok(()),
+    }
+}
+
+/// Flattens nested tables into dotted keys (`train = { seed = 1 }` and
+/// `"train.seed" = 1` both give `train.seed`); arrays and scalars are leaves.
+fn flatten_keys(section: &str, table: &toml::Table) -> Result<Vec<(String, toml::Value)>> {
+    fn walk(prefix: &str, table: &toml::Table, out: &mut BTreeMap<String, toml::Value>, section: &str) -> Result<()> {
+        for (k, v) in table {
+            let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+            if key.split('.').any(|part| part.is_empty()) {
+                bail!("{section} has a malformed key '{key}'");
+            }
+            match v {
+                toml::Value::Table(t) => walk(&key, t, out, section)?,
+                other => {
+                    if out.insert(key.clone(), other.clone()).is_some() {
+                        bail!("{section} names {key} twice");
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+    let mut out = BTreeMap::new();
+    walk("", table, &mut out, section)?;
+    Ok(out.into_iter().collect())
+}
+
+impl GridToml {
+    fn validate(self, label: &str, set: &[(String, toml::Value)]) -> Result<Grid> {
+        let mut axes = Vec::new();
+        let mut push = |field: &str, key: &str, values: Vec<toml::Value>| -> Result<()> {
+            if values.is_empty() {
+                bail!("{label}.{field} is empty: list at least one value, or leave the key out");
+            }
+            for (i, v) in values.iter().enumerate() {
+                if values[..i].contains(v) {
+                    bail!("{label}.{field} lists {v} twice");
+                }
+            }
+            if set.iter().any(|(k, _)| k == key) {
+                bail!("{key} is both in [set] and in {label}: keep one");
+            }
+            axes.push(Axis { key: key.to_string(), values });
+            Ok(())
+        };
+        if let Some(policies) = self.policy {
+            push("policy", POLICY_KEY, policies.into_iter().map(toml::Value::String).collect())?;
+        }
+        if let Some(lambdas) = self.real_fraction {
+            for &l in &lambdas {
+                if !(0.0..=1.0).contains(&l) {
+                    bail!("{label}.real_fraction value {l} is outside [0, 1] (λ is the share of real data)");
+                }
+            }
+            push("real_fraction", REAL_FRACTION_KEY, lambdas.into_iter().map(toml::Value::Float).collect())?;
+        }
+        if let Some(ts) = self.temperature {
+            for &t in &ts {
+                if !(t >= 0.0 && t.is_finite()) {
+                    bail!("{label}.temperature value {t} must be >= 0 (0 means greedy)");
+                }
+            }
+            push("temperature", TEMPERATURE_KEY, ts.into_iter().map(toml::Value::Float).collect())?;
+        }
+        if let Some(ks) = self.top_k {
+            for &k in &ks {
+                if k <= 0 {
+                    bail!("{label}.top_k value {k} must be a positive number of tokens");
+                }
+            }
+            push("top_k", TOP_K_KEY, ks.into_iter().map(toml::Value::Integer).collect())?;
+        }
+        if let Some(ps) = self.top_p {
+            for &p in &ps {
+                if !(p > 0.0 && p <= 1.0) {
+                    bail!("{label}.top_p value {p} must be in (0, 1]");
+                }
+            }
+            push("top_p", TOP_P_KEY, ps.into_iter().map(toml::Value::Float).collect())?;
+        }
+        let config_section = format!("{label}.config");
+        for (key, value) in flatten_keys(&config_section, &self.config)? {
+            check_free_key(&config_section, &key)?;
+            if let Some(field) = named_axis(&key) {
+                bail!("{config_section} names {key}: use {label}.{field} instead");
+            }
+            let values = match value {
+                toml::Value::Array(items) => items,
+                other => bail!("{config_section}.{key} must be a list of values, got {other}"),
+            };
+            push(&format!("config.{key}"), &key, values)?;
+        }
+        if axes.is_empty() {
+            bail!("{label} is empty: list at least one setting, e.g. policy = [\"replace\"]");
+        }
+        Ok(Grid { axes })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<SweepSpec> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("base.toml"), "[generations]\ngenerations = 4\n").unwrap();
+        let file = dir.path().join("s.toml");
+        SweepSpec::parse(&file, text)
+    }
+
+    fn err(text: &str) -> String {
+        format!("{:#}", parse(text).unwrap_err())
+    }
+
+    const HEAD: &str = "name = \"s\"\nbase = \"base.toml\"\nseeds = [1, 2]\n";
+
+    #[test]
+    fn defaults_and_dotted_keys() {
+        let s = parse(&format!("{HEAD}[set]\ntrain.max_tokens = 5000\n[grid]\npolicy = [\"replace\"]\nconfig = {{ \"train.learning_rate\" = [1e-3, 2e-3] }}\n")).unwrap();
+        assert_eq!(s.generations, 4, "N defaults to the base config's");
+        assert_eq!(s.set, vec![("train.max_tokens".to_string(), toml::Value::Integer(5000))]);
+        let keys: Vec<&str> = s.grids[0].axes.iter().map(|a| a.key.as_str()).collect();
+        assert_eq!(keys, ["generations.policy", "train.learning_rate"]);
+    }
+
+    #[test]
+    fn bad_files_get_one_sentence() {
+        assert!(err(&format!("{HEAD}colour = 1\n[grid]\npolicy = [\"replace\"]\n")).contains("unknown field `colour`"));
+        assert!(err(&format!("{HEAD}[grid]\npolcy = [\"replace\"]\n")).contains("unknown field `polcy`"));
+        assert!(err(HEAD).contains("no [grid]"));
+        assert!(err(&format!("{HEAD}[grid]\n")).contains("grid is empty"));
+        assert!(err(&format!("{HEAD}[grid]\ntemperature = []\n")).contains("grid.temperature is empty"));
+        assert!(err(&format!("{HEAD}[grid]\nreal_fraction = [0.5, 1.5]\n")).contains("outside [0, 1]"));
+        assert!(err("name = \"s\"\nbase = \"base.toml\"\nseeds = [1, 1]\n[grid]\npolicy = [\"replace\"]\n").contains("seeds lists 1 twice"));
+        assert!(err(&format!("{HEAD}[grid]\nconfig = {{ \"train.seed\" = [1, 2] }}\n")).contains("top-level `seeds`"));
+        assert!(err(&format!("{HEAD}[grid]\nconfig = {{ \"sample.temperature\" = [1.0] }}\n")).contains("use grid.temperature"));
+        assert!(err("name = \"a b\"\nbase = \"base.toml\"\nseeds = [1]\n[grid]\npolicy = [\"replace\"]\n").contains("name must be"));
+        assert!(err("name = \"s\"\nbase = \"missing.toml\"\nseeds = [1]\n[grid]\npolicy = [\"replace\"]\n").contains("cannot read the base config"));
+    }
+}

@@ -160,7 +160,7 @@ pub fn format_plan(layout: &Layout, sweep: &Sweep) -> anyhow::Result<String> {
         s,
         "training: tokens trained on per run (passes × mixture, summed over generations); sampling: N+1 corpora of D tokens\n"
     );
-    let _ = writeln!(s, "{:<34} {:<40} {:>24} {:>24}", "cell", "id", "train per run", "sample per run");
+    let mut table: Vec<[String; 4]> = vec![["cell".into(), "id".into(), "train per run".into(), "sample per run".into()]];
     let mut total_train = 0.0;
     let mut total_sample = 0.0;
     let mut total_flops = 0.0;
@@ -172,10 +172,10 @@ pub fn format_plan(layout: &Layout, sweep: &Sweep) -> anyhow::Result<String> {
         let work = run_work(&value);
         let real = prepared.map(|p| p.0);
         let show = |a: Amount| match a.resolve(real) {
-            Some(t) if a.r != 0.0 => format!("{} = {}", a.describe(), si(t)),
+            Some(t) if a.r != 0.0 => format!("{} = {} tok", a.describe(), si(t)),
             _ => a.describe(),
         };
-        let _ = writeln!(s, "{:<34} {:<40} {:>24} {:>24}", cell.label, cell.id, show(work.train), show(work.sample));
+        table.push([cell.label.clone(), cell.id.clone(), show(work.train), show(work.sample)]);
         let seeds = spec.seeds.len() as f64;
         match (work.train.resolve(real), work.sample.resolve(real)) {
             (Some(t), Some(smp)) => {
@@ -188,13 +188,21 @@ pub fn format_plan(layout: &Layout, sweep: &Sweep) -> anyhow::Result<String> {
             _ => known = false,
         }
     }
+    // Column widths in characters (labels hold λ), text left, amounts right.
+    let width = |c: usize| table.iter().map(|r| r[c].chars().count()).max().unwrap_or(0);
+    let widths = [width(0), width(1), width(2), width(3)];
+    for r in &table {
+        let pad = |c: usize| " ".repeat(widths[c] - r[c].chars().count());
+        let _ = writeln!(s, "{}{}  {}{}  {}{}  {}{}", r[0], pad(0), r[1], pad(1), pad(2), r[2], pad(3), r[3]);
+    }
     if known {
         let _ = writeln!(
             s,
-            "\ntotal: {} tokens trained, {} tokens sampled, ≈ {:.3} PFLOP (6·P per trained token, 2·P per sampled token)",
+            "\ntotal over {} runs: {} tokens trained, {} tokens sampled, ≈ {}FLOP (6·P per trained token, 2·P per sampled token, P parameters)",
+            sweep.runs.len(),
             si(total_train),
             si(total_sample),
-            total_flops / 1e15
+            si_flops(total_flops)
         );
     }
     let _ = writeln!(s, "\nruns (index = SLURM array task):");
@@ -221,6 +229,17 @@ fn si(x: f64) -> String {
         (x, "")
     };
     format!("{}{unit}", trim(v))
+}
+
+/// FLOPs with an SI prefix: 3.2e15 → "3.2 P".
+fn si_flops(x: f64) -> String {
+    let prefixes = [(1e18, "E"), (1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M")];
+    for (scale, p) in prefixes {
+        if x >= scale {
+            return format!("{} {p}", trim(x / scale));
+        }
+    }
+    format!("{} ", trim(x))
 }
 
 /// 1556562 → "1,556,562".

@@ -1,0 +1,273 @@
+//! Sweeps end to end through the binary: stable cells and run names, a killed sweep
+//! resumes without recomputing, a failed run is named with its log, the summary's
+//! intervals are the hand-computed ones, the SLURM script is valid bash naming every
+//! run, bad sweep files get one clear sentence.
+mod common;
+
+use common::*;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// The tiny model on the toy corpus, trained by epochs (2 passes over the mixture).
+const BASE: &str = r#"
+[data]
+corpus = "toy"
+vocab_size = 300
+[model]
+n_layer = 2
+n_head = 2
+n_embd = 32
+block_size = 32
+[train]
+batch_size = 16
+epochs = 2.0
+learning_rate = 3e-3
+min_learning_rate = 3e-4
+warmup_steps = 5
+eval_interval = 0
+eval_batches = 2
+[sample]
+batch_size = 16
+max_doc_tokens = 96
+[runtime]
+device = "cpu"
+threads = 1
+"#;
+
+/// A project folder with the toy corpus prepared, `base.toml` and `sweep.toml`.
+fn project(sweep: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    prepared(&dir.path().join("corpora/real/toy"), 300);
+    std::fs::write(dir.path().join("base.toml"), BASE).unwrap();
+    std::fs::write(dir.path().join("sweep.toml"), sweep).unwrap();
+    dir
+}
+
+/// A folder with only the two files (for commands that never start a run).
+fn files_only(sweep: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("base.toml"), BASE).unwrap();
+    std::fs::write(dir.path().join("sweep.toml"), sweep).unwrap();
+    dir
+}
+
+fn sweep_file(name: &str, generations: u32, seeds: &str, grid: &str) -> String {
+    format!("name = \"{name}\"\nbase = \"base.toml\"\ngenerations = {generations}\nseeds = {seeds}\n{grid}")
+}
+
+fn run_names(plan: &str) -> Vec<String> {
+    plan.lines()
+        .skip_while(|l| !l.starts_with("runs"))
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().nth(1).map(str::to_string))
+        .collect()
+}
+
+fn generations_done(root: &Path, run: &str) -> usize {
+    let path = root.join(format!("analysis/{run}/generations.csv"));
+    std::fs::read_to_string(path).map(|t| t.lines().count().saturating_sub(1)).unwrap_or(0)
+}
+
+fn mtime(path: &Path) -> std::time::SystemTime {
+    std::fs::metadata(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).modified().unwrap()
+}
+
+/// Rows of a CSV as maps from column name to text.
+fn csv_rows(path: &Path) -> Vec<std::collections::HashMap<String, String>> {
+    let mut r = csv::Reader::from_path(path).unwrap();
+    let header: Vec<String> = r.headers().unwrap().iter().map(str::to_string).collect();
+    r.records().map(|rec| header.iter().cloned().zip(rec.unwrap().iter().map(str::to_string)).collect()).collect()
+}
+
+#[test]
+fn plan_is_stable_and_editing_the_grid_keeps_run_names() {
+    let grid = "[grid]\npolicy = [\"replace\", \"mix\"]\nreal_fraction = [0.5]\ntemperature = [1.0]\n";
+    let dir = files_only(&sweep_file("st", 2, "[1, 2]", grid));
+    let first = lmloop(dir.path(), &["sweep", "plan", "sweep.toml"]);
+    assert_eq!(first.0, 0, "{}", first.2);
+    let again = lmloop(dir.path(), &["sweep", "plan", "sweep.toml"]);
+    assert_eq!(first.1, again.1, "the same file gives the same plan");
+    let names = run_names(&first.1);
+    assert_eq!(names.len(), 4, "2 cells × 2 seeds: {}", first.1);
+    assert!(names[0].starts_with("st-replace-t1-") && names[0].ends_with("-s1"), "{names:?}");
+    assert!(names[2].starts_with("st-mix-l0.5-t1-"), "{names:?}");
+    // Without the prepared corpus the compute stays in passes over |R|: 2 epochs × 3 generations.
+    assert!(first.1.contains("not prepared yet") && first.1.contains("6 |R|"), "{}", first.1);
+
+    // A wider grid and one more seed: every old run keeps its name.
+    let wider = "[grid]\npolicy = [\"accumulate\", \"replace\", \"mix\"]\nreal_fraction = [0.5, 0.25]\ntemperature = [0.7, 1.0]\n";
+    std::fs::write(dir.path().join("sweep.toml"), sweep_file("st", 2, "[1, 2, 3]", wider)).unwrap();
+    let out = lmloop(dir.path(), &["sweep", "plan", "sweep.toml"]);
+    assert_eq!(out.0, 0, "{}", out.2);
+    let more = run_names(&out.1);
+    assert_eq!(more.len(), (2 + 2 + 4) * 3);
+    for n in &names {
+        assert!(more.contains(n), "{n} kept in {more:?}");
+    }
+}
+
+#[test]
+fn bad_sweep_files_get_one_clear_sentence() {
+    let cases = [
+        (sweep_file("b", 2, "[1]", "colour = \"red\"\n[grid]\npolicy = [\"replace\"]\n"), "unknown field `colour`"),
+        (sweep_file("b", 2, "[1]", "[grid]\npolicy = [\"replace\"]\ntemprature = [1.0]\n"), "unknown field `temprature`"),
+        (sweep_file("b", 2, "[1]", ""), "no [grid]"),
+        (sweep_file("b", 2, "[1]", "[grid]\n"), "grid is empty"),
+        (sweep_file("b", 2, "[1]", "[grid]\npolicy = []\n"), "grid.policy is empty"),
+        (sweep_file("b", 2, "[1]", "[grid]\npolicy = [\"mix\"]\nreal_fraction = [0.5, 1.2]\n"), "outside [0, 1]"),
+        (sweep_file("b", 2, "[1, 2, 1]", "[grid]\npolicy = [\"replace\"]\n"), "seeds lists 1 twice"),
+        (sweep_file("b", 2, "[1]", "[grid]\npolicy = [\"replace\", \"mix\"]\n"), "policy 'mix' needs a real fraction"),
+        (sweep_file("b", 2, "[1]", "[grid]\npolicy = [\"repalce\"]\n"), "unknown policy 'repalce'"),
+        (sweep_file("b", 2, "[1]", "[grid]\nconfig = { \"model.n_layerz\" = [2] }\n"), "n_layerz"),
+        (sweep_file("b", 0, "[1]", "[grid]\npolicy = [\"replace\"]\n"), "generations must be at least 1"),
+    ];
+    for (text, needle) in cases {
+        let dir = files_only(&text);
+        for command in ["plan", "run", "slurm", "status", "report"] {
+            let out = lmloop(dir.path(), &["sweep", command, "sweep.toml"]);
+            assert_clear_error(&out, needle);
+            assert!(out.2.contains("sweep.toml"), "the file is named: {}", out.2);
+        }
+    }
+    let dir = files_only("");
+    assert_clear_error(&lmloop(dir.path(), &["sweep", "plan", "missing.toml"]), "cannot read sweep file missing.toml");
+}
+
+#[test]
+fn slurm_script_is_valid_bash_and_names_every_run() {
+    let dir = files_only(&sweep_file("sl", 2, "[1, 2, 3]", "[grid]\npolicy = [\"replace\", \"accumulate\"]\n"));
+    let plan = lmloop(dir.path(), &["sweep", "plan", "sweep.toml"]);
+    let names = run_names(&plan.1);
+    assert_eq!(names.len(), 6);
+    let out = lmloop(
+        dir.path(),
+        &["sweep", "slurm", "sweep.toml", "--partition", "gpu", "--time", "01:00:00", "--gpus-per-task", "1", "--cpus-per-task", "4", "--max-parallel", "2"],
+    );
+    assert_eq!(out.0, 0, "{}", out.2);
+    let script_path = dir.path().join("analysis/sweeps/sl/slurm/array.sbatch");
+    let script = std::fs::read_to_string(&script_path).unwrap();
+    for line in ["#SBATCH --array=0-5%2", "#SBATCH --partition=gpu", "#SBATCH --time=01:00:00", "#SBATCH --gpus-per-task=1", "#SBATCH --cpus-per-task=4", "#SBATCH --requeue"] {
+        assert!(script.lines().any(|l| l == line), "{line} in:\n{script}");
+    }
+    assert!(script.contains("SLURM_ARRAY_TASK_ID") && script.contains("sweep run-task"), "{script}");
+    for (i, name) in names.iter().enumerate() {
+        assert!(script.contains(&format!("{name}  # {i}:")), "run {i} {name} is named:\n{script}");
+        assert!(dir.path().join(format!("analysis/sweeps/sl/configs/{name}.toml")).exists());
+    }
+    let bash = std::process::Command::new("bash").arg("-n").arg(&script_path).output().unwrap();
+    assert!(bash.status.success(), "bash -n: {}", String::from_utf8_lossy(&bash.stderr));
+
+    // A task whose index no longer holds the run the script named refuses to start.
+    let wrong = lmloop(dir.path(), &["sweep", "run-task", "sweep.toml", "--index", "1", "--expect", &names[0]]);
+    assert_clear_error(&wrong, "the sweep file changed since the script was written");
+    assert_clear_error(&lmloop(dir.path(), &["sweep", "run-task", "sweep.toml", "--index", "6"]), "array index 6 is out of range");
+
+    // --submit without sbatch says so and leaves the script in place.
+    let no_sbatch = std::process::Command::new(env!("CARGO_BIN_EXE_lmloop"))
+        .args(["sweep", "slurm", "sweep.toml", "--submit"])
+        .current_dir(dir.path())
+        .env("PATH", "/nonexistent")
+        .output()
+        .unwrap();
+    let result = (no_sbatch.status.code().unwrap_or(-1), String::new(), String::from_utf8_lossy(&no_sbatch.stderr).into_owned());
+    assert_clear_error(&result, "sbatch was not found");
+}
+
+#[test]
+fn killed_sweep_resumes_without_recomputing_finished_work() {
+    let dir = project(&sweep_file("kr", 3, "[1]", "[grid]\npolicy = [\"replace\", \"accumulate\"]\n"));
+    let root = dir.path();
+    let names = run_names(&lmloop(root, &["sweep", "plan", "sweep.toml"]).1);
+    let (first, second) = (&names[0], &names[1]);
+    let mut sweep = std::process::Command::new(env!("CARGO_BIN_EXE_lmloop"))
+        .args(["sweep", "run", "sweep.toml", "--jobs", "1", "--threads", "1"])
+        .current_dir(root)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill the sweep once the first run finished and the second is part-way.
+    let second_gen0 = root.join(format!("checkpoints/{second}/gen-00/DONE"));
+    let t0 = Instant::now();
+    while !(generations_done(root, first) == 4 && second_gen0.exists()) {
+        assert!(t0.elapsed() < Duration::from_secs(240), "the sweep made no progress");
+        assert!(sweep.try_wait().unwrap().is_none(), "the sweep ended before it was killed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    sweep.kill().unwrap();
+    sweep.wait().unwrap();
+    assert!(generations_done(root, second) < 4, "the second run was interrupted part-way");
+    // Its `generations` process dies with the sweep (it would otherwise hold the run's lock).
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join(format!("analysis/sweeps/kr/state/{second}.json"))).unwrap()).unwrap();
+    let pid = state["pid"].as_u64().unwrap();
+    let t0 = Instant::now();
+    while Path::new(&format!("/proc/{pid}")).exists() {
+        assert!(t0.elapsed() < Duration::from_secs(10), "the run's process outlived the sweep");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let status = lmloop(root, &["sweep", "status", "sweep.toml"]);
+    assert!(status.1.contains("1 finished") && status.1.contains("1 interrupted"), "{}", status.1);
+
+    let finished_weights = root.join(format!("checkpoints/{first}/gen-03/model.safetensors"));
+    let resumed_weights = root.join(format!("checkpoints/{second}/gen-00/model.safetensors"));
+    let (before_first, before_second) = (mtime(&finished_weights), mtime(&resumed_weights));
+    let rerun = lmloop(root, &["sweep", "run", "sweep.toml", "--jobs", "1", "--threads", "1"]);
+    assert_eq!(rerun.0, 0, "{}", rerun.2);
+    assert!(rerun.2.contains("1 already finished, 1 to run"), "{}", rerun.2);
+    assert_eq!(generations_done(root, second), 4, "the interrupted run finished");
+    assert_eq!(mtime(&finished_weights), before_first, "the finished run was not recomputed");
+    assert_eq!(mtime(&resumed_weights), before_second, "the interrupted run resumed after its finished generation 0");
+    let status = lmloop(root, &["sweep", "status", "sweep.toml"]);
+    assert!(status.1.contains("2 runs: 2 finished"), "{}", status.1);
+}
+
+#[test]
+fn failed_run_is_named_with_its_log_and_missing_seed_is_reported() {
+    // The second corpus does not exist: that cell's runs fail, the others still run.
+    let grid = "[grid]\nconfig = { \"data.corpus\" = [\"toy\", \"absent\"] }\n";
+    let dir = project(&sweep_file("fr", 1, "[1, 2]", grid));
+    let root = dir.path();
+    let names = run_names(&lmloop(root, &["sweep", "plan", "sweep.toml"]).1);
+    assert_eq!(names.len(), 4);
+    let out = lmloop(root, &["sweep", "run", "sweep.toml", "--jobs", "2", "--threads", "2"]);
+    assert_clear_error(&out, "2 of 4 runs of sweep fr failed");
+    let last = out.2.lines().last().unwrap();
+    for failed in &names[2..] {
+        let log = format!("analysis/sweeps/fr/logs/{failed}.log");
+        assert!(last.contains(failed) && last.contains(&log), "{failed} and {log} in: {last}");
+        let text = std::fs::read_to_string(root.join(&log)).unwrap();
+        assert!(text.contains("absent"), "the log holds the run's own error: {text}");
+    }
+    for ok in &names[..2] {
+        assert_eq!(generations_done(root, ok), 2, "{ok} finished beside the failures");
+    }
+    let status = lmloop(root, &["sweep", "status", "sweep.toml"]);
+    assert!(status.1.contains("2 failed") && status.1.contains(&format!("{}.log", names[2])), "{}", status.1);
+
+    // The report aggregates what exists and names what is missing.
+    let report = lmloop(root, &["sweep", "report", "sweep.toml"]);
+    assert_eq!(report.0, 0, "{}", report.2);
+    assert!(report.1.contains("2 run(s) incomplete"), "{}", report.1);
+    let rows = csv_rows(&root.join("analysis/sweeps/fr/summary.csv"));
+    let loss: Vec<_> = rows.iter().filter(|r| r["measure"] == "held_out_loss" && r["generation"] == "1").collect();
+    assert_eq!(loss.len(), 2, "one row per cell");
+    assert_eq!((loss[0]["n"].as_str(), loss[0]["missing_seeds"].as_str()), ("2", ""));
+    assert_eq!((loss[1]["n"].as_str(), loss[1]["missing_seeds"].as_str(), loss[1]["mean"].as_str()), ("0", "1 2", ""));
+    let html = std::fs::read_to_string(root.join("analysis/sweeps/fr/report.html")).unwrap();
+    assert!(html.contains(&names[3]) && html.contains("failed (exit code 1)"), "the report names the failed run");
+
+    // Summary values are the hand-computed mean, sd and t interval of the runs' own values.
+    let value = |run: &str| -> f64 {
+        let rows = csv_rows(&root.join(format!("analysis/{run}/generations.csv")));
+        rows.iter().find(|r| r["generation"] == "1").unwrap()["held_out_loss"].parse().unwrap()
+    };
+    let (a, b) = (value(&names[0]), value(&names[1]));
+    let mean = (a + b) / 2.0;
+    let sd = ((a - mean).powi(2) + (b - mean).powi(2)).sqrt(); // n − 1 = 1
+    let half = 12.7062 * sd / 2f64.sqrt();
+    let got = |c: &str| loss[0][c].parse::<f64>().unwrap();
+    assert!((got("mean") - mean).abs() < 1e-12 && (got("sd") - sd).abs() < 1e-12, "{:?}", loss[0]);
+    assert!((got("ci95_high") - (mean + half)).abs() < 1e-4 * half.max(1e-9) + 1e-9, "{:?} vs ±{half}", loss[0]);
+    assert_eq!(loss[0]["seeds"], "1 2");
+}

@@ -271,3 +271,74 @@ fn failed_run_is_named_with_its_log_and_missing_seed_is_reported() {
     assert!((got("ci95_high") - (mean + half)).abs() < 1e-4 * half.max(1e-9) + 1e-9, "{:?} vs ±{half}", loss[0]);
     assert_eq!(loss[0]["seeds"], "1 2");
 }
+
+/// The SLURM executor against a real cluster: `make test-slurm` starts one
+/// (scripts/slurm-cluster.sh, needs root) and runs this test inside it.
+/// A 2-cell × 2-seed sweep goes through sbatch as an array; one task is requeued
+/// while its run is part-way and resumes; the pooled summary is byte for byte the
+/// one the local executor gives for the same sweep.
+#[test]
+#[ignore = "needs a running SLURM cluster: make test-slurm"]
+fn slurm_array_gives_the_local_summary() {
+    assert!(std::env::var("SLURM_CONF").is_ok(), "run through `make test-slurm` (scripts/slurm-cluster.sh sets SLURM_CONF)");
+    let text = sweep_file("slurmcheck", 2, "[1, 2]", "[grid]\npolicy = [\"replace\", \"mix\"]\nreal_fraction = [0.5]\n");
+    let local = project(&text);
+    let cluster = project(&text);
+
+    let out = lmloop(cluster.path(), &["sweep", "slurm", "sweep.toml", "--cpus-per-task", "1", "--max-parallel", "2", "--submit"]);
+    assert_eq!(out.0, 0, "{}", out.2);
+    assert!(out.1.contains("submitted job"), "{}", out.1);
+    let job: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(cluster.path().join("analysis/sweeps/slurmcheck/slurm/job.json")).unwrap()).unwrap();
+    let job_id = job["job_id"].as_str().unwrap().to_string();
+    let names: Vec<String> = job["runs"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
+    assert_eq!(names.len(), 4);
+
+    // Requeue one task while its run is part-way: it must resume, not restart.
+    let root = cluster.path();
+    let t0 = Instant::now();
+    let mut last_status = Instant::now() - Duration::from_secs(5);
+    let mut requeued = None;
+    loop {
+        if requeued.is_none() {
+            let part_way = (0..4).find(|&i| {
+                root.join(format!("checkpoints/{}/gen-00/DONE", names[i])).exists() && generations_done(root, &names[i]) < 3
+            });
+            if let Some(i) = part_way {
+                let weights = root.join(format!("checkpoints/{}/gen-00/model.safetensors", names[i]));
+                let before = mtime(&weights);
+                let rq = std::process::Command::new("scontrol").args(["requeue", &format!("{job_id}_{i}")]).output().unwrap();
+                assert!(rq.status.success(), "scontrol requeue: {}", String::from_utf8_lossy(&rq.stderr));
+                requeued = Some((i, weights, before));
+            }
+        }
+        if last_status.elapsed() > Duration::from_secs(1) {
+            last_status = Instant::now();
+            let status = lmloop(root, &["sweep", "status", "sweep.toml"]);
+            assert!(!status.1.contains(" failed "), "a task failed:\n{}", status.1);
+            if status.1.contains("4 runs: 4 finished") {
+                break;
+            }
+            assert!(t0.elapsed() < Duration::from_secs(600), "the array did not finish:\n{}", status.1);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (i, weights, before) = requeued.expect("a task was requeued while part-way");
+    assert_eq!(mtime(&weights), before, "the requeued task resumed its run after generation 0");
+    let log = std::fs::read_to_string(root.join(format!("analysis/sweeps/slurmcheck/logs/{}.log", names[i]))).unwrap();
+    assert!(log.matches("=== slurm attempt").count() >= 2, "the run's log shows both attempts:\n{log}");
+    assert!(root.join(format!("analysis/sweeps/slurmcheck/slurm/logs/task-{i}.log")).exists());
+
+    // The same sweep with the local executor, one thread per run like the array tasks.
+    let local_out = lmloop(local.path(), &["sweep", "run", "sweep.toml", "--jobs", "2", "--threads", "2"]);
+    assert_eq!(local_out.0, 0, "{}", local_out.2);
+    for dir in [local.path(), cluster.path()] {
+        let out = lmloop(dir, &["sweep", "report", "sweep.toml"]);
+        assert_eq!(out.0, 0, "{}", out.2);
+    }
+    for table in ["summary.csv", "changes.csv"] {
+        let read = |d: &Path| std::fs::read_to_string(d.join("analysis/sweeps/slurmcheck").join(table)).unwrap();
+        assert_eq!(read(local.path()), read(cluster.path()), "{table}: SLURM and local executors agree");
+    }
+    eprintln!("SLURM job {job_id}: 4 array tasks (task {i} requeued part-way), summary.csv identical to the local executor's");
+}

@@ -24,6 +24,7 @@ pub mod state;
 pub mod stats;
 pub mod status;
 pub mod tables;
+pub mod tails;
 
 use crate::layout::Layout;
 use anyhow::Result;

@@ -8,6 +8,7 @@
 //!   slurm/array.sbatch        the SLURM array script; slurm/job.json after --submit
 //!   slurm/logs/task-I.log     SLURM's own output of array task I
 //!   summary.csv, changes.csv  the aggregate over seeds (`sweep report`)
+//!   tails.csv                 tail survival over seeds beside the simulator
 //!   report.html, plots/       the report
 //! ```
 //! The runs themselves live where every run lives (`analysis/RUN/`, `checkpoints/RUN/`, …).
@@ -58,6 +59,10 @@ impl SweepPaths {
 
     pub fn changes_csv(&self) -> PathBuf {
         self.dir.join("changes.csv")
+    }
+
+    pub fn tails_csv(&self) -> PathBuf {
+        self.dir.join("tails.csv")
     }
 
     pub fn report_html(&self) -> PathBuf {

@@ -169,6 +169,12 @@ pub fn write_report(layout: &Layout, sweep: &Sweep) -> Result<ReportOutput> {
         page.figure(&svg, &format!("{title} of each sampled corpus: mean over seeds, band = 95% confidence interval"));
     }
 
+    let tails = super::tails::tails(layout, sweep)?;
+    if !tails.is_empty() {
+        write_atomic(&paths.tails_csv(), &super::tails::tails_csv(sweep, &tails)?)?;
+        tail_section(&mut page, sweep, &tails, &plots)?;
+    }
+
     page.section("cells", "Cells");
     let rows: Vec<Vec<String>> = sweep
         .cells
@@ -184,6 +190,83 @@ pub fn write_report(layout: &Layout, sweep: &Sweep) -> Result<ReportOutput> {
 
     write_atomic(&paths.report_html(), page.finish().as_bytes())?;
     Ok(ReportOutput { html: paths.report_html(), summary: paths.summary_csv(), changes: paths.changes_csv(), incomplete })
+}
+
+/// Survival of real tokens by expected count, beside the simulator and the Poisson law.
+fn tail_section(page: &mut Html, sweep: &Sweep, tails: &[super::tails::CellTails], plots: &std::path::Path) -> Result<()> {
+    page.section("tails", "Tail survival");
+    page.paragraph(&format!(
+        "Real tokens grouped by their expected count c·D/|R| in one corpus (octaves; D/|R| = {:.3}). Survival in S_k: share of a group's tokens that occur in S_k at least once; mean over seeds ± 95% interval. Beside it, `lmloop theory discrete` started from the same real counts (maximum-likelihood re-estimation from D samples per generation, same policy and temperature, 200 trials) and the Poisson prediction 1 − exp(−c·D/|R|·g_k) of Suresh et al. A token seen c times survives about c generations of pure re-estimation; how far the language model is from that is what the table shows. Also in tails.csv.",
+        tails[0].d_over_r
+    ));
+    let last = *tails[0].checkpoints.last().expect("at least one checkpoint");
+    let mut series = Vec::new();
+    let mut lines = Vec::new();
+    let mut poisson = None;
+    for t in tails {
+        let colour = CELL_COLOURS[t.cell % CELL_COLOURS.len()];
+        let label = &sweep.cells[t.cell].label;
+        let at = t.checkpoints.len() - 1;
+        let measured: Vec<(f64, f64)> = t.bins.iter().filter_map(|b| Some((b.mean_expected, b.measured[at].0.mean?))).collect();
+        let (mut upper, mut lower): (Vec<(f64, f64)>, Vec<(f64, f64)>) = t
+            .bins
+            .iter()
+            .filter_map(|b| Some(((b.mean_expected, b.measured[at].0.high()?), (b.mean_expected, b.measured[at].0.low()?))))
+            .unzip();
+        if upper.len() >= 2 {
+            lower.reverse();
+            upper.extend(lower);
+            series.push(Series::new(format!("{label} 95% CI"), upper, SeriesStyle::Band).with_color(colour));
+        }
+        lines.push(Series::new(format!("{label}: language model"), measured, SeriesStyle::LineAndMarkers).with_color(colour));
+        let simulated: Vec<(f64, f64)> =
+            t.bins.iter().filter_map(|b| Some((b.mean_expected, b.simulated.as_ref()?[at]))).collect();
+        if !simulated.is_empty() {
+            lines.push(Series::new(format!("{label}: simulator"), simulated, SeriesStyle::Dashed).with_color(colour));
+        }
+        if poisson.is_none() {
+            let p: Vec<(f64, f64)> = t.bins.iter().filter_map(|b| Some((b.mean_expected, b.predicted.as_ref()?[at]))).collect();
+            if !p.is_empty() {
+                poisson = Some(p);
+            }
+        }
+    }
+    series.extend(lines);
+    if let Some(p) = poisson {
+        series.push(Series::new("Poisson prediction", p, SeriesStyle::Dashed).with_color(REFERENCE_COLOUR));
+    }
+    let chart = LineChart {
+        title: format!("survival in S_{last} by expected count"),
+        x_label: "expected count c·D/|R| in one corpus".into(),
+        y_label: format!("share of tokens present in S_{last}"),
+        log_x: true,
+        log_y: false,
+        series,
+    };
+    let svg = publish(plots, "tail_survival", &chart)?;
+    page.figure(&svg, &format!("tokens of the real training set present in S_{last}, by expected count: language model (mean over seeds, band = 95% interval), simulator (dashed, cell colour), Poisson prediction (dashed black)"));
+    for t in tails {
+        let mut header = vec!["expected count".to_string(), "tokens".to_string()];
+        header.extend(t.checkpoints.iter().map(|k| format!("S_{k}: LM / sim / Poisson")));
+        let rows: Vec<Vec<String>> = t
+            .bins
+            .iter()
+            .map(|b| {
+                let mut row = vec![format!("[{}, {})", b.expected_low, b.expected_high), b.tokens.to_string()];
+                for c in 0..t.checkpoints.len() {
+                    let (s, missing) = &b.measured[c];
+                    let sim = b.simulated.as_ref().map(|v| format!("{:.3}", v[c])).unwrap_or("–".into());
+                    let pred = b.predicted.as_ref().map(|v| format!("{:.3}", v[c])).unwrap_or("–".into());
+                    let miss = if missing.is_empty() { String::new() } else { format!(" (missing seed {})", missing.iter().map(|m| m.to_string()).collect::<Vec<_>>().join(", ")) };
+                    row.push(format!("{}{miss} / {sim} / {pred}", s.display(3)));
+                }
+                row
+            })
+            .collect();
+        page.paragraph(&format!("cell {}:", sweep.cells[t.cell].label));
+        page.table(&header.iter().map(String::as_str).collect::<Vec<_>>(), &rows, &[0]);
+    }
+    Ok(())
 }
 
 /// "m ± h (n=3; missing 2)" with digits fitted to the measure.

@@ -1,0 +1,181 @@
+//! Tail survival across seeds, beside the exact simulator of recursive estimation
+//! (Suresh et al. 2024).
+//!
+//! Tokens are grouped, as `lmloop theory discrete` groups symbols, by their expected
+//! count in one corpus, c·D/|R| (c: count in the real training set R, D: corpus
+//! size), in octaves [2^b, 2^(b+1)). Per run, the survival of a group in S_k is the
+//! share of its tokens with a count above zero in S_k (from the run's `tokens.csv`);
+//! per cell, its mean over seeds with a 95% interval. Beside it: the simulator started
+//! from the same real counts (re-estimation by maximum likelihood from D samples per
+//! generation, same policy and temperature, 200 trials) and the Poisson prediction
+//! 1 − exp(−c·D/|R|·g_k) it tests. The simulator covers replace, accumulate and mix;
+//! other policies get the language model's measurement alone.
+use super::cells::Sweep;
+use super::stats::Summary;
+use super::tables::{number, read_csv, Row};
+use crate::layout::Layout;
+use crate::theory::{discrete_survival_bins, simulate_discrete, DataPolicy, DiscreteConfig, StartDistribution};
+use anyhow::Result;
+
+/// Trials of the simulator per cell: survival shares to about ±0.02 for small groups.
+const THEORY_TRIALS: usize = 200;
+
+/// One octave of expected count, for one cell.
+#[derive(Debug, Clone)]
+pub struct TailBin {
+    pub expected_low: f64,
+    pub expected_high: f64,
+    pub tokens: usize,
+    pub mean_expected: f64,
+    /// Per checkpoint k (corpus S_k): survival over seeds, and which seeds lacked S_k.
+    pub measured: Vec<(Summary, Vec<u64>)>,
+    /// Per checkpoint: the simulator's survival (None for policies it does not cover).
+    pub simulated: Option<Vec<f64>>,
+    /// Per checkpoint: 1 − exp(−c·D/|R|·g_k), averaged over the group.
+    pub predicted: Option<Vec<f64>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct CellTails {
+    pub cell: usize,
+    /// Corpus indices k of S_k compared (1, 2, 3, 5, 10, … and N+1).
+    pub checkpoints: Vec<usize>,
+    /// D / |R| of the first seed's run.
+    pub d_over_r: f64,
+    pub bins: Vec<TailBin>,
+}
+
+fn octave(expected: f64) -> i32 {
+    expected.log2().floor() as i32
+}
+
+/// The simulator's data policy for a cell's policy, when it has one.
+fn theory_policy(policy: &str, real_fraction: Option<f64>) -> Option<DataPolicy> {
+    match policy {
+        "replace" => Some(DataPolicy::Replace),
+        "accumulate" => Some(DataPolicy::Accumulate),
+        "mix" => real_fraction.map(|real_fraction| DataPolicy::Mix { real_fraction }),
+        _ => None,
+    }
+}
+
+/// Tail tables of every cell whose runs left `tokens.csv` (cells without any are skipped).
+pub fn tails(layout: &Layout, sweep: &Sweep) -> Result<Vec<CellTails>> {
+    let n_corpora = sweep.spec.generations as usize + 1;
+    let checkpoints = crate::theory::survival_checkpoints(n_corpora);
+    let mut out = Vec::new();
+    for (i, cell) in sweep.cells.iter().enumerate() {
+        let mut tables: Vec<(u64, Vec<Row>)> = Vec::new();
+        let mut missing_table = Vec::new();
+        for run in sweep.runs_of(i) {
+            match read_csv(&layout.analysis(&run.name).join("tokens.csv"))? {
+                Some(rows) if !rows.is_empty() => tables.push((run.seed, rows)),
+                _ => missing_table.push(run.seed),
+            }
+        }
+        let Some((_, first)) = tables.first() else { continue };
+        let real: Vec<f64> = first.iter().map(|r| number(r, "real_count").unwrap_or(0.0)).collect();
+        let r_total: f64 = real.iter().sum();
+        let d: f64 = first.iter().map(|r| number(r, "gen_01").unwrap_or(0.0)).sum();
+        if r_total <= 0.0 || d <= 0.0 {
+            continue;
+        }
+        // Groups of token ids by octave of expected count c·D/|R|.
+        let mut groups: std::collections::BTreeMap<i32, Vec<usize>> = Default::default();
+        for (id, &c) in real.iter().enumerate() {
+            if c > 0.0 {
+                groups.entry(octave(c * d / r_total)).or_default().push(id);
+            }
+        }
+        let (cfg, _) = sweep.run_config(sweep.runs_of(i).next().expect("a cell has runs"))?;
+        let theory = match theory_policy(&cell.policy, cell.real_fraction) {
+            Some(policy) if cfg.sample.temperature > 0.0 => {
+                let config = DiscreteConfig {
+                    start: StartDistribution::from_weights("real counts".into(), real.clone())?,
+                    n: d.round() as u64,
+                    generations: n_corpora,
+                    trials: THEORY_TRIALS,
+                    policy,
+                    temperature: cfg.sample.temperature,
+                    seed: 0,
+                };
+                config.validate()?;
+                let result = simulate_discrete(&config)?;
+                Some((result.checkpoints.clone(), discrete_survival_bins(&config, &result)))
+            }
+            _ => None,
+        };
+        let mut bins = Vec::new();
+        for (oct, ids) in groups {
+            let low = 2f64.powi(oct);
+            let measured = checkpoints
+                .iter()
+                .map(|&k| {
+                    let column = crate::layout::gen_name(k as u32).replace('-', "_");
+                    let (mut shares, mut missing) = (Vec::new(), missing_table.clone());
+                    for (seed, rows) in &tables {
+                        let present: Option<Vec<bool>> =
+                            ids.iter().map(|&id| rows.get(id).and_then(|r| number(r, &column)).map(|c| c > 0.0)).collect();
+                        match present {
+                            Some(p) => shares.push(p.iter().filter(|&&x| x).count() as f64 / ids.len() as f64),
+                            None => missing.push(*seed),
+                        }
+                    }
+                    missing.sort();
+                    (Summary::of(&shares), missing)
+                })
+                .collect();
+            let matching = theory.as_ref().and_then(|(cps, tb)| {
+                let bin = tb.iter().find(|b| octave(b.expected_count_low) == oct)?;
+                // The simulator records the same checkpoints (both start from N+1 generations).
+                (cps == &checkpoints).then(|| (bin.simulated.clone(), bin.predicted.clone()))
+            });
+            bins.push(TailBin {
+                expected_low: low,
+                expected_high: 2.0 * low,
+                tokens: ids.len(),
+                mean_expected: ids.iter().map(|&id| real[id] * d / r_total).sum::<f64>() / ids.len() as f64,
+                measured,
+                simulated: matching.as_ref().map(|m| m.0.clone()),
+                predicted: matching.map(|m| m.1),
+            });
+        }
+        out.push(CellTails { cell: i, checkpoints: checkpoints.clone(), d_over_r: d / r_total, bins });
+    }
+    Ok(out)
+}
+
+/// `tails.csv`: one row per cell, group and corpus S_k.
+pub fn tails_csv(sweep: &Sweep, tails: &[CellTails]) -> Result<Vec<u8>> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record([
+        "cell", "label", "expected_count_low", "expected_count_high", "tokens", "corpus", "n", "mean_survival", "sd", "ci95_low",
+        "ci95_high", "missing_seeds", "theory_simulated", "poisson_predicted",
+    ])?;
+    let opt = |v: Option<f64>| v.map(|x| format!("{x}")).unwrap_or_default();
+    for t in tails {
+        let cell = &sweep.cells[t.cell];
+        for b in &t.bins {
+            for (c, &k) in t.checkpoints.iter().enumerate() {
+                let (s, missing) = &b.measured[c];
+                w.write_record([
+                    cell.id.clone(),
+                    cell.label.clone(),
+                    format!("{}", b.expected_low),
+                    format!("{}", b.expected_high),
+                    b.tokens.to_string(),
+                    crate::layout::gen_name(k as u32),
+                    s.n.to_string(),
+                    opt(s.mean),
+                    opt(s.sd),
+                    opt(s.low()),
+                    opt(s.high()),
+                    missing.iter().map(|m| m.to_string()).collect::<Vec<_>>().join(" "),
+                    opt(b.simulated.as_ref().map(|v| v[c])),
+                    opt(b.predicted.as_ref().map(|v| v[c])),
+                ])?;
+            }
+        }
+    }
+    Ok(w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?)
+}

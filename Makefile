@@ -4,6 +4,8 @@
 #   make generations N=10     the recursive loop (POLICY, TEMP, LAMBDA, SEED, CONFIG, RUN)
 #   make test                 the test suite
 #   make bench                throughput against a PyTorch eager reference, as ratios
+#   make reproduce PAPER=NAME one paper's recipe (recipes/NAME.toml): sweep run, then sweep report
+#   make test-slurm           the SLURM executor against a real single-node cluster (needs root)
 #
 # libtorch comes from the PyPI wheel torch==2.13.0 (what tch 0.26.0 is built against),
 # installed into .venv. To use your own libtorch instead, set LIBTORCH=/path/to/libtorch.
@@ -31,7 +33,7 @@ CONFIG ?= configs/default.toml
 RUN ?= $(POLICY)-t$(TEMP)$(if $(LAMBDA),-l$(LAMBDA))-s$(SEED)
 CORPUS := corpora/real/shakespeare
 
-.PHONY: setup build demo generations test bench
+.PHONY: setup build demo generations test bench reproduce test-slurm
 
 setup: $(TORCH_STAMP)
 
@@ -67,3 +69,29 @@ test: $(TORCH_STAMP)
 
 bench: $(BIN)
 	$(BIN) bench --config $(CONFIG) --reference "$(PY) bench/reference.py" --rounds 3 --json | tee analysis/bench.json
+
+# One recipe per paper: runs every cell at every seed (JOBS at a time), then pools them
+# into analysis/sweeps/NAME/ (summary.csv, changes.csv, report.html). Rerunning resumes.
+PAPER ?=
+JOBS ?= 2
+RECIPES := $(sort $(basename $(notdir $(wildcard recipes/*.toml))))
+
+ifneq ($(filter reproduce,$(MAKECMDGOALS)),)
+ifeq ($(PAPER),)
+$(error PAPER must name a recipe in recipes/: $(RECIPES))
+endif
+ifeq ($(wildcard recipes/$(PAPER).toml),)
+$(error there is no recipes/$(PAPER).toml; the recipes are: $(RECIPES))
+endif
+endif
+
+reproduce: $(BIN) $(CORPUS)/meta.json
+	$(BIN) sweep run recipes/$(PAPER).toml --jobs $(JOBS)
+	$(BIN) sweep report recipes/$(PAPER).toml
+
+# Starts slurmctld, slurmd and munged on this machine (installing slurm-wlm and munge
+# when missing; needs root), submits a 2-cell × 2-seed sweep through sbatch, requeues
+# one task part-way, and checks the pooled summary equals the local executor's.
+# Not part of `make test` because it needs root and starts daemons.
+test-slurm: $(TORCH_STAMP)
+	scripts/slurm-cluster.sh cargo test --release --test sweep -- --ignored --nocapture slurm_array_gives_the_local_summary

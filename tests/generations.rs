@@ -344,13 +344,13 @@ fn generations_train_equal_passes_unless_compute_is_matched() {
     let block = 32.0;
     for r in &rows {
         assert_eq!(r.budget, "epochs");
-        assert!((r.train_epochs - 3.0).abs() < 0.01, "generation {}: {} passes", r.generation, r.train_epochs);
-        let want = 3.0 * r.train_tokens as f64;
-        assert!((r.trained_tokens as f64 - want).abs() <= 3.0 * block + 1.0, "{} vs {want}", r.trained_tokens);
+        assert!((r.train_epochs - 8.0).abs() < 0.01, "generation {}: {} passes", r.generation, r.train_epochs);
+        let want = 8.0 * r.train_tokens as f64;
+        assert!((r.trained_tokens as f64 - want).abs() <= 8.0 * block + 1.0, "{} vs {want}", r.trained_tokens);
     }
     assert!(rows[2].trained_tokens as f64 > 2.5 * rows[0].trained_tokens as f64, "accumulate trains on R + S_1 + S_2");
 
-    let cfg = std::fs::read_to_string(root.join("tiny.toml")).unwrap().replace("epochs = 3", "budget = \"tokens\"\nmax_tokens = 40000");
+    let cfg = std::fs::read_to_string(root.join("tiny.toml")).unwrap().replace("epochs = 8", "budget = \"tokens\"\nmax_tokens = 40000");
     std::fs::write(root.join("matched.toml"), cfg).unwrap();
     let out = lmloop(root, &["generations", "--config", "matched.toml", "-n", "2", "--policy", "accumulate", "--run", "matched"]);
     assert_eq!(out.0, 0, "{}", out.2);

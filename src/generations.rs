@@ -253,7 +253,7 @@ pub fn run(layout: &Layout, spec: &RunSpec) -> Result<Vec<GenerationRow>> {
     };
     let max_doc_tokens = match cfg.sample.max_doc_tokens {
         Some(cap) => cap as usize,
-        None => corpus.longest_train_document().max(1),
+        None => DEFAULT_CAP_OVER_LONGEST_REAL * corpus.longest_train_document().max(1),
     };
     let real_tokens = real.base.to_tokens();
     let buckets = crate::eval::FrequencyBuckets::new(&crate::analysis::count_tokens(&real_tokens, corpus.vocab.vocab_size())?);
@@ -420,6 +420,12 @@ pub fn run(layout: &Layout, spec: &RunSpec) -> Result<Vec<GenerationRow>> {
 fn describe_parts(m: &crate::policy::MixtureManifest) -> String {
     m.parts.iter().map(|p| format!("{} {}", p.source, p.tokens)).collect::<Vec<_>>().join(", ")
 }
+
+/// The default length cap is this many times the longest real training document: a
+/// model that ends documents at a constant rate matching the real mean length is then
+/// cut with probability at most e^-4 (about 2%), and usually far less, while a
+/// degenerate model that never ends its documents is still stopped.
+pub const DEFAULT_CAP_OVER_LONGEST_REAL: usize = 4;
 
 /// Share of truncated documents above which the loop warns.
 pub const TRUNCATION_WARNING: f64 = 0.01;

@@ -426,3 +426,27 @@ fn the_real_control_draws_fresh_real_documents_each_generation() {
     };
     assert_ne!(read(&s1), read(&s2), "each generation draws its own sample");
 }
+
+/// A corpus cut at the length cap is counted, shown and warned about.
+#[test]
+fn truncation_is_counted_and_warned_about() {
+    let dir = project();
+    let root = dir.path();
+    let cfg = std::fs::read_to_string(root.join("tiny.toml")).unwrap().replace("[sample]\n", "[sample]\nmax_doc_tokens = 8\n");
+    std::fs::write(root.join("capped.toml"), cfg).unwrap();
+    let out = lmloop(root, &["generations", "--config", "capped.toml", "-n", "1", "--run", "capped"]);
+    assert_eq!(out.0, 0, "{}", out.2);
+    assert!(out.2.contains("warning") && out.2.contains("length cap of 8 tokens"), "{}", out.2);
+    let rows = read_rows(&root.join("analysis/capped/generations.csv")).unwrap();
+    assert!(rows.iter().all(|r| r.synthetic_truncation_share > 0.01 && r.synthetic_truncation_share <= 1.0));
+    // The default cap (four times the longest real document) cuts far fewer, and the
+    // loop warns exactly when a corpus has more than 1% cut.
+    let out = generations(root, &["-n", "1", "--run", "uncapped"]);
+    assert_eq!(out.0, 0, "{}", out.2);
+    let default = read_rows(&root.join("analysis/uncapped/generations.csv")).unwrap();
+    for (d, c) in default.iter().zip(&rows) {
+        assert!(d.synthetic_truncation_share < c.synthetic_truncation_share / 4.0, "{} vs {}", d.synthetic_truncation_share, c.synthetic_truncation_share);
+    }
+    let warned = default.iter().any(|r| r.synthetic_truncation_share > 0.01);
+    assert_eq!(out.2.contains("warning"), warned, "{}", out.2);
+}

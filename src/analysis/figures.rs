@@ -347,7 +347,7 @@ pub fn rank_frequency_chart(real: &[u64], curves: &[(String, &[u64])]) -> LineCh
 
 /// Share of each real-count bucket's tokens present in S_k (markers), and with
 /// D/|R| known, the null model's expected share 1 − exp(−c·D/|R|) averaged over
-/// the bucket (dashed, same colour) across S_1..S_K.
+/// the bucket (dashed, same colour), a horizontal line since it is the same for every S_k.
 pub fn survival_chart(tokens: &TokenTable, sample_ratio: Option<f64>) -> LineChart {
     let k_max = tokens.generations();
     let mut series = Vec::new();
@@ -369,9 +369,10 @@ pub fn survival_chart(tokens: &TokenTable, sample_ratio: Option<f64>) -> LineCha
     }
 }
 
-/// A constant null expectation across the synthetic corpora S_1..S_K (at least one point apart).
+/// A constant null expectation drawn across the whole corpus axis, like the other
+/// reference lines (it is the same for every S_k).
 fn null_line(value: f64, k_max: u32) -> Vec<(f64, f64)> {
-    vec![(1.0, value), (k_max.max(2) as f64, value)]
+    vec![(0.0, value), (k_max.max(1) as f64, value)]
 }
 
 /// The tokens with real count in [low, high].

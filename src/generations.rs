@@ -410,7 +410,17 @@ pub fn run(layout: &Layout, spec: &RunSpec) -> Result<Vec<GenerationRow>> {
         if computed || k == n {
             let synthetic_files: Vec<(u32, std::path::PathBuf)> =
                 (1..=k + 1).map(|j| (j, crate::synthetic::files(&layout.synthetic_corpus(run, j)).0)).collect();
-            crate::analysis::update_run_analysis(layout, run, &corpus.train, &synthetic_files, &token_texts, eot)
+            // Stand-in until the protocol work lands: R is the whole train split and the
+            // noise floor its first D tokens.
+            let train_tokens = corpus.train.to_vec();
+            let noise_floor = train_tokens[..synthetic_size.min(train_tokens.len())].to_vec();
+            let reference = crate::analysis::RealReference {
+                name: format!("real/train (R, {} tokens)", train_tokens.len()),
+                tokens: train_tokens,
+                noise_floor,
+                generation_size: synthetic_size,
+            };
+            crate::analysis::update_run_analysis(layout, run, &reference, &synthetic_files, &token_texts, eot)
                 .with_context(|| format!("updating the analysis of run '{run}'"))?;
         }
     }

@@ -259,6 +259,12 @@ pub fn run(layout: &Layout, spec: &RunSpec) -> Result<Vec<GenerationRow>> {
     let buckets = crate::eval::FrequencyBuckets::new(&crate::analysis::count_tokens(&real_tokens, corpus.vocab.vocab_size())?);
     let held_out_docs = Corpus::new("real/val", corpus.val.clone(), eot);
     let floor = crate::policy::noise_floor(&real, &held_out_docs, synthetic_size, derive_seed(run_seed, 0, SeedPurpose::NoiseFloor));
+    let reference = crate::analysis::RealReference {
+        name: format!("R ({} tokens of {})", real_tokens.len(), real.base.name),
+        tokens: real_tokens,
+        noise_floor: floor.tokens.clone(),
+        generation_size: synthetic_size,
+    };
     write_json_atomic(
         &analysis.join("protocol.json"),
         &serde_json::json!({
@@ -410,16 +416,6 @@ pub fn run(layout: &Layout, spec: &RunSpec) -> Result<Vec<GenerationRow>> {
         if computed || k == n {
             let synthetic_files: Vec<(u32, std::path::PathBuf)> =
                 (1..=k + 1).map(|j| (j, crate::synthetic::files(&layout.synthetic_corpus(run, j)).0)).collect();
-            // Stand-in until the protocol work lands: R is the whole train split and the
-            // noise floor its first D tokens.
-            let train_tokens = corpus.train.to_vec();
-            let noise_floor = train_tokens[..synthetic_size.min(train_tokens.len())].to_vec();
-            let reference = crate::analysis::RealReference {
-                name: format!("real/train (R, {} tokens)", train_tokens.len()),
-                tokens: train_tokens,
-                noise_floor,
-                generation_size: synthetic_size,
-            };
             crate::analysis::update_run_analysis(layout, run, &reference, &synthetic_files, &token_texts, eot)
                 .with_context(|| format!("updating the analysis of run '{run}'"))?;
         }

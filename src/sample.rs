@@ -96,18 +96,11 @@ impl Sampling {
     /// Draws one token per row of `logits` (B, V), row b with its own stream `rngs[b]`,
     /// so that what a row draws does not depend on the other rows.
     pub fn choose_rows(&self, logits: &Tensor, rngs: &mut [impl Rng]) -> Result<Vec<i64>> {
-        match self {
-            Sampling::Greedy => Ok(Vec::<i64>::try_from(logits.argmax(-1, false).to_device(Device::Cpu))?),
-            Sampling::Random { .. } => {
-                let probs = self.distribution(logits).to_device(Device::Cpu).contiguous();
-                let v = probs.size()[1] as usize;
-                let flat = Vec::<f32>::try_from(probs.view([-1]))?;
-                if flat.len() != v * rngs.len() {
-                    bail!("{} rows of logits but {} random streams", flat.len() / v.max(1), rngs.len());
-                }
-                Ok(flat.chunks_exact(v).zip(rngs.iter_mut()).map(|(row, rng)| draw(row, rng) as i64).collect())
-            }
+        let rows = logits.size()[0] as usize;
+        if rows != rngs.len() {
+            bail!("{rows} rows of logits but {} random streams", rngs.len());
         }
+        self.pick(logits, |b, row| draw(row, &mut rngs[b]))
     }
 
     /// Draws one token per row of `logits` (B, V).
@@ -117,13 +110,18 @@ impl Sampling {
     /// libtorch's CPU `multinomial` at these sizes and makes the stream of draws depend
     /// only on the seed, not on the device.
     pub fn choose(&self, logits: &Tensor, rng: &mut impl Rng) -> Result<Vec<i64>> {
+        self.pick(logits, |_, row| draw(row, rng))
+    }
+
+    /// The argmax of every row, or `draw(row index, probabilities)` of every row.
+    fn pick(&self, logits: &Tensor, mut draw: impl FnMut(usize, &[f32]) -> usize) -> Result<Vec<i64>> {
         match self {
             Sampling::Greedy => Ok(Vec::<i64>::try_from(logits.argmax(-1, false).to_device(Device::Cpu))?),
             Sampling::Random { .. } => {
                 let probs = self.distribution(logits).to_device(Device::Cpu).contiguous();
                 let v = probs.size()[1] as usize;
                 let flat = Vec::<f32>::try_from(probs.view([-1]))?;
-                Ok(flat.chunks_exact(v).map(|row| draw(row, rng) as i64).collect())
+                Ok(flat.chunks_exact(v).enumerate().map(|(b, row)| draw(b, row) as i64).collect())
             }
         }
     }

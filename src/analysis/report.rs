@@ -267,20 +267,7 @@ fn absence_table(page: &mut Page, data: &RunData) {
     .to_vec();
     let cells: Vec<Vec<String>> = survival_by_bucket(&data.tokens, data.sample_ratio())
         .iter()
-        .map(|b| {
-            let null =
-                |f: fn(&super::tails::BucketNull) -> f64| b.null.as_ref().map_or("–".into(), |n| format_share(f(n)));
-            vec![
-                b.label.clone(),
-                b.tokens.to_string(),
-                format_share(b.absent_share),
-                null(|n| n.absent_share),
-                format_share(b.spells_per_token),
-                null(|n| n.spells_per_token),
-                format_share(b.reappeared_share),
-                null(|n| n.reappeared_share),
-            ]
-        })
+        .map(super::tails::absence_cells)
         .collect();
     page.paragraph(&format!(
         "Absence over S_1..S_{k_max} per real-count bucket: the share of (token, S_k) pairs with count 0, the mean number of absence spells per token, and the share of tokens that came back after an absence, each beside what the null model expects (null: sampling from R itself)."

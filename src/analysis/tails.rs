@@ -379,6 +379,22 @@ pub fn recursive_ml_statement(sample_ratio: Option<f64>) -> String {
     )
 }
 
+/// One bucket's row of the absence table (text and report): label, tokens, then
+/// measured and null absent share, spells per token and reappeared share.
+pub fn absence_cells(b: &BucketSurvival) -> Vec<String> {
+    let null = |f: fn(&BucketNull) -> f64| b.null.as_ref().map_or("–".into(), |n| format_share(f(n)));
+    vec![
+        b.label.clone(),
+        b.tokens.to_string(),
+        format_share(b.absent_share),
+        null(|n| n.absent_share),
+        format_share(b.spells_per_token),
+        null(|n| n.spells_per_token),
+        format_share(b.reappeared_share),
+        null(|n| n.reappeared_share),
+    ]
+}
+
 fn format_share(value: f64) -> String {
     if value.is_finite() {
         format!("{value:.3}")
@@ -495,18 +511,11 @@ pub fn tails_text(
         "real count", "tokens", "absent share", "null", "spells/token", "null", "reappeared", "null"
     );
     for b in &buckets {
-        let null = |f: fn(&BucketNull) -> f64| b.null.as_ref().map_or("–".into(), |n| format_share(f(n)));
+        let c = absence_cells(b);
         let _ = writeln!(
             out,
             "{:>10}  {:>7}  {:>12}  {:>6}  {:>12}  {:>6}  {:>10}  {:>6}",
-            b.label,
-            b.tokens,
-            format_share(b.absent_share),
-            null(|n| n.absent_share),
-            format_share(b.spells_per_token),
-            null(|n| n.spells_per_token),
-            format_share(b.reappeared_share),
-            null(|n| n.reappeared_share),
+            c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]
         );
     }
 

@@ -17,7 +17,11 @@ use tch::{nn, Device, Tensor};
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct TrainingState {
     pub steps: i64,
+    /// Tokens trained on (window visits × context), repeats included.
     pub tokens: u64,
+    /// Passes over the training data (window visits / windows).
+    #[serde(default)]
+    pub epochs: f64,
     pub seed: u64,
     pub final_train_loss: f64,
     pub final_val_loss: Option<f64>,

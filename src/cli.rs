@@ -159,8 +159,9 @@ pub struct SampleArgs {
     /// Documents decoded at once.
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
-    /// Longest document in tokens; longer ones are cut and counted as truncated.
-    #[arg(long, default_value_t = 1024)]
+    /// Length cap in tokens, a guard against models that never end a document: a document
+    /// reaching it is cut, counted as truncated and written without an end-of-text token.
+    #[arg(long, default_value_t = 65536)]
     pub max_doc_tokens: usize,
     /// Output stem: writes STEM.bin, STEM.txt and STEM.json.
     #[arg(long)]
@@ -396,10 +397,12 @@ fn sample(a: SampleArgs) -> Result<()> {
     };
     let m = crate::synthetic::write_corpus(&ckpt, &a.out, &req, device)?;
     println!(
-        "wrote {}.bin: {} documents ({} truncated), {} tokens, {:.0} tokens/s",
+        "wrote {}.bin: {} documents ({} truncated at {} tokens), mean length {:.1} tokens, {} tokens, {:.0} tokens/s",
         a.out.display(),
         m.stats.documents,
         m.stats.truncated_documents,
+        m.max_doc_tokens,
+        m.stats.mean_document_tokens,
         m.stats.tokens,
         m.stats.tokens_per_second
     );

@@ -103,17 +103,29 @@ impl ModelConfig {
     }
 }
 
+/// What fixes the length of one training run (see `TrainConfig::budget`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Budget {
+    Epochs,
+    Tokens,
+}
+
 /// How long and how to train one model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TrainConfig {
     /// Sequences per optimizer step. Default 32.
     pub batch_size: i64,
-    /// Token budget of one training run (batch_size × block_size × steps). Default 1,000,000.
-    /// Ignored when `epochs` is set.
-    pub max_tokens: u64,
-    /// If set, train for this many passes over the training data instead of `max_tokens`.
+    /// How long one training run is: `epochs` (default), a number of passes over the
+    /// training mixture, each visiting every window once in shuffled order, as in the
+    /// papers' protocol (so `accumulate` trains longer as its data grows); or `tokens`,
+    /// a fixed budget `max_tokens` per generation (the compute-matched variant).
+    pub budget: Budget,
+    /// Passes over the training mixture under `budget = "epochs"`. Default 1.
     pub epochs: Option<f64>,
+    /// Tokens per generation under `budget = "tokens"` (required there, refused otherwise).
+    pub max_tokens: Option<u64>,
     /// Peak learning rate. Default 2e-3: small models tolerate high rates.
     pub learning_rate: f64,
     /// Final learning rate of the cosine decay. Default 2e-4 (a tenth of the peak, as in Chinchilla).
@@ -140,8 +152,9 @@ impl Default for TrainConfig {
     fn default() -> Self {
         Self {
             batch_size: 32,
-            max_tokens: 1_000_000,
+            budget: Budget::Epochs,
             epochs: None,
+            max_tokens: None,
             learning_rate: 2e-3,
             min_learning_rate: 2e-4,
             warmup_steps: 50,
@@ -157,17 +170,28 @@ impl Default for TrainConfig {
 }
 
 impl TrainConfig {
+    /// Passes over the data under an epoch budget (1 when unset).
+    pub fn epochs_or_default(&self) -> f64 {
+        self.epochs.unwrap_or(1.0)
+    }
+
     pub fn validate(&self) -> Result<()> {
         if self.batch_size <= 0 {
             bail!("train.batch_size must be positive, got {}", self.batch_size);
         }
-        if self.epochs.is_none() && self.max_tokens == 0 {
-            bail!("train.max_tokens must be positive");
-        }
-        if let Some(e) = self.epochs {
-            if !(e > 0.0 && e.is_finite()) {
-                bail!("train.epochs must be positive, got {e}");
+        match (self.budget, self.epochs, self.max_tokens) {
+            (Budget::Epochs, _, Some(t)) => bail!(
+                "train.max_tokens ({t}) contradicts train.budget = \"epochs\": set train.budget = \"tokens\" for a fixed token budget, or remove train.max_tokens"
+            ),
+            (Budget::Tokens, Some(e), _) => bail!(
+                "train.epochs ({e}) contradicts train.budget = \"tokens\": a token budget is set by train.max_tokens alone"
+            ),
+            (Budget::Tokens, None, None) => bail!("train.budget = \"tokens\" needs train.max_tokens"),
+            (Budget::Tokens, None, Some(0)) => bail!("train.max_tokens must be positive"),
+            (Budget::Epochs, Some(e), None) if !(e > 0.0 && e.is_finite()) => {
+                bail!("train.epochs must be positive, got {e}")
             }
+            _ => {}
         }
         if !(self.learning_rate > 0.0 && self.learning_rate.is_finite()) {
             bail!("train.learning_rate must be positive, got {}", self.learning_rate);
@@ -211,13 +235,18 @@ pub struct SampleConfig {
     pub top_p: Option<f64>,
     /// Sequences decoded at once. Default 64: fills two CPU cores; raise it on a GPU.
     pub batch_size: i64,
-    /// A document longer than this is cut (and counted as truncated). Default 1024 tokens.
-    pub max_doc_tokens: i64,
+    /// Length cap: a document reaching this many tokens is cut, counted as truncated and
+    /// written without an end-of-text token. It only guards against degenerate models;
+    /// default (unset): four times the longest document of the real training split, so
+    /// a model that writes like the real data is essentially never cut (a constant
+    /// end rate at the real mean length is cut with probability below e^-4). The loop
+    /// warns when more than 1% of a corpus's documents are cut.
+    pub max_doc_tokens: Option<i64>,
 }
 
 impl Default for SampleConfig {
     fn default() -> Self {
-        Self { temperature: 1.0, top_k: None, top_p: None, batch_size: 64, max_doc_tokens: 1024 }
+        Self { temperature: 1.0, top_k: None, top_p: None, batch_size: 64, max_doc_tokens: None }
     }
 }
 
@@ -239,8 +268,10 @@ impl SampleConfig {
         if self.batch_size <= 0 {
             bail!("sample.batch_size must be positive, got {}", self.batch_size);
         }
-        if self.max_doc_tokens <= 0 {
-            bail!("sample.max_doc_tokens must be positive, got {}", self.max_doc_tokens);
+        if let Some(cap) = self.max_doc_tokens {
+            if cap < 1 {
+                bail!("sample.max_doc_tokens must be at least 1 token, got {cap}");
+            }
         }
         Ok(())
     }
@@ -250,20 +281,30 @@ impl SampleConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GenerationsConfig {
-    /// Data policy: replace, accumulate, accumulate-subsample, mix or fresh. Default `replace`.
+    /// Data policy: replace, accumulate, accumulate-subsample, mix, fresh, or the
+    /// real-data control `real`. Default `replace`.
     pub policy: String,
-    /// Share λ of real data for `mix` and `fresh`. No default: those policies require it.
+    /// Share λ of real data for `mix` and `fresh`. No default: those policies require
+    /// it, and the others refuse it.
     pub real_fraction: Option<f64>,
     /// Initialise each generation from scratch or from the previous generation's weights. Default `scratch`.
     pub init: String,
-    /// Tokens sampled per generation (the generation size D the policies' proportions
-    /// refer to); 0 means "as many as the real training split", |R|. Default 0.
+    /// Tokens sampled per generation, D; 0 means D = |R|, the size of the real
+    /// training set R, as in the papers. Default 0.
     pub synthetic_tokens: u64,
     /// Number of generations after generation 0. Default 10. Raising it later extends a finished run.
     pub generations: u32,
-    /// Under `fresh`: share of the real training split held apart (by document) as the
-    /// pool of never-used real data that generations 1.. draw from. Default 0.5.
-    pub fresh_pool_fraction: f64,
+    /// R as a fixed, seeded subset of whole documents of the real training split holding
+    /// about this many tokens (the same subset for every policy and seed); the other
+    /// training documents are the pool `fresh` draws never-used documents from. 0 (the
+    /// default) means R is the whole training split.
+    pub real_subset_tokens: u64,
+    /// Seed of that subset. Default 1337. It is not the run seed, so runs of every
+    /// policy and seed share one R and differ only in what the issue varies.
+    pub real_subset_seed: u64,
+    /// Only when R is the whole training split, under `fresh`: the share of it held
+    /// apart (by document) as the pool of never-used real data. Default 0.5.
+    pub fresh_pool_fraction: Option<f64>,
 }
 
 impl Default for GenerationsConfig {
@@ -274,7 +315,9 @@ impl Default for GenerationsConfig {
             init: "scratch".into(),
             synthetic_tokens: 0,
             generations: 10,
-            fresh_pool_fraction: 0.5,
+            real_subset_tokens: 0,
+            real_subset_seed: 1337,
+            fresh_pool_fraction: None,
         }
     }
 }
@@ -347,8 +390,15 @@ impl Config {
         if self.generations.init != "scratch" && self.generations.init != "previous" {
             bail!("generations.init must be 'scratch' or 'previous', got '{}'", self.generations.init);
         }
-        if !(self.generations.fresh_pool_fraction > 0.0 && self.generations.fresh_pool_fraction < 1.0) {
-            bail!("generations.fresh_pool_fraction must be in (0, 1), got {}", self.generations.fresh_pool_fraction);
+        if let Some(f) = self.generations.fresh_pool_fraction {
+            if !(f > 0.0 && f < 1.0) {
+                bail!("generations.fresh_pool_fraction must be in (0, 1), got {f}");
+            }
+            if self.generations.real_subset_tokens > 0 {
+                bail!(
+                    "generations.fresh_pool_fraction contradicts generations.real_subset_tokens: with a real subset, the fresh pool is the rest of the training split"
+                );
+            }
         }
         if self.data.vocab_size < 1 {
             bail!("data.vocab_size must be positive");

@@ -19,6 +19,24 @@ pub struct EvalResult {
 const EVAL_BATCH: usize = 32;
 
 pub fn evaluate(model: &Model, tokens: &TokenFile, device: Device) -> Result<EvalResult> {
+    Ok(evaluate_grouped(model, tokens, device, None)?.0)
+}
+
+/// Loss summed over the targets of each group: `group_of[t]` is the group of target
+/// token t; returns (loss sum, targets) per group.
+pub struct Groups<'a> {
+    pub group_of: &'a [i64],
+    pub groups: usize,
+}
+
+/// [`evaluate`], and with `groups` also the summed loss and target count of every
+/// group of target tokens (e.g. buckets of real-data frequency).
+pub fn evaluate_grouped(
+    model: &Model,
+    tokens: &TokenFile,
+    device: Device,
+    groups: Option<Groups>,
+) -> Result<(EvalResult, Vec<(f64, u64)>)> {
     let cfg = model.config();
     let n = tokens.len();
     if n < 2 {
@@ -31,41 +49,149 @@ pub fn evaluate(model: &Model, tokens: &TokenFile, device: Device) -> Result<Eva
             cfg.vocab_size
         );
     }
+    if let Some(g) = &groups {
+        if g.group_of.len() as i64 != cfg.vocab_size || g.group_of.iter().any(|&x| x < 0 || x as usize >= g.groups) {
+            bail!("the token groups must give every one of the {} vocabulary entries a group below {}", cfg.vocab_size, g.groups);
+        }
+    }
+    let group_map = groups.as_ref().map(|g| Tensor::from_slice(g.group_of).to_device(device));
+    let n_groups = groups.as_ref().map_or(0, |g| g.groups as i64);
+    let mut group_sums = Tensor::zeros([n_groups], (tch::Kind::Double, device));
+    let mut group_counts = Tensor::zeros([n_groups], (tch::Kind::Double, device));
     let block = cfg.block_size as usize;
     let predicted = n - 1;
     let full_windows = predicted / block;
     let mut loss_sum = 0.0f64;
     let mut buf = Vec::new();
+    let mut window_loss_sum = |toks: &[i64], rows: usize, len: usize| -> Result<f64> {
+        let (losses, targets) = window_losses(model, toks, rows, len, device);
+        if let Some(map) = &group_map {
+            let g = map.index_select(0, &targets);
+            let _ = group_sums.index_add_(0, &g, &losses);
+            let _ = group_counts.index_add_(0, &g, &losses.ones_like());
+        }
+        Ok(f64::try_from(losses.sum(tch::Kind::Double))?)
+    };
     tch::no_grad(|| -> Result<()> {
         let mut w = 0;
         while w < full_windows {
             let rows = EVAL_BATCH.min(full_windows - w);
             buf.clear();
             tokens.extend_i64(w * block..(w + rows) * block + 1, &mut buf);
-            loss_sum += window_loss_sum(model, &buf, rows, block, device)?;
+            loss_sum += window_loss_sum(&buf, rows, block)?;
             w += rows;
         }
         let rest = predicted - full_windows * block;
         if rest > 0 {
             buf.clear();
             tokens.extend_i64(full_windows * block..n, &mut buf);
-            loss_sum += window_loss_sum(model, &buf, 1, rest, device)?;
+            loss_sum += window_loss_sum(&buf, 1, rest)?;
         }
         Ok(())
     })?;
     let mean_loss = loss_sum / predicted as f64;
-    Ok(EvalResult { mean_loss, perplexity: mean_loss.exp(), tokens: predicted })
+    let sums = Vec::<f64>::try_from(group_sums.to_device(Device::Cpu))?;
+    let counts = Vec::<f64>::try_from(group_counts.to_device(Device::Cpu))?;
+    let per_group = sums.into_iter().zip(counts).map(|(s, c)| (s, c as u64)).collect();
+    Ok((EvalResult { mean_loss, perplexity: mean_loss.exp(), tokens: predicted }, per_group))
 }
 
-/// Sum of losses over `rows` consecutive windows of `len` predictions taken from
-/// `toks` (which holds `rows * len + 1` tokens).
-fn window_loss_sum(model: &Model, toks: &[i64], rows: usize, len: usize, device: Device) -> Result<f64> {
+/// Per-target losses (f64) and targets over `rows` consecutive windows of `len`
+/// predictions taken from `toks` (which holds `rows * len + 1` tokens).
+fn window_losses(model: &Model, toks: &[i64], rows: usize, len: usize, device: Device) -> (Tensor, Tensor) {
     let all = Tensor::from_slice(toks);
     let (rows, len) = (rows as i64, len as i64);
     let x = all.narrow(0, 0, rows * len).view([rows, len]).to_device(device);
-    let y = all.narrow(0, 1, rows * len).view([rows, len]).to_device(device);
+    let y = all.narrow(0, 1, rows * len).view([-1]).to_device(device);
     let logits = model.forward(&x, false);
     let v = logits.size()[2];
-    let loss = logits.view([-1, v]).cross_entropy_loss::<Tensor>(&y.view([-1]), None, tch::Reduction::Sum, -100, 0.0);
-    Ok(f64::try_from(loss.to_kind(tch::Kind::Double))?)
+    let loss = logits.view([-1, v]).cross_entropy_loss::<Tensor>(&y, None, tch::Reduction::None, -100, 0.0);
+    (loss.to_kind(tch::Kind::Double), y)
+}
+
+/// Buckets of real-data frequency for the held-out loss by frequency: bucket 0 holds
+/// the tokens never seen in the real training set R; buckets 1..=8 split the counts
+/// 1..=max log-evenly: bucket i holds counts in [⌊M^((i-1)/8)⌋, ⌊M^(i/8)⌋) with
+/// M = max + 1 (a range can be empty when the counts are small).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct FrequencyBuckets {
+    /// Inclusive (min, max) real count of every bucket.
+    pub bounds: Vec<(u64, u64)>,
+    /// Bucket of every vocabulary token.
+    pub bucket_of: Vec<i64>,
+}
+
+/// Log-spaced frequency buckets after the unseen bucket.
+pub const FREQUENCY_BUCKETS: usize = 8;
+
+impl FrequencyBuckets {
+    pub fn new(real_counts: &[u64]) -> Self {
+        let m = real_counts.iter().copied().max().unwrap_or(0) as f64 + 1.0;
+        let edge = |i: usize| if i == 0 { 1 } else { m.powf(i as f64 / FREQUENCY_BUCKETS as f64).floor() as u64 };
+        let mut bounds = vec![(0, 0)];
+        for i in 0..FREQUENCY_BUCKETS {
+            let (lo, hi) = (edge(i), if i + 1 == FREQUENCY_BUCKETS { m as u64 } else { edge(i + 1) });
+            bounds.push((lo, hi.saturating_sub(1).max(lo.saturating_sub(1))));
+        }
+        let bucket_of = real_counts
+            .iter()
+            .map(|&c| {
+                if c == 0 {
+                    0
+                } else {
+                    (1..bounds.len()).find(|&b| c >= bounds[b].0 && c <= bounds[b].1).unwrap_or(bounds.len() - 1) as i64
+                }
+            })
+            .collect();
+        Self { bounds, bucket_of }
+    }
+
+    pub fn len(&self) -> usize {
+        self.bounds.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.bounds.is_empty()
+    }
+}
+
+/// Held-out loss over the targets of one frequency bucket.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BucketLoss {
+    pub bucket: usize,
+    pub min_real_count: u64,
+    pub max_real_count: u64,
+    /// Test-split targets whose token falls in the bucket.
+    pub target_tokens: u64,
+    /// Their mean next-token loss in nats (NaN without targets; `null` in JSON).
+    #[serde(deserialize_with = "null_as_nan")]
+    pub mean_loss: f64,
+}
+
+/// JSON has no NaN: serde_json writes it as `null`, which reads back as NaN here.
+fn null_as_nan<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Error> {
+    Ok(<Option<f64> as serde::Deserialize>::deserialize(d)?.unwrap_or(f64::NAN))
+}
+
+/// [`evaluate`] plus the loss of each frequency bucket.
+pub fn evaluate_by_frequency(
+    model: &Model,
+    tokens: &TokenFile,
+    device: Device,
+    buckets: &FrequencyBuckets,
+) -> Result<(EvalResult, Vec<BucketLoss>)> {
+    let groups = Groups { group_of: &buckets.bucket_of, groups: buckets.len() };
+    let (result, sums) = evaluate_grouped(model, tokens, device, Some(groups))?;
+    let per_bucket = sums
+        .into_iter()
+        .enumerate()
+        .map(|(b, (sum, n))| BucketLoss {
+            bucket: b,
+            min_real_count: buckets.bounds[b].0,
+            max_real_count: buckets.bounds[b].1,
+            target_tokens: n,
+            mean_loss: if n > 0 { sum / n as f64 } else { f64::NAN },
+        })
+        .collect();
+    Ok((result, per_bucket))
 }

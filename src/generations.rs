@@ -26,6 +26,7 @@ pub enum SeedPurpose {
     Mixture = 2,
     Sample = 3,
     FreshPool = 4,
+    NoiseFloor = 5,
 }
 
 /// A seed for `purpose` in generation `k`, derived from the run seed (SplitMix64 finaliser).
@@ -46,11 +47,23 @@ pub struct GenerationRow {
     pub real_fraction: Option<f64>,
     pub temperature: f64,
     pub seed: u64,
+    /// `epochs` (passes over the mixture) or `tokens` (a fixed budget; compute-matched).
+    pub budget: String,
+    /// Passes over the training mixture this generation made.
+    pub train_epochs: f64,
+    /// Tokens trained on (repeats included).
+    pub trained_tokens: u64,
+    /// Size of the training mixture, and its real and synthetic parts.
     pub train_tokens: usize,
     pub real_tokens: usize,
     pub synthetic_tokens: usize,
     pub held_out_loss: f64,
     pub held_out_perplexity: f64,
+    /// The corpus S_{k+1} this generation sampled: documents, mean length (end-of-text
+    /// excluded) and the share cut at the length cap.
+    pub synthetic_documents: usize,
+    pub synthetic_mean_document_tokens: f64,
+    pub synthetic_truncation_share: f64,
     /// Unigram entropy (nats) of the corpus this generation sampled.
     pub synthetic_unigram_entropy: f64,
     pub synthetic_distinct_tokens: usize,
@@ -66,6 +79,10 @@ pub struct HeldOut {
     pub perplexity: f64,
     pub tokens: usize,
     pub seconds: f64,
+    /// Loss by real-frequency bucket of the target token (empty in older runs, which
+    /// are then evaluated again).
+    #[serde(default)]
+    pub buckets: Vec<crate::eval::BucketLoss>,
 }
 
 pub const HELD_OUT_FILE: &str = "heldout.json";
@@ -222,12 +239,50 @@ pub fn run(layout: &Layout, spec: &RunSpec) -> Result<Vec<GenerationRow>> {
     let mut model_cfg = cfg.model.clone();
     model_cfg.vocab_size = corpus.vocab.vocab_size() as i64;
     let run_seed = cfg.train.seed;
-    let real = Corpus::new("real/train", corpus.train.clone(), eot);
-    let real = RealData::new(real, policy, cfg.generations.fresh_pool_fraction, derive_seed(run_seed, 0, SeedPurpose::FreshPool))?;
+    let split = Corpus::new("real/train", corpus.train.clone(), eot);
+    let g = &cfg.generations;
+    let real = if g.real_subset_tokens > 0 {
+        RealData::new(split, policy, g.real_subset_tokens as usize, None, g.real_subset_seed)
+    } else {
+        RealData::new(split, policy, 0, g.fresh_pool_fraction, derive_seed(run_seed, 0, SeedPurpose::FreshPool))
+    }
+    .context("choosing the real training set R (generations.real_subset_tokens)")?;
     let synthetic_size = match cfg.generations.synthetic_tokens {
         0 => real.base.tokens(),
         t => t as usize,
     };
+    let max_doc_tokens = match cfg.sample.max_doc_tokens {
+        Some(cap) => cap as usize,
+        None => DEFAULT_CAP_OVER_LONGEST_REAL * corpus.longest_train_document().max(1),
+    };
+    let real_tokens = real.base.to_tokens();
+    let buckets = crate::eval::FrequencyBuckets::new(&crate::analysis::count_tokens(&real_tokens, corpus.vocab.vocab_size())?);
+    let held_out_docs = Corpus::new("real/val", corpus.val.clone(), eot);
+    let floor = crate::policy::noise_floor(&real, &held_out_docs, synthetic_size, derive_seed(run_seed, 0, SeedPurpose::NoiseFloor));
+    let reference = crate::analysis::RealReference {
+        name: format!("R ({} tokens of {})", real_tokens.len(), real.base.name),
+        tokens: real_tokens,
+        noise_floor: floor.tokens.clone(),
+        generation_size: synthetic_size,
+    };
+    write_json_atomic(
+        &analysis.join("protocol.json"),
+        &serde_json::json!({
+            "real_training_set_tokens": real.base.tokens(),
+            "real_training_set_documents": real.base.documents.len(),
+            "real_training_split_tokens": real.split.tokens(),
+            "generation_size_tokens": synthetic_size,
+            "generation_size_over_real": synthetic_size as f64 / real.base.tokens() as f64,
+            "budget": match cfg.train.budget { crate::config::Budget::Epochs => "epochs", crate::config::Budget::Tokens => "tokens" },
+            "epochs": cfg.train.epochs_or_default(),
+            "max_doc_tokens": max_doc_tokens,
+            "longest_real_document_tokens": corpus.longest_train_document(),
+            "frequency_buckets": buckets.bounds,
+            "noise_floor_tokens": floor.tokens.len(),
+            "noise_floor_documents": floor.documents,
+            "noise_floor_source": floor.source,
+        }),
+    )?;
     let sampling = Sampling::new(cfg.sample.temperature, cfg.sample.top_k, cfg.sample.top_p)?;
     for dir in [layout.root().join("checkpoints").join(run), layout.synthetic_dir(run)] {
         remove_stale_temporaries(&dir);
@@ -236,6 +291,7 @@ pub fn run(layout: &Layout, spec: &RunSpec) -> Result<Vec<GenerationRow>> {
     let token_texts: Vec<String> = (0..corpus.vocab.vocab_size() as u32).map(|id| corpus.vocab.token_text(id)).collect();
     let mut synthetic: Vec<Corpus> = Vec::new();
     let mut rows = Vec::new();
+    let mut bucket_rows = Vec::new();
     let t_run = std::time::Instant::now();
     for k in 0..=n {
         let (stream, manifest) = mixture(k, policy, &real, &synthetic, synthetic_size, derive_seed(run_seed, k, SeedPurpose::Mixture))?;
@@ -271,11 +327,13 @@ pub fn run(layout: &Layout, spec: &RunSpec) -> Result<Vec<GenerationRow>> {
         let load = || -> Result<Checkpoint> { Checkpoint::load(&ckpt_dir, spec.device) };
         let state: crate::checkpoint::TrainingState = read_json(&ckpt_dir.join(crate::layout::CheckpointFiles::STATE))?;
         let held_out_path = ckpt_dir.join(HELD_OUT_FILE);
-        let held_out = if held_out_path.exists() {
-            read_json(&held_out_path)?
-        } else {
-            let ckpt = model.insert(load()?);
-            held_out(ckpt, &corpus.test, spec.device)?
+        let stored: Option<HeldOut> = if held_out_path.exists() { Some(read_json(&held_out_path)?) } else { None };
+        let held_out = match stored {
+            Some(h) if h.buckets.len() == buckets.len() => h,
+            _ => {
+                let ckpt = model.insert(load()?);
+                held_out(ckpt, &corpus.test, spec.device, &buckets)?
+            }
         };
 
         let stem = layout.synthetic_corpus(run, k + 1);
@@ -288,7 +346,7 @@ pub fn run(layout: &Layout, spec: &RunSpec) -> Result<Vec<GenerationRow>> {
                     seed: derive_seed(run_seed, k, SeedPurpose::Sample),
                     n_tokens: synthetic_size,
                     batch_size: cfg.sample.batch_size as usize,
-                    max_doc_tokens: cfg.sample.max_doc_tokens as usize,
+                    max_doc_tokens,
                     progress: spec.progress,
                 };
                 let ckpt = match model.take() {
@@ -299,6 +357,18 @@ pub fn run(layout: &Layout, spec: &RunSpec) -> Result<Vec<GenerationRow>> {
                     .with_context(|| format!("sampling from generation {k}"))?
             }
         };
+        let stats = &sample_manifest.stats;
+        if stats.truncation_share > TRUNCATION_WARNING {
+            eprintln!(
+                "[{run}] warning: {} of the {} documents of S_{} ({:.1}%) reached the length cap of {} tokens and were cut; \
+                 the model rarely ends its documents (see synthetic_truncation_share in generations.csv)",
+                stats.truncated_documents,
+                stats.documents,
+                k + 1,
+                100.0 * stats.truncation_share,
+                sample_manifest.max_doc_tokens
+            );
+        }
         let (bin, _, _) = crate::synthetic::files(&stem);
         let file = Arc::new(TokenFile::open(&bin)?);
         let counts = file.counts(corpus.vocab.vocab_size())?;
@@ -310,11 +380,20 @@ pub fn run(layout: &Layout, spec: &RunSpec) -> Result<Vec<GenerationRow>> {
             real_fraction: policy.real_fraction(),
             temperature: cfg.sample.temperature,
             seed: run_seed,
+            budget: match cfg.train.budget {
+                crate::config::Budget::Epochs => "epochs".into(),
+                crate::config::Budget::Tokens => "tokens".into(),
+            },
+            train_epochs: state.epochs,
+            trained_tokens: state.tokens,
             train_tokens: manifest.total_tokens,
             real_tokens: manifest.real_tokens,
             synthetic_tokens: manifest.synthetic_tokens,
             held_out_loss: held_out.mean_loss,
             held_out_perplexity: held_out.perplexity,
+            synthetic_documents: stats.documents,
+            synthetic_mean_document_tokens: stats.mean_document_tokens,
+            synthetic_truncation_share: stats.truncation_share,
             synthetic_unigram_entropy: crate::analysis::entropy_nats(&counts),
             synthetic_distinct_tokens: counts.iter().filter(|&&c| c > 0).count(),
             train_seconds: state.seconds,
@@ -329,13 +408,15 @@ pub fn run(layout: &Layout, spec: &RunSpec) -> Result<Vec<GenerationRow>> {
             t_run.elapsed().as_secs_f64() / 60.0
         );
         rows.push(row);
+        bucket_rows.extend(held_out.buckets.iter().map(|b| (k, b.clone())));
         write_rows(&analysis.join("generations.csv"), &rows)?;
+        write_bucket_rows(&analysis.join(LOSS_BY_FREQUENCY_FILE), &bucket_rows)?;
         // The analysis and report are refreshed after every generation that did work, and
         // once at the end, so a resumed finished run does not redraw every generation.
         if computed || k == n {
             let synthetic_files: Vec<(u32, std::path::PathBuf)> =
                 (1..=k + 1).map(|j| (j, crate::synthetic::files(&layout.synthetic_corpus(run, j)).0)).collect();
-            crate::analysis::update_run_analysis(layout, run, &corpus.train, &synthetic_files, &token_texts, eot)
+            crate::analysis::update_run_analysis(layout, run, &reference, &synthetic_files, &token_texts, eot)
                 .with_context(|| format!("updating the analysis of run '{run}'"))?;
         }
     }
@@ -346,14 +427,50 @@ fn describe_parts(m: &crate::policy::MixtureManifest) -> String {
     m.parts.iter().map(|p| format!("{} {}", p.source, p.tokens)).collect::<Vec<_>>().join(", ")
 }
 
-/// Evaluates a generation on the real test split and stores the result next to its checkpoint.
-fn held_out(ckpt: &Checkpoint, test: &TokenFile, device: Device) -> Result<HeldOut> {
+/// The default length cap is this many times the longest real training document: a
+/// model that ends documents at a constant rate matching the real mean length is then
+/// cut with probability at most e^-4 (about 2%), and usually far less, while a
+/// degenerate model that never ends its documents is still stopped.
+pub const DEFAULT_CAP_OVER_LONGEST_REAL: usize = 4;
+
+/// Share of truncated documents above which the loop warns.
+pub const TRUNCATION_WARNING: f64 = 0.01;
+
+/// `analysis/RUN/loss_by_frequency.csv`: held-out loss by real-frequency bucket.
+pub const LOSS_BY_FREQUENCY_FILE: &str = "loss_by_frequency.csv";
+
+/// Evaluates a generation on the real test split (overall and by frequency bucket)
+/// and stores the result next to its checkpoint.
+fn held_out(ckpt: &Checkpoint, test: &TokenFile, device: Device, buckets: &crate::eval::FrequencyBuckets) -> Result<HeldOut> {
     let path = ckpt.dir.join(HELD_OUT_FILE);
     let t0 = std::time::Instant::now();
-    let r = crate::eval::evaluate(&ckpt.model, test, device)?;
-    let h = HeldOut { mean_loss: r.mean_loss, perplexity: r.perplexity, tokens: r.tokens, seconds: t0.elapsed().as_secs_f64() };
+    let (r, per_bucket) = crate::eval::evaluate_by_frequency(&ckpt.model, test, device, buckets)?;
+    let h = HeldOut {
+        mean_loss: r.mean_loss,
+        perplexity: r.perplexity,
+        tokens: r.tokens,
+        seconds: t0.elapsed().as_secs_f64(),
+        buckets: per_bucket,
+    };
     write_json_atomic(&path, &h)?;
     Ok(h)
+}
+
+/// Rewrites `loss_by_frequency.csv` (generation, bucket, count range, targets, mean loss).
+fn write_bucket_rows(path: &Path, rows: &[(u32, crate::eval::BucketLoss)]) -> Result<()> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record(["generation", "bucket", "min_real_count", "max_real_count", "target_tokens", "mean_loss"])?;
+    for (k, b) in rows {
+        w.write_record([
+            k.to_string(),
+            b.bucket.to_string(),
+            b.min_real_count.to_string(),
+            b.max_real_count.to_string(),
+            b.target_tokens.to_string(),
+            format!("{:.6}", b.mean_loss),
+        ])?;
+    }
+    write_atomic(path, &w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?)
 }
 
 /// Rewrites `generations.csv` with all rows so far (atomically).

@@ -1,23 +1,27 @@
 //! The data manager: which documents each generation trains on.
 //!
-//! Let R be the real training split and S_k the corpus sampled by generation k-1.
-//! Generation 0 trains on R. For k ≥ 1:
+//! Let R be the real training set, D the generation size (`generations.synthetic_tokens`,
+//! D = |R| by default, as in the papers) and S_k the corpus of D tokens sampled by
+//! generation k-1. Generation 0 trains on R under every policy. For k ≥ 1:
 //!
 //! | policy | trains on |
 //! |---|---|
 //! | `replace` | S_k |
-//! | `accumulate` | R ∪ S_1 ∪ … ∪ S_k |
-//! | `accumulate-subsample` | a uniform sample of |R| tokens of documents from R ∪ S_1 ∪ … ∪ S_k |
-//! | `mix` | λ·|R| tokens of documents from R and (1-λ)·|R| from S_k |
-//! | `fresh` | λ·|R| tokens of real documents never used before, and (1-λ)·|R| from S_k |
+//! | `accumulate` | R ∪ S_1 ∪ … ∪ S_k (grows by D every generation) |
+//! | `accumulate-subsample` | a uniform sample of D tokens of documents from R ∪ S_1 ∪ … ∪ S_k |
+//! | `mix` | λ·D tokens of documents from R and (1-λ)·D from S_k |
+//! | `fresh` | λ·D tokens of real documents never used before, and (1-λ)·D from S_k |
+//! | `real` (control) | D tokens of real training documents, drawn afresh with the generation's seed |
 //!
 //! Units are whole documents: a sample "of n tokens" takes shuffled documents until
-//! their total reaches n. |R| above is the generation size D: the size of each
-//! synthetic corpus, which defaults to |R| (`generations.synthetic_tokens = 0`); a
-//! config that samples smaller corpora to save time keeps the policies' proportions. Under `fresh`, R is cut in two by document: generation 0's
-//! data (|R| in the table above means its size) and a pool of
-//! `generations.fresh_pool_fraction` of the real training split that only later
-//! generations draw from, each document once.
+//! their total reaches n. R is either the whole real training split or, with
+//! `generations.real_subset_tokens`, a fixed seeded subset of its documents (the same
+//! for every policy and seed); the other training documents are then the pool that
+//! `fresh` draws from, each once. Without a subset, `fresh` cuts the split in two by
+//! document: R and a pool of `generations.fresh_pool_fraction` of it. The control
+//! `real` draws from the whole training split: it has the size and the passes of
+//! `replace` and no synthetic data, so it separates "less or repeated data" from
+//! "synthetic data".
 use crate::stream::TokenStream;
 use crate::tokens::{document_ranges, TokenFile};
 use anyhow::{bail, Result};
@@ -35,9 +39,11 @@ pub enum Policy {
     AccumulateSubsample,
     Mix { real_fraction: f64 },
     Fresh { real_fraction: f64 },
+    /// The real-data control.
+    Real,
 }
 
-pub const POLICY_NAMES: &str = "replace, accumulate, accumulate-subsample, mix, fresh";
+pub const POLICY_NAMES: &str = "replace, accumulate, accumulate-subsample, mix, fresh, real";
 
 impl Policy {
     pub fn parse(name: &str, real_fraction: Option<f64>) -> Result<Self> {
@@ -50,14 +56,24 @@ impl Policy {
             Some(l) => Ok(l),
             None => bail!("policy '{name}' needs --real-fraction λ (the share of real data, in [0, 1])"),
         };
-        Ok(match name {
+        let policy = match name {
             "replace" => Policy::Replace,
             "accumulate" => Policy::Accumulate,
             "accumulate-subsample" => Policy::AccumulateSubsample,
             "mix" => Policy::Mix { real_fraction: needs(name)? },
             "fresh" => Policy::Fresh { real_fraction: needs(name)? },
+            "real" => Policy::Real,
             other => bail!("unknown policy '{other}': expected one of {POLICY_NAMES}"),
-        })
+        };
+        if let (Some(l), None) = (real_fraction, policy.real_fraction()) {
+            match policy {
+                Policy::Real => bail!(
+                    "policy 'real' is the real-data control and takes no --real-fraction (got {l}): it trains on D real tokens every generation"
+                ),
+                _ => bail!("policy '{name}' takes no --real-fraction (got {l}); only mix and fresh have a real share λ"),
+            }
+        }
+        Ok(policy)
     }
 
     pub fn name(&self) -> &'static str {
@@ -67,6 +83,7 @@ impl Policy {
             Policy::AccumulateSubsample => "accumulate-subsample",
             Policy::Mix { .. } => "mix",
             Policy::Fresh { .. } => "fresh",
+            Policy::Real => "real",
         }
     }
 
@@ -94,6 +111,15 @@ impl Corpus {
 
     pub fn tokens(&self) -> usize {
         self.documents.iter().map(|d| d.len()).sum()
+    }
+
+    /// The documents' tokens, concatenated in order.
+    pub fn to_tokens(&self) -> Vec<u32> {
+        let mut out = Vec::with_capacity(self.tokens());
+        for d in &self.documents {
+            out.extend(d.clone().map(|i| self.file.get(i)));
+        }
+        out
     }
 
     fn subset(&self, documents: Vec<Range<usize>>) -> Corpus {
@@ -125,33 +151,52 @@ pub struct MixtureManifest {
 
 /// The real data split the way a policy needs it.
 pub struct RealData {
-    /// What generation 0 trains on, and what |R| measures.
+    /// R: what generation 0 trains on, and what |R| measures.
     pub base: Corpus,
     /// Real documents reserved for `fresh`, in the order they will be used.
     pub pool: Vec<Range<usize>>,
+    /// The whole real training split (the control `real` draws from it).
+    pub split: Corpus,
 }
 
 impl RealData {
-    /// `pool_fraction` of R's documents (by shuffled order) become the fresh pool under `fresh`.
-    pub fn new(real: Corpus, policy: Policy, pool_fraction: f64, seed: u64) -> Result<Self> {
-        if !matches!(policy, Policy::Fresh { .. }) {
-            return Ok(Self { base: real, pool: Vec::new() });
-        }
-        if !(pool_fraction > 0.0 && pool_fraction < 1.0) {
-            bail!("generations.fresh_pool_fraction must be in (0, 1), got {pool_fraction}");
-        }
-        let mut docs = real.documents.clone();
+    /// R and the fresh pool from the real training split: with `subset_tokens > 0`, a
+    /// seeded subset of whole documents holding at least that many tokens, and the rest
+    /// as the pool; else the whole split, cut by `pool_fraction` (default 0.5) under `fresh`.
+    pub fn new(split: Corpus, policy: Policy, subset_tokens: usize, pool_fraction: Option<f64>, seed: u64) -> Result<Self> {
+        let total = split.tokens();
+        let mut docs = split.documents.clone();
         docs.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
-        let total: usize = docs.iter().map(|d| d.len()).sum();
-        let mut pool = Vec::new();
-        let mut pooled = 0;
-        while (pooled as f64) < pool_fraction * total as f64 && docs.len() > 1 {
-            let d = docs.pop().unwrap();
-            pooled += d.len();
-            pool.push(d);
+        let base_target = if subset_tokens > 0 {
+            if subset_tokens >= total {
+                bail!(
+                    "generations.real_subset_tokens ({subset_tokens}) must be smaller than the real training split ({total} tokens); set 0 to use the whole split"
+                );
+            }
+            subset_tokens
+        } else if matches!(policy, Policy::Fresh { .. }) {
+            let f = pool_fraction.unwrap_or(0.5);
+            if !(f > 0.0 && f < 1.0) {
+                bail!("generations.fresh_pool_fraction must be in (0, 1), got {f}");
+            }
+            ((1.0 - f) * total as f64).ceil() as usize
+        } else {
+            return Ok(Self { base: split.clone(), pool: Vec::new(), split });
+        };
+        // R takes shuffled documents from the front until it holds base_target tokens;
+        // the pool is the rest, in shuffled order.
+        let mut taken = 0;
+        let mut cut = 0;
+        while cut < docs.len() && taken < base_target {
+            taken += docs[cut].len();
+            cut += 1;
         }
+        if cut == docs.len() {
+            bail!("the real training split has too few documents to hold R back from a pool of unused real documents");
+        }
+        let pool = docs.split_off(cut);
         docs.sort_by_key(|d| d.start);
-        Ok(Self { base: real.subset(docs), pool })
+        Ok(Self { base: split.subset(docs), pool, split })
     }
 }
 
@@ -235,6 +280,11 @@ pub fn mixture(
                 chosen.push((Corpus { name, file: real.base.file.clone(), documents: fresh.clone() }, fresh));
                 take_into(vec![syn(k)?], r_size - real_target, &mut chosen, &mut rng);
             }
+            Policy::Real => {
+                let mut split = real.split.clone();
+                split.name = format!("{} (control sample)", real.split.name);
+                take_into(vec![&split], r_size, &mut chosen, &mut rng);
+            }
         }
     }
     let mut stream = TokenStream::new();
@@ -289,7 +339,7 @@ fn fresh_documents(pool: &[Range<usize>], target: usize, k: u32) -> Result<Vec<R
                 let left: usize = pool[start..].iter().map(|d| d.len()).sum();
                 bail!(
                     "policy 'fresh' ran out of unused real data at generation {generation}: it needs {target} tokens but only {left} are left in the pool; \
-                     lower --real-fraction or -n, or raise generations.fresh_pool_fraction"
+                     lower --real-fraction or -n, or leave more of the training split to the pool (a smaller generations.real_subset_tokens, or a larger generations.fresh_pool_fraction)"
                 );
             };
             got += d.len();
@@ -300,4 +350,57 @@ fn fresh_documents(pool: &[Range<usize>], target: usize, k: u32) -> Result<Vec<R
         }
     }
     Ok(Vec::new())
+}
+
+/// A real sample of about `size` tokens of whole documents: what a perfect model
+/// would show through the drift measures (the noise floor).
+#[derive(Debug, Clone)]
+pub struct NoiseFloorSample {
+    pub tokens: Vec<u32>,
+    pub documents: usize,
+    /// Where it came from, for the manifest and the report.
+    pub source: String,
+}
+
+/// Draws the noise-floor sample. Real documents that are not in R are preferred (the
+/// fresh pool, else `held_out`, e.g. the validation split), taken without replacement
+/// in a seeded order: they are new draws from the population, as a perfect model's
+/// samples would be. When they hold fewer than `size` tokens, R's documents are
+/// resampled with replacement (a bootstrap), which repeats documents and so
+/// understates n-gram diversity; `source` says which was used.
+pub fn noise_floor(real: &RealData, held_out: &Corpus, size: usize, seed: u64) -> NoiseFloorSample {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let pool_tokens: usize = real.pool.iter().map(|d| d.len()).sum();
+    let (file, docs, source): (&Arc<TokenFile>, Vec<Range<usize>>, String) = if pool_tokens >= size {
+        let mut docs = real.pool.clone();
+        docs.shuffle(&mut rng);
+        (&real.base.file, docs, "real training documents outside R".into())
+    } else if held_out.tokens() >= size {
+        let mut docs = held_out.documents.clone();
+        docs.shuffle(&mut rng);
+        (&held_out.file, docs, format!("{} documents (never trained on)", held_out.name))
+    } else {
+        use rand::Rng;
+        let n = real.base.documents.len();
+        let docs = (0..).map(|_| real.base.documents[rng.gen_range(0..n)].clone());
+        let mut taken = 0;
+        let docs: Vec<Range<usize>> = docs
+            .take_while(|d| {
+                let more = taken < size;
+                taken += d.len();
+                more
+            })
+            .collect();
+        (&real.base.file, docs, "R's documents resampled with replacement (too little unused real text)".into())
+    };
+    let mut tokens = Vec::with_capacity(size + 1024);
+    let mut documents = 0;
+    for d in docs {
+        if tokens.len() >= size {
+            break;
+        }
+        tokens.extend(d.map(|i| file.get(i)));
+        documents += 1;
+    }
+    NoiseFloorSample { tokens, documents, source }
 }

@@ -53,6 +53,10 @@ pub struct SplitMeta {
     pub documents: usize,
     pub tokens: usize,
     pub characters: usize,
+    /// Tokens of the longest document, end-of-text excluded (the default sampling length
+    /// cap). 0 in corpora prepared before it was recorded.
+    #[serde(default)]
+    pub longest_document_tokens: usize,
 }
 
 /// `meta.json` of a prepared corpus; written last, so its presence means "complete".
@@ -161,12 +165,19 @@ pub fn prepare(sources: &[Source], out: &Path, opts: &PrepareOptions) -> Result<
     vocab.save(&out.join(RealCorpus::TOKENIZER))?;
     let write_split = |docs: &[String], file: &str| -> Result<SplitMeta> {
         let mut ids = Vec::new();
+        let mut longest = 0;
         for doc in vocab.encode_all(docs)? {
+            longest = longest.max(doc.len());
             ids.extend_from_slice(&doc);
             ids.push(vocab.eot());
         }
         write_tokens(&out.join(file), &ids, vocab.vocab_size())?;
-        Ok(SplitMeta { documents: docs.len(), tokens: ids.len(), characters: docs.iter().map(|d| d.chars().count()).sum() })
+        Ok(SplitMeta {
+            documents: docs.len(),
+            tokens: ids.len(),
+            characters: docs.iter().map(|d| d.chars().count()).sum(),
+            longest_document_tokens: longest,
+        })
     };
     let meta = CorpusMeta {
         sources: sources
@@ -196,6 +207,19 @@ pub struct PreparedCorpus {
 }
 
 impl PreparedCorpus {
+    /// Tokens of the longest training document (from meta.json, or counted for corpora
+    /// prepared before it was recorded).
+    pub fn longest_train_document(&self) -> usize {
+        if self.meta.train.longest_document_tokens > 0 {
+            return self.meta.train.longest_document_tokens;
+        }
+        crate::tokens::document_ranges(self.train.iter(), self.vocab.eot())
+            .iter()
+            .map(|d| d.len().saturating_sub(1))
+            .max()
+            .unwrap_or(0)
+    }
+
     pub fn open(dir: &Path) -> Result<Self> {
         let meta = CorpusMeta::load(dir)?;
         let vocab = Vocab::load(&dir.join(RealCorpus::TOKENIZER))?;

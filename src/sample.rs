@@ -1,24 +1,33 @@
-//! The sampler: batched, KV-cached generation of a synthetic corpus.
+//! The sampler: batched, KV-cached generation of a synthetic corpus that is an
+//! unbiased sample of the model's documents.
 //!
-//! Every document starts from `<|endoftext|>` at position 0 and runs until the model
-//! emits `<|endoftext|>` or reaches `max_doc_tokens` (then it is cut and counted as
-//! truncated). `batch_size` documents are decoded at once; when one finishes, its row
-//! starts a new document at the next step, so the batch stays full. Finished documents
-//! are written in the order they finish, each followed by `<|endoftext|>`, and writing
-//! stops at the first document boundary at or after the requested token count.
+//! **Documents.** Every document starts from `<|endoftext|>` at position 0 and runs
+//! until the model emits `<|endoftext|>`. The harness never ends a document itself,
+//! except at the length cap `max_doc_tokens`, a guard against degenerate models (the
+//! loop sets it to at least the longest real document). A document cut at the cap is
+//! counted as truncated and written *without* an end-of-text token, because the model
+//! did not emit one; it then runs straight into the next document of the file.
+//!
+//! **Which documents.** Documents are numbered 0, 1, 2, … and document j draws its
+//! tokens from its own random stream (the corpus seed, stream j), so its text depends
+//! on the model, the seed and j only, never on the batch it shared or the thread count.
+//! The corpus is documents 0..M in that order, where M is the first count whose
+//! documents hold at least the requested tokens. Documents still being written when
+//! the target is reached are finished, never dropped, so long documents are not
+//! under-represented (the pooled mean length is unbiased by Wald's identity). Batch
+//! size only decides how many documents are decoded at once, and so only the speed.
+//!
+//! **Longer than the context.** The rule depends only on a row's own history: the
+//! token after `n` tokens of a row (`<|endoftext|>` plus the document so far) is
+//! conditioned on the last [`context_length`]`(block, n)` of them. That is all `n` up to
+//! the context length `block`; after that the row's cache is rebuilt from its last
+//! `block / 2` tokens each time it is full, so the context then cycles from `block / 2`
+//! up to `block` tokens.
 //!
 //! Next-token choice ([`Sampling`]): logits are divided by the temperature, then top-k
 //! keeps the k largest, then top-p keeps the smallest set of the remaining tokens whose
 //! probability (after temperature and top-k) reaches p; the result is renormalised and
 //! sampled. Temperature 0 is greedy (argmax; top-k/top-p then change nothing).
-//!
-//! Context longer than the model's: when a row's cache is full, it is rebuilt from the
-//! last `block_size / 2` tokens of its document (sliding-window re-encode), so the
-//! model always conditions on at least half a context of the most recent text. Rows
-//! are re-encoded together: when one row's cache is full, every row within a quarter
-//! context of full is rebuilt in the same batched forward pass, so re-encodes cost a
-//! few large passes rather than one small pass per row. (Which rows share a pass
-//! depends only on the token sequence, so sampling stays deterministic.)
 use crate::model::{KvCache, Model};
 use anyhow::{bail, Result};
 use rand::{Rng, SeedableRng};
@@ -84,6 +93,16 @@ impl Sampling {
         }
     }
 
+    /// Draws one token per row of `logits` (B, V), row b with its own stream `rngs[b]`,
+    /// so that what a row draws does not depend on the other rows.
+    pub fn choose_rows(&self, logits: &Tensor, rngs: &mut [impl Rng]) -> Result<Vec<i64>> {
+        let rows = logits.size()[0] as usize;
+        if rows != rngs.len() {
+            bail!("{rows} rows of logits but {} random streams", rngs.len());
+        }
+        self.pick(logits, |b, row| draw(row, &mut rngs[b]))
+    }
+
     /// Draws one token per row of `logits` (B, V).
     ///
     /// The distribution is computed on the model's device; the draw itself is an
@@ -91,13 +110,18 @@ impl Sampling {
     /// libtorch's CPU `multinomial` at these sizes and makes the stream of draws depend
     /// only on the seed, not on the device.
     pub fn choose(&self, logits: &Tensor, rng: &mut impl Rng) -> Result<Vec<i64>> {
+        self.pick(logits, |_, row| draw(row, rng))
+    }
+
+    /// The argmax of every row, or `draw(row index, probabilities)` of every row.
+    fn pick(&self, logits: &Tensor, mut draw: impl FnMut(usize, &[f32]) -> usize) -> Result<Vec<i64>> {
         match self {
             Sampling::Greedy => Ok(Vec::<i64>::try_from(logits.argmax(-1, false).to_device(Device::Cpu))?),
             Sampling::Random { .. } => {
                 let probs = self.distribution(logits).to_device(Device::Cpu).contiguous();
                 let v = probs.size()[1] as usize;
                 let flat = Vec::<f32>::try_from(probs.view([-1]))?;
-                Ok(flat.chunks_exact(v).map(|row| draw(row, rng) as i64).collect())
+                Ok(flat.chunks_exact(v).enumerate().map(|(b, row)| draw(b, row) as i64).collect())
             }
         }
     }
@@ -122,6 +146,18 @@ fn draw(weights: &[f32], rng: &mut impl Rng) -> usize {
     last_nonzero
 }
 
+/// Tokens a row conditions on for its next token when it holds `n` tokens
+/// (`<|endoftext|>` plus `n - 1` generated ones), for a model of context `block`.
+/// See the module documentation.
+pub fn context_length(block: usize, n: usize) -> usize {
+    let keep = (block / 2).max(1);
+    if n <= block {
+        n
+    } else {
+        keep + (n - block - 1) % (block - keep + 1)
+    }
+}
+
 /// One row of the batch: the document it is writing and what the model sees.
 struct Row {
     /// Tokens generated so far in this document (without the leading `<|endoftext|>`).
@@ -138,10 +174,19 @@ struct Row {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Document {
     pub tokens: Vec<u32>,
+    /// Cut at the length cap: the model did not end it.
     pub truncated: bool,
 }
 
-/// Batched incremental decoder over a KV cache.
+impl Document {
+    /// Tokens it occupies in a corpus: its own, plus `<|endoftext|>` unless truncated.
+    pub fn corpus_tokens(&self) -> usize {
+        self.tokens.len() + usize::from(!self.truncated)
+    }
+}
+
+/// Batched incremental decoder over a KV cache. Each row decodes one document at a
+/// time; a row whose document ends starts a new one at the next step.
 pub struct Decoder<'m> {
     model: &'m Model,
     cache: KvCache,
@@ -157,6 +202,16 @@ impl<'m> Decoder<'m> {
     pub fn new(model: &'m Model, batch: usize, eot: u32, max_doc_tokens: usize, device: Device) -> Self {
         let rows = (0..batch).map(|_| Row::fresh(eot)).collect();
         Self { model, cache: model.new_cache(batch as i64, device), rows, eot, max_doc_tokens, device, reencodes: 0 }
+    }
+
+    /// Rows in the batch.
+    pub fn batch(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Tokens generated so far by row `b`'s current document.
+    pub fn doc_len(&self, b: usize) -> usize {
+        self.rows[b].doc.len()
     }
 
     /// The tokens row `b` is conditioned on at the next step (the uncached reference
@@ -179,8 +234,9 @@ impl<'m> Decoder<'m> {
         self.model.forward_cached(&idx, &start, &self.cache).squeeze_dim(1)
     }
 
-    /// Feeds each row its chosen token; returns the documents that finished.
-    pub fn advance(&mut self, chosen: &[i64]) -> Vec<Document> {
+    /// Feeds each row its chosen token; returns the documents that finished, with the
+    /// row each came from (that row starts a new document at the next step).
+    pub fn advance(&mut self, chosen: &[i64]) -> Vec<(usize, Document)> {
         let mut finished = Vec::new();
         let capacity = self.cache.capacity();
         for b in 0..self.rows.len() {
@@ -192,20 +248,30 @@ impl<'m> Decoder<'m> {
             }
             if ended || row.doc.len() >= self.max_doc_tokens {
                 let doc = std::mem::take(&mut row.doc);
-                finished.push(Document { tokens: doc, truncated: !ended });
+                finished.push((b, Document { tokens: doc, truncated: !ended }));
                 *row = Row::fresh(self.eot);
                 continue;
             }
             row.pending = tok as i64;
             row.position += 1;
         }
-        if self.rows.iter().any(|r| r.position == capacity) {
-            // Batch with every row that would fill up soon.
-            let near_full = capacity - (capacity / 4).max(1);
-            let rows: Vec<usize> = (0..self.rows.len()).filter(|&b| self.rows[b].position >= near_full).collect();
-            self.reencode(&rows);
+        // Only rows whose own cache is full are rebuilt, so a row's context never
+        // depends on the other rows. Full rows share one batched forward pass.
+        let full: Vec<usize> = (0..self.rows.len()).filter(|&b| self.rows[b].position == capacity).collect();
+        if !full.is_empty() {
+            self.reencode(&full);
         }
         finished
+    }
+
+    /// Keeps rows `keep` (in that order) and appends `extra` rows that start new
+    /// documents; kept rows continue exactly where they were.
+    pub fn reshape(&mut self, keep: &[usize], extra: usize) {
+        let index: Vec<i64> = keep.iter().map(|&b| b as i64).collect();
+        self.cache.reshape_rows(&Tensor::from_slice(&index).to_device(self.device), extra as i64);
+        let mut old: Vec<Option<Row>> = std::mem::take(&mut self.rows).into_iter().map(Some).collect();
+        self.rows = keep.iter().map(|&b| old[b].take().expect("each row is kept at most once")).collect();
+        self.rows.extend((0..extra).map(|_| Row::fresh(self.eot)));
     }
 
     /// Rebuilds the caches of `rows` from the last half context of their documents,
@@ -252,16 +318,70 @@ pub struct SampleRequest {
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
 pub struct SampleStats {
+    /// Documents in the corpus (documents 0..M).
     pub documents: usize,
+    /// Tokens in the corpus, end-of-text tokens included.
     pub tokens: usize,
+    /// Documents cut at the length cap (written without an end-of-text token).
     pub truncated_documents: usize,
+    /// `truncated_documents / documents`.
+    #[serde(default)]
+    pub truncation_share: f64,
+    /// Mean tokens per document, end-of-text excluded.
+    #[serde(default)]
+    pub mean_document_tokens: f64,
+    /// Tokens decoded for documents beyond M that were started and then not needed
+    /// (the price of keeping the batch full; they never enter the corpus).
+    #[serde(default)]
+    pub discarded_tokens: usize,
     pub reencodes: usize,
     pub seconds: f64,
     pub tokens_per_second: f64,
 }
 
-/// Samples whole documents until at least `n_tokens` tokens (`<|endoftext|>` included)
-/// have been handed to `write`.
+/// The random stream of document `index` of a corpus sampled with `seed`.
+pub fn document_rng(seed: u64, index: u64) -> ChaCha8Rng {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(index);
+    rng
+}
+
+/// What the scheduler knows about the documents started so far.
+struct Ledger {
+    target: usize,
+    /// Documents 0..written have been handed to the writer, holding `written_tokens`.
+    written: u64,
+    written_tokens: usize,
+    /// Finished documents waiting for their predecessors, by index.
+    waiting: std::collections::BTreeMap<u64, Document>,
+    waiting_tokens: usize,
+    /// Index of the next document to start.
+    next: u64,
+    /// Finished documents so far and their corpus tokens (for the mean length).
+    finished: usize,
+    finished_tokens: usize,
+}
+
+impl Ledger {
+    /// Whether document `self.next` is likely needed: the documents before it are
+    /// expected to hold fewer than the target, counting each unfinished one at its
+    /// current length or the mean finished length, whichever is larger. Only speed
+    /// depends on this guess: a document that turns out unneeded is discarded, and one
+    /// that turns out needed is started later.
+    fn should_start(&self, in_flight_lengths: impl Iterator<Item = usize> + Clone) -> bool {
+        // Mean length by "total time on test": every token decoded so far over the
+        // documents finished, which counts the long documents still running (a mean
+        // of finished documents alone is biased short early on).
+        let decoded: usize = self.finished_tokens + in_flight_lengths.clone().map(|l| l + 1).sum::<usize>();
+        let mean = if self.finished > 0 { decoded as f64 / self.finished as f64 } else { 0.0 };
+        let in_flight: f64 = in_flight_lengths.map(|l| ((l + 1) as f64).max(mean)).sum();
+        (self.written_tokens + self.waiting_tokens) as f64 + in_flight < self.target as f64
+    }
+}
+
+/// Samples documents 0..M (see the module documentation) and hands them to `write`
+/// in order; M is the first count whose documents hold at least `n_tokens` tokens
+/// (`<|endoftext|>` included).
 pub fn sample_corpus(
     model: &Model,
     eot: u32,
@@ -275,29 +395,112 @@ pub fn sample_corpus(
     if req.batch_size == 0 || req.max_doc_tokens == 0 {
         bail!("batch size and maximum document length must be positive");
     }
-    let mut rng = ChaCha8Rng::seed_from_u64(req.seed);
     let t0 = std::time::Instant::now();
     let bar = crate::train::progress_bar(req.n_tokens as u64, req.progress);
-    let mut stats = SampleStats { documents: 0, tokens: 0, truncated_documents: 0, reencodes: 0, seconds: 0.0, tokens_per_second: 0.0 };
-    let mut decoder = Decoder::new(model, req.batch_size, eot, req.max_doc_tokens, device);
+    let mut stats = SampleStats {
+        documents: 0,
+        tokens: 0,
+        truncated_documents: 0,
+        truncation_share: 0.0,
+        mean_document_tokens: 0.0,
+        discarded_tokens: 0,
+        reencodes: 0,
+        seconds: 0.0,
+        tokens_per_second: 0.0,
+    };
+    let mut ledger = Ledger {
+        target: req.n_tokens,
+        written: 0,
+        written_tokens: 0,
+        waiting: Default::default(),
+        waiting_tokens: 0,
+        next: 0,
+        finished: 0,
+        finished_tokens: 0,
+    };
+    // Row b of the decoder writes document `docs[b]` with random stream `rngs[b]`.
+    let mut decoder = Decoder::new(model, 0, eot, req.max_doc_tokens, device);
+    let mut docs: Vec<u64> = Vec::new();
+    let mut rngs: Vec<ChaCha8Rng> = Vec::new();
     tch::no_grad(|| -> Result<()> {
-        while stats.tokens < req.n_tokens {
-            let chosen = req.sampling.choose(&decoder.logits(), &mut rng)?;
-            for doc in decoder.advance(&chosen) {
-                if stats.tokens >= req.n_tokens {
-                    break;
-                }
+        loop {
+            // Open rows for new documents while they are likely needed.
+            let mut extra = 0;
+            while decoder.batch() + extra < req.batch_size
+                && ledger.should_start((0..decoder.batch()).map(|b| decoder.doc_len(b)).chain(std::iter::repeat(0).take(extra)))
+            {
+                docs.push(ledger.next);
+                rngs.push(document_rng(req.seed, ledger.next));
+                ledger.next += 1;
+                extra += 1;
+            }
+            if extra > 0 {
+                let keep: Vec<usize> = (0..decoder.batch()).collect();
+                decoder.reshape(&keep, extra);
+            }
+            if decoder.batch() == 0 {
+                // Every started document is finished and written, yet the target is not
+                // reached: impossible, since should_start is then true.
+                bail!("the sampler stopped before reaching {} tokens (internal scheduling error)", req.n_tokens);
+            }
+            let chosen = req.sampling.choose_rows(&decoder.logits(), &mut rngs)?;
+            let finished = decoder.advance(&chosen);
+            if finished.is_empty() {
+                continue;
+            }
+            let mut free = Vec::new();
+            for (b, doc) in finished {
+                ledger.finished += 1;
+                ledger.finished_tokens += doc.corpus_tokens();
+                ledger.waiting_tokens += doc.corpus_tokens();
+                ledger.waiting.insert(docs[b], doc);
+                free.push(b);
+            }
+            // Hand documents to the writer in index order, up to the target.
+            while let Some(doc) = ledger.waiting.remove(&ledger.written) {
+                ledger.waiting_tokens -= doc.corpus_tokens();
                 write(&doc)?;
+                ledger.written += 1;
+                ledger.written_tokens += doc.corpus_tokens();
                 stats.documents += 1;
-                stats.tokens += doc.tokens.len() + 1;
+                stats.tokens += doc.corpus_tokens();
                 stats.truncated_documents += doc.truncated as usize;
                 bar.set_position(stats.tokens.min(req.n_tokens) as u64);
+                if stats.tokens >= req.n_tokens {
+                    // Documents ≥ M, finished or not, are not part of the corpus.
+                    stats.discarded_tokens = ledger.waiting.values().map(|d| d.tokens.len()).sum::<usize>()
+                        + (0..decoder.batch()).filter(|b| !free.contains(b)).map(|b| decoder.doc_len(b)).sum::<usize>();
+                    return Ok(());
+                }
+            }
+            // A freed row takes the next document if it is likely needed, else retires.
+            let in_flight: Vec<usize> = (0..decoder.batch()).filter(|b| !free.contains(b)).map(|b| decoder.doc_len(b)).collect();
+            let mut retire = Vec::new();
+            let mut started = 0;
+            for &b in &free {
+                if ledger.should_start(in_flight.iter().copied().chain(std::iter::repeat(0).take(started))) {
+                    started += 1;
+                    docs[b] = ledger.next;
+                    rngs[b] = document_rng(req.seed, ledger.next);
+                    ledger.next += 1;
+                } else {
+                    retire.push(b);
+                }
+            }
+            if !retire.is_empty() {
+                let keep: Vec<usize> = (0..decoder.batch()).filter(|b| !retire.contains(b)).collect();
+                decoder.reshape(&keep, 0);
+                docs = keep.iter().map(|&b| docs[b]).collect();
+                let mut old: Vec<Option<ChaCha8Rng>> = std::mem::take(&mut rngs).into_iter().map(Some).collect();
+                rngs = keep.iter().map(|&b| old[b].take().expect("kept once")).collect();
             }
         }
-        Ok(())
     })?;
     bar.finish_and_clear();
     stats.reencodes = decoder.reencodes;
+    stats.truncation_share = stats.truncated_documents as f64 / stats.documents as f64;
+    let eots = stats.documents - stats.truncated_documents;
+    stats.mean_document_tokens = (stats.tokens - eots) as f64 / stats.documents as f64;
     stats.seconds = t0.elapsed().as_secs_f64();
     stats.tokens_per_second = stats.tokens as f64 / stats.seconds;
     Ok(stats)

@@ -82,6 +82,31 @@ impl TokenStream {
         }
     }
 
+    /// Training windows of a context of `block` tokens: window i is the `block + 1`
+    /// tokens starting at `i * block` (inputs and their next-token targets), so the
+    /// windows tile the stream and every token but the first is a target exactly once.
+    pub fn window_count(&self, block: usize) -> usize {
+        if self.len < block + 1 {
+            0
+        } else {
+            (self.len - 1) / block
+        }
+    }
+
+    /// Inputs and targets (each `windows.len() × block`, row-major) of the given windows.
+    pub fn windows(&self, windows: &[usize], block: usize) -> (Vec<i64>, Vec<i64>) {
+        let mut x = Vec::with_capacity(windows.len() * block);
+        let mut y = Vec::with_capacity(windows.len() * block);
+        let mut window = Vec::with_capacity(block + 1);
+        for &w in windows {
+            window.clear();
+            self.read(w * block, block + 1, &mut window);
+            x.extend_from_slice(&window[..block]);
+            y.extend_from_slice(&window[1..]);
+        }
+        (x, y)
+    }
+
     /// A batch of `batch` random windows of `block + 1` tokens, as inputs and targets
     /// (each `batch × block`, flattened row-major).
     pub fn random_batch(&self, batch: usize, block: usize, rng: &mut impl Rng) -> Result<(Vec<i64>, Vec<i64>)> {
@@ -105,5 +130,70 @@ impl TokenStream {
 impl Default for TokenStream {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// The order in which training visits windows: passes over all `windows` windows, each
+/// a fresh seeded permutation (every window once per pass), cut after `total` visits
+/// and read in batches of `batch` (the last batch may be smaller).
+#[derive(Debug, Clone)]
+pub struct EpochSchedule {
+    windows: usize,
+    batch: usize,
+    total: usize,
+    seed: u64,
+}
+
+impl EpochSchedule {
+    pub fn new(windows: usize, batch: usize, total: usize, seed: u64) -> Result<Self> {
+        if windows == 0 || batch == 0 || total == 0 {
+            bail!("a training schedule needs at least one window, one row per batch and one visit");
+        }
+        Ok(Self { windows, batch, total, seed })
+    }
+
+    /// Optimizer steps: ⌈total / batch⌉.
+    pub fn steps(&self) -> usize {
+        self.total.div_ceil(self.batch)
+    }
+
+    /// Window visits in all (`passes × windows`, rounded).
+    pub fn visits(&self) -> usize {
+        self.total
+    }
+
+    /// Passes over the data this schedule makes.
+    pub fn passes(&self) -> f64 {
+        self.total as f64 / self.windows as f64
+    }
+
+    /// The windows of every batch, in order.
+    pub fn batches(&self) -> impl Iterator<Item = Vec<usize>> + '_ {
+        use rand::seq::SliceRandom;
+        use rand::SeedableRng;
+        let mut epoch = 0u64;
+        let mut order: Vec<usize> = Vec::new();
+        let mut at = 0;
+        let mut left = self.total;
+        std::iter::from_fn(move || {
+            if left == 0 {
+                return None;
+            }
+            let mut batch = Vec::with_capacity(self.batch.min(left));
+            while batch.len() < self.batch && left > 0 {
+                if at == order.len() {
+                    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(self.seed);
+                    rng.set_stream(epoch);
+                    order = (0..self.windows).collect();
+                    order.shuffle(&mut rng);
+                    epoch += 1;
+                    at = 0;
+                }
+                batch.push(order[at]);
+                at += 1;
+                left -= 1;
+            }
+            Some(batch)
+        })
     }
 }

@@ -1,6 +1,11 @@
 //! A synthetic corpus on disk: `STEM.bin` (token file), `STEM.txt` (decoded documents
 //! separated by `<|endoftext|>` lines, so the text can be prepared again) and
 //! `STEM.json` (the manifest, written last: a corpus without one is incomplete).
+//!
+//! A document the model ended is followed by `<|endoftext|>` in both files; one cut at
+//! the length cap is not (the model never emitted that token), so it runs into the
+//! next document. The manifest counts such documents (`truncated_documents`,
+//! `truncation_share`).
 use crate::checkpoint::Checkpoint;
 use crate::layout::{read_json, temp_path, write_json_atomic};
 use crate::sample::{sample_corpus, SampleRequest, SampleStats, Sampling};
@@ -58,9 +63,14 @@ pub fn write_corpus(ckpt: &Checkpoint, stem: &Path, req: &SampleRequest, device:
     );
     let stats = sample_corpus(&ckpt.model, eot, device, req, |doc| {
         tokens.extend(&doc.tokens)?;
-        tokens.push(eot)?;
         let decoded = vocab.decode(&doc.tokens)?;
-        writeln!(text, "{}\n{EOT}", decoded.trim_end_matches('\n'))?;
+        if doc.truncated {
+            // No end-of-text: the model did not end this document.
+            write!(text, "{decoded}")?;
+        } else {
+            tokens.push(eot)?;
+            writeln!(text, "{}\n{EOT}", decoded.trim_end_matches('\n'))?;
+        }
         Ok(())
     })?;
     tokens.finish()?;

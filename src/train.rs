@@ -1,15 +1,20 @@
 //! The trainer: AdamW with decay/no-decay groups, linear warm-up then cosine decay,
 //! global gradient-norm clipping, periodic validation, a per-step CSV log, and an
 //! atomic checkpoint at the end.
+//!
+//! The data is read in windows that tile it (see `TokenStream::window_count`). An
+//! epoch is one pass visiting every window once, in a fresh seeded order; a run makes
+//! `train.epochs` passes (`budget = "epochs"`) or visits `⌈max_tokens / block⌉`
+//! windows in the same pass order (`budget = "tokens"`). Validation uses the same
+//! evenly spaced validation windows at every evaluation and in every run, so
+//! validation losses of different generations compare the same text.
 use crate::checkpoint::{self, TrainingState};
-use crate::config::{ModelConfig, TrainConfig};
+use crate::config::{Budget, ModelConfig, TrainConfig};
 use crate::model::{Model, DECAY_GROUP, NO_DECAY_GROUP};
-use crate::stream::TokenStream;
+use crate::stream::{EpochSchedule, TokenStream};
 use crate::tokenizer::Vocab;
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -40,14 +45,23 @@ pub fn learning_rate(cfg: &TrainConfig, step: i64, total: i64) -> f64 {
     cfg.min_learning_rate + cosine * (cfg.learning_rate - cfg.min_learning_rate)
 }
 
-/// Optimizer steps a run takes over `data_tokens` tokens of training data.
-pub fn total_steps(model: &ModelConfig, cfg: &TrainConfig, data_tokens: usize) -> i64 {
-    let tokens = match cfg.epochs {
-        Some(e) => e * data_tokens as f64,
-        None => cfg.max_tokens as f64,
+/// The window schedule of a run over `data` (see the module documentation).
+pub fn schedule(model: &ModelConfig, cfg: &TrainConfig, data: &TokenStream) -> Result<EpochSchedule> {
+    let block = model.block_size as usize;
+    let windows = data.window_count(block);
+    if windows == 0 {
+        bail!("the training data has {} tokens, fewer than one context window of {}", data.len(), block + 1);
+    }
+    let visits = match cfg.budget {
+        Budget::Epochs => ((cfg.epochs_or_default() * windows as f64).round() as usize).max(1),
+        Budget::Tokens => (cfg.max_tokens.unwrap_or(0) as usize).div_ceil(block).max(1),
     };
-    let per_step = (cfg.batch_size * model.block_size) as f64;
-    (tokens / per_step).ceil().max(1.0) as i64
+    EpochSchedule::new(windows, cfg.batch_size as usize, visits, cfg.seed)
+}
+
+/// Optimizer steps a run takes over `data`.
+pub fn total_steps(model: &ModelConfig, cfg: &TrainConfig, data: &TokenStream) -> Result<i64> {
+    Ok(schedule(model, cfg, data)?.steps() as i64)
 }
 
 /// Next-token cross-entropy of logits (B, T, V) against targets (B, T).
@@ -62,21 +76,37 @@ fn batch_tensors(x: Vec<i64>, y: Vec<i64>, batch: i64, block: i64, device: Devic
     (x, y)
 }
 
-/// Mean loss over `batches` random validation windows drawn with a fixed seed, so that
-/// successive evaluations compare the model on the same text.
+/// The validation windows: `eval_batches × batch_size` windows spread evenly over the
+/// validation data (all of them when it has fewer). They depend on the data, the
+/// context and those two settings only, never on a seed, so every evaluation of every
+/// generation measures the same text.
+pub fn validation_windows(val: &TokenStream, cfg: &TrainConfig, block: usize) -> Vec<usize> {
+    let available = val.window_count(block);
+    let wanted = (cfg.eval_batches * cfg.batch_size) as usize;
+    if available <= wanted {
+        return (0..available).collect();
+    }
+    (0..wanted).map(|j| j * available / wanted).collect()
+}
+
+/// Mean next-token loss over the validation windows (see [`validation_windows`]).
 pub fn validation_loss(model: &Model, val: &TokenStream, cfg: &TrainConfig, device: Device) -> Result<f64> {
-    let block = model.config().block_size;
-    let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x5eed_0f_7a1);
+    let block = model.config().block_size as usize;
+    let windows = validation_windows(val, cfg, block);
+    if windows.is_empty() {
+        bail!("the validation data has {} tokens, fewer than one context window of {}", val.len(), block + 1);
+    }
     let mut total = 0.0;
     tch::no_grad(|| -> Result<()> {
-        for _ in 0..cfg.eval_batches {
-            let (x, y) = val.random_batch(cfg.batch_size as usize, block as usize, &mut rng)?;
-            let (x, y) = batch_tensors(x, y, cfg.batch_size, block, device);
-            total += f64::try_from(next_token_loss(&model.forward(&x, false), &y))?;
+        for chunk in windows.chunks(cfg.batch_size as usize) {
+            let (x, y) = val.windows(chunk, block);
+            let (x, y) = batch_tensors(x, y, chunk.len() as i64, block as i64, device);
+            let mean = f64::try_from(next_token_loss(&model.forward(&x, false), &y))?;
+            total += mean * chunk.len() as f64;
         }
         Ok(())
     })?;
-    Ok(total / cfg.eval_batches as f64)
+    Ok(total / windows.len() as f64)
 }
 
 pub struct TrainOutcome {
@@ -107,8 +137,8 @@ pub fn train(req: TrainRequest) -> Result<TrainOutcome> {
     opt.set_weight_decay_group(DECAY_GROUP, cfg.weight_decay);
     opt.set_weight_decay_group(NO_DECAY_GROUP, 0.0);
 
-    let steps = total_steps(&mcfg, &cfg, data.len());
-    let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+    let plan = schedule(&mcfg, &cfg, data)?;
+    let steps = plan.steps() as i64;
     let log_path = partial_log_path(&out);
     if let Some(dir) = log_path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -120,16 +150,17 @@ pub fn train(req: TrainRequest) -> Result<TrainOutcome> {
 
     let bar = progress_bar(steps as u64, progress);
     let trainable = vs.trainable_variables();
-    let tokens_per_step = (cfg.batch_size * block) as u64;
     let mut train_seconds = 0.0;
     let mut last_loss = f64::NAN;
     let mut last_val = None;
-    for step in 0..steps {
+    for (step, windows) in (0..steps).zip(plan.batches()) {
         let t0 = Instant::now();
         let lr = learning_rate(&cfg, step, steps);
         opt.set_lr(lr);
-        let (x, y) = data.random_batch(cfg.batch_size as usize, block as usize, &mut rng)?;
-        let (x, y) = batch_tensors(x, y, cfg.batch_size, block, device);
+        let rows = windows.len() as i64;
+        let tokens_per_step = (rows * block) as u64;
+        let (x, y) = data.windows(&windows, block as usize);
+        let (x, y) = batch_tensors(x, y, rows, block, device);
         let loss = next_token_loss(&model.forward(&x, true), &y);
         opt.zero_grad();
         loss.backward();
@@ -176,10 +207,11 @@ pub fn train(req: TrainRequest) -> Result<TrainOutcome> {
     }
     bar.finish_and_clear();
     drop(log);
-    let tokens = steps as u64 * tokens_per_step;
+    let tokens = plan.visits() as u64 * block as u64;
     let state = TrainingState {
         steps,
         tokens,
+        epochs: plan.passes(),
         seed: cfg.seed,
         final_train_loss: last_loss,
         final_val_loss: last_val,

@@ -4,8 +4,10 @@
 //! refusals a user would meet (missing run, different tokenizers).
 use lmloop::analysis::{
     compare, distinct_ngrams, entropy_nats, inspect_tails, jensen_shannon, kl_add_half, measure_corpus,
-    repetition_rate, report, survival_by_bucket, tail_mass, tail_set, total_variation, update_run_analysis, zipf_slope,
-    CompareArgs, Diversity, Reference, ReportArgs, TailsArgs, TokenTable,
+    measure_noise_floor, null_expected_spells, null_presence_probability, null_reappearance_probability,
+    read_loss_by_frequency, repetition_rate, report, survival_by_bucket, tail_mass, tail_set, total_variation,
+    update_run_analysis, zipf_slope, Absence, CompareArgs, Diversity, RealReference, Reference, ReferenceInfo,
+    ReportArgs, TailsArgs, TokenTable,
 };
 use lmloop::layout::Layout;
 use lmloop::tokens::write_tokens;
@@ -226,11 +228,44 @@ fn fake_run(
     tokenizer_sha256: &str,
     policy: &str,
 ) -> PathBuf {
-    let corpus = layout.real_corpus("toy");
-    std::fs::create_dir_all(&corpus).unwrap();
-    let real_path = corpus.join("train.bin");
-    write_tokens(&real_path, real, VOCAB).unwrap();
-    let mut files = Vec::new();
+    write_fake_run(layout, run, synthetic, tokenizer_sha256, policy);
+    update_run_analysis(
+        layout,
+        run,
+        &real_reference(real),
+        &synthetic_files(layout, run, synthetic.len()),
+        &token_texts(),
+        EOT,
+    )
+    .unwrap()
+}
+
+/// D of the fake runs: the synthetic corpora hold about 10 tokens.
+const GENERATION_SIZE: usize = 10;
+
+/// A real sample of D = 10 tokens, different from R's own counts.
+fn noise_floor_tokens() -> Vec<u32> {
+    vec![1, 2, 3, 0, 4, 4, 5, 5, 5, 0]
+}
+
+fn real_reference(real: &[u32]) -> RealReference {
+    RealReference {
+        tokens: real.to_vec(),
+        noise_floor: noise_floor_tokens(),
+        generation_size: GENERATION_SIZE,
+        name: format!("toy/train (R, {} tokens)", real.len()),
+    }
+}
+
+fn synthetic_files(layout: &Layout, run: &str, k_max: usize) -> Vec<(u32, PathBuf)> {
+    (1..=k_max as u32)
+        .map(|k| (k, PathBuf::from(format!("{}.bin", layout.synthetic_corpus(run, k).display()))))
+        .collect()
+}
+
+/// Everything the loop leaves before the analysis: corpora, run.toml, corpus.json and
+/// generations.csv (with the sampler columns).
+fn write_fake_run(layout: &Layout, run: &str, synthetic: &[Vec<u32>], tokenizer_sha256: &str, policy: &str) {
     for (j, tokens) in synthetic.iter().enumerate() {
         let k = j as u32 + 1;
         let stem = layout.synthetic_corpus(run, k);
@@ -241,7 +276,6 @@ fn fake_run(
             .map(|&t| if t == EOT { "\n<|endoftext|>\n".to_string() } else { token_texts()[t as usize].clone() })
             .collect();
         std::fs::write(format!("{}.txt", stem.display()), format!("<b>S_{k} & more</b>{text}")).unwrap();
-        files.push((k, bin));
     }
     let analysis = layout.analysis(run);
     std::fs::create_dir_all(&analysis).unwrap();
@@ -255,14 +289,17 @@ fn fake_run(
         format!("{{\"corpus\": \"toy\", \"tokenizer_sha256\": \"{tokenizer_sha256}\", \"vocab_size\": {VOCAB}}}"),
     )
     .unwrap();
-    let mut csv = String::from("generation,policy,real_fraction,temperature,seed,train_tokens,real_tokens,synthetic_tokens,held_out_loss,held_out_perplexity,synthetic_unigram_entropy,synthetic_distinct_tokens,train_seconds,sample_seconds,eval_seconds\n");
+    let mut csv = String::from("generation,policy,real_fraction,temperature,seed,train_tokens,real_tokens,synthetic_tokens,held_out_loss,held_out_perplexity,synthetic_unigram_entropy,synthetic_distinct_tokens,synthetic_documents,synthetic_truncation_share,synthetic_mean_document_tokens,train_epochs,budget,train_seconds,sample_seconds,eval_seconds\n");
     for k in 0..synthetic.len() {
         let loss = 1.5 + 0.1 * k as f64;
-        csv.push_str(&format!("{k},{policy},,0.8,7,100,100,0,{loss},{},1.0,5,1.0,1.0,1.0\n", loss.exp()));
+        let truncation = 0.125 * k as f64;
+        csv.push_str(&format!(
+            "{k},{policy},,0.8,7,100,100,0,{loss},{},1.0,5,{},{truncation},2.5,2,,1.0,1.0,1.0\n",
+            loss.exp(),
+            3 + k
+        ));
     }
     std::fs::write(analysis.join("generations.csv"), csv).unwrap();
-    let real_file = lmloop::tokens::TokenFile::open(&real_path).unwrap();
-    update_run_analysis(layout, run, &real_file, &files, &token_texts(), EOT).unwrap()
 }
 
 /// Real split: token t (1..=5) appears t times, token 6 ("rare") once, token 7 never.
@@ -276,26 +313,131 @@ fn synthetic_tokens() -> Vec<Vec<u32>> {
 }
 
 #[test]
-fn tokens_csv_holds_counts_and_first_vanish_generations() {
+fn tokens_csv_holds_counts_vanish_generations_absence_spells_and_the_null_model() {
     let dir = tempfile::tempdir().unwrap();
     let layout = Layout::new(dir.path());
     fake_run(&layout, "r", &real_tokens(), &synthetic_tokens(), "abc", "replace");
     let mut reader = csv::Reader::from_path(layout.analysis("r").join("tokens.csv")).unwrap();
     let header: Vec<String> = reader.headers().unwrap().iter().map(str::to_string).collect();
-    assert_eq!(header, ["token_id", "token_text", "real_count", "gen_01", "gen_02", "gen_03", "vanish_generation"]);
+    assert_eq!(
+        header,
+        [
+            "token_id",
+            "token_text",
+            "real_count",
+            "gen_01",
+            "gen_02",
+            "gen_03",
+            "vanish_generation",
+            "absent_corpora",
+            "absence_spells",
+            "longest_absence",
+            "reappeared",
+            "null_presence_probability"
+        ]
+    );
     let rows: Vec<Vec<String>> = reader.records().map(|r| r.unwrap().iter().map(str::to_string).collect()).collect();
     assert_eq!(rows.len(), VOCAB);
-    let row = |t: usize| rows[t].iter().map(String::as_str).collect::<Vec<_>>();
-    assert_eq!(row(0), ["0", "<|endoftext|>", "4", "3", "3", "3", ""]);
+    let row = |t: usize| rows[t].iter().take(11).map(String::as_str).collect::<Vec<_>>();
+    assert_eq!(row(0), ["0", "<|endoftext|>", "4", "3", "3", "3", "", "0", "0", "0", "false"]);
     // Token 3 is a newline: escaped onto one line. Never vanishes.
-    assert_eq!(row(3), ["3", "\\n", "3", "1", "1", "1", ""]);
-    // Token 4 vanishes in S_2 and stays gone; token 5 vanishes in S_3.
-    assert_eq!(row(4), ["4", "a,b", "4", "1", "0", "0", "2"]);
-    assert_eq!(row(5), ["5", "\"q\"", "5", "2", "1", "0", "3"]);
-    // Token 6 vanishes in S_1 and comes back in S_3: its vanish generation stays 1.
-    assert_eq!(row(6), ["6", "rare", "1", "0", "0", "1", "1"]);
+    assert_eq!(row(3), ["3", "\\n", "3", "1", "1", "1", "", "0", "0", "0", "false"]);
+    // Token 4 vanishes in S_2 and stays gone: one open spell of 2.
+    assert_eq!(row(4), ["4", "a,b", "4", "1", "0", "0", "2", "2", "1", "2", "false"]);
+    assert_eq!(row(5), ["5", "\"q\"", "5", "2", "1", "0", "3", "1", "1", "1", "false"]);
+    // Token 6 vanishes in S_1 and comes back in S_3: its vanish generation stays 1,
+    // and it reappeared after a spell of 2.
+    assert_eq!(row(6), ["6", "rare", "1", "0", "0", "1", "1", "2", "1", "2", "true"]);
     // Token 7 is unseen in the real split: it cannot vanish, even when absent.
-    assert_eq!(row(7), ["7", "never", "0", "0", "0", "2", ""]);
+    assert_eq!(row(7), ["7", "never", "0", "0", "0", "2", "", "", "", "", ""]);
+    // The null column is 1 − exp(−c·D/|R|) with D = 10 and |R| = 20, by hand.
+    let null = |t: usize| rows[t][11].parse::<f64>().unwrap();
+    assert_close!(null(6), 1.0 - (-0.5f64).exp());
+    assert_close!(null(5), 1.0 - (-2.5f64).exp());
+    assert_eq!(null(7), 0.0);
+}
+
+#[test]
+fn the_null_presence_probability_is_one_minus_exp_of_minus_c_d_over_r() {
+    // c = 3, D/|R| = 0.1: 1 − e^(−0.3).
+    assert_close!(null_presence_probability(3, 0.1), 0.259_181_779_318_282);
+    assert_eq!(null_presence_probability(0, 0.5), 0.0);
+    // Tiny expected counts keep their precision: 1 − e^(−x) ≈ x − x²/2.
+    let x = 1e-12;
+    assert!(close(null_presence_probability(1, x), x - x * x / 2.0, 1e-27));
+    // A token seen once in R, with D = |R|/8 (a 200k sample of a 1.6M-token R), is
+    // missing from a given sample with probability e^(−1/8) ≈ 0.88.
+    assert!(close(1.0 - null_presence_probability(1, 0.125), 0.8825, 1e-4));
+}
+
+#[test]
+fn null_spells_and_reappearance_match_enumeration_of_every_sequence() {
+    for a in [0.0f64, 0.1, 0.5, 0.88, 1.0] {
+        for corpora in 0..=6u32 {
+            // Every presence/absence sequence over S_1..S_K, weighted by its probability.
+            let (mut spells, mut reappeared) = (0.0, 0.0);
+            for mask in 0..(1u32 << corpora) {
+                let counts: Vec<u64> = (0..corpora).map(|k| u64::from(mask >> k & 1 == 0)).collect();
+                let absent = counts.iter().filter(|&&c| c == 0).count() as i32;
+                let p = a.powi(absent) * (1.0 - a).powi(corpora as i32 - absent);
+                let absence = Absence::of(counts);
+                spells += p * f64::from(absence.spells);
+                reappeared += p * f64::from(u8::from(absence.reappeared));
+            }
+            assert!(close(null_expected_spells(a, corpora), spells, 1e-12), "spells a={a} K={corpora}");
+            assert!(close(null_reappearance_probability(a, corpora), reappeared, 1e-12), "reappear a={a} K={corpora}");
+        }
+    }
+    // By hand: a = ½, K = 3 gives 1 spell on average and a ½ chance of coming back.
+    assert_close!(null_expected_spells(0.5, 3), 1.0);
+    assert_close!(null_reappearance_probability(0.5, 3), 0.5);
+}
+
+#[test]
+fn absence_spells_on_a_hand_made_table() {
+    let texts = ["e", "back", "end", "always", "unseen"].map(str::to_string);
+    // Counts in S_1..S_5 per token.
+    let per_token: [[u64; 5]; 5] = [
+        [1, 1, 1, 1, 1],
+        // Absent in S_2, present in S_3, absent in S_4..S_5.
+        [2, 0, 1, 0, 0],
+        // Absent from S_3 on, never back.
+        [1, 1, 0, 0, 0],
+        [4, 4, 4, 4, 4],
+        [0, 1, 0, 0, 0],
+    ];
+    let synthetic: Vec<Vec<u64>> = (0..5).map(|k| per_token.iter().map(|t| t[k]).collect()).collect();
+    let table = TokenTable::new(&texts, vec![5, 3, 2, 9, 0], synthetic).unwrap();
+    let back = table.absence(1).unwrap();
+    assert_eq!(back, Absence { absent_corpora: 3, spells: 2, longest: 2, reappeared: true });
+    assert_eq!(table.vanish_generation(1), Some(2), "the first zero stays the vanish generation");
+    assert_eq!(table.absence(2).unwrap(), Absence { absent_corpora: 3, spells: 1, longest: 3, reappeared: false });
+    assert_eq!(table.absence(3).unwrap(), Absence::default());
+    assert_eq!(table.absence(4), None, "a token unseen in R has no absence");
+    // The same numbers survive a round trip through tokens.csv.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tokens.csv");
+    table.write_csv(&path, Some(0.5)).unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.lines().nth(2).unwrap().starts_with("1,back,3,2,0,1,0,0,2,3,2,2,true,"), "{text}");
+    let read = TokenTable::read_csv(&path).unwrap();
+    assert_eq!(read, table);
+}
+
+#[test]
+fn tokens_csv_of_the_older_layout_is_still_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tokens.csv");
+    std::fs::write(&path, "token_id,token_text,real_count,gen_01,gen_02,vanish_generation\n0,e,3,1,1,\n1,a,2,0,1,1\n")
+        .unwrap();
+    let table = TokenTable::read_csv(&path).unwrap();
+    assert_eq!(table.synthetic, vec![vec![1, 0], vec![1, 1]]);
+    assert!(table.absence(1).unwrap().reappeared);
+    // A header that is neither layout is refused with the columns it expected.
+    std::fs::write(&path, "token_id,token_text,real_count,gen_01,vanish_generation,absent_corpora\n0,e,3,1,,0\n")
+        .unwrap();
+    let err = TokenTable::read_csv(&path).unwrap_err().to_string();
+    assert!(err.contains("does not have the columns") && err.contains("absent_corpora"), "{err}");
 }
 
 #[test]
@@ -323,18 +465,34 @@ fn drift_csv_has_the_real_row_then_one_row_per_generation() {
     }
     let rows = lmloop::analysis::read_drift_csv(&layout.analysis("r").join("drift.csv")).unwrap();
     let labels: Vec<(&str, &str)> = rows.iter().map(|r| (r.generation.as_str(), r.corpus.as_str())).collect();
-    assert_eq!(labels, [("real", "real-train"), ("0", "gen-01"), ("1", "gen-02"), ("2", "gen-03")]);
+    assert_eq!(
+        labels,
+        [("real", "real-train"), ("noise-floor", "real-sample"), ("0", "gen-01"), ("1", "gen-02"), ("2", "gen-03")]
+    );
     // Each row is the measure of its own corpus against the real counts.
     let reference = Reference::new(lmloop::analysis::count_tokens(&real_tokens(), VOCAB).unwrap()).unwrap();
     for (j, tokens) in synthetic_tokens().iter().enumerate() {
         let expected = measure_corpus(&reference, tokens, EOT, Some(j as u32 + 1)).unwrap();
-        let row = &rows[j + 1];
+        let row = &rows[j + 2];
         assert_close!(row.kl_real_gen_add_half, expected.kl_real_gen_add_half);
         assert_eq!(row.distinct_tokens, expected.distinct_tokens);
         assert_eq!(row.documents, expected.documents);
     }
     // S_2 holds tokens 0, 1, 2, 3 and 5.
-    assert_eq!(rows[2].distinct_tokens, 5);
+    assert_eq!(rows[3].distinct_tokens, 5);
+    // The noise floor is the given real sample measured against R like any S_k: a
+    // perfect model's sample of D tokens already diverges from R.
+    let floor = &rows[1];
+    let expected = measure_noise_floor(&reference, &noise_floor_tokens(), EOT).unwrap();
+    assert_eq!(floor, &expected);
+    assert_eq!((floor.tokens, floor.documents, floor.distinct_tokens), (10, 2, 6));
+    assert_close!(floor.kl_real_gen_add_half, kl_add_half(reference.counts(), &[2, 1, 1, 1, 2, 3, 0, 0]));
+    assert!(floor.kl_real_gen_add_half > 0.0 && floor.total_variation > 0.0);
+    // reference.json keeps D and |R| for the report and inspect tails.
+    let info = ReferenceInfo::read(&layout.analysis("r").join("reference.json")).unwrap();
+    assert_eq!((info.real_tokens, info.generation_size, info.noise_floor_tokens), (20, 10, 10));
+    assert_close!(info.sample_ratio(), 0.5);
+    assert_eq!(info.name, "toy/train (R, 20 tokens)");
 }
 
 #[test]
@@ -354,26 +512,54 @@ fn cached_drift_rows_are_reused_only_for_unchanged_corpora() {
     synthetic[1] = vec![7, 7, 7, 0];
     fake_run(&layout, "r", &real_tokens(), &synthetic, "abc", "replace");
     let rows = lmloop::analysis::read_drift_csv(&drift_csv).unwrap();
-    assert_eq!(rows[2].distinct_tokens, 2);
-    assert_eq!(rows[2].tokens, 4);
+    assert_eq!(rows[3].distinct_tokens, 2);
+    assert_eq!(rows[3].tokens, 4);
+    // The noise floor has its own cache entry, reused while its sample is unchanged.
+    let floor_cache = layout.analysis("r").join("drift").join("noise-floor.toml");
+    assert!(floor_cache.exists());
+    let floor = rows[1].clone();
+    let mut changed = real_reference(&real_tokens());
+    changed.noise_floor = vec![5, 5, 5, 5, 0];
+    update_run_analysis(&layout, "r", &changed, &synthetic_files(&layout, "r", 3), &token_texts(), EOT).unwrap();
+    let rows = lmloop::analysis::read_drift_csv(&drift_csv).unwrap();
+    assert_ne!(rows[1], floor, "a new noise-floor sample is measured again");
+    assert_eq!((rows[1].tokens, rows[1].distinct_tokens), (5, 2));
 }
 
 #[test]
-fn update_refuses_gaps_and_bad_token_files() {
+fn update_refuses_gaps_bad_token_files_and_bad_references() {
     let dir = tempfile::tempdir().unwrap();
     let layout = Layout::new(dir.path());
-    let real_path = dir.path().join("train.bin");
-    write_tokens(&real_path, &real_tokens(), VOCAB).unwrap();
-    let real = lmloop::tokens::TokenFile::open(&real_path).unwrap();
+    let real = real_reference(&real_tokens());
     let s = dir.path().join("s.bin");
     write_tokens(&s, &[1, 2, 0], VOCAB).unwrap();
     let err = update_run_analysis(&layout, "r", &real, &[(2, s.clone())], &token_texts(), EOT).unwrap_err();
     assert!(err.to_string().contains("S_1, S_2, … in order without gaps"), "{err:#}");
-    let err = update_run_analysis(&layout, "r", &real, &[(1, s)], &token_texts()[..3], EOT).unwrap_err();
+    let err = update_run_analysis(&layout, "r", &real, &[(1, s.clone())], &token_texts()[..3], EOT).unwrap_err();
     assert!(format!("{err:#}").contains("outside the vocabulary of 3"), "{err:#}");
     let err = update_run_analysis(&layout, "r", &real, &[(1, dir.path().join("missing.bin"))], &token_texts(), EOT)
         .unwrap_err();
     assert!(format!("{err:#}").contains("missing.bin"), "{err:#}");
+    // A bad real reference gets one sentence naming what is wrong.
+    let mut empty_floor = real.clone();
+    empty_floor.noise_floor.clear();
+    let err = update_run_analysis(&layout, "r", &empty_floor, &[(1, s.clone())], &token_texts(), EOT).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "the noise-floor sample of toy/train (R, 20 tokens) is empty; it should hold a real sample of about D = 10 tokens"
+    );
+    let mut no_size = real.clone();
+    no_size.generation_size = 0;
+    let err = update_run_analysis(&layout, "r", &no_size, &[(1, s.clone())], &token_texts(), EOT).unwrap_err();
+    assert!(err.to_string().contains("generation size D of toy/train (R, 20 tokens) is 0"), "{err:#}");
+    let mut empty_real = real.clone();
+    empty_real.tokens.clear();
+    let err = update_run_analysis(&layout, "r", &empty_real, &[(1, s.clone())], &token_texts(), EOT).unwrap_err();
+    assert!(err.to_string().contains("is empty; drift needs at least one real token"), "{err:#}");
+    let mut bad_floor = real;
+    bad_floor.noise_floor = vec![1, 99];
+    let err = update_run_analysis(&layout, "r", &bad_floor, &[(1, s)], &token_texts(), EOT).unwrap_err();
+    assert!(format!("{err:#}").contains("noise-floor sample") && format!("{err:#}").contains("token id 99"), "{err:#}");
 }
 
 // ---------------------------------------------------------------- tails
@@ -410,10 +596,11 @@ fn inspect_tails_lists_vanished_tokens_and_fits_count_against_vanish_generation(
     assert!(order.windows(2).all(|w| w[0] < w[1]), "not sorted by real count:\n{text}");
     // End-of-text (seen 4 times) is the one token that never vanishes.
     assert!(text.contains("4 of 5 tokens with real count ≥ 1 vanished"), "{text}");
-    // One token vanishes first in each of S_1..S_4.
+    // One token vanishes first in each of S_1..S_4; k are absent from S_k.
     for k in 1..=4 {
         assert!(
-            text.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == [&format!("S_{k}"), "1", &k.to_string()]),
+            text.lines()
+                .any(|l| l.split_whitespace().take(3).collect::<Vec<_>>() == [&format!("S_{k}"), "1", &k.to_string()]),
             "S_{k} line:\n{text}"
         );
     }
@@ -435,7 +622,7 @@ fn survival_buckets_merge_the_common_tokens_past_eight_buckets() {
     // S_1 keeps the tokens with even index only.
     let s1: Vec<u64> = (0..11).map(|i| u64::from(i % 2 == 0)).collect();
     let table = TokenTable::new(&texts, real, vec![s1]).unwrap();
-    let buckets = survival_by_bucket(&table);
+    let buckets = survival_by_bucket(&table, None);
     let labels: Vec<&str> = buckets.iter().map(|b| b.label.as_str()).collect();
     assert_eq!(labels, ["1", "2-3", "4-7", "8-15", "16-31", "32-63", "64-127", "128+"]);
     // 128+ holds counts 128..1024 (indices 7..=10): indices 8 and 10 survive.
@@ -451,13 +638,78 @@ fn survival_buckets_follow_powers_of_two() {
         vec![vec![1, 0, 1, 1, 1], vec![1, 0, 0, 1, 1]],
     )
     .unwrap();
-    let buckets = survival_by_bucket(&table);
+    let buckets = survival_by_bucket(&table, None);
     let summary: Vec<(&str, usize, Vec<f64>)> =
         buckets.iter().map(|b| (b.label.as_str(), b.tokens, b.present.clone())).collect();
     assert_eq!(
         summary,
         [("1", 1, vec![1.0, 0.0, 0.0]), ("2-3", 2, vec![1.0, 1.0, 0.5]), ("4-7", 1, vec![1.0, 1.0, 1.0])]
     );
+}
+
+#[test]
+fn survival_buckets_carry_the_null_model_and_measured_absence() {
+    // Tokens a (count 1) and b (count 3) share no bucket; D/|R| = 0.25.
+    let table = TokenTable::new(
+        &["e", "a", "b"].map(str::to_string),
+        vec![0, 1, 3],
+        vec![vec![1, 0, 1], vec![1, 1, 0], vec![1, 0, 0]],
+    )
+    .unwrap();
+    let buckets = survival_by_bucket(&table, Some(0.25));
+    let one = &buckets[0];
+    assert_eq!((one.label.as_str(), one.present.clone()), ("1", vec![1.0, 0.0, 1.0, 0.0]));
+    // a is absent from S_1 and S_3: 2 of 3 pairs, 2 spells, and it came back once.
+    assert_close!(one.absent_share, 2.0 / 3.0);
+    assert_close!(one.spells_per_token, 2.0);
+    assert_close!(one.reappeared_share, 1.0);
+    let null = one.null.unwrap();
+    assert_close!(null.presence, 1.0 - (-0.25f64).exp());
+    assert_close!(null.absent_share, (-0.25f64).exp());
+    assert_close!(null.spells_per_token, null_expected_spells((-0.25f64).exp(), 3));
+    let two = &buckets[1];
+    assert_eq!(two.label, "2-3");
+    assert_close!(two.null.unwrap().presence, 1.0 - (-0.75f64).exp());
+    assert_close!(two.reappeared_share, 0.0);
+    // Without D/|R| there is no null model.
+    assert!(survival_by_bucket(&table, None).iter().all(|b| b.null.is_none()));
+}
+
+#[test]
+fn inspect_tails_states_d_over_r_the_null_model_and_absence_against_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = Layout::new(dir.path());
+    fake_run(&layout, "r", &real_tokens(), &synthetic_tokens(), "abc", "replace");
+    let args = TailsArgs { run: "r".into(), top: 30, min_real_count: 1 };
+    let text = inspect_tails(&layout, &args).unwrap();
+    assert!(
+        text.contains("D = 10 tokens per synthetic corpus, |R| = 20 real training tokens, D/|R| = 0.5000"),
+        "{text}"
+    );
+    assert!(text.contains("1 − exp(−c·D/|R|)"), "{text}");
+    // Token 6 ("rare") vanished in S_1 and came back in S_3.
+    assert!(text.contains("1 of the 3 came back in a later corpus"), "{text}");
+    let rare = text.lines().find(|l| l.contains("\"rare\"")).unwrap();
+    assert_eq!(
+        rare.split_whitespace().collect::<Vec<_>>(),
+        ["6", "\"rare\"", "1", "S_1", "2", "1", "2", "yes", "1", &format!("{:.3}", 1.0 - (-0.5f64).exp())]
+    );
+    // The bucket of count 1 (tokens 1 and 6): token 6 is absent from 2 of 3 corpora,
+    // token 1 from none, so 2 of 6 pairs; the null expects e^(−0.5) of them.
+    let bucket = text
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some("1") && l.split_whitespace().count() == 8)
+        .unwrap_or_else(|| panic!("no bucket line for count 1:\n{text}"));
+    let cells: Vec<&str> = bucket.split_whitespace().collect();
+    assert_eq!(cells[..3], ["1", "2", "0.333"]);
+    assert_eq!(cells[3], format!("{:.3}", (-0.5f64).exp()));
+    // The old claim is gone; the statement names the assumption and the factor.
+    assert!(!text.contains("survives about c generations"), "{text}");
+    assert!(text.contains("recursive maximum-likelihood") && text.contains("c·D/|R|, not c"), "{text}");
+    // Without reference.json the null model is declared unknown, not invented.
+    std::fs::remove_file(layout.analysis("r").join("reference.json")).unwrap();
+    let text = inspect_tails(&layout, &args).unwrap();
+    assert!(text.contains("Null model unavailable") && text.contains("reference.json is missing"), "{text}");
 }
 
 // ---------------------------------------------------------------- reports
@@ -630,6 +882,139 @@ fn report_of_a_run_without_synthetic_corpora_still_has_every_figure() {
     assert!(text.contains("no synthetic corpus yet"), "{text}");
 }
 
+/// The text inside the `<text>` elements of an SVG: its legend, title and tick labels.
+fn svg_text(path: &std::path::Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[test]
+fn report_draws_the_noise_floor_and_the_null_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = Layout::new(dir.path());
+    fake_run(&layout, "r", &real_tokens(), &synthetic_tokens(), "abc", "replace");
+    let plots = layout.plots("r");
+    // Every drift chart has the noise-floor line, named with the sample's size.
+    for id in [
+        "divergence",
+        "entropy",
+        "distinct-tokens",
+        "tail-mass",
+        "distinct-ngrams",
+        "document-length",
+        "repetition",
+        "zipf-slope",
+    ] {
+        let svg = svg_text(&plots.join(format!("drift-{id}.svg")));
+        assert!(svg.contains("real sample of 10 tokens (noise floor)"), "drift-{id} lacks the noise floor");
+    }
+    // The survival chart has a null series per bucket beside the measured one.
+    let svg = svg_text(&plots.join("survival.svg"));
+    for label in ["1", "2-3", "4-7"] {
+        assert!(svg.contains(&format!("real count {label} (")), "measured {label}");
+        assert!(svg.contains(&format!("null for count {label}")), "null {label}");
+    }
+    let html = std::fs::read_to_string(layout.analysis("r").join("report.html")).unwrap();
+    figures(&html);
+    // The drift table shows the noise-floor row; the report states D/|R| and the null model.
+    assert!(html.contains("<td class=\"text\">real-sample</td><td class=\"text\">noise-floor</td>"), "drift table");
+    assert!(html.contains("D/|R| = 0.5000"));
+    assert!(html.contains("absence spells per token"));
+    assert!(!html.contains("survives about c generations"));
+    // Truncation share and document length per generation, beside the real split's.
+    assert!(html.contains("truncation share") && html.contains("0.2500"), "sampling table");
+    assert!(html.contains("Real training split: mean document length 4"), "real length");
+    // No loss_by_frequency.csv: one line says so, and the report is still complete.
+    assert!(html.contains("No loss by token frequency") && html.contains("loss_by_frequency.csv is missing"));
+}
+
+#[test]
+fn report_without_reference_json_or_sampler_columns_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = Layout::new(dir.path());
+    fake_run(&layout, "r", &real_tokens(), &synthetic_tokens(), "abc", "replace");
+    // A run analysed by an older lmloop: no reference.json, no noise floor, old generations.csv.
+    let analysis = layout.analysis("r");
+    std::fs::remove_file(analysis.join("reference.json")).unwrap();
+    let drift = std::fs::read_to_string(analysis.join("drift.csv")).unwrap();
+    let old: Vec<&str> = drift.lines().filter(|l| !l.starts_with("noise-floor,")).collect();
+    std::fs::write(analysis.join("drift.csv"), old.join("\n") + "\n").unwrap();
+    let mut csv = String::from("generation,policy,real_fraction,temperature,held_out_loss,held_out_perplexity\n");
+    for k in 0..3 {
+        csv.push_str(&format!("{k},replace,,0.8,1.5,4.48\n"));
+    }
+    std::fs::write(analysis.join("generations.csv"), csv).unwrap();
+    let html = std::fs::read_to_string(report(&layout, &ReportArgs { run: "r".into() }).unwrap()).unwrap();
+    assert_eq!(figures(&html).len(), 13);
+    assert!(html.contains("Null model unavailable"));
+    assert!(html.contains("drift.csv has no noise-floor row"));
+    assert!(html.contains("generations.csv has no sampler columns"));
+    assert!(!svg_text(&layout.plots("r").join("survival.svg")).contains("null for count"));
+}
+
+/// loss_by_frequency.csv as the loop writes it: generations 0..=2, bucket 0 without
+/// targets (NaN), buckets 1 and 2 with rising loss, bucket 2 without targets in generation 1.
+fn write_loss_by_frequency(layout: &Layout, run: &str) {
+    let mut csv = String::from("generation,bucket,min_real_count,max_real_count,target_tokens,mean_loss\n");
+    for k in 0..3 {
+        csv.push_str(&format!("{k},0,0,0,0,NaN\n"));
+        csv.push_str(&format!("{k},1,1,3,40,{}\n", 6.0 + k as f64));
+        let loss = if k == 1 { "NaN".to_string() } else { format!("{}", 2.0 + 0.5 * k as f64) };
+        csv.push_str(&format!("{k},2,4,5,60,{loss}\n"));
+    }
+    std::fs::write(layout.analysis(run).join("loss_by_frequency.csv"), csv).unwrap();
+}
+
+#[test]
+fn report_draws_loss_by_frequency_skipping_empty_buckets() {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = Layout::new(dir.path());
+    fake_run(&layout, "r", &real_tokens(), &synthetic_tokens(), "abc", "replace");
+    write_loss_by_frequency(&layout, "r");
+    let rows = read_loss_by_frequency(&layout.analysis("r").join("loss_by_frequency.csv")).unwrap().unwrap();
+    assert_eq!(rows.len(), 9);
+    assert!(rows[0].mean_loss.is_nan() && rows[0].range_label() == "0 (never in R)");
+    assert_eq!((rows[1].range_label(), rows[1].mean_loss), ("1-3".to_string(), 6.0));
+    let html = std::fs::read_to_string(report(&layout, &ReportArgs { run: "r".into() }).unwrap()).unwrap();
+    let found = figures(&html);
+    assert!(found.contains(&("fig-loss-by-frequency".to_string(), 1)), "{found:?}");
+    assert_eq!(found.len(), 14);
+    let svg = svg_text(&layout.plots("r").join("loss-by-frequency.svg"));
+    for legend in
+        ["real count 0 (never in R) (0 targets)", "real count 1-3 (40 targets)", "real count 4-5 (60 targets)"]
+    {
+        assert!(svg.contains(legend), "legend {legend}");
+    }
+    assert!(!svg.contains("NaN"), "NaN points are left out");
+    // The table gives first and last generation and the change.
+    assert!(html.contains("<td>6.000</td><td>8.000</td><td>+2.000</td>"), "loss table");
+    assert!(!html.contains("No loss by token frequency"));
+}
+
+#[test]
+fn malformed_loss_by_frequency_gets_one_clear_sentence() {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = Layout::new(dir.path());
+    fake_run(&layout, "r", &real_tokens(), &synthetic_tokens(), "abc", "replace");
+    let path = layout.analysis("r").join("loss_by_frequency.csv");
+    let cases = [
+        ("generation,bucket,min_real_count,max_real_count,mean_loss\n0,1,1,3,2.0\n", "lacks the column target_tokens"),
+        (
+            "generation,bucket,min_real_count,max_real_count,target_tokens,mean_loss\n0,1,5,3,9,2.0\n",
+            "row 2: bucket 1 has min_real_count 5 above max_real_count 3",
+        ),
+        (
+            "generation,bucket,min_real_count,max_real_count,target_tokens,mean_loss\n0,1,1,3,9,2.0\n1,1,1,4,9,2.0\n",
+            "row 3: bucket 1 covers real counts 1-4 here but 1-3 in generation 0",
+        ),
+        ("generation,bucket,min_real_count,max_real_count,target_tokens,mean_loss\n0,1,1,3,9,abc\n", "malformed row 2"),
+    ];
+    for (text, expected) in cases {
+        std::fs::write(&path, text).unwrap();
+        let err = format!("{:#}", report(&layout, &ReportArgs { run: "r".into() }).unwrap_err());
+        assert!(err.contains("loss_by_frequency.csv") && err.contains(expected), "{err}");
+    }
+}
+
 #[test]
 fn token_texts_are_escaped_onto_one_readable_line() {
     assert_eq!(lmloop::analysis::escape_token(" the"), " the");
@@ -652,6 +1037,38 @@ fn compare_overlays_runs_and_names_their_settings() {
     let path = compare(&layout, &CompareArgs { runs: vec!["a".into(), "b".into()], out: Some(out.clone()) }).unwrap();
     assert_eq!(path, out.join("report.html"));
     assert!(out.join("plots").join("perplexity.svg").exists());
+}
+
+#[test]
+fn compare_draws_noise_floors_null_models_and_loss_buckets() {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = Layout::new(dir.path());
+    fake_run(&layout, "a", &real_tokens(), &synthetic_tokens(), "abc", "replace");
+    fake_run(&layout, "b", &real_tokens(), &synthetic_tokens()[..2], "abc", "accumulate");
+    // Without any loss_by_frequency.csv: one note, no chart.
+    let path = compare(&layout, &CompareArgs { runs: vec!["a".into(), "b".into()], out: None }).unwrap();
+    let html = std::fs::read_to_string(&path).unwrap();
+    assert!(html.contains("No run has a loss_by_frequency.csv"));
+    let plots = path.parent().unwrap().join("plots");
+    // Both runs measured the same noise floor: one shared line on every drift chart.
+    for id in ["kl-real-gen", "entropy", "tail-mass"] {
+        let svg = svg_text(&plots.join(format!("drift-{id}.svg")));
+        assert_eq!(svg.matches("real sample of 10 tokens (noise floor)").count(), 1, "drift-{id}");
+    }
+    let svg = svg_text(&plots.join("survival-rare.svg"));
+    assert!(svg.contains("null for a (replace, T=0.8)") && svg.contains("null for b (accumulate, T=0.8)"));
+    assert!(html.contains("<th>D/|R|</th>") && html.contains("<td>0.5000</td>"));
+    // With the file in one run: a chart per bucket, the other run named as missing it.
+    write_loss_by_frequency(&layout, "a");
+    let html = std::fs::read_to_string(
+        compare(&layout, &CompareArgs { runs: vec!["a".into(), "b".into()], out: None }).unwrap(),
+    )
+    .unwrap();
+    let found = figures(&html);
+    for id in ["fig-loss-bucket-0-0-0", "fig-loss-bucket-1-1-3", "fig-loss-bucket-2-4-5"] {
+        assert!(found.iter().any(|(f, n)| f == id && *n == 1), "{id} in {found:?}");
+    }
+    assert!(html.contains("Runs without loss_by_frequency.csv (left out below): b."));
 }
 
 #[test]

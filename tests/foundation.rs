@@ -122,7 +122,9 @@ fn same_seed_gives_same_losses() {
     let data = dir.path().join("corpus");
     prepared(&data, 300);
     let mut cfg = Config::load(&tiny_config()).unwrap();
-    cfg.train.max_tokens = 8000;
+    cfg.train.budget = lmloop::config::Budget::Tokens;
+    cfg.train.epochs = None;
+    cfg.train.max_tokens = Some(8000);
     cfg.model.vocab_size = 300;
     tch::set_num_threads(1);
     let vocab = Vocab::load(&data.join("tokenizer.json")).unwrap();

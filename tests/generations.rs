@@ -53,6 +53,7 @@ fn every_policy_builds_the_mixture_it_defines() {
         ("accumulate-subsample", vec![]),
         ("mix", vec!["--real-fraction", "0.25"]),
         ("fresh", vec!["--real-fraction", "0.2"]),
+        ("real", vec![]),
     ] {
         let mut args = vec!["-n", "3", "--policy", policy, "--run", policy];
         args.extend_from_slice(&extra);
@@ -95,6 +96,10 @@ fn every_policy_builds_the_mixture_it_defines() {
                     let want_syn = r - want;
                     assert!(m.synthetic_tokens >= want_syn && m.synthetic_tokens < want_syn + slack);
                 }
+                "real" => {
+                    assert_eq!(m.synthetic_tokens, 0, "the control trains on real data only");
+                    assert!(m.real_tokens >= r && m.real_tokens < r + slack, "D = |R| real tokens: {} vs {r}", m.real_tokens);
+                }
                 "fresh" => {
                     let base = m0.total_tokens;
                     assert!(base < r, "fresh holds a pool apart from generation 0");
@@ -123,7 +128,7 @@ fn fresh_draws_each_real_document_once_and_fails_clearly_when_the_pool_runs_out(
     let dir = tempfile::tempdir().unwrap();
     let real = toy_corpus_file(dir.path(), "real", &[10; 100], 1);
     let policy = Policy::Fresh { real_fraction: 0.5 };
-    let data = RealData::new(real.clone(), policy, 0.5, 7).unwrap();
+    let data = RealData::new(real.clone(), policy, 0, Some(0.5), 7).unwrap();
     assert_eq!(data.base.tokens(), 500);
     let syn: Vec<Corpus> = (1..=6).map(|k| toy_corpus_file(dir.path(), &format!("s{k}"), &[10; 60], 51)).collect();
     let mut seen: std::collections::HashSet<usize> = data.base.documents.iter().map(|d| d.start).collect();
@@ -152,7 +157,7 @@ fn mixtures_are_by_whole_documents() {
     let real = toy_corpus_file(dir.path(), "real", &[7, 13, 29, 5, 11, 17, 23, 3, 31, 19], 1);
     let syn = vec![toy_corpus_file(dir.path(), "s1", &[9, 14, 21, 6, 12, 18, 27, 4], 51)];
     for policy in [Policy::Mix { real_fraction: 0.4 }, Policy::AccumulateSubsample] {
-        let data = RealData::new(real.clone(), policy, 0.5, 1).unwrap();
+        let data = RealData::new(real.clone(), policy, 0, None, 1).unwrap();
         let (stream, _) = mixture(1, policy, &data, &syn, data.base.tokens(), 5).unwrap();
         let mut all = Vec::new();
         stream.read(0, stream.len(), &mut all);
@@ -266,5 +271,182 @@ fn bad_loop_requests_get_one_clear_sentence() {
     assert_clear_error(&generations(root, &["--policy", "fresh"]), "real-fraction");
     assert_clear_error(&generations(root, &["--policy", "shuffle"]), "unknown policy");
     assert_clear_error(&generations(root, &["--init", "warm"]), "init");
+    assert_clear_error(&generations(root, &["--policy", "real", "--real-fraction", "0.5"]), "control");
+    assert_clear_error(&generations(root, &["--policy", "replace", "--real-fraction", "0.5"]), "real-fraction");
+    let with = |extra: &str| {
+        let cfg = std::fs::read_to_string(root.join("tiny.toml")).unwrap();
+        std::fs::write(root.join("bad.toml"), cfg.replace("[train]\n", &format!("[train]\n{extra}\n"))).unwrap();
+        lmloop(root, &["generations", "--config", "bad.toml"])
+    };
+    assert_clear_error(&with("max_tokens = 50000"), "train.max_tokens");
+    assert_clear_error(&with("budget = \"tokens\""), "train.max_tokens");
+    let cap = std::fs::read_to_string(root.join("tiny.toml")).unwrap().replace("[sample]\n", "[sample]\nmax_doc_tokens = 0\n");
+    std::fs::write(root.join("cap.toml"), cap).unwrap();
+    assert_clear_error(&lmloop(root, &["generations", "--config", "cap.toml"]), "at least 1");
     assert!(!root.join("checkpoints").exists(), "nothing was trained for a bad request");
+}
+
+/// An epoch is a pass: every window once, in a fresh shuffled order each pass.
+#[test]
+fn epochs_visit_every_window_once_per_pass() {
+    use lmloop::stream::{EpochSchedule, TokenStream};
+    let schedule = EpochSchedule::new(37, 5, 74, 9).unwrap();
+    let batches: Vec<Vec<usize>> = schedule.batches().collect();
+    assert_eq!(batches.len(), schedule.steps());
+    assert_eq!(schedule.steps(), 15);
+    assert!(batches[..14].iter().all(|b| b.len() == 5) && batches[14].len() == 4, "full batches, then the rest");
+    let visits: Vec<usize> = batches.concat();
+    for pass in visits.chunks(37) {
+        let mut seen = pass.to_vec();
+        seen.sort();
+        assert_eq!(seen, (0..37).collect::<Vec<_>>(), "each pass visits every window exactly once");
+    }
+    assert_ne!(visits[..37], visits[37..], "each pass has its own order");
+    assert!((schedule.passes() - 2.0).abs() < 1e-12);
+    // Windows tile the stream: every token but the first is a target exactly once.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.bin");
+    write_tokens(&path, &(0..101u32).collect::<Vec<_>>(), 200).unwrap();
+    let stream = TokenStream::from_file(Arc::new(TokenFile::open(&path).unwrap()));
+    assert_eq!(stream.window_count(10), 10);
+    let (x, y) = stream.windows(&(0..10).collect::<Vec<_>>(), 10);
+    assert_eq!(y, (1..101).collect::<Vec<i64>>());
+    assert_eq!(x, (0..100).collect::<Vec<i64>>());
+}
+
+/// Validation measures the same text at every evaluation of every generation.
+#[test]
+fn validation_windows_do_not_depend_on_the_seed() {
+    use lmloop::config::TrainConfig;
+    use lmloop::stream::TokenStream;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v.bin");
+    write_tokens(&path, &(0..5000u32).map(|i| i % 97).collect::<Vec<_>>(), 200).unwrap();
+    let val = TokenStream::from_file(Arc::new(TokenFile::open(&path).unwrap()));
+    let a = TrainConfig { seed: 1, batch_size: 4, eval_batches: 3, ..Default::default() };
+    let b = TrainConfig { seed: 99, ..a.clone() };
+    let wa = lmloop::train::validation_windows(&val, &a, 32);
+    assert_eq!(wa, lmloop::train::validation_windows(&val, &b, 32));
+    assert_eq!(wa.len(), 12);
+    assert!(wa.windows(2).all(|w| w[0] < w[1]), "distinct windows in order: {wa:?}");
+    assert!(*wa.last().unwrap() > val.window_count(32) / 2, "spread over the whole split: {wa:?}");
+}
+
+/// Every generation trains the same number of passes over its own mixture, so
+/// accumulate's compute grows with its data; the compute-matched budget holds it fixed.
+#[test]
+fn generations_train_equal_passes_unless_compute_is_matched() {
+    let dir = project();
+    let root = dir.path();
+    let out = generations(root, &["-n", "2", "--policy", "accumulate", "--run", "acc"]);
+    assert_eq!(out.0, 0, "{}", out.2);
+    let rows = read_rows(&root.join("analysis/acc/generations.csv")).unwrap();
+    let block = 32.0;
+    for r in &rows {
+        assert_eq!(r.budget, "epochs");
+        assert!((r.train_epochs - 8.0).abs() < 0.01, "generation {}: {} passes", r.generation, r.train_epochs);
+        let want = 8.0 * r.train_tokens as f64;
+        assert!((r.trained_tokens as f64 - want).abs() <= 8.0 * block + 1.0, "{} vs {want}", r.trained_tokens);
+    }
+    assert!(rows[2].trained_tokens as f64 > 2.5 * rows[0].trained_tokens as f64, "accumulate trains on R + S_1 + S_2");
+
+    let cfg = std::fs::read_to_string(root.join("tiny.toml")).unwrap().replace("epochs = 8", "budget = \"tokens\"\nmax_tokens = 40000");
+    std::fs::write(root.join("matched.toml"), cfg).unwrap();
+    let out = lmloop(root, &["generations", "--config", "matched.toml", "-n", "2", "--policy", "accumulate", "--run", "matched"]);
+    assert_eq!(out.0, 0, "{}", out.2);
+    let rows = read_rows(&root.join("analysis/matched/generations.csv")).unwrap();
+    assert!(rows.iter().all(|r| r.budget == "tokens" && r.trained_tokens == rows[0].trained_tokens), "fixed budget");
+    assert!(rows[2].train_epochs < rows[0].train_epochs / 2.0, "fewer passes over a larger mixture");
+    let run_toml = std::fs::read_to_string(root.join("analysis/matched/run.toml")).unwrap();
+    assert!(run_toml.contains("budget = \"tokens\""), "the variant is recorded in run.toml");
+
+    // Held-out loss by frequency bucket: every test target in exactly one bucket.
+    let text = std::fs::read_to_string(root.join("analysis/matched/loss_by_frequency.csv")).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(lines.next().unwrap(), "generation,bucket,min_real_count,max_real_count,target_tokens,mean_loss");
+    let test_targets = file_tokens(&root.join("corpora/real/toy/test.bin")) as u64 - 1;
+    let records: Vec<Vec<String>> = lines.map(|l| l.split(',').map(str::to_string).collect()).collect();
+    assert_eq!(records.len(), 3 * 9);
+    for k in 0..3 {
+        let of_k: Vec<&Vec<String>> = records.iter().filter(|r| r[0] == k.to_string()).collect();
+        let targets: u64 = of_k.iter().map(|r| r[4].parse::<u64>().unwrap()).sum();
+        assert_eq!(targets, test_targets, "generation {k}");
+        let weighted: f64 = of_k
+            .iter()
+            .filter(|r| r[4] != "0")
+            .map(|r| r[4].parse::<f64>().unwrap() * r[5].parse::<f64>().unwrap())
+            .sum();
+        let held_out = rows[k].held_out_loss;
+        assert!((weighted / test_targets as f64 - held_out).abs() < 1e-3, "buckets average to the held-out loss");
+    }
+}
+
+/// R can be a fixed subset of whole documents, the same for every policy; the rest of
+/// the training split is the pool fresh data comes from.
+#[test]
+fn a_real_subset_is_shared_by_policies_and_the_rest_is_the_pool() {
+    let dir = tempfile::tempdir().unwrap();
+    let lens: Vec<usize> = (0..80).map(|i| 5 + (i * 7) % 23).collect();
+    let split = toy_corpus_file(dir.path(), "real", &lens, 1);
+    let total = split.tokens();
+    let subset = total / 3;
+    let a = RealData::new(split.clone(), Policy::Replace, subset, None, 5).unwrap();
+    let b = RealData::new(split.clone(), Policy::Fresh { real_fraction: 0.5 }, subset, None, 5).unwrap();
+    assert_eq!(a.base.documents, b.base.documents, "R does not depend on the policy");
+    assert!(a.base.tokens() >= subset && a.base.tokens() < subset + 28);
+    let mut all: Vec<usize> = a.base.documents.iter().chain(&a.pool).map(|d| d.start).collect();
+    all.sort();
+    assert_eq!(all, split.documents.iter().map(|d| d.start).collect::<Vec<_>>(), "R and the pool partition the split");
+    let c = RealData::new(split.clone(), Policy::Replace, subset, None, 6).unwrap();
+    assert_ne!(a.base.documents, c.base.documents, "another subset seed, another R");
+    let err = RealData::new(split, Policy::Replace, total, None, 5).err().unwrap().to_string();
+    assert!(err.contains("real_subset_tokens"), "{err}");
+}
+
+/// The control trains on D real tokens drawn afresh each generation, same size as replace.
+#[test]
+fn the_real_control_draws_fresh_real_documents_each_generation() {
+    let dir = tempfile::tempdir().unwrap();
+    let lens: Vec<usize> = (0..60).map(|i| 5 + (i * 7) % 23).collect();
+    let split = toy_corpus_file(dir.path(), "real", &lens, 1);
+    let data = RealData::new(split.clone(), Policy::Real, split.tokens() / 2, None, 3).unwrap();
+    let d = data.base.tokens();
+    let (_, m1) = mixture(1, Policy::Real, &data, &[], d, 11).unwrap();
+    let (_, m2) = mixture(2, Policy::Real, &data, &[], d, 12).unwrap();
+    for m in [&m1, &m2] {
+        assert_eq!(m.synthetic_tokens, 0);
+        assert!(m.real_tokens >= d && m.real_tokens < d + 28, "{} vs D = {d}", m.real_tokens);
+    }
+    let (s1, _) = mixture(1, Policy::Real, &data, &[], d, 11).unwrap();
+    let (s2, _) = mixture(2, Policy::Real, &data, &[], d, 12).unwrap();
+    let read = |s: &lmloop::stream::TokenStream| {
+        let mut v = Vec::new();
+        s.read(0, s.len(), &mut v);
+        v
+    };
+    assert_ne!(read(&s1), read(&s2), "each generation draws its own sample");
+}
+
+/// A corpus cut at the length cap is counted, shown and warned about.
+#[test]
+fn truncation_is_counted_and_warned_about() {
+    let dir = project();
+    let root = dir.path();
+    let cfg = std::fs::read_to_string(root.join("tiny.toml")).unwrap().replace("[sample]\n", "[sample]\nmax_doc_tokens = 8\n");
+    std::fs::write(root.join("capped.toml"), cfg).unwrap();
+    let out = lmloop(root, &["generations", "--config", "capped.toml", "-n", "1", "--run", "capped"]);
+    assert_eq!(out.0, 0, "{}", out.2);
+    assert!(out.2.contains("warning") && out.2.contains("length cap of 8 tokens"), "{}", out.2);
+    let rows = read_rows(&root.join("analysis/capped/generations.csv")).unwrap();
+    assert!(rows.iter().all(|r| r.synthetic_truncation_share > 0.01 && r.synthetic_truncation_share <= 1.0));
+    // The default cap (four times the longest real document) cuts far fewer, and the
+    // loop warns exactly when a corpus has more than 1% cut.
+    let out = generations(root, &["-n", "1", "--run", "uncapped"]);
+    assert_eq!(out.0, 0, "{}", out.2);
+    let default = read_rows(&root.join("analysis/uncapped/generations.csv")).unwrap();
+    for (d, c) in default.iter().zip(&rows) {
+        assert!(d.synthetic_truncation_share < c.synthetic_truncation_share / 4.0, "{} vs {}", d.synthetic_truncation_share, c.synthetic_truncation_share);
+    }
+    let warned = default.iter().any(|r| r.synthetic_truncation_share > 0.01);
+    assert_eq!(out.2.contains("warning"), warned, "{}", out.2);
 }

@@ -5,7 +5,7 @@ mod common;
 use common::*;
 use lmloop::config::{Arch, ModelConfig};
 use lmloop::model::Model;
-use lmloop::sample::{Decoder, Sampling};
+use lmloop::sample::{context_length, sample_corpus, Decoder, Document, SampleRequest, SampleStats, Sampling};
 use rand::SeedableRng;
 use tch::{nn, Device, Kind, Tensor};
 
@@ -219,4 +219,234 @@ fn bad_sampling_requests_are_refused_without_leaving_a_corpus() {
     for ext in ["bin", "txt", "json"] {
         assert!(!d.join(format!("bad.{ext}")).exists(), "no partial bad.{ext}");
     }
+}
+
+/// A model whose every logit is 0: each next token, `<|endoftext|>` included, has
+/// probability 1/V, so document lengths are geometric with a known law.
+fn uniform_model(vocab: i64, block: i64) -> (nn::VarStore, Model) {
+    let vs = nn::VarStore::new(Device::Cpu);
+    let cfg = ModelConfig { n_layer: 1, n_head: 1, n_embd: 8, block_size: block, ..ModelConfig::tiny(vocab) };
+    let model = Model::new(&vs.root(), &cfg);
+    tch::no_grad(|| {
+        for (_, mut v) in vs.variables() {
+            let _ = v.zero_();
+        }
+    });
+    (vs, model)
+}
+
+fn corpus_of(model: &Model, seed: u64, n_tokens: usize, batch: usize, cap: usize) -> (Vec<Document>, SampleStats) {
+    let req = SampleRequest {
+        sampling: Sampling::new(1.0, None, None).unwrap(),
+        seed,
+        n_tokens,
+        batch_size: batch,
+        max_doc_tokens: cap,
+        progress: false,
+    };
+    let mut docs = Vec::new();
+    let stats = sample_corpus(model, 0, Device::Cpu, &req, |d| {
+        docs.push(d.clone());
+        Ok(())
+    })
+    .unwrap();
+    (docs, stats)
+}
+
+/// With P(end) = 1/V at every step, lengths are geometric: P(L = l) = (1-p)^l p,
+/// mean (1-p)/p. Many small corpora, each far smaller than the batch could hold in
+/// flight: a sampler that kept the documents that finish first (the short ones)
+/// would fall far below the law; finishing documents in flight keeps it exact.
+#[test]
+fn document_lengths_follow_the_models_own_law() {
+    let vocab = 20;
+    let (_vs, model) = uniform_model(vocab, 8);
+    let p = 1.0 / vocab as f64;
+    let mut lengths = Vec::new();
+    for seed in 0..150u64 {
+        let (docs, stats) = corpus_of(&model, seed, 200, 32, 100_000);
+        assert!(stats.tokens >= 200 && stats.tokens - (docs.last().unwrap().tokens.len() + 1) < 200);
+        assert_eq!(stats.truncated_documents, 0);
+        lengths.extend(docs.iter().map(|d| d.tokens.len() as f64));
+    }
+    let n = lengths.len() as f64;
+    let mean = lengths.iter().sum::<f64>() / n;
+    let want = (1.0 - p) / p;
+    let se = ((1.0 - p).sqrt() / p) / n.sqrt();
+    assert!((mean - want).abs() < 4.0 * se, "mean length {mean:.2} over {n} documents, geometric mean {want:.2} ± {:.2}", 4.0 * se);
+    // The whole histogram, not only the mean: bins of 5 tokens up to 60, then the tail.
+    let mut observed = vec![0i64; 13];
+    for &l in &lengths {
+        observed[((l as usize) / 5).min(12)] += 1;
+    }
+    let cdf = |l: usize| 1.0 - (1.0 - p).powi(l as i32); // P(L < l)
+    let probs: Vec<f64> = (0..13).map(|b| if b == 12 { 1.0 - cdf(60) } else { cdf(5 * b + 5) - cdf(5 * b) }).collect();
+    // 12 degrees of freedom: P(χ² > 32.9) = 0.001.
+    let chi = chi_square(&observed, &probs, lengths.len() as i64);
+    assert!(chi < 32.9, "length histogram {observed:?} departs from the geometric law (χ² = {chi:.1})");
+}
+
+/// A document cut at the cap carries no end-of-text token: the corpus holds exactly
+/// as many as the model emitted.
+#[test]
+fn no_end_of_text_is_added_that_the_model_did_not_emit() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ckpt, _) = train_tiny(dir.path());
+    let d = dir.path();
+    let r = lmloop(d, &sample_args(ckpt.to_str().unwrap(), "cut", &["--max-doc-tokens", "6"]));
+    assert_eq!(r.0, 0, "{}", r.2);
+    let manifest: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(d.join("cut.json")).unwrap()).unwrap();
+    let documents = manifest["documents"].as_u64().unwrap();
+    let truncated = manifest["truncated_documents"].as_u64().unwrap();
+    assert!(truncated > 0 && truncated < documents, "the cap was exercised: {truncated} of {documents}");
+    let share = manifest["truncation_share"].as_f64().unwrap();
+    assert!((share - truncated as f64 / documents as f64).abs() < 1e-12);
+    let eot = manifest["eot_id"].as_u64().unwrap() as u32;
+    let tokens = lmloop::tokens::TokenFile::open(&d.join("cut.bin")).unwrap();
+    let eots = tokens.iter().filter(|&t| t == eot).count() as u64;
+    assert_eq!(eots, documents - truncated, "one end-of-text per document the model ended, none for cut ones");
+    assert_eq!(tokens.len() as u64, manifest["tokens"].as_u64().unwrap());
+    let text = std::fs::read_to_string(d.join("cut.txt")).unwrap();
+    assert_eq!(text.lines().filter(|l| *l == "<|endoftext|>").count() as u64, documents - truncated);
+}
+
+/// Two-sample Kolmogorov–Smirnov statistic.
+fn ks_statistic(a: &[f64], b: &[f64]) -> f64 {
+    let mut a = a.to_vec();
+    let mut b = b.to_vec();
+    a.sort_by(|x, y| x.partial_cmp(y).unwrap());
+    b.sort_by(|x, y| x.partial_cmp(y).unwrap());
+    let (mut i, mut j, mut d) = (0, 0, 0.0f64);
+    while i < a.len() && j < b.len() {
+        let x = a[i].min(b[j]);
+        while i < a.len() && a[i] <= x {
+            i += 1;
+        }
+        while j < b.len() && b[j] <= x {
+            j += 1;
+        }
+        d = d.max((i as f64 / a.len() as f64 - j as f64 / b.len() as f64).abs());
+    }
+    d
+}
+
+/// Batch size changes speed only: documents come out the same, and their lengths and
+/// tokens are statistically indistinguishable.
+#[test]
+fn batch_size_does_not_change_what_is_sampled() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ckpt, _) = train_tiny(dir.path());
+    let ckpt = lmloop::checkpoint::Checkpoint::load(&ckpt, Device::Cpu).unwrap();
+    let eot = ckpt.vocab.eot();
+    let vocab = ckpt.vocab.vocab_size();
+    let sample = |batch: usize| {
+        let mut docs = Vec::new();
+        for seed in 0..30u64 {
+            let req = SampleRequest {
+                sampling: Sampling::new(1.0, None, None).unwrap(),
+                seed,
+                n_tokens: 200,
+                batch_size: batch,
+                max_doc_tokens: 10_000,
+                progress: false,
+            };
+            sample_corpus(&ckpt.model, eot, Device::Cpu, &req, |d| {
+                docs.push(d.tokens.clone());
+                Ok(())
+            })
+            .unwrap();
+        }
+        docs
+    };
+    let (one, many) = (sample(1), sample(24));
+    let same = one.iter().zip(&many).filter(|(a, b)| a == b).count();
+    assert!(same * 10 >= one.len().min(many.len()) * 9, "{same} of {} documents identical across batch sizes", one.len());
+    let lengths = |d: &[Vec<u32>]| d.iter().map(|x| x.len() as f64).collect::<Vec<_>>();
+    let (la, lb) = (lengths(&one), lengths(&many));
+    let ks = ks_statistic(&la, &lb);
+    let (n, m) = (la.len() as f64, lb.len() as f64);
+    // α = 0.001: c(α) = 1.95.
+    let critical = 1.95 * ((n + m) / (n * m)).sqrt();
+    assert!(ks < critical, "document lengths differ between batch sizes (KS {ks:.3} ≥ {critical:.3})");
+    // Unigram counts: χ² homogeneity test over the tokens seen at least 10 times.
+    let count = |d: &[Vec<u32>]| {
+        let mut c = vec![0f64; vocab];
+        for t in d.iter().flatten() {
+            c[*t as usize] += 1.0;
+        }
+        c
+    };
+    let (ca, cb) = (count(&one), count(&many));
+    let (ta, tb): (f64, f64) = (ca.iter().sum(), cb.iter().sum());
+    let (mut chi, mut dof) = (0.0f64, -1.0f64);
+    for (a, b) in ca.iter().zip(&cb) {
+        if a + b < 10.0 {
+            continue;
+        }
+        let ea = (a + b) * ta / (ta + tb);
+        let eb = (a + b) * tb / (ta + tb);
+        chi += (a - ea).powi(2) / ea + (b - eb).powi(2) / eb;
+        dof += 1.0;
+    }
+    // Wilson–Hilferty: the 0.999 quantile of χ²(dof).
+    let z = 3.09;
+    let q = dof * (1.0 - 2.0 / (9.0 * dof) + z * (2.0 / (9.0 * dof)).sqrt()).powi(3);
+    assert!(chi < q, "unigram counts differ between batch sizes (χ² {chi:.1} ≥ {q:.1} with {dof} dof)");
+}
+
+/// What a row is conditioned on follows the documented rule from its own length
+/// alone, whatever the other rows are doing.
+#[test]
+fn context_of_a_row_depends_only_on_its_own_history() {
+    tch::manual_seed(3);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let block = 10usize;
+    let cfg = ModelConfig { block_size: block as i64, ..ModelConfig::tiny(30) };
+    let model = Model::new(&vs.root(), &cfg);
+    let eot = 0u32;
+    let batch = 4;
+    let mut decoder = Decoder::new(&model, batch, eot, 1000, Device::Cpu);
+    let mut checked = 0;
+    tch::no_grad(|| {
+        for step in 0..90usize {
+            let _ = decoder.logits();
+            for b in 0..batch {
+                let n = 1 + decoder.doc_len(b);
+                assert_eq!(decoder.context(b).len(), context_length(block, n), "step {step} row {b} holding {n} tokens");
+                checked += 1;
+            }
+            // Rows start staggered and row 3 restarts every 13 steps, so rows fill their
+            // caches at different steps.
+            let chosen: Vec<i64> = (0..batch)
+                .map(|b| if (b == 3 && step % 13 == 12) || step == b * 3 { eot as i64 } else { 1 + ((step + b) % 29) as i64 })
+                .collect();
+            decoder.advance(&chosen);
+        }
+    });
+    assert!(decoder.reencodes >= 8 && checked == 360);
+    // The rule itself: the whole history up to the context, then from half a context up to a full one.
+    let lens: Vec<usize> = (1..=25).map(|n| context_length(block, n)).collect();
+    assert_eq!(lens, vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 5, 6, 7, 8, 9, 10, 5, 6, 7, 8, 9, 10, 5, 6, 7]);
+}
+
+/// Thread count and batch size change speed only: the same seed gives the same
+/// documents (up to rare floating-point ties between batched and unbatched arithmetic).
+#[test]
+fn threads_and_batch_size_leave_the_corpus_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ckpt, _) = train_tiny(dir.path());
+    let d = dir.path();
+    let ckpt = ckpt.to_str().unwrap();
+    for (stem, threads, batch) in [("t1", "1", "3"), ("t2", "2", "16")] {
+        let r = lmloop(d, &["sample", "--checkpoint", ckpt, "--n-tokens", "1500", "--out", stem, "--threads", threads, "--batch-size", batch, "--seed", "4"]);
+        assert_eq!(r.0, 0, "{}", r.2);
+    }
+    let docs = |stem: &str| {
+        let f = lmloop::tokens::TokenFile::open(&d.join(format!("{stem}.bin"))).unwrap();
+        let all = f.to_vec();
+        lmloop::tokens::document_ranges(f.iter(), 0).into_iter().map(|r| all[r].to_vec()).collect::<Vec<_>>()
+    };
+    let (a, b) = (docs("t1"), docs("t2"));
+    let same = a.iter().zip(&b).filter(|(x, y)| x == y).count();
+    assert!(same * 10 >= a.len() * 9 && a.len().abs_diff(b.len()) <= 2, "{same} of {} / {} documents identical", a.len(), b.len());
 }

@@ -5,7 +5,7 @@ use super::figures::{self, MEASURES};
 use super::html::Page;
 use super::paths::AnalysisPaths;
 use super::report::DEFINITIONS;
-use super::run_data::RunData;
+use super::run_data::{format_ratio, RunData};
 use crate::layout::{write_atomic, Layout};
 use anyhow::{bail, Result};
 use std::path::{Path, PathBuf};
@@ -36,6 +36,9 @@ pub fn write_comparison(layout: &Layout, runs: &[String], out: Option<&Path>) ->
     let svg = figures::publish(&plots, "perplexity", &figures::perplexity_chart(&data, &labels))?;
     page.figure("perplexity", &svg, "Perplexity of each generation's model on the real test split.");
 
+    page.section("loss-by-frequency", "Held-out loss by token frequency");
+    loss_by_frequency_charts(&mut page, &plots, &data, &labels)?;
+
     page.section("rank-frequency", "Rank-frequency curves");
     let curves: Vec<(String, &[u64])> = data
         .iter()
@@ -63,7 +66,7 @@ pub fn write_comparison(layout: &Layout, runs: &[String], out: Option<&Path>) ->
     page.figure(
         "survival-all",
         &svg,
-        "Share of the tokens seen in the real split that are present (count > 0) in S_k.",
+        "Share of the tokens seen in the real split that are present (count > 0) in S_k; dashed, same colour: the null model of each run (every S_k a D-token sample of R: 1 − exp(−c·D/|R|) averaged over the tokens).",
     );
     let rare_title = format!("Share of rare tokens (real count 1-{RARE_MAX_COUNT}) present in S_k");
     let rare = figures::presence_comparison_chart(&data, &labels, 1, RARE_MAX_COUNT, &rare_title);
@@ -71,7 +74,7 @@ pub fn write_comparison(layout: &Layout, runs: &[String], out: Option<&Path>) ->
     page.figure(
         "survival-rare",
         &svg,
-        &format!("The same for tokens seen 1 to {RARE_MAX_COUNT} times in the real split."),
+        &format!("The same for tokens seen 1 to {RARE_MAX_COUNT} times in the real split, with each run's null model dashed."),
     );
     let svg = figures::publish(&plots, "vanished", &figures::vanished_comparison_chart(&data, &labels))?;
     page.figure("vanished", &svg, "Tokens whose first zero count is in S_k.");
@@ -80,7 +83,14 @@ pub fn write_comparison(layout: &Layout, runs: &[String], out: Option<&Path>) ->
     for m in MEASURES {
         let id = format!("drift-{}", m.id);
         let svg = figures::publish(&plots, &id, &figures::measure_comparison_chart(&data, &labels, m))?;
-        page.figure(&id, &svg, &format!("{} of each run's S_k; dashed: the real split's value.", m.name));
+        page.figure(
+            &id,
+            &svg,
+            &format!(
+                "{} of each run's S_k; dashed: the real split's value; solid without markers: the noise floor (a real sample of D tokens measured the same way).",
+                m.name
+            ),
+        );
     }
 
     page.section("definitions", "Definitions");
@@ -89,6 +99,41 @@ pub fn write_comparison(layout: &Layout, runs: &[String], out: Option<&Path>) ->
     let path = dir.join("report.html");
     write_atomic(&path, page.finish().as_bytes())?;
     Ok(path)
+}
+
+/// One chart per real-count bucket of loss_by_frequency.csv (buckets matched by
+/// their bounds), or one note when no run has the file.
+fn loss_by_frequency_charts(page: &mut Page, plots: &Path, data: &[RunData], labels: &[String]) -> Result<()> {
+    let without: Vec<&str> = data
+        .iter()
+        .filter(|d| d.loss_by_frequency.as_ref().is_none_or(|r| r.is_empty()))
+        .map(|d| d.name.as_str())
+        .collect();
+    if without.len() == data.len() {
+        page.note("No run has a loss_by_frequency.csv, so there is no held-out loss by token frequency to compare.");
+        return Ok(());
+    }
+    if !without.is_empty() {
+        page.note(&format!("Runs without loss_by_frequency.csv (left out below): {}.", without.join(", ")));
+    }
+    let mut ranges: Vec<(u32, u64, u64)> = data
+        .iter()
+        .filter_map(|d| d.loss_by_frequency.as_ref())
+        .flat_map(|rows| rows.iter().map(|r| (r.bucket, r.min_real_count, r.max_real_count)))
+        .collect();
+    ranges.sort_unstable();
+    ranges.dedup();
+    for (bucket, min, max) in ranges {
+        let id = format!("loss-bucket-{bucket}-{min}-{max}");
+        let chart = figures::loss_bucket_comparison_chart(data, labels, min, max);
+        let svg = figures::publish(plots, &id, &chart)?;
+        page.figure(
+            &id,
+            &svg,
+            &format!("{}: mean held-out loss (nats) of each generation's model on those test targets.", chart.title),
+        );
+    }
+    Ok(())
 }
 
 /// Refuses runs whose tokenizers differ (by `corpus.json`'s `tokenizer_sha256`).
@@ -137,6 +182,7 @@ fn runs_table(page: &mut Page, data: &[RunData]) {
         "last held-out perplexity",
         "synthetic corpora",
         "tokens absent from the last S_k",
+        "D/|R|",
     ]
     .map(str::to_string)
     .to_vec();
@@ -157,6 +203,7 @@ fn runs_table(page: &mut Page, data: &[RunData]) {
                 d.generations.last().map(|g| format!("{:.3}", g.held_out_perplexity)).unwrap_or_else(|| "–".into()),
                 k.to_string(),
                 absent.to_string(),
+                d.reference.as_ref().map_or_else(|| "–".into(), |r| format_ratio(r.sample_ratio())),
             ]
         })
         .collect();

@@ -39,9 +39,11 @@ impl Reference {
 /// One row of `drift.csv`: every measure of one corpus. Field names are the CSV header.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DriftRow {
-    /// The generation whose model sampled the corpus, or `real` for the real training split.
+    /// The generation whose model sampled the corpus, `real` for the real training
+    /// split, or `noise-floor` for the real sample of D tokens.
     pub generation: String,
-    /// `real-train`, or `gen-KK` for S_KK (the file stem under corpora/synthetic/RUN/).
+    /// `real-train`, `real-sample` (the noise floor), or `gen-KK` for S_KK (the
+    /// file stem under corpora/synthetic/RUN/).
     pub corpus: String,
     pub tokens: u64,
     pub documents: u64,
@@ -63,6 +65,10 @@ pub struct DriftRow {
 pub const REAL_GENERATION: &str = "real";
 /// Label of the real split's row in the `corpus` column.
 pub const REAL_CORPUS: &str = "real-train";
+/// Label of the noise floor's row (a real sample of D tokens) in the `generation` column.
+pub const NOISE_FLOOR_GENERATION: &str = "noise-floor";
+/// Label of the noise floor's row in the `corpus` column (sweeps key on this prefix).
+pub const NOISE_FLOOR_CORPUS: &str = "real-sample";
 
 impl DriftRow {
     /// Index of the corpus on the "S_k" axis: 0 for the real split, k for S_k.
@@ -76,6 +82,11 @@ impl DriftRow {
     pub fn is_real(&self) -> bool {
         self.generation == REAL_GENERATION
     }
+
+    /// The row of the real sample of D tokens: what a perfect model would show.
+    pub fn is_noise_floor(&self) -> bool {
+        self.generation == NOISE_FLOOR_GENERATION
+    }
 }
 
 /// Every drift measure of `tokens` against `reference`. `synthetic_index` is k for
@@ -86,13 +97,29 @@ pub fn measure_corpus(
     eot: u32,
     synthetic_index: Option<u32>,
 ) -> Result<DriftRow> {
-    let vocab_size = reference.vocab_size();
-    let counts = count_tokens(tokens, vocab_size)?;
     let (generation, corpus) = match synthetic_index {
         None => (REAL_GENERATION.to_string(), REAL_CORPUS.to_string()),
         Some(0) => bail!("synthetic corpora are numbered from S_1; S_0 does not exist"),
         Some(k) => ((k - 1).to_string(), crate::layout::gen_name(k)),
     };
+    measure_labelled(reference, tokens, eot, generation, corpus)
+}
+
+/// Every drift measure of the noise floor: `tokens` is a real sample of D tokens
+/// (the size of one synthetic corpus), measured against the real split like any S_k.
+pub fn measure_noise_floor(reference: &Reference, tokens: &[u32], eot: u32) -> Result<DriftRow> {
+    measure_labelled(reference, tokens, eot, NOISE_FLOOR_GENERATION.to_string(), NOISE_FLOOR_CORPUS.to_string())
+}
+
+fn measure_labelled(
+    reference: &Reference,
+    tokens: &[u32],
+    eot: u32,
+    generation: String,
+    corpus: String,
+) -> Result<DriftRow> {
+    let vocab_size = reference.vocab_size();
+    let counts = count_tokens(tokens, vocab_size)?;
     if tokens.is_empty() {
         bail!("corpus {corpus} is empty; drift measures need at least one token");
     }

@@ -2,7 +2,8 @@
 //! report and the comparison. Each chart is written to `plots/ID.svg` and
 //! `plots/ID.png` and its SVG returned for inlining.
 use super::drift::DriftRow;
-use super::run_data::RunData;
+use super::null::null_presence_probability;
+use super::run_data::{count_range_label, LossByFrequencyRow, RunData};
 use super::tails::{survival_by_bucket, vanish_fit, vanish_points, TokenTable};
 use super::zipf::rank_frequency;
 use crate::plot::{render_bar_svg, render_svg, write_svg_and_png, BarChart, LineChart, Series, SeriesStyle};
@@ -11,7 +12,7 @@ use std::path::Path;
 
 /// Axis label for the S_k axis shared by every corpus plot.
 pub const CORPUS_AXIS: &str = "corpus S_k (k = 0: real training split)";
-const GENERATION_AXIS: &str = "generation k (model trained in generation k)";
+pub const GENERATION_AXIS: &str = "generation k (model trained in generation k)";
 
 /// Palette index of the real split's curves (black in `crate::plot`'s palette).
 const REAL_COLOUR: usize = 6;
@@ -170,6 +171,26 @@ fn reference_line(name: String, value: f64, k_max: u32, colour: usize) -> Series
     Series::dashed(name, vec![(0.0, value), (k_max.max(1) as f64, value)]).with_color(colour)
 }
 
+/// A horizontal solid line (no markers) at the noise floor's value across x = 0..=k_max.
+fn noise_floor_line(name: String, value: f64, k_max: u32, colour: usize) -> Series {
+    Series::line(name, vec![(0.0, value), (k_max.max(1) as f64, value)]).with_color(colour)
+}
+
+/// Legend name of the noise floor: "real sample of 200000 tokens (noise floor)".
+pub fn noise_floor_name(row: &DriftRow) -> String {
+    format!("real sample of {} tokens (noise floor)", row.tokens)
+}
+
+/// Whether every run has a value and all the values agree.
+fn shared_value(values: &[Option<f64>]) -> Option<f64> {
+    let first = values.first().copied().flatten()?;
+    let same = values.iter().all(|v| match v {
+        Some(v) => (v - first).abs() <= 1e-12 * first.abs().max(1.0) || (v.is_nan() && first.is_nan()),
+        None => false,
+    });
+    same.then_some(first)
+}
+
 fn measure_points(run: &RunData, m: &Measure) -> Vec<(f64, f64)> {
     run.synthetic_drift().map(|(k, row)| (k as f64, (m.value)(row))).collect()
 }
@@ -186,6 +207,14 @@ pub fn drift_group_chart(run: &RunData, group: &DriftGroup) -> LineChart {
         series.push(Series::new(m.name, measure_points(run, m), SeriesStyle::LineAndMarkers).with_color(colour(i)));
         if let (true, Some(real)) = (m.has_reference, run.real_drift()) {
             series.push(reference_line(format!("{} of the real split", m.name), (m.value)(real), k_max, colour(i)));
+        }
+        if let Some(floor) = run.noise_floor_drift() {
+            let name = if group.measures.len() > 1 {
+                format!("{}: {}", m.name, noise_floor_name(floor))
+            } else {
+                noise_floor_name(floor)
+            };
+            series.push(noise_floor_line(name, (m.value)(floor), k_max, colour(i)));
         }
     }
     LineChart {
@@ -212,17 +241,30 @@ pub fn measure_comparison_chart(runs: &[RunData], labels: &[String], m: &Measure
         .collect();
     if m.has_reference {
         let reals: Vec<Option<f64>> = runs.iter().map(|r| r.real_drift().map(|row| (m.value)(row))).collect();
-        let shared = reals.windows(2).all(|w| match (w[0], w[1]) {
-            (Some(a), Some(b)) => (a - b).abs() <= 1e-12 * a.abs().max(1.0),
-            _ => false,
-        });
-        match (shared, reals.first().copied().flatten()) {
-            (true, Some(value)) => series.push(reference_line("real training split".into(), value, k_max, REAL_COLOUR)),
-            _ => {
+        match shared_value(&reals) {
+            Some(value) => series.push(reference_line("real training split".into(), value, k_max, REAL_COLOUR)),
+            None => {
                 for (i, (value, label)) in reals.iter().zip(labels).enumerate() {
                     if let Some(value) = value {
                         series.push(reference_line(format!("real split of {label}"), *value, k_max, colour(i)));
                     }
+                }
+            }
+        }
+    }
+    // The noise floor: one black line when every run measured the same sample, else one per run.
+    let floors: Vec<Option<&DriftRow>> = runs.iter().map(RunData::noise_floor_drift).collect();
+    let floor_values: Vec<Option<f64>> = floors.iter().map(|row| row.map(|r| (m.value)(r))).collect();
+    let same_size = floors.windows(2).all(|w| w[0].map(|r| r.tokens) == w[1].map(|r| r.tokens));
+    match (shared_value(&floor_values), floors.first().copied().flatten()) {
+        (Some(value), Some(row)) if same_size => {
+            series.push(noise_floor_line(noise_floor_name(row), value, k_max, REAL_COLOUR))
+        }
+        _ => {
+            for (i, (row, label)) in floors.iter().zip(labels).enumerate() {
+                if let Some(row) = row {
+                    let name = format!("{label}: {}", noise_floor_name(row));
+                    series.push(noise_floor_line(name, (m.value)(row), k_max, colour(i)));
                 }
             }
         }
@@ -303,19 +345,23 @@ pub fn rank_frequency_chart(real: &[u64], curves: &[(String, &[u64])]) -> LineCh
     }
 }
 
-/// Share of each real-count bucket's tokens present in S_k.
-pub fn survival_chart(tokens: &TokenTable) -> LineChart {
-    let series = survival_by_bucket(tokens)
-        .into_iter()
-        .enumerate()
-        .map(|(i, b)| {
-            let points = b.present.iter().enumerate().map(|(k, &p)| (k as f64, p)).collect();
-            let name = format!("real count {} ({} tokens)", b.label, b.tokens);
-            Series::new(name, points, SeriesStyle::LineAndMarkers).with_color(colour(i))
-        })
-        .collect();
+/// Share of each real-count bucket's tokens present in S_k (markers), and with
+/// D/|R| known, the null model's expected share 1 − exp(−c·D/|R|) averaged over
+/// the bucket (dashed, same colour), a horizontal line since it is the same for every S_k.
+pub fn survival_chart(tokens: &TokenTable, sample_ratio: Option<f64>) -> LineChart {
+    let k_max = tokens.generations();
+    let mut series = Vec::new();
+    for (i, b) in survival_by_bucket(tokens, sample_ratio).into_iter().enumerate() {
+        let points = b.present.iter().enumerate().map(|(k, &p)| (k as f64, p)).collect();
+        let name = format!("real count {} ({} tokens)", b.label, b.tokens);
+        series.push(Series::new(name, points, SeriesStyle::LineAndMarkers).with_color(colour(i)));
+        if let Some(null) = b.null {
+            let name = format!("null for count {}: 1 − exp(−c·D/|R|)", b.label);
+            series.push(Series::dashed(name, null_line(null.presence, k_max)).with_color(colour(i)));
+        }
+    }
     LineChart {
-        title: "Token survival by real count".into(),
+        title: "Token survival by real count, against the null model".into(),
         x_label: CORPUS_AXIS.into(),
         y_label: "share of the bucket's tokens present in S_k".into(),
         series,
@@ -323,9 +369,20 @@ pub fn survival_chart(tokens: &TokenTable) -> LineChart {
     }
 }
 
+/// A constant null expectation drawn across the whole corpus axis, like the other
+/// reference lines (it is the same for every S_k).
+fn null_line(value: f64, k_max: u32) -> Vec<(f64, f64)> {
+    vec![(0.0, value), (k_max.max(1) as f64, value)]
+}
+
+/// The tokens with real count in [low, high].
+fn members(tokens: &TokenTable, low: u64, high: u64) -> Vec<usize> {
+    (0..tokens.vocab_size()).filter(|&t| (low..=high).contains(&tokens.real[t])).collect()
+}
+
 /// Share of the tokens with real count in [low, high] that are present in S_k.
 pub fn presence(tokens: &TokenTable, low: u64, high: u64) -> Vec<(f64, f64)> {
-    let members: Vec<usize> = (0..tokens.vocab_size()).filter(|&t| (low..=high).contains(&tokens.real[t])).collect();
+    let members = members(tokens, low, high);
     if members.is_empty() {
         return Vec::new();
     }
@@ -337,21 +394,101 @@ pub fn presence(tokens: &TokenTable, low: u64, high: u64) -> Vec<(f64, f64)> {
         .collect()
 }
 
-/// Presence of tokens with real count in [low, high] per S_k, one curve per run.
+/// The null model's expected share present in any S_k of the tokens with real count
+/// in [low, high]: 1 − exp(−c·D/|R|) averaged over them.
+pub fn null_presence(tokens: &TokenTable, low: u64, high: u64, sample_ratio: f64) -> Option<f64> {
+    let members = members(tokens, low, high);
+    if members.is_empty() {
+        return None;
+    }
+    let sum: f64 = members.iter().map(|&t| null_presence_probability(tokens.real[t], sample_ratio)).sum();
+    Some(sum / members.len() as f64)
+}
+
+/// Presence of tokens with real count in [low, high] per S_k, one curve per run,
+/// each with its null expectation dashed in the same colour when D/|R| is known.
 pub fn presence_comparison_chart(runs: &[RunData], labels: &[String], low: u64, high: u64, title: &str) -> LineChart {
-    let series = runs
-        .iter()
-        .zip(labels)
-        .enumerate()
-        .map(|(i, (run, label))| {
+    let mut series = Vec::new();
+    for (i, (run, label)) in runs.iter().zip(labels).enumerate() {
+        series.push(
             Series::new(label.clone(), presence(&run.tokens, low, high), style_for(i, SeriesStyle::LineAndMarkers))
-                .with_color(colour(i))
-        })
-        .collect();
+                .with_color(colour(i)),
+        );
+        if let Some(null) = run.sample_ratio().and_then(|r| null_presence(&run.tokens, low, high, r)) {
+            let points = null_line(null, run.tokens.generations());
+            series.push(Series::dashed(format!("null for {label}"), points).with_color(colour(i)));
+        }
+    }
     LineChart {
         title: title.to_string(),
         x_label: CORPUS_AXIS.into(),
         y_label: "share of those tokens present in S_k".into(),
+        series,
+        ..Default::default()
+    }
+}
+
+/// The buckets of a loss_by_frequency table in bucket order, each with its rows
+/// in generation order.
+pub fn loss_buckets(rows: &[LossByFrequencyRow]) -> Vec<Vec<&LossByFrequencyRow>> {
+    let mut ids: Vec<u32> = rows.iter().map(|r| r.bucket).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids.into_iter()
+        .map(|id| {
+            let mut bucket: Vec<&LossByFrequencyRow> = rows.iter().filter(|r| r.bucket == id).collect();
+            bucket.sort_by_key(|r| r.generation);
+            bucket
+        })
+        .collect()
+}
+
+/// (generation, mean loss) of a bucket's rows, NaN losses (no targets) left out.
+fn loss_points(bucket: &[&LossByFrequencyRow]) -> Vec<(f64, f64)> {
+    bucket.iter().filter(|r| r.mean_loss.is_finite()).map(|r| (r.generation as f64, r.mean_loss)).collect()
+}
+
+/// Held-out loss per real-count bucket of the target token, one line per bucket.
+pub fn loss_by_frequency_chart(rows: &[LossByFrequencyRow]) -> LineChart {
+    let series = loss_buckets(rows)
+        .iter()
+        .enumerate()
+        .map(|(i, bucket)| {
+            let first = bucket[0];
+            let name = format!("real count {} ({} targets)", first.range_label(), first.target_tokens);
+            Series::new(name, loss_points(bucket), style_for(i, SeriesStyle::LineAndMarkers)).with_color(colour(i))
+        })
+        .collect();
+    LineChart {
+        title: "Held-out loss by real count of the target token".into(),
+        x_label: GENERATION_AXIS.into(),
+        y_label: "mean held-out loss (nats)".into(),
+        series,
+        ..Default::default()
+    }
+}
+
+/// Held-out loss on the targets with real count in [min, max], one curve per run
+/// that has the bucket.
+pub fn loss_bucket_comparison_chart(runs: &[RunData], labels: &[String], min: u64, max: u64) -> LineChart {
+    let series = runs
+        .iter()
+        .zip(labels)
+        .enumerate()
+        .filter_map(|(i, (run, label))| {
+            let rows = run.loss_by_frequency.as_ref()?;
+            let bucket =
+                loss_buckets(rows).into_iter().find(|b| (b[0].min_real_count, b[0].max_real_count) == (min, max))?;
+            Some(
+                Series::new(label.clone(), loss_points(&bucket), style_for(i, SeriesStyle::LineAndMarkers))
+                    .with_color(colour(i)),
+            )
+        })
+        .collect();
+    LineChart {
+        title: format!("Held-out loss on targets with real count {}", count_range_label(min, max)),
+        x_label: GENERATION_AXIS.into(),
+        y_label: "mean held-out loss (nats)".into(),
         series,
         ..Default::default()
     }

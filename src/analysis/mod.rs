@@ -1,13 +1,17 @@
 //! Analysis of a run: how far each synthetic corpus drifted from the real
-//! training split, which tokens vanished and when, and the HTML reports.
+//! training split, against what a perfect model would show (the noise floor and
+//! the null model); which tokens vanished, when, and whether they came back; the
+//! held-out loss by token frequency; and the HTML reports.
 //!
 //! Files (all under `analysis/RUN/`, every one written atomically):
 //!
 //! | file | holds |
 //! |---|---|
-//! | `drift.csv` | one row for the real training split (`generation` = `real`), then one row per generation k for the corpus S_{k+1} it sampled |
-//! | `tokens.csv` | one row per vocabulary token: id, escaped text, real count, count in S_1, S_2, … (`gen_01`, `gen_02`, …), vanish generation |
-//! | `drift/real.toml`, `drift/gen-KK.toml` | cached drift rows, keyed by a fingerprint of the corpora they were computed from |
+//! | `drift.csv` | one row for the real training split (`generation` = `real`, `corpus` = `real-train`), one for the noise floor (`generation` = `noise-floor`, `corpus` = `real-sample`), then one row per generation k for the corpus S_{k+1} it sampled |
+//! | `tokens.csv` | one row per vocabulary token: id, escaped text, real count, count in S_1, S_2, … (`gen_01`, `gen_02`, …), `vanish_generation`, `absent_corpora`, `absence_spells`, `longest_absence`, `reappeared` (`true`/`false`), `null_presence_probability`; the absence columns are empty for tokens unseen in R |
+//! | `reference.json` | `name`, `real_tokens` (\|R\|), `generation_size` (D), `noise_floor_tokens`: what the null model and the report need without the corpora |
+//! | `loss_by_frequency.csv` | written by the generations loop, read here: `generation,bucket,min_real_count,max_real_count,target_tokens,mean_loss`, one row per generation k and bucket |
+//! | `drift/real.toml`, `drift/noise-floor.toml`, `drift/gen-KK.toml` | cached drift rows, keyed by a fingerprint of the corpora they were computed from |
 //! | `report.html`, `plots/*.svg`, `plots/*.png` | the report (`lmloop report`), refreshed after every generation |
 //!
 //! # Definitions
@@ -48,8 +52,49 @@
 //! - `zipf_slope`: least-squares slope of ln(count) against ln(rank) over every
 //!   token with a count above zero (rank 1 = most frequent; no rank range is cut
 //!   off). About −1 for natural text; steeper means mass concentrating on few tokens.
+//! - R, |R|, D: R is the real training set generation 0 trained on and every
+//!   drift measure is taken against; |R| its size in tokens; D the generation
+//!   size, the number of tokens per synthetic corpus (`generation_size`).
+//! - noise floor: the drift row of a real sample of about D tokens
+//!   (`noise_floor_tokens` in `reference.json`; the sample is chosen by the
+//!   generations loop) measured against R exactly like an S_k. It is what a perfect model
+//!   would show: a finite sample of R already has KL > 0, fewer distinct tokens,
+//!   and so on. Every drift plot draws it as a solid horizontal line.
 //! - vanish generation: the first k whose S_k count is 0 while the real count is
 //!   above 0 (a token may reappear later; it keeps its first vanish generation).
+//! - absence, for a token with real count above 0, over S_1..S_K:
+//!   `absent_corpora` is the number of S_k with count 0; an absence spell is a
+//!   maximal run of consecutive corpora S_j..S_k with count 0 (a spell reaching
+//!   S_K is still open and counts); `absence_spells` is their number and
+//!   `longest_absence` the length of the longest (0 when never absent);
+//!   `reappeared` is true when the token has count 0 in some S_j and a count
+//!   above 0 in a later S_k. Language-model probabilities are never zero, so a
+//!   vanished token can come back.
+//! - null model (`analysis/null.rs`): if every S_k were D tokens drawn from R's
+//!   own unigram distribution, a token of real count c would be present in each
+//!   S_k independently with probability `null_presence_probability` =
+//!   1 − exp(−c·D/|R|) (the Poisson approximation of the multinomial sample, with
+//!   D/|R| = `generation_size / real_tokens`); 0 for c = 0. Its absence
+//!   probability is a = exp(−c·D/|R|); over K corpora it expects
+//!   a + (K − 1)·a·(1 − a) absence spells and reappears with probability
+//!   1 − Σ_{m=0}^{K} (1 − a)^m a^(K−m).
+//! - survival by bucket: tokens with real count above 0 grouped by powers of two
+//!   of their real count (1, 2-3, 4-7, …, the commonest merged into one open
+//!   bucket `N+` past 8 buckets). Per bucket: the share present (count > 0) in
+//!   each S_k; the absent share (of all (token, S_k) pairs, k = 1..K); mean
+//!   absence spells per token; the share of tokens that reappeared; and, beside
+//!   each, the null model's value averaged over the bucket's tokens.
+//! - loss by frequency bucket (`loss_by_frequency.csv`, computed by the loop):
+//!   generation k's mean next-token loss in nats on the real test targets whose
+//!   token's count in R lies in [min_real_count, max_real_count] (inclusive);
+//!   bucket 0 is the tokens never seen in R, buckets 1.. are log-spaced ranges of
+//!   real count. `target_tokens` is how many test targets fall in the bucket;
+//!   `mean_loss` is NaN when none do (such points are not drawn).
+//! - sampler columns of `generations.csv`, shown in the report when present:
+//!   `synthetic_documents`, `synthetic_truncation_share` (share of S_{k+1}'s
+//!   documents cut by the length cap rather than ended by the model),
+//!   `synthetic_mean_document_tokens`, `train_epochs`, `budget`; they are read by
+//!   name, and runs written before them are shown without them.
 //!
 //! Undefined values (for example distinct-3 of a corpus without any 3-gram)
 //! are written as `NaN`.
@@ -60,6 +105,7 @@ mod drift;
 mod figures;
 mod fit;
 mod html;
+mod null;
 mod paths;
 mod report;
 mod run_data;
@@ -74,14 +120,22 @@ use std::path::PathBuf;
 pub use bench::{bench_drift, zipf_corpus};
 pub use diversity::{distinct_ngrams, repetition_rate, Diversity, NgramCount};
 pub use drift::{
-    count_tokens, entropy_nats, jensen_shannon, kl_add_half, measure_corpus, tail_mass, tail_set, total_variation,
-    DriftRow, Reference,
+    count_tokens, entropy_nats, jensen_shannon, kl_add_half, measure_corpus, measure_noise_floor, tail_mass, tail_set,
+    total_variation, DriftRow, Reference, NOISE_FLOOR_CORPUS, NOISE_FLOOR_GENERATION, REAL_CORPUS, REAL_GENERATION,
 };
 pub use fit::LinearFit;
+pub use null::{
+    null_absence_probability, null_expected_spells, null_presence_probability, null_reappearance_probability,
+};
 pub use paths::AnalysisPaths;
-pub use run_data::{read_drift_csv, CorpusInfo, GenerationRecord, RunData, RunSettings};
-pub use tails::{escape_token, survival_by_bucket, vanish_fit, vanish_points, BucketSurvival, TokenTable};
-pub use update::update_run_analysis;
+pub use run_data::{
+    read_drift_csv, read_loss_by_frequency, CorpusInfo, GenerationRecord, LossByFrequencyRow, ReferenceInfo, RunData,
+    RunSettings, LOSS_BY_FREQUENCY_COLUMNS,
+};
+pub use tails::{
+    escape_token, survival_by_bucket, vanish_fit, vanish_points, Absence, BucketNull, BucketSurvival, TokenTable,
+};
+pub use update::{update_run_analysis, RealReference};
 pub use zipf::{rank_frequency, zipf_slope};
 
 /// `lmloop inspect tails`: the tokens that vanished from the synthetic corpora.
@@ -122,7 +176,8 @@ pub struct CompareArgs {
 /// fitted relation between original count and vanish generation.
 pub fn inspect_tails(layout: &Layout, a: &TailsArgs) -> Result<String> {
     let tokens = RunData::load_tokens(layout, &a.run)?;
-    Ok(tails::tails_text(&a.run, &tokens, a.top, a.min_real_count))
+    let reference = RunData::load_reference(layout, &a.run)?;
+    Ok(tails::tails_text(&a.run, &tokens, reference.as_ref(), &layout.reference_json(&a.run), a.top, a.min_real_count))
 }
 
 /// Writes `analysis/RUN/report.html` (and the plots); returns the report's path.

@@ -12,6 +12,12 @@ pub trait AnalysisPaths {
     fn tokens_csv(&self, run: &str) -> PathBuf;
     /// Cached drift row of S_k, or of the real split for `None`.
     fn drift_cache(&self, run: &str, synthetic_index: Option<u32>) -> PathBuf;
+    /// Cached drift row of the noise floor (the real sample of D tokens).
+    fn noise_floor_cache(&self, run: &str) -> PathBuf;
+    /// Sizes of the real reference: |R|, D and the noise floor's size.
+    fn reference_json(&self, run: &str) -> PathBuf;
+    /// Held-out loss per real-count bucket of the target token, written by the generations loop.
+    fn loss_by_frequency_csv(&self, run: &str) -> PathBuf;
     fn report_html(&self, run: &str) -> PathBuf;
     /// Decoded text of S_k.
     fn synthetic_text(&self, run: &str, k: u32) -> PathBuf;
@@ -43,6 +49,18 @@ impl AnalysisPaths for Layout {
     fn drift_cache(&self, run: &str, synthetic_index: Option<u32>) -> PathBuf {
         let name = synthetic_index.map_or_else(|| "real".to_string(), gen_name);
         self.analysis(run).join("drift").join(format!("{name}.toml"))
+    }
+
+    fn noise_floor_cache(&self, run: &str) -> PathBuf {
+        self.analysis(run).join("drift").join("noise-floor.toml")
+    }
+
+    fn reference_json(&self, run: &str) -> PathBuf {
+        self.analysis(run).join("reference.json")
+    }
+
+    fn loss_by_frequency_csv(&self, run: &str) -> PathBuf {
+        self.analysis(run).join("loss_by_frequency.csv")
     }
 
     fn report_html(&self, run: &str) -> PathBuf {

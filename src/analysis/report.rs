@@ -4,7 +4,8 @@ use super::drift::DriftRow;
 use super::figures::{self, DRIFT_GROUPS, MEASURES};
 use super::html::Page;
 use super::paths::AnalysisPaths;
-use super::run_data::RunData;
+use super::run_data::{LossByFrequencyRow, RunData};
+use super::tails::{null_model_statement, null_model_unknown, recursive_ml_statement, survival_by_bucket};
 use crate::layout::{write_atomic, Layout};
 use anyhow::{Context, Result};
 use std::io::Read;
@@ -14,16 +15,21 @@ use std::path::{Path, PathBuf};
 const SAMPLE_CHARS: usize = 600;
 
 /// Short definitions shown at the end of every report (full ones in `analysis/mod.rs`).
-pub const DEFINITIONS: [&str; 9] = [
-    "S_k is the synthetic corpus sampled by generation k-1's model; S_0 on the corpus axis is the real training split. All measures count every token, end-of-text included, over the fixed vocabulary; logarithms are natural.",
+pub const DEFINITIONS: [&str; 14] = [
+    "S_k is the synthetic corpus sampled by generation k-1's model; S_0 on the corpus axis is the real training split R. D is the size of one synthetic corpus in tokens, |R| the size of R. All measures count every token, end-of-text included, over the fixed vocabulary; logarithms are natural.",
     "KL(real‖gen) and KL(gen‖real) use add-½ smoothing of every vocabulary entry in both corpora; Jensen–Shannon (nats) and total variation use the unsmoothed distributions.",
+    "Noise floor: every drift measure of a real sample of D tokens (not S_k) against R, drawn as a solid line without markers: what a perfect model would show, since a finite sample of R already differs from R.",
     "Tail set: tokens sorted by real count ascending; a token is in it when all tokens with real count ≤ its count hold at most 50% of the real split (ties all in or all out; tokens unseen in the real split are in). Tail mass: share of a corpus's tokens in the tail set.",
     "Distinct-n: unique n-grams / total n-grams over the corpus; n-grams lie inside one document and never include the end-of-text token.",
     "Mean document length: tokens per document, end-of-text excluded.",
     "Repetition rate: pooled seq-rep-4 (Welleck et al. 2019): share of within-document 4-grams that already occurred earlier in the same document.",
     "Zipf slope: least-squares slope of ln(count) on ln(rank) over every token with a count above zero.",
     "Vanish generation: the first k whose S_k count is 0 for a token seen in the real split; survival: share of a real-count bucket's tokens present (count > 0) in S_k.",
+    "Null model: if every S_k were a D-token sample of R's unigram distribution, a token of real count c would be present in each S_k independently with probability 1 − exp(−c·D/|R|) (Poisson approximation); the survival figure and tables show its expectations beside the measured values.",
+    "Absence spell: a maximal run of consecutive corpora S_j..S_k in which a token seen in R has count 0 (a spell reaching the last corpus is still open); a token reappeared when it is absent from some S_j and present in a later S_k.",
     "Held-out perplexity: generation k's model on the fixed real test split.",
+    "Loss by frequency bucket: the same held-out loss averaged over the test targets whose token's count in R lies in a bucket (bucket 0: never seen in R; then log-spaced ranges, inclusive bounds).",
+    "Truncation share: share of a synthetic corpus's documents cut by the length cap rather than ended by the model's own end-of-text.",
 ];
 
 /// Writes the report of `run` and its plots; returns the report's path.
@@ -32,6 +38,7 @@ pub fn write_report(layout: &Layout, run: &str) -> Result<PathBuf> {
     let plots = layout.plots(run);
     let mut page = Page::new(&format!("lmloop run {run}"));
     let k_max = data.tokens.generations();
+    let ratio = data.sample_ratio();
     page.paragraph(&format!(
         "Policy {}; {} generation(s) evaluated, {} synthetic corpora analysed (S_1..S_{k_max}){}.",
         data.settings.describe(),
@@ -42,6 +49,15 @@ pub fn write_report(layout: &Layout, run: &str) -> Result<PathBuf> {
             .map(|c| format!("; real corpus {}, vocabulary of {} tokens", c.corpus, c.vocab_size))
             .unwrap_or_default()
     ));
+    match &data.reference {
+        Some(r) => page.paragraph(&format!(
+            "Real reference R: {}. {}; the noise floor is a real sample of {} tokens.",
+            r.name,
+            r.describe(),
+            r.noise_floor_tokens
+        )),
+        None => page.note(&null_model_unknown(&layout.reference_json(run))),
+    }
 
     page.section("perplexity", "Held-out perplexity");
     let svg = figures::publish(
@@ -50,6 +66,26 @@ pub fn write_report(layout: &Layout, run: &str) -> Result<PathBuf> {
         &figures::perplexity_chart(std::slice::from_ref(&data), &[run.to_string()]),
     )?;
     page.figure("perplexity", &svg, "Perplexity of each generation's model on the real test split (never trained on).");
+
+    page.section("loss-by-frequency", "Held-out loss by token frequency");
+    match &data.loss_by_frequency {
+        Some(rows) if !rows.is_empty() => {
+            let svg = figures::publish(&plots, "loss-by-frequency", &figures::loss_by_frequency_chart(rows))?;
+            page.figure(
+                "loss-by-frequency",
+                &svg,
+                "Mean held-out loss of generation k's model on the real test targets, split by the target token's count in R (one line per bucket; generations whose bucket holds no target are left out). Rising lines in the rare buckets are the model forgetting the tails.",
+            );
+            loss_by_frequency_table(&mut page, rows);
+        }
+        _ => page.note(&format!(
+            "No loss by token frequency: {} is missing or empty (the generations loop writes it).",
+            layout.loss_by_frequency_csv(run).display()
+        )),
+    }
+
+    page.section("sampling", "Sampled documents");
+    sampling_table(&mut page, &data);
 
     page.section("rank-frequency", "Rank-frequency curves");
     let curves: Vec<(String, &[u64])> =
@@ -62,22 +98,44 @@ pub fn write_report(layout: &Layout, run: &str) -> Result<PathBuf> {
     );
 
     page.section("survival", "Token survival");
-    let svg = figures::publish(&plots, "survival", &figures::survival_chart(&data.tokens))?;
-    page.figure("survival", &svg, "Share of the tokens in each real-count bucket that are present (count > 0) in S_k.");
+    match &data.reference {
+        Some(r) => page.paragraph(&null_model_statement(r)),
+        None => page.note(&null_model_unknown(&layout.reference_json(run))),
+    }
+    let svg = figures::publish(&plots, "survival", &figures::survival_chart(&data.tokens, ratio))?;
+    page.figure(
+        "survival",
+        &svg,
+        "Share of the tokens in each real-count bucket that are present (count > 0) in S_k; dashed, same colour: the null model's expected share, 1 − exp(−c·D/|R|) averaged over the bucket's tokens, what a perfect model would show.",
+    );
+    absence_table(&mut page, &data);
     let svg = figures::publish_bars(&plots, "vanished", &figures::vanished_bar_chart(&data.tokens))?;
-    page.figure("vanished", &svg, "Tokens whose first zero count is in S_k.");
+    page.figure("vanished", &svg, "Tokens whose first zero count is in S_k (some of them reappear later).");
     let svg = figures::publish(&plots, "vanish-vs-count", &figures::vanish_scatter_chart(&data.tokens))?;
     page.figure(
         "vanish-vs-count",
         &svg,
-        "Vanish generation of every vanished token against its real count, with the least-squares line; Suresh et al. 2024 predict a roughly linear relation (a token seen c times survives about c generations). Tokens still alive are not shown.",
+        "Vanish generation (first S_k with count 0) of every vanished token against its real count, with a descriptive least-squares line; tokens never absent are not shown, and later reappearances are ignored.",
     );
+    page.paragraph(&recursive_ml_statement(ratio));
 
     page.section("drift", "Drift from the real training split");
+    if data.noise_floor_drift().is_none() {
+        page.note(
+            "drift.csv has no noise-floor row (real sample of D tokens): the run was analysed by an older lmloop.",
+        );
+    }
     for group in &DRIFT_GROUPS {
         let id = format!("drift-{}", group.id);
         let svg = figures::publish(&plots, &id, &figures::drift_group_chart(&data, group))?;
-        page.figure(&id, &svg, &format!("{} of each S_k; dashed: the real split's own value.", group.title));
+        page.figure(
+            &id,
+            &svg,
+            &format!(
+                "{} of each S_k; dashed: the real split's own value; solid without markers: the noise floor (a real sample of D tokens measured the same way).",
+                group.title
+            ),
+        );
     }
     drift_table(&mut page, &data.drift);
 
@@ -105,6 +163,138 @@ pub fn write_report(layout: &Layout, run: &str) -> Result<PathBuf> {
     let path = layout.report_html(run);
     write_atomic(&path, page.finish().as_bytes())?;
     Ok(path)
+}
+
+/// One row per bucket: its range, targets, and the loss of the first and last generation.
+fn loss_by_frequency_table(page: &mut Page, rows: &[LossByFrequencyRow]) {
+    let buckets = figures::loss_buckets(rows);
+    let first_k = rows.iter().map(|r| r.generation).min().unwrap_or(0);
+    let last_k = rows.iter().map(|r| r.generation).max().unwrap_or(0);
+    let header: Vec<String> = [
+        "bucket".to_string(),
+        "real count".into(),
+        "held-out targets".into(),
+        format!("loss, generation {first_k}"),
+        format!("loss, generation {last_k}"),
+        "change".into(),
+    ]
+    .to_vec();
+    let loss_at = |bucket: &[&LossByFrequencyRow], k: u32| {
+        bucket.iter().find(|r| r.generation == k).map_or(f64::NAN, |r| r.mean_loss)
+    };
+    let cells: Vec<Vec<String>> = buckets
+        .iter()
+        .map(|b| {
+            let (first, last) = (loss_at(b, first_k), loss_at(b, last_k));
+            vec![
+                b[0].bucket.to_string(),
+                b[0].range_label(),
+                b[0].target_tokens.to_string(),
+                format_loss(first),
+                format_loss(last),
+                format_signed(last - first),
+            ]
+        })
+        .collect();
+    page.table(&header, &cells, &[1]);
+}
+
+/// generations.csv's sampler columns per generation, beside the real split's mean document length.
+fn sampling_table(page: &mut Page, data: &RunData) {
+    let real_length = data.real_drift().map(|r| r.mean_document_tokens);
+    page.paragraph(&format!(
+        "Real training split: mean document length {} tokens (end-of-text excluded).",
+        real_length.map_or("n/a".into(), format_measure)
+    ));
+    if !data.generations.iter().any(|g| g.has_sampler_columns()) {
+        page.note("generations.csv has no sampler columns (synthetic_documents, synthetic_truncation_share, synthetic_mean_document_tokens, train_epochs, budget): the run was written by an older lmloop.");
+        return;
+    }
+    let header: Vec<String> = [
+        "generation k",
+        "corpus",
+        "documents",
+        "truncation share",
+        "mean document length (tokens)",
+        "÷ real mean length",
+        "train epochs",
+        "budget",
+    ]
+    .map(str::to_string)
+    .to_vec();
+    let or_dash = |v: Option<f64>| v.map_or("–".into(), format_measure);
+    let cells: Vec<Vec<String>> = data
+        .generations
+        .iter()
+        .map(|g| {
+            let relative = match (g.synthetic_mean_document_tokens, real_length) {
+                (Some(s), Some(r)) if r > 0.0 => Some(s / r),
+                _ => None,
+            };
+            vec![
+                g.generation.to_string(),
+                format!("S_{}", g.generation + 1),
+                g.synthetic_documents.map_or("–".into(), |d| d.to_string()),
+                or_dash(g.synthetic_truncation_share),
+                or_dash(g.synthetic_mean_document_tokens),
+                or_dash(relative),
+                or_dash(g.train_epochs),
+                g.budget.clone().filter(|b| !b.is_empty()).unwrap_or_else(|| "–".into()),
+            ]
+        })
+        .collect();
+    page.table(&header, &cells, &[1, 7]);
+}
+
+/// Measured absence per real-count bucket beside the null model's expectations.
+fn absence_table(page: &mut Page, data: &RunData) {
+    let k_max = data.tokens.generations();
+    if k_max == 0 {
+        page.note("No synthetic corpus yet, so no absence to compare with the null model.");
+        return;
+    }
+    let header: Vec<String> = [
+        "real count",
+        "tokens",
+        "absent share",
+        "null",
+        "absence spells per token",
+        "null",
+        "reappeared share",
+        "null",
+    ]
+    .map(str::to_string)
+    .to_vec();
+    let cells: Vec<Vec<String>> = survival_by_bucket(&data.tokens, data.sample_ratio())
+        .iter()
+        .map(super::tails::absence_cells)
+        .collect();
+    page.paragraph(&format!(
+        "Absence over S_1..S_{k_max} per real-count bucket: the share of (token, S_k) pairs with count 0, the mean number of absence spells per token, and the share of tokens that came back after an absence, each beside what the null model expects (null: sampling from R itself)."
+    ));
+    page.table(&header, &cells, &[0]);
+}
+
+fn format_share(value: f64) -> String {
+    if value.is_finite() {
+        format!("{value:.3}")
+    } else {
+        "n/a".into()
+    }
+}
+
+/// A loss in nats, three decimals.
+fn format_loss(value: f64) -> String {
+    format_share(value)
+}
+
+/// A difference with its sign, three decimals.
+fn format_signed(value: f64) -> String {
+    if value.is_finite() {
+        format!("{value:+.3}")
+    } else {
+        "n/a".into()
+    }
 }
 
 /// drift.csv as a table, one row per corpus.

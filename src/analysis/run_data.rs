@@ -1,5 +1,6 @@
 //! Reading what a run left in `analysis/RUN/`: its settings (run.toml), its
-//! generations table, its drift and token tables, and its corpus identity.
+//! generations table, its drift and token tables, its corpus identity, the sizes
+//! of its real reference, and its held-out loss by token frequency.
 use super::drift::DriftRow;
 use super::paths::AnalysisPaths;
 use super::tails::TokenTable;
@@ -9,6 +10,8 @@ use serde::{Deserialize, Serialize};
 use std::path::Path;
 
 /// The columns of `generations.csv` the analysis reads (others are ignored).
+/// The sampler and protocol columns are absent from runs written before them,
+/// so they are optional.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct GenerationRecord {
     pub generation: u32,
@@ -17,6 +20,194 @@ pub struct GenerationRecord {
     pub temperature: f64,
     pub held_out_loss: f64,
     pub held_out_perplexity: f64,
+    /// Documents in the corpus S_{k+1} this generation sampled.
+    #[serde(default)]
+    pub synthetic_documents: Option<u64>,
+    /// Share of those documents cut by the length cap instead of ended by the model.
+    #[serde(default)]
+    pub synthetic_truncation_share: Option<f64>,
+    /// Mean document length of S_{k+1} in tokens, as the sampler counted it.
+    #[serde(default)]
+    pub synthetic_mean_document_tokens: Option<f64>,
+    /// Passes over the training mixture.
+    #[serde(default)]
+    pub train_epochs: Option<f64>,
+    /// The compute-matched token budget, when the run uses one (text as written).
+    #[serde(default)]
+    pub budget: Option<String>,
+}
+
+impl GenerationRecord {
+    /// Whether the row carries any of the sampler and protocol columns.
+    pub fn has_sampler_columns(&self) -> bool {
+        self.synthetic_documents.is_some()
+            || self.synthetic_truncation_share.is_some()
+            || self.synthetic_mean_document_tokens.is_some()
+            || self.train_epochs.is_some()
+            || self.budget.as_deref().is_some_and(|b| !b.is_empty())
+    }
+}
+
+/// `analysis/RUN/reference.json`, written by `update_run_analysis`: the sizes the
+/// null model and the noise floor depend on, readable without the corpora.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReferenceInfo {
+    /// What R is, e.g. "real/train (R, 203114 tokens)".
+    pub name: String,
+    /// |R|: tokens of the real training set generation 0 trained on.
+    pub real_tokens: u64,
+    /// D: tokens per synthetic corpus.
+    pub generation_size: u64,
+    /// Tokens of the real sample measured as the noise floor (about D).
+    pub noise_floor_tokens: u64,
+}
+
+impl ReferenceInfo {
+    /// D/|R|: the expected count, in one D-token sample of real text, of a token seen once in R.
+    pub fn sample_ratio(&self) -> f64 {
+        self.generation_size as f64 / self.real_tokens as f64
+    }
+
+    /// Reads and checks `reference.json`.
+    pub fn read(path: &Path) -> Result<Self> {
+        let info: ReferenceInfo = read_json(path)?;
+        if info.real_tokens == 0 || info.generation_size == 0 {
+            bail!(
+                "{} is not valid: real_tokens ({}) and generation_size ({}) must both be above 0",
+                path.display(),
+                info.real_tokens,
+                info.generation_size
+            );
+        }
+        Ok(info)
+    }
+
+    /// "D = 200000 tokens per corpus, |R| = 1560000, D/|R| = 0.1282".
+    pub fn describe(&self) -> String {
+        format!(
+            "D = {} tokens per synthetic corpus, |R| = {} real training tokens, D/|R| = {}",
+            self.generation_size,
+            self.real_tokens,
+            format_ratio(self.sample_ratio())
+        )
+    }
+}
+
+/// Four significant digits.
+pub fn format_ratio(value: f64) -> String {
+    if value == 0.0 || !value.is_finite() {
+        return format!("{value}");
+    }
+    let digits = (3 - value.abs().log10().floor() as i32).clamp(0, 12) as usize;
+    format!("{value:.digits$}")
+}
+
+/// One row of `analysis/RUN/loss_by_frequency.csv` (written by the generations
+/// loop): generation k's mean held-out loss on the test targets whose real count
+/// lies in one bucket.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LossByFrequencyRow {
+    pub generation: u32,
+    /// 0: tokens never seen in R; 1..: log-spaced ranges of real count.
+    pub bucket: u32,
+    /// Inclusive bounds of the bucket's real counts.
+    pub min_real_count: u64,
+    pub max_real_count: u64,
+    /// Held-out target positions whose token falls in the bucket.
+    pub target_tokens: u64,
+    /// Mean next-token loss (nats) over those targets; NaN when there are none.
+    pub mean_loss: f64,
+}
+
+impl LossByFrequencyRow {
+    /// "0 (never in R)", "1", "2-3", … for legends and tables.
+    pub fn range_label(&self) -> String {
+        count_range_label(self.min_real_count, self.max_real_count)
+    }
+}
+
+/// "0 (never in R)", "1", "2-3", …: an inclusive range of real counts.
+pub fn count_range_label(low: u64, high: u64) -> String {
+    match (low, high) {
+        (0, 0) => "0 (never in R)".to_string(),
+        (low, high) if low == high => low.to_string(),
+        (low, high) => format!("{low}-{high}"),
+    }
+}
+
+/// The columns of `loss_by_frequency.csv`, in order.
+pub const LOSS_BY_FREQUENCY_COLUMNS: [&str; 6] =
+    ["generation", "bucket", "min_real_count", "max_real_count", "target_tokens", "mean_loss"];
+
+#[derive(Deserialize)]
+struct RawLossRow {
+    generation: u32,
+    bucket: u32,
+    min_real_count: u64,
+    max_real_count: u64,
+    target_tokens: u64,
+    /// `NaN` or empty for a bucket without targets.
+    mean_loss: Option<f64>,
+}
+
+/// Reads `loss_by_frequency.csv`: `Ok(None)` when the file does not exist, an
+/// error naming the file and row when it is malformed (a missing column, a bucket
+/// whose bounds are reversed or change between generations, a generation listing
+/// a bucket twice).
+pub fn read_loss_by_frequency(path: &Path) -> Result<Option<Vec<LossByFrequencyRow>>> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    let mut r = csv::Reader::from_path(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let header = r.headers().with_context(|| format!("{} has no header", path.display()))?.clone();
+    if let Some(missing) = LOSS_BY_FREQUENCY_COLUMNS.iter().find(|c| !header.iter().any(|h| h == **c)) {
+        bail!(
+            "{} lacks the column {missing} (expected {}; found {})",
+            path.display(),
+            LOSS_BY_FREQUENCY_COLUMNS.join(","),
+            header.iter().collect::<Vec<_>>().join(",")
+        );
+    }
+    let mut rows: Vec<LossByFrequencyRow> = Vec::new();
+    for (i, raw) in r.deserialize::<RawLossRow>().enumerate() {
+        let line = i + 2;
+        let raw = raw.with_context(|| format!("malformed row {line} in {}", path.display()))?;
+        if raw.min_real_count > raw.max_real_count {
+            bail!(
+                "{} row {line}: bucket {} has min_real_count {} above max_real_count {}",
+                path.display(),
+                raw.bucket,
+                raw.min_real_count,
+                raw.max_real_count
+            );
+        }
+        for earlier in rows.iter().filter(|e| e.bucket == raw.bucket) {
+            if earlier.generation == raw.generation {
+                bail!("{} row {line}: generation {} lists bucket {} twice", path.display(), raw.generation, raw.bucket);
+            }
+            if (earlier.min_real_count, earlier.max_real_count) != (raw.min_real_count, raw.max_real_count) {
+                bail!(
+                    "{} row {line}: bucket {} covers real counts {}-{} here but {}-{} in generation {}",
+                    path.display(),
+                    raw.bucket,
+                    raw.min_real_count,
+                    raw.max_real_count,
+                    earlier.min_real_count,
+                    earlier.max_real_count,
+                    earlier.generation
+                );
+            }
+        }
+        rows.push(LossByFrequencyRow {
+            generation: raw.generation,
+            bucket: raw.bucket,
+            min_real_count: raw.min_real_count,
+            max_real_count: raw.max_real_count,
+            target_tokens: raw.target_tokens,
+            mean_loss: raw.mean_loss.unwrap_or(f64::NAN),
+        });
+    }
+    Ok(Some(rows))
 }
 
 /// `analysis/RUN/corpus.json`, written by the generations loop.
@@ -84,6 +275,10 @@ pub struct RunData {
     /// run.toml as written, when present.
     pub run_toml: Option<String>,
     pub corpus: Option<CorpusInfo>,
+    /// reference.json (|R|, D, the noise floor's size); absent for runs analysed before it existed.
+    pub reference: Option<ReferenceInfo>,
+    /// loss_by_frequency.csv, when the loop wrote it.
+    pub loss_by_frequency: Option<Vec<LossByFrequencyRow>>,
 }
 
 /// Fails with one sentence when `analysis/RUN` does not exist, naming the runs that do.
@@ -147,7 +342,34 @@ impl RunData {
         let settings = RunSettings::resolve(run_toml.as_deref(), generations.first(), &toml_path)?;
         let corpus_path = layout.corpus_json(run);
         let corpus = if corpus_path.exists() { Some(read_json(&corpus_path)?) } else { None };
-        Ok(RunData { name: run.to_string(), settings, generations, drift, tokens, run_toml, corpus })
+        let reference = Self::load_reference(layout, run)?;
+        let loss_by_frequency = read_loss_by_frequency(&layout.loss_by_frequency_csv(run))?;
+        Ok(RunData {
+            name: run.to_string(),
+            settings,
+            generations,
+            drift,
+            tokens,
+            run_toml,
+            corpus,
+            reference,
+            loss_by_frequency,
+        })
+    }
+
+    /// reference.json, or `None` when the run was analysed before it existed.
+    pub fn load_reference(layout: &Layout, run: &str) -> Result<Option<ReferenceInfo>> {
+        let path = layout.reference_json(run);
+        if path.exists() {
+            ReferenceInfo::read(&path).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// D/|R|, when reference.json was written.
+    pub fn sample_ratio(&self) -> Option<f64> {
+        self.reference.as_ref().map(ReferenceInfo::sample_ratio)
     }
 
     /// The real split's drift row (the reference line of every drift plot).
@@ -155,9 +377,17 @@ impl RunData {
         self.drift.iter().find(|r| r.is_real())
     }
 
+    /// The noise floor's drift row: a real sample of D tokens measured like any S_k.
+    pub fn noise_floor_drift(&self) -> Option<&DriftRow> {
+        self.drift.iter().find(|r| r.is_noise_floor())
+    }
+
     /// Drift rows of the synthetic corpora, with their index k of S_k.
     pub fn synthetic_drift(&self) -> impl Iterator<Item = (u32, &DriftRow)> {
-        self.drift.iter().filter(|r| !r.is_real()).filter_map(|r| r.corpus_index().map(|k| (k, r)))
+        self.drift
+            .iter()
+            .filter(|r| !r.is_real() && !r.is_noise_floor())
+            .filter_map(|r| r.corpus_index().map(|k| (k, r)))
     }
 }
 

@@ -1,15 +1,16 @@
 //! The entry point the generations loop calls after each generation: rewrites
-//! `drift.csv`, `tokens.csv` and the report from the corpora on disk.
+//! `drift.csv`, `tokens.csv`, `reference.json` and the report from the corpora.
 //!
 //! Drift rows are cached per corpus in `analysis/RUN/drift/*.toml` (TOML because
 //! it keeps NaN, which JSON cannot). A cached row is reused only when its key
 //! matches: the measure definitions' version, the vocabulary, the end-of-text id
 //! and fingerprints of both the corpus and the real split. So a regenerated
 //! corpus or a changed definition is measured again, never served stale.
-use super::drift::{count_tokens, measure_corpus, DriftRow, Reference};
+use super::drift::{count_tokens, measure_corpus, measure_noise_floor, DriftRow, Reference};
 use super::paths::AnalysisPaths;
+use super::run_data::ReferenceInfo;
 use super::tails::TokenTable;
-use crate::layout::{write_atomic, Layout};
+use crate::layout::{write_atomic, write_json_atomic, Layout};
 use crate::tokens::TokenFile;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -45,21 +46,49 @@ fn fingerprint(tokens: &[u32]) -> String {
     format!("{h:016x}")
 }
 
-/// Rewrites `analysis/RUN/drift.csv`, `analysis/RUN/tokens.csv` and the report
-/// (`report.html`, `plots/`) from the real training split and the synthetic
+/// What every corpus is measured against, and the sample that shows what a
+/// perfect model would measure.
+#[derive(Debug, Clone)]
+pub struct RealReference {
+    /// R, the real training set generation 0 trained on (whole documents concatenated, each ending with <|endoftext|>).
+    pub tokens: Vec<u32>,
+    /// A real sample of D tokens: what a perfect model would show (the noise floor).
+    pub noise_floor: Vec<u32>,
+    /// D, the generation size (tokens per synthetic corpus).
+    pub generation_size: usize,
+    /// A short name for messages, e.g. "real/train (R, 203114 tokens)".
+    pub name: String,
+}
+
+impl RealReference {
+    /// The sizes written to `reference.json`.
+    pub fn info(&self) -> ReferenceInfo {
+        ReferenceInfo {
+            name: self.name.clone(),
+            real_tokens: self.tokens.len() as u64,
+            generation_size: self.generation_size as u64,
+            noise_floor_tokens: self.noise_floor.len() as u64,
+        }
+    }
+}
+
+/// Rewrites `analysis/RUN/drift.csv`, `tokens.csv`, `reference.json` and the
+/// report (`report.html`, `plots/`) from the real reference and the synthetic
 /// corpora S_1..S_K written so far; returns the report's path.
 ///
-/// - `real`: the real training split.
+/// - `real`: R, the noise-floor sample and D (see [`RealReference`]).
 /// - `synthetic`: `(k, token file of S_k)` for k = 1..=K, in order, without gaps.
 /// - `token_texts`: decoded text of every vocabulary token (its length is the vocabulary size).
 /// - `eot`: the end-of-text id.
 ///
-/// Call it after `generations.csv` holds the generation's row (the report reads it).
-/// Each file is written atomically; unchanged corpora are not measured again.
+/// drift.csv holds the real split's row, the noise floor's row, then one row per S_k.
+/// Call it after `generations.csv` holds the generation's row (the report reads it,
+/// and `loss_by_frequency.csv` when it exists). Each file is written atomically;
+/// unchanged corpora are not measured again.
 pub fn update_run_analysis(
     layout: &Layout,
     run: &str,
-    real: &TokenFile,
+    real: &RealReference,
     synthetic: &[(u32, PathBuf)],
     token_texts: &[String],
     eot: u32,
@@ -71,6 +100,19 @@ pub fn update_run_analysis(
     if eot as usize >= vocab_size {
         bail!("the end-of-text id {eot} is outside the vocabulary of {vocab_size} tokens");
     }
+    if real.tokens.is_empty() {
+        bail!("the real reference {} is empty; drift needs at least one real token", real.name);
+    }
+    if real.generation_size == 0 {
+        bail!("the generation size D of {} is 0; every synthetic corpus needs at least one token", real.name);
+    }
+    if real.noise_floor.is_empty() {
+        bail!(
+            "the noise-floor sample of {} is empty; it should hold a real sample of about D = {} tokens",
+            real.name,
+            real.generation_size
+        );
+    }
     for (position, (k, path)) in synthetic.iter().enumerate() {
         if *k != position as u32 + 1 {
             bail!(
@@ -81,12 +123,10 @@ pub fn update_run_analysis(
         }
     }
 
-    let real_tokens = real.to_vec();
-    let real_counts =
-        count_tokens(&real_tokens, vocab_size).with_context(|| format!("counting {}", real.path().display()))?;
-    let reference =
-        Reference::new(real_counts.clone()).with_context(|| format!("reading {}", real.path().display()))?;
-    let real_fingerprint = fingerprint(&real_tokens);
+    let real_tokens = &real.tokens;
+    let real_counts = count_tokens(real_tokens, vocab_size).with_context(|| format!("counting {}", real.name))?;
+    let reference = Reference::new(real_counts.clone()).with_context(|| format!("reading {}", real.name))?;
+    let real_fingerprint = fingerprint(real_tokens);
     let key_for = |tokens: &[u32]| CacheKey {
         definitions_version: DEFINITIONS_VERSION,
         vocab_size,
@@ -95,12 +135,19 @@ pub fn update_run_analysis(
         corpus_fingerprint: fingerprint(tokens),
     };
 
-    let mut rows = Vec::with_capacity(synthetic.len() + 1);
+    let mut rows = Vec::with_capacity(synthetic.len() + 2);
     let real_cache = layout.drift_cache(run, None);
-    rows.push(cached_or_measured(&real_cache, key_for(&real_tokens), || {
-        measure_corpus(&reference, &real_tokens, eot, None)
-    })?);
-    drop(real_tokens);
+    rows.push(
+        cached_or_measured(&real_cache, key_for(real_tokens), || measure_corpus(&reference, real_tokens, eot, None))
+            .with_context(|| format!("measuring {}", real.name))?,
+    );
+    let floor_cache = layout.noise_floor_cache(run);
+    rows.push(
+        cached_or_measured(&floor_cache, key_for(&real.noise_floor), || {
+            measure_noise_floor(&reference, &real.noise_floor, eot)
+        })
+        .with_context(|| format!("measuring the noise-floor sample of {}", real.name))?,
+    );
 
     let mut synthetic_counts = Vec::with_capacity(synthetic.len());
     for (k, path) in synthetic {
@@ -113,8 +160,11 @@ pub fn update_run_analysis(
         synthetic_counts.push(counts);
     }
 
+    let info = real.info();
     write_drift_csv(&layout.drift_csv(run), &rows)?;
-    TokenTable::new(token_texts, real_counts, synthetic_counts)?.write_csv(&layout.tokens_csv(run))?;
+    TokenTable::new(token_texts, real_counts, synthetic_counts)?
+        .write_csv(&layout.tokens_csv(run), Some(info.sample_ratio()))?;
+    write_json_atomic(&layout.reference_json(run), &info)?;
     super::report::write_report(layout, run)
 }
 

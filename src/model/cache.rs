@@ -42,4 +42,20 @@ impl KvCache {
             let _ = dst.index_copy_(0, rows, src);
         }
     }
+
+    /// Keeps rows `keep` (int64 indices, in that order) and appends `extra` empty rows.
+    /// Used when the sampler retires finished rows or opens new ones; a kept row's
+    /// entries are unchanged.
+    pub fn reshape_rows(&mut self, keep: &Tensor, extra: i64) {
+        for t in self.keys.iter_mut().chain(self.values.iter_mut()) {
+            let kept = t.index_select(0, keep);
+            *t = if extra > 0 {
+                let mut shape = kept.size();
+                shape[0] = extra;
+                Tensor::cat(&[kept.shallow_clone(), Tensor::zeros(shape.as_slice(), (kept.kind(), kept.device()))], 0)
+            } else {
+                kept
+            };
+        }
+    }
 }

@@ -133,9 +133,10 @@ pub fn format_plan(layout: &Layout, sweep: &Sweep) -> anyhow::Result<String> {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "sweep {}: {} cells × {} seeds = {} runs, N = {} (generations 0..={}), base {}",
+        "sweep {}: {} cell{} × {} seeds = {} runs, N = {} (generations 0..={}), base {}",
         spec.name,
         sweep.cells.len(),
+        if sweep.cells.len() == 1 { "" } else { "s" },
         spec.seeds.len(),
         sweep.runs.len(),
         spec.generations,
@@ -148,14 +149,6 @@ pub fn format_plan(layout: &Layout, sweep: &Sweep) -> anyhow::Result<String> {
     let (first_cfg, _) = sweep.run_config(&sweep.runs[0])?;
     let corpus = first_cfg.data.corpus.clone();
     let prepared = prepared_train_tokens(layout, &corpus);
-    match prepared {
-        Some((t, _)) => {
-            let _ = writeln!(s, "|R| = {} tokens (training split of corpora/real/{corpus})", group(t));
-        }
-        None => {
-            let _ = writeln!(s, "corpora/real/{corpus} is not prepared yet: amounts stay in units of |R|");
-        }
-    }
     let _ = writeln!(
         s,
         "training: tokens trained on per run (passes × mixture, summed over generations); sampling: N+1 corpora of D tokens\n"
@@ -164,7 +157,8 @@ pub fn format_plan(layout: &Layout, sweep: &Sweep) -> anyhow::Result<String> {
     let mut total_train = 0.0;
     let mut total_sample = 0.0;
     let mut total_flops = 0.0;
-    let mut known = prepared.is_some();
+    let mut known = true;
+    let mut in_r_units = false;
     for (i, cell) in sweep.cells.iter().enumerate() {
         let run = sweep.runs_of(i).next().expect("every cell has runs");
         let (cfg, resolved) = sweep.run_config(run)?;
@@ -176,6 +170,7 @@ pub fn format_plan(layout: &Layout, sweep: &Sweep) -> anyhow::Result<String> {
             _ => a.describe(),
         };
         table.push([cell.label.clone(), cell.id.clone(), show(work.train), show(work.sample)]);
+        in_r_units |= work.train.r != 0.0 || work.sample.r != 0.0;
         let seeds = spec.seeds.len() as f64;
         match (work.train.resolve(real), work.sample.resolve(real)) {
             (Some(t), Some(smp)) => {
@@ -194,6 +189,12 @@ pub fn format_plan(layout: &Layout, sweep: &Sweep) -> anyhow::Result<String> {
     for r in &table {
         let pad = |c: usize| " ".repeat(widths[c] - r[c].chars().count());
         let _ = writeln!(s, "{}{}  {}{}  {}{}  {}{}", r[0], pad(0), r[1], pad(1), pad(2), r[2], pad(3), r[3]);
+    }
+    if in_r_units {
+        let _ = match prepared {
+            Some((t, _)) => writeln!(s, "\n|R| = {} tokens (the training split of corpora/real/{corpus})", group(t)),
+            None => writeln!(s, "\ncorpora/real/{corpus} is not prepared yet, so |R| (its training split) is not known"),
+        };
     }
     if known {
         let _ = writeln!(

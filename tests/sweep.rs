@@ -336,9 +336,21 @@ fn slurm_array_gives_the_local_summary() {
         let out = lmloop(dir, &["sweep", "report", "sweep.toml"]);
         assert_eq!(out.0, 0, "{}", out.2);
     }
+    // Where they differ, name the runs whose own tables differ, then the summary rows.
+    let differing_runs: Vec<&String> = names
+        .iter()
+        .filter(|n| {
+            let path = |d: &Path| d.join(format!("analysis/{n}/generations.csv"));
+            let loss = |d: &Path| csv_rows(&path(d)).iter().map(|r| r["held_out_loss"].clone()).collect::<Vec<_>>();
+            loss(local.path()) != loss(cluster.path())
+        })
+        .collect();
     for table in ["summary.csv", "changes.csv"] {
         let read = |d: &Path| std::fs::read_to_string(d.join("analysis/sweeps/slurmcheck").join(table)).unwrap();
-        assert_eq!(read(local.path()), read(cluster.path()), "{table}: SLURM and local executors agree");
+        let (a, b) = (read(local.path()), read(cluster.path()));
+        let diff: Vec<String> =
+            a.lines().zip(b.lines()).filter(|(x, y)| x != y).take(8).map(|(x, y)| format!("local:   {x}\ncluster: {y}")).collect();
+        assert!(a == b, "{table}: SLURM and local executors disagree (runs with different held-out loss: {differing_runs:?}):\n{}", diff.join("\n"));
     }
     eprintln!("SLURM job {job_id}: 4 array tasks (task {i} requeued part-way), summary.csv identical to the local executor's");
 }

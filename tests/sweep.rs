@@ -354,3 +354,21 @@ fn slurm_array_gives_the_local_summary() {
     }
     eprintln!("SLURM job {job_id}: 4 array tasks (task {i} requeued part-way), summary.csv identical to the local executor's");
 }
+
+#[test]
+fn every_recipe_expands_into_valid_runs() {
+    let recipes = Path::new(env!("CARGO_MANIFEST_DIR")).join("recipes");
+    let dir = tempfile::tempdir().unwrap();
+    let mut seen = Vec::new();
+    for entry in std::fs::read_dir(&recipes).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let out = lmloop(dir.path(), &["sweep", "plan", path.to_str().unwrap()]);
+            assert_eq!(out.0, 0, "{}: {}", path.display(), out.2);
+            assert!(run_names(&out.1).len() >= 3, "{}: at least 3 seeds\n{}", path.display(), out.1);
+            seen.push(path.file_stem().unwrap().to_string_lossy().into_owned());
+        }
+    }
+    seen.sort();
+    assert_eq!(seen, ["alemohammad", "bertrand", "gerstgrasser", "marchi", "suresh"]);
+}

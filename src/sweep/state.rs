@@ -22,7 +22,8 @@ pub struct StateRecord {
     pub host: String,
     /// Process id of the `lmloop generations` process.
     pub pid: u32,
-    pub started_unix: u64,
+    /// When this record was written (start of the attempt, or its end).
+    pub updated_unix: u64,
     pub exit_code: Option<i32>,
     /// `JOB_TASK` of the SLURM array task, under the SLURM executor.
     pub slurm_task: Option<String>,

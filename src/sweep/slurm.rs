@@ -212,8 +212,13 @@ pub fn queue_states(job_id: &str) -> Result<BTreeMap<usize, String>> {
         }
         bail!("squeue failed: {}", err.trim());
     }
+    Ok(parse_queue(&String::from_utf8_lossy(&output.stdout)))
+}
+
+/// Parses `squeue --array --format="%K %T"` output: array index → state.
+pub fn parse_queue(text: &str) -> BTreeMap<usize, String> {
     let mut states = BTreeMap::new();
-    for line in String::from_utf8_lossy(&output.stdout).lines() {
+    for line in text.lines() {
         let mut words = line.split_whitespace();
         let (Some(index), Some(state)) = (words.next(), words.next()) else { continue };
         // Pending tasks that have not split off yet show as index sets, e.g. "[2-5,7%2]".
@@ -231,5 +236,23 @@ pub fn queue_states(job_id: &str) -> Result<BTreeMap<usize, String>> {
             }
         }
     }
-    Ok(states)
+    states
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_lists_split_and_pending_tasks() {
+        let q = parse_queue("0 RUNNING\n1 RUNNING\n[2-4,7%2] PENDING\n");
+        let want: Vec<(usize, &str)> = vec![(0, "RUNNING"), (1, "RUNNING"), (2, "PENDING"), (3, "PENDING"), (4, "PENDING"), (7, "PENDING")];
+        assert_eq!(q.iter().map(|(k, v)| (*k, v.as_str())).collect::<Vec<_>>(), want);
+    }
+
+    #[test]
+    fn words_are_quoted_for_bash() {
+        assert_eq!(shell_quote("/work/a-b_c.toml"), "/work/a-b_c.toml");
+        assert_eq!(shell_quote("my dir/it's"), "'my dir/it'\\''s'");
+    }
 }

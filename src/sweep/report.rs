@@ -199,14 +199,18 @@ fn tail_section(page: &mut Html, sweep: &Sweep, tails: &[super::tails::CellTails
         "Real tokens grouped by their expected count c·D/|R| in one corpus (octaves; D/|R| = {:.3}). Survival in S_k: share of a group's tokens that occur in S_k at least once; mean over seeds ± 95% interval. Beside it, `lmloop theory discrete` started from the same real counts (maximum-likelihood re-estimation from D samples per generation, same policy and temperature, 200 trials) and the Poisson prediction 1 − exp(−c·D/|R|·g_k) of Suresh et al. A token seen c times survives about c generations of pure re-estimation; how far the language model is from that is what the table shows. Also in tails.csv.",
         tails[0].d_over_r
     ));
-    let last = *tails[0].checkpoints.last().expect("at least one checkpoint");
+    // The latest corpus any run has reached (all of them once the sweep is finished).
+    let at = (0..tails[0].checkpoints.len())
+        .rev()
+        .find(|&c| tails.iter().any(|t| t.bins.iter().any(|b| b.measured[c].0.mean.is_some())))
+        .unwrap_or(tails[0].checkpoints.len() - 1);
+    let last = tails[0].checkpoints[at];
     let mut series = Vec::new();
     let mut lines = Vec::new();
     let mut poisson = None;
     for t in tails {
         let colour = CELL_COLOURS[t.cell % CELL_COLOURS.len()];
         let label = &sweep.cells[t.cell].label;
-        let at = t.checkpoints.len() - 1;
         let measured: Vec<(f64, f64)> = t.bins.iter().filter_map(|b| Some((b.mean_expected, b.measured[at].0.mean?))).collect();
         let (mut upper, mut lower): (Vec<(f64, f64)>, Vec<(f64, f64)>) = t
             .bins

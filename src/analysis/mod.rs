@@ -118,6 +118,8 @@ use anyhow::Result;
 use std::path::PathBuf;
 
 pub use bench::{bench_drift, zipf_corpus};
+pub use figures::publish;
+pub use html::Page;
 pub use diversity::{distinct_ngrams, repetition_rate, Diversity, NgramCount};
 pub use drift::{
     count_tokens, entropy_nats, jensen_shannon, kl_add_half, measure_corpus, measure_noise_floor, tail_mass, tail_set,

@@ -8,9 +8,9 @@ use super::paths::SweepPaths;
 use super::state::{run_status, RunState};
 use super::stats::Summary;
 use crate::layout::{write_atomic, Layout};
-use crate::plot::{render_svg, write_svg_and_png, LineChart, Series, SeriesStyle};
-use anyhow::{Context, Result};
-use std::fmt::Write as _;
+use crate::analysis::{publish, Page};
+use crate::plot::{LineChart, Series, SeriesStyle};
+use anyhow::Result;
 use std::path::PathBuf;
 
 /// Palette indices for cells: `crate::plot`'s palette without its black, which
@@ -49,7 +49,7 @@ pub fn write_report(layout: &Layout, sweep: &Sweep) -> Result<ReportOutput> {
         );
     }
     write_tables(&paths, sweep, &agg)?;
-    let mut page = Html::new(&format!("Sweep {}", sweep.spec.name));
+    let mut page = Page::new(&format!("Sweep {}", sweep.spec.name));
     let spec = &sweep.spec;
     if let Some(d) = &spec.description {
         page.paragraph(d);
@@ -100,7 +100,7 @@ pub fn write_report(layout: &Layout, sweep: &Sweep) -> Result<ReportOutput> {
         ));
         page.list(&incomplete);
     }
-    page.table(&["cell", "seed", "run", "generations", "state"], &run_rows, &[0, 2, 4]);
+    page.table(&["cell", "seed", "run", "generations", "state"].map(String::from), &run_rows, &[0, 2, 4]);
 
     // Held-out quality of the models.
     page.section("held-out", "Held-out quality");
@@ -108,7 +108,7 @@ pub fn write_report(layout: &Layout, sweep: &Sweep) -> Result<ReportOutput> {
     for (measure, title) in [("held_out_perplexity", "held-out perplexity"), ("held_out_loss", "held-out loss (nats)")] {
         let chart = generation_chart(sweep, &agg, measure, Kind::Model, title, None);
         let svg = publish(&plots, measure, &chart)?;
-        page.figure(&svg, &format!("{title} of model k on the real test split: mean over seeds, band = 95% confidence interval"));
+        page.figure(measure, &svg, &format!("{title} of model k on the real test split: mean over seeds, band = 95% confidence interval"));
     }
 
     // Change from 0 to N.
@@ -129,7 +129,7 @@ pub fn write_report(layout: &Layout, sweep: &Sweep) -> Result<ReportOutput> {
         }
         rows.push(row);
     }
-    page.table(&header.iter().map(String::as_str).collect::<Vec<_>>(), &rows, &[0]);
+    page.table(&header, &rows, &[0]);
 
     // Last generation.
     page.section("final", &format!("Generation 0 and generation {}", spec.generations));
@@ -157,7 +157,7 @@ pub fn write_report(layout: &Layout, sweep: &Sweep) -> Result<ReportOutput> {
         }
         rows.push(row);
     }
-    page.table(&header.iter().map(String::as_str).collect::<Vec<_>>(), &rows, &[0]);
+    page.table(&header, &rows, &[0]);
 
     // The sampled corpora.
     page.section("drift", "Sampled corpora");
@@ -166,7 +166,7 @@ pub fn write_report(layout: &Layout, sweep: &Sweep) -> Result<ReportOutput> {
         let refs = references(&agg, measure, reference);
         let chart = generation_chart(sweep, &agg, measure, Kind::Corpus, title, Some(refs));
         let svg = publish(&plots, measure, &chart)?;
-        page.figure(&svg, &format!("{title} of each sampled corpus: mean over seeds, band = 95% confidence interval"));
+        page.figure(measure, &svg, &format!("{title} of each sampled corpus: mean over seeds, band = 95% confidence interval"));
     }
 
     let tails = super::tails::tails(layout, sweep)?;
@@ -184,16 +184,16 @@ pub fn write_report(layout: &Layout, sweep: &Sweep) -> Result<ReportOutput> {
             vec![c.label.clone(), c.id.clone(), settings.join(", ")]
         })
         .collect();
-    page.table(&["cell", "id", "grid settings"], &rows, &[0, 1, 2]);
+    page.table(&["cell", "id", "grid settings"].map(String::from), &rows, &[0, 1, 2]);
     let text = std::fs::read_to_string(&spec.file).unwrap_or_default();
-    page.preformatted(&format!("sweep file {}", spec.file.display()), &text);
+    page.preformatted(Some(&format!("sweep file {}", spec.file.display())), &text);
 
     write_atomic(&paths.report_html(), page.finish().as_bytes())?;
     Ok(ReportOutput { html: paths.report_html(), summary: paths.summary_csv(), changes: paths.changes_csv(), incomplete })
 }
 
 /// Survival of real tokens by expected count, beside the simulator and the Poisson law.
-fn tail_section(page: &mut Html, sweep: &Sweep, tails: &[super::tails::CellTails], plots: &std::path::Path) -> Result<()> {
+fn tail_section(page: &mut Page, sweep: &Sweep, tails: &[super::tails::CellTails], plots: &std::path::Path) -> Result<()> {
     page.section("tails", "Tail survival");
     page.paragraph(&format!(
         "Real tokens grouped by their expected count c·D/|R| in one corpus (octaves; D/|R| = {:.3}). Survival in S_k: share of a group's tokens that occur in S_k at least once; mean over seeds ± 95% interval. Beside it, `lmloop theory discrete` started from the same real counts (maximum-likelihood re-estimation from D samples per generation, same policy and temperature, 200 trials) and the Poisson prediction 1 − exp(−c·D/|R|·g_k) of Suresh et al. A token seen c times survives about c generations of pure re-estimation; how far the language model is from that is what the table shows. Also in tails.csv.",
@@ -248,7 +248,7 @@ fn tail_section(page: &mut Html, sweep: &Sweep, tails: &[super::tails::CellTails
         series,
     };
     let svg = publish(plots, "tail_survival", &chart)?;
-    page.figure(&svg, &format!("tokens of the real training set present in S_{last}, by expected count: language model (mean over seeds, band = 95% interval), simulator (dashed, cell colour), Poisson prediction (dashed black)"));
+    page.figure("tail_survival", &svg, &format!("tokens of the real training set present in S_{last}, by expected count: language model (mean over seeds, band = 95% interval), simulator (dashed, cell colour), Poisson prediction (dashed black)"));
     for t in tails {
         let mut header = vec!["expected count".to_string(), "tokens".to_string()];
         header.extend(t.checkpoints.iter().map(|k| format!("S_{k}: LM / sim / Poisson")));
@@ -268,7 +268,7 @@ fn tail_section(page: &mut Html, sweep: &Sweep, tails: &[super::tails::CellTails
             })
             .collect();
         page.paragraph(&format!("cell {}:", sweep.cells[t.cell].label));
-        page.table(&header.iter().map(String::as_str).collect::<Vec<_>>(), &rows, &[0]);
+        page.table(&header, &rows, &[0]);
     }
     Ok(())
 }
@@ -367,76 +367,3 @@ fn generation_chart(sweep: &Sweep, agg: &Aggregate, measure: &str, kind: Kind, t
     }
 }
 
-fn publish(dir: &std::path::Path, id: &str, chart: &LineChart) -> Result<String> {
-    let svg = render_svg(chart).with_context(|| format!("drawing the {id} chart"))?;
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    write_svg_and_png(&svg, &dir.join(id))?;
-    Ok(svg)
-}
-
-/// The page, built section by section (plain HTML, everything escaped).
-struct Html {
-    title: String,
-    body: String,
-}
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
-}
-
-impl Html {
-    fn new(title: &str) -> Self {
-        Html { title: title.to_string(), body: format!("<h1>{}</h1>\n", escape(title)) }
-    }
-    fn section(&mut self, id: &str, heading: &str) {
-        let _ = writeln!(self.body, "<h2 id=\"{}\">{}</h2>", escape(id), escape(heading));
-    }
-    fn paragraph(&mut self, text: &str) {
-        let _ = writeln!(self.body, "<p>{}</p>", escape(text));
-    }
-    fn list(&mut self, items: &[String]) {
-        self.body.push_str("<ul>\n");
-        for item in items {
-            let _ = writeln!(self.body, "<li>{}</li>", escape(item));
-        }
-        self.body.push_str("</ul>\n");
-    }
-    fn figure(&mut self, svg: &str, caption: &str) {
-        let svg = svg.trim_start();
-        let svg = match (svg.starts_with("<?xml"), svg.find("?>")) {
-            (true, Some(end)) => svg[end + 2..].trim_start(),
-            _ => svg,
-        };
-        let _ = writeln!(self.body, "<figure>\n{svg}\n<figcaption>{}</figcaption>\n</figure>", escape(caption));
-    }
-    fn table(&mut self, header: &[&str], rows: &[Vec<String>], text_columns: &[usize]) {
-        let class = |i: usize| if text_columns.contains(&i) { " class=\"text\"" } else { "" };
-        self.body.push_str("<table>\n<tr>");
-        for (i, h) in header.iter().enumerate() {
-            let _ = write!(self.body, "<th{}>{}</th>", class(i), escape(h));
-        }
-        self.body.push_str("</tr>\n");
-        for row in rows {
-            self.body.push_str("<tr>");
-            for (i, c) in row.iter().enumerate() {
-                let _ = write!(self.body, "<td{}>{}</td>", class(i), escape(c));
-            }
-            self.body.push_str("</tr>\n");
-        }
-        self.body.push_str("</table>\n");
-    }
-    fn preformatted(&mut self, heading: &str, text: &str) {
-        let _ = writeln!(self.body, "<h3>{}</h3>\n<pre>{}</pre>", escape(heading), escape(text));
-    }
-    fn finish(self) -> String {
-        const STYLE: &str = "body{font-family:sans-serif;max-width:1000px;margin:2em auto;padding:0 1em;color:#222}\
-figure{margin:1.5em 0}figure svg{max-width:100%;height:auto}figcaption{color:#555;font-size:.9em}\
-table{border-collapse:collapse;font-size:.85em;margin:1em 0}th,td{border:1px solid #ccc;padding:.25em .5em;text-align:right}\
-th{background:#f3f3f3}td.text,th.text{text-align:left}pre{background:#f7f7f7;padding:.75em;white-space:pre-wrap;font-size:.85em}";
-        format!(
-            "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>{}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n{}</body>\n</html>\n",
-            escape(&self.title),
-            self.body
-        )
-    }
-}

@@ -111,6 +111,16 @@ pub enum Budget {
     Tokens,
 }
 
+impl Budget {
+    /// The name in config files and in `generations.csv`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Budget::Epochs => "epochs",
+            Budget::Tokens => "tokens",
+        }
+    }
+}
+
 /// How long and how to train one model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -6,13 +6,13 @@
 //! data. Each measurement is taken `rounds` times, alternating lmloop and the
 //! reference, and the best round of each is kept.
 use crate::config::Config;
-use crate::model::{parameter_count, Model, DECAY_GROUP, NO_DECAY_GROUP};
+use crate::model::{parameter_count, Model};
 use crate::sample::{sample_uncached, Decoder, Sampling};
 use crate::train::next_token_loss;
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use std::time::Instant;
-use tch::{nn, nn::OptimizerConfig, Device, Kind, Tensor};
+use tch::{nn, Device, Kind, Tensor};
 
 #[derive(Debug, Clone)]
 pub struct BenchOptions {
@@ -81,10 +81,7 @@ fn bench_train(cfg: &Config, device: Device, opts: &BenchOptions) -> Result<(Tra
     let vs = nn::VarStore::new(device);
     let model = Model::new(&vs.root(), m);
     let params = parameter_count(&vs) - if m.arch == crate::config::Arch::Gpt2 { m.block_size * m.n_embd } else { 0 };
-    let mut opt = nn::AdamW { beta1: t.beta1, beta2: t.beta2, wd: t.weight_decay, eps: 1e-8, amsgrad: false }
-        .build(&vs, t.learning_rate)?;
-    opt.set_weight_decay_group(DECAY_GROUP, t.weight_decay);
-    opt.set_weight_decay_group(NO_DECAY_GROUP, 0.0);
+    let mut opt = crate::optim::AdamW::new(&vs, t);
     let trainable = vs.trainable_variables();
     let x = random_tokens([t.batch_size, m.block_size], m.vocab_size, device);
     let y = random_tokens([t.batch_size, m.block_size], m.vocab_size, device);

@@ -1,8 +1,9 @@
 //! Checkpoint folders: weights (safetensors), model config, training state, the
 //! tokenizer the model was trained with, and a `DONE` marker written last.
 //!
-//! A checkpoint is assembled in a temporary sibling folder and renamed into place, so
-//! a folder with the final name is always complete.
+//! A checkpoint is assembled in a temporary sibling folder, every file flushed to disk,
+//! `DONE` written last, and the folder renamed into place (the rename flushed too), so
+//! a folder with the final name is always complete, even after a power cut.
 use crate::config::ModelConfig;
 use crate::layout::{is_done, mark_done, read_json, write_json_atomic, CheckpointFiles};
 use crate::model::Model;
@@ -114,15 +115,19 @@ pub fn save(
     std::fs::create_dir_all(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
     vs.save(tmp.join(CheckpointFiles::WEIGHTS))
         .with_context(|| format!("cannot write weights into {}", tmp.display()))?;
+    crate::layout::sync_file(&tmp.join(CheckpointFiles::WEIGHTS))?;
     write_json_atomic(&tmp.join(CheckpointFiles::CONFIG), cfg)?;
     write_json_atomic(&tmp.join(CheckpointFiles::STATE), state)?;
     vocab.save(&tmp.join(CheckpointFiles::TOKENIZER))?;
     if let Some(log) = log {
         std::fs::copy(log, tmp.join(CheckpointFiles::LOG)).with_context(|| format!("cannot copy {}", log.display()))?;
+        crate::layout::sync_file(&tmp.join(CheckpointFiles::LOG))?;
     }
+    // The tokenizer and JSON files were flushed as they were written (`write_atomic`);
+    // DONE is written, and flushed with the folder, only after all of them.
     mark_done(&tmp)?;
     if dir.exists() {
         std::fs::remove_dir_all(dir).with_context(|| format!("cannot replace {}", dir.display()))?;
     }
-    std::fs::rename(&tmp, dir).with_context(|| format!("cannot move checkpoint into {}", dir.display()))
+    crate::layout::rename_durably(&tmp, dir)
 }

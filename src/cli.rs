@@ -5,7 +5,7 @@ use crate::layout::Layout;
 use crate::prepare::{PrepareOptions, PreparedCorpus};
 use crate::stream::TokenStream;
 use crate::tokens::TokenFile;
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::{Args, Parser, Subcommand};
 use std::path::{Path, PathBuf};
 
@@ -325,16 +325,18 @@ fn train(a: TrainArgs) -> Result<()> {
         data.len(),
         crate::device::describe(device)
     );
-    let out = crate::train::train(crate::train::TrainRequest {
-        model: cfg.model.clone(),
-        train: cfg.train.clone(),
-        data: &data,
-        val: Some(&val),
-        vocab: &corpus.vocab,
-        device,
-        init_from: None,
-        out: a.out.clone(),
-        progress: true,
+    let out = crate::torch_error::guard(&format!("training {}", a.out.display()), &cfg.training_memory(), || {
+        crate::train::train(crate::train::TrainRequest {
+            model: cfg.model.clone(),
+            train: cfg.train.clone(),
+            data: &data,
+            val: Some(&val),
+            vocab: &corpus.vocab,
+            device,
+            init_from: None,
+            out: a.out.clone(),
+            progress: true,
+        })
     })?;
     let s = out.state;
     println!(
@@ -360,8 +362,9 @@ fn eval(a: EvalArgs) -> Result<()> {
     let device = runtime(&mut rt, &a.runtime)?;
     let ckpt = Checkpoint::load(&a.checkpoint, device)?;
     let tokens = TokenFile::open(&a.tokens)?;
-    let r = crate::eval::evaluate(&ckpt.model, &tokens, device)
-        .with_context(|| format!("evaluating {} on {}", a.checkpoint.display(), a.tokens.display()))?;
+    let what = format!("evaluating {} on {}", a.checkpoint.display(), a.tokens.display());
+    let lower = ckpt.model.config().evaluation_memory();
+    let r = crate::torch_error::guard(&what, &lower, || crate::eval::evaluate(&ckpt.model, &tokens, device))?;
     if a.json {
         println!("{}", serde_json::json!({
             "checkpoint": a.checkpoint.display().to_string(),
@@ -395,7 +398,11 @@ fn sample(a: SampleArgs) -> Result<()> {
         max_doc_tokens: a.max_doc_tokens,
         progress: true,
     };
-    let m = crate::synthetic::write_corpus(&ckpt, &a.out, &req, device)?;
+    let m = crate::torch_error::guard(
+        &format!("sampling from {}", a.checkpoint.display()),
+        &format!("--batch-size (now {})", a.batch_size),
+        || crate::synthetic::write_corpus(&ckpt, &a.out, &req, device),
+    )?;
     println!(
         "wrote {}.bin: {} documents ({} truncated at {} tokens), mean length {:.1} tokens, {} tokens, {:.0} tokens/s",
         a.out.display(),

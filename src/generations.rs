@@ -6,6 +6,7 @@
 //! with its manifest, `heldout.json`), and a rerun skips whatever is complete. All
 //! randomness comes from seeds derived from the run seed and the generation index,
 //! so an interrupted and resumed run gives the same numbers as an uninterrupted one.
+use crate::analysis::AnalysisPaths;
 use crate::checkpoint::Checkpoint;
 use crate::prepare::PreparedCorpus;
 use crate::config::Config;
@@ -180,18 +181,6 @@ fn remove_run(layout: &Layout, run: &str) -> Result<()> {
     Ok(())
 }
 
-/// Deletes temporary files an interrupted process left in `dir` (we hold the lock).
-fn remove_stale_temporaries(dir: &Path) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with('.') && (name.contains(".tmp-") || name.ends_with(".partial")) {
-            let p = entry.path();
-            let _ = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
-        }
-    }
-}
-
 /// Runs (or resumes) the loop; returns one row per generation.
 pub fn run(layout: &Layout, spec: &RunSpec) -> Result<Vec<GenerationRow>> {
     let cfg = &spec.config;
@@ -227,15 +216,12 @@ pub fn run(layout: &Layout, spec: &RunSpec) -> Result<Vec<GenerationRow>> {
         format!("the run needs the prepared corpus '{}' (config data.corpus)", cfg.data.corpus)
     })?;
     let eot = corpus.vocab.eot();
-    let tokenizer_bytes = std::fs::read(corpus_dir.join(crate::layout::RealCorpus::TOKENIZER))?;
-    write_json_atomic(
-        &analysis.join("corpus.json"),
-        &serde_json::json!({
-            "corpus": cfg.data.corpus,
-            "tokenizer_sha256": crate::corpus::sha256_hex(&tokenizer_bytes),
-            "vocab_size": corpus.vocab.vocab_size(),
-        }),
-    )?;
+    let fingerprint = crate::integrity::CorpusFingerprint::of(&cfg.data.corpus, &corpus_dir, corpus.vocab.vocab_size())?;
+    crate::integrity::check_corpus(&layout.corpus_json(run), run, &fingerprint)?;
+    let runtime = crate::integrity::Runtime { device: crate::device::describe(spec.device) };
+    if let Some(warning) = crate::integrity::check_runtime(&layout.runtime_json(run), run, &runtime)? {
+        eprintln!("[{run}] warning: {warning}");
+    }
     let mut model_cfg = cfg.model.clone();
     model_cfg.vocab_size = corpus.vocab.vocab_size() as i64;
     let run_seed = cfg.train.seed;
@@ -284,8 +270,10 @@ pub fn run(layout: &Layout, spec: &RunSpec) -> Result<Vec<GenerationRow>> {
         }),
     )?;
     let sampling = Sampling::new(cfg.sample.temperature, cfg.sample.top_k, cfg.sample.top_p)?;
-    for dir in [layout.root().join("checkpoints").join(run), layout.synthetic_dir(run)] {
-        remove_stale_temporaries(&dir);
+    // We hold the run's lock, so every temporary in its folders is left over from a
+    // process that was interrupted.
+    for dir in [layout.root().join("checkpoints").join(run), layout.synthetic_dir(run), analysis.clone()] {
+        crate::layout::remove_stale_temporaries(&dir);
     }
 
     let token_texts: Vec<String> = (0..corpus.vocab.vocab_size() as u32).map(|id| corpus.vocab.token_text(id)).collect();
@@ -308,18 +296,19 @@ pub fn run(layout: &Layout, spec: &RunSpec) -> Result<Vec<GenerationRow>> {
             train_cfg.seed = derive_seed(run_seed, k, SeedPurpose::Train);
             let init_from = (k > 0 && cfg.generations.init == "previous").then(|| layout.checkpoint(run, k - 1));
             let val = crate::stream::TokenStream::from_file(corpus.val.clone());
-            crate::train::train(crate::train::TrainRequest {
-                model: model_cfg.clone(),
-                train: train_cfg,
-                data: &stream,
-                val: Some(&val),
-                vocab: &corpus.vocab,
-                device: spec.device,
-                init_from,
-                out: ckpt_dir.clone(),
-                progress: spec.progress,
-            })
-            .with_context(|| format!("training generation {k}"))?;
+            crate::torch_error::guard(&format!("training generation {k}"), &cfg.training_memory(), || {
+                crate::train::train(crate::train::TrainRequest {
+                    model: model_cfg.clone(),
+                    train: train_cfg,
+                    data: &stream,
+                    val: Some(&val),
+                    vocab: &corpus.vocab,
+                    device: spec.device,
+                    init_from,
+                    out: ckpt_dir.clone(),
+                    progress: spec.progress,
+                })
+            })?;
         }
         // Weights are loaded only when something still needs the model, so a finished
         // run prints its table from the stored results alone.
@@ -332,7 +321,9 @@ pub fn run(layout: &Layout, spec: &RunSpec) -> Result<Vec<GenerationRow>> {
             Some(h) if h.buckets.len() == buckets.len() => h,
             _ => {
                 let ckpt = model.insert(load()?);
-                held_out(ckpt, &corpus.test, spec.device, &buckets)?
+                crate::torch_error::guard(&format!("evaluating generation {k} on the real test split"), &cfg.model.evaluation_memory(), || {
+                    held_out(ckpt, &corpus.test, spec.device, &buckets)
+                })?
             }
         };
 
@@ -353,8 +344,9 @@ pub fn run(layout: &Layout, spec: &RunSpec) -> Result<Vec<GenerationRow>> {
                     Some(c) => c,
                     None => load()?,
                 };
-                crate::synthetic::write_corpus(&ckpt, &stem, &req, spec.device)
-                    .with_context(|| format!("sampling from generation {k}"))?
+                crate::torch_error::guard(&format!("sampling from generation {k}"), &cfg.sampling_memory(), || {
+                    crate::synthetic::write_corpus(&ckpt, &stem, &req, spec.device)
+                })?
             }
         };
         let stats = &sample_manifest.stats;
@@ -413,8 +405,14 @@ pub fn run(layout: &Layout, spec: &RunSpec) -> Result<Vec<GenerationRow>> {
         if computed || k == n {
             let synthetic_files: Vec<(u32, std::path::PathBuf)> =
                 (1..=k + 1).map(|j| (j, crate::synthetic::files(&layout.synthetic_corpus(run, j)).0)).collect();
-            crate::analysis::update_run_analysis(layout, run, &reference, &synthetic_files, &token_texts, eot)
+            crate::analysis::update_run_measures(layout, run, &reference, &synthetic_files, &token_texts, eot)
                 .with_context(|| format!("updating the analysis of run '{run}'"))?;
+            // The experiment outlives its report: a failure to draw is a warning.
+            if let Err(e) = crate::analysis::report(layout, &crate::analysis::ReportArgs { run: run.to_string() }) {
+                eprintln!(
+                    "[{run}] warning: the report could not be drawn ({e:#}); the run goes on, and `lmloop report --run {run}` draws it again"
+                );
+            }
         }
     }
     Ok(rows)

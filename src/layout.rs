@@ -82,6 +82,29 @@ impl CheckpointFiles {
     pub const LOG: &'static str = "train_log.csv";
 }
 
+/// Mid-training snapshots of the checkpoint folder `checkpoint` (see `crate::snapshot`):
+/// `.gen-KK.resume/step-SSSSSSS/`, beside the checkpoint it will become.
+pub fn training_snapshots(checkpoint: &Path) -> PathBuf {
+    let name = checkpoint.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    checkpoint.with_file_name(format!(".{name}.resume"))
+}
+
+/// The running training log of `checkpoint`, kept beside it until the checkpoint is complete.
+pub fn partial_train_log(checkpoint: &Path) -> PathBuf {
+    let name = checkpoint.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    checkpoint.with_file_name(format!(".{name}.train_log.csv.partial"))
+}
+
+/// Files inside one mid-training snapshot folder.
+pub struct SnapshotFiles;
+
+impl SnapshotFiles {
+    pub const WEIGHTS: &'static str = "model.safetensors";
+    pub const OPTIMIZER: &'static str = "optimizer.safetensors";
+    pub const STATE: &'static str = "snapshot.json";
+    pub const LOG: &'static str = "train_log.csv";
+}
+
 pub fn gen_name(generation: u32) -> String {
     format!("gen-{generation:02}")
 }
@@ -92,9 +115,62 @@ pub fn temp_path(path: &Path) -> PathBuf {
     path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
 }
 
-/// Writes `bytes` to `path` atomically: a reader sees the old file or the whole new
-/// one (a rename within one folder is atomic on POSIX filesystems). The temporary file
-/// is removed again if anything fails.
+/// True for the names of files and folders that only an unfinished write leaves:
+/// [`temp_path`]'s `.NAME.tmp-PID` and the trainer's `.NAME.partial` log.
+pub fn is_temporary(name: &str) -> bool {
+    name.starts_with('.') && (name.contains(".tmp-") || name.ends_with(".partial"))
+}
+
+/// Deletes every temporary ([`is_temporary`]) anywhere under `dir`, which an
+/// interrupted process left behind; returns how many it removed. Call it only while
+/// holding the lock of whatever owns `dir` (a run's folders are owned by its lock).
+pub fn remove_stale_temporaries(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
+        if is_temporary(&entry.file_name().to_string_lossy()) {
+            let gone = if is_dir { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
+            removed += usize::from(gone.is_ok());
+        } else if is_dir {
+            removed += remove_stale_temporaries(&path);
+        }
+    }
+    removed
+}
+
+/// Flushes a folder's entries (a rename or a new file in it) to disk. A filesystem
+/// that cannot flush folders at all (EINVAL, as some network filesystems answer) is
+/// accepted; any other failure is an error.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+    match std::fs::File::open(dir).and_then(|f| f.sync_all()) {
+        Err(e) if e.raw_os_error() != Some(libc::EINVAL) => {
+            Err(e).with_context(|| format!("cannot flush the folder {} to disk", dir.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Flushes a file's contents to disk.
+pub fn sync_file(path: &Path) -> Result<()> {
+    std::fs::File::open(path)
+        .and_then(|f| f.sync_all())
+        .with_context(|| format!("cannot flush {} to disk", path.display()))
+}
+
+/// Renames `from` to `to` and flushes the folder holding `to`, so the rename survives
+/// a power cut.
+pub fn rename_durably(from: &Path, to: &Path) -> Result<()> {
+    std::fs::rename(from, to).with_context(|| format!("cannot move {} into place", to.display()))?;
+    sync_dir(to.parent().unwrap_or(Path::new(".")))
+}
+
+/// Writes `bytes` to `path` atomically and durably: a reader sees the old file or the
+/// whole new one (a rename within one folder is atomic on POSIX filesystems), and once
+/// it returns, the data and the rename are on disk (the file and then its folder are
+/// flushed). The temporary file is removed again if anything fails.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
     if path.file_name().is_none() {
@@ -114,7 +190,8 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::rename(&tmp, path).map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
         anyhow::anyhow!("cannot move {} into place: {e}", path.display())
-    })
+    })?;
+    sync_dir(path.parent().unwrap_or(Path::new(".")))
 }
 
 pub fn write_json_atomic<T: serde::Serialize>(path: &Path, value: &T) -> Result<()> {

@@ -3,17 +3,8 @@ use clap::{CommandFactory, FromArgMatches};
 use lmloop::cli::{self, Cli};
 
 fn main() {
-    // A bug must still end in one line, not a backtrace.
-    std::panic::set_hook(Box::new(|info| {
-        let msg = info
-            .payload()
-            .downcast_ref::<String>()
-            .map(String::as_str)
-            .or_else(|| info.payload().downcast_ref::<&str>().copied())
-            .unwrap_or("unknown panic");
-        let first = msg.lines().next().unwrap_or(msg);
-        eprintln!("error: internal error ({first}); please report it");
-    }));
+    // A bug or a libtorch failure must still end in one line, not a backtrace.
+    lmloop::torch_error::install_panic_hook();
     let version: &'static str = Box::leak(cli::version().into_boxed_str());
     let matches = Cli::command().version(version).get_matches();
     let parsed = match Cli::from_arg_matches(&matches) {

@@ -74,8 +74,11 @@ pub fn write_corpus(ckpt: &Checkpoint, stem: &Path, req: &SampleRequest, device:
         Ok(())
     })?;
     tokens.finish()?;
-    text.into_inner().map_err(|e| e.into_error())?.sync_all().ok();
-    std::fs::rename(&txt_tmp, &txt).with_context(|| format!("cannot move {} into place", txt.display()))?;
+    text.into_inner()
+        .map_err(|e| e.into_error())?
+        .sync_all()
+        .with_context(|| format!("cannot flush {} to disk", txt_tmp.display()))?;
+    crate::layout::rename_durably(&txt_tmp, &txt)?;
     let (temperature, top_k, top_p) = match req.sampling {
         Sampling::Greedy => (0.0, None, None),
         Sampling::Random { temperature, top_k, top_p } => (temperature, top_k, top_p),

@@ -178,10 +178,9 @@ impl TokenWriter {
 
     pub fn finish(self) -> Result<usize> {
         let file = self.out.into_inner().map_err(|e| e.into_error())?;
-        file.sync_all().ok();
+        file.sync_all().with_context(|| format!("cannot flush {} to disk", self.tmp.display()))?;
         drop(file);
-        std::fs::rename(&self.tmp, &self.path)
-            .with_context(|| format!("cannot move {} into place", self.path.display()))?;
+        crate::layout::rename_durably(&self.tmp, &self.path)?;
         Ok(self.written)
     }
 }

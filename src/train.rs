@@ -1,6 +1,7 @@
-//! The trainer: AdamW with decay/no-decay groups, linear warm-up then cosine decay,
-//! global gradient-norm clipping, periodic validation, a per-step CSV log, and an
-//! atomic checkpoint at the end.
+//! The trainer: AdamW with decay/no-decay groups (`crate::optim`), linear warm-up then
+//! cosine decay, global gradient-norm clipping, periodic validation, a per-step CSV
+//! log, mid-training snapshots it resumes from (`crate::snapshot`), and an atomic
+//! checkpoint at the end.
 //!
 //! The data is read in windows that tile it (see `TokenStream::window_count`). An
 //! epoch is one pass visiting every window once, in a fresh seeded order; a run makes
@@ -9,8 +10,11 @@
 //! evenly spaced validation windows at every evaluation and in every run, so
 //! validation losses of different generations compare the same text.
 use crate::checkpoint::{self, TrainingState};
+use crate::layout::SnapshotFiles;
+use crate::optim::AdamW;
+use crate::snapshot::{self, SnapshotState};
 use crate::config::{Budget, ModelConfig, TrainConfig};
-use crate::model::{Model, DECAY_GROUP, NO_DECAY_GROUP};
+use crate::model::Model;
 use crate::stream::{EpochSchedule, TokenStream};
 use crate::tokenizer::Vocab;
 use anyhow::{bail, Context, Result};
@@ -18,7 +22,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-use tch::{nn, nn::OptimizerConfig, Device, Kind, Tensor};
+use tch::{nn, Device, Kind, Tensor};
 
 pub struct TrainRequest<'a> {
     pub model: ModelConfig,
@@ -113,7 +117,45 @@ pub struct TrainOutcome {
     pub state: TrainingState,
 }
 
-/// Trains one model and writes its checkpoint.
+/// What a mid-training snapshot must match to be resumed: the model and training
+/// settings, the initial weights and every token of the training data (SHA-256 of
+/// their description; the data enters as an FNV-1a hash of its tokens).
+pub fn fingerprint(model: &ModelConfig, cfg: &TrainConfig, data: &TokenStream, init_from: Option<&Path>) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut buf = Vec::new();
+    let chunk = 1 << 20;
+    let mut offset = 0;
+    while offset < data.len() {
+        let n = chunk.min(data.len() - offset);
+        buf.clear();
+        data.read(offset, n, &mut buf);
+        for &t in &buf {
+            h = (h ^ t as u64).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        offset += n;
+    }
+    let description = serde_json::json!({
+        "model": model,
+        "train": cfg,
+        "data_tokens": data.len(),
+        "data_fnv1a": format!("{h:016x}"),
+        "init_from": init_from.map(|p| p.display().to_string()),
+    });
+    format!("{:x}", Sha256::digest(description.to_string().as_bytes()))
+}
+
+/// Seed of libtorch's generator from step `step` on (see `crate::snapshot`).
+fn step_seed(seed: u64, step: i64) -> u64 {
+    let mut z = seed ^ (step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Trains one model and writes its checkpoint. Every `train.checkpoint_interval` steps
+/// it writes a snapshot, and it continues from the newest snapshot of `out` that
+/// belongs to the same settings and data (see `crate::snapshot`).
 pub fn train(req: TrainRequest) -> Result<TrainOutcome> {
     let TrainRequest { model: mcfg, train: cfg, data, val, vocab, device, init_from, out, progress } = req;
     mcfg.validate()?;
@@ -132,28 +174,62 @@ pub fn train(req: TrainRequest) -> Result<TrainOutcome> {
         checkpoint::load_weights(&mut vs, &init.join(crate::layout::CheckpointFiles::WEIGHTS))
             .with_context(|| format!("cannot initialise from {}", init.display()))?;
     }
-    let mut opt = nn::AdamW { beta1: cfg.beta1, beta2: cfg.beta2, wd: cfg.weight_decay, eps: 1e-8, amsgrad: false }
-        .build(&vs, cfg.learning_rate)?;
-    opt.set_weight_decay_group(DECAY_GROUP, cfg.weight_decay);
-    opt.set_weight_decay_group(NO_DECAY_GROUP, 0.0);
+    let mut opt = AdamW::new(&vs, &cfg);
 
     let plan = schedule(&mcfg, &cfg, data)?;
     let steps = plan.steps() as i64;
-    let log_path = partial_log_path(&out);
+    let fingerprint = fingerprint(&mcfg, &cfg, data, init_from.as_deref());
+    let here = crate::device::describe(device);
+    let log_path = crate::layout::partial_train_log(&out);
     if let Some(dir) = log_path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
+    let resumed = match snapshot::latest(&out)? {
+        Some(s) if s.state.fingerprint == fingerprint && s.state.step < steps => Some(s),
+        Some(s) => {
+            eprintln!(
+                "warning: discarding the training snapshot {} (step {}): it belongs to other settings or data",
+                s.dir.display(),
+                s.state.step
+            );
+            snapshot::remove(&out)?;
+            None
+        }
+        None => None,
+    };
+    let (mut start, mut train_seconds, mut last_loss, mut last_val) = (0i64, 0.0, f64::NAN, None);
+    if let Some(s) = &resumed {
+        checkpoint::load_weights(&mut vs, &s.dir.join(SnapshotFiles::WEIGHTS))
+            .with_context(|| format!("cannot resume from {}", s.dir.display()))?;
+        opt.load_state(&s.optimizer, &s.state.optimizer_steps)
+            .with_context(|| format!("cannot resume from {}", s.dir.display()))?;
+        std::fs::write(&log_path, &s.log).with_context(|| format!("cannot write {}", log_path.display()))?;
+        (start, train_seconds, last_loss, last_val) =
+            (s.state.step, s.state.train_seconds, s.state.last_train_loss, s.state.last_val_loss);
+        eprintln!("resuming the training of {} at step {start} of {steps}", out.display());
+        if s.state.device != here {
+            eprintln!(
+                "warning: the snapshot was taken on {} and training continues on {here}, so the final weights may \
+                 differ from an uninterrupted run in the last digits",
+                s.state.device
+            );
+        }
+    } else {
+        std::fs::write(&log_path, "step,learning_rate,train_loss,val_loss,tokens_per_second\n")
+            .with_context(|| format!("cannot create {}", log_path.display()))?;
+    }
     let mut log = std::io::BufWriter::new(
-        std::fs::File::create(&log_path).with_context(|| format!("cannot create {}", log_path.display()))?,
+        std::fs::OpenOptions::new().append(true).open(&log_path).with_context(|| format!("cannot open {}", log_path.display()))?,
     );
-    writeln!(log, "step,learning_rate,train_loss,val_loss,tokens_per_second")?;
 
     let bar = progress_bar(steps as u64, progress);
+    bar.set_position(start as u64);
     let trainable = vs.trainable_variables();
-    let mut train_seconds = 0.0;
-    let mut last_loss = f64::NAN;
-    let mut last_val = None;
-    for (step, windows) in (0..steps).zip(plan.batches()) {
+    let interval = cfg.checkpoint_interval;
+    for (step, windows) in (0..steps).zip(plan.batches()).skip(start as usize) {
+        if step == 0 || (interval > 0 && step % interval == 0) {
+            crate::device::seed_everything(step_seed(cfg.seed, step));
+        }
         let t0 = Instant::now();
         let lr = learning_rate(&cfg, step, steps);
         opt.set_lr(lr);
@@ -180,9 +256,10 @@ pub fn train(req: TrainRequest) -> Result<TrainOutcome> {
                 cfg.learning_rate
             );
         }
-        let is_last = step + 1 == steps;
+        let done = step + 1;
+        let is_last = done == steps;
         let val_loss = match val {
-            Some(v) if is_last || (cfg.eval_interval > 0 && (step + 1) % cfg.eval_interval == 0) => {
+            Some(v) if is_last || (cfg.eval_interval > 0 && done % cfg.eval_interval == 0) => {
                 let l = validation_loss(&model, v, &cfg, device)?;
                 last_val = Some(l);
                 Some(l)
@@ -192,13 +269,25 @@ pub fn train(req: TrainRequest) -> Result<TrainOutcome> {
         writeln!(
             log,
             "{},{:.6e},{:.6},{},{:.1}",
-            step + 1,
+            done,
             lr,
             last_loss,
             val_loss.map(|v| format!("{v:.6}")).unwrap_or_default(),
             tokens_per_step as f64 / dt
         )?;
         log.flush()?;
+        if interval > 0 && done % interval == 0 && !is_last {
+            let state = SnapshotState {
+                step: done,
+                fingerprint: fingerprint.clone(),
+                device: here.clone(),
+                optimizer_steps: opt.state().1,
+                train_seconds,
+                last_train_loss: last_loss,
+                last_val_loss: last_val,
+            };
+            snapshot::write(&out, &vs, &opt, &state, &log_path).with_context(|| format!("writing the snapshot at step {done}"))?;
+        }
         bar.set_message(match last_val {
             Some(v) => format!("loss {last_loss:.3} val {v:.3}"),
             None => format!("loss {last_loss:.3}"),
@@ -217,11 +306,12 @@ pub fn train(req: TrainRequest) -> Result<TrainOutcome> {
         final_val_loss: last_val,
         seconds: train_seconds,
         tokens_per_second: tokens as f64 / train_seconds,
-        device: crate::device::describe(device),
+        device: here,
         init_from: init_from.map(|p| p.display().to_string()),
     };
     checkpoint::save(&out, &vs, &mcfg, vocab, &state, Some(&log_path))?;
     std::fs::remove_file(&log_path).ok();
+    snapshot::remove(&out)?;
     Ok(TrainOutcome { state })
 }
 
@@ -239,12 +329,6 @@ pub fn clip_grad_norm(params: &[Tensor], max: f64) {
             let _ = g.g_mul_(&coef);
         }
     });
-}
-
-/// The running log lives next to the checkpoint folder until the checkpoint is complete.
-fn partial_log_path(out: &Path) -> PathBuf {
-    let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    out.with_file_name(format!(".{name}.train_log.csv.partial"))
 }
 
 pub fn progress_bar(len: u64, visible: bool) -> ProgressBar {

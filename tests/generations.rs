@@ -9,14 +9,8 @@ use lmloop::tokens::{write_tokens, TokenFile};
 use std::path::Path;
 use std::sync::Arc;
 
-/// A project root with the toy corpus prepared as `corpora/real/toy` and a config
-/// (configs/tiny.toml pointed at it) written as `tiny.toml`.
 fn project() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    prepared(&dir.path().join("corpora/real/toy"), 300);
-    let cfg = std::fs::read_to_string(tiny_config()).unwrap().replace("[data]\n", "[data]\ncorpus = \"toy\"\n");
-    std::fs::write(dir.path().join("tiny.toml"), cfg).unwrap();
-    dir
+    tiny_project()
 }
 
 fn generations(root: &Path, extra: &[&str]) -> (i32, String, String) {

@@ -137,7 +137,7 @@ pub use run_data::{
 pub use tails::{
     escape_token, survival_by_bucket, vanish_fit, vanish_points, Absence, BucketNull, BucketSurvival, TokenTable,
 };
-pub use update::{update_run_analysis, RealReference};
+pub use update::{update_run_analysis, update_run_measures, RealReference};
 pub use zipf::{rank_frequency, zipf_slope};
 
 /// `lmloop inspect tails`: the tokens that vanished from the synthetic corpora.

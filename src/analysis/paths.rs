@@ -7,7 +7,10 @@ use std::path::PathBuf;
 pub trait AnalysisPaths {
     fn run_toml(&self, run: &str) -> PathBuf;
     fn generations_csv(&self, run: &str) -> PathBuf;
+    /// Fingerprint of the prepared corpus the run started on (`crate::integrity`).
     fn corpus_json(&self, run: &str) -> PathBuf;
+    /// Device and threads the run started on (`crate::integrity`).
+    fn runtime_json(&self, run: &str) -> PathBuf;
     fn drift_csv(&self, run: &str) -> PathBuf;
     fn tokens_csv(&self, run: &str) -> PathBuf;
     /// Cached drift row of S_k, or of the real split for `None`.
@@ -36,6 +39,10 @@ impl AnalysisPaths for Layout {
 
     fn corpus_json(&self, run: &str) -> PathBuf {
         self.analysis(run).join("corpus.json")
+    }
+
+    fn runtime_json(&self, run: &str) -> PathBuf {
+        self.analysis(run).join("runtime.json")
     }
 
     fn drift_csv(&self, run: &str) -> PathBuf {

@@ -93,6 +93,20 @@ pub fn update_run_analysis(
     token_texts: &[String],
     eot: u32,
 ) -> Result<PathBuf> {
+    update_run_measures(layout, run, real, synthetic, token_texts, eot)?;
+    super::report::write_report(layout, run)
+}
+
+/// The measuring half of [`update_run_analysis`]: `drift.csv`, `tokens.csv` and
+/// `reference.json`, without drawing the report.
+pub fn update_run_measures(
+    layout: &Layout,
+    run: &str,
+    real: &RealReference,
+    synthetic: &[(u32, PathBuf)],
+    token_texts: &[String],
+    eot: u32,
+) -> Result<()> {
     let vocab_size = token_texts.len();
     if vocab_size == 0 {
         bail!("the vocabulary is empty (no token texts were given)");
@@ -164,8 +178,7 @@ pub fn update_run_analysis(
     write_drift_csv(&layout.drift_csv(run), &rows)?;
     TokenTable::new(token_texts, real_counts, synthetic_counts)?
         .write_csv(&layout.tokens_csv(run), Some(info.sample_ratio()))?;
-    write_json_atomic(&layout.reference_json(run), &info)?;
-    super::report::write_report(layout, run)
+    write_json_atomic(&layout.reference_json(run), &info)
 }
 
 /// The cached row at `path` when its key matches, else `measure()` (then cached).

@@ -84,3 +84,13 @@ pub fn train_tiny(root: &Path) -> (PathBuf, PathBuf) {
     assert_eq!(r.0, 0, "train failed: {}", r.2);
     (out, data)
 }
+
+/// A project root with the toy corpus prepared as `corpora/real/toy` and a config
+/// (configs/tiny.toml pointed at it) written as `tiny.toml`.
+pub fn tiny_project() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    prepared(&dir.path().join("corpora/real/toy"), 300);
+    let cfg = std::fs::read_to_string(tiny_config()).unwrap().replace("[data]\n", "[data]\ncorpus = \"toy\"\n");
+    std::fs::write(dir.path().join("tiny.toml"), cfg).unwrap();
+    dir
+}

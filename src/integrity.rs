@@ -1,0 +1,198 @@
+//! What a run must find unchanged when it resumes: the prepared corpus it started on
+//! (`analysis/RUN/corpus.json`), and the machine settings its numbers depend on in
+//! the last digits (`analysis/RUN/runtime.json`).
+//!
+//! A run refuses to resume against a corpus whose tokenizer or token files changed
+//! (re-running `prepare` under a live run would silently mix tokenizers). A run resumed
+//! on another device or thread count goes on, with a warning: libtorch's kernels sum in
+//! a different order there, so numbers computed from then on may differ from an
+//! uninterrupted run in the last digits, while every completed generation is kept.
+use crate::layout::{read_json, write_json_atomic, RealCorpus};
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::Path;
+
+/// The files of a prepared corpus a run's numbers depend on.
+pub const FINGERPRINTED: [&str; 4] = [RealCorpus::TOKENIZER, RealCorpus::TRAIN, RealCorpus::VAL, RealCorpus::TEST];
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileFingerprint {
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+/// `analysis/RUN/corpus.json`: the prepared corpus a run started on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CorpusFingerprint {
+    /// `data.corpus`, the folder name under `corpora/real/`.
+    pub corpus: String,
+    pub tokenizer_sha256: String,
+    pub vocab_size: usize,
+    /// Size and SHA-256 of every file in [`FINGERPRINTED`] (empty in runs started before
+    /// it was recorded; their tokenizer is still checked).
+    #[serde(default)]
+    pub files: BTreeMap<String, FileFingerprint>,
+}
+
+fn hash_file(path: &Path) -> Result<FileFingerprint> {
+    let mut file = std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut bytes = 0u64;
+    loop {
+        let n = file.read(&mut buf).with_context(|| format!("cannot read {}", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        bytes += n as u64;
+    }
+    Ok(FileFingerprint { bytes, sha256: format!("{:x}", hasher.finalize()) })
+}
+
+impl CorpusFingerprint {
+    /// Fingerprints the prepared corpus in `dir` (named `name`).
+    pub fn of(name: &str, dir: &Path, vocab_size: usize) -> Result<Self> {
+        let files = FINGERPRINTED
+            .iter()
+            .map(|f| Ok((f.to_string(), hash_file(&dir.join(f))?)))
+            .collect::<Result<BTreeMap<_, _>>>()?;
+        let tokenizer_sha256 = files[RealCorpus::TOKENIZER].sha256.clone();
+        Ok(Self { corpus: name.to_string(), tokenizer_sha256, vocab_size, files })
+    }
+
+    /// What differs from `now`, one phrase per difference (files missing from an older
+    /// record are not compared).
+    pub fn differences(&self, now: &Self) -> Vec<String> {
+        let short = |s: &str| s.chars().take(12).collect::<String>();
+        let mut out = Vec::new();
+        if self.corpus != now.corpus {
+            out.push(format!("data.corpus ({} → {})", self.corpus, now.corpus));
+        }
+        if self.vocab_size != now.vocab_size {
+            out.push(format!("vocabulary size ({} → {})", self.vocab_size, now.vocab_size));
+        }
+        if self.tokenizer_sha256 != now.tokenizer_sha256 && !self.files.contains_key(RealCorpus::TOKENIZER) {
+            out.push(format!(
+                "{} (sha256 {} → {})",
+                RealCorpus::TOKENIZER,
+                short(&self.tokenizer_sha256),
+                short(&now.tokenizer_sha256)
+            ));
+        }
+        for (name, was) in &self.files {
+            match now.files.get(name) {
+                Some(is) if is == was => {}
+                Some(is) if is.bytes != was.bytes => out.push(format!("{name} ({} → {} bytes)", was.bytes, is.bytes)),
+                Some(is) => out.push(format!("{name} (same size, sha256 {} → {})", short(&was.sha256), short(&is.sha256))),
+                None => out.push(format!("{name} (missing now)")),
+            }
+        }
+        out
+    }
+}
+
+/// Records the corpus fingerprint at a run's first start, and refuses a later start
+/// whose corpus differs, naming what changed. `path` is `analysis/RUN/corpus.json`.
+pub fn check_corpus(path: &Path, run: &str, now: &CorpusFingerprint) -> Result<()> {
+    if path.exists() {
+        let was: CorpusFingerprint = read_json(path)?;
+        let diff = was.differences(now);
+        if !diff.is_empty() {
+            bail!(
+                "run '{run}' was started on another version of the prepared corpus '{}': {} changed since; \
+                 restore the corpus it started on, or start a new run (another --run name, or --force-new)",
+                was.corpus,
+                diff.join(", ")
+            );
+        }
+        if was.files.len() == now.files.len() {
+            return Ok(());
+        }
+    }
+    write_json_atomic(path, now)
+}
+
+/// `analysis/RUN/runtime.json`: where a run's numbers were first computed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Runtime {
+    /// Device and CPU threads, as `lmloop` prints them (e.g. `cpu (2 threads)`).
+    pub device: String,
+}
+
+/// Records the runtime at a run's first start; on a later start elsewhere returns the
+/// warning to print (the run goes on).
+pub fn check_runtime(path: &Path, run: &str, now: &Runtime) -> Result<Option<String>> {
+    if !path.exists() {
+        write_json_atomic(path, now)?;
+        return Ok(None);
+    }
+    let was: Runtime = read_json(path)?;
+    Ok((was != *now).then(|| {
+        format!(
+            "run '{run}' began on {} and continues on {}: what is computed from now on may differ from an \
+             uninterrupted run in the last digits (finished generations are kept as they are)",
+            was.device, now.device
+        )
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn corpus(dir: &Path, train: &[u8]) {
+        for f in FINGERPRINTED {
+            std::fs::write(dir.join(f), f.as_bytes()).unwrap();
+        }
+        std::fs::write(dir.join(RealCorpus::TRAIN), train).unwrap();
+    }
+
+    #[test]
+    fn a_changed_token_file_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        corpus(dir.path(), b"abcd");
+        let record = dir.path().join("corpus.json");
+        let first = CorpusFingerprint::of("toy", dir.path(), 10).unwrap();
+        check_corpus(&record, "r", &first).unwrap();
+        check_corpus(&record, "r", &first).unwrap();
+        corpus(dir.path(), b"abce");
+        let changed = CorpusFingerprint::of("toy", dir.path(), 10).unwrap();
+        let err = check_corpus(&record, "r", &changed).unwrap_err().to_string();
+        assert!(err.contains("train.bin (same size"), "{err}");
+        assert!(!err.contains("tokenizer.json"), "{err}");
+        corpus(dir.path(), b"abcdef");
+        let longer = CorpusFingerprint::of("toy", dir.path(), 10).unwrap();
+        assert!(check_corpus(&record, "r", &longer).unwrap_err().to_string().contains("4 → 6 bytes"));
+    }
+
+    #[test]
+    fn an_older_record_is_checked_on_its_tokenizer_and_then_completed() {
+        let dir = tempfile::tempdir().unwrap();
+        corpus(dir.path(), b"abcd");
+        let now = CorpusFingerprint::of("toy", dir.path(), 10).unwrap();
+        let record = dir.path().join("corpus.json");
+        let old = CorpusFingerprint { files: BTreeMap::new(), ..now.clone() };
+        write_json_atomic(&record, &old).unwrap();
+        check_corpus(&record, "r", &now).unwrap();
+        assert_eq!(read_json::<CorpusFingerprint>(&record).unwrap(), now);
+        let other_tokenizer = CorpusFingerprint { tokenizer_sha256: "f".repeat(64), files: BTreeMap::new(), ..now.clone() };
+        write_json_atomic(&record, &other_tokenizer).unwrap();
+        assert!(check_corpus(&record, "r", &now).unwrap_err().to_string().contains("tokenizer.json"));
+    }
+
+    #[test]
+    fn another_runtime_warns_once_per_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("runtime.json");
+        let two = Runtime { device: "cpu (2 threads)".into() };
+        assert_eq!(check_runtime(&path, "r", &two).unwrap(), None);
+        assert_eq!(check_runtime(&path, "r", &two).unwrap(), None);
+        let one = Runtime { device: "cpu (1 threads)".into() };
+        let warning = check_runtime(&path, "r", &one).unwrap().unwrap();
+        assert!(warning.contains("cpu (2 threads)") && warning.contains("cpu (1 threads)"), "{warning}");
+    }
+}

@@ -31,6 +31,12 @@ pub struct TrainingState {
     pub device: String,
     /// Checkpoint the weights were initialised from, if any.
     pub init_from: Option<String>,
+    /// Seconds spent writing mid-training snapshots (not included in `seconds`).
+    #[serde(default)]
+    pub snapshot_seconds: f64,
+    /// Mid-training snapshots written by the process that finished the run.
+    #[serde(default)]
+    pub snapshots: u64,
 }
 
 /// A model loaded from a checkpoint folder.

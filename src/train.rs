@@ -226,6 +226,7 @@ pub fn train(req: TrainRequest) -> Result<TrainOutcome> {
     bar.set_position(start as u64);
     let trainable = vs.trainable_variables();
     let interval = cfg.checkpoint_interval;
+    let (mut snapshot_seconds, mut snapshots) = (0.0, 0u64);
     for (step, windows) in (0..steps).zip(plan.batches()).skip(start as usize) {
         if step == 0 || (interval > 0 && step % interval == 0) {
             crate::device::seed_everything(step_seed(cfg.seed, step));
@@ -286,7 +287,10 @@ pub fn train(req: TrainRequest) -> Result<TrainOutcome> {
                 last_train_loss: last_loss,
                 last_val_loss: last_val,
             };
+            let t_snapshot = Instant::now();
             snapshot::write(&out, &vs, &opt, &state, &log_path).with_context(|| format!("writing the snapshot at step {done}"))?;
+            snapshot_seconds += t_snapshot.elapsed().as_secs_f64();
+            snapshots += 1;
         }
         bar.set_message(match last_val {
             Some(v) => format!("loss {last_loss:.3} val {v:.3}"),
@@ -308,6 +312,8 @@ pub fn train(req: TrainRequest) -> Result<TrainOutcome> {
         tokens_per_second: tokens as f64 / train_seconds,
         device: here,
         init_from: init_from.map(|p| p.display().to_string()),
+        snapshot_seconds,
+        snapshots,
     };
     checkpoint::save(&out, &vs, &mcfg, vocab, &state, Some(&log_path))?;
     std::fs::remove_file(&log_path).ok();

@@ -41,7 +41,7 @@ fn log_without_timing(ckpt: &Path) -> Vec<String> {
 
 fn state_without_timing(ckpt: &Path) -> serde_json::Value {
     let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(ckpt.join("state.json")).unwrap()).unwrap();
-    for key in ["seconds", "tokens_per_second"] {
+    for key in ["seconds", "tokens_per_second", "snapshot_seconds", "snapshots"] {
         v.as_object_mut().unwrap().remove(key);
     }
     v

@@ -165,9 +165,11 @@ pub struct TrainConfig {
     pub seed: u64,
     /// Write a mid-training snapshot (weights, optimizer state, position) every this
     /// many optimizer steps, so a killed or requeued run resumes from the last one and
-    /// ends exactly as an uninterrupted run; 0 disables snapshots. Default 500: on the
-    /// development CPU a snapshot of the default model costs a few milliseconds, and
-    /// on a GPU 500 steps of `configs/gpu.toml` are minutes of work at most.
+    /// ends exactly as an uninterrupted run; 0 disables snapshots. Default 500. On the
+    /// development CPU (2 shared cores) one snapshot took about 40 ms for the default
+    /// model and 0.34 s for `configs/gpu.toml`'s 10.7M-parameter model (weights plus
+    /// two AdamW moments, 130 MB), so every 500 steps costs next to nothing, while a
+    /// GPU that runs a few steps per second loses only minutes of work to a kill.
     pub checkpoint_interval: i64,
 }
 

@@ -24,6 +24,8 @@ pub struct TrainingState {
     #[serde(default)]
     pub epochs: f64,
     pub seed: u64,
+    /// NaN (`null` in the file) for a model that was imported rather than trained.
+    #[serde(deserialize_with = "nan_when_null")]
     pub final_train_loss: f64,
     pub final_val_loss: Option<f64>,
     pub seconds: f64,
@@ -37,6 +39,11 @@ pub struct TrainingState {
     /// Mid-training snapshots written by the process that finished the run.
     #[serde(default)]
     pub snapshots: u64,
+}
+
+/// JSON has no NaN (serde_json writes `null`); reads `null` back as NaN.
+fn nan_when_null<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
 /// A model loaded from a checkpoint folder.
@@ -79,22 +86,29 @@ impl Checkpoint {
 /// first so that a checkpoint of another shape gets a message, not a crash.
 pub fn load_weights(vs: &mut nn::VarStore, path: &Path) -> Result<()> {
     let loaded = Tensor::read_safetensors(path).with_context(|| format!("cannot read weights {}", path.display()))?;
-    let loaded: HashMap<String, Tensor> = loaded.into_iter().collect();
+    copy_weights(vs, loaded.into_iter().collect(), &format!("weights {}", path.display()))
+}
+
+/// Copies `loaded` into the variables of `vs` (converting to their dtype), after
+/// checking that every variable has a tensor of its shape and that no tensor is left
+/// over; `source` names where the tensors came from in messages.
+pub fn copy_weights(vs: &mut nn::VarStore, loaded: HashMap<String, Tensor>, source: &str) -> Result<()> {
     let vars = vs.variables();
     for (name, var) in &vars {
         match loaded.get(name) {
-            None => bail!("weights {} do not fit this model: tensor '{name}' is missing", path.display()),
+            None => bail!("{source} do not fit this model: tensor '{name}' is missing"),
             Some(t) if t.size() != var.size() => bail!(
-                "weights {} come from a different model shape: '{name}' is {:?} there, but this model needs {:?}",
-                path.display(),
+                "{source} come from a different model shape: '{name}' is {:?} there, but this model needs {:?}",
                 t.size(),
                 var.size()
             ),
             Some(_) => {}
         }
     }
-    if let Some(extra) = loaded.keys().find(|k| !vars.contains_key(*k)) {
-        bail!("weights {} do not fit this model: it has an unexpected tensor '{extra}'", path.display());
+    let mut extra: Vec<&String> = loaded.keys().filter(|k| !vars.contains_key(*k)).collect();
+    extra.sort();
+    if let Some(extra) = extra.first() {
+        bail!("{source} do not fit this model: it has an unexpected tensor '{extra}'");
     }
     tch::no_grad(|| {
         for (name, var) in vars {

@@ -46,6 +46,22 @@ pub enum Command {
     Theory(crate::theory::TheoryCommand),
     /// Training and sampling throughput at a config's model shape, against a PyTorch reference.
     Bench(BenchArgs),
+    /// Write a checkpoint as a folder Hugging Face transformers loads (GPT2LMHeadModel or
+    /// LlamaForCausalLM, safetensors weights, tokenizer.json and tokenizer_config.json).
+    Export(ExportArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// Checkpoint folder, for example checkpoints/RUN/gen-03.
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// Folder to write; AutoModelForCausalLM.from_pretrained(OUT) and AutoTokenizer.from_pretrained(OUT) load it.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Replace --out when it already holds files.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -80,15 +96,23 @@ pub struct RuntimeArgs {
 
 #[derive(Args, Debug)]
 pub struct PrepareArgs {
-    /// Input text files (UTF-8), or `hf:OWNER/NAME/PATH` for a file of a Hugging Face dataset.
+    /// Input files: UTF-8 text, parquet (.parquet) or JSON lines (.jsonl, .json; one
+    /// document per row), or `hf:OWNER/NAME/PATH` for a file of a Hugging Face dataset.
     #[arg(long, required = true, num_args = 1..)]
     pub input: Vec<String>,
     /// Output folder, conventionally corpora/real/NAME.
     #[arg(long)]
     pub out: PathBuf,
-    /// Vocabulary size of the byte-level BPE tokenizer (≥ 257).
-    #[arg(long, default_value_t = 2048)]
-    pub vocab_size: usize,
+    /// Vocabulary size of the byte-level BPE tokenizer (≥ 257). Default 2048.
+    #[arg(long)]
+    pub vocab_size: Option<usize>,
+    /// Tokenize with this existing tokenizer.json (or a folder holding one, such as a
+    /// transformers model folder) instead of training one.
+    #[arg(long, conflicts_with = "vocab_size")]
+    pub tokenizer: Option<PathBuf>,
+    /// Column (parquet) or field (JSON) holding the documents. Default `text`.
+    #[arg(long)]
+    pub text_column: Option<String>,
     /// Share of characters held out for validation.
     #[arg(long, default_value_t = 0.05)]
     pub val_fraction: f64,
@@ -193,9 +217,14 @@ pub struct GenerationsArgs {
     /// Top-p filter when sampling (sample.top_p).
     #[arg(long, allow_negative_numbers = true)]
     pub top_p: Option<f64>,
-    /// Initialise each generation from `scratch` or from the `previous` generation's weights (generations.init).
+    /// Initialise each generation after the first from `scratch`, from the `previous` generation's
+    /// weights, or from the `pretrained` weights of --init-from (generations.init).
     #[arg(long)]
     pub init: Option<String>,
+    /// Start generation 0 from this Hugging Face transformers GPT-2 or Llama folder; the corpus
+    /// must be prepared with its tokenizer (generations.init_from).
+    #[arg(long)]
+    pub init_from: Option<String>,
     /// Run seed (train.seed); every generation's seeds derive from it.
     #[arg(long)]
     pub seed: Option<u64>,
@@ -268,6 +297,16 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Sweep(s) => crate::sweep::run(&layout(), &s),
         Command::Theory(t) => crate::theory::run(&t),
         Command::Bench(a) => bench(a),
+        Command::Export(a) => {
+            let done = crate::interop::export(&a.checkpoint, &a.out, a.force)?;
+            println!(
+                "wrote {}: {} with {} parameters, its tokenizer and config; load it with AutoModelForCausalLM.from_pretrained and AutoTokenizer.from_pretrained",
+                a.out.display(),
+                done.class,
+                done.parameters
+            );
+            Ok(())
+        }
     }
 }
 
@@ -281,16 +320,29 @@ fn fetch(name: &str, python: Option<PathBuf>) -> Result<()> {
 }
 
 fn prepare(a: PrepareArgs) -> Result<()> {
+    use crate::corpus::InputFormat;
+    if let Some(column) = &a.text_column {
+        if a.input.iter().all(|spec| InputFormat::of(spec) == InputFormat::Text) {
+            bail!("--text-column {column} applies to parquet and JSON inputs only, and every input is a text file");
+        }
+    }
+    let column = a.text_column.as_deref().unwrap_or(crate::corpus::DEFAULT_TEXT_COLUMN);
     let sources = a
         .input
         .iter()
-        .map(|spec| {
-            let input = crate::corpus::read_input(spec, None)?;
-            Ok(crate::prepare::Source { name: input.name, text: input.text, sha256: input.sha256 })
-        })
+        .map(|spec| crate::corpus::read_source(spec, None, column))
         .collect::<Result<Vec<_>>>()?;
-    let opts = PrepareOptions { vocab_size: a.vocab_size, val_fraction: a.val_fraction, test_fraction: a.test_fraction, seed: a.seed };
+    let opts = PrepareOptions {
+        vocab_size: a.vocab_size.unwrap_or(PrepareOptions::default().vocab_size),
+        val_fraction: a.val_fraction,
+        test_fraction: a.test_fraction,
+        seed: a.seed,
+        tokenizer: a.tokenizer.clone(),
+    };
     let meta = crate::prepare::prepare(&sources, &a.out, &opts)?;
+    if let Some(t) = &a.tokenizer {
+        eprintln!("tokenized with {}", t.display());
+    }
     println!(
         "prepared {}: vocab {}, train {} docs / {} tokens, val {} / {}, test {} / {}",
         a.out.display(),
@@ -430,6 +482,9 @@ fn generations(a: GenerationsArgs) -> Result<()> {
     }
     if let Some(i) = &a.init {
         g.init = i.clone();
+    }
+    if a.init_from.is_some() {
+        g.init_from = a.init_from.clone();
     }
     if let Some(t) = a.temperature {
         cfg.sample.temperature = t;

@@ -39,6 +39,42 @@ pub struct ModelConfig {
     pub bias: bool,
     /// Hidden width of the MLP as a multiple of `n_embd`. Default 4 (GPT-2); Llama configs often use 8/3.
     pub mlp_ratio: f64,
+    /// Hidden width of the MLP in units, when it must be exact (a model imported from
+    /// Hugging Face transformers sets it); it then replaces `mlp_ratio`. Default unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub intermediate_size: Option<i64>,
+    /// Key/value heads of grouped-query attention (Llama only); must divide `n_head`.
+    /// Default unset, meaning `n_head` (ordinary multi-head attention).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub n_kv_head: Option<i64>,
+    /// Epsilon of LayerNorm (GPT-2) or RMSNorm (Llama). Default 1e-5, as in GPT-2 and Llama 2.
+    #[serde(skip_serializing_if = "is_default_norm_eps")]
+    pub norm_eps: f64,
+    /// Base frequency of the rotary positions (Llama only). Default 10000, as in Llama 1 and 2.
+    #[serde(skip_serializing_if = "is_default_rope_theta")]
+    pub rope_theta: f64,
+    /// Output projection tied to the token embedding. Default true, as in GPT-2; a
+    /// Llama imported with its own `lm_head` sets false.
+    #[serde(skip_serializing_if = "is_true")]
+    pub tie_embeddings: bool,
+}
+
+// The keys added for imported models are left out of files while they hold their
+// defaults, so configs, checkpoints and training fingerprints written before the keys
+// existed read back, and compare, exactly as they were.
+const DEFAULT_NORM_EPS: f64 = 1e-5;
+const DEFAULT_ROPE_THETA: f64 = 10_000.0;
+
+fn is_default_norm_eps(v: &f64) -> bool {
+    *v == DEFAULT_NORM_EPS
+}
+
+fn is_default_rope_theta(v: &f64) -> bool {
+    *v == DEFAULT_ROPE_THETA
+}
+
+fn is_true(v: &bool) -> bool {
+    *v
 }
 
 impl Default for ModelConfig {
@@ -53,6 +89,11 @@ impl Default for ModelConfig {
             dropout: 0.0,
             bias: true,
             mlp_ratio: 4.0,
+            intermediate_size: None,
+            n_kv_head: None,
+            norm_eps: DEFAULT_NORM_EPS,
+            rope_theta: DEFAULT_ROPE_THETA,
+            tie_embeddings: true,
         }
     }
 }
@@ -63,14 +104,23 @@ impl ModelConfig {
         Self { n_layer: 2, n_head: 2, n_embd: 32, block_size: 32, vocab_size, ..Self::default() }
     }
 
-    /// Hidden width of the MLP, rounded to a multiple of 8 for friendlier matmuls.
+    /// Hidden width of the MLP: `intermediate_size` when set, else `n_embd × mlp_ratio`
+    /// rounded up to a multiple of 8 for friendlier matmuls.
     pub fn mlp_hidden(&self) -> i64 {
+        if let Some(h) = self.intermediate_size {
+            return h;
+        }
         let raw = (self.n_embd as f64 * self.mlp_ratio).round() as i64;
         ((raw + 7) / 8) * 8
     }
 
     pub fn head_dim(&self) -> i64 {
         self.n_embd / self.n_head
+    }
+
+    /// Key/value heads per layer (`n_kv_head`, else `n_head`).
+    pub fn kv_heads(&self) -> i64 {
+        self.n_kv_head.unwrap_or(self.n_head)
     }
 
     pub fn validate(&self) -> Result<()> {
@@ -98,6 +148,25 @@ impl ModelConfig {
         }
         if self.mlp_ratio <= 0.0 {
             bail!("model.mlp_ratio must be positive, got {}", self.mlp_ratio);
+        }
+        if let Some(h) = self.intermediate_size {
+            if h <= 0 {
+                bail!("model.intermediate_size must be positive, got {h}");
+            }
+        }
+        if let Some(kv) = self.n_kv_head {
+            if self.arch != Arch::Llama {
+                bail!("model.n_kv_head (grouped-query attention) is implemented for arch = \"llama\" only");
+            }
+            if kv <= 0 || self.n_head % kv != 0 {
+                bail!("model.n_kv_head ({kv}) must be positive and divide model.n_head ({})", self.n_head);
+            }
+        }
+        if !(self.norm_eps > 0.0 && self.norm_eps.is_finite()) {
+            bail!("model.norm_eps must be positive, got {}", self.norm_eps);
+        }
+        if !(self.rope_theta > 0.0 && self.rope_theta.is_finite()) {
+            bail!("model.rope_theta must be positive, got {}", self.rope_theta);
         }
         Ok(())
     }
@@ -316,8 +385,18 @@ pub struct GenerationsConfig {
     /// Share λ of real data for `mix` and `fresh`. No default: those policies require
     /// it, and the others refuse it.
     pub real_fraction: Option<f64>,
-    /// Initialise each generation from scratch or from the previous generation's weights. Default `scratch`.
+    /// How generation k ≥ 1 is initialised: `scratch` (random weights), `previous`
+    /// (generation k-1's weights: the chain fine-tunes itself) or `pretrained` (the
+    /// weights of `init_from`, afresh every generation). Default `scratch`.
     pub init: String,
+    /// A Hugging Face transformers GPT-2 or Llama folder (`config.json`, safetensors
+    /// weights, `tokenizer.json`) that generation 0 starts from, relative to the project
+    /// root. Its shape replaces `[model]` except `block_size` (at most the folder's
+    /// context) and `dropout`; the corpus must be prepared with its tokenizer
+    /// (`lmloop prepare --tokenizer FOLDER`), which every generation then keeps. Default
+    /// unset: generation 0 starts from random weights.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub init_from: Option<String>,
     /// Tokens sampled per generation, D; 0 means D = |R|, the size of the real
     /// training set R, as in the papers. Default 0.
     pub synthetic_tokens: u64,
@@ -342,6 +421,7 @@ impl Default for GenerationsConfig {
             policy: "replace".into(),
             real_fraction: None,
             init: "scratch".into(),
+            init_from: None,
             synthetic_tokens: 0,
             generations: 10,
             real_subset_tokens: 0,
@@ -429,8 +509,15 @@ impl Config {
         self.sample.validate()?;
         crate::policy::Policy::parse(&self.generations.policy, self.generations.real_fraction)
             .map_err(|e| anyhow::anyhow!("generations.policy: {e}"))?;
-        if self.generations.init != "scratch" && self.generations.init != "previous" {
-            bail!("generations.init must be 'scratch' or 'previous', got '{}'", self.generations.init);
+        match (self.generations.init.as_str(), &self.generations.init_from) {
+            ("scratch" | "previous", _) | ("pretrained", Some(_)) => {}
+            ("pretrained", None) => bail!(
+                "generations.init = 'pretrained' needs generations.init_from (the transformers folder whose weights every generation starts from)"
+            ),
+            (other, _) => bail!("generations.init must be 'scratch', 'previous' or 'pretrained', got '{other}'"),
+        }
+        if self.generations.init_from.as_deref().is_some_and(|d| d.trim().is_empty()) {
+            bail!("generations.init_from is empty; name a transformers model folder, or remove the key");
         }
         if let Some(f) = self.generations.fresh_pool_fraction {
             if !(f > 0.0 && f < 1.0) {

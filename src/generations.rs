@@ -183,8 +183,9 @@ fn remove_run(layout: &Layout, run: &str) -> Result<()> {
 
 /// Runs (or resumes) the loop; returns one row per generation.
 pub fn run(layout: &Layout, spec: &RunSpec) -> Result<Vec<GenerationRow>> {
-    let cfg = &spec.config;
-    cfg.validate()?;
+    spec.config.validate()?;
+    let (resolved, imported) = with_imported_shape(layout, &spec.config)?;
+    let cfg = &resolved;
     let policy = Policy::parse(&cfg.generations.policy, cfg.generations.real_fraction)?;
     let n = cfg.generations.generations;
     if n == 0 {
@@ -222,6 +223,10 @@ pub fn run(layout: &Layout, spec: &RunSpec) -> Result<Vec<GenerationRow>> {
     if let Some(warning) = crate::integrity::check_runtime(&layout.runtime_json(run), run, &runtime)? {
         eprintln!("[{run}] warning: {warning}");
     }
+    let pretrained = match &imported {
+        Some(folder) => Some(import_pretrained(layout, run, cfg, folder, &corpus)?),
+        None => None,
+    };
     let mut model_cfg = cfg.model.clone();
     model_cfg.vocab_size = corpus.vocab.vocab_size() as i64;
     let run_seed = cfg.train.seed;
@@ -294,7 +299,11 @@ pub fn run(layout: &Layout, spec: &RunSpec) -> Result<Vec<GenerationRow>> {
             eprintln!("[{run}] generation {k}: training on {} tokens ({})", manifest.total_tokens, describe_parts(&manifest));
             let mut train_cfg = cfg.train.clone();
             train_cfg.seed = derive_seed(run_seed, k, SeedPurpose::Train);
-            let init_from = (k > 0 && cfg.generations.init == "previous").then(|| layout.checkpoint(run, k - 1));
+            let init_from = match (k, cfg.generations.init.as_str()) {
+                (0, _) | (_, "pretrained") => pretrained.clone(),
+                (_, "previous") => Some(layout.checkpoint(run, k - 1)),
+                _ => None,
+            };
             let val = crate::stream::TokenStream::from_file(corpus.val.clone());
             crate::torch_error::guard(&format!("training generation {k}"), &cfg.training_memory(), || {
                 crate::train::train(crate::train::TrainRequest {
@@ -416,6 +425,49 @@ pub fn run(layout: &Layout, spec: &RunSpec) -> Result<Vec<GenerationRow>> {
         }
     }
     Ok(rows)
+}
+
+/// The run's configuration with the model shape of `generations.init_from` (keeping
+/// the config's `block_size` and `dropout`), and that folder, opened; the
+/// configuration unchanged when there is none.
+fn with_imported_shape(layout: &Layout, cfg: &Config) -> Result<(Config, Option<crate::interop::HfFolder>)> {
+    let Some(dir) = &cfg.generations.init_from else { return Ok((cfg.clone(), None)) };
+    let folder = crate::interop::HfFolder::open(&layout.root().join(dir), cfg.model.dropout)
+        .context("generations.init_from")?;
+    let mut resolved = cfg.clone();
+    resolved.model = folder.model_config(Some(cfg.model.block_size)).context("generations.init_from")?;
+    Ok((resolved, Some(folder)))
+}
+
+/// Imports `folder` as the run's pretrained checkpoint (once), after checking that the
+/// corpus was tokenized with its tokenizer; returns the checkpoint's folder.
+fn import_pretrained(
+    layout: &Layout,
+    run: &str,
+    cfg: &Config,
+    folder: &crate::interop::HfFolder,
+    corpus: &PreparedCorpus,
+) -> Result<std::path::PathBuf> {
+    if !corpus.vocab.same_vocabulary(&folder.vocab) {
+        bail!(
+            "the prepared corpus '{}' was tokenized with another tokenizer than {}, which generations.init_from starts from; \
+             prepare it with that tokenizer: lmloop prepare --tokenizer {} --input ... --out corpora/real/NAME",
+            cfg.data.corpus,
+            folder.dir.display(),
+            folder.dir.display()
+        );
+    }
+    let dir = layout.pretrained_checkpoint(run);
+    if !is_done(&dir) {
+        eprintln!(
+            "[{run}] importing {} ({}) as {}",
+            folder.dir.display(),
+            crate::cli::describe_model(cfg),
+            dir.display()
+        );
+        folder.import(Some(cfg.model.block_size), &dir)?;
+    }
+    Ok(dir)
 }
 
 fn describe_parts(m: &crate::policy::MixtureManifest) -> String {

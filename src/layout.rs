@@ -4,9 +4,12 @@
 //! corpora/real/NAME/          raw.txt, tokenizer.json, train.bin, val.bin, test.bin, meta.json
 //! corpora/synthetic/RUN/      gen-KK.bin, gen-KK.txt, gen-KK.json (sampled by generation KK-1)
 //! checkpoints/RUN/gen-KK/     model.safetensors, config.json, state.json, tokenizer.json, DONE
+//! checkpoints/RUN/pretrained/ the same, imported from generations.init_from (when set)
 //! analysis/RUN/               run.toml, generations.csv, drift.csv, tokens.csv,
 //!                             mixture/gen-KK.json, plots/, report.html, .lock
 //! ```
+//! A tokenizer that came from a transformers folder keeps its `tokenizer_config.json`
+//! beside every `tokenizer.json`.
 //! Generation indices are zero-padded to two digits (`gen-03`) so folders sort.
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
@@ -44,6 +47,12 @@ impl Layout {
 
     pub fn checkpoint(&self, run: &str, generation: u32) -> PathBuf {
         self.root.join("checkpoints").join(run).join(gen_name(generation))
+    }
+
+    /// The model a run imported from `generations.init_from`, as an lmloop checkpoint:
+    /// generation 0 starts from it.
+    pub fn pretrained_checkpoint(&self, run: &str) -> PathBuf {
+        self.root.join("checkpoints").join(run).join("pretrained")
     }
 
     pub fn analysis(&self, run: &str) -> PathBuf {

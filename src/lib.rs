@@ -11,6 +11,7 @@ pub mod device;
 pub mod eval;
 pub mod generations;
 pub mod integrity;
+pub mod interop;
 pub mod layout;
 pub mod model;
 pub mod optim;

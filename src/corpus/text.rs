@@ -30,8 +30,9 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
         .collect()
 }
 
-/// Reads `path` as an input text; `name` is how errors and the result call it.
-pub(crate) fn read_text_file(path: &Path, name: &str) -> Result<InputText> {
+/// Reads the bytes of input file `path`; `name` is how errors call it. A missing file,
+/// a folder and an empty file are refused.
+pub(crate) fn read_input_bytes(path: &Path, name: &str) -> Result<Vec<u8>> {
     let metadata = match fs::metadata(path) {
         Ok(metadata) => metadata,
         Err(error) if error.kind() == ErrorKind::NotFound => {
@@ -46,6 +47,12 @@ pub(crate) fn read_text_file(path: &Path, name: &str) -> Result<InputText> {
     if bytes.is_empty() {
         bail!("input file {name} is empty");
     }
+    Ok(bytes)
+}
+
+/// Reads `path` as an input text; `name` is how errors and the result call it.
+pub(crate) fn read_text_file(path: &Path, name: &str) -> Result<InputText> {
+    let bytes = read_input_bytes(path, name)?;
     let sha256 = sha256_hex(&bytes);
     let text = match String::from_utf8(bytes) {
         Ok(text) => text,

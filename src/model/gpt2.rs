@@ -1,5 +1,6 @@
-//! GPT-2: pre-LayerNorm blocks, GELU MLP, learned positions, tied embeddings.
-use super::layers::{cached_attention, positions, Linear, Norm};
+//! GPT-2: pre-LayerNorm blocks, GELU MLP, learned positions, tied embeddings (unless
+//! `tie_embeddings = false`).
+use super::layers::{cached_attention, output_head, positions, Linear, Norm};
 use super::{KvCache, DECAY_GROUP};
 use crate::config::ModelConfig;
 use tch::{nn, Kind, Tensor};
@@ -87,9 +88,9 @@ struct Block {
 impl Block {
     fn new(p: &nn::Path, cfg: &ModelConfig) -> Self {
         Self {
-            ln_1: Norm::layer_norm(&(p / "ln_1"), cfg.n_embd, cfg.bias),
+            ln_1: Norm::layer_norm(&(p / "ln_1"), cfg.n_embd, cfg.bias, cfg.norm_eps),
             attn: CausalSelfAttention::new(&(p / "attn"), cfg),
-            ln_2: Norm::layer_norm(&(p / "ln_2"), cfg.n_embd, cfg.bias),
+            ln_2: Norm::layer_norm(&(p / "ln_2"), cfg.n_embd, cfg.bias, cfg.norm_eps),
             mlp: Mlp::new(&(p / "mlp"), cfg),
         }
     }
@@ -101,6 +102,8 @@ pub struct Gpt2 {
     wpe: Tensor,
     h: Vec<Block>,
     ln_f: Norm,
+    /// The output projection (V, C): `wte` itself unless untied.
+    lm_head: Tensor,
 }
 
 impl Gpt2 {
@@ -108,12 +111,14 @@ impl Gpt2 {
         let t = p / "transformer";
         let init = nn::Init::Randn { mean: 0.0, stdev: INIT_STD };
         let emb = t.set_group(DECAY_GROUP);
+        let wte = (&emb / "wte").var("weight", &[cfg.vocab_size, cfg.n_embd], init);
         Self {
             cfg: cfg.clone(),
-            wte: (&emb / "wte").var("weight", &[cfg.vocab_size, cfg.n_embd], init),
             wpe: (&emb / "wpe").var("weight", &[cfg.block_size, cfg.n_embd], init),
             h: (0..cfg.n_layer).map(|i| Block::new(&(&t / "h" / i), cfg)).collect(),
-            ln_f: Norm::layer_norm(&(&t / "ln_f"), cfg.n_embd, cfg.bias),
+            ln_f: Norm::layer_norm(&(&t / "ln_f"), cfg.n_embd, cfg.bias, cfg.norm_eps),
+            lm_head: output_head(p, &wte, cfg),
+            wte,
         }
     }
 
@@ -122,7 +127,7 @@ impl Gpt2 {
     }
 
     fn head(&self, x: &Tensor) -> Tensor {
-        self.ln_f.forward(x).linear(&self.wte, None::<Tensor>) // (B, T, V), tied to wte
+        self.ln_f.forward(x).linear(&self.lm_head, None::<Tensor>) // (B, T, V)
     }
 
     pub fn forward(&self, idx: &Tensor, train: bool) -> Tensor {

@@ -1,12 +1,11 @@
-//! Llama: RMSNorm, rotary positions, SwiGLU MLP, no biases, tied embeddings.
-use super::layers::{cached_attention, positions, Linear, Norm};
+//! Llama: RMSNorm, rotary positions, SwiGLU MLP, no biases, grouped-query attention
+//! when `n_kv_head < n_head`, tied embeddings unless `tie_embeddings = false`.
+use super::layers::{cached_attention, output_head, positions, Linear, Norm};
 use super::{KvCache, DECAY_GROUP};
 use crate::config::ModelConfig;
 use tch::{nn, Kind, Tensor};
 
 const INIT_STD: f64 = 0.02;
-/// Rotary base frequency, as in Llama.
-const ROPE_THETA: f64 = 10_000.0;
 
 /// Rotary position tables: cos and sin, each (block_size, head_dim), halves repeated
 /// so that `x·cos + rotate_half(x)·sin` rotates pairs (i, i + hs/2).
@@ -19,7 +18,7 @@ impl Rotary {
     fn new(cfg: &ModelConfig, device: tch::Device) -> Self {
         let hs = cfg.head_dim();
         let opts = (Kind::Float, device);
-        let inv_freq = (Tensor::arange_start_step(0, hs, 2, opts) * (-ROPE_THETA.ln() / hs as f64)).exp(); // (hs/2)
+        let inv_freq = (Tensor::arange_start_step(0, hs, 2, opts) * (-cfg.rope_theta.ln() / hs as f64)).exp(); // (hs/2)
         let t = Tensor::arange(cfg.block_size, opts);
         let freqs = t.outer(&inv_freq); // (T, hs/2)
         let emb = Tensor::cat(&[&freqs, &freqs], 1); // (T, hs)
@@ -55,26 +54,39 @@ struct Attention {
     v_proj: Linear,
     o_proj: Linear,
     n_head: i64,
+    n_kv_head: i64,
     dropout: f64,
 }
 
 impl Attention {
     fn new(p: &nn::Path, cfg: &ModelConfig) -> Self {
         let e = cfg.n_embd;
+        let kv = cfg.kv_heads() * cfg.head_dim();
         let proj_std = INIT_STD / (2.0 * cfg.n_layer as f64).sqrt();
         Self {
             q_proj: Linear::new(&(p / "q_proj"), e, e, false, INIT_STD),
-            k_proj: Linear::new(&(p / "k_proj"), e, e, false, INIT_STD),
-            v_proj: Linear::new(&(p / "v_proj"), e, e, false, INIT_STD),
+            k_proj: Linear::new(&(p / "k_proj"), e, kv, false, INIT_STD),
+            v_proj: Linear::new(&(p / "v_proj"), e, kv, false, INIT_STD),
             o_proj: Linear::new(&(p / "o_proj"), e, e, false, proj_std),
             n_head: cfg.n_head,
+            n_kv_head: cfg.kv_heads(),
             dropout: cfg.dropout,
         }
     }
 
-    fn heads(&self, z: Tensor) -> Tensor {
+    /// (B, T, heads·hs) → (B, heads, T, hs).
+    fn heads(z: Tensor, heads: i64) -> Tensor {
         let (b, t, c) = z.size3().unwrap();
-        z.view([b, t, self.n_head, c / self.n_head]).transpose(1, 2) // (B, nh, T, hs)
+        z.view([b, t, heads, c / heads]).transpose(1, 2)
+    }
+
+    /// Queries (B, nh, T, hs), keys and values (B, nkv, T, hs), before rotation.
+    fn qkv(&self, x: &Tensor) -> (Tensor, Tensor, Tensor) {
+        (
+            Self::heads(self.q_proj.forward(x), self.n_head),
+            Self::heads(self.k_proj.forward(x), self.n_kv_head),
+            Self::heads(self.v_proj.forward(x), self.n_kv_head),
+        )
     }
 
     fn merge(&self, y: Tensor) -> Tensor {
@@ -83,18 +95,17 @@ impl Attention {
     }
 
     fn forward(&self, x: &Tensor, rope: &Rotary, train: bool) -> Tensor {
-        let q = rope.apply_prefix(&self.heads(self.q_proj.forward(x)));
-        let k = rope.apply_prefix(&self.heads(self.k_proj.forward(x)));
-        let v = self.heads(self.v_proj.forward(x));
+        let (q, k, v) = self.qkv(x);
+        let (q, k) = (rope.apply_prefix(&q), rope.apply_prefix(&k));
         let dropout = if train { self.dropout } else { 0.0 };
-        let y = Tensor::scaled_dot_product_attention(&q, &k, &v, None::<Tensor>, dropout, true, None, false);
+        let gqa = self.n_kv_head != self.n_head;
+        let y = Tensor::scaled_dot_product_attention(&q, &k, &v, None::<Tensor>, dropout, true, None, gqa);
         self.merge(y).dropout(dropout, train)
     }
 
     fn forward_cached(&self, x: &Tensor, rope: &Rotary, pos: &Tensor, cache: &KvCache, layer: usize) -> Tensor {
-        let q = rope.apply(&self.heads(self.q_proj.forward(x)), pos);
-        let k = rope.apply(&self.heads(self.k_proj.forward(x)), pos);
-        let v = self.heads(self.v_proj.forward(x));
+        let (q, k, v) = self.qkv(x);
+        let (q, k) = (rope.apply(&q, pos), rope.apply(&k, pos));
         self.merge(cached_attention(&q, &k, &v, pos, cache, layer))
     }
 }
@@ -137,6 +148,8 @@ pub struct Llama {
     layers: Vec<Layer>,
     norm: Norm,
     rope: Rotary,
+    /// The output projection (V, C): `embed_tokens` itself unless untied.
+    lm_head: Tensor,
 }
 
 impl Llama {
@@ -151,24 +164,25 @@ impl Llama {
             .map(|i| {
                 let l = &m / "layers" / i;
                 Layer {
-                    input_layernorm: Norm::rms_norm(&(&l / "input_layernorm"), cfg.n_embd),
+                    input_layernorm: Norm::rms_norm(&(&l / "input_layernorm"), cfg.n_embd, cfg.norm_eps),
                     self_attn: Attention::new(&(&l / "self_attn"), cfg),
-                    post_attention_layernorm: Norm::rms_norm(&(&l / "post_attention_layernorm"), cfg.n_embd),
+                    post_attention_layernorm: Norm::rms_norm(&(&l / "post_attention_layernorm"), cfg.n_embd, cfg.norm_eps),
                     mlp: Mlp::new(&(&l / "mlp"), cfg),
                 }
             })
             .collect();
         Self {
             cfg: cfg.clone(),
+            lm_head: output_head(p, &embed, cfg),
             embed_tokens: embed,
             layers,
-            norm: Norm::rms_norm(&(&m / "norm"), cfg.n_embd),
+            norm: Norm::rms_norm(&(&m / "norm"), cfg.n_embd, cfg.norm_eps),
             rope: Rotary::new(cfg, p.device()),
         }
     }
 
     fn head(&self, x: &Tensor) -> Tensor {
-        self.norm.forward(x).linear(&self.embed_tokens, None::<Tensor>) // (B, T, V)
+        self.norm.forward(x).linear(&self.lm_head, None::<Tensor>) // (B, T, V)
     }
 
     pub fn forward(&self, idx: &Tensor, train: bool) -> Tensor {

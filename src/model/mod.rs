@@ -1,12 +1,13 @@
 //! Decoder-only transformer language models.
 //!
 //! Two architectures share one interface: `gpt2` (pre-LayerNorm, GELU MLP, learned
-//! positions) and `llama` (RMSNorm, rotary positions, SwiGLU MLP). Both tie the output
-//! projection to the token embedding. Parameter names follow the Hugging Face
-//! conventions of each family (`transformer.h.0.attn.c_attn.weight`,
+//! positions) and `llama` (RMSNorm, rotary positions, SwiGLU MLP, optionally
+//! grouped-query attention). Both tie the output projection to the token embedding
+//! unless `tie_embeddings = false` gives them an `lm_head`. Parameter names follow the
+//! Hugging Face conventions of each family (`transformer.h.0.attn.c_attn.weight`,
 //! `model.layers.0.self_attn.q_proj.weight`); linear weights are stored as
 //! `(out_features, in_features)` like `torch.nn.Linear` (GPT-2's original `Conv1D`
-//! stores the transpose).
+//! stores the transpose; `crate::interop` converts on the way out and in).
 mod cache;
 mod gpt2;
 mod layers;
@@ -70,7 +71,7 @@ impl Model {
     /// An empty cache for `batch` rows of this model on `device`.
     pub fn new_cache(&self, batch: i64, device: tch::Device) -> KvCache {
         let c = self.config();
-        KvCache::new(c.n_layer, batch, c.n_head, c.block_size, c.head_dim(), device)
+        KvCache::new(c.n_layer, batch, c.kv_heads(), c.block_size, c.head_dim(), device)
     }
 }
 

@@ -68,7 +68,7 @@ pub fn tiny_config() -> PathBuf {
 /// Prepares the toy corpus (vocabulary `vocab`) into `dir`.
 pub fn prepared(dir: &Path, vocab: usize) -> lmloop::prepare::CorpusMeta {
     let opts = lmloop::prepare::PrepareOptions { vocab_size: vocab, ..Default::default() };
-    let source = lmloop::prepare::Source { name: "toy".into(), text: toy_corpus(120, 6), sha256: "-".into() };
+    let source = lmloop::prepare::Source::from_text("toy", &toy_corpus(120, 6), "-");
     lmloop::prepare::prepare(&[source], dir, &opts).unwrap()
 }
 

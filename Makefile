@@ -9,12 +9,20 @@
 #
 # libtorch comes from the PyPI wheel torch==2.13.0 (what tch 0.26.0 is built against),
 # installed into .venv. To use your own libtorch instead, set LIBTORCH=/path/to/libtorch.
+# `make test` also installs transformers into .venv (pinned below): the interop tests
+# load lmloop's exports with it and import the models it writes.
 
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 TORCH_VERSION := 2.13.0
 BIN := target/release/lmloop
+# transformers and the libraries it reads model folders with, pinned together and
+# without extras; the stamp's name changes with any pin, so a new pin installs again.
+INTEROP_PINS := transformers==5.23.0 tokenizers==0.23.3 safetensors==0.8.0 huggingface-hub==2.4.0
+INTEROP_STAMP := $(VENV)/.interop-$(shell echo '$(INTEROP_PINS)' | sha256sum | cut -c1-12)
+# The Python the interop tests run (tests/interop.rs), whichever libtorch lmloop links.
+export LMLOOP_TEST_PYTHON := $(abspath $(PY))
 
 ifdef LIBTORCH
 TORCH_STAMP :=
@@ -42,6 +50,11 @@ $(VENV)/.torch-$(TORCH_VERSION):
 	$(PY) -m pip install --quiet torch==$(TORCH_VERSION) numpy
 	touch $@
 
+# Needs torch in .venv even when lmloop links its own libtorch: transformers runs on it.
+$(INTEROP_STAMP): $(VENV)/.torch-$(TORCH_VERSION)
+	$(PY) -m pip install --quiet $(INTEROP_PINS)
+	touch $@
+
 build: $(BIN)
 
 $(BIN): $(TORCH_STAMP) Cargo.toml build.rs $(shell find src -name '*.rs')
@@ -64,7 +77,7 @@ generations: $(BIN) $(CORPUS)/meta.json
 	$(BIN) generations --config $(CONFIG) -n $(N) --policy $(POLICY) --temperature $(TEMP) \
 	  $(if $(LAMBDA),--real-fraction $(LAMBDA)) --seed $(SEED) --run $(RUN)
 
-test: $(TORCH_STAMP)
+test: $(TORCH_STAMP) $(INTEROP_STAMP)
 	cargo test --release
 
 bench: $(BIN)

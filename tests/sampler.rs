@@ -10,13 +10,17 @@ use rand::SeedableRng;
 use tch::{nn, Device, Kind, Tensor};
 
 /// Cached logits must equal a full recomputation over exactly the context the decoder
-/// claims to use, across slot refills (documents ending) and sliding-window re-encodes.
+/// claims to use, across slot refills (documents ending) and sliding-window re-encodes;
+/// also for a Llama with grouped-query attention and its own output head, the shape of
+/// imported models.
 #[test]
 fn cached_decoding_matches_full_recomputation() {
-    for arch in [Arch::Gpt2, Arch::Llama] {
+    let grouped = ModelConfig { arch: Arch::Llama, n_kv_head: Some(1), tie_embeddings: false, ..ModelConfig::tiny(40) };
+    for shape in [ModelConfig { arch: Arch::Gpt2, ..ModelConfig::tiny(40) }, ModelConfig { arch: Arch::Llama, ..ModelConfig::tiny(40) }, grouped] {
+        let arch = shape.arch;
         tch::manual_seed(7);
         let vs = nn::VarStore::new(Device::Cpu);
-        let cfg = ModelConfig { arch, block_size: 12, ..ModelConfig::tiny(40) };
+        let cfg = ModelConfig { block_size: 12, ..shape };
         let model = Model::new(&vs.root(), &cfg);
         let eot = 0u32;
         let batch = 3;

@@ -41,9 +41,13 @@ fn documents_of(rows: &[Option<String>]) -> Vec<String> {
 /// Writes a snappy-compressed parquet file (as the hub's are) with an optional string
 /// column `text_column` and an int64 column `id`, in two row groups.
 fn write_parquet(path: &Path, text_column: &str, rows: &[Option<String>]) {
+    write_parquet_with(path, text_column, rows, Compression::SNAPPY);
+}
+
+fn write_parquet_with(path: &Path, text_column: &str, rows: &[Option<String>], compression: Compression) {
     let schema = format!("message dataset {{ OPTIONAL BYTE_ARRAY {text_column} (UTF8); REQUIRED INT64 id; }}");
     let schema = Arc::new(parse_message_type(&schema).unwrap());
-    let props = Arc::new(WriterProperties::builder().set_compression(Compression::SNAPPY).build());
+    let props = Arc::new(WriterProperties::builder().set_compression(compression).build());
     let mut writer = SerializedFileWriter::new(std::fs::File::create(path).unwrap(), schema, props).unwrap();
     let half = rows.len() / 2;
     for (start, group) in [(0, &rows[..half]), (half, &rows[half..])] {
@@ -103,6 +107,21 @@ fn parquet_rows_are_documents() {
     assert_eq!(meta.sources[0].bytes, bytes.len());
     assert_eq!(meta.sources[0].sha256, lmloop::corpus::sha256_hex(&bytes));
     assert_eq!(meta.train.documents + meta.val.documents + meta.test.documents, documents_of(&rows).len());
+
+    // The other codecs datasets use.
+    for (name, codec) in [
+        ("zstd", Compression::ZSTD(Default::default())),
+        ("gzip", Compression::GZIP(Default::default())),
+        ("lz4", Compression::LZ4_RAW),
+        ("plain", Compression::UNCOMPRESSED),
+    ] {
+        let path = root.join(format!("{name}.parquet"));
+        write_parquet_with(&path, "text", &rows, codec);
+        let source = lmloop::corpus::read_source(path.to_str().unwrap(), None, "text").unwrap();
+        let mut docs = source.documents;
+        docs.sort();
+        assert_eq!(docs, documents_of(&rows), "{name}");
+    }
 }
 
 #[test]

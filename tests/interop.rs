@@ -128,7 +128,12 @@ fn exported_checkpoints_load_in_transformers_with_the_same_logits_and_token_ids(
         let ours = Checkpoint::load(ckpt, Device::Cpu).unwrap();
         let cfg = ours.model.config();
         let difference = max_difference(&lmloop_logits(&ours.model, ids), &seen["logits"]);
-        println!("{}: max |logit difference| = {difference:.3e} (transformers {})", seen["class"], view["transformers"]);
+        println!(
+            "{}: max |logit difference| = {difference:.3e} over {} tokens (transformers {})",
+            seen["class"],
+            ids.len(),
+            view["transformers"]
+        );
         assert!(difference < LOGIT_TOLERANCE, "{}: logits differ by {difference}", seen["class"]);
         assert_eq!(seen["ids"], serde_json::json!(ours.vocab.encode(SAMPLE).unwrap()), "token ids differ");
         assert_eq!(seen["decoded"], SAMPLE, "decoding does not invert encoding");

@@ -327,3 +327,58 @@ fn export_refuses_an_occupied_folder_and_a_non_checkpoint() {
     let names: Vec<String> = std::fs::read_dir(root).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     assert!(names.iter().all(|n| !n.contains(".tmp-")), "a temporary folder was left behind: {names:?}");
 }
+
+/// Export, then import: the same model comes back, also from the layout of the original
+/// GPT-2 files on the hub (no `transformer.` prefix, the causal-mask buffers `attn.bias`,
+/// a tied copy of `lm_head.weight`). No Python needed.
+#[test]
+fn an_exported_model_imports_back_unchanged_in_either_gpt2_layout() {
+    use lmloop::config::Arch;
+    use lmloop::interop::HfFolder;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let data = root.join("corpus");
+    prepared(&data, 300);
+    let vocab = Vocab::load(&data.join("tokenizer.json")).unwrap();
+    let shapes = [
+        ("gpt2", ModelConfig { bias: false, ..ModelConfig::tiny(300) }),
+        ("llama", ModelConfig { arch: Arch::Llama, n_kv_head: Some(1), tie_embeddings: false, intermediate_size: Some(52), ..ModelConfig::tiny(300) }),
+    ];
+    let ids: Vec<u32> = vocab.encode(SAMPLE).unwrap().into_iter().take(24).collect();
+    for (name, cfg) in shapes {
+        let ckpt = root.join(name);
+        save_untrained(&ckpt, &cfg, &vocab);
+        let original = Checkpoint::load(&ckpt, Device::Cpu).unwrap();
+        // Give the untrained model non-trivial norms and biases, as training would.
+        tch::no_grad(|| {
+            for (_, mut v) in original.vs.variables() {
+                let noise = Tensor::randn(v.size(), (tch::Kind::Float, Device::Cpu)) * 0.2;
+                let _ = v.g_add_(&noise);
+            }
+        });
+        original.vs.save(ckpt.join("model.safetensors")).unwrap();
+        let original = Checkpoint::load(&ckpt, Device::Cpu).unwrap();
+        let hf = root.join(format!("hf-{name}"));
+        lmloop::interop::export(&ckpt, &hf, false).unwrap();
+        let folder = HfFolder::open(&hf, 0.0).unwrap();
+        let (_, back) = folder.load(None, Device::Cpu).unwrap();
+        let expected = lmloop_logits(&original.model, &ids);
+        let difference = (lmloop_logits(&back, &ids) - &expected).abs().max().double_value(&[]);
+        assert!(difference < 1e-5, "{name}: round trip changed the logits by {difference}");
+
+        if name == "gpt2" {
+            // The hub's original GPT-2 layout.
+            let mut tensors = Tensor::read_safetensors(hf.join("model.safetensors")).unwrap();
+            let wte = tensors.iter().find(|(n, _)| n == "transformer.wte.weight").unwrap().1.copy();
+            tensors = tensors.into_iter().map(|(n, t)| (n.trim_start_matches("transformer.").to_string(), t)).collect();
+            for layer in 0..cfg.n_layer {
+                tensors.push((format!("h.{layer}.attn.bias"), Tensor::ones([1, 1, 32, 32], (tch::Kind::Float, Device::Cpu)).tril(0)));
+            }
+            tensors.push(("lm_head.weight".into(), wte));
+            Tensor::write_safetensors(&tensors, hf.join("model.safetensors")).unwrap();
+            let (_, hub) = HfFolder::open(&hf, 0.0).unwrap().load(None, Device::Cpu).unwrap();
+            let difference = (lmloop_logits(&hub, &ids) - &expected).abs().max().double_value(&[]);
+            assert!(difference < 1e-5, "the hub's GPT-2 layout changed the logits by {difference}");
+        }
+    }
+}

@@ -30,7 +30,8 @@ pub struct Source {
     /// The documents, in file order (none empty).
     pub documents: Vec<String>,
     pub sha256: String,
-    /// Size of the input file in bytes, as stored.
+    /// Size of the input in bytes: of the file as stored, or for a text file of its
+    /// text after line endings are normalised (as `meta.json` has always recorded it).
     pub bytes: usize,
 }
 

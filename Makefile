@@ -1,7 +1,8 @@
 # lmloop — every target sets up what it needs the first time and skips it afterwards.
 #
 #   make demo                 fetch + prepare Shakespeare, train configs/default.toml once, evaluate
-#   make generations N=10     the recursive loop (POLICY, TEMP, LAMBDA, SEED, CONFIG, RUN)
+#   make generations N=10     the recursive loop (POLICY, TEMP, LAMBDA, SEED, CONFIG, RUN);
+#                             RUN defaults to the binary's name for the settings, e.g. replace-t1.0-s1337
 #   make test                 the test suite
 #   make bench                throughput against a PyTorch eager reference, as ratios
 #   make reproduce PAPER=NAME one paper's recipe (recipes/NAME.toml): sweep run, then sweep report
@@ -38,7 +39,6 @@ TEMP ?= 1.0
 LAMBDA ?=
 SEED ?= 1337
 CONFIG ?= configs/default.toml
-RUN ?= $(POLICY)-t$(TEMP)$(if $(LAMBDA),-l$(LAMBDA))-s$(SEED)
 CORPUS := corpora/real/shakespeare
 
 .PHONY: setup build demo generations test bench reproduce test-slurm
@@ -75,7 +75,7 @@ demo: checkpoints/demo/DONE
 
 generations: $(BIN) $(CORPUS)/meta.json
 	$(BIN) generations --config $(CONFIG) -n $(N) --policy $(POLICY) --temperature $(TEMP) \
-	  $(if $(LAMBDA),--real-fraction $(LAMBDA)) --seed $(SEED) --run $(RUN)
+	  $(if $(LAMBDA),--real-fraction $(LAMBDA)) --seed $(SEED) $(if $(RUN),--run $(RUN))
 
 test: $(TORCH_STAMP) $(INTEROP_STAMP)
 	cargo test --release

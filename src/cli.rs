@@ -507,8 +507,8 @@ fn generations(a: GenerationsArgs) -> Result<()> {
     let run = a.run.clone().unwrap_or_else(|| crate::generations::default_run_name(&cfg));
     let spec = crate::generations::RunSpec { config: cfg, run: run.clone(), force_new: a.force_new, device, progress: true };
     let rows = crate::generations::run(&layout(), &spec)?;
-    let dir = layout().analysis(&run);
-    println!("run {run}: {} (report: {})", dir.join("generations.csv").display(), dir.join("report.html").display());
+    let l = layout();
+    println!("run {run}: {} (report: {})", l.generations_csv(&run).display(), l.report_html(&run).display());
     print!("{}", crate::generations::format_table(&rows));
     Ok(())
 }

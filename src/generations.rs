@@ -6,11 +6,10 @@
 //! with its manifest, `heldout.json`), and a rerun skips whatever is complete. All
 //! randomness comes from seeds derived from the run seed and the generation index,
 //! so an interrupted and resumed run gives the same numbers as an uninterrupted one.
-use crate::analysis::AnalysisPaths;
 use crate::checkpoint::Checkpoint;
 use crate::prepare::PreparedCorpus;
 use crate::config::Config;
-use crate::layout::{gen_name, is_done, read_json, write_atomic, write_json_atomic, Layout};
+use crate::layout::{gen_name, is_done, read_json, write_atomic, write_json_atomic, CheckpointFiles, Layout};
 use crate::policy::{mixture, Corpus, Policy, RealData};
 use crate::sample::{SampleRequest, Sampling};
 use crate::tokens::TokenFile;
@@ -86,31 +85,23 @@ pub struct HeldOut {
     pub buckets: Vec<crate::eval::BucketLoss>,
 }
 
-pub const HELD_OUT_FILE: &str = "heldout.json";
 
 /// An exclusive lock on a run, held for the life of the process (released by the OS
 /// even when the process is killed).
 pub struct RunLock {
-    _file: std::fs::File,
+    _lock: crate::layout::Lock,
 }
 
 impl RunLock {
-    pub fn acquire(dir: &Path, run: &str) -> Result<Self> {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        let path = dir.join(".lock");
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .with_context(|| format!("cannot open {}", path.display()))?;
-        use std::os::unix::io::AsRawFd;
-        // SAFETY: flock on a file descriptor we own.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        if rc != 0 {
-            bail!("run '{run}' is in use by another lmloop process (lock {} is held); wait for it or pick another --run", path.display());
+    pub fn acquire(layout: &Layout, run: &str) -> Result<Self> {
+        let path = layout.run_lock(run);
+        match crate::layout::Lock::try_acquire(&path)? {
+            Some(lock) => Ok(Self { _lock: lock }),
+            None => bail!(
+                "run '{run}' is in use by another lmloop process (lock {} is held); wait for it or pick another --run",
+                path.display()
+            ),
         }
-        Ok(Self { _file: file })
     }
 }
 
@@ -159,7 +150,7 @@ pub fn config_differences(old: &Config, new: &Config) -> Vec<String> {
 
 /// Removes every artifact of a run (for `--force-new`).
 fn remove_run(layout: &Layout, run: &str) -> Result<()> {
-    for dir in [layout.root().join("checkpoints").join(run), layout.synthetic_dir(run)] {
+    for dir in [layout.checkpoints(run), layout.synthetic_dir(run)] {
         if dir.exists() {
             std::fs::remove_dir_all(&dir).with_context(|| format!("cannot remove {}", dir.display()))?;
         }
@@ -168,7 +159,7 @@ fn remove_run(layout: &Layout, run: &str) -> Result<()> {
     if analysis.exists() {
         for entry in std::fs::read_dir(&analysis)? {
             let p = entry?.path();
-            if p.file_name().is_some_and(|n| n == ".lock") {
+            if p == layout.run_lock(run) {
                 continue;
             }
             if p.is_dir() {
@@ -196,8 +187,8 @@ pub fn run(layout: &Layout, spec: &RunSpec) -> Result<Vec<GenerationRow>> {
         bail!("--run must be a plain folder name, got '{run}'");
     }
     let analysis = layout.analysis(run);
-    let _lock = RunLock::acquire(&analysis, run)?;
-    let run_toml = analysis.join("run.toml");
+    let _lock = RunLock::acquire(layout, run)?;
+    let run_toml = layout.run_toml(run);
     if spec.force_new {
         remove_run(layout, run)?;
     } else if run_toml.exists() {
@@ -257,7 +248,7 @@ pub fn run(layout: &Layout, spec: &RunSpec) -> Result<Vec<GenerationRow>> {
         generation_size: synthetic_size,
     };
     write_json_atomic(
-        &analysis.join("protocol.json"),
+        &layout.protocol_json(run),
         &serde_json::json!({
             "real_training_set_tokens": real.base.tokens(),
             "real_training_set_documents": real.base.documents.len(),
@@ -277,7 +268,7 @@ pub fn run(layout: &Layout, spec: &RunSpec) -> Result<Vec<GenerationRow>> {
     let sampling = Sampling::new(cfg.sample.temperature, cfg.sample.top_k, cfg.sample.top_p)?;
     // We hold the run's lock, so every temporary in its folders is left over from a
     // process that was interrupted.
-    for dir in [layout.root().join("checkpoints").join(run), layout.synthetic_dir(run), analysis.clone()] {
+    for dir in [layout.checkpoints(run), layout.synthetic_dir(run), analysis.clone()] {
         crate::layout::remove_stale_temporaries(&dir);
     }
 
@@ -293,7 +284,7 @@ pub fn run(layout: &Layout, spec: &RunSpec) -> Result<Vec<GenerationRow>> {
         let ckpt_dir = layout.checkpoint(run, k);
         // Whether this generation computed anything now (rather than reading stored results).
         let computed = !is_done(&ckpt_dir)
-            || !ckpt_dir.join(HELD_OUT_FILE).exists()
+            || !ckpt_dir.join(CheckpointFiles::HELD_OUT).exists()
             || crate::synthetic::manifest(&layout.synthetic_corpus(run, k + 1)).is_none();
         if !is_done(&ckpt_dir) {
             eprintln!("[{run}] generation {k}: training on {} tokens ({})", manifest.total_tokens, describe_parts(&manifest));
@@ -324,7 +315,7 @@ pub fn run(layout: &Layout, spec: &RunSpec) -> Result<Vec<GenerationRow>> {
         let mut model: Option<Checkpoint> = None;
         let load = || -> Result<Checkpoint> { Checkpoint::load(&ckpt_dir, spec.device) };
         let state: crate::checkpoint::TrainingState = read_json(&ckpt_dir.join(crate::layout::CheckpointFiles::STATE))?;
-        let held_out_path = ckpt_dir.join(HELD_OUT_FILE);
+        let held_out_path = ckpt_dir.join(CheckpointFiles::HELD_OUT);
         let stored: Option<HeldOut> = if held_out_path.exists() { Some(read_json(&held_out_path)?) } else { None };
         let held_out = match stored {
             Some(h) if h.buckets.len() == buckets.len() => h,
@@ -407,8 +398,8 @@ pub fn run(layout: &Layout, spec: &RunSpec) -> Result<Vec<GenerationRow>> {
         );
         rows.push(row);
         bucket_rows.extend(held_out.buckets.iter().map(|b| (k, b.clone())));
-        write_rows(&analysis.join("generations.csv"), &rows)?;
-        write_bucket_rows(&analysis.join(LOSS_BY_FREQUENCY_FILE), &bucket_rows)?;
+        write_rows(&layout.generations_csv(run), &rows)?;
+        write_bucket_rows(&layout.loss_by_frequency_csv(run), &bucket_rows)?;
         // The analysis and report are refreshed after every generation that did work, and
         // once at the end, so a resumed finished run does not redraw every generation.
         if computed || k == n {
@@ -483,13 +474,11 @@ pub const DEFAULT_CAP_OVER_LONGEST_REAL: usize = 4;
 /// Share of truncated documents above which the loop warns.
 pub const TRUNCATION_WARNING: f64 = 0.01;
 
-/// `analysis/RUN/loss_by_frequency.csv`: held-out loss by real-frequency bucket.
-pub const LOSS_BY_FREQUENCY_FILE: &str = "loss_by_frequency.csv";
 
 /// Evaluates a generation on the real test split (overall and by frequency bucket)
 /// and stores the result next to its checkpoint.
 fn held_out(ckpt: &Checkpoint, test: &TokenFile, device: Device, buckets: &crate::eval::FrequencyBuckets) -> Result<HeldOut> {
-    let path = ckpt.dir.join(HELD_OUT_FILE);
+    let path = ckpt.dir.join(CheckpointFiles::HELD_OUT);
     let t0 = std::time::Instant::now();
     let (r, per_bucket) = crate::eval::evaluate_by_frequency(&ckpt.model, test, device, buckets)?;
     let h = HeldOut {
@@ -560,12 +549,28 @@ pub fn format_table(rows: &[GenerationRow]) -> String {
     s
 }
 
-/// Default run name for a configuration: policy, temperature, λ and seed.
+/// Default run name for a configuration: policy, temperature, λ and seed, numbers
+/// with at least one decimal (`replace-t1.0-s1337`, `mix-t0.7-l0.5-s1`), the names
+/// `make generations` gives too.
 pub fn default_run_name(cfg: &Config) -> String {
-    let mut name = format!("{}-t{}", cfg.generations.policy, cfg.sample.temperature);
+    let mut name = format!("{}-t{:?}", cfg.generations.policy, cfg.sample.temperature);
     if let Some(l) = cfg.generations.real_fraction {
-        name.push_str(&format!("-l{l}"));
+        name.push_str(&format!("-l{l:?}"));
     }
     name.push_str(&format!("-s{}", cfg.train.seed));
     name
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn default_run_names_match_the_makefiles() {
+        let mut cfg = crate::config::Config::default();
+        assert_eq!(super::default_run_name(&cfg), "replace-t1.0-s1337");
+        cfg.generations.policy = "mix".into();
+        cfg.generations.real_fraction = Some(0.5);
+        cfg.sample.temperature = 0.7;
+        cfg.train.seed = 1;
+        assert_eq!(super::default_run_name(&cfg), "mix-t0.7-l0.5-s1");
+    }
 }

@@ -3,14 +3,23 @@
 //! ```text
 //! corpora/real/NAME/          raw.txt, tokenizer.json, train.bin, val.bin, test.bin, meta.json
 //! corpora/synthetic/RUN/      gen-KK.bin, gen-KK.txt, gen-KK.json (sampled by generation KK-1)
-//! checkpoints/RUN/gen-KK/     model.safetensors, config.json, state.json, tokenizer.json, DONE
-//! checkpoints/RUN/pretrained/ the same, imported from generations.init_from (when set)
-//! analysis/RUN/               run.toml, generations.csv, drift.csv, tokens.csv,
-//!                             mixture/gen-KK.json, plots/, report.html, .lock
+//! checkpoints/RUN/gen-KK/     model.safetensors, config.json, state.json, tokenizer.json,
+//!                             train_log.csv, heldout.json, DONE
+//! checkpoints/RUN/.gen-KK.resume/step-SSSSSSS/   mid-training snapshots (while gen-KK trains)
+//! checkpoints/RUN/pretrained/ the same as gen-KK, imported from generations.init_from (when set)
+//! analysis/RUN/               run.toml, protocol.json, corpus.json, runtime.json,
+//!                             generations.csv, loss_by_frequency.csv, drift.csv, drift/*.toml,
+//!                             tokens.csv, reference.json, mixture/gen-KK.json, plots/,
+//!                             report.html, .lock
+//! analysis/sweeps/NAME/       see [`SweepPaths`]
+//! analysis/compare-RUN1-…/    report.html, plots/
 //! ```
 //! A tokenizer that came from a transformers folder keeps its `tokenizer_config.json`
 //! beside every `tokenizer.json`.
 //! Generation indices are zero-padded to two digits (`gen-03`) so folders sort.
+//! Temporaries (`.NAME.tmp-PID`, `.NAME.partial`) are written beside their final name
+//! and renamed into place; [`remove_stale_temporaries`] deletes the ones a killed
+//! process left.
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 
@@ -64,7 +73,179 @@ impl Layout {
     }
 
     pub fn plots(&self, run: &str) -> PathBuf {
-        self.analysis(run).join("plots")
+        Self::plots_in(&self.analysis(run))
+    }
+
+    /// The plots folder of a report folder (a run's, a comparison's).
+    pub fn plots_in(report_dir: &Path) -> PathBuf {
+        report_dir.join("plots")
+    }
+
+    /// The HTML file of a report folder (a run's, a comparison's).
+    pub fn report_in(report_dir: &Path) -> PathBuf {
+        report_dir.join("report.html")
+    }
+
+    pub fn run_toml(&self, run: &str) -> PathBuf {
+        self.analysis(run).join("run.toml")
+    }
+
+    pub fn generations_csv(&self, run: &str) -> PathBuf {
+        self.analysis(run).join("generations.csv")
+    }
+
+    /// Fingerprint of the prepared corpus the run started on (`crate::integrity`).
+    pub fn corpus_json(&self, run: &str) -> PathBuf {
+        self.analysis(run).join("corpus.json")
+    }
+
+    /// Device and threads the run started on (`crate::integrity`).
+    pub fn runtime_json(&self, run: &str) -> PathBuf {
+        self.analysis(run).join("runtime.json")
+    }
+
+    pub fn drift_csv(&self, run: &str) -> PathBuf {
+        self.analysis(run).join("drift.csv")
+    }
+
+    pub fn tokens_csv(&self, run: &str) -> PathBuf {
+        self.analysis(run).join("tokens.csv")
+    }
+
+    /// Cached drift row of S_k, or of the real split for `None`.
+    pub fn drift_cache(&self, run: &str, synthetic_index: Option<u32>) -> PathBuf {
+        let name = synthetic_index.map_or_else(|| "real".to_string(), gen_name);
+        self.analysis(run).join("drift").join(format!("{name}.toml"))
+    }
+
+    /// Cached drift row of the noise floor (the real sample of D tokens).
+    pub fn noise_floor_cache(&self, run: &str) -> PathBuf {
+        self.analysis(run).join("drift").join("noise-floor.toml")
+    }
+
+    /// Sizes of the real reference: |R|, D and the noise floor's size.
+    pub fn reference_json(&self, run: &str) -> PathBuf {
+        self.analysis(run).join("reference.json")
+    }
+
+    /// Held-out loss per real-count bucket of the target token, written by the generations loop.
+    pub fn loss_by_frequency_csv(&self, run: &str) -> PathBuf {
+        self.analysis(run).join("loss_by_frequency.csv")
+    }
+
+    pub fn report_html(&self, run: &str) -> PathBuf {
+        Self::report_in(&self.analysis(run))
+    }
+
+    /// Decoded text of S_k.
+    pub fn synthetic_text(&self, run: &str, k: u32) -> PathBuf {
+        let mut stem = self.synthetic_corpus(run, k).into_os_string();
+        stem.push(".txt");
+        PathBuf::from(stem)
+    }
+
+    /// Default folder of `lmloop compare RUN1 RUN2 …`.
+    pub fn comparison(&self, runs: &[String]) -> PathBuf {
+        self.root().join("analysis").join(format!("compare-{}", runs.join("-")))
+    }
+
+    /// The checkpoints of a run: `checkpoints/RUN/`.
+    pub fn checkpoints(&self, run: &str) -> PathBuf {
+        self.root.join("checkpoints").join(run)
+    }
+
+    /// The folder holding every run's analysis folder: `analysis/`.
+    pub fn analysis_root(&self) -> PathBuf {
+        self.root.join("analysis")
+    }
+
+    /// The lock file a running process holds on its run.
+    pub fn run_lock(&self, run: &str) -> PathBuf {
+        self.analysis(run).join(".lock")
+    }
+
+    /// |R|, D, the budget, the length cap and the noise floor's source of a run.
+    pub fn protocol_json(&self, run: &str) -> PathBuf {
+        self.analysis(run).join("protocol.json")
+    }
+
+}
+
+/// Where a sweep keeps its files.
+///
+/// ```text
+/// analysis/sweeps/NAME/
+///   configs/RUN.toml          the resolved config of every run
+///   logs/RUN.log              what each run printed (appended across attempts)
+///   state/RUN.json            which process runs it, or how it failed
+///   slurm/array.sbatch        the SLURM array script; slurm/job.json after --submit
+///   slurm/logs/task-I.log     SLURM's own output of array task I
+///   summary.csv, changes.csv  the aggregate over seeds (`sweep report`)
+///   tails.csv                 tail survival over seeds beside the simulator
+///   report.html, plots/       the report
+/// ```
+/// The runs themselves live where every run lives (`analysis/RUN/`, `checkpoints/RUN/`, …).
+#[derive(Debug, Clone)]
+pub struct SweepPaths {
+    dir: PathBuf,
+}
+
+impl SweepPaths {
+    pub fn new(layout: &Layout, sweep: &str) -> Self {
+        Self { dir: layout.analysis_root().join("sweeps").join(sweep) }
+    }
+
+    /// Held while `sweep run` runs this sweep on this machine.
+    pub fn lock(&self) -> PathBuf {
+        self.dir.join(".lock")
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn config(&self, run: &str) -> PathBuf {
+        self.dir.join("configs").join(format!("{run}.toml"))
+    }
+
+    pub fn log(&self, run: &str) -> PathBuf {
+        self.dir.join("logs").join(format!("{run}.log"))
+    }
+
+    pub fn state(&self, run: &str) -> PathBuf {
+        self.dir.join("state").join(format!("{run}.json"))
+    }
+
+    pub fn slurm_script(&self) -> PathBuf {
+        self.dir.join("slurm").join("array.sbatch")
+    }
+
+    pub fn slurm_job(&self) -> PathBuf {
+        self.dir.join("slurm").join("job.json")
+    }
+
+    pub fn slurm_logs(&self) -> PathBuf {
+        self.dir.join("slurm").join("logs")
+    }
+
+    pub fn summary_csv(&self) -> PathBuf {
+        self.dir.join("summary.csv")
+    }
+
+    pub fn changes_csv(&self) -> PathBuf {
+        self.dir.join("changes.csv")
+    }
+
+    pub fn tails_csv(&self) -> PathBuf {
+        self.dir.join("tails.csv")
+    }
+
+    pub fn report_html(&self) -> PathBuf {
+        self.dir.join("report.html")
+    }
+
+    pub fn plots(&self) -> PathBuf {
+        self.dir.join("plots")
     }
 }
 
@@ -89,6 +270,8 @@ impl CheckpointFiles {
     pub const STATE: &'static str = "state.json";
     pub const TOKENIZER: &'static str = "tokenizer.json";
     pub const LOG: &'static str = "train_log.csv";
+    /// The held-out evaluation of the generations loop.
+    pub const HELD_OUT: &'static str = "heldout.json";
 }
 
 /// Mid-training snapshots of the checkpoint folder `checkpoint` (see `crate::snapshot`):
@@ -147,6 +330,32 @@ pub fn remove_stale_temporaries(dir: &Path) -> usize {
         }
     }
     removed
+}
+
+/// An exclusive advisory lock on a file (`flock`), held until dropped; the OS releases
+/// it when the process ends, even by a kill.
+pub struct Lock {
+    _file: std::fs::File,
+}
+
+impl Lock {
+    /// Takes the lock at `path` (creating the file and its folder), or `None` when
+    /// another process holds it.
+    pub fn try_acquire(path: &Path) -> Result<Option<Lock>> {
+        use std::os::unix::io::AsRawFd;
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        // SAFETY: flock on a file descriptor we own.
+        let held = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0;
+        Ok((!held).then_some(Lock { _file: file }))
+    }
 }
 
 /// Flushes a folder's entries (a rename or a new file in it) to disk. A filesystem

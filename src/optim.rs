@@ -92,9 +92,10 @@ impl AdamW {
                 let _ = p.exp_avg_sq.addcmul_(&grad, &(&grad * (1.0 - beta2)));
                 let bias1 = 1.0 - beta1.powi(p.step as i32);
                 let bias2 = 1.0 - beta2.powi(p.step as i32);
-                let denom = p.exp_avg_sq.sqrt().g_div_scalar(bias2.sqrt()).g_add_scalar(EPS);
-                let update = p.exp_avg.g_div(&denom).g_mul_scalar(-lr / bias1);
-                let _ = p.tensor.g_add_(&update);
+                let mut denom = p.exp_avg_sq.sqrt();
+                let _ = denom.g_div_scalar_(bias2.sqrt());
+                let _ = denom.g_add_scalar_(EPS);
+                let _ = p.tensor.addcdiv_(&p.exp_avg.g_mul_scalar(-lr / bias1), &denom);
             }
         });
     }

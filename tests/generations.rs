@@ -250,7 +250,7 @@ fn a_run_refuses_another_config_and_a_second_process() {
         serde_json::from_str(&std::fs::read_to_string(root.join("corpora/synthetic/x/gen-01.json")).unwrap()).unwrap();
     assert_eq!(m["temperature"], 0.7);
 
-    let _held = lmloop::generations::RunLock::acquire(&root.join("analysis/x"), "x").unwrap();
+    let _held = lmloop::generations::RunLock::acquire(&lmloop::layout::Layout::new(root), "x").unwrap();
     assert_clear_error(&generations(root, &["-n", "1", "--run", "x", "--temperature", "0.7"]), "in use");
 }
 

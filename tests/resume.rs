@@ -17,7 +17,7 @@ fn resumable_config(root: &Path) -> PathBuf {
     let cfg = std::fs::read_to_string(tiny_config())
         .unwrap()
         .replace("block_size = 32\n", "block_size = 32\ndropout = 0.1\n")
-        .replace("eval_batches = 2\n", "eval_batches = 2\ncheckpoint_interval = 4\n")
+        .replace("checkpoint_interval = 8\n", "checkpoint_interval = 4\n")
         .replace("eval_interval = 50\n", "eval_interval = 10\n");
     write(&root.join("resumable.toml"), &cfg)
 }

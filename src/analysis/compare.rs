@@ -3,7 +3,6 @@
 //! token statistic is indexed by token id.
 use super::figures::{self, MEASURES};
 use super::html::Page;
-use super::paths::AnalysisPaths;
 use super::report::DEFINITIONS;
 use super::run_data::{format_ratio, RunData};
 use crate::layout::{write_atomic, Layout};
@@ -26,7 +25,7 @@ pub fn write_comparison(layout: &Layout, runs: &[String], out: Option<&Path>) ->
     let data = runs.iter().map(|r| RunData::load(layout, r)).collect::<Result<Vec<_>>>()?;
     check_same_tokenizer(layout, &data)?;
     let dir = out.map(Path::to_path_buf).unwrap_or_else(|| layout.comparison(runs));
-    let plots = dir.join("plots");
+    let plots = Layout::plots_in(&dir);
     let labels: Vec<String> = data.iter().map(|d| format!("{} ({})", d.name, d.settings.describe())).collect();
 
     let mut page = Page::new(&format!("lmloop comparison: {}", runs.join(", ")));
@@ -96,7 +95,7 @@ pub fn write_comparison(layout: &Layout, runs: &[String], out: Option<&Path>) ->
     page.section("definitions", "Definitions");
     page.list(&DEFINITIONS.map(str::to_string));
 
-    let path = dir.join("report.html");
+    let path = Layout::report_in(&dir);
     write_atomic(&path, page.finish().as_bytes())?;
     Ok(path)
 }

@@ -106,7 +106,6 @@ mod figures;
 mod fit;
 mod html;
 mod null;
-mod paths;
 mod report;
 mod run_data;
 mod tails;
@@ -129,7 +128,6 @@ pub use fit::LinearFit;
 pub use null::{
     null_absence_probability, null_expected_spells, null_presence_probability, null_reappearance_probability,
 };
-pub use paths::AnalysisPaths;
 pub use run_data::{
     read_drift_csv, read_loss_by_frequency, CorpusInfo, GenerationRecord, LossByFrequencyRow, ReferenceInfo, RunData,
     RunSettings, LOSS_BY_FREQUENCY_COLUMNS,

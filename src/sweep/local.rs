@@ -6,7 +6,7 @@
 //! the sweep ends with an error naming every failed run and its log.
 use super::cells::Sweep;
 use super::launch::{describe_exit, record_exit, spawn, write_configs, LaunchOptions};
-use super::paths::SweepPaths;
+use crate::layout::SweepPaths;
 use super::state::is_finished;
 use super::tables::finished_generations;
 use crate::layout::Layout;
@@ -24,20 +24,12 @@ pub struct LocalOptions {
 }
 
 /// Held while a sweep runs here, so that two `sweep run` of one sweep do not race.
-struct SweepLock {
-    _file: std::fs::File,
-}
-
-fn lock_sweep(paths: &SweepPaths, name: &str) -> Result<SweepLock> {
-    std::fs::create_dir_all(paths.dir()).with_context(|| format!("cannot create {}", paths.dir().display()))?;
-    let path = paths.dir().join(".lock");
-    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path)?;
-    use std::os::unix::io::AsRawFd;
-    // SAFETY: flock on a file descriptor we own.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        bail!("sweep '{name}' is already running on this machine (lock {} is held)", path.display());
+fn lock_sweep(paths: &SweepPaths, name: &str) -> Result<crate::layout::Lock> {
+    let path = paths.lock();
+    match crate::layout::Lock::try_acquire(&path)? {
+        Some(lock) => Ok(lock),
+        None => bail!("sweep '{name}' is already running on this machine (lock {} is held)", path.display()),
     }
-    Ok(SweepLock { _file: file })
 }
 
 /// Prints progress: a live line on a terminal, plain event lines otherwise (logs, CI).
@@ -153,7 +145,7 @@ pub fn run_local(layout: &Layout, sweep: &Sweep, opts: &LocalOptions) -> Result<
                 .iter()
                 .map(|a| {
                     let run = &sweep.runs[a.run];
-                    let done = finished_generations(&layout.analysis(&run.name).join("generations.csv")).map(|s| s.len()).unwrap_or(0);
+                    let done = finished_generations(&layout.generations_csv(&run.name)).map(|s| s.len()).unwrap_or(0);
                     format!("{} gen {done}/{n_gen}", sweep.cells[run.cell].label)
                 })
                 .collect();

@@ -15,7 +15,6 @@ pub mod aggregate;
 pub mod cells;
 pub mod launch;
 pub mod local;
-pub mod paths;
 pub mod plan;
 pub mod report;
 pub mod slurm;

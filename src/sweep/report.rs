@@ -4,7 +4,7 @@
 //! with its interval; every missing or failed seed named.
 use super::aggregate::{aggregate, write_tables, Aggregate, Kind, Slot, CHANGE_MEASURES};
 use super::cells::Sweep;
-use super::paths::SweepPaths;
+use crate::layout::SweepPaths;
 use super::state::{run_status, RunState};
 use super::stats::Summary;
 use crate::layout::{write_atomic, Layout};

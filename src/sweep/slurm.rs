@@ -8,7 +8,7 @@
 //! node failed or was preempted; a restarted or resubmitted task resumes its run.
 use super::cells::Sweep;
 use super::launch::{describe_exit, record_exit, spawn, write_config, write_configs, LaunchOptions};
-use super::paths::SweepPaths;
+use crate::layout::SweepPaths;
 use super::state::{is_finished, now_unix};
 use crate::layout::{write_atomic, write_json_atomic, Layout};
 use anyhow::{bail, Context, Result};

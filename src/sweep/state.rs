@@ -6,7 +6,7 @@
 //! code it failed with. A record saying "running" whose process is gone (the sweep
 //! was killed, the node rebooted) reads as *interrupted*: a rerun resumes it.
 use super::cells::{Run, Sweep};
-use super::paths::SweepPaths;
+use crate::layout::SweepPaths;
 use super::tables::finished_generations;
 use crate::layout::{read_json, write_json_atomic, Layout};
 use anyhow::Result;
@@ -92,12 +92,12 @@ pub fn read_record(paths: &SweepPaths, run: &str) -> Option<StateRecord> {
 
 /// Whether generations.csv holds every generation 0..=N.
 pub fn is_finished(layout: &Layout, sweep: &Sweep, run: &Run) -> Result<bool> {
-    let done = finished_generations(&layout.analysis(&run.name).join("generations.csv"))?;
+    let done = finished_generations(&layout.generations_csv(&run.name))?;
     Ok((0..=sweep.spec.generations).all(|k| done.contains(&k)))
 }
 
 pub fn run_status(layout: &Layout, paths: &SweepPaths, sweep: &Sweep, run: &Run) -> Result<RunStatus> {
-    let done = finished_generations(&layout.analysis(&run.name).join("generations.csv"))?;
+    let done = finished_generations(&layout.generations_csv(&run.name))?;
     let generations_done = (0..=sweep.spec.generations).filter(|k| done.contains(k)).count();
     let state = if generations_done == sweep.spec.generations as usize + 1 {
         RunState::Finished
@@ -111,7 +111,7 @@ pub fn run_status(layout: &Layout, paths: &SweepPaths, sweep: &Sweep, run: &Run)
                     RunState::Interrupted
                 }
             }
-            _ if generations_done > 0 || layout.analysis(&run.name).join("run.toml").exists() => RunState::Interrupted,
+            _ if generations_done > 0 || layout.run_toml(&run.name).exists() => RunState::Interrupted,
             _ => RunState::NotStarted,
         }
     };

@@ -3,7 +3,7 @@
 //! Read from disk (what the runs and executors left behind), plus SLURM's own view
 //! of the array when a job was submitted and `squeue` is available.
 use super::cells::Sweep;
-use super::paths::SweepPaths;
+use crate::layout::SweepPaths;
 use super::slurm::{queue_states, submitted_job};
 use super::state::{run_status, RunState};
 use crate::layout::Layout;

@@ -68,7 +68,7 @@ pub fn tails(layout: &Layout, sweep: &Sweep) -> Result<Vec<CellTails>> {
         let mut tables: Vec<(u64, Vec<Row>)> = Vec::new();
         let mut missing_table = Vec::new();
         for run in sweep.runs_of(i) {
-            match read_csv(&layout.analysis(&run.name).join("tokens.csv"))? {
+            match read_csv(&layout.tokens_csv(&run.name))? {
                 Some(rows) if !rows.is_empty() => tables.push((run.seed, rows)),
                 _ => missing_table.push(run.seed),
             }

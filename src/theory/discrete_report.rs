@@ -20,7 +20,7 @@ use anyhow::Result;
 use serde_json::json;
 
 use super::discrete::{discrete_survival_bins, exact_squared_distance, DiscreteConfig, DiscreteResult};
-use super::output::{csv_document, optional_field, remove_completion_marker, write_atomically};
+use super::output::{csv_document, optional_field, remove_completion_marker};
 use super::policy::DataPolicy;
 use super::predictions::{expected_squared_distance, mix_fixed_point_squared_distance};
 use super::survival::SurvivalBin;
@@ -34,15 +34,15 @@ pub fn write_discrete_report(config: &DiscreteConfig, result: &DiscreteResult, f
     let exact = exact_squared_distance(config);
     let bins = discrete_survival_bins(config, result);
 
-    write_atomically(&folder.join("generations.csv"), &generations_csv(result, exact.as_deref())?)?;
-    write_atomically(&folder.join("survival.csv"), &survival_csv(result, &bins)?)?;
-    write_atomically(&folder.join("symbols.csv"), &symbols_csv(config, result)?)?;
+    crate::layout::write_atomic(&folder.join("generations.csv"), &generations_csv(result, exact.as_deref())?)?;
+    crate::layout::write_atomic(&folder.join("survival.csv"), &survival_csv(result, &bins)?)?;
+    crate::layout::write_atomic(&folder.join("symbols.csv"), &symbols_csv(config, result)?)?;
     for (name, chart) in charts(config, result, exact.as_deref(), &bins) {
         write_svg_and_png(&render_svg(&chart)?, &folder.join(name))?;
     }
     let summary = discrete_summary(config, result);
-    write_atomically(&folder.join("config.json"), serde_json::to_string_pretty(&resolved_config(config))?.as_bytes())?;
-    write_atomically(&folder.join("summary.txt"), summary.as_bytes())?;
+    crate::layout::write_atomic(&folder.join("config.json"), serde_json::to_string_pretty(&resolved_config(config))?.as_bytes())?;
+    crate::layout::write_atomic(&folder.join("summary.txt"), summary.as_bytes())?;
     Ok(summary)
 }
 

@@ -16,7 +16,7 @@ use anyhow::Result;
 use serde_json::json;
 
 use super::gaussian::{GaussianConfig, GaussianResult};
-use super::output::{csv_document, optional_field, remove_completion_marker, write_atomically};
+use super::output::{csv_document, optional_field, remove_completion_marker};
 use super::predictions::{log_sigma_drift, sigma_mean_approximation, sigma_shrink_factor, SpreadEstimator};
 use super::table_format::{report_generations, short, stats_fields, stats_header};
 use super::trial_stats::{TrialStats, QUANTILE_LEVELS};
@@ -25,7 +25,7 @@ use crate::plot::{render_svg, write_svg_and_png, LineChart, Series};
 /// Writes every output file into `folder` (which must exist) and returns the summary text.
 pub fn write_gaussian_report(config: &GaussianConfig, result: &GaussianResult, folder: &Path) -> Result<String> {
     remove_completion_marker(folder)?;
-    write_atomically(&folder.join("sigma.csv"), &sigma_csv(config, result)?)?;
+    crate::layout::write_atomic(&folder.join("sigma.csv"), &sigma_csv(config, result)?)?;
     for (name, chart) in charts(config, result) {
         write_svg_and_png(&render_svg(&chart)?, &folder.join(name))?;
     }
@@ -43,8 +43,8 @@ pub fn write_gaussian_report(config: &GaussianConfig, result: &GaussianResult, f
         "seed": config.seed,
         "quantile_levels": QUANTILE_LEVELS,
     });
-    write_atomically(&folder.join("config.json"), serde_json::to_string_pretty(&resolved)?.as_bytes())?;
-    write_atomically(&folder.join("summary.txt"), summary.as_bytes())?;
+    crate::layout::write_atomic(&folder.join("config.json"), serde_json::to_string_pretty(&resolved)?.as_bytes())?;
+    crate::layout::write_atomic(&folder.join("summary.txt"), summary.as_bytes())?;
     Ok(summary)
 }
 

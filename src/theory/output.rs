@@ -6,11 +6,6 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-/// Writes `bytes` atomically (see [`crate::layout::write_atomic`]).
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    crate::layout::write_atomic(path, bytes)
-}
-
 /// A CSV document from a header and rows of already formatted fields.
 pub fn csv_document(header: &[&str], rows: impl IntoIterator<Item = Vec<String>>) -> Result<Vec<u8>> {
     let mut writer = csv::Writer::from_writer(Vec::new());

@@ -46,6 +46,27 @@ fn nan_when_null<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<
     Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
+impl TrainingState {
+    /// The state of a checkpoint no training produced (an imported or a fresh model):
+    /// no steps, no losses (NaN), `device` naming where it came from.
+    pub fn untrained(device: &str, init_from: Option<String>) -> Self {
+        Self {
+            steps: 0,
+            tokens: 0,
+            epochs: 0.0,
+            seed: 0,
+            final_train_loss: f64::NAN,
+            final_val_loss: None,
+            seconds: 0.0,
+            tokens_per_second: 0.0,
+            device: device.to_string(),
+            init_from,
+            snapshot_seconds: 0.0,
+            snapshots: 0,
+        }
+    }
+}
+
 /// A model loaded from a checkpoint folder.
 pub struct Checkpoint {
     pub dir: PathBuf,

@@ -31,12 +31,11 @@ pub enum SeedPurpose {
 
 /// A seed for `purpose` in generation `k`, derived from the run seed (SplitMix64 finaliser).
 pub fn derive_seed(run_seed: u64, generation: u32, purpose: SeedPurpose) -> u64 {
-    let mut z = run_seed
-        .wrapping_add(0x9E37_79B9_7F4A_7C15u64.wrapping_mul(generation as u64 + 1))
-        .wrapping_add((purpose as u64) << 56);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
+    crate::mix::splitmix64(
+        run_seed
+            .wrapping_add(crate::mix::GOLDEN_GAMMA.wrapping_mul(generation as u64 + 1))
+            .wrapping_add((purpose as u64) << 56),
+    )
 }
 
 /// One row of `generations.csv`.

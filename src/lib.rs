@@ -13,6 +13,7 @@ pub mod generations;
 pub mod integrity;
 pub mod interop;
 pub mod layout;
+pub mod mix;
 pub mod model;
 pub mod optim;
 pub mod plot;

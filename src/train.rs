@@ -122,7 +122,7 @@ pub struct TrainOutcome {
 /// their description; the data enters as an FNV-1a hash of its tokens).
 pub fn fingerprint(model: &ModelConfig, cfg: &TrainConfig, data: &TokenStream, init_from: Option<&Path>) -> String {
     use sha2::{Digest, Sha256};
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut h = crate::mix::Fnv1a::new();
     let mut buf = Vec::new();
     let chunk = 1 << 20;
     let mut offset = 0;
@@ -131,7 +131,7 @@ pub fn fingerprint(model: &ModelConfig, cfg: &TrainConfig, data: &TokenStream, i
         buf.clear();
         data.read(offset, n, &mut buf);
         for &t in &buf {
-            h = (h ^ t as u64).wrapping_mul(0x0000_0100_0000_01b3);
+            h.add(t as u64);
         }
         offset += n;
     }
@@ -139,7 +139,7 @@ pub fn fingerprint(model: &ModelConfig, cfg: &TrainConfig, data: &TokenStream, i
         "model": model,
         "train": cfg,
         "data_tokens": data.len(),
-        "data_fnv1a": format!("{h:016x}"),
+        "data_fnv1a": h.hex(),
         "init_from": init_from.map(|p| p.display().to_string()),
     });
     format!("{:x}", Sha256::digest(description.to_string().as_bytes()))
@@ -147,10 +147,7 @@ pub fn fingerprint(model: &ModelConfig, cfg: &TrainConfig, data: &TokenStream, i
 
 /// Seed of libtorch's generator from step `step` on (see `crate::snapshot`).
 fn step_seed(seed: u64, step: i64) -> u64 {
-    let mut z = seed ^ (step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
+    crate::mix::splitmix64(seed ^ (step as u64).wrapping_mul(crate::mix::GOLDEN_GAMMA))
 }
 
 /// Trains one model and writes its checkpoint. Every `train.checkpoint_interval` steps

@@ -284,20 +284,7 @@ fn save_untrained(dir: &Path, cfg: &ModelConfig, vocab: &Vocab) {
     tch::manual_seed(0);
     let vs = nn::VarStore::new(Device::Cpu);
     let _ = Model::new(&vs.root(), cfg);
-    let state = TrainingState {
-        steps: 0,
-        tokens: 0,
-        epochs: 0.0,
-        seed: 0,
-        final_train_loss: f64::NAN,
-        final_val_loss: None,
-        seconds: 0.0,
-        tokens_per_second: 0.0,
-        device: "cpu".into(),
-        init_from: None,
-        snapshot_seconds: 0.0,
-        snapshots: 0,
-    };
+    let state = TrainingState::untrained("cpu", None);
     checkpoint::save(dir, &vs, cfg, vocab, &state, None).unwrap();
 }
 

@@ -37,12 +37,12 @@ struct CachedRow {
 /// FNV-1a over the token ids and the length: cheap (a few ms for 10M tokens) and
 /// only needs to tell apart corpora of one run.
 fn fingerprint(tokens: &[u32]) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut h = crate::mix::Fnv1a::new();
     for &t in tokens {
-        h = (h ^ u64::from(t)).wrapping_mul(0x0000_0100_0000_01b3);
+        h.add(u64::from(t));
     }
-    h = (h ^ tokens.len() as u64).wrapping_mul(0x0000_0100_0000_01b3);
-    format!("{h:016x}")
+    h.add(tokens.len() as u64);
+    h.hex()
 }
 
 /// What every corpus is measured against, and the sample that shows what a

@@ -81,20 +81,7 @@ impl HfFolder {
     pub fn import(&self, block_size: Option<i64>, out: &Path) -> Result<ModelConfig> {
         let (vs, model) = self.load(block_size, Device::Cpu)?;
         let cfg = model.config().clone();
-        let state = TrainingState {
-            steps: 0,
-            tokens: 0,
-            epochs: 0.0,
-            seed: 0,
-            final_train_loss: f64::NAN,
-            final_val_loss: None,
-            seconds: 0.0,
-            tokens_per_second: 0.0,
-            device: "imported".into(),
-            init_from: Some(self.dir.display().to_string()),
-            snapshot_seconds: 0.0,
-            snapshots: 0,
-        };
+        let state = TrainingState::untrained("imported", Some(self.dir.display().to_string()));
         checkpoint::save(out, &vs, &cfg, &self.vocab, &state, None)?;
         Ok(cfg)
     }

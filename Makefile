@@ -3,7 +3,7 @@
 #   make demo                 fetch + prepare Shakespeare, train configs/default.toml once, evaluate
 #   make generations N=10     the recursive loop (POLICY, TEMP, LAMBDA, SEED, CONFIG, RUN)
 #   make test                 the test suite
-#   make bench                throughput against a PyTorch eager reference, as ratios
+#   make bench                throughput against PyTorch eager and transformers generate references, as ratios
 #   make reproduce PAPER=NAME one paper's recipe (recipes/NAME.toml): sweep run, then sweep report
 #   make test-slurm           the SLURM executor against a real single-node cluster (needs root)
 #
@@ -14,6 +14,9 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 TORCH_VERSION := 2.13.0
+# Hugging Face transformers, for the `generate` reference of `make bench` only (the
+# tests do not need it).
+TRANSFORMERS_VERSION := 5.23.0
 BIN := target/release/lmloop
 
 ifdef LIBTORCH
@@ -42,6 +45,12 @@ $(VENV)/.torch-$(TORCH_VERSION):
 	$(PY) -m pip install --quiet torch==$(TORCH_VERSION) numpy
 	touch $@
 
+# The benchmark's Python references need torch in .venv even when lmloop itself links
+# a LIBTORCH of the user's, hence the torch stamp by name.
+$(VENV)/.transformers-$(TRANSFORMERS_VERSION): | $(VENV)/.torch-$(TORCH_VERSION)
+	$(PY) -m pip install --quiet transformers==$(TRANSFORMERS_VERSION)
+	touch $@
+
 build: $(BIN)
 
 $(BIN): $(TORCH_STAMP) Cargo.toml build.rs $(shell find src -name '*.rs')
@@ -67,8 +76,9 @@ generations: $(BIN) $(CORPUS)/meta.json
 test: $(TORCH_STAMP)
 	cargo test --release
 
-bench: $(BIN)
-	$(BIN) bench --config $(CONFIG) --reference "$(PY) bench/reference.py" --rounds 3 --json | tee analysis/bench.json
+bench: $(BIN) $(VENV)/.transformers-$(TRANSFORMERS_VERSION)
+	$(BIN) bench --config $(CONFIG) --reference "$(PY) bench/reference.py" --hf-reference "$(PY) bench/hf_generate.py" \
+	  --rounds 3 --json | tee analysis/bench.json
 
 # One recipe per paper: runs every cell at every seed (JOBS at a time), then pools them
 # into analysis/sweeps/NAME/ (summary.csv, changes.csv, report.html). Rerunning resumes.

@@ -512,3 +512,41 @@ fn threads_and_batch_size_leave_the_corpus_unchanged() {
     let same = a.iter().zip(&b).filter(|(x, y)| x == y).count();
     assert!(same * 10 >= a.len() * 9 && a.len().abs_diff(b.len()) <= 2, "{same} of {} / {} documents identical", a.len(), b.len());
 }
+
+/// The CPU decoding-step attention equals libtorch's attention over the same cache:
+/// rows at different positions see only their own slots up to their own position,
+/// the new key and value land in the right slot, for head sizes that do and do not
+/// fill the kernel's vector lanes.
+#[test]
+fn decode_attention_matches_libtorch() {
+    use lmloop::model::attention::{decode_attention, supported};
+    tch::manual_seed(5);
+    for (b, nh, hs, t_max) in [(5i64, 3i64, 24i64, 16i64), (4, 2, 5, 9)] {
+        let cache_k = Tensor::randn([b, nh, t_max, hs], (Kind::Float, Device::Cpu));
+        let cache_v = Tensor::randn([b, nh, t_max, hs], (Kind::Float, Device::Cpu));
+        let (ref_k, ref_v) = (cache_k.copy(), cache_v.copy());
+        let q = Tensor::randn([b, nh, 1, hs], (Kind::Float, Device::Cpu));
+        let k = Tensor::randn([b, nh, 1, hs], (Kind::Float, Device::Cpu));
+        let v = Tensor::randn([b, nh, 1, hs], (Kind::Float, Device::Cpu));
+        let pos: Vec<i64> = (0..b).map(|r| [0, t_max - 1, 3, 1, 7][r as usize] % t_max).collect();
+        assert!(supported(&q, &cache_k, &cache_v));
+        let ours = decode_attention(&q, &k, &v, &cache_k, &cache_v, &pos); // (B, 1, nh·hs)
+        for (r, &p) in pos.iter().enumerate() {
+            let r = r as i64;
+            let (kr, vr) = (ref_k.get(r).narrow(1, 0, p + 1).copy(), ref_v.get(r).narrow(1, 0, p + 1).copy());
+            kr.narrow(1, p, 1).copy_(&k.get(r));
+            vr.narrow(1, p, 1).copy_(&v.get(r));
+            let want = Tensor::scaled_dot_product_attention(&q.get(r), &kr, &vr, None::<Tensor>, 0.0, false, None, false); // (nh, 1, hs)
+            let got = ours.get(r).view([1, nh, hs]).transpose(0, 1);
+            let diff = (got - want).abs().max().double_value(&[]);
+            assert!(diff < 1e-5, "row {r} at position {p}: outputs differ by {diff}");
+            // The cache now holds the new key and value at the row's position, the rest unchanged.
+            assert!(cache_k.get(r).narrow(1, p, 1).equal(&k.get(r)) && cache_v.get(r).narrow(1, p, 1).equal(&v.get(r)));
+            let others = |c: &Tensor, old: &Tensor| {
+                let mask = Tensor::ones([t_max], (Kind::Bool, Device::Cpu)).index_fill(0, &Tensor::from_slice(&[p]), 0);
+                c.get(r).index_select(1, &mask.nonzero().squeeze_dim(1)).equal(&old.get(r).index_select(1, &mask.nonzero().squeeze_dim(1)))
+            };
+            assert!(others(&cache_k, &ref_k) && others(&cache_v, &ref_v), "row {r}: other slots untouched");
+        }
+    }
+}

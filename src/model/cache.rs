@@ -61,18 +61,8 @@ impl KvCache {
         let b = start.len() as i64;
         assert!(start.iter().all(|&s| s >= 0 && s + t <= self.capacity), "positions past the cache's capacity");
         let positions: Vec<i64> = start.iter().flat_map(|&s| s..s + t).collect();
-        let last = start.iter().map(|&s| s + t - 1).max().unwrap_or(0);
-        // Slots past every row's newest token hold nothing any row may read.
-        let width = last + 1;
-        // A row at the newest position sees every slot up to it; a step where all rows
-        // do (lockstep decoding) attends unmasked.
-        let needs_mask = t > 1 || start.iter().any(|&s| s < width - 1);
         let pos = Tensor::from_slice(&positions).view([b, t]).to_device(device);
-        let mask = needs_mask.then(|| {
-            let slots = Tensor::arange(width, (Kind::Int64, device)).view([1, 1, 1, width]);
-            slots.le_tensor(&pos.view([b, 1, t, 1])) // (B, 1, T, width)
-        });
-        CacheStep { pos, width, mask }
+        CacheStep { pos, start: start.to_vec(), t, mask: std::cell::OnceCell::new() }
     }
 }
 
@@ -80,27 +70,51 @@ impl KvCache {
 pub struct CacheStep {
     /// Position of every new token, also its slot in the cache: (B, T) int64.
     pub pos: Tensor,
-    /// Leading slots any new token may attend to.
-    width: i64,
-    /// Which of those slots each token sees, (B, 1, T, width); `None` when all of them.
-    mask: Option<Tensor>,
+    start: Vec<i64>,
+    t: i64,
+    /// Which slots each token sees, for libtorch's kernel (built on first use).
+    mask: std::cell::OnceCell<Option<Tensor>>,
 }
 
 impl CacheStep {
+    /// Leading slots any new token may attend to: none past every row's newest token.
+    fn width(&self) -> i64 {
+        self.start.iter().max().map_or(1, |&s| s + self.t)
+    }
+
+    /// Which of those slots each token sees, (B, 1, T, width); `None` when every token
+    /// sees all of them (lockstep decoding).
+    fn mask(&self) -> Option<&Tensor> {
+        self.mask
+            .get_or_init(|| {
+                let (b, t, width) = (self.start.len() as i64, self.t, self.width());
+                let needs = t > 1 || self.start.iter().any(|&s| s < width - 1);
+                needs.then(|| {
+                    let slots = Tensor::arange(width, (Kind::Int64, self.pos.device())).view([1, 1, 1, width]);
+                    slots.le_tensor(&self.pos.view([b, 1, t, 1])) // (B, 1, T, width)
+                })
+            })
+            .as_ref()
+    }
+
     /// Writes the new keys and values of `layer` (each (B, nh, T, hs)) into the cache
-    /// and returns the attention of `q` over every row's visible entries: (B, nh, T, hs).
+    /// and returns the attention of `q` over every row's visible entries, heads merged:
+    /// (B, T, nh·hs).
     pub fn attend(&self, q: &Tensor, k: &Tensor, v: &Tensor, cache: &KvCache, layer: usize) -> Tensor {
         let (b, nh, t, hs) = q.size4().unwrap();
         let (cache_k, cache_v) = cache.layer(layer);
+        if super::attention::supported(q, &cache_k, &cache_v) {
+            return super::attention::decode_attention(q, k, v, &cache_k, &cache_v, &self.start);
+        }
         let index = self.pos.view([b, 1, t, 1]).expand([b, nh, t, hs], false);
         let _ = cache_k.shallow_clone().scatter_(2, &index, k);
         let _ = cache_v.shallow_clone().scatter_(2, &index, v);
-        let keys = cache_k.narrow(2, 0, self.width);
-        let values = cache_v.narrow(2, 0, self.width);
-        Tensor::scaled_dot_product_attention(q, &keys, &values, self.mask.as_ref(), 0.0, false, None, false)
+        let keys = cache_k.narrow(2, 0, self.width());
+        let values = cache_v.narrow(2, 0, self.width());
+        let y = Tensor::scaled_dot_product_attention(q, &keys, &values, self.mask(), 0.0, false, None, false);
+        y.transpose(1, 2).contiguous().view([b, t, nh * hs])
     }
 }
-
 /// Writes keys and values (each (n, nh, L, hs), positions 0..L) into cache rows `rows`
 /// (int64, one per row of k and v) of `layer`; the rows' later slots become stale and
 /// are masked by position until overwritten.

@@ -50,8 +50,7 @@ impl CausalSelfAttention {
 
     fn forward_cached(&self, x: &Tensor, step: &CacheStep, cache: &KvCache, layer: usize) -> Tensor {
         let (q, k, v) = self.qkv(x);
-        let y = step.attend(&q, &k, &v, cache, layer);
-        self.c_proj.forward(&self.merge(y, x))
+        self.c_proj.forward(&step.attend(&q, &k, &v, cache, layer))
     }
 }
 

@@ -107,7 +107,7 @@ impl Attention {
 
     fn forward_cached(&self, x: &Tensor, rot: &Rotation, step: &CacheStep, cache: &KvCache, layer: usize) -> Tensor {
         let (q, k, v) = self.qkv(x, rot);
-        self.merge(step.attend(&q, &k, &v, cache, layer))
+        self.o_proj.forward(&step.attend(&q, &k, &v, cache, layer))
     }
 }
 

@@ -7,6 +7,7 @@
 //! `model.layers.0.self_attn.q_proj.weight`); linear weights are stored as
 //! `(out_features, in_features)` like `torch.nn.Linear` (GPT-2's original `Conv1D`
 //! stores the transpose).
+pub mod attention;
 mod cache;
 mod gpt2;
 mod layers;

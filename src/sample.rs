@@ -126,8 +126,13 @@ impl Sampling {
             Sampling::Random { .. } => {
                 let probs = self.distribution(logits).to_device(Device::Cpu).contiguous();
                 let v = probs.size()[1] as usize;
-                let flat = Vec::<f32>::try_from(probs.view([-1]))?;
-                Ok(flat.chunks_exact(v).enumerate().map(|(b, row)| draw(b, row) as i64).collect())
+                let mut pick_all = |flat: &[f32]| flat.chunks_exact(v).enumerate().map(|(b, row)| draw(b, row) as i64).collect();
+                if crate::host::viewable(&probs) {
+                    // SAFETY: `probs` is viewable and only read until the draws are made.
+                    Ok(pick_all(unsafe { crate::host::slice(&probs) }))
+                } else {
+                    Ok(pick_all(&Vec::<f32>::try_from(probs.view([-1]))?))
+                }
             }
         }
     }

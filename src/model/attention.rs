@@ -10,6 +10,7 @@
 //! pass. The arithmetic is the same (f32, scores scaled by 1/√hs, max-subtracted
 //! softmax); only the order of the additions differs, as it does between libtorch's
 //! own kernels. Other devices, dtypes and multi-token steps use libtorch's kernel.
+use crate::host::{slice, slice_mut};
 use tch::{Device, Kind, Tensor};
 
 /// Whether [`decode_attention`] can run these tensors: f32 on the CPU, the cache
@@ -17,10 +18,8 @@ use tch::{Device, Kind, Tensor};
 pub fn supported(q: &Tensor, cache_k: &Tensor, cache_v: &Tensor) -> bool {
     q.device() == Device::Cpu
         && q.kind() == Kind::Float
-        && cache_k.kind() == Kind::Float
-        && cache_v.kind() == Kind::Float
-        && cache_k.is_contiguous()
-        && cache_v.is_contiguous()
+        && crate::host::viewable(cache_k)
+        && crate::host::viewable(cache_v)
         && q.size().len() == 4
         && q.size()[2] == 1
 }
@@ -132,19 +131,6 @@ fn weigh_values_body(s: Shape, pos: &[i64], probs: &[f32], width: usize, cv: &[f
             }
         }
     }
-}
-
-/// # Safety
-/// `t` must be a contiguous f32 CPU tensor not written while the slice lives.
-unsafe fn slice(t: &Tensor) -> &[f32] {
-    std::slice::from_raw_parts(t.data_ptr() as *const f32, t.numel())
-}
-
-/// # Safety
-/// `t` must be a contiguous f32 CPU tensor not otherwise accessed while the slice lives.
-#[allow(clippy::mut_from_ref)]
-unsafe fn slice_mut(t: &Tensor) -> &mut [f32] {
-    std::slice::from_raw_parts_mut(t.data_ptr() as *mut f32, t.numel())
 }
 
 /// Dot product in eight lanes (the compiler vectorises independent lanes, not one

@@ -4,14 +4,15 @@
 #   make generations N=10     the recursive loop (POLICY, TEMP, LAMBDA, SEED, CONFIG, RUN);
 #                             RUN defaults to the binary's name for the settings, e.g. replace-t1.0-s1337
 #   make test                 the test suite
-#   make bench                throughput against a PyTorch eager reference, as ratios
+#   make bench                throughput against PyTorch eager and transformers generate references, as ratios
 #   make reproduce PAPER=NAME one paper's recipe (recipes/NAME.toml): sweep run, then sweep report
 #   make test-slurm           the SLURM executor against a real single-node cluster (needs root)
 #
 # libtorch comes from the PyPI wheel torch==2.13.0 (what tch 0.26.0 is built against),
 # installed into .venv. To use your own libtorch instead, set LIBTORCH=/path/to/libtorch.
-# `make test` also installs transformers into .venv (pinned below): the interop tests
-# load lmloop's exports with it and import the models it writes.
+# `make test` and `make bench` also install transformers into .venv (pinned below): the
+# interop tests load lmloop's exports with it and import the models it writes, and the
+# benchmark times its `generate` as a reference.
 
 SHELL := /bin/bash
 VENV := .venv
@@ -50,8 +51,9 @@ $(VENV)/.torch-$(TORCH_VERSION):
 	$(PY) -m pip install --quiet torch==$(TORCH_VERSION) numpy
 	touch $@
 
-# Needs torch in .venv even when lmloop links its own libtorch: transformers runs on it.
-$(INTEROP_STAMP): $(VENV)/.torch-$(TORCH_VERSION)
+# Needs torch in .venv even when lmloop links its own libtorch: transformers runs on it
+# (the interop tests and the benchmark's `generate` reference).
+$(INTEROP_STAMP): | $(VENV)/.torch-$(TORCH_VERSION)
 	$(PY) -m pip install --quiet $(INTEROP_PINS)
 	touch $@
 
@@ -80,8 +82,9 @@ generations: $(BIN) $(CORPUS)/meta.json
 test: $(TORCH_STAMP) $(INTEROP_STAMP)
 	cargo test --release
 
-bench: $(BIN)
-	$(BIN) bench --config $(CONFIG) --reference "$(PY) bench/reference.py" --rounds 3 --json | tee analysis/bench.json
+bench: $(BIN) $(INTEROP_STAMP)
+	$(BIN) bench --config $(CONFIG) --reference "$(PY) bench/reference.py" --hf-reference "$(PY) bench/hf_generate.py" \
+	  --rounds 3 --json | tee analysis/bench.json
 
 # One recipe per paper: runs every cell at every seed (JOBS at a time), then pools them
 # into analysis/sweeps/NAME/ (summary.csv, changes.csv, report.html). Rerunning resumes.

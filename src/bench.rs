@@ -1,13 +1,26 @@
-//! `lmloop bench`: training and sampling throughput at a model shape, next to a
-//! PyTorch eager reference of the same shapes run in the same invocation, reported as
-//! ratios (the machines are shared and noisy; only same-run ratios are meaningful).
+//! `lmloop bench`: training and sampling throughput at a model shape, next to
+//! references of the same shapes run in the same invocation, reported as ratios (the
+//! machines are shared and noisy; only same-run ratios are meaningful).
 //!
-//! Training and sampling run on random token ids: throughput does not depend on the
-//! data. Each measurement is taken `rounds` times, alternating lmloop and the
-//! reference, and the best round of each is kept.
+//! References: a PyTorch eager implementation (`bench/reference.py`: training, and
+//! decoding with a key/value cache) and Hugging Face transformers `generate`
+//! (`bench/hf_generate.py`: the same shape with random weights, `do_sample=True`,
+//! `top_k=0`). Sampling is measured twice: plain decoding (every row decodes from
+//! position 0 to the context length, over and over, as the references do) and as the
+//! loop samples (a corpus of the loop's size D: documents that end only at the model's
+//! end-of-text, far longer than the context, rows refilled as documents end, and the
+//! faithful protocol's stopping rule).
+//!
+//! Training and sampling run on random weights and, for training, random token ids:
+//! throughput does not depend on the data. A random model ends a document with
+//! probability about 1/V per token, so its documents are about V tokens long (2,048
+//! at the default shape, close to the real scenes' mean). Every measurement is taken
+//! `rounds` times, lmloop and the references alternating; each figure is the median
+//! over rounds with the lowest and highest beside it, and each ratio is the median of
+//! the per-round ratios.
 use crate::config::Config;
 use crate::model::{parameter_count, Model};
-use crate::sample::{sample_uncached, Decoder, Sampling};
+use crate::sample::{sample_corpus, sample_uncached, Decoder, SampleRequest, SampleTimes, Sampling};
 use crate::train::next_token_loss;
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
@@ -20,8 +33,37 @@ pub struct BenchOptions {
     pub warmup_steps: usize,
     pub sample_steps: usize,
     pub rounds: usize,
-    /// Shell command of the reference (`python bench/reference.py`), or none.
+    /// Shell command of the PyTorch eager reference (`python bench/reference.py`), or none.
     pub reference: Option<String>,
+    /// Shell command of the transformers `generate` reference (`python bench/hf_generate.py`), or none.
+    pub hf_reference: Option<String>,
+    /// Corpus size of the in-loop sampling measurement; 0 skips it.
+    pub loop_tokens: usize,
+}
+
+/// A figure measured once per round: median, lowest, highest.
+#[derive(Debug, Clone, Copy, Serialize, Default)]
+pub struct Spread {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+impl Spread {
+    pub fn of(values: &[f64]) -> Option<Spread> {
+        let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+        if v.is_empty() {
+            return None;
+        }
+        v.sort_by(|a, b| a.total_cmp(b));
+        let n = v.len();
+        let median = if n % 2 == 1 { v[n / 2] } else { 0.5 * (v[n / 2 - 1] + v[n / 2]) };
+        Some(Spread { median, min: v[0], max: v[n - 1] })
+    }
+
+    fn show(&self, digits: usize) -> String {
+        format!("{:.d$} [{:.d$}-{:.d$}]", self.median, self.min, self.max, d = digits)
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Default)]
@@ -34,6 +76,32 @@ pub struct TrainBench {
     pub model_gflops_per_second: f64,
 }
 
+/// Plain decoding: every row from position 0 to the context length, over and over.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct PlainSampleBench {
+    pub tokens_per_second: f64,
+    /// Milliseconds per decoding step, by part.
+    pub forward_ms: f64,
+    pub draw_ms: f64,
+    pub host_ms: f64,
+}
+
+/// A corpus sampled as the loop samples it.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct LoopSampleBench {
+    pub tokens_per_second: f64,
+    pub tokens: usize,
+    pub documents: usize,
+    pub mean_document_tokens: f64,
+    pub steps: usize,
+    /// Tokens decoded per step on average (rows in flight).
+    pub mean_rows: f64,
+    pub rebuilds: usize,
+    pub discarded_tokens: usize,
+    pub seconds: f64,
+    pub time: SampleTimes,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchReport {
     pub device: String,
@@ -42,14 +110,31 @@ pub struct BenchReport {
     pub parameters: i64,
     pub batch_size: i64,
     pub block_size: i64,
+    pub rounds: usize,
+    /// The round with the median training throughput, and the spread over rounds.
     pub train: TrainBench,
+    pub train_tokens_per_second: Spread,
     pub sample_batch_size: usize,
-    pub sample_tokens_per_second: f64,
+    /// The round with the median plain-decoding throughput, and the spread over rounds.
+    pub sample: PlainSampleBench,
+    pub sample_tokens_per_second: Spread,
+    /// The round with the median in-loop throughput, and the spread over rounds.
+    pub sample_loop: Option<LoopSampleBench>,
+    pub sample_loop_tokens_per_second: Option<Spread>,
+    /// Plain over in-loop throughput, per round (the goal: at most 1.5).
+    pub sample_loop_slowdown: Option<Spread>,
     pub sample_uncached_tokens_per_second: f64,
     pub sample_cache_speedup: f64,
-    pub reference: Option<serde_json::Value>,
-    pub train_ratio_vs_reference: Option<f64>,
-    pub sample_ratio_vs_reference: Option<f64>,
+    /// The eager reference's rounds (its last JSON line each) and the spreads over them.
+    pub reference: Vec<serde_json::Value>,
+    pub reference_train_tokens_per_second: Option<Spread>,
+    pub reference_sample_tokens_per_second: Option<Spread>,
+    pub train_ratio_vs_reference: Option<Spread>,
+    pub sample_ratio_vs_reference: Option<Spread>,
+    /// The transformers `generate` reference's rounds and the spreads over them.
+    pub hf_generate: Vec<serde_json::Value>,
+    pub hf_generate_tokens_per_second: Option<Spread>,
+    pub sample_ratio_vs_hf_generate: Option<Spread>,
     /// Seconds to compute every drift measure of a 10M-token corpus on one thread.
     pub drift_seconds_10m_tokens: f64,
     /// Seconds of `lmloop theory discrete` at 1000 symbols, n = 1000, 2000 generations,
@@ -124,9 +209,9 @@ fn bench_train(cfg: &Config, device: Device, opts: &BenchOptions) -> Result<(Tra
     ))
 }
 
-/// Cached batched decoding as the sampler does it; documents are cut at the context
-/// length so that, like the reference, no re-encode happens.
-fn bench_sample(cfg: &Config, device: Device, steps: usize) -> Result<f64> {
+/// Plain cached decoding: `batch` rows in lockstep, each cut at the context length
+/// and restarted at position 0, like the references (no rebuild happens).
+fn bench_sample(cfg: &Config, device: Device, steps: usize) -> Result<PlainSampleBench> {
     tch::manual_seed(0);
     let vs = nn::VarStore::new(device);
     let model = Model::new(&vs.root(), &cfg.model);
@@ -134,15 +219,69 @@ fn bench_sample(cfg: &Config, device: Device, steps: usize) -> Result<f64> {
     let sampling = Sampling::new(1.0, None, None)?;
     let mut decoder = Decoder::new(&model, batch, 0, cfg.model.block_size as usize - 1, device);
     let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0);
+    let mut draw = 0.0;
     let t0 = Instant::now();
     tch::no_grad(|| -> Result<()> {
         for _ in 0..steps {
-            let chosen = sampling.choose(&decoder.logits(), &mut rng)?;
+            let logits = decoder.logits();
+            let t = Instant::now();
+            let chosen = sampling.choose(&logits, &mut rng)?;
+            draw += t.elapsed().as_secs_f64();
             decoder.advance(&chosen);
         }
         Ok(())
     })?;
-    Ok((batch * steps) as f64 / t0.elapsed().as_secs_f64())
+    let total = t0.elapsed().as_secs_f64();
+    let ms = |s: f64| 1000.0 * s / steps as f64;
+    Ok(PlainSampleBench {
+        tokens_per_second: (batch * steps) as f64 / total,
+        forward_ms: ms(decoder.forward_seconds),
+        draw_ms: ms(draw),
+        host_ms: ms(total - decoder.forward_seconds - draw),
+    })
+}
+
+/// A corpus of `tokens` sampled by `sample_corpus`, exactly as the loop calls it, from
+/// a random model (documents about V tokens long).
+fn bench_sample_loop(cfg: &Config, device: Device, tokens: usize) -> Result<LoopSampleBench> {
+    tch::manual_seed(0);
+    let vs = nn::VarStore::new(device);
+    let model = Model::new(&vs.root(), &cfg.model);
+    let req = SampleRequest {
+        sampling: Sampling::new(cfg.sample.temperature, cfg.sample.top_k, cfg.sample.top_p)?,
+        seed: 0,
+        n_tokens: tokens,
+        batch_size: cfg.sample.batch_size as usize,
+        max_doc_tokens: cfg.sample.max_doc_tokens.map(|c| c as usize).unwrap_or(LOOP_LENGTH_CAP),
+        progress: false,
+    };
+    let stats = sample_corpus(&model, 0, device, &req, |_| Ok(()))?;
+    Ok(LoopSampleBench {
+        tokens_per_second: stats.tokens_per_second,
+        tokens: stats.tokens,
+        documents: stats.documents,
+        mean_document_tokens: stats.mean_document_tokens,
+        steps: stats.steps,
+        mean_rows: (stats.tokens + stats.discarded_tokens) as f64 / stats.steps.max(1) as f64,
+        rebuilds: stats.reencodes,
+        discarded_tokens: stats.discarded_tokens,
+        seconds: stats.seconds,
+        time: stats.time,
+    })
+}
+
+/// Length cap of the in-loop measurement when the config sets none (the loop takes four
+/// times the longest real document; a random model's documents never get near either).
+const LOOP_LENGTH_CAP: usize = 65_536;
+
+/// The in-loop measurement's corpus size when `--loop-tokens` is not given: the loop's
+/// D as far as the config fixes it (synthetic_tokens, else real_subset_tokens, since
+/// D = |R|), else this.
+pub const DEFAULT_LOOP_TOKENS: usize = 200_000;
+
+pub fn loop_tokens(cfg: &Config) -> usize {
+    let g = &cfg.generations;
+    [g.synthetic_tokens, g.real_subset_tokens].into_iter().find(|&t| t > 0).map(|t| t as usize).unwrap_or(DEFAULT_LOOP_TOKENS)
 }
 
 fn bench_uncached(cfg: &Config, device: Device) -> Result<f64> {
@@ -151,32 +290,15 @@ fn bench_uncached(cfg: &Config, device: Device) -> Result<f64> {
     let model = Model::new(&vs.root(), &cfg.model);
     let sampling = Sampling::new(1.0, None, None)?;
     let t0 = Instant::now();
-    // Two contexts' worth of steps: the prefix grows to block_size tokens, then slides,
-    // as it does for documents longer than the context (most sampled documents).
+    // Two contexts' worth of steps: the prefix grows to block_size tokens, then is cut
+    // to the sampler's context rule, as it is for documents longer than the context.
     let tokens = sample_uncached(&model, 0, device, sampling, cfg.sample.batch_size as usize, 2 * cfg.model.block_size as usize)?;
     Ok(tokens as f64 / t0.elapsed().as_secs_f64())
 }
 
-fn run_reference(command: &str, cfg: &Config, threads: i32, opts: &BenchOptions) -> Result<serde_json::Value> {
-    let m = &cfg.model;
-    let args = format!(
-        " --arch {} --n-layer {} --n-head {} --n-embd {} --block-size {} --vocab-size {} --mlp-hidden {} \
-         --batch-size {} --steps {} --warmup {} --threads {} --sample-batch {} --sample-steps {} --weight-decay {}",
-        if m.arch == crate::config::Arch::Gpt2 { "gpt2" } else { "llama" },
-        m.n_layer,
-        m.n_head,
-        m.n_embd,
-        m.block_size,
-        m.vocab_size,
-        m.mlp_hidden(),
-        cfg.train.batch_size,
-        opts.train_steps,
-        opts.warmup_steps,
-        threads,
-        cfg.sample.batch_size,
-        opts.sample_steps,
-        cfg.train.weight_decay
-    );
+/// Runs a reference script with the model shape appended as arguments and returns the
+/// JSON object it prints last.
+fn run_script(command: &str, args: &str) -> Result<serde_json::Value> {
     let out = std::process::Command::new("sh")
         .arg("-c")
         .arg(format!("{command}{args}"))
@@ -187,7 +309,38 @@ fn run_reference(command: &str, cfg: &Config, threads: i32, opts: &BenchOptions)
         bail!("the reference `{command}` failed: {}", err.lines().last().unwrap_or("no output"));
     }
     let stdout = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(stdout.lines().last().unwrap_or("")).context("the reference printed no JSON result")
+    serde_json::from_str(stdout.lines().last().unwrap_or("")).with_context(|| format!("the reference `{command}` printed no JSON result"))
+}
+
+/// Arguments every reference takes: the model shape, threads and sampling batch.
+fn shape_args(cfg: &Config, threads: i32, opts: &BenchOptions) -> String {
+    let m = &cfg.model;
+    format!(
+        " --arch {} --n-layer {} --n-head {} --n-embd {} --block-size {} --vocab-size {} --mlp-hidden {} \
+         --threads {} --sample-batch {} --sample-steps {}",
+        if m.arch == crate::config::Arch::Gpt2 { "gpt2" } else { "llama" },
+        m.n_layer,
+        m.n_head,
+        m.n_embd,
+        m.block_size,
+        m.vocab_size,
+        m.mlp_hidden(),
+        threads,
+        cfg.sample.batch_size,
+        opts.sample_steps,
+    )
+}
+
+fn run_reference(command: &str, cfg: &Config, threads: i32, opts: &BenchOptions) -> Result<serde_json::Value> {
+    let args = format!(
+        "{} --batch-size {} --steps {} --warmup {} --weight-decay {}",
+        shape_args(cfg, threads, opts),
+        cfg.train.batch_size,
+        opts.train_steps,
+        opts.warmup_steps,
+        cfg.train.weight_decay
+    );
+    run_script(command, &args)
 }
 
 pub fn run(cfg: &Config, device: Device, opts: &BenchOptions) -> Result<BenchReport> {
@@ -195,33 +348,23 @@ pub fn run(cfg: &Config, device: Device, opts: &BenchOptions) -> Result<BenchRep
         bail!("the benchmark needs a vocabulary size (model.vocab_size or data.vocab_size)");
     }
     let threads = tch::get_num_threads();
-    let mut best_train: Option<TrainBench> = None;
+    let rounds = opts.rounds.max(1);
+    let (mut trains, mut plains, mut loops) = (Vec::new(), Vec::new(), Vec::new());
     let mut params = 0;
-    let (mut best_sample, mut best_reference): (f64, Option<serde_json::Value>) = (0.0, None);
-    for _ in 0..opts.rounds.max(1) {
-        let (t, p) = bench_train(cfg, device, opts)?;
+    let (mut reference, mut hf) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        let (train, p) = bench_train(cfg, device, opts)?;
+        trains.push(train);
         params = p;
-        if best_train.as_ref().is_none_or(|b| t.tokens_per_second > b.tokens_per_second) {
-            best_train = Some(t);
+        plains.push(bench_sample(cfg, device, opts.sample_steps)?);
+        if opts.loop_tokens > 0 {
+            loops.push(bench_sample_loop(cfg, device, opts.loop_tokens)?);
         }
-        best_sample = best_sample.max(bench_sample(cfg, device, opts.sample_steps)?);
         if let Some(cmd) = &opts.reference {
-            let r = run_reference(cmd, cfg, threads, opts)?;
-            let better = |a: &serde_json::Value, b: &serde_json::Value, key: &str| a[key].as_f64() > b[key].as_f64();
-            best_reference = Some(match best_reference {
-                None => r,
-                Some(mut b) => {
-                    for key in ["train_tokens_per_second", "sample_tokens_per_second"] {
-                        if better(&r, &b, key) {
-                            b[key] = r[key].clone();
-                            if key == "train_tokens_per_second" {
-                                b["train_ms_per_step"] = r["train_ms_per_step"].clone();
-                            }
-                        }
-                    }
-                    b
-                }
-            });
+            reference.push(run_reference(cmd, cfg, threads, opts)?);
+        }
+        if let Some(cmd) = &opts.hf_reference {
+            hf.push(run_script(cmd, &shape_args(cfg, threads, opts))?);
         }
     }
     let uncached = bench_uncached(cfg, device)?;
@@ -234,8 +377,20 @@ pub fn run(cfg: &Config, device: Device, opts: &BenchOptions) -> Result<BenchRep
     };
     let theory_discrete_replace_seconds = theory(crate::theory::DataPolicy::Replace)?;
     let theory_discrete_accumulate_seconds = theory(crate::theory::DataPolicy::Accumulate)?;
-    let train = best_train.unwrap_or_default();
-    let ratio = |ours: f64, key: &str| best_reference.as_ref().and_then(|r| r[key].as_f64()).map(|theirs| ours / theirs);
+
+    let field = |runs: &[serde_json::Value], key: &str| -> Vec<f64> { runs.iter().map(|r| r[key].as_f64().unwrap_or(f64::NAN)).collect() };
+    let train_tps: Vec<f64> = trains.iter().map(|t| t.tokens_per_second).collect();
+    let plain_tps: Vec<f64> = plains.iter().map(|p| p.tokens_per_second).collect();
+    let loop_tps: Vec<f64> = loops.iter().map(|l| l.tokens_per_second).collect();
+    let ratios = |ours: &[f64], theirs: &[f64]| Spread::of(&ours.iter().zip(theirs).map(|(a, b)| a / b).collect::<Vec<_>>());
+    let median_round = |values: &[f64]| -> usize {
+        let m = Spread::of(values).map(|s| s.median).unwrap_or(0.0);
+        (0..values.len()).min_by(|&a, &b| (values[a] - m).abs().total_cmp(&(values[b] - m).abs())).unwrap_or(0)
+    };
+    let ref_train = field(&reference, "train_tokens_per_second");
+    let ref_sample = field(&reference, "sample_tokens_per_second");
+    let hf_sample = field(&hf, "sample_tokens_per_second");
+    let sample_tokens_per_second = Spread::of(&plain_tps).unwrap_or_default();
     Ok(BenchReport {
         device: crate::device::describe(device),
         threads,
@@ -243,14 +398,25 @@ pub fn run(cfg: &Config, device: Device, opts: &BenchOptions) -> Result<BenchRep
         parameters: params,
         batch_size: cfg.train.batch_size,
         block_size: cfg.model.block_size,
-        train_ratio_vs_reference: ratio(train.tokens_per_second, "train_tokens_per_second"),
-        sample_ratio_vs_reference: ratio(best_sample, "sample_tokens_per_second"),
-        train,
+        rounds,
+        train: trains[median_round(&train_tps)].clone(),
+        train_tokens_per_second: Spread::of(&train_tps).unwrap_or_default(),
         sample_batch_size: cfg.sample.batch_size as usize,
-        sample_tokens_per_second: best_sample,
+        sample: plains[median_round(&plain_tps)].clone(),
+        sample_tokens_per_second,
+        sample_loop: (!loops.is_empty()).then(|| loops[median_round(&loop_tps)].clone()),
+        sample_loop_tokens_per_second: Spread::of(&loop_tps),
+        sample_loop_slowdown: ratios(&plain_tps, &loop_tps),
         sample_uncached_tokens_per_second: uncached,
-        sample_cache_speedup: best_sample / uncached,
-        reference: best_reference,
+        sample_cache_speedup: sample_tokens_per_second.median / uncached,
+        reference_train_tokens_per_second: Spread::of(&ref_train),
+        reference_sample_tokens_per_second: Spread::of(&ref_sample),
+        train_ratio_vs_reference: ratios(&train_tps, &ref_train),
+        sample_ratio_vs_reference: ratios(&plain_tps, &ref_sample),
+        reference,
+        hf_generate_tokens_per_second: Spread::of(&hf_sample),
+        sample_ratio_vs_hf_generate: ratios(&plain_tps, &hf_sample),
+        hf_generate: hf,
         drift_seconds_10m_tokens,
         theory_discrete_replace_seconds,
         theory_discrete_accumulate_seconds,
@@ -258,38 +424,74 @@ pub fn run(cfg: &Config, device: Device, opts: &BenchOptions) -> Result<BenchRep
 }
 
 pub fn format_report(r: &BenchReport) -> String {
-    let reference = |key: &str| r.reference.as_ref().and_then(|v| v[key].as_f64());
-    let ratio = |x: Option<f64>| x.map(|v| format!("{v:.2}×")).unwrap_or_else(|| "-".into());
-    let or_dash = |x: Option<f64>| x.map(|v| format!("{v:.0}")).unwrap_or_else(|| "-".into());
-    format!(
-        "lmloop bench: {} ({} parameters) on {}\n\
-         training   batch {}×{}: {:.0} tokens/s, {:.1} ms/step (forward {:.1}, backward {:.1}, optimizer {:.1}), {:.2} GFLOP/s\n\
+    let spread = |s: &Option<Spread>, digits: usize| s.map(|s| s.show(digits)).unwrap_or_else(|| "-".into());
+    let ratio = |s: &Option<Spread>| s.map(|s| format!("{}×", s.show(2))).unwrap_or_else(|| "-".into());
+    let mut out = format!(
+        "lmloop bench: {} ({} parameters) on {}; median [lowest-highest] of {} rounds\n\
+         training   batch {}×{}: {} tokens/s, {:.1} ms/step (forward {:.1}, backward {:.1}, optimizer {:.1}), {:.2} GFLOP/s\n\
          \x20          PyTorch eager reference: {} tokens/s → ratio {}\n\
-         sampling   batch {}: {:.0} tokens/s with KV cache, {:.0} tokens/s without → cache speedup {:.1}×\n\
+         sampling   batch {}, plain decoding (every row from position 0 to the context length):\n\
+         \x20          lmloop with KV cache: {} tokens/s; per step {:.2} ms forward, {:.2} ms draw, {:.2} ms host\n\
          \x20          PyTorch eager reference (KV cache): {} tokens/s → ratio {}\n\
-         analysis   all drift measures of a 10M-token corpus: {:.2} s (one thread; target < 2 s)\n\
-         theory     discrete 1000 symbols, n 1000, 2000 generations, 500 trials: replace {:.1} s, accumulate {:.1} s (target < 30 s)\n",
+         \x20          transformers generate (KV cache, do_sample, top_k=0): {} tokens/s → ratio {}\n\
+         \x20          without a cache (whole context every step): {:.0} tokens/s → cache speedup {:.1}×\n",
         r.model,
         r.parameters,
         r.device,
+        r.rounds,
         r.batch_size,
         r.block_size,
-        r.train.tokens_per_second,
+        r.train_tokens_per_second.show(0),
         r.train.ms_per_step,
         r.train.forward_ms,
         r.train.backward_ms,
         r.train.optimizer_ms,
         r.train.model_gflops_per_second,
-        or_dash(reference("train_tokens_per_second")),
-        ratio(r.train_ratio_vs_reference),
+        spread(&r.reference_train_tokens_per_second, 0),
+        ratio(&r.train_ratio_vs_reference),
         r.sample_batch_size,
-        r.sample_tokens_per_second,
+        r.sample_tokens_per_second.show(0),
+        r.sample.forward_ms,
+        r.sample.draw_ms,
+        r.sample.host_ms,
+        spread(&r.reference_sample_tokens_per_second, 0),
+        ratio(&r.sample_ratio_vs_reference),
+        spread(&r.hf_generate_tokens_per_second, 0),
+        ratio(&r.sample_ratio_vs_hf_generate),
         r.sample_uncached_tokens_per_second,
         r.sample_cache_speedup,
-        or_dash(reference("sample_tokens_per_second")),
-        ratio(r.sample_ratio_vs_reference),
-        r.drift_seconds_10m_tokens,
-        r.theory_discrete_replace_seconds,
-        r.theory_discrete_accumulate_seconds,
-    )
+    );
+    if let Some(l) = &r.sample_loop {
+        let t = &l.time;
+        let share = |x: f64| 100.0 * x / l.seconds;
+        out += &format!(
+            "sampling   as the loop does (a {}-token corpus: {} documents of {:.0} tokens on average, rows refilled, stopping rule):\n\
+             \x20          {} tokens/s → plain decoding is {} as fast (goal: at most 1.5×)\n\
+             \x20          {} steps, {:.1} rows per step on average, {} rebuilds, {} tokens decoded and discarded\n\
+             \x20          time: forward {:.1} s ({:.0}%), draw {:.1} s ({:.0}%), rebuilds {:.1} s ({:.0}%), host {:.1} s ({:.0}%)\n",
+            l.tokens,
+            l.documents,
+            l.mean_document_tokens,
+            spread(&r.sample_loop_tokens_per_second, 0),
+            ratio(&r.sample_loop_slowdown),
+            l.steps,
+            l.mean_rows,
+            l.rebuilds,
+            l.discarded_tokens,
+            t.forward_seconds,
+            share(t.forward_seconds),
+            t.draw_seconds,
+            share(t.draw_seconds),
+            t.rebuild_seconds,
+            share(t.rebuild_seconds),
+            t.host_seconds,
+            share(t.host_seconds),
+        );
+    }
+    out += &format!(
+        "analysis   all drift measures of a 10M-token corpus: {:.2} s (one thread; target < 2 s)\n\
+         theory     discrete 1000 symbols, n 1000, 2000 generations, 500 trials: replace {:.1} s, accumulate {:.1} s (target < 30 s)\n",
+        r.drift_seconds_10m_tokens, r.theory_discrete_replace_seconds, r.theory_discrete_accumulate_seconds,
+    );
+    out
 }

@@ -243,17 +243,26 @@ pub struct BenchArgs {
     /// Run configuration whose model, train.batch_size and sample.batch_size are measured.
     #[arg(long)]
     pub config: PathBuf,
-    /// Shell command of the PyTorch reference, e.g. ".venv/bin/python bench/reference.py".
+    /// Shell command of the PyTorch eager reference, e.g. ".venv/bin/python bench/reference.py".
     #[arg(long)]
     pub reference: Option<String>,
+    /// Shell command of the Hugging Face transformers `generate` reference, e.g.
+    /// ".venv/bin/python bench/hf_generate.py" (needs transformers installed).
+    #[arg(long)]
+    pub hf_reference: Option<String>,
+    /// Tokens of the corpus sampled as the loop samples (long documents, refills,
+    /// stopping rule); default: the config's D (generations.synthetic_tokens, else
+    /// generations.real_subset_tokens, else 200000). 0 skips that measurement.
+    #[arg(long)]
+    pub loop_tokens: Option<usize>,
     /// Timed training steps per round.
     #[arg(long, default_value_t = 20)]
     pub train_steps: usize,
     /// Decoding steps per round (each yields one token per row).
     #[arg(long, default_value_t = 256)]
     pub sample_steps: usize,
-    /// Rounds, alternating lmloop and the reference; the best of each is reported.
-    #[arg(long, default_value_t = 2)]
+    /// Rounds, alternating lmloop and the references; medians and spreads are reported.
+    #[arg(long, default_value_t = 3)]
     pub rounds: usize,
     /// Print one JSON object on stdout (the readable summary then goes to stderr).
     #[arg(long)]
@@ -519,8 +528,8 @@ fn bench(a: BenchArgs) -> Result<()> {
     if cfg.model.vocab_size == 0 {
         cfg.model.vocab_size = cfg.data.vocab_size as i64;
     }
-    if a.train_steps == 0 || a.sample_steps == 0 {
-        bail!("--train-steps and --sample-steps must be positive");
+    if a.train_steps == 0 || a.sample_steps == 0 || a.rounds == 0 {
+        bail!("--train-steps, --sample-steps and --rounds must be positive");
     }
     let opts = crate::bench::BenchOptions {
         train_steps: a.train_steps,
@@ -528,6 +537,8 @@ fn bench(a: BenchArgs) -> Result<()> {
         sample_steps: a.sample_steps,
         rounds: a.rounds,
         reference: a.reference.clone(),
+        hf_reference: a.hf_reference.clone(),
+        loop_tokens: a.loop_tokens.unwrap_or_else(|| crate::bench::loop_tokens(&cfg)),
     };
     let report = crate::bench::run(&cfg, device, &opts)?;
     if a.json {

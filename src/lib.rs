@@ -10,6 +10,7 @@ pub mod corpus;
 pub mod device;
 pub mod eval;
 pub mod generations;
+pub mod host;
 pub mod integrity;
 pub mod interop;
 pub mod layout;

@@ -22,7 +22,11 @@
 //! conditioned on the last [`context_length`]`(block, n)` of them. That is all `n` up to
 //! the context length `block`; after that the row's cache is rebuilt from its last
 //! `block / 2` tokens each time it is full, so the context then cycles from `block / 2`
-//! up to `block` tokens.
+//! up to `block` tokens, and the model always sees a window that starts at position 0,
+//! as in training. Both architectures use this rule. (A rolling cache that keeps each
+//! key with its rotary rotation would need no rebuild, but it does not condition on
+//! the last `block` tokens: from the second layer on, a cached key carries its token's
+//! own earlier context, so the model would see more than it was trained on.)
 //!
 //! Next-token choice ([`Sampling`]): logits are divided by the temperature, then top-k
 //! keeps the k largest, then top-p keeps the smallest set of the remaining tokens whose
@@ -30,6 +34,7 @@
 //! sampled. Temperature 0 is greedy (argmax; top-k/top-p then change nothing).
 use crate::model::{KvCache, Model};
 use anyhow::{bail, Result};
+use std::time::Instant;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tch::{Device, Kind, Tensor};
@@ -71,7 +76,8 @@ impl Sampling {
                 logits.zeros_like().to_kind(Kind::Float).scatter_value(-1, &idx, 1.0)
             }
             Sampling::Random { temperature, top_k, top_p } => {
-                let mut z = logits.to_kind(Kind::Float) / temperature;
+                // Dividing by 1 changes nothing: skip the pass over (B, V).
+                let mut z = if temperature == 1.0 { logits.to_kind(Kind::Float) } else { logits.to_kind(Kind::Float) / temperature };
                 let v = z.size()[1];
                 if let Some(k) = top_k.filter(|&k| k < v) {
                     let (top, _) = z.topk(k, -1, true, true);
@@ -120,30 +126,62 @@ impl Sampling {
             Sampling::Random { .. } => {
                 let probs = self.distribution(logits).to_device(Device::Cpu).contiguous();
                 let v = probs.size()[1] as usize;
-                let flat = Vec::<f32>::try_from(probs.view([-1]))?;
-                Ok(flat.chunks_exact(v).enumerate().map(|(b, row)| draw(b, row) as i64).collect())
+                let mut pick_all = |flat: &[f32]| flat.chunks_exact(v).enumerate().map(|(b, row)| draw(b, row) as i64).collect();
+                if crate::host::viewable(&probs) {
+                    // SAFETY: `probs` is viewable and only read until the draws are made.
+                    Ok(pick_all(unsafe { crate::host::slice(&probs) }))
+                } else {
+                    Ok(pick_all(&Vec::<f32>::try_from(probs.view([-1]))?))
+                }
             }
         }
     }
 }
 
-/// Index drawn from unnormalised non-negative weights by inverse CDF.
+/// Weights summed per block by [`draw`]: the search walks block sums, then one block.
+const DRAW_BLOCK: usize = 64;
+
+/// Index drawn from unnormalised non-negative weights by inverse CDF, with
+/// probability `weights[i] / Σ weights` up to double-precision rounding (every f32
+/// weight counts at full precision, however small: the tails are what collapse
+/// studies measure).
+///
+/// Two passes in double precision: block sums (eight independent accumulators, which
+/// the compiler vectorises), then a walk over the block sums and a scan inside the one
+/// block that holds the target.
 fn draw(weights: &[f32], rng: &mut impl Rng) -> usize {
-    let total: f64 = weights.iter().map(|&w| w as f64).sum();
+    let blocks: Vec<f64> = weights.chunks(DRAW_BLOCK).map(sum_f64).collect();
+    let total: f64 = blocks.iter().sum();
     let target = rng.gen::<f64>() * total;
     let mut acc = 0.0;
-    let mut last_nonzero = 0;
-    for (i, &w) in weights.iter().enumerate() {
-        if w > 0.0 {
-            acc += w as f64;
-            last_nonzero = i;
-            if acc > target {
-                return i;
+    for (k, &block) in blocks.iter().enumerate() {
+        if acc + block > target {
+            let start = k * DRAW_BLOCK;
+            for (i, &w) in weights[start..(start + DRAW_BLOCK).min(weights.len())].iter().enumerate() {
+                acc += w as f64;
+                if w > 0.0 && acc > target {
+                    return start + i;
+                }
             }
+            // The block's own sum and the running one differ by rounding: go on.
+            continue;
         }
+        acc += block;
     }
     // Rounding can leave `target` a hair above the running sum: the last possible token.
-    last_nonzero
+    weights.iter().rposition(|&w| w > 0.0).unwrap_or(0)
+}
+
+/// Sum of f32 values in double precision, in eight lanes.
+fn sum_f64(values: &[f32]) -> f64 {
+    let mut lanes = [0.0f64; 8];
+    let mut chunks = values.chunks_exact(8);
+    for c in &mut chunks {
+        for (lane, &v) in lanes.iter_mut().zip(c) {
+            *lane += v as f64;
+        }
+    }
+    lanes.iter().sum::<f64>() + chunks.remainder().iter().map(|&v| v as f64).sum::<f64>()
 }
 
 /// Tokens a row conditions on for its next token when it holds `n` tokens
@@ -158,16 +196,34 @@ pub fn context_length(block: usize, n: usize) -> usize {
     }
 }
 
+/// Seconds a sampler spent, by part. On a GPU the kernels run asynchronously, so the
+/// forward passes' time shows up where the draw first waits for their result.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct SampleTimes {
+    /// Decoding forward passes (one new token per row).
+    pub forward_seconds: f64,
+    /// Next-token distributions and draws (temperature, filters, softmax, inverse CDF).
+    pub draw_seconds: f64,
+    /// Cache rebuilds of rows that filled their context.
+    pub rebuild_seconds: f64,
+    /// Everything else: row bookkeeping, scheduling, writing documents.
+    pub host_seconds: f64,
+}
+
 /// One row of the batch: the document it is writing and what the model sees.
 struct Row {
     /// Tokens generated so far in this document (without the leading `<|endoftext|>`).
     doc: Vec<u32>,
-    /// The token to feed next and the position it goes to.
+    /// The token to feed next and the position it goes to (its index in the context
+    /// the cache holds).
     pending: i64,
     position: i64,
-    /// Tokens the model conditions on at the next step, oldest first, ending with
-    /// `pending`: `<|endoftext|>` + doc, or its last part after a re-encode.
-    context_start: usize,
+}
+
+impl Row {
+    fn fresh(eot: u32) -> Self {
+        Self { doc: Vec::new(), pending: eot as i64, position: 0 }
+    }
 }
 
 /// A finished document.
@@ -194,14 +250,30 @@ pub struct Decoder<'m> {
     eot: u32,
     max_doc_tokens: usize,
     device: Device,
-    /// Rows re-encoded so far (for reporting and tests).
+    /// Rows rebuilt so far (for reporting and tests).
     pub reencodes: usize,
+    /// Decoding steps taken so far.
+    pub steps: usize,
+    /// Seconds in forward passes and in rebuilds so far.
+    pub forward_seconds: f64,
+    pub rebuild_seconds: f64,
 }
 
 impl<'m> Decoder<'m> {
     pub fn new(model: &'m Model, batch: usize, eot: u32, max_doc_tokens: usize, device: Device) -> Self {
         let rows = (0..batch).map(|_| Row::fresh(eot)).collect();
-        Self { model, cache: model.new_cache(batch as i64, device), rows, eot, max_doc_tokens, device, reencodes: 0 }
+        Self {
+            model,
+            cache: model.new_cache(batch as i64, device),
+            rows,
+            eot,
+            max_doc_tokens,
+            device,
+            reencodes: 0,
+            steps: 0,
+            forward_seconds: 0.0,
+            rebuild_seconds: 0.0,
+        }
     }
 
     /// Rows in the batch.
@@ -214,24 +286,26 @@ impl<'m> Decoder<'m> {
         self.rows[b].doc.len()
     }
 
-    /// The tokens row `b` is conditioned on at the next step (the uncached reference
-    /// runs the model on exactly these).
+    /// The tokens row `b` is conditioned on at the next step: the last
+    /// [`context_length`] of `<|endoftext|>` + its document (the uncached reference runs
+    /// the model on exactly these).
     pub fn context(&self, b: usize) -> Vec<i64> {
         let r = &self.rows[b];
-        std::iter::once(self.eot as i64)
-            .chain(r.doc.iter().map(|&t| t as i64))
-            .skip(r.context_start)
-            .collect()
+        let n = 1 + r.doc.len();
+        let len = context_length(self.cache.capacity() as usize, n);
+        std::iter::once(self.eot as i64).chain(r.doc.iter().map(|&t| t as i64)).skip(n - len).collect()
     }
 
     /// Logits for every row's next token: (B, V).
     pub fn logits(&mut self) -> Tensor {
+        let t0 = Instant::now();
         let pending: Vec<i64> = self.rows.iter().map(|r| r.pending).collect();
-        let positions: Vec<i64> = self.rows.iter().map(|r| r.position).collect();
-        let b = pending.len() as i64;
-        let idx = Tensor::from_slice(&pending).view([b, 1]).to_device(self.device);
-        let start = Tensor::from_slice(&positions).to_device(self.device);
-        self.model.forward_cached(&idx, &start, &self.cache).squeeze_dim(1)
+        let start: Vec<i64> = self.rows.iter().map(|r| r.position).collect();
+        let idx = Tensor::from_slice(&pending).view([pending.len() as i64, 1]).to_device(self.device);
+        let logits = self.model.forward_cached(&idx, &start, &self.cache).squeeze_dim(1);
+        self.steps += 1;
+        self.forward_seconds += t0.elapsed().as_secs_f64();
+        logits
     }
 
     /// Feeds each row its chosen token; returns the documents that finished, with the
@@ -256,10 +330,10 @@ impl<'m> Decoder<'m> {
             row.position += 1;
         }
         // Only rows whose own cache is full are rebuilt, so a row's context never
-        // depends on the other rows. Full rows share one batched forward pass.
+        // depends on the other rows. Full rows share one batched pass.
         let full: Vec<usize> = (0..self.rows.len()).filter(|&b| self.rows[b].position == capacity).collect();
         if !full.is_empty() {
-            self.reencode(&full);
+            self.rebuild(&full);
         }
         finished
     }
@@ -274,15 +348,17 @@ impl<'m> Decoder<'m> {
         self.rows.extend((0..extra).map(|_| Row::fresh(self.eot)));
     }
 
-    /// Rebuilds the caches of `rows` from the last half context of their documents,
-    /// in one forward pass.
-    fn reencode(&mut self, rows: &[usize]) {
+    /// Rebuilds the caches of `rows` from the last half context of their documents:
+    /// the keys and values of all but the newest of those tokens, written straight into
+    /// the rows' caches in one pass that computes no logits; the newest is fed at the
+    /// next step as usual.
+    fn rebuild(&mut self, rows: &[usize]) {
+        let t0 = Instant::now();
         let keep = (self.cache.capacity() / 2).max(1) as usize;
         let mut prefixes = Vec::with_capacity(rows.len() * keep);
         for &b in rows {
-            let full_len = 1 + self.rows[b].doc.len(); // <|endoftext|> + doc
-            self.rows[b].context_start = full_len - keep;
             let ctx = self.context(b); // `keep` tokens, the last one pending
+            debug_assert_eq!(ctx.len(), keep);
             prefixes.extend_from_slice(&ctx[..keep - 1]);
             self.rows[b].position = keep as i64 - 1;
         }
@@ -290,18 +366,10 @@ impl<'m> Decoder<'m> {
         if keep > 1 {
             let n = rows.len() as i64;
             let prefix = Tensor::from_slice(&prefixes).view([n, keep as i64 - 1]).to_device(self.device);
-            let start = Tensor::zeros([n], (Kind::Int64, self.device));
-            let scratch = self.model.new_cache(n, self.device);
-            let _ = self.model.forward_cached(&prefix, &start, &scratch);
             let index: Vec<i64> = rows.iter().map(|&b| b as i64).collect();
-            self.cache.copy_rows(&Tensor::from_slice(&index).to_device(self.device), &scratch);
+            self.model.prefill(&prefix, &Tensor::from_slice(&index).to_device(self.device), &self.cache);
         }
-    }
-}
-
-impl Row {
-    fn fresh(eot: u32) -> Self {
-        Self { doc: Vec::new(), pending: eot as i64, position: 0, context_start: 0 }
+        self.rebuild_seconds += t0.elapsed().as_secs_f64();
     }
 }
 
@@ -335,8 +403,15 @@ pub struct SampleStats {
     #[serde(default)]
     pub discarded_tokens: usize,
     pub reencodes: usize,
+    /// Decoding steps (one token for every row in flight); tokens decoded over steps is
+    /// the mean number of rows in flight.
+    #[serde(default)]
+    pub steps: usize,
     pub seconds: f64,
     pub tokens_per_second: f64,
+    /// Where the seconds went.
+    #[serde(default)]
+    pub time: SampleTimes,
 }
 
 /// The random stream of document `index` of a corpus sampled with `seed`.
@@ -357,25 +432,47 @@ struct Ledger {
     waiting_tokens: usize,
     /// Index of the next document to start.
     next: u64,
-    /// Finished documents so far and their corpus tokens (for the mean length).
-    finished: usize,
-    finished_tokens: usize,
+    /// Corpus tokens of every finished document, sorted (for expected lengths).
+    finished_lengths: Vec<usize>,
 }
 
 impl Ledger {
+    fn finish(&mut self, tokens: usize) {
+        let at = self.finished_lengths.partition_point(|&l| l < tokens);
+        self.finished_lengths.insert(at, tokens);
+    }
+
     /// Whether document `self.next` is likely needed: the documents before it are
-    /// expected to hold fewer than the target, counting each unfinished one at its
-    /// current length or the mean finished length, whichever is larger. Only speed
-    /// depends on this guess: a document that turns out unneeded is discarded, and one
-    /// that turns out needed is started later.
-    fn should_start(&self, in_flight_lengths: impl Iterator<Item = usize> + Clone) -> bool {
+    /// expected to hold fewer than the target. Each unfinished one (`in_flight` holds
+    /// their current corpus tokens) counts at its expected final length given its
+    /// current one. Only speed depends on this guess: a document that turns out
+    /// unneeded is discarded (decoded for nothing), and one that turns out needed is
+    /// started later (the corpus waits for it).
+    fn should_start(&self, in_flight: &[usize]) -> bool {
+        let expected: f64 = in_flight.iter().map(|&l| self.expected_length(l, in_flight)).sum();
+        (self.written_tokens + self.waiting_tokens) as f64 + expected < self.target as f64
+    }
+
+    /// Expected final length of a document that has `l` tokens so far: `l` plus the
+    /// mean excess over `l` of the documents seen to grow past `l`, that is their tokens
+    /// beyond `l` (finished ones and those still running) over the finished ones among
+    /// them. Lengths ending as if at random (geometric) then give `l` plus the overall
+    /// mean, lengths bunched around a typical value give about that value. Before any
+    /// document that long has finished: `l` plus the mean over all documents.
+    fn expected_length(&self, l: usize, in_flight: &[usize]) -> f64 {
+        let running_beyond = |from: usize| in_flight.iter().map(|&x| x.saturating_sub(from)).sum::<usize>();
+        let at = self.finished_lengths.partition_point(|&x| x <= l);
+        let longer = &self.finished_lengths[at..];
+        if !longer.is_empty() {
+            let beyond = longer.iter().map(|&x| x - l).sum::<usize>() + running_beyond(l);
+            return l as f64 + beyond as f64 / longer.len() as f64;
+        }
         // Mean length by "total time on test": every token decoded so far over the
-        // documents finished, which counts the long documents still running (a mean
-        // of finished documents alone is biased short early on).
-        let decoded: usize = self.finished_tokens + in_flight_lengths.clone().map(|l| l + 1).sum::<usize>();
-        let mean = if self.finished > 0 { decoded as f64 / self.finished as f64 } else { 0.0 };
-        let in_flight: f64 = in_flight_lengths.map(|l| ((l + 1) as f64).max(mean)).sum();
-        (self.written_tokens + self.waiting_tokens) as f64 + in_flight < self.target as f64
+        // documents finished, which counts the long documents still running (a mean of
+        // finished documents alone is biased short early on).
+        let finished = self.finished_lengths.len();
+        let decoded = self.finished_lengths.iter().sum::<usize>() + in_flight.iter().sum::<usize>();
+        l as f64 + if finished > 0 { decoded as f64 / finished as f64 } else { 0.0 }
     }
 }
 
@@ -395,7 +492,7 @@ pub fn sample_corpus(
     if req.batch_size == 0 || req.max_doc_tokens == 0 {
         bail!("batch size and maximum document length must be positive");
     }
-    let t0 = std::time::Instant::now();
+    let t0 = Instant::now();
     let bar = crate::train::progress_bar(req.n_tokens as u64, req.progress);
     let mut stats = SampleStats {
         documents: 0,
@@ -405,8 +502,10 @@ pub fn sample_corpus(
         mean_document_tokens: 0.0,
         discarded_tokens: 0,
         reencodes: 0,
+        steps: 0,
         seconds: 0.0,
         tokens_per_second: 0.0,
+        time: SampleTimes::default(),
     };
     let mut ledger = Ledger {
         target: req.n_tokens,
@@ -415,24 +514,29 @@ pub fn sample_corpus(
         waiting: Default::default(),
         waiting_tokens: 0,
         next: 0,
-        finished: 0,
-        finished_tokens: 0,
+        finished_lengths: Vec::new(),
     };
     // Row b of the decoder writes document `docs[b]` with random stream `rngs[b]`.
     let mut decoder = Decoder::new(model, 0, eot, req.max_doc_tokens, device);
     let mut docs: Vec<u64> = Vec::new();
     let mut rngs: Vec<ChaCha8Rng> = Vec::new();
+    // Corpus tokens of each row's document so far (its tokens plus the end-of-text it
+    // would end with), the scheduler's view of the documents in flight.
+    let in_flight = |decoder: &Decoder, skip: &[usize]| -> Vec<usize> {
+        (0..decoder.batch()).filter(|b| !skip.contains(b)).map(|b| decoder.doc_len(b) + 1).collect()
+    };
+    let mut draw_seconds = 0.0;
     tch::no_grad(|| -> Result<()> {
         loop {
             // Open rows for new documents while they are likely needed.
             let mut extra = 0;
-            while decoder.batch() + extra < req.batch_size
-                && ledger.should_start((0..decoder.batch()).map(|b| decoder.doc_len(b)).chain(std::iter::repeat(0).take(extra)))
-            {
+            let mut lengths = in_flight(&decoder, &[]);
+            while decoder.batch() + extra < req.batch_size && ledger.should_start(&lengths) {
                 docs.push(ledger.next);
                 rngs.push(document_rng(req.seed, ledger.next));
                 ledger.next += 1;
                 extra += 1;
+                lengths.push(1);
             }
             if extra > 0 {
                 let keep: Vec<usize> = (0..decoder.batch()).collect();
@@ -443,15 +547,17 @@ pub fn sample_corpus(
                 // reached: impossible, since should_start is then true.
                 bail!("the sampler stopped before reaching {} tokens (internal scheduling error)", req.n_tokens);
             }
-            let chosen = req.sampling.choose_rows(&decoder.logits(), &mut rngs)?;
+            let logits = decoder.logits();
+            let t_draw = Instant::now();
+            let chosen = req.sampling.choose_rows(&logits, &mut rngs)?;
+            draw_seconds += t_draw.elapsed().as_secs_f64();
             let finished = decoder.advance(&chosen);
             if finished.is_empty() {
                 continue;
             }
             let mut free = Vec::new();
             for (b, doc) in finished {
-                ledger.finished += 1;
-                ledger.finished_tokens += doc.corpus_tokens();
+                ledger.finish(doc.corpus_tokens());
                 ledger.waiting_tokens += doc.corpus_tokens();
                 ledger.waiting.insert(docs[b], doc);
                 free.push(b);
@@ -474,12 +580,11 @@ pub fn sample_corpus(
                 }
             }
             // A freed row takes the next document if it is likely needed, else retires.
-            let in_flight: Vec<usize> = (0..decoder.batch()).filter(|b| !free.contains(b)).map(|b| decoder.doc_len(b)).collect();
+            let mut lengths = in_flight(&decoder, &free);
             let mut retire = Vec::new();
-            let mut started = 0;
             for &b in &free {
-                if ledger.should_start(in_flight.iter().copied().chain(std::iter::repeat(0).take(started))) {
-                    started += 1;
+                if ledger.should_start(&lengths) {
+                    lengths.push(1);
                     docs[b] = ledger.next;
                     rngs[b] = document_rng(req.seed, ledger.next);
                     ledger.next += 1;
@@ -498,27 +603,36 @@ pub fn sample_corpus(
     })?;
     bar.finish_and_clear();
     stats.reencodes = decoder.reencodes;
+    stats.steps = decoder.steps;
     stats.truncation_share = stats.truncated_documents as f64 / stats.documents as f64;
     let eots = stats.documents - stats.truncated_documents;
     stats.mean_document_tokens = (stats.tokens - eots) as f64 / stats.documents as f64;
     stats.seconds = t0.elapsed().as_secs_f64();
     stats.tokens_per_second = stats.tokens as f64 / stats.seconds;
+    stats.time = SampleTimes {
+        forward_seconds: decoder.forward_seconds,
+        draw_seconds,
+        rebuild_seconds: decoder.rebuild_seconds,
+        host_seconds: (stats.seconds - decoder.forward_seconds - draw_seconds - decoder.rebuild_seconds).max(0.0),
+    };
     Ok(stats)
 }
 
 /// The reference the KV cache is measured against: `batch` sequences decoded in
-/// lockstep, each step re-running the model over the whole prefix (cropped to the
-/// context length). Returns the number of tokens generated.
+/// lockstep, each step re-running the model over the whole context [`context_length`]
+/// prescribes (so it computes the same distributions as the cached decoder). Returns
+/// the number of tokens generated.
 pub fn sample_uncached(model: &Model, eot: u32, device: Device, sampling: Sampling, batch: usize, steps: usize) -> Result<usize> {
-    let block = model.config().block_size;
+    let block = model.config().block_size as usize;
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     tch::no_grad(|| -> Result<()> {
         let mut seq = Tensor::full([batch as i64, 1], eot as i64, (Kind::Int64, device));
         for _ in 0..steps {
-            let t = seq.size()[1];
-            let window = if t > block { seq.narrow(1, t - block, block) } else { seq.shallow_clone() };
+            let n = seq.size()[1] as usize;
+            let len = context_length(block, n) as i64;
+            let window = seq.narrow(1, n as i64 - len, len);
             let logits = model.forward(&window, false);
-            let last = logits.select(1, window.size()[1] - 1);
+            let last = logits.select(1, len - 1);
             let next = Tensor::from_slice(&sampling.choose(&last, &mut rng)?).to_device(device).unsqueeze(1);
             seq = Tensor::cat(&[&seq, &next], 1);
         }

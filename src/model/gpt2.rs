@@ -1,6 +1,7 @@
 //! GPT-2: pre-LayerNorm blocks, GELU MLP, learned positions, tied embeddings (unless
 //! `tie_embeddings = false`).
-use super::layers::{cached_attention, output_head, positions, Linear, Norm};
+use super::cache::{write_prefix, CacheStep};
+use super::layers::{output_head, Linear, Norm};
 use super::{KvCache, DECAY_GROUP};
 use crate::config::ModelConfig;
 use tch::{nn, Kind, Tensor};
@@ -48,10 +49,9 @@ impl CausalSelfAttention {
         self.c_proj.forward(&self.merge(y, x)).dropout(dropout, train)
     }
 
-    fn forward_cached(&self, x: &Tensor, pos: &Tensor, cache: &KvCache, layer: usize) -> Tensor {
+    fn forward_cached(&self, x: &Tensor, step: &CacheStep, cache: &KvCache, layer: usize) -> Tensor {
         let (q, k, v) = self.qkv(x);
-        let y = cached_attention(&q, &k, &v, pos, cache, layer);
-        self.c_proj.forward(&self.merge(y, x))
+        self.c_proj.forward(&step.attend(&q, &k, &v, cache, layer))
     }
 }
 
@@ -141,13 +141,28 @@ impl Gpt2 {
         self.head(&x)
     }
 
-    pub fn forward_cached(&self, idx: &Tensor, start: &Tensor, cache: &KvCache) -> Tensor {
-        let pos = positions(start, idx.size()[1]); // (B, T)
-        let mut x = self.embed(idx, &pos);
+    pub fn forward_cached(&self, idx: &Tensor, step: &CacheStep, cache: &KvCache) -> Tensor {
+        let mut x = self.embed(idx, &step.pos); // (B, T, C)
         for (i, block) in self.h.iter().enumerate() {
-            x = &x + block.attn.forward_cached(&block.ln_1.forward(&x), &pos, cache, i);
+            x = &x + block.attn.forward_cached(&block.ln_1.forward(&x), step, cache, i);
             x = &x + block.mlp.forward(&block.ln_2.forward(&x), false);
         }
         self.head(&x)
+    }
+
+    pub fn prefill(&self, idx: &Tensor, rows: &Tensor, cache: &KvCache) {
+        let t = idx.size()[1];
+        let mut x = self.embed(idx, &Tensor::arange(t, (Kind::Int64, idx.device()))); // (n, L, C)
+        for (i, block) in self.h.iter().enumerate() {
+            let h = block.ln_1.forward(&x);
+            let (q, k, v) = block.attn.qkv(&h);
+            write_prefix(cache, i, rows, &k, &v);
+            if i + 1 == self.h.len() {
+                break; // the last layer's output feeds only logits, which a prefill does not need
+            }
+            let y = Tensor::scaled_dot_product_attention(&q, &k, &v, None::<Tensor>, 0.0, true, None, false);
+            x = &x + block.attn.c_proj.forward(&block.attn.merge(y, &h));
+            x = &x + block.mlp.forward(&block.ln_2.forward(&x), false);
+        }
     }
 }

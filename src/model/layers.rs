@@ -1,6 +1,6 @@
 //! Small building blocks shared by both architectures.
-use super::{KvCache, DECAY_GROUP, NO_DECAY_GROUP};
-use tch::{nn, Kind, Tensor};
+use super::{DECAY_GROUP, NO_DECAY_GROUP};
+use tch::{nn, Tensor};
 
 /// A linear layer whose weight is decayed and whose bias is not.
 pub struct Linear {
@@ -64,28 +64,4 @@ pub fn output_head(root: &nn::Path, embedding: &Tensor, cfg: &crate::config::Mod
         &[cfg.vocab_size, cfg.n_embd],
         nn::Init::Randn { mean: 0.0, stdev: 0.02 },
     )
-}
-
-/// Token positions `start[b] + t` for each row b and step t: (B, T) int64.
-pub fn positions(start: &Tensor, t: i64) -> Tensor {
-    start.unsqueeze(1) + Tensor::arange(t, (Kind::Int64, start.device())).unsqueeze(0)
-}
-
-/// Attention of new queries over a cache, after writing the new keys/values into it.
-///
-/// q: (B, nh, T, hs) and k, v: (B, nkv, T, hs) for the new tokens at positions `pos`
-/// (B, T); nkv divides nh (grouped-query attention when smaller). Returns (B, nh, T, hs).
-pub fn cached_attention(q: &Tensor, k: &Tensor, v: &Tensor, pos: &Tensor, cache: &KvCache, layer: usize) -> Tensor {
-    let (b, nh, t, _) = q.size4().unwrap();
-    let (_, nkv, _, hs) = k.size4().unwrap();
-    let (cache_k, cache_v) = cache.layer(layer);
-    let t_max = cache.capacity();
-    // Scatter index: each new token's key goes to its own position on the time axis.
-    let index = pos.view([b, 1, t, 1]).expand([b, nkv, t, hs], false);
-    let _ = cache_k.shallow_clone().scatter_(2, &index, k);
-    let _ = cache_v.shallow_clone().scatter_(2, &index, v);
-    // A new token at position p sees cached positions 0..=p of its own row: (B, 1, T, Tmax).
-    let slots = Tensor::arange(t_max, (Kind::Int64, q.device())).view([1, 1, 1, t_max]);
-    let mask = slots.le_tensor(&pos.view([b, 1, t, 1]));
-    Tensor::scaled_dot_product_attention(q, &cache_k, &cache_v, Some(mask), 0.0, false, None, nkv != nh)
 }

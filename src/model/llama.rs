@@ -1,6 +1,7 @@
 //! Llama: RMSNorm, rotary positions, SwiGLU MLP, no biases, grouped-query attention
 //! when `n_kv_head < n_head`, tied embeddings unless `tie_embeddings = false`.
-use super::layers::{cached_attention, output_head, positions, Linear, Norm};
+use super::cache::{write_prefix, CacheStep};
+use super::layers::{output_head, Linear, Norm};
 use super::{KvCache, DECAY_GROUP};
 use crate::config::ModelConfig;
 use tch::{nn, Kind, Tensor};
@@ -10,6 +11,12 @@ const INIT_STD: f64 = 0.02;
 /// Rotary position tables: cos and sin, each (block_size, head_dim), halves repeated
 /// so that `x·cos + rotate_half(x)·sin` rotates pairs (i, i + hs/2).
 struct Rotary {
+    cos: Tensor,
+    sin: Tensor,
+}
+
+/// Rotations of tokens at given positions, (B, 1, T, hs) each, shared by every layer.
+struct Rotation {
     cos: Tensor,
     sin: Tensor,
 }
@@ -25,26 +32,28 @@ impl Rotary {
         Self { cos: emb.cos(), sin: emb.sin() }
     }
 
-    /// Rotates x (B, nh, T, hs) whose tokens sit at `pos` (B, T).
-    fn apply(&self, x: &Tensor, pos: &Tensor) -> Tensor {
+    /// The rotation of tokens at `pos` (B, T), built once per decoding step.
+    fn at(&self, pos: &Tensor) -> Rotation {
         let (b, t) = pos.size2().unwrap();
-        let hs = x.size()[3];
+        let hs = self.cos.size()[1];
         let flat = pos.view([-1]);
-        let cos = self.cos.index_select(0, &flat).view([b, 1, t, hs]);
-        let sin = self.sin.index_select(0, &flat).view([b, 1, t, hs]);
-        let halves = x.chunk(2, 3);
-        let rotated = Tensor::cat(&[&halves[1].neg(), &halves[0]], 3);
-        x * cos + rotated * sin
+        let table = |x: &Tensor| x.index_select(0, &flat).view([b, 1, t, hs]);
+        Rotation { cos: table(&self.cos), sin: table(&self.sin) }
     }
 
     /// Rotation for a full sequence at positions 0..T (training path).
-    fn apply_prefix(&self, x: &Tensor) -> Tensor {
-        let t = x.size()[2];
-        let cos = self.cos.narrow(0, 0, t); // (T, hs) broadcasts over (B, nh)
-        let sin = self.sin.narrow(0, 0, t);
+    fn prefix(&self, t: i64) -> Rotation {
+        // (T, hs) broadcasts over (B, nh)
+        Rotation { cos: self.cos.narrow(0, 0, t), sin: self.sin.narrow(0, 0, t) }
+    }
+}
+
+impl Rotation {
+    /// Rotates x (B, nh, T, hs).
+    fn apply(&self, x: &Tensor) -> Tensor {
         let halves = x.chunk(2, 3);
         let rotated = Tensor::cat(&[&halves[1].neg(), &halves[0]], 3);
-        x * cos + rotated * sin
+        x * &self.cos + rotated * &self.sin
     }
 }
 
@@ -80,11 +89,11 @@ impl Attention {
         z.view([b, t, heads, c / heads]).transpose(1, 2)
     }
 
-    /// Queries (B, nh, T, hs), keys and values (B, nkv, T, hs), before rotation.
-    fn qkv(&self, x: &Tensor) -> (Tensor, Tensor, Tensor) {
+    /// Rotated queries (B, nh, T, hs), rotated keys and the values (B, nkv, T, hs).
+    fn qkv(&self, x: &Tensor, rot: &Rotation) -> (Tensor, Tensor, Tensor) {
         (
-            Self::heads(self.q_proj.forward(x), self.n_head),
-            Self::heads(self.k_proj.forward(x), self.n_kv_head),
+            rot.apply(&Self::heads(self.q_proj.forward(x), self.n_head)),
+            rot.apply(&Self::heads(self.k_proj.forward(x), self.n_kv_head)),
             Self::heads(self.v_proj.forward(x), self.n_kv_head),
         )
     }
@@ -94,19 +103,17 @@ impl Attention {
         self.o_proj.forward(&y.transpose(1, 2).contiguous().view([b, t, nh * hs]))
     }
 
-    fn forward(&self, x: &Tensor, rope: &Rotary, train: bool) -> Tensor {
-        let (q, k, v) = self.qkv(x);
-        let (q, k) = (rope.apply_prefix(&q), rope.apply_prefix(&k));
+    fn forward(&self, x: &Tensor, rot: &Rotation, train: bool) -> Tensor {
+        let (q, k, v) = self.qkv(x, rot);
         let dropout = if train { self.dropout } else { 0.0 };
         let gqa = self.n_kv_head != self.n_head;
         let y = Tensor::scaled_dot_product_attention(&q, &k, &v, None::<Tensor>, dropout, true, None, gqa);
         self.merge(y).dropout(dropout, train)
     }
 
-    fn forward_cached(&self, x: &Tensor, rope: &Rotary, pos: &Tensor, cache: &KvCache, layer: usize) -> Tensor {
-        let (q, k, v) = self.qkv(x);
-        let (q, k) = (rope.apply(&q, pos), rope.apply(&k, pos));
-        self.merge(cached_attention(&q, &k, &v, pos, cache, layer))
+    fn forward_cached(&self, x: &Tensor, rot: &Rotation, step: &CacheStep, cache: &KvCache, layer: usize) -> Tensor {
+        let (q, k, v) = self.qkv(x, rot);
+        self.o_proj.forward(&step.attend(&q, &k, &v, cache, layer))
     }
 }
 
@@ -186,21 +193,38 @@ impl Llama {
     }
 
     pub fn forward(&self, idx: &Tensor, train: bool) -> Tensor {
+        let rot = self.rope.prefix(idx.size()[1]);
         let mut x = Tensor::embedding(&self.embed_tokens, idx, -1, false, false).dropout(self.cfg.dropout, train);
         for l in &self.layers {
-            x = &x + l.self_attn.forward(&l.input_layernorm.forward(&x), &self.rope, train);
+            x = &x + l.self_attn.forward(&l.input_layernorm.forward(&x), &rot, train);
             x = &x + l.mlp.forward(&l.post_attention_layernorm.forward(&x), train);
         }
         self.head(&x)
     }
 
-    pub fn forward_cached(&self, idx: &Tensor, start: &Tensor, cache: &KvCache) -> Tensor {
-        let pos = positions(start, idx.size()[1]);
+    pub fn forward_cached(&self, idx: &Tensor, step: &CacheStep, cache: &KvCache) -> Tensor {
+        let rot = self.rope.at(&step.pos);
         let mut x = Tensor::embedding(&self.embed_tokens, idx, -1, false, false);
         for (i, l) in self.layers.iter().enumerate() {
-            x = &x + l.self_attn.forward_cached(&l.input_layernorm.forward(&x), &self.rope, &pos, cache, i);
+            x = &x + l.self_attn.forward_cached(&l.input_layernorm.forward(&x), &rot, step, cache, i);
             x = &x + l.mlp.forward(&l.post_attention_layernorm.forward(&x), false);
         }
         self.head(&x)
+    }
+
+    pub fn prefill(&self, idx: &Tensor, rows: &Tensor, cache: &KvCache) {
+        let rot = self.rope.prefix(idx.size()[1]);
+        let mut x = Tensor::embedding(&self.embed_tokens, idx, -1, false, false); // (n, L, C)
+        for (i, l) in self.layers.iter().enumerate() {
+            let (q, k, v) = l.self_attn.qkv(&l.input_layernorm.forward(&x), &rot);
+            write_prefix(cache, i, rows, &k, &v);
+            if i + 1 == self.layers.len() {
+                break; // the last layer's output feeds only logits, which a prefill does not need
+            }
+            let gqa = l.self_attn.n_kv_head != l.self_attn.n_head;
+            let y = Tensor::scaled_dot_product_attention(&q, &k, &v, None::<Tensor>, 0.0, true, None, gqa);
+            x = &x + l.self_attn.merge(y);
+            x = &x + l.mlp.forward(&l.post_attention_layernorm.forward(&x), false);
+        }
     }
 }

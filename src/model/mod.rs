@@ -8,12 +8,13 @@
 //! `model.layers.0.self_attn.q_proj.weight`); linear weights are stored as
 //! `(out_features, in_features)` like `torch.nn.Linear` (GPT-2's original `Conv1D`
 //! stores the transpose; `crate::interop` converts on the way out and in).
+pub mod attention;
 mod cache;
 mod gpt2;
 mod layers;
 mod llama;
 
-pub use cache::KvCache;
+pub use cache::{CacheStep, KvCache};
 pub use gpt2::Gpt2;
 pub use llama::Llama;
 
@@ -57,14 +58,26 @@ impl Model {
 
     /// Incremental forward pass for decoding.
     ///
-    /// `idx` (B, T) are new tokens; `start` (B,) the position of each row's first new
-    /// token. Their keys and values are written into `cache` at positions
-    /// `start..start+T` of each row, and each new token attends to the cached positions
-    /// `0..=its own`. Returns logits (B, T, V). Rows may be at different positions.
-    pub fn forward_cached(&self, idx: &Tensor, start: &Tensor, cache: &KvCache) -> Tensor {
+    /// `idx` (B, T) are new tokens; `start[b]` the position of row b's first new token.
+    /// Their keys and values are written into `cache` at positions `start..start+T` of
+    /// each row (below `block_size`), and each new token attends to the row's cached
+    /// positions `0..=its own`. Returns logits (B, T, V). Rows may be at different
+    /// positions.
+    pub fn forward_cached(&self, idx: &Tensor, start: &[i64], cache: &KvCache) -> Tensor {
+        let step = cache.step(start, idx.size()[1], idx.device());
         match self {
-            Model::Gpt2(m) => m.forward_cached(idx, start, cache),
-            Model::Llama(m) => m.forward_cached(idx, start, cache),
+            Model::Gpt2(m) => m.forward_cached(idx, &step, cache),
+            Model::Llama(m) => m.forward_cached(idx, &step, cache),
+        }
+    }
+
+    /// Fills cache rows `rows` (int64, one per row of `idx`) with the keys and values of
+    /// `idx` (n, L) at positions 0..L, as a decode of those tokens from position 0
+    /// would; computes no logits, so it costs less than that decode.
+    pub fn prefill(&self, idx: &Tensor, rows: &Tensor, cache: &KvCache) {
+        match self {
+            Model::Gpt2(m) => m.prefill(idx, rows, cache),
+            Model::Llama(m) => m.prefill(idx, rows, cache),
         }
     }
 

@@ -4,7 +4,9 @@
 #   make generations N=10     the recursive loop (POLICY, TEMP, LAMBDA, SEED, CONFIG, RUN);
 #                             RUN defaults to the binary's name for the settings, e.g. replace-t1.0-s1337
 #   make test                 the test suite
+#   make test-cuda            the test suite with models on the GPU (LMLOOP_DEVICE=cuda)
 #   make bench                throughput against PyTorch eager and transformers generate references, as ratios
+#                             (CONFIG, PRECISION=fp32|bf16; on a GPU with LMLOOP_DEVICE=cuda or the config's device)
 #   make reproduce PAPER=NAME one paper's recipe (recipes/NAME.toml): sweep run, then sweep report
 #   make test-slurm           the SLURM executor against a real single-node cluster (needs root)
 #
@@ -42,7 +44,7 @@ SEED ?= 1337
 CONFIG ?= configs/default.toml
 CORPUS := corpora/real/shakespeare
 
-.PHONY: setup build demo generations test bench reproduce test-slurm
+.PHONY: setup build demo generations test test-cuda bench reproduce test-slurm
 
 setup: $(TORCH_STAMP)
 
@@ -82,9 +84,14 @@ generations: $(BIN) $(CORPUS)/meta.json
 test: $(TORCH_STAMP) $(INTEROP_STAMP)
 	cargo test --release
 
+# The same suite with every model test and every lmloop command on the GPU
+# (LMLOOP_DEVICE=cuda; the CPU stays the default everywhere else).
+test-cuda: $(TORCH_STAMP) $(INTEROP_STAMP)
+	LMLOOP_DEVICE=cuda cargo test --release
+
 bench: $(BIN) $(INTEROP_STAMP)
 	$(BIN) bench --config $(CONFIG) --reference "$(PY) bench/reference.py" --hf-reference "$(PY) bench/hf_generate.py" \
-	  --rounds 3 --json | tee analysis/bench.json
+	  --rounds 3 $(if $(PRECISION),--precision $(PRECISION)) --json | tee analysis/bench.json
 
 # One recipe per paper: runs every cell at every seed (JOBS at a time), then pools them
 # into analysis/sweeps/NAME/ (summary.csv, changes.csv, report.html). Rerunning resumes.

@@ -38,13 +38,15 @@ def main():
                           ("vocab-size", 2048), ("mlp-hidden", 384), ("threads", 0),
                           ("sample-batch", 64), ("sample-steps", 256)]:
         p.add_argument("--" + name, type=int, default=default)
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     a = p.parse_args()
+    dev = torch.device(a.device)
     transformers.logging.set_verbosity_error()
     if a.threads > 0:
         torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    model = model_for(a)
-    start = torch.zeros(a.sample_batch, 1, dtype=torch.long)
+    model = model_for(a).to(dev)
+    start = torch.zeros(a.sample_batch, 1, dtype=torch.long, device=dev)
     per_call = a.block_size - 1  # one starting token plus these fill the context
 
     def generate(new_tokens):
@@ -60,10 +62,13 @@ def main():
             out = generate(n)
             assert out.shape == (a.sample_batch, n + 1), out.shape
             written += n
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
         seconds = time.perf_counter() - t0
     print(json.dumps({
         "transformers_version": transformers.__version__,
         "torch_version": torch.__version__,
+        "device": str(dev),
         "threads": torch.get_num_threads(),
         "sample_tokens_per_second": a.sample_batch * written / seconds,
     }))

@@ -134,21 +134,31 @@ def main():
                           ("sample-batch", 64), ("sample-steps", 256)]:
         p.add_argument("--" + name, type=int, default=default)
     p.add_argument("--weight-decay", type=float, default=0.1)
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     a = p.parse_args()
+    dev = torch.device(a.device)
+
+    def sync():
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+
     if a.threads > 0:
         torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    model = GPT(a)
+    model = GPT(a).to(dev)
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": a.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}], lr=1e-3, betas=(0.9, 0.95))
-    x = torch.randint(a.vocab_size, (a.batch_size, a.block_size))
-    y = torch.randint(a.vocab_size, (a.batch_size, a.block_size))
+    x = torch.randint(a.vocab_size, (a.batch_size, a.block_size), device=dev)
+    y = torch.randint(a.vocab_size, (a.batch_size, a.block_size), device=dev)
 
     def step():
-        logits = model(x)
-        loss = F.cross_entropy(logits.view(-1, logits.size(-1)), y.view(-1))
+        # Mixed precision as PyTorch users write it: autocast around the forward pass.
+        with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=a.precision == "bf16"):
+            logits = model(x)
+        loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), y.view(-1))
         opt.zero_grad(set_to_none=False)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -157,6 +167,7 @@ def main():
 
     for _ in range(a.warmup):
         step()
+    sync()
     t0 = time.perf_counter()
     for _ in range(a.steps):
         step()
@@ -167,11 +178,12 @@ def main():
     # the context length starts a new document (the cache is reused from position 0).
     model.eval()
     hs = a.n_embd // a.n_head
-    caches = [(torch.zeros(a.sample_batch, a.n_head, a.block_size, hs),
-               torch.zeros(a.sample_batch, a.n_head, a.block_size, hs)) for _ in range(a.n_layer)]
+    caches = [(torch.zeros(a.sample_batch, a.n_head, a.block_size, hs, device=dev),
+               torch.zeros(a.sample_batch, a.n_head, a.block_size, hs, device=dev)) for _ in range(a.n_layer)]
     with torch.no_grad():
-        tok = torch.zeros(a.sample_batch, 1, dtype=torch.long)
+        tok = torch.zeros(a.sample_batch, 1, dtype=torch.long, device=dev)
         pos = 0
+        sync()
         t0 = time.perf_counter()
         for _ in range(a.sample_steps):
             logits = model(tok, caches, pos)[:, -1]
@@ -179,9 +191,12 @@ def main():
             pos = (pos + 1) % a.block_size
             if pos == 0:
                 tok = torch.zeros_like(tok)
+        sync()
         sample_s = time.perf_counter() - t0
     print(json.dumps({
         "torch_version": torch.__version__,
+        "device": str(dev),
+        "precision": a.precision,
         "threads": torch.get_num_threads(),
         "train_tokens_per_second": tokens / train_s,
         "train_ms_per_step": 1000 * train_s / a.steps,

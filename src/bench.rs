@@ -39,6 +39,8 @@ pub struct BenchOptions {
     pub hf_reference: Option<String>,
     /// Corpus size of the in-loop sampling measurement; 0 skips it.
     pub loop_tokens: usize,
+    /// The device's peak dense TFLOP/s in the training precision, if known.
+    pub peak_tflops: Option<f64>,
 }
 
 /// A figure measured once per round: median, lowest, highest.
@@ -105,6 +107,15 @@ pub struct LoopSampleBench {
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchReport {
     pub device: String,
+    /// The GPU's name as nvidia-smi reports it, on CUDA.
+    pub gpu: Option<String>,
+    /// Training precision (`fp32` or `bf16`).
+    pub precision: String,
+    /// Peak dense TFLOP/s the utilisation is taken against, and where it came from.
+    pub peak_tflops: Option<f64>,
+    pub peak_source: Option<String>,
+    /// Model FLOP utilisation of training: model FLOP/s (6N + attention per token) over the peak.
+    pub model_flop_utilisation: Option<f64>,
     pub threads: i32,
     pub model: String,
     pub parameters: i64,
@@ -149,6 +160,30 @@ pub fn train_flops_per_token(cfg: &crate::config::ModelConfig, params: i64) -> f
     6.0 * params as f64 + 12.0 * (cfg.n_layer * cfg.block_size * cfg.n_embd) as f64
 }
 
+/// The first GPU's name, from nvidia-smi (libtorch does not report it through tch).
+fn gpu_name() -> Option<String> {
+    let out = std::process::Command::new("nvidia-smi").args(["--query-gpu=name", "--format=csv,noheader"]).output().ok()?;
+    let name = String::from_utf8_lossy(&out.stdout).lines().next()?.trim().to_string();
+    (out.status.success() && !name.is_empty()).then_some(name)
+}
+
+/// Peak dense TFLOP/s from NVIDIA's datasheets for the GPUs lmloop has figures for, in
+/// the arithmetic training uses: bf16 on tensor cores, or fp32 without them (libtorch's
+/// default keeps TF32 off for float32 matrix products). SXM parts; the H200 has the
+/// H100's compute.
+fn known_peak_tflops(name: &str, precision: crate::config::Precision) -> Option<(f64, &'static str)> {
+    use crate::config::Precision::*;
+    let n = name.to_uppercase();
+    let sxm = !n.contains("PCIE") && !n.contains("NVL");
+    match precision {
+        Bf16 if (n.contains("H100") || n.contains("H200")) && sxm => Some((989.4, "NVIDIA H100/H200 SXM datasheet, dense BF16")),
+        Fp32 if (n.contains("H100") || n.contains("H200")) && sxm => Some((66.9, "NVIDIA H100/H200 SXM datasheet, FP32")),
+        Bf16 if n.contains("A100") => Some((312.0, "NVIDIA A100 datasheet, dense BF16")),
+        Fp32 if n.contains("A100") => Some((19.5, "NVIDIA A100 datasheet, FP32")),
+        _ => None,
+    }
+}
+
 fn random_tokens(shape: [i64; 2], vocab: i64, device: Device) -> Tensor {
     Tensor::randint(vocab, shape, (Kind::Int64, device))
 }
@@ -173,7 +208,8 @@ fn bench_train(cfg: &Config, device: Device, opts: &BenchOptions) -> Result<(Tra
     let (mut fwd, mut bwd, mut step) = (0.0, 0.0, 0.0);
     for i in 0..opts.warmup_steps + opts.train_steps {
         let t0 = Instant::now();
-        let loss = next_token_loss(&model.forward(&x, true), &y);
+        let compute = t.precision.compute_kind();
+        let loss = crate::model::precision::autocast(compute, || next_token_loss(&model.forward(&x, true), &y));
         sync(device);
         let t1 = Instant::now();
         opt.zero_grad();
@@ -313,11 +349,11 @@ fn run_script(command: &str, args: &str) -> Result<serde_json::Value> {
 }
 
 /// Arguments every reference takes: the model shape, threads and sampling batch.
-fn shape_args(cfg: &Config, threads: i32, opts: &BenchOptions) -> String {
+fn shape_args(cfg: &Config, device: Device, threads: i32, opts: &BenchOptions) -> String {
     let m = &cfg.model;
     format!(
         " --arch {} --n-layer {} --n-head {} --n-embd {} --block-size {} --vocab-size {} --mlp-hidden {} \
-         --threads {} --sample-batch {} --sample-steps {}",
+         --threads {} --sample-batch {} --sample-steps {} --device {}",
         if m.arch == crate::config::Arch::Gpt2 { "gpt2" } else { "llama" },
         m.n_layer,
         m.n_head,
@@ -328,17 +364,19 @@ fn shape_args(cfg: &Config, threads: i32, opts: &BenchOptions) -> String {
         threads,
         cfg.sample.batch_size,
         opts.sample_steps,
+        if device.is_cuda() { "cuda" } else { "cpu" },
     )
 }
 
-fn run_reference(command: &str, cfg: &Config, threads: i32, opts: &BenchOptions) -> Result<serde_json::Value> {
+fn run_reference(command: &str, cfg: &Config, device: Device, threads: i32, opts: &BenchOptions) -> Result<serde_json::Value> {
     let args = format!(
-        "{} --batch-size {} --steps {} --warmup {} --weight-decay {}",
-        shape_args(cfg, threads, opts),
+        "{} --batch-size {} --steps {} --warmup {} --weight-decay {} --precision {}",
+        shape_args(cfg, device, threads, opts),
         cfg.train.batch_size,
         opts.train_steps,
         opts.warmup_steps,
-        cfg.train.weight_decay
+        cfg.train.weight_decay,
+        cfg.train.precision.name()
     );
     run_script(command, &args)
 }
@@ -361,10 +399,10 @@ pub fn run(cfg: &Config, device: Device, opts: &BenchOptions) -> Result<BenchRep
             loops.push(bench_sample_loop(cfg, device, opts.loop_tokens)?);
         }
         if let Some(cmd) = &opts.reference {
-            reference.push(run_reference(cmd, cfg, threads, opts)?);
+            reference.push(run_reference(cmd, cfg, device, threads, opts)?);
         }
         if let Some(cmd) = &opts.hf_reference {
-            hf.push(run_script(cmd, &shape_args(cfg, threads, opts))?);
+            hf.push(run_script(cmd, &shape_args(cfg, device, threads, opts))?);
         }
     }
     let uncached = bench_uncached(cfg, device)?;
@@ -391,15 +429,30 @@ pub fn run(cfg: &Config, device: Device, opts: &BenchOptions) -> Result<BenchRep
     let ref_sample = field(&reference, "sample_tokens_per_second");
     let hf_sample = field(&hf, "sample_tokens_per_second");
     let sample_tokens_per_second = Spread::of(&plain_tps).unwrap_or_default();
+    let gpu = device.is_cuda().then(gpu_name).flatten();
+    let (peak_tflops, peak_source) = match (opts.peak_tflops, &gpu) {
+        (Some(p), _) => (Some(p), Some("--peak-tflops".to_string())),
+        (None, Some(name)) => match known_peak_tflops(name, cfg.train.precision) {
+            Some((p, what)) => (Some(p), Some(what.to_string())),
+            None => (None, None),
+        },
+        (None, None) => (None, None),
+    };
+    let train = trains[median_round(&train_tps)].clone();
     Ok(BenchReport {
         device: crate::device::describe(device),
+        gpu,
+        precision: cfg.train.precision.name().to_string(),
+        peak_tflops,
+        peak_source,
+        model_flop_utilisation: peak_tflops.map(|p| train.model_gflops_per_second / (1e3 * p)),
         threads,
         model: crate::cli::describe_model(cfg),
         parameters: params,
         batch_size: cfg.train.batch_size,
         block_size: cfg.model.block_size,
         rounds,
-        train: trains[median_round(&train_tps)].clone(),
+        train,
         train_tokens_per_second: Spread::of(&train_tps).unwrap_or_default(),
         sample_batch_size: cfg.sample.batch_size as usize,
         sample: plains[median_round(&plain_tps)].clone(),
@@ -428,7 +481,7 @@ pub fn format_report(r: &BenchReport) -> String {
     let ratio = |s: &Option<Spread>| s.map(|s| format!("{}×", s.show(2))).unwrap_or_else(|| "-".into());
     let mut out = format!(
         "lmloop bench: {} ({} parameters) on {}; median [lowest-highest] of {} rounds\n\
-         training   batch {}×{}: {} tokens/s, {:.1} ms/step (forward {:.1}, backward {:.1}, optimizer {:.1}), {:.2} GFLOP/s\n\
+         training   batch {}×{}, {}: {} tokens/s, {:.1} ms/step (forward {:.1}, backward {:.1}, optimizer {:.1}), {:.2} GFLOP/s{}\n\
          \x20          PyTorch eager reference: {} tokens/s → ratio {}\n\
          sampling   batch {}, plain decoding (every row from position 0 to the context length):\n\
          \x20          lmloop with KV cache: {} tokens/s; per step {:.2} ms forward, {:.2} ms draw, {:.2} ms host\n\
@@ -437,16 +490,24 @@ pub fn format_report(r: &BenchReport) -> String {
          \x20          without a cache (whole context every step): {:.0} tokens/s → cache speedup {:.1}×\n",
         r.model,
         r.parameters,
-        r.device,
+        match &r.gpu {
+            Some(g) => format!("{} ({g})", r.device),
+            None => r.device.clone(),
+        },
         r.rounds,
         r.batch_size,
         r.block_size,
+        r.precision,
         r.train_tokens_per_second.show(0),
         r.train.ms_per_step,
         r.train.forward_ms,
         r.train.backward_ms,
         r.train.optimizer_ms,
         r.train.model_gflops_per_second,
+        match (r.model_flop_utilisation, r.peak_tflops) {
+            (Some(u), Some(p)) => format!(" = {:.1}% of a {p} TFLOP/s peak (MFU)", 100.0 * u),
+            _ => String::new(),
+        },
         spread(&r.reference_train_tokens_per_second, 0),
         ratio(&r.train_ratio_vs_reference),
         r.sample_batch_size,

@@ -86,8 +86,9 @@ pub enum CorpusCommand {
 /// Options every command that runs a model shares.
 #[derive(Args, Debug, Clone)]
 pub struct RuntimeArgs {
-    /// Where to run: auto (CUDA when available), cpu or cuda. Default: the config's, else auto.
-    #[arg(long)]
+    /// Where to run: auto (CUDA when available), cpu or cuda. Default: the environment
+    /// variable LMLOOP_DEVICE when set, else the config's, else auto.
+    #[arg(long, env = "LMLOOP_DEVICE")]
     pub device: Option<String>,
     /// CPU threads for libtorch; 0 = one per core. Default: the config's, else 0.
     #[arg(long)]
@@ -255,6 +256,15 @@ pub struct BenchArgs {
     /// generations.real_subset_tokens, else 200000). 0 skips that measurement.
     #[arg(long)]
     pub loop_tokens: Option<usize>,
+    /// Training precision to measure, `fp32` or `bf16`; default: the config's
+    /// train.precision. The eager reference trains in the same precision.
+    #[arg(long)]
+    pub precision: Option<String>,
+    /// The device's peak dense TFLOP/s in that precision, for model FLOP utilisation;
+    /// default: looked up from the GPU's name for the few GPUs lmloop knows (H100, H200,
+    /// A100), else not reported.
+    #[arg(long)]
+    pub peak_tflops: Option<f64>,
     /// Timed training steps per round.
     #[arg(long, default_value_t = 20)]
     pub train_steps: usize,
@@ -531,6 +541,18 @@ fn bench(a: BenchArgs) -> Result<()> {
     if a.train_steps == 0 || a.sample_steps == 0 || a.rounds == 0 {
         bail!("--train-steps, --sample-steps and --rounds must be positive");
     }
+    if let Some(p) = &a.precision {
+        cfg.train.precision = match p.as_str() {
+            "fp32" => crate::config::Precision::Fp32,
+            "bf16" => crate::config::Precision::Bf16,
+            other => bail!("--precision must be fp32 or bf16, got '{other}'"),
+        };
+    }
+    if let Some(p) = a.peak_tflops {
+        if !(p > 0.0 && p.is_finite()) {
+            bail!("--peak-tflops must be a positive number, got {p}");
+        }
+    }
     let opts = crate::bench::BenchOptions {
         train_steps: a.train_steps,
         warmup_steps: 3,
@@ -539,6 +561,7 @@ fn bench(a: BenchArgs) -> Result<()> {
         reference: a.reference.clone(),
         hf_reference: a.hf_reference.clone(),
         loop_tokens: a.loop_tokens.unwrap_or_else(|| crate::bench::loop_tokens(&cfg)),
+        peak_tflops: a.peak_tflops,
     };
     let report = crate::bench::run(&cfg, device, &opts)?;
     if a.json {

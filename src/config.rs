@@ -240,6 +240,46 @@ pub struct TrainConfig {
     /// two AdamW moments, 130 MB), so every 500 steps costs next to nothing, while a
     /// GPU that runs a few steps per second loses only minutes of work to a kill.
     pub checkpoint_interval: i64,
+    /// Arithmetic of the training forward and backward passes: `fp32` (default) or
+    /// `bf16`, mixed precision as autocast does it: matrix products and attention in
+    /// bfloat16, while weights, optimizer state, norms, the residual stream, softmax
+    /// and the loss stay float32. Evaluation and sampling always run in float32, so
+    /// held-out figures are comparable across settings. Checked at the start of
+    /// training: a device whose libtorch cannot multiply bfloat16 matrices is refused.
+    /// On a CPU without native bfloat16 instructions it runs, but slower than fp32.
+    #[serde(skip_serializing_if = "Precision::is_fp32")]
+    pub precision: Precision,
+}
+
+/// See [`TrainConfig::precision`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    #[default]
+    Fp32,
+    Bf16,
+}
+
+impl Precision {
+    pub fn is_fp32(&self) -> bool {
+        *self == Precision::Fp32
+    }
+
+    /// The name in config files.
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::Fp32 => "fp32",
+            Precision::Bf16 => "bf16",
+        }
+    }
+
+    /// The reduced kind matrix products run in, if any.
+    pub fn compute_kind(self) -> Option<tch::Kind> {
+        match self {
+            Precision::Fp32 => None,
+            Precision::Bf16 => Some(tch::Kind::BFloat16),
+        }
+    }
 }
 
 impl Default for TrainConfig {
@@ -260,6 +300,7 @@ impl Default for TrainConfig {
             eval_batches: 8,
             seed: 1337,
             checkpoint_interval: 500,
+            precision: Precision::Fp32,
         }
     }
 }

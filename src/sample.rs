@@ -106,27 +106,36 @@ impl Sampling {
         if rows != rngs.len() {
             bail!("{rows} rows of logits but {} random streams", rngs.len());
         }
-        self.pick(logits, |b, row| draw(row, &mut rngs[b]))
+        self.pick(logits, |b| rngs[b].gen::<f64>())
     }
 
-    /// Draws one token per row of `logits` (B, V).
-    ///
-    /// The distribution is computed on the model's device; the draw itself is an
-    /// inverse-CDF lookup on the host with `rng`, which is several times faster than
-    /// libtorch's CPU `multinomial` at these sizes and makes the stream of draws depend
-    /// only on the seed, not on the device.
+    /// Draws one token per row of `logits` (B, V), reading one uniform per row from
+    /// `rng`, in row order.
     pub fn choose(&self, logits: &Tensor, rng: &mut impl Rng) -> Result<Vec<i64>> {
-        self.pick(logits, |_, row| draw(row, rng))
+        self.pick(logits, |_| rng.gen::<f64>())
     }
 
-    /// The argmax of every row, or `draw(row index, probabilities)` of every row.
-    fn pick(&self, logits: &Tensor, mut draw: impl FnMut(usize, &[f32]) -> usize) -> Result<Vec<i64>> {
+    /// The argmax of every row, or every row's inverse-CDF draw at `uniform(row)`.
+    ///
+    /// The distribution is computed on the model's device and each draw is the lookup
+    /// of one uniform in [0, 1), so the stream of draws depends only on the seeds. On
+    /// the CPU the lookup runs on the host ([`draw`]), several times faster than
+    /// libtorch's `multinomial` at these sizes; elsewhere it runs on the device
+    /// ([`inverse_cdf`]) and only the chosen indices come back, never the (B, V)
+    /// probabilities.
+    fn pick(&self, logits: &Tensor, mut uniform: impl FnMut(usize) -> f64) -> Result<Vec<i64>> {
         match self {
             Sampling::Greedy => Ok(Vec::<i64>::try_from(logits.argmax(-1, false).to_device(Device::Cpu))?),
+            Sampling::Random { .. } if logits.device() != Device::Cpu => {
+                let rows = logits.size()[0] as usize;
+                let u: Vec<f64> = (0..rows).map(&mut uniform).collect();
+                inverse_cdf(&self.distribution(logits), &u)
+            }
             Sampling::Random { .. } => {
-                let probs = self.distribution(logits).to_device(Device::Cpu).contiguous();
+                let probs = self.distribution(logits).contiguous();
                 let v = probs.size()[1] as usize;
-                let mut pick_all = |flat: &[f32]| flat.chunks_exact(v).enumerate().map(|(b, row)| draw(b, row) as i64).collect();
+                let mut pick_all =
+                    |flat: &[f32]| flat.chunks_exact(v).enumerate().map(|(b, row)| draw(row, uniform(b)) as i64).collect();
                 if crate::host::viewable(&probs) {
                     // SAFETY: `probs` is viewable and only read until the draws are made.
                     Ok(pick_all(unsafe { crate::host::slice(&probs) }))
@@ -138,21 +147,43 @@ impl Sampling {
     }
 }
 
+/// Inverse-CDF draws where `probs` (B, V) lives: row b's token is the first index whose
+/// cumulative weight exceeds `u[b]` times the row's total, the rule of [`draw`], with
+/// the cumulative sums in double precision. Only the B uniforms go to the device and
+/// only the B indices come back. Deterministic: the same probabilities and uniforms
+/// give the same tokens (a row-wise scan has a fixed order of additions).
+pub fn inverse_cdf(probs: &Tensor, u: &[f64]) -> Result<Vec<i64>> {
+    let (b, v) = probs.size2()?;
+    if u.len() as i64 != b {
+        bail!("{b} rows of probabilities but {} uniforms", u.len());
+    }
+    let device = probs.device();
+    let cdf = probs.to_kind(Kind::Double).cumsum(-1, Kind::Double); // (B, V)
+    let total = cdf.narrow(1, v - 1, 1); // (B, 1)
+    let target = Tensor::from_slice(u).to_device(device).view([b, 1]) * &total;
+    // First index with cdf > target (`right`): a weight-0 token never raises the sum past it.
+    let chosen = target.searchsorted(&cdf, false, true, "right", None::<Tensor>).view([b]);
+    // Rounding can leave the target at the total: the last token of positive weight.
+    let positive = probs.gt(0.0).to_kind(Kind::Int64) * Tensor::arange(v, (Kind::Int64, device)).view([1, v]);
+    let last = positive.amax([1].as_slice(), false);
+    Ok(Vec::<i64>::try_from(chosen.minimum(&last).to_device(Device::Cpu))?)
+}
+
 /// Weights summed per block by [`draw`]: the search walks block sums, then one block.
 const DRAW_BLOCK: usize = 64;
 
-/// Index drawn from unnormalised non-negative weights by inverse CDF, with
-/// probability `weights[i] / Σ weights` up to double-precision rounding (every f32
+/// Index drawn from unnormalised non-negative weights by inverse CDF at `uniform` in
+/// [0, 1), with probability `weights[i] / Σ weights` up to double-precision rounding (every f32
 /// weight counts at full precision, however small: the tails are what collapse
 /// studies measure).
 ///
 /// Two passes in double precision: block sums (eight independent accumulators, which
 /// the compiler vectorises), then a walk over the block sums and a scan inside the one
 /// block that holds the target.
-fn draw(weights: &[f32], rng: &mut impl Rng) -> usize {
+fn draw(weights: &[f32], uniform: f64) -> usize {
     let blocks: Vec<f64> = weights.chunks(DRAW_BLOCK).map(sum_f64).collect();
     let total: f64 = blocks.iter().sum();
-    let target = rng.gen::<f64>() * total;
+    let target = uniform * total;
     let mut acc = 0.0;
     for (k, &block) in blocks.iter().enumerate() {
         if acc + block > target {

@@ -164,6 +164,16 @@ pub fn train(req: TrainRequest) -> Result<TrainOutcome> {
     if data.len() < block as usize + 1 {
         bail!("the training data has {} tokens, fewer than one context window of {}", data.len(), block + 1);
     }
+    let compute = cfg.precision.compute_kind();
+    if let Some(kind) = compute {
+        if let Err(why) = crate::model::precision::check(kind, device) {
+            bail!(
+                "train.precision = \"{}\" is not supported on {} ({why}); use \"fp32\"",
+                cfg.precision.name(),
+                crate::device::describe(device)
+            );
+        }
+    }
     crate::device::seed_everything(cfg.seed);
     let mut vs = nn::VarStore::new(device);
     let model = Model::new(&vs.root(), &mcfg);
@@ -235,7 +245,7 @@ pub fn train(req: TrainRequest) -> Result<TrainOutcome> {
         let tokens_per_step = (rows * block) as u64;
         let (x, y) = data.windows(&windows, block as usize);
         let (x, y) = batch_tensors(x, y, rows, block, device);
-        let loss = next_token_loss(&model.forward(&x, true), &y);
+        let loss = crate::model::precision::autocast(compute, || next_token_loss(&model.forward(&x, true), &y));
         opt.zero_grad();
         loss.backward();
         if cfg.grad_clip > 0.0 {

@@ -11,17 +11,17 @@ use lmloop::tokenizer::Vocab;
 use lmloop::tokens::TokenFile;
 use std::collections::HashSet;
 use std::sync::Arc;
-use tch::{nn, Device, Tensor};
+use tch::{nn, Tensor};
 
 
 #[test]
 fn causal_mask_holds_for_both_architectures() {
     for arch in [Arch::Gpt2, Arch::Llama] {
         tch::manual_seed(0);
-        let vs = nn::VarStore::new(Device::Cpu);
+        let vs = nn::VarStore::new(device());
         let cfg = ModelConfig { arch, ..ModelConfig::tiny(50) };
         let model = Model::new(&vs.root(), &cfg);
-        let a = Tensor::from_slice(&[1i64, 2, 3, 4, 5, 6, 7, 8]).view([1, 8]);
+        let a = Tensor::from_slice(&[1i64, 2, 3, 4, 5, 6, 7, 8]).view([1, 8]).to_device(device());
         let b = a.copy();
         let _ = b.get(0).get(5).fill_(42);
         let (la, lb) = tch::no_grad(|| (model.forward(&a, false), model.forward(&b, false)));
@@ -101,13 +101,13 @@ fn loss_falls_well_below_unigram_entropy_and_checkpoint_reloads_exactly() {
     );
 
     // Reload twice: identical logits, and identical to the evaluation's figure.
-    let a = Checkpoint::load(&ckpt_dir, Device::Cpu).unwrap();
-    let b = Checkpoint::load(&ckpt_dir, Device::Cpu).unwrap();
-    let x = Tensor::from_slice(&[3i64, 10, 200, 7, 0, 5]).view([1, 6]);
+    let a = Checkpoint::load(&ckpt_dir, device()).unwrap();
+    let b = Checkpoint::load(&ckpt_dir, device()).unwrap();
+    let x = Tensor::from_slice(&[3i64, 10, 200, 7, 0, 5]).view([1, 6]).to_device(device());
     let (la, lb) = tch::no_grad(|| (a.model.forward(&x, false), b.model.forward(&x, false)));
     assert!(la.equal(&lb));
     let test = TokenFile::open(&data.join("test.bin")).unwrap();
-    let again = lmloop::eval::evaluate(&a.model, &test, Device::Cpu).unwrap();
+    let again = lmloop::eval::evaluate(&a.model, &test, device()).unwrap();
     assert!((again.mean_loss - loss).abs() < 1e-9);
 
     // The per-step log is there and the loss fell.
@@ -136,7 +136,7 @@ fn same_seed_gives_same_losses() {
             data: &stream,
             val: None,
             vocab: &vocab,
-            device: Device::Cpu,
+            device: device(),
             init_from: None,
             out: dir.path().join(out),
             progress: false,

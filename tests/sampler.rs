@@ -5,7 +5,7 @@ mod common;
 use common::*;
 use lmloop::config::{Arch, ModelConfig};
 use lmloop::model::Model;
-use lmloop::sample::{context_length, sample_corpus, Decoder, Document, SampleRequest, SampleStats, Sampling};
+use lmloop::sample::{context_length, inverse_cdf, sample_corpus, Decoder, Document, SampleRequest, SampleStats, Sampling};
 use rand::SeedableRng;
 use tch::{nn, Device, Kind, Tensor};
 
@@ -19,19 +19,19 @@ fn cached_decoding_matches_full_recomputation() {
     for shape in [ModelConfig { arch: Arch::Gpt2, ..ModelConfig::tiny(40) }, ModelConfig { arch: Arch::Llama, ..ModelConfig::tiny(40) }, grouped] {
         let arch = shape.arch;
         tch::manual_seed(7);
-        let vs = nn::VarStore::new(Device::Cpu);
+        let vs = nn::VarStore::new(device());
         let cfg = ModelConfig { block_size: 12, ..shape };
         let model = Model::new(&vs.root(), &cfg);
         let eot = 0u32;
         let batch = 3;
-        let mut decoder = Decoder::new(&model, batch, eot, 30, Device::Cpu);
+        let mut decoder = Decoder::new(&model, batch, eot, 30, device());
         let mut finished = 0;
         tch::no_grad(|| {
             for step in 0..80usize {
                 let logits = decoder.logits(); // (B, V)
                 for b in 0..batch {
                     let ctx = decoder.context(b);
-                    let x = Tensor::from_slice(&ctx).view([1, ctx.len() as i64]);
+                    let x = Tensor::from_slice(&ctx).view([1, ctx.len() as i64]).to_device(device());
                     let full = model.forward(&x, false).select(1, ctx.len() as i64 - 1).squeeze();
                     let diff = (logits.get(b as i64) - full).abs().max().double_value(&[]);
                     assert!(diff < 1e-4, "{arch:?} step {step} row {b}: cached and full logits differ by {diff}");
@@ -107,7 +107,7 @@ fn empirical_frequencies_match_the_intended_distribution() {
     let logits = [2.0, 1.0, 0.5, 0.0, -1.0];
     let n = 200_000i64;
     let row = Tensor::from_slice(&logits).to_kind(Kind::Float);
-    let batch = row.unsqueeze(0).expand([n, 5], false).contiguous();
+    let batch = row.unsqueeze(0).expand([n, 5], false).contiguous().to_device(device());
     let cases: [(f64, Option<usize>, Option<f64>); 7] = [
         (0.5, None, None),
         (1.0, None, None),
@@ -139,7 +139,7 @@ fn empirical_frequencies_match_the_intended_distribution() {
 
 #[test]
 fn greedy_takes_the_argmax_and_distribution_sums_to_one() {
-    let logits = Tensor::from_slice(&[0.1f32, 3.0, -2.0, 2.9, 0.0, 5.0, 1.0, 4.9]).view([2, 4]);
+    let logits = Tensor::from_slice(&[0.1f32, 3.0, -2.0, 2.9, 0.0, 5.0, 1.0, 4.9]).view([2, 4]).to_device(device());
     let greedy = Sampling::new(0.0, Some(3), Some(0.5)).unwrap();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
     assert_eq!(greedy.choose(&logits, &mut rng).unwrap(), vec![1, 1]);
@@ -228,7 +228,7 @@ fn bad_sampling_requests_are_refused_without_leaving_a_corpus() {
 /// A model whose every logit is 0: each next token, `<|endoftext|>` included, has
 /// probability 1/V, so document lengths are geometric with a known law.
 fn uniform_model(vocab: i64, block: i64) -> (nn::VarStore, Model) {
-    let vs = nn::VarStore::new(Device::Cpu);
+    let vs = nn::VarStore::new(device());
     let cfg = ModelConfig { n_layer: 1, n_head: 1, n_embd: 8, block_size: block, ..ModelConfig::tiny(vocab) };
     let model = Model::new(&vs.root(), &cfg);
     tch::no_grad(|| {
@@ -249,7 +249,7 @@ fn corpus_of(model: &Model, seed: u64, n_tokens: usize, batch: usize, cap: usize
         progress: false,
     };
     let mut docs = Vec::new();
-    let stats = sample_corpus(model, 0, Device::Cpu, &req, |d| {
+    let stats = sample_corpus(model, 0, device(), &req, |d| {
         docs.push(d.clone());
         Ok(())
     })
@@ -340,7 +340,7 @@ fn ks_statistic(a: &[f64], b: &[f64]) -> f64 {
 fn batch_size_does_not_change_what_is_sampled() {
     let dir = tempfile::tempdir().unwrap();
     let (ckpt, _) = train_tiny(dir.path());
-    let ckpt = lmloop::checkpoint::Checkpoint::load(&ckpt, Device::Cpu).unwrap();
+    let ckpt = lmloop::checkpoint::Checkpoint::load(&ckpt, device()).unwrap();
     let eot = ckpt.vocab.eot();
     let vocab = ckpt.vocab.vocab_size();
     let sample = |batch: usize| {
@@ -354,7 +354,7 @@ fn batch_size_does_not_change_what_is_sampled() {
                 max_doc_tokens: 10_000,
                 progress: false,
             };
-            sample_corpus(&ckpt.model, eot, Device::Cpu, &req, |d| {
+            sample_corpus(&ckpt.model, eot, device(), &req, |d| {
                 docs.push(d.tokens.clone());
                 Ok(())
             })
@@ -407,12 +407,12 @@ fn context_of_a_row_depends_only_on_its_own_history() {
     let block = 10usize;
     for arch in [Arch::Gpt2, Arch::Llama] {
         tch::manual_seed(3);
-        let vs = nn::VarStore::new(Device::Cpu);
+        let vs = nn::VarStore::new(device());
         let cfg = ModelConfig { arch, block_size: block as i64, ..ModelConfig::tiny(30) };
         let model = Model::new(&vs.root(), &cfg);
         let eot = 0i64;
         let batch = 4;
-        let mut decoder = Decoder::new(&model, batch, eot as u32, 1000, Device::Cpu);
+        let mut decoder = Decoder::new(&model, batch, eot as u32, 1000, device());
         let mut history: Vec<Vec<i64>> = vec![vec![eot]; batch];
         let mut checked = 0;
         tch::no_grad(|| {
@@ -421,7 +421,7 @@ fn context_of_a_row_depends_only_on_its_own_history() {
                 for b in 0..batch {
                     let n = history[b].len();
                     let context = &history[b][n - context_length(block, n)..];
-                    let x = Tensor::from_slice(context).view([1, context.len() as i64]);
+                    let x = Tensor::from_slice(context).view([1, context.len() as i64]).to_device(device());
                     let full = model.forward(&x, false).select(1, context.len() as i64 - 1).squeeze();
                     let diff = (logits.get(b as i64) - full).abs().max().double_value(&[]);
                     assert!(diff < 1e-4, "{arch:?} step {step} row {b} holding {n} tokens: logits differ by {diff}");
@@ -460,7 +460,7 @@ fn draws_over_a_large_vocabulary_follow_the_distribution() {
     let logits: Vec<f64> = (0..v).map(|i| ((i * 37) % v) as f64 / v as f64 * 8.0 - 4.0).collect();
     let n = 300_000i64;
     let row = Tensor::from_slice(&logits).to_kind(Kind::Float);
-    let batch = row.unsqueeze(0).expand([n, v as i64], false).contiguous();
+    let batch = row.unsqueeze(0).expand([n, v as i64], false).contiguous().to_device(device());
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
     for (t, k) in [(1.0, None), (0.7, Some(200usize))] {
         let sampling = Sampling::new(t, k.map(|k| k as i64), None).unwrap();
@@ -554,5 +554,34 @@ fn decode_attention_matches_libtorch() {
             };
             assert!(others(&cache_k, &ref_k) && others(&cache_v, &ref_v), "row {r}: other slots untouched");
         }
+    }
+}
+
+/// The on-device draw (what a GPU runs) and the host draw (what the CPU runs) pick the
+/// same token from the same probabilities and the same uniform, over a GPT-2-sized
+/// vocabulary with temperature, top-k and top-p, so a corpus depends on the seed and
+/// not on where it was drawn; rows of zero weight are never chosen.
+#[test]
+fn device_draws_equal_host_draws_for_the_same_uniforms() {
+    use rand::Rng;
+    tch::manual_seed(9);
+    let (rows, v) = (512i64, 50_257i64);
+    let logits = (Tensor::randn([rows, v], (Kind::Float, Device::Cpu)) * 3.0).to_device(device());
+    for (t, k, p) in [(1.0, None, None), (0.7, Some(40), None), (1.3, None, Some(0.9)), (1.0, Some(1000), Some(0.5))] {
+        let sampling = Sampling::new(t, k, p).unwrap();
+        let host = sampling.choose(&logits.to_device(Device::Cpu), &mut rand_chacha::ChaCha8Rng::seed_from_u64(5)).unwrap();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        let u: Vec<f64> = (0..rows).map(|_| rng.gen::<f64>()).collect();
+        let probs = sampling.distribution(&logits);
+        let on_device = inverse_cdf(&probs, &u).unwrap();
+        let same = host.iter().zip(&on_device).filter(|(a, b)| a == b).count();
+        assert_eq!(same, rows as usize, "T={t} k={k:?} p={p:?}: {same} of {rows} draws agree");
+        let weights = probs.to_device(Device::Cpu);
+        for (b, &tok) in on_device.iter().enumerate() {
+            assert!(weights.double_value(&[b as i64, tok]) > 0.0, "row {b} drew token {tok} of zero probability");
+        }
+        // And through the public entry point on the test device.
+        let again = sampling.choose(&logits, &mut rand_chacha::ChaCha8Rng::seed_from_u64(5)).unwrap();
+        assert_eq!(again, host, "T={t} k={k:?} p={p:?}: choose() differs between devices");
     }
 }

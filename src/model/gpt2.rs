@@ -127,7 +127,7 @@ impl Gpt2 {
     }
 
     fn head(&self, x: &Tensor) -> Tensor {
-        self.ln_f.forward(x).linear(&self.lm_head, None::<Tensor>) // (B, T, V)
+        super::precision::logits(&self.ln_f.forward(x), &self.lm_head) // (B, T, V), float32
     }
 
     pub fn forward(&self, idx: &Tensor, train: bool) -> Tensor {

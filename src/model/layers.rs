@@ -18,7 +18,7 @@ impl Linear {
     }
 
     pub fn forward(&self, x: &Tensor) -> Tensor {
-        x.linear(&self.weight, self.bias.as_ref())
+        super::precision::linear(x, &self.weight, self.bias.as_ref())
     }
 }
 

@@ -53,7 +53,9 @@ impl Rotation {
     fn apply(&self, x: &Tensor) -> Tensor {
         let halves = x.chunk(2, 3);
         let rotated = Tensor::cat(&[&halves[1].neg(), &halves[0]], 3);
-        x * &self.cos + rotated * &self.sin
+        // The tables are float32; under mixed precision x is not.
+        let (cos, sin) = (self.cos.to_kind(x.kind()), self.sin.to_kind(x.kind()));
+        x * cos + rotated * sin
     }
 }
 
@@ -189,7 +191,7 @@ impl Llama {
     }
 
     fn head(&self, x: &Tensor) -> Tensor {
-        self.norm.forward(x).linear(&self.lm_head, None::<Tensor>) // (B, T, V)
+        super::precision::logits(&self.norm.forward(x), &self.lm_head) // (B, T, V), float32
     }
 
     pub fn forward(&self, idx: &Tensor, train: bool) -> Tensor {

@@ -13,6 +13,7 @@ mod cache;
 mod gpt2;
 mod layers;
 mod llama;
+pub mod precision;
 
 pub use cache::{CacheStep, KvCache};
 pub use gpt2::Gpt2;

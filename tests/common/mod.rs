@@ -94,3 +94,17 @@ pub fn tiny_project() -> tempfile::TempDir {
     std::fs::write(dir.path().join("tiny.toml"), cfg).unwrap();
     dir
 }
+
+/// The device model tests run on: `LMLOOP_DEVICE` (`cpu`, the default, or `cuda`), the
+/// variable the binary's `--device` also reads, so one setting moves the whole suite
+/// (`make test-cuda`).
+pub fn device() -> tch::Device {
+    match std::env::var("LMLOOP_DEVICE").as_deref() {
+        Err(_) | Ok("") | Ok("cpu") => tch::Device::Cpu,
+        Ok("cuda") => {
+            assert!(tch::Cuda::is_available(), "LMLOOP_DEVICE=cuda, but libtorch sees no CUDA device");
+            tch::Device::Cuda(0)
+        }
+        Ok(other) => panic!("LMLOOP_DEVICE must be cpu or cuda for the tests, got '{other}'"),
+    }
+}

@@ -202,7 +202,6 @@ fn bench_train(cfg: &Config, device: Device, opts: &BenchOptions) -> Result<(Tra
     let model = Model::new(&vs.root(), m);
     let params = parameter_count(&vs) - if m.arch == crate::config::Arch::Gpt2 { m.block_size * m.n_embd } else { 0 };
     let mut opt = crate::optim::AdamW::new(&vs, t);
-    let trainable = vs.trainable_variables();
     let x = random_tokens([t.batch_size, m.block_size], m.vocab_size, device);
     let y = random_tokens([t.batch_size, m.block_size], m.vocab_size, device);
     let (mut fwd, mut bwd, mut step) = (0.0, 0.0, 0.0);
@@ -216,10 +215,7 @@ fn bench_train(cfg: &Config, device: Device, opts: &BenchOptions) -> Result<(Tra
         loss.backward();
         sync(device);
         let t2 = Instant::now();
-        if t.grad_clip > 0.0 {
-            crate::train::clip_grad_norm(&trainable, t.grad_clip);
-        }
-        opt.step();
+        opt.step(t.grad_clip);
         let _ = f64::try_from(&loss)?; // the trainer reads the loss every step too
         let t3 = Instant::now();
         if i >= opts.warmup_steps {

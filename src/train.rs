@@ -22,7 +22,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-use tch::{nn, Device, Kind, Tensor};
+use tch::{nn, Device, Tensor};
 
 pub struct TrainRequest<'a> {
     pub model: ModelConfig,
@@ -231,7 +231,6 @@ pub fn train(req: TrainRequest) -> Result<TrainOutcome> {
 
     let bar = progress_bar(steps as u64, progress);
     bar.set_position(start as u64);
-    let trainable = vs.trainable_variables();
     let interval = cfg.checkpoint_interval;
     let (mut snapshot_seconds, mut snapshots) = (0.0, 0u64);
     for (step, windows) in (0..steps).zip(plan.batches()).skip(start as usize) {
@@ -248,10 +247,7 @@ pub fn train(req: TrainRequest) -> Result<TrainOutcome> {
         let loss = crate::model::precision::autocast(compute, || next_token_loss(&model.forward(&x, true), &y));
         opt.zero_grad();
         loss.backward();
-        if cfg.grad_clip > 0.0 {
-            clip_grad_norm(&trainable, cfg.grad_clip);
-        }
-        opt.step();
+        opt.step(cfg.grad_clip);
         last_loss = f64::try_from(&loss)?;
         let dt = t0.elapsed().as_secs_f64();
         train_seconds += dt;
@@ -326,22 +322,6 @@ pub fn train(req: TrainRequest) -> Result<TrainOutcome> {
     std::fs::remove_file(&log_path).ok();
     snapshot::remove(&out)?;
     Ok(TrainOutcome { state })
-}
-
-/// Scales all gradients so their global L2 norm is at most `max` (as torch's
-/// `clip_grad_norm_`), without a host round trip.
-pub fn clip_grad_norm(params: &[Tensor], max: f64) {
-    tch::no_grad(|| {
-        let grads: Vec<Tensor> = params.iter().map(|p| p.grad()).filter(|g| g.defined()).collect();
-        let norms: Vec<Tensor> = grads.iter().map(|g| g.norm()).collect();
-        let total = Tensor::stack(&norms, 0).norm();
-        let coef = (total + 1e-6).reciprocal() * max;
-        let coef = coef.clamp_max(1.0).to_kind(Kind::Float);
-        for g in grads {
-            let mut g = g;
-            let _ = g.g_mul_(&coef);
-        }
-    });
 }
 
 pub fn progress_bar(len: u64, visible: bool) -> ProgressBar {

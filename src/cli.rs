@@ -574,14 +574,34 @@ fn bench(a: BenchArgs) -> Result<()> {
     Ok(())
 }
 
-/// `lmloop --version` text: our version, libtorch's, and whether CUDA is usable.
+/// `lmloop --version` text: our version, libtorch's, and whether CUDA is usable. The
+/// libtorch version is the one the process loaded (read beside the loaded library),
+/// with the one lmloop was built against when they differ.
 pub fn version() -> String {
+    let built = option_env!("LMLOOP_LIBTORCH_VERSION").unwrap_or("unknown");
+    let libtorch = match loaded_libtorch_version() {
+        Some(v) if v != built => format!("{v}, built against {built}"),
+        _ => built.to_string(),
+    };
     format!(
-        "{} (libtorch {}, CUDA {})",
+        "{} (libtorch {libtorch}, CUDA {})",
         env!("CARGO_PKG_VERSION"),
-        option_env!("LMLOOP_LIBTORCH_VERSION").unwrap_or("unknown"),
         if tch::Cuda::is_available() { format!("available, {} device(s)", tch::Cuda::device_count()) } else { "not available".into() }
     )
+}
+
+/// The version of the libtorch this process loaded: `version.py` (a PyTorch package)
+/// or `build-version` (a C++ distribution) in the folder above the loaded
+/// `libtorch_cpu`, found through /proc/self/maps. `None` where that cannot be read.
+fn loaded_libtorch_version() -> Option<String> {
+    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+    let lib = maps.lines().filter_map(|l| l.split_whitespace().nth(5)).find(|p| p.contains("libtorch_cpu."))?;
+    let root = std::path::Path::new(lib).parent()?.parent()?;
+    if let Ok(text) = std::fs::read_to_string(root.join("version.py")) {
+        let line = text.lines().find_map(|l| l.strip_prefix("__version__ = "))?;
+        return Some(line.trim_matches(|c| c == '\'' || c == '"').to_string());
+    }
+    std::fs::read_to_string(root.join("build-version")).ok().map(|v| v.trim().to_string())
 }
 
 fn layout() -> Layout {

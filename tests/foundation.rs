@@ -220,3 +220,14 @@ fn a_diverging_run_stops_with_a_clear_error_and_no_checkpoint() {
     assert_clear_error(&r, "diverged");
     assert!(!d.join("ck").exists(), "no checkpoint is left looking complete");
 }
+
+/// `--version` names the libtorch the process loaded; with the libtorch lmloop was
+/// built against it says nothing more.
+#[test]
+fn version_names_the_loaded_libtorch() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, stdout, stderr) = lmloop(dir.path(), &["--version"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("libtorch 2.") && stdout.contains("CUDA"), "{stdout}");
+    assert!(!stdout.contains("built against"), "the test binary runs on the libtorch it was built with: {stdout}");
+}

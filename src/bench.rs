@@ -19,7 +19,7 @@
 //! over rounds with the lowest and highest beside it, and each ratio is the median of
 //! the per-round ratios.
 use crate::config::Config;
-use crate::model::{parameter_count, Model};
+use crate::model::{non_embedding_parameter_count, Model};
 use crate::sample::{sample_corpus, sample_uncached, Decoder, SampleRequest, SampleTimes, Sampling};
 use crate::train::next_token_loss;
 use anyhow::{bail, Context, Result};
@@ -200,7 +200,7 @@ fn bench_train(cfg: &Config, device: Device, opts: &BenchOptions) -> Result<(Tra
     tch::manual_seed(0);
     let vs = nn::VarStore::new(device);
     let model = Model::new(&vs.root(), m);
-    let params = parameter_count(&vs) - if m.arch == crate::config::Arch::Gpt2 { m.block_size * m.n_embd } else { 0 };
+    let params = non_embedding_parameter_count(&vs);
     let mut opt = crate::optim::AdamW::new(&vs, t);
     let x = random_tokens([t.batch_size, m.block_size], m.vocab_size, device);
     let y = random_tokens([t.batch_size, m.block_size], m.vocab_size, device);

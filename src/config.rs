@@ -478,8 +478,12 @@ impl Default for GenerationsConfig {
 pub struct DataConfig {
     /// Name of the prepared corpus under `corpora/real/`. Default `shakespeare`.
     pub corpus: String,
-    /// BPE vocabulary size used by `prepare`. Default 2048: enough merges for
-    /// whole common words on a 5 MB corpus, small enough that rare tokens stay measurable.
+    /// The vocabulary size this configuration expects, for the commands that build a
+    /// model without a prepared corpus: `lmloop bench` (when `model.vocab_size` is 0)
+    /// and the compute estimate of `lmloop sweep plan` before the corpus is prepared.
+    /// Training always takes the prepared tokenizer's size, and `lmloop prepare` takes
+    /// `--vocab-size` (the Makefile passes 2048). Default 2048: enough merges for whole
+    /// common words on a 5 MB corpus, small enough that rare tokens stay measurable.
     pub vocab_size: usize,
 }
 

@@ -20,6 +20,7 @@ pub mod optim;
 pub mod plot;
 pub mod policy;
 pub mod prepare;
+pub mod progress;
 pub mod sample;
 pub mod snapshot;
 pub mod stream;

@@ -524,7 +524,7 @@ pub fn sample_corpus(
         bail!("batch size and maximum document length must be positive");
     }
     let t0 = Instant::now();
-    let bar = crate::train::progress_bar(req.n_tokens as u64, req.progress);
+    let bar = crate::progress::work(req.n_tokens as u64, req.progress);
     let mut stats = SampleStats {
         documents: 0,
         tokens: 0,

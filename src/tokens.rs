@@ -172,10 +172,6 @@ impl TokenWriter {
         tokens.iter().try_for_each(|&t| self.push(t))
     }
 
-    pub fn written(&self) -> usize {
-        self.written
-    }
-
     pub fn finish(self) -> Result<usize> {
         let file = self.out.into_inner().map_err(|e| e.into_error())?;
         file.sync_all().with_context(|| format!("cannot flush {} to disk", self.tmp.display()))?;

@@ -18,7 +18,6 @@ use crate::model::Model;
 use crate::stream::{EpochSchedule, TokenStream};
 use crate::tokenizer::Vocab;
 use anyhow::{bail, Context, Result};
-use indicatif::{ProgressBar, ProgressStyle};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -229,7 +228,7 @@ pub fn train(req: TrainRequest) -> Result<TrainOutcome> {
         std::fs::OpenOptions::new().append(true).open(&log_path).with_context(|| format!("cannot open {}", log_path.display()))?,
     );
 
-    let bar = progress_bar(steps as u64, progress);
+    let bar = crate::progress::work(steps as u64, progress);
     bar.set_position(start as u64);
     let interval = cfg.checkpoint_interval;
     let (mut snapshot_seconds, mut snapshots) = (0.0, 0u64);
@@ -322,16 +321,4 @@ pub fn train(req: TrainRequest) -> Result<TrainOutcome> {
     std::fs::remove_file(&log_path).ok();
     snapshot::remove(&out)?;
     Ok(TrainOutcome { state })
-}
-
-pub fn progress_bar(len: u64, visible: bool) -> ProgressBar {
-    if !visible {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(len);
-    bar.set_style(
-        ProgressStyle::with_template("{prefix}{bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}] {msg}")
-            .expect("a valid progress template"),
-    );
-    bar
 }

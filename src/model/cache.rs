@@ -28,10 +28,6 @@ impl KvCache {
         self.capacity
     }
 
-    pub fn batch(&self) -> i64 {
-        self.keys[0].size()[0]
-    }
-
     pub fn layer(&self, layer: usize) -> (Tensor, Tensor) {
         (self.keys[layer].shallow_clone(), self.values[layer].shallow_clone())
     }

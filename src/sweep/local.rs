@@ -39,16 +39,7 @@ struct Progress {
 
 impl Progress {
     fn new(total: u64, done: u64) -> Self {
-        let bar = std::io::stderr().is_terminal().then(|| {
-            let bar = indicatif::ProgressBar::new(total);
-            bar.set_style(
-                indicatif::ProgressStyle::with_template("{elapsed_precise} [{bar:24}] {pos}/{len} runs finished · {msg}")
-                    .expect("a valid template")
-                    .progress_chars("=> "),
-            );
-            bar.set_position(done);
-            bar
-        });
+        let bar = std::io::stderr().is_terminal().then(|| crate::progress::runs(total, done));
         Progress { bar }
     }
 

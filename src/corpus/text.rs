@@ -1,7 +1,7 @@
 //! Text files in and out: validated reading with a checksum, atomic writing.
 
 use std::fs;
-use std::io::{ErrorKind, Write};
+use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -76,27 +76,4 @@ pub(crate) fn read_text_file(path: &Path, name: &str) -> Result<InputText> {
         text,
         sha256,
     })
-}
-
-/// Writes `bytes` to `path` through a temporary file in the same folder and a
-/// rename, so that `path` is either absent, the old file or the complete new
-/// one, never a partial write.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let file_name = path
-        .file_name()
-        .with_context(|| format!("cannot write {}: it names no file", path.display()))?;
-    let mut temporary_name = file_name.to_os_string();
-    temporary_name.push(format!(".tmp-{}", std::process::id()));
-    let temporary = path.with_file_name(temporary_name);
-    let written = (|| -> std::io::Result<()> {
-        let mut file = fs::File::create(&temporary)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        fs::rename(&temporary, path)
-    })();
-    if let Err(error) = written {
-        let _ = fs::remove_file(&temporary);
-        return Err(error).with_context(|| format!("cannot write {}", path.display()));
-    }
-    Ok(())
 }

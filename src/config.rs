@@ -391,19 +391,7 @@ impl Default for SampleConfig {
 
 impl SampleConfig {
     pub fn validate(&self) -> Result<()> {
-        if !(self.temperature >= 0.0 && self.temperature.is_finite()) {
-            bail!("temperature must be >= 0 (0 means greedy), got {}", self.temperature);
-        }
-        if let Some(k) = self.top_k {
-            if k <= 0 {
-                bail!("top-k must be a positive number of tokens, got {k}");
-            }
-        }
-        if let Some(p) = self.top_p {
-            if !(p > 0.0 && p <= 1.0) {
-                bail!("top-p must be in (0, 1], got {p}");
-            }
-        }
+        crate::sample::Sampling::named(self.temperature, self.top_k, self.top_p, ["sample.temperature", "sample.top_k", "sample.top_p"])?;
         if self.batch_size <= 0 {
             bail!("sample.batch_size must be positive, got {}", self.batch_size);
         }

@@ -49,19 +49,26 @@ pub enum Sampling {
 }
 
 impl Sampling {
-    /// Validated sampling settings; temperature 0 means greedy.
+    /// Validated sampling settings from the command line; temperature 0 means greedy.
     pub fn new(temperature: f64, top_k: Option<i64>, top_p: Option<f64>) -> Result<Self> {
+        Self::named(temperature, top_k, top_p, ["--temperature", "--top-k", "--top-p"])
+    }
+
+    /// Validated sampling settings, errors naming them as `names` (temperature, top-k,
+    /// top-p) do where they came from: the one place these ranges are checked, for the
+    /// command line, run configs and sweep files alike.
+    pub fn named(temperature: f64, top_k: Option<i64>, top_p: Option<f64>, names: [&str; 3]) -> Result<Self> {
         if !(temperature >= 0.0 && temperature.is_finite()) {
-            bail!("--temperature must be >= 0 (0 means greedy), got {temperature}");
+            bail!("{} must be >= 0 (0 means greedy), got {temperature}", names[0]);
         }
         if let Some(k) = top_k {
             if k <= 0 {
-                bail!("--top-k must be a positive number of tokens, got {k}");
+                bail!("{} must be a positive number of tokens, got {k}", names[1]);
             }
         }
         if let Some(p) = top_p {
             if !(p > 0.0 && p <= 1.0) {
-                bail!("--top-p must be in (0, 1], got {p}");
+                bail!("{} must be in (0, 1], got {p}", names[2]);
             }
         }
         Ok(if temperature == 0.0 { Sampling::Greedy } else { Sampling::Random { temperature, top_k, top_p } })

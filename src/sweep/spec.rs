@@ -288,26 +288,23 @@ impl GridToml {
             push("real_fraction", REAL_FRACTION_KEY, lambdas.into_iter().map(toml::Value::Float).collect())?;
         }
         if let Some(ts) = self.temperature {
+            let name = format!("{label}.temperature");
             for &t in &ts {
-                if !(t >= 0.0 && t.is_finite()) {
-                    bail!("{label}.temperature value {t} must be >= 0 (0 means greedy)");
-                }
+                crate::sample::Sampling::named(t, None, None, [&name, "", ""])?;
             }
             push("temperature", TEMPERATURE_KEY, ts.into_iter().map(toml::Value::Float).collect())?;
         }
         if let Some(ks) = self.top_k {
+            let name = format!("{label}.top_k");
             for &k in &ks {
-                if k <= 0 {
-                    bail!("{label}.top_k value {k} must be a positive number of tokens");
-                }
+                crate::sample::Sampling::named(1.0, Some(k), None, ["", &name, ""])?;
             }
             push("top_k", TOP_K_KEY, ks.into_iter().map(toml::Value::Integer).collect())?;
         }
         if let Some(ps) = self.top_p {
+            let name = format!("{label}.top_p");
             for &p in &ps {
-                if !(p > 0.0 && p <= 1.0) {
-                    bail!("{label}.top_p value {p} must be in (0, 1]");
-                }
+                crate::sample::Sampling::named(1.0, None, Some(p), ["", "", &name])?;
             }
             push("top_p", TOP_P_KEY, ps.into_iter().map(toml::Value::Float).collect())?;
         }

@@ -14,7 +14,7 @@
 use rand::RngCore;
 
 use super::accumulated_sampler::AccumulatedSampler;
-use super::discrete::DiscreteConfig;
+use super::discrete_config::DiscreteConfig;
 use super::multinomial::MultinomialSampler;
 use super::policy::DataPolicy;
 use super::seeding::trial_rng;

@@ -17,6 +17,7 @@ mod accumulated_sampler;
 mod alias_table;
 mod discrete;
 mod discrete_chain;
+mod discrete_config;
 mod discrete_report;
 mod gaussian;
 mod gaussian_report;

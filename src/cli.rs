@@ -284,13 +284,13 @@ pub struct BenchArgs {
 /// Applies runtime overrides to a config and returns the chosen device.
 pub fn runtime(cfg: &mut crate::config::RuntimeConfig, args: &RuntimeArgs) -> Result<tch::Device> {
     if let Some(d) = &args.device {
-        cfg.device = d.clone();
+        cfg.device = d.parse()?;
     }
     if let Some(t) = args.threads {
         cfg.threads = t;
     }
     crate::device::set_threads(cfg.threads);
-    crate::device::parse_device(&cfg.device)
+    crate::device::resolve(cfg.device)
 }
 
 pub fn run(cli: Cli) -> Result<()> {
@@ -494,13 +494,13 @@ fn generations(a: GenerationsArgs) -> Result<()> {
         g.generations = n;
     }
     if let Some(p) = &a.policy {
-        g.policy = p.clone();
+        g.policy = p.parse()?;
     }
     if a.real_fraction.is_some() {
         g.real_fraction = a.real_fraction;
     }
     if let Some(i) = &a.init {
-        g.init = i.clone();
+        g.init = i.parse()?;
     }
     if a.init_from.is_some() {
         g.init_from = a.init_from.clone();
@@ -520,7 +520,7 @@ fn generations(a: GenerationsArgs) -> Result<()> {
     if cfg.generations.generations == 0 {
         bail!("-n must be at least 1 (generation 0 trains on real data; N more follow)");
     }
-    crate::policy::Policy::parse(&cfg.generations.policy, cfg.generations.real_fraction)?;
+    cfg.generations.policy()?;
     cfg.validate()?;
     let device = runtime(&mut cfg.runtime, &a.runtime)?;
     let run = a.run.clone().unwrap_or_else(|| crate::generations::default_run_name(&cfg));

@@ -410,14 +410,14 @@ impl SampleConfig {
 pub struct GenerationsConfig {
     /// Data policy: replace, accumulate, accumulate-subsample, mix, fresh, or the
     /// real-data control `real`. Default `replace`.
-    pub policy: String,
+    pub policy: crate::policy::PolicyName,
     /// Share λ of real data for `mix` and `fresh`. No default: those policies require
     /// it, and the others refuse it.
     pub real_fraction: Option<f64>,
     /// How generation k ≥ 1 is initialised: `scratch` (random weights), `previous`
     /// (generation k-1's weights: the chain fine-tunes itself) or `pretrained` (the
     /// weights of `init_from`, afresh every generation). Default `scratch`.
-    pub init: String,
+    pub init: Init,
     /// A Hugging Face transformers GPT-2 or Llama folder (`config.json`, safetensors
     /// weights, `tokenizer.json`) that generation 0 starts from, relative to the project
     /// root. Its shape replaces `[model]` except `block_size` (at most the folder's
@@ -444,12 +444,69 @@ pub struct GenerationsConfig {
     pub fresh_pool_fraction: Option<f64>,
 }
 
+impl GenerationsConfig {
+    /// The data policy with its real share, checked (also at load: [`Config::validate`]).
+    pub fn policy(&self) -> Result<crate::policy::Policy> {
+        crate::policy::Policy::new(self.policy, self.real_fraction)
+    }
+}
+
+/// How generation k ≥ 1 is initialised (`generations.init`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Init {
+    /// Random weights.
+    #[default]
+    Scratch,
+    /// Generation k-1's weights.
+    Previous,
+    /// The weights of `generations.init_from`, afresh every generation.
+    Pretrained,
+}
+
+impl std::str::FromStr for Init {
+    type Err = anyhow::Error;
+
+    fn from_str(name: &str) -> Result<Self> {
+        Ok(match name {
+            "scratch" => Init::Scratch,
+            "previous" => Init::Previous,
+            "pretrained" => Init::Pretrained,
+            other => bail!("generations.init must be 'scratch', 'previous' or 'pretrained', got '{other}'"),
+        })
+    }
+}
+
+/// Where a model runs (`runtime.device`, `--device`, `LMLOOP_DEVICE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceChoice {
+    /// CUDA when libtorch sees a GPU, else the CPU.
+    #[default]
+    Auto,
+    Cpu,
+    Cuda,
+}
+
+impl std::str::FromStr for DeviceChoice {
+    type Err = anyhow::Error;
+
+    fn from_str(name: &str) -> Result<Self> {
+        Ok(match name {
+            "auto" => DeviceChoice::Auto,
+            "cpu" => DeviceChoice::Cpu,
+            "cuda" => DeviceChoice::Cuda,
+            other => bail!("unknown device '{other}': expected auto, cpu or cuda"),
+        })
+    }
+}
+
 impl Default for GenerationsConfig {
     fn default() -> Self {
         Self {
-            policy: "replace".into(),
+            policy: crate::policy::PolicyName::Replace,
             real_fraction: None,
-            init: "scratch".into(),
+            init: Init::Scratch,
             init_from: None,
             synthetic_tokens: 0,
             generations: 10,
@@ -486,14 +543,14 @@ impl Default for DataConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct RuntimeConfig {
     /// `auto` (CUDA when available), `cpu` or `cuda`. Default `auto`.
-    pub device: String,
+    pub device: DeviceChoice,
     /// Intra-op CPU threads; 0 means libtorch's default (all cores). Default 0.
     pub threads: usize,
 }
 
 impl Default for RuntimeConfig {
     fn default() -> Self {
-        Self { device: "auto".into(), threads: 0 }
+        Self { device: DeviceChoice::Auto, threads: 0 }
     }
 }
 
@@ -540,14 +597,11 @@ impl Config {
         self.model.validate()?;
         self.train.validate()?;
         self.sample.validate()?;
-        crate::policy::Policy::parse(&self.generations.policy, self.generations.real_fraction)
-            .map_err(|e| anyhow::anyhow!("generations.policy: {e}"))?;
-        match (self.generations.init.as_str(), &self.generations.init_from) {
-            ("scratch" | "previous", _) | ("pretrained", Some(_)) => {}
-            ("pretrained", None) => bail!(
+        self.generations.policy().map_err(|e| anyhow::anyhow!("generations.policy: {e}"))?;
+        if self.generations.init == Init::Pretrained && self.generations.init_from.is_none() {
+            bail!(
                 "generations.init = 'pretrained' needs generations.init_from (the transformers folder whose weights every generation starts from)"
-            ),
-            (other, _) => bail!("generations.init must be 'scratch', 'previous' or 'pretrained', got '{other}'"),
+            );
         }
         if self.generations.init_from.as_deref().is_some_and(|d| d.trim().is_empty()) {
             bail!("generations.init_from is empty; name a transformers model folder, or remove the key");

@@ -1,19 +1,19 @@
 //! Device and thread selection (`--device auto|cpu|cuda`, `--threads N`).
 use anyhow::{bail, Result};
+use crate::config::DeviceChoice;
 use tch::{Cuda, Device};
 
-/// Resolves a device name. `auto` picks CUDA when libtorch sees a GPU.
-pub fn parse_device(name: &str) -> Result<Device> {
-    match name {
-        "auto" => Ok(Device::cuda_if_available()),
-        "cpu" => Ok(Device::Cpu),
-        "cuda" => {
+/// The device a choice means here. `auto` picks CUDA when libtorch sees a GPU.
+pub fn resolve(choice: DeviceChoice) -> Result<Device> {
+    match choice {
+        DeviceChoice::Auto => Ok(Device::cuda_if_available()),
+        DeviceChoice::Cpu => Ok(Device::Cpu),
+        DeviceChoice::Cuda => {
             if !Cuda::is_available() {
                 bail!("--device cuda was asked for, but libtorch sees no CUDA device (use --device cpu or auto)");
             }
             Ok(Device::Cuda(0))
         }
-        other => bail!("unknown device '{other}': expected auto, cpu or cuda"),
     }
 }
 

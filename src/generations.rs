@@ -10,7 +10,8 @@ use crate::checkpoint::Checkpoint;
 use crate::prepare::PreparedCorpus;
 use crate::config::Config;
 use crate::layout::{gen_name, is_done, read_json, write_atomic, write_json_atomic, CheckpointFiles, Layout};
-use crate::policy::{mixture, Corpus, Policy, RealData};
+use crate::config::Init;
+use crate::policy::{mixture, Corpus, RealData};
 use crate::sample::{SampleRequest, Sampling};
 use crate::tokens::TokenFile;
 use anyhow::{bail, Context, Result};
@@ -38,37 +39,65 @@ pub fn derive_seed(run_seed: u64, generation: u32, purpose: SeedPurpose) -> u64 
     )
 }
 
-/// One row of `generations.csv`.
+/// One row of `generations.csv`: what the loop writes and what the reports read.
+///
+/// Columns added after the first releases are `#[serde(default)]`, so tables written
+/// by an older lmloop still load: their missing columns read as 0 or empty, which
+/// [`GenerationRow::has_sampler_columns`] tells apart (a real generation samples at
+/// least one document).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct GenerationRow {
     pub generation: u32,
     pub policy: String,
     pub real_fraction: Option<f64>,
     pub temperature: f64,
+    #[serde(default)]
     pub seed: u64,
     /// `epochs` (passes over the mixture) or `tokens` (a fixed budget; compute-matched).
+    #[serde(default)]
     pub budget: String,
     /// Passes over the training mixture this generation made.
+    #[serde(default)]
     pub train_epochs: f64,
     /// Tokens trained on (repeats included).
+    #[serde(default)]
     pub trained_tokens: u64,
     /// Size of the training mixture, and its real and synthetic parts.
+    #[serde(default)]
     pub train_tokens: usize,
+    #[serde(default)]
     pub real_tokens: usize,
+    #[serde(default)]
     pub synthetic_tokens: usize,
     pub held_out_loss: f64,
     pub held_out_perplexity: f64,
     /// The corpus S_{k+1} this generation sampled: documents, mean length (end-of-text
     /// excluded) and the share cut at the length cap.
+    #[serde(default)]
     pub synthetic_documents: usize,
+    #[serde(default)]
     pub synthetic_mean_document_tokens: f64,
+    #[serde(default)]
     pub synthetic_truncation_share: f64,
     /// Unigram entropy (nats) of the corpus this generation sampled.
+    #[serde(default)]
     pub synthetic_unigram_entropy: f64,
+    #[serde(default)]
     pub synthetic_distinct_tokens: usize,
+    #[serde(default)]
     pub train_seconds: f64,
+    #[serde(default)]
     pub sample_seconds: f64,
+    #[serde(default)]
     pub eval_seconds: f64,
+}
+
+impl GenerationRow {
+    /// Whether the row carries the sampler and protocol columns (rows written before
+    /// them read as zeros there).
+    pub fn has_sampler_columns(&self) -> bool {
+        self.synthetic_documents > 0 || self.train_epochs > 0.0 || !self.budget.is_empty()
+    }
 }
 
 /// Held-out evaluation of one generation, stored next to its checkpoint.
@@ -176,7 +205,7 @@ pub fn run(layout: &Layout, spec: &RunSpec) -> Result<Vec<GenerationRow>> {
     spec.config.validate()?;
     let (resolved, imported) = with_imported_shape(layout, &spec.config)?;
     let cfg = &resolved;
-    let policy = Policy::parse(&cfg.generations.policy, cfg.generations.real_fraction)?;
+    let policy = cfg.generations.policy()?;
     let n = cfg.generations.generations;
     if n == 0 {
         bail!("-n must be at least 1 (generation 0 trains on real data; N more follow)");
@@ -289,10 +318,10 @@ pub fn run(layout: &Layout, spec: &RunSpec) -> Result<Vec<GenerationRow>> {
             eprintln!("[{run}] generation {k}: training on {} tokens ({})", manifest.total_tokens, describe_parts(&manifest));
             let mut train_cfg = cfg.train.clone();
             train_cfg.seed = derive_seed(run_seed, k, SeedPurpose::Train);
-            let init_from = match (k, cfg.generations.init.as_str()) {
-                (0, _) | (_, "pretrained") => pretrained.clone(),
-                (_, "previous") => Some(layout.checkpoint(run, k - 1)),
-                _ => None,
+            let init_from = match (k, cfg.generations.init) {
+                (0, _) | (_, Init::Pretrained) => pretrained.clone(),
+                (_, Init::Previous) => Some(layout.checkpoint(run, k - 1)),
+                (_, Init::Scratch) => None,
             };
             let val = crate::stream::TokenStream::from_file(corpus.val.clone());
             crate::torch_error::guard(&format!("training generation {k}"), &cfg.training_memory(), || {
@@ -552,7 +581,7 @@ pub fn format_table(rows: &[GenerationRow]) -> String {
 /// with at least one decimal (`replace-t1.0-s1337`, `mix-t0.7-l0.5-s1`), the names
 /// `make generations` gives too.
 pub fn default_run_name(cfg: &Config) -> String {
-    let mut name = format!("{}-t{:?}", cfg.generations.policy, cfg.sample.temperature);
+    let mut name = format!("{}-t{:?}", cfg.generations.policy.as_str(), cfg.sample.temperature);
     if let Some(l) = cfg.generations.real_fraction {
         name.push_str(&format!("-l{l:?}"));
     }
@@ -566,7 +595,7 @@ mod tests {
     fn default_run_names_match_the_makefiles() {
         let mut cfg = crate::config::Config::default();
         assert_eq!(super::default_run_name(&cfg), "replace-t1.0-s1337");
-        cfg.generations.policy = "mix".into();
+        cfg.generations.policy = crate::policy::PolicyName::Mix;
         cfg.generations.real_fraction = Some(0.5);
         cfg.sample.temperature = 0.7;
         cfg.train.seed = 1;

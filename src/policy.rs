@@ -45,8 +45,58 @@ pub enum Policy {
 
 pub const POLICY_NAMES: &str = "replace, accumulate, accumulate-subsample, mix, fresh, real";
 
+/// The `generations.policy` key: a policy's name, before its λ is attached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PolicyName {
+    #[default]
+    Replace,
+    Accumulate,
+    AccumulateSubsample,
+    Mix,
+    Fresh,
+    Real,
+}
+
+impl PolicyName {
+    /// The name as written in config files and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PolicyName::Replace => "replace",
+            PolicyName::Accumulate => "accumulate",
+            PolicyName::AccumulateSubsample => "accumulate-subsample",
+            PolicyName::Mix => "mix",
+            PolicyName::Fresh => "fresh",
+            PolicyName::Real => "real",
+        }
+    }
+}
+
+impl std::str::FromStr for PolicyName {
+    type Err = anyhow::Error;
+
+    fn from_str(name: &str) -> Result<Self> {
+        Ok(match name {
+            "replace" => PolicyName::Replace,
+            "accumulate" => PolicyName::Accumulate,
+            "accumulate-subsample" => PolicyName::AccumulateSubsample,
+            "mix" => PolicyName::Mix,
+            "fresh" => PolicyName::Fresh,
+            "real" => PolicyName::Real,
+            other => bail!("unknown policy '{other}': expected one of {POLICY_NAMES}"),
+        })
+    }
+}
+
 impl Policy {
+    /// A policy from a name given as text (the command line, a sweep grid).
     pub fn parse(name: &str, real_fraction: Option<f64>) -> Result<Self> {
+        Self::new(name.parse()?, real_fraction)
+    }
+
+    /// The policy `name` with its real share λ, checked: `mix` and `fresh` need λ in
+    /// [0, 1], the others refuse one.
+    pub fn new(name: PolicyName, real_fraction: Option<f64>) -> Result<Self> {
         if let Some(l) = real_fraction {
             if !(0.0..=1.0).contains(&l) || l.is_nan() {
                 bail!("--real-fraction must be in [0, 1], got {l}");
@@ -57,20 +107,19 @@ impl Policy {
             None => bail!("policy '{name}' needs --real-fraction λ (the share of real data, in [0, 1])"),
         };
         let policy = match name {
-            "replace" => Policy::Replace,
-            "accumulate" => Policy::Accumulate,
-            "accumulate-subsample" => Policy::AccumulateSubsample,
-            "mix" => Policy::Mix { real_fraction: needs(name)? },
-            "fresh" => Policy::Fresh { real_fraction: needs(name)? },
-            "real" => Policy::Real,
-            other => bail!("unknown policy '{other}': expected one of {POLICY_NAMES}"),
+            PolicyName::Replace => Policy::Replace,
+            PolicyName::Accumulate => Policy::Accumulate,
+            PolicyName::AccumulateSubsample => Policy::AccumulateSubsample,
+            PolicyName::Mix => Policy::Mix { real_fraction: needs(name.as_str())? },
+            PolicyName::Fresh => Policy::Fresh { real_fraction: needs(name.as_str())? },
+            PolicyName::Real => Policy::Real,
         };
         if let (Some(l), None) = (real_fraction, policy.real_fraction()) {
             match policy {
                 Policy::Real => bail!(
                     "policy 'real' is the real-data control and takes no --real-fraction (got {l}): it trains on D real tokens every generation"
                 ),
-                _ => bail!("policy '{name}' takes no --real-fraction (got {l}); only mix and fresh have a real share λ"),
+                _ => bail!("policy '{}' takes no --real-fraction (got {l}); only mix and fresh have a real share λ", name.as_str()),
             }
         }
         Ok(policy)

@@ -158,11 +158,11 @@ fn gaussian_with_real_data_every_generation_does_not_collapse() {
     };
     let closed = simulate_gaussian(&config(DataPolicy::Replace)).unwrap();
     let accumulated = simulate_gaussian(&config(DataPolicy::Accumulate)).unwrap();
-    let mixed = simulate_gaussian(&config(DataPolicy::Mix { real_fraction: 0.5 })).unwrap();
+    let mixed = simulate_gaussian(&config(DataPolicy::Fresh { real_fraction: 0.5 })).unwrap();
     // Closed loop: E[ln σ] falls by ~0.058 per generation, about −17 at k = 300.
     assert!(closed.sigma[300].median < 1e-4, "replace median σ {}", closed.sigma[300].median);
     assert!(accumulated.sigma[300].q05 > 0.3, "accumulate 5% quantile {}", accumulated.sigma[300].q05);
-    assert!(mixed.sigma[300].q05 > 0.5, "mix 5% quantile {}", mixed.sigma[300].q05);
+    assert!(mixed.sigma[300].q05 > 0.5, "fresh 5% quantile {}", mixed.sigma[300].q05);
     assert!(config(DataPolicy::Accumulate).exact_moments().is_none());
 }
 
@@ -193,9 +193,9 @@ fn symbol_survival_matches_the_poisson_model_and_wrong_recursions_do_not() {
     let gap = largest_survival_gap(&right, &result);
     assert!(gap < TOLERANCE, "replace deviates from 1 − exp(−n·p·g_k) by {gap}");
 
-    // Sampling from the original distribution every generation (mix with
+    // Sampling from the original distribution every generation (fresh with
     // λ = 1), or refitting to all data so far, must fail the same check.
-    for wrong in [DataPolicy::Mix { real_fraction: 1.0 }, DataPolicy::Accumulate] {
+    for wrong in [DataPolicy::Fresh { real_fraction: 1.0 }, DataPolicy::Accumulate] {
         let wrong_config = config(wrong);
         let wrong_result = simulate_discrete(&wrong_config).unwrap();
         let wrong_gap = largest_survival_gap(&wrong_config, &wrong_result);
@@ -205,7 +205,7 @@ fn symbol_survival_matches_the_poisson_model_and_wrong_recursions_do_not() {
 
 #[test]
 fn squared_distance_follows_the_exact_recursion_for_every_policy() {
-    let policies = [DataPolicy::Replace, DataPolicy::Accumulate, DataPolicy::Mix { real_fraction: 0.3 }];
+    let policies = [DataPolicy::Replace, DataPolicy::Accumulate, DataPolicy::Fresh { real_fraction: 0.3 }];
     for policy in policies {
         let config = discrete_config("zipf:1.1", 50, 100, 60, 3000, policy, 1.0);
         let result = simulate_discrete(&config).unwrap();
@@ -277,7 +277,7 @@ fn temperature_above_one_raises_entropy_towards_log_support() {
 
 #[test]
 fn results_do_not_depend_on_the_thread_count_but_on_the_seed() {
-    let config = discrete_config("zipf:1.1", 300, 500, 40, 24, DataPolicy::Mix { real_fraction: 0.2 }, 0.8);
+    let config = discrete_config("zipf:1.1", 300, 500, 40, 24, DataPolicy::Fresh { real_fraction: 0.2 }, 0.8);
     let on = |threads| {
         rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
@@ -444,14 +444,14 @@ fn bad_input_gets_one_clear_sentence_naming_the_flag() {
         (&["discrete", "--dist", "pareto:2"], "--dist"),
         (&["discrete", "--dist", "file:/nonexistent/counts.csv"], "--dist"),
         (&["discrete", "--support", "0"], "--support"),
-        (&["discrete", "--policy", "mix"], "--real-fraction"),
-        (&["discrete", "--policy", "mix", "--real-fraction", "1.5"], "--real-fraction"),
-        (&["discrete", "--policy", "mix", "--real-fraction", "-0.1"], "--real-fraction"),
+        (&["discrete", "--policy", "fresh"], "--real-fraction"),
+        (&["discrete", "--policy", "fresh", "--real-fraction", "1.5"], "--real-fraction"),
+        (&["discrete", "--policy", "fresh", "--real-fraction", "-0.1"], "--real-fraction"),
         (&["discrete", "--policy", "replace", "--real-fraction", "0.5"], "--real-fraction"),
         (&["discrete", "--trials", "0"], "--trials"),
         (&["gaussian", "--n", "1"], "--n"),
         (&["gaussian", "--generations", "0"], "--generations"),
-        (&["gaussian", "--policy", "mix"], "--real-fraction"),
+        (&["gaussian", "--policy", "fresh"], "--real-fraction"),
     ];
     for (arguments, flag) in cases {
         let command_line = ["lmloop-theory"].iter().chain(arguments.iter()).copied().chain(["--out", &out_flag]);

@@ -129,7 +129,7 @@ pub use null::{
     null_absence_probability, null_expected_spells, null_presence_probability, null_reappearance_probability,
 };
 pub use run_data::{
-    read_drift_csv, read_loss_by_frequency, CorpusInfo, GenerationRecord, LossByFrequencyRow, ReferenceInfo, RunData,
+    read_drift_csv, read_loss_by_frequency, CorpusInfo, GenerationRow, LossByFrequencyRow, ReferenceInfo, RunData,
     RunSettings, LOSS_BY_FREQUENCY_COLUMNS,
 };
 pub use tails::{

@@ -3,7 +3,7 @@
 use super::drift::DriftRow;
 use super::figures::{self, DRIFT_GROUPS, MEASURES};
 use super::html::Page;
-use super::run_data::{LossByFrequencyRow, RunData};
+use super::run_data::{GenerationRow, LossByFrequencyRow, RunData};
 use super::tails::{null_model_statement, null_model_unknown, recursive_ml_statement, survival_by_bucket};
 use crate::layout::{write_atomic, Layout};
 use anyhow::{Context, Result};
@@ -222,23 +222,25 @@ fn sampling_table(page: &mut Page, data: &RunData) {
     .map(str::to_string)
     .to_vec();
     let or_dash = |v: Option<f64>| v.map_or("–".into(), format_measure);
+    // A row written before the sampler columns reads as zeros there.
+    let present = |v: f64, g: &GenerationRow| g.has_sampler_columns().then_some(v);
     let cells: Vec<Vec<String>> = data
         .generations
         .iter()
         .map(|g| {
-            let relative = match (g.synthetic_mean_document_tokens, real_length) {
+            let relative = match (present(g.synthetic_mean_document_tokens, g), real_length) {
                 (Some(s), Some(r)) if r > 0.0 => Some(s / r),
                 _ => None,
             };
             vec![
                 g.generation.to_string(),
                 format!("S_{}", g.generation + 1),
-                g.synthetic_documents.map_or("–".into(), |d| d.to_string()),
-                or_dash(g.synthetic_truncation_share),
-                or_dash(g.synthetic_mean_document_tokens),
+                if g.synthetic_documents > 0 { g.synthetic_documents.to_string() } else { "–".into() },
+                or_dash(present(g.synthetic_truncation_share, g)),
+                or_dash(present(g.synthetic_mean_document_tokens, g)),
                 or_dash(relative),
-                or_dash(g.train_epochs),
-                g.budget.clone().filter(|b| !b.is_empty()).unwrap_or_else(|| "–".into()),
+                or_dash((g.train_epochs > 0.0).then_some(g.train_epochs)),
+                if g.budget.is_empty() { "–".into() } else { g.budget.clone() },
             ]
         })
         .collect();

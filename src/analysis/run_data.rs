@@ -8,44 +8,7 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
-/// The columns of `generations.csv` the analysis reads (others are ignored).
-/// The sampler and protocol columns are absent from runs written before them,
-/// so they are optional.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct GenerationRecord {
-    pub generation: u32,
-    pub policy: String,
-    pub real_fraction: Option<f64>,
-    pub temperature: f64,
-    pub held_out_loss: f64,
-    pub held_out_perplexity: f64,
-    /// Documents in the corpus S_{k+1} this generation sampled.
-    #[serde(default)]
-    pub synthetic_documents: Option<u64>,
-    /// Share of those documents cut by the length cap instead of ended by the model.
-    #[serde(default)]
-    pub synthetic_truncation_share: Option<f64>,
-    /// Mean document length of S_{k+1} in tokens, as the sampler counted it.
-    #[serde(default)]
-    pub synthetic_mean_document_tokens: Option<f64>,
-    /// Passes over the training mixture.
-    #[serde(default)]
-    pub train_epochs: Option<f64>,
-    /// The compute-matched token budget, when the run uses one (text as written).
-    #[serde(default)]
-    pub budget: Option<String>,
-}
-
-impl GenerationRecord {
-    /// Whether the row carries any of the sampler and protocol columns.
-    pub fn has_sampler_columns(&self) -> bool {
-        self.synthetic_documents.is_some()
-            || self.synthetic_truncation_share.is_some()
-            || self.synthetic_mean_document_tokens.is_some()
-            || self.train_epochs.is_some()
-            || self.budget.as_deref().is_some_and(|b| !b.is_empty())
-    }
-}
+pub use crate::generations::GenerationRow;
 
 /// `analysis/RUN/reference.json`, written by `update_run_analysis`: the sizes the
 /// null model and the noise floor depend on, readable without the corpora.
@@ -217,6 +180,28 @@ pub struct CorpusInfo {
     pub vocab_size: usize,
 }
 
+/// The keys of a run's `run.toml` that tell runs apart. Read leniently (unknown keys
+/// ignored, each key optional), because run.toml files of older versions must still
+/// load for their reports.
+#[derive(Debug, Default, Deserialize)]
+struct RunToml {
+    #[serde(default)]
+    generations: RunTomlGenerations,
+    #[serde(default)]
+    sample: RunTomlSample,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RunTomlGenerations {
+    policy: Option<String>,
+    real_fraction: Option<f64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RunTomlSample {
+    temperature: Option<f64>,
+}
+
 /// What distinguishes runs in a comparison: data policy, real fraction λ, temperature.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunSettings {
@@ -228,24 +213,18 @@ pub struct RunSettings {
 impl RunSettings {
     /// From run.toml (`generations.policy`, `generations.real_fraction`,
     /// `sample.temperature`), falling back to the first generations.csv row.
-    fn resolve(run_toml: Option<&str>, first_row: Option<&GenerationRecord>, path: &Path) -> Result<Self> {
+    fn resolve(run_toml: Option<&str>, first_row: Option<&GenerationRow>, path: &Path) -> Result<Self> {
         let from_rows = RunSettings {
             policy: first_row.map_or_else(|| "unknown policy".to_string(), |r| r.policy.clone()),
             real_fraction: first_row.and_then(|r| r.real_fraction),
             temperature: first_row.map(|r| r.temperature),
         };
         let Some(text) = run_toml else { return Ok(from_rows) };
-        let value: toml::Value =
-            toml::from_str(text).with_context(|| format!("{} is not valid TOML", path.display()))?;
-        let get = |table: &str, key: &str| value.get(table).and_then(|t| t.get(key));
-        let number = |v: &toml::Value| v.as_float().or_else(|| v.as_integer().map(|i| i as f64));
+        let settings: RunToml = toml::from_str(text).with_context(|| format!("{} is not valid TOML", path.display()))?;
         Ok(RunSettings {
-            policy: get("generations", "policy")
-                .and_then(|v| v.as_str())
-                .map(str::to_string)
-                .unwrap_or(from_rows.policy),
-            real_fraction: get("generations", "real_fraction").and_then(number).or(from_rows.real_fraction),
-            temperature: get("sample", "temperature").and_then(number).or(from_rows.temperature),
+            policy: settings.generations.policy.unwrap_or(from_rows.policy),
+            real_fraction: settings.generations.real_fraction.or(from_rows.real_fraction),
+            temperature: settings.sample.temperature.or(from_rows.temperature),
         })
     }
 
@@ -267,7 +246,7 @@ impl RunSettings {
 pub struct RunData {
     pub name: String,
     pub settings: RunSettings,
-    pub generations: Vec<GenerationRecord>,
+    pub generations: Vec<GenerationRow>,
     /// The real split's row first, then one row per generation.
     pub drift: Vec<DriftRow>,
     pub tokens: TokenTable,

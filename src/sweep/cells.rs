@@ -109,7 +109,7 @@ fn expand_cells(spec: &SweepSpec) -> Result<Vec<Cell>> {
     };
     let default_policy = base_value(POLICY_KEY)
         .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_else(|| crate::config::GenerationsConfig::default().policy);
+        .unwrap_or_else(|| crate::config::GenerationsConfig::default().policy.as_str().to_string());
     let base_lambda = base_value(REAL_FRACTION_KEY).and_then(|v| v.as_float().or(v.as_integer().map(|i| i as f64)));
 
     let mut cells: Vec<Cell> = Vec::new();

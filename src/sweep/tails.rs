@@ -54,7 +54,7 @@ fn theory_policy(policy: &str, real_fraction: Option<f64>) -> Option<DataPolicy>
     match policy {
         "replace" => Some(DataPolicy::Replace),
         "accumulate" => Some(DataPolicy::Accumulate),
-        "mix" => real_fraction.map(|real_fraction| DataPolicy::Mix { real_fraction }),
+        "mix" => real_fraction.map(|real_fraction| DataPolicy::Fresh { real_fraction }),
         _ => None,
     }
 }

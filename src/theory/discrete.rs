@@ -53,7 +53,7 @@ pub struct DiscreteArgs {
     #[arg(long, value_enum, default_value_t = PolicyName::Replace)]
     pub policy: PolicyName,
     /// Share λ of real samples per generation, in [0, 1]; required by and only
-    /// accepted with --policy mix.
+    /// accepted with --policy fresh.
     #[arg(long, allow_negative_numbers = true)]
     pub real_fraction: Option<f64>,
     /// Sampling temperature T > 0 applied to every estimate before sampling

@@ -7,7 +7,7 @@
 //! when n ≫ alive — the support shrinks under replace, and the work with it.
 //! At T = 1 the estimate is an empirical distribution, so drawing from it
 //! means picking uniform members of the samples it was fitted to: the
-//! previous sample set (replace, mix) or the pool of all samples so far
+//! previous sample set (replace, fresh) or the pool of all samples so far
 //! (accumulate, [`AccumulatedSampler`]). That saves rebuilding an alias table
 //! every generation.
 
@@ -19,7 +19,7 @@ use super::multinomial::MultinomialSampler;
 use super::policy::DataPolicy;
 use super::seeding::trial_rng;
 
-/// Counts up to this have c·ln c and c^(1/T) precomputed (replace and mix
+/// Counts up to this have c·ln c and c^(1/T) precomputed (replace and fresh
 /// never exceed n; accumulate's larger counts are computed directly).
 const TABLE_LIMIT: u64 = 1 << 20;
 
@@ -124,7 +124,7 @@ pub struct ChainState {
     /// samples instead of rebuilding a sampler over p̂_k every generation.
     pooled: bool,
     pool: AccumulatedSampler,
-    /// Replace and mix at T = 1: the symbols of the current sample set, one
+    /// Replace and fresh at T = 1: the symbols of the current sample set, one
     /// entry per sample, valid when `sample_set_ready`.
     sample_set: Vec<u32>,
     sample_set_ready: bool,
@@ -217,7 +217,7 @@ impl ChainState {
         self.total += n;
     }
 
-    /// Replace and mix: a new sample set of real draws plus draws from p̂_{k−1}.
+    /// Replace and fresh: a new sample set of real draws plus draws from p̂_{k−1}.
     fn new_sample_set_step(&mut self, context: &ChainContext, rng: &mut impl RngCore) {
         let synthetic = context.config.n - context.real_draws;
         if self.sample_set_ready {

@@ -367,7 +367,7 @@ E‖p̂_k − p₀‖² stays below (π²/6)·H₀/n = {}: at k = {last} {}, whe
             mean_and_band(&result.support[1]),
             final_stats(&result.support),
         ),
-        DataPolicy::Mix { real_fraction } => {
+        DataPolicy::Fresh { real_fraction } => {
             let fixed_point = mix_fixed_point_squared_distance(config.n, config.policy.real_draws(config.n), h0);
             format!(
                 "Stability with real data (Bertrand et al. 2024): with a share λ = {real_fraction} of real samples per generation the error contracts \

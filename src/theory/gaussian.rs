@@ -52,7 +52,7 @@ pub struct GaussianArgs {
     #[arg(long, value_enum, default_value_t = PolicyName::Replace)]
     pub policy: PolicyName,
     /// Share λ of real samples per generation, in [0, 1]; required by and only
-    /// accepted with --policy mix.
+    /// accepted with --policy fresh.
     #[arg(long, allow_negative_numbers = true)]
     pub real_fraction: Option<f64>,
     /// Random seed; trial t uses its own stream derived from it, so results do

@@ -5,8 +5,9 @@
 //!
 //! * `replace`: the n samples drawn from the previous estimate only;
 //! * `accumulate`: every sample so far, real ones included (k·n in total);
-//! * `mix`: round(λ·n) fresh real samples plus n − round(λ·n) samples drawn
-//!   from the previous estimate.
+//! * `fresh`: round(λ·n) fresh real samples plus n − round(λ·n) samples drawn
+//!   from the previous estimate (the loop's `fresh`; the loop's `mix` reuses one
+//!   real set R, which these simulators do not model).
 
 use anyhow::{bail, Result};
 
@@ -17,8 +18,9 @@ pub enum PolicyName {
     Replace,
     /// Fit all samples so far, including the original real ones.
     Accumulate,
-    /// Fit λ·n real samples plus (1−λ)·n from the previous estimate (needs --real-fraction).
-    Mix,
+    /// Fit λ·n fresh real samples plus (1−λ)·n from the previous estimate (needs
+    /// --real-fraction): the loop's `fresh`.
+    Fresh,
 }
 
 /// A validated data policy.
@@ -26,7 +28,7 @@ pub enum PolicyName {
 pub enum DataPolicy {
     Replace,
     Accumulate,
-    Mix { real_fraction: f64 },
+    Fresh { real_fraction: f64 },
 }
 
 impl DataPolicy {
@@ -34,12 +36,12 @@ impl DataPolicy {
     /// would silently mean something else.
     pub fn from_flags(name: PolicyName, real_fraction: Option<f64>) -> Result<Self> {
         let policy = match (name, real_fraction) {
-            (PolicyName::Mix, Some(real_fraction)) => DataPolicy::Mix { real_fraction },
-            (PolicyName::Mix, None) => {
-                bail!("--policy mix needs --real-fraction λ (the share of real samples per generation, in [0, 1])")
+            (PolicyName::Fresh, Some(real_fraction)) => DataPolicy::Fresh { real_fraction },
+            (PolicyName::Fresh, None) => {
+                bail!("--policy fresh needs --real-fraction λ (the share of real samples per generation, in [0, 1])")
             }
             (PolicyName::Replace | PolicyName::Accumulate, Some(_)) => {
-                bail!("--real-fraction only applies to --policy mix")
+                bail!("--real-fraction only applies to --policy fresh")
             }
             (PolicyName::Replace, None) => DataPolicy::Replace,
             (PolicyName::Accumulate, None) => DataPolicy::Accumulate,
@@ -49,7 +51,7 @@ impl DataPolicy {
     }
 
     pub fn validate(&self) -> Result<()> {
-        if let DataPolicy::Mix { real_fraction } = *self {
+        if let DataPolicy::Fresh { real_fraction } = *self {
             if !(0.0..=1.0).contains(&real_fraction) {
                 bail!("--real-fraction must be between 0 and 1 inclusive (got {real_fraction})");
             }
@@ -63,7 +65,7 @@ impl DataPolicy {
             DataPolicy::Replace | DataPolicy::Accumulate => 0,
             // Rounded so that λ·n need not be an integer; clamped against
             // rounding above n when λ = 1.
-            DataPolicy::Mix { real_fraction } => ((real_fraction * n as f64).round() as u64).min(n),
+            DataPolicy::Fresh { real_fraction } => ((real_fraction * n as f64).round() as u64).min(n),
         }
     }
 
@@ -72,24 +74,24 @@ impl DataPolicy {
         match self {
             DataPolicy::Replace => "replace",
             DataPolicy::Accumulate => "accumulate",
-            DataPolicy::Mix { .. } => "mix",
+            DataPolicy::Fresh { .. } => "fresh",
         }
     }
 
-    /// λ for mix, `None` otherwise.
+    /// λ for fresh, `None` otherwise.
     pub fn real_fraction(&self) -> Option<f64> {
         match *self {
-            DataPolicy::Mix { real_fraction } => Some(real_fraction),
+            DataPolicy::Fresh { real_fraction } => Some(real_fraction),
             _ => None,
         }
     }
 
-    /// For titles and summaries, e.g. "mix (λ = 0.1)".
+    /// For titles and summaries, e.g. "fresh (λ = 0.1)".
     pub fn label(&self) -> String {
         match *self {
             DataPolicy::Replace => "replace".to_string(),
             DataPolicy::Accumulate => "accumulate".to_string(),
-            DataPolicy::Mix { real_fraction } => format!("mix (λ = {real_fraction})"),
+            DataPolicy::Fresh { real_fraction } => format!("fresh (λ = {real_fraction})"),
         }
     }
 }

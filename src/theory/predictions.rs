@@ -67,7 +67,7 @@ pub fn expected_squared_distance(policy: DataPolicy, n: u64, gini_simpson_start:
         d = match policy {
             DataPolicy::Replace => d + (h0 - d) / n_f,
             DataPolicy::Accumulate => d + (h0 - d) / (n_f * (k as f64).powi(2)),
-            DataPolicy::Mix { .. } => {
+            DataPolicy::Fresh { .. } => {
                 let real = policy.real_draws(n) as f64;
                 let synthetic = n_f - real;
                 (real * h0 + synthetic * (h0 - d)) / (n_f * n_f) + (synthetic / n_f).powi(2) * d

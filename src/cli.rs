@@ -284,7 +284,7 @@ pub struct BenchArgs {
 /// Applies runtime overrides to a config and returns the chosen device.
 pub fn runtime(cfg: &mut crate::config::RuntimeConfig, args: &RuntimeArgs) -> Result<tch::Device> {
     if let Some(d) = &args.device {
-        cfg.device = d.parse()?;
+        cfg.device = crate::config::parse_value("--device", d)?;
     }
     if let Some(t) = args.threads {
         cfg.threads = t;
@@ -500,7 +500,7 @@ fn generations(a: GenerationsArgs) -> Result<()> {
         g.real_fraction = a.real_fraction;
     }
     if let Some(i) = &a.init {
-        g.init = i.parse()?;
+        g.init = crate::config::parse_value("--init", i)?;
     }
     if a.init_from.is_some() {
         g.init_from = a.init_from.clone();

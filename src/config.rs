@@ -464,19 +464,6 @@ pub enum Init {
     Pretrained,
 }
 
-impl std::str::FromStr for Init {
-    type Err = anyhow::Error;
-
-    fn from_str(name: &str) -> Result<Self> {
-        Ok(match name {
-            "scratch" => Init::Scratch,
-            "previous" => Init::Previous,
-            "pretrained" => Init::Pretrained,
-            other => bail!("generations.init must be 'scratch', 'previous' or 'pretrained', got '{other}'"),
-        })
-    }
-}
-
 /// Where a model runs (`runtime.device`, `--device`, `LMLOOP_DEVICE`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -488,17 +475,12 @@ pub enum DeviceChoice {
     Cuda,
 }
 
-impl std::str::FromStr for DeviceChoice {
-    type Err = anyhow::Error;
-
-    fn from_str(name: &str) -> Result<Self> {
-        Ok(match name {
-            "auto" => DeviceChoice::Auto,
-            "cpu" => DeviceChoice::Cpu,
-            "cuda" => DeviceChoice::Cuda,
-            other => bail!("unknown device '{other}': expected auto, cpu or cuda"),
-        })
-    }
+/// Parses a command-line value into a config type, with the spellings and the error
+/// message ("unknown variant `x`, expected one of …") that config files get.
+pub fn parse_value<T: serde::de::DeserializeOwned>(key: &str, value: &str) -> Result<T> {
+    use serde::de::IntoDeserializer;
+    let text: serde::de::value::StrDeserializer<'_, serde::de::value::Error> = value.into_deserializer();
+    T::deserialize(text).map_err(|e| anyhow::anyhow!("{key}: {e}"))
 }
 
 impl Default for GenerationsConfig {

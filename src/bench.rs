@@ -443,7 +443,7 @@ pub fn run(cfg: &Config, device: Device, opts: &BenchOptions) -> Result<BenchRep
         peak_source,
         model_flop_utilisation: peak_tflops.map(|p| train.model_gflops_per_second / (1e3 * p)),
         threads,
-        model: crate::cli::describe_model(cfg),
+        model: cfg.model.describe(),
         parameters: params,
         batch_size: cfg.train.batch_size,
         block_size: cfg.model.block_size,

@@ -391,7 +391,7 @@ fn train(a: TrainArgs) -> Result<()> {
     let val = TokenStream::from_file(corpus.val.clone());
     eprintln!(
         "training {} on {} ({} tokens) on {}",
-        describe_model(&cfg),
+        cfg.model.describe(),
         a.data.display(),
         data.len(),
         crate::device::describe(device)
@@ -421,11 +421,6 @@ fn train(a: TrainArgs) -> Result<()> {
         s.seconds
     );
     Ok(())
-}
-
-pub fn describe_model(cfg: &Config) -> String {
-    let m = &cfg.model;
-    format!("{:?} {}L {}H {}E ctx {} vocab {}", m.arch, m.n_layer, m.n_head, m.n_embd, m.block_size, m.vocab_size).to_lowercase()
 }
 
 fn eval(a: EvalArgs) -> Result<()> {

@@ -100,6 +100,12 @@ impl Default for ModelConfig {
 
 impl ModelConfig {
     /// A model small enough to train in seconds, for tests.
+    /// A one-line description, e.g. `gpt2 4l 4h 96e ctx 128 vocab 2048`.
+    pub fn describe(&self) -> String {
+        format!("{:?} {}L {}H {}E ctx {} vocab {}", self.arch, self.n_layer, self.n_head, self.n_embd, self.block_size, self.vocab_size)
+            .to_lowercase()
+    }
+
     pub fn tiny(vocab_size: i64) -> Self {
         Self { n_layer: 2, n_head: 2, n_embd: 32, block_size: 32, vocab_size, ..Self::default() }
     }

@@ -481,7 +481,7 @@ fn import_pretrained(
         eprintln!(
             "[{run}] importing {} ({}) as {}",
             folder.dir.display(),
-            crate::cli::describe_model(cfg),
+            cfg.model.describe(),
             dir.display()
         );
         folder.import(Some(cfg.model.block_size), &dir)?;

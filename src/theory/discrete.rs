@@ -8,7 +8,6 @@
 //! samples are never tempered: temperature is a property of sampling a model.
 //! Generation 0 is p₀ itself.
 
-use std::path::PathBuf;
 
 use anyhow::Result;
 use indicatif::ProgressBar;
@@ -16,75 +15,12 @@ use rayon::prelude::*;
 
 use super::discrete_chain::{ChainContext, ChainState, Trajectory};
 pub use super::discrete_config::DiscreteConfig;
-use super::policy::{DataPolicy, PolicyName};
+
 use super::predictions::{expected_squared_distance, gini_simpson};
-use super::start_distribution::StartDistribution;
 use super::survival::{survival_bins, survival_checkpoints, SurvivalBin};
 use super::trial_stats::{per_generation, TrialStats};
 
-/// `lmloop theory discrete`: recursive re-estimation of a categorical distribution.
-#[derive(clap::Args, Debug, Clone)]
-pub struct DiscreteArgs {
-    /// Starting distribution: `zipf:S` (p_i ∝ i^−S over --support symbols),
-    /// `uniform`, or `file:COUNTS.csv` (one symbol per row: either a single
-    /// unnamed column of counts, or a header naming a `count` or `real_count`
-    /// column; other columns are ignored). The default zipf:1.1 is close to
-    /// the rank-frequency law of words in text.
-    #[arg(long, default_value = "zipf:1.1")]
-    pub dist: String,
-    /// Number of symbols for zipf/uniform [default: 1000, a small vocabulary
-    /// whose tail still has many rare symbols]. Not accepted with file:.
-    #[arg(long)]
-    pub support: Option<usize>,
-    /// Samples per generation (the corpus size); the default puts most tail
-    /// symbols of zipf:1.1 below an expected count of 1.
-    #[arg(long, default_value_t = 1000)]
-    pub n: u64,
-    /// Generations to simulate; the default is long enough for replace to
-    /// collapse to a handful of symbols at n = 1000.
-    #[arg(long, default_value_t = 2000)]
-    pub generations: usize,
-    /// Independent trials, over which means and quantiles are taken; the
-    /// default gives survival probabilities to about ±0.01.
-    #[arg(long, default_value_t = 500)]
-    pub trials: usize,
-    /// Data each generation is fitted to; the default is the closed loop that
-    /// the Poisson prediction describes.
-    #[arg(long, value_enum, default_value_t = PolicyName::Replace)]
-    pub policy: PolicyName,
-    /// Share λ of real samples per generation, in [0, 1]; required by and only
-    /// accepted with --policy fresh.
-    #[arg(long, allow_negative_numbers = true)]
-    pub real_fraction: Option<f64>,
-    /// Sampling temperature T > 0 applied to every estimate before sampling
-    /// from it (p_i^(1/T), renormalised); the default samples the estimate as is.
-    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
-    pub temperature: f64,
-    /// Random seed; trial t uses its own stream derived from it, so results do
-    /// not depend on the number of threads.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// Output folder for CSV tables, plots and the summary; files of an
-    /// earlier run there are replaced.
-    #[arg(long, default_value = "analysis/theory/discrete")]
-    pub out: PathBuf,
-}
 
-impl DiscreteConfig {
-    pub fn from_args(args: &DiscreteArgs) -> Result<Self> {
-        let config = DiscreteConfig {
-            start: StartDistribution::from_spec(&args.dist, args.support)?,
-            n: args.n,
-            generations: args.generations,
-            trials: args.trials,
-            policy: DataPolicy::from_flags(args.policy, args.real_fraction)?,
-            temperature: args.temperature,
-            seed: args.seed,
-        };
-        config.validate()?;
-        Ok(config)
-    }
-}
 
 /// Statistics over trials of a discrete simulation; vectors indexed by
 /// generation k = 0..=generations hold one entry per generation.

@@ -12,7 +12,6 @@
 //! √(χ²_{n−1}/d) matters, and the chain is followed in log space so that
 //! σ̂_k can fall below the smallest double without ln σ̂_k becoming −∞.
 
-use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 use indicatif::ProgressBar;
@@ -20,7 +19,7 @@ use rand::Rng;
 use rand_distr::{ChiSquared, Distribution, StandardNormal};
 use rayon::prelude::*;
 
-use super::policy::{DataPolicy, PolicyName};
+use super::policy::DataPolicy;
 use super::predictions::{log_sigma_drift, sigma_shrink_factor, SpreadEstimator};
 use super::seeding::trial_rng;
 use super::trial_stats::{per_generation, TrialStats};
@@ -29,41 +28,6 @@ use super::trial_stats::{per_generation, TrialStats};
 /// would take more than about a gigabyte.
 pub const MAX_TRIAL_GENERATIONS: usize = 125_000_000;
 
-/// `lmloop theory gaussian`: recursive refitting of a Gaussian.
-#[derive(clap::Args, Debug, Clone)]
-pub struct GaussianArgs {
-    /// Samples per generation; with the default, collapse shows within a few
-    /// thousand generations, as E[σ_k] ≈ exp(−k/(4n)).
-    #[arg(long, default_value_t = 100)]
-    pub n: u64,
-    /// Generations to simulate; the default is 20·n for the default n.
-    #[arg(long, default_value_t = 2000)]
-    pub generations: usize,
-    /// Independent trials, over which means and quantiles are taken; the
-    /// default pins the mean of σ_k to about 1% while its spread is moderate.
-    #[arg(long, default_value_t = 2000)]
-    pub trials: usize,
-    /// Variance estimator; the default is the usual sample standard deviation,
-    /// while mle divides by n and shrinks σ three times as fast.
-    #[arg(long, value_enum, default_value_t = SpreadEstimator::Unbiased)]
-    pub estimator: SpreadEstimator,
-    /// Data each generation is fitted to; the default is the closed loop,
-    /// whose E[σ_k] = σ₀·c^k is known exactly.
-    #[arg(long, value_enum, default_value_t = PolicyName::Replace)]
-    pub policy: PolicyName,
-    /// Share λ of real samples per generation, in [0, 1]; required by and only
-    /// accepted with --policy fresh.
-    #[arg(long, allow_negative_numbers = true)]
-    pub real_fraction: Option<f64>,
-    /// Random seed; trial t uses its own stream derived from it, so results do
-    /// not depend on the number of threads.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// Output folder for CSV tables, plots and the summary; files of an
-    /// earlier run there are replaced.
-    #[arg(long, default_value = "analysis/theory/gaussian")]
-    pub out: PathBuf,
-}
 
 /// A validated Gaussian simulation.
 #[derive(Clone, Debug, PartialEq)]
@@ -77,19 +41,6 @@ pub struct GaussianConfig {
 }
 
 impl GaussianConfig {
-    pub fn from_args(args: &GaussianArgs) -> Result<Self> {
-        let config = GaussianConfig {
-            n: args.n,
-            generations: args.generations,
-            trials: args.trials,
-            estimator: args.estimator,
-            policy: DataPolicy::from_flags(args.policy, args.real_fraction)?,
-            seed: args.seed,
-        };
-        config.validate()?;
-        Ok(config)
-    }
-
     pub fn validate(&self) -> Result<()> {
         if self.n < 2 {
             bail!(

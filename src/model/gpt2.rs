@@ -94,6 +94,14 @@ impl Block {
             mlp: Mlp::new(&(p / "mlp"), cfg),
         }
     }
+
+    /// The block's residual wiring, the same for training, decoding and prefill:
+    /// `x + attend(attn, ln_1(x))`, then `+ mlp(ln_2(·))`. `attend` returns the
+    /// attention output projected back to the width (B, T, C).
+    fn apply(&self, x: &Tensor, train: bool, attend: impl FnOnce(&CausalSelfAttention, &Tensor) -> Tensor) -> Tensor {
+        let x = x + attend(&self.attn, &self.ln_1.forward(x));
+        &x + self.mlp.forward(&self.ln_2.forward(&x), train)
+    }
 }
 
 pub struct Gpt2 {
@@ -135,8 +143,7 @@ impl Gpt2 {
         let pos = Tensor::arange(t, (Kind::Int64, idx.device()));
         let mut x = self.embed(idx, &pos).dropout(self.cfg.dropout, train); // (B, T, C)
         for block in &self.h {
-            x = &x + block.attn.forward(&block.ln_1.forward(&x), train);
-            x = &x + block.mlp.forward(&block.ln_2.forward(&x), train);
+            x = block.apply(&x, train, |attn, h| attn.forward(h, train));
         }
         self.head(&x)
     }
@@ -144,8 +151,7 @@ impl Gpt2 {
     pub fn forward_cached(&self, idx: &Tensor, step: &CacheStep, cache: &KvCache) -> Tensor {
         let mut x = self.embed(idx, &step.pos); // (B, T, C)
         for (i, block) in self.h.iter().enumerate() {
-            x = &x + block.attn.forward_cached(&block.ln_1.forward(&x), step, cache, i);
-            x = &x + block.mlp.forward(&block.ln_2.forward(&x), false);
+            x = block.apply(&x, false, |attn, h| attn.forward_cached(h, step, cache, i));
         }
         self.head(&x)
     }
@@ -153,16 +159,20 @@ impl Gpt2 {
     pub fn prefill(&self, idx: &Tensor, rows: &Tensor, cache: &KvCache) {
         let t = idx.size()[1];
         let mut x = self.embed(idx, &Tensor::arange(t, (Kind::Int64, idx.device()))); // (n, L, C)
+        let last = self.h.len() - 1;
         for (i, block) in self.h.iter().enumerate() {
-            let h = block.ln_1.forward(&x);
-            let (q, k, v) = block.attn.qkv(&h);
-            write_prefix(cache, i, rows, &k, &v);
-            if i + 1 == self.h.len() {
-                break; // the last layer's output feeds only logits, which a prefill does not need
+            if i == last {
+                // The last layer's output feeds only logits, which a prefill does not need.
+                let (_, k, v) = block.attn.qkv(&block.ln_1.forward(&x));
+                write_prefix(cache, i, rows, &k, &v);
+                break;
             }
-            let y = Tensor::scaled_dot_product_attention(&q, &k, &v, None::<Tensor>, 0.0, true, None, false);
-            x = &x + block.attn.c_proj.forward(&block.attn.merge(y, &h));
-            x = &x + block.mlp.forward(&block.ln_2.forward(&x), false);
+            x = block.apply(&x, false, |attn, h| {
+                let (q, k, v) = attn.qkv(h);
+                write_prefix(cache, i, rows, &k, &v);
+                let y = Tensor::scaled_dot_product_attention(&q, &k, &v, None::<Tensor>, 0.0, true, None, false);
+                attn.c_proj.forward(&attn.merge(y, h))
+            });
         }
     }
 }

@@ -151,6 +151,17 @@ struct Layer {
     mlp: Mlp,
 }
 
+impl Layer {
+    /// The layer's residual wiring, the same for training, decoding and prefill:
+    /// `x + attend(self_attn, input_layernorm(x))`, then
+    /// `+ mlp(post_attention_layernorm(·))`. `attend` returns the attention output
+    /// projected back to the width (B, T, C).
+    fn apply(&self, x: &Tensor, train: bool, attend: impl FnOnce(&Attention, &Tensor) -> Tensor) -> Tensor {
+        let x = x + attend(&self.self_attn, &self.input_layernorm.forward(x));
+        &x + self.mlp.forward(&self.post_attention_layernorm.forward(&x), train)
+    }
+}
+
 pub struct Llama {
     pub cfg: ModelConfig,
     embed_tokens: Tensor,
@@ -198,8 +209,7 @@ impl Llama {
         let rot = self.rope.prefix(idx.size()[1]);
         let mut x = Tensor::embedding(&self.embed_tokens, idx, -1, false, false).dropout(self.cfg.dropout, train);
         for l in &self.layers {
-            x = &x + l.self_attn.forward(&l.input_layernorm.forward(&x), &rot, train);
-            x = &x + l.mlp.forward(&l.post_attention_layernorm.forward(&x), train);
+            x = l.apply(&x, train, |attn, h| attn.forward(h, &rot, train));
         }
         self.head(&x)
     }
@@ -208,8 +218,7 @@ impl Llama {
         let rot = self.rope.at(&step.pos);
         let mut x = Tensor::embedding(&self.embed_tokens, idx, -1, false, false);
         for (i, l) in self.layers.iter().enumerate() {
-            x = &x + l.self_attn.forward_cached(&l.input_layernorm.forward(&x), &rot, step, cache, i);
-            x = &x + l.mlp.forward(&l.post_attention_layernorm.forward(&x), false);
+            x = l.apply(&x, false, |attn, h| attn.forward_cached(h, &rot, step, cache, i));
         }
         self.head(&x)
     }
@@ -217,16 +226,20 @@ impl Llama {
     pub fn prefill(&self, idx: &Tensor, rows: &Tensor, cache: &KvCache) {
         let rot = self.rope.prefix(idx.size()[1]);
         let mut x = Tensor::embedding(&self.embed_tokens, idx, -1, false, false); // (n, L, C)
+        let last = self.layers.len() - 1;
         for (i, l) in self.layers.iter().enumerate() {
-            let (q, k, v) = l.self_attn.qkv(&l.input_layernorm.forward(&x), &rot);
-            write_prefix(cache, i, rows, &k, &v);
-            if i + 1 == self.layers.len() {
-                break; // the last layer's output feeds only logits, which a prefill does not need
+            if i == last {
+                // The last layer's output feeds only logits, which a prefill does not need.
+                let (_, k, v) = l.self_attn.qkv(&l.input_layernorm.forward(&x), &rot);
+                write_prefix(cache, i, rows, &k, &v);
+                break;
             }
-            let gqa = l.self_attn.n_kv_head != l.self_attn.n_head;
-            let y = Tensor::scaled_dot_product_attention(&q, &k, &v, None::<Tensor>, 0.0, true, None, gqa);
-            x = &x + l.self_attn.merge(y);
-            x = &x + l.mlp.forward(&l.post_attention_layernorm.forward(&x), false);
+            x = l.apply(&x, false, |attn, h| {
+                let (q, k, v) = attn.qkv(h, &rot);
+                write_prefix(cache, i, rows, &k, &v);
+                let gqa = attn.n_kv_head != attn.n_head;
+                attn.merge(Tensor::scaled_dot_product_attention(&q, &k, &v, None::<Tensor>, 0.0, true, None, gqa))
+            });
         }
     }
 }

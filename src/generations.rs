@@ -62,13 +62,16 @@ pub struct GenerationRow {
     /// Tokens trained on (repeats included).
     #[serde(default)]
     pub trained_tokens: u64,
-    /// Size of the training mixture, and its real and synthetic parts.
+    /// Size of generation k's training mixture, and its real and synthetic parts (the
+    /// latter from S_1..S_k). Written before as `real_tokens` and `synthetic_tokens`,
+    /// names that read as if they described the corpus the row's `synthetic_*` columns
+    /// describe; both spellings are read.
     #[serde(default)]
     pub train_tokens: usize,
-    #[serde(default)]
-    pub real_tokens: usize,
-    #[serde(default)]
-    pub synthetic_tokens: usize,
+    #[serde(default, alias = "real_tokens")]
+    pub train_real_tokens: usize,
+    #[serde(default, alias = "synthetic_tokens")]
+    pub train_synthetic_tokens: usize,
     pub held_out_loss: f64,
     pub held_out_perplexity: f64,
     /// The corpus S_{k+1} this generation sampled: documents, mean length (end-of-text
@@ -404,8 +407,8 @@ pub fn run(layout: &Layout, spec: &RunSpec) -> Result<Vec<GenerationRow>> {
             train_epochs: state.epochs,
             trained_tokens: state.tokens,
             train_tokens: manifest.total_tokens,
-            real_tokens: manifest.real_tokens,
-            synthetic_tokens: manifest.synthetic_tokens,
+            train_real_tokens: manifest.real_tokens,
+            train_synthetic_tokens: manifest.synthetic_tokens,
             held_out_loss: held_out.mean_loss,
             held_out_perplexity: held_out.perplexity,
             synthetic_documents: stats.documents,
@@ -591,6 +594,27 @@ pub fn default_run_name(cfg: &Config) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::{read_rows, write_rows};
+
+    /// generations.csv names the training mixture's parts `train_*`, so no column of a
+    /// row reads as describing the corpus its `synthetic_*` columns describe; tables
+    /// written with the old names still load into the same fields.
+    #[test]
+    fn training_columns_are_named_as_training_data_and_old_names_still_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("generations.csv");
+        let old = "generation,policy,real_fraction,temperature,real_tokens,synthetic_tokens,held_out_loss,held_out_perplexity\n\
+                   1,replace,,1.0,0,5000,4.5,90.0\n";
+        std::fs::write(&path, old).unwrap();
+        let rows = read_rows(&path).unwrap();
+        assert_eq!((rows[0].train_real_tokens, rows[0].train_synthetic_tokens), (0, 5000));
+        write_rows(&path, &rows).unwrap();
+        let header = std::fs::read_to_string(&path).unwrap().lines().next().unwrap().to_string();
+        assert!(header.contains(",train_real_tokens,train_synthetic_tokens,"), "{header}");
+        assert!(!header.split(',').any(|c| c == "real_tokens" || c == "synthetic_tokens"), "{header}");
+        assert_eq!(read_rows(&path).unwrap(), rows);
+    }
+
     #[test]
     fn default_run_names_match_the_makefiles() {
         let mut cfg = crate::config::Config::default();

@@ -1,7 +1,8 @@
 //! What each generation of a theory loop is fitted to.
 //!
 //! Generation 1 is always fitted to n real samples (the original
-//! distribution). From generation 2 on:
+//! distribution, generation 0), so the simulators' generation k is the loop's
+//! model M_{k−1} (see the README's numbering). From generation 2 on:
 //!
 //! * `replace`: the n samples drawn from the previous estimate only;
 //! * `accumulate`: every sample so far, real ones included (k·n in total);

@@ -32,11 +32,12 @@
 //! keeps the k largest, then top-p keeps the smallest set of the remaining tokens whose
 //! probability (after temperature and top-k) reaches p; the result is renormalised and
 //! sampled. Temperature 0 is greedy (argmax; top-k/top-p then change nothing).
+use crate::model::native::RowStep;
 use crate::model::{KvCache, Model};
 use anyhow::{bail, Result};
-use std::time::Instant;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use std::time::Instant;
 use tch::{Device, Kind, Tensor};
 
 /// How the next token is chosen from the logits.
@@ -138,11 +139,28 @@ impl Sampling {
                 let u: Vec<f64> = (0..rows).map(&mut uniform).collect();
                 inverse_cdf(&self.distribution(logits), &u)
             }
+            Sampling::Random { temperature, top_k, top_p }
+                if crate::host::viewable(logits) && top_k.is_none_or(|k| k >= logits.size()[1]) && top_p.is_none_or(|p| p >= 1.0) =>
+            {
+                // Temperature only: the weights in Rust, no libtorch call (its thread
+                // pool would wake for every step's softmax).
+                let v = logits.size()[1] as usize;
+                // SAFETY: `logits` is viewable and only read here.
+                let flat = unsafe { crate::host::slice(logits) };
+                let mut weights = vec![0f32; v];
+                Ok(flat
+                    .chunks_exact(v)
+                    .enumerate()
+                    .map(|(b, row)| {
+                        crate::model::native::softmax_weights(row, *temperature as f32, &mut weights);
+                        draw(&weights, uniform(b)) as i64
+                    })
+                    .collect())
+            }
             Sampling::Random { .. } => {
                 let probs = self.distribution(logits).contiguous();
                 let v = probs.size()[1] as usize;
-                let mut pick_all =
-                    |flat: &[f32]| flat.chunks_exact(v).enumerate().map(|(b, row)| draw(row, uniform(b)) as i64).collect();
+                let mut pick_all = |flat: &[f32]| flat.chunks_exact(v).enumerate().map(|(b, row)| draw(row, uniform(b)) as i64).collect();
                 if crate::host::viewable(&probs) {
                     // SAFETY: `probs` is viewable and only read until the draws are made.
                     Ok(pick_all(unsafe { crate::host::slice(&probs) }))
@@ -256,12 +274,49 @@ struct Row {
     /// the cache holds).
     pending: i64,
     position: i64,
+    /// Tokens to feed before `pending`, at positions from 0: the kept half context of a
+    /// rebuild that the Rust step runs with the next token (empty otherwise).
+    prefix: Vec<i64>,
 }
 
 impl Row {
     fn fresh(eot: u32) -> Self {
-        Self { doc: Vec::new(), pending: eot as i64, position: 0 }
+        Self { doc: Vec::new(), pending: eot as i64, position: 0, prefix: Vec::new() }
     }
+}
+
+/// How the decoding step is computed. Both compute the model's logits; they differ in
+/// speed and in the order of floating-point additions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// libtorch operators (any device); a rebuild is its own batched pass.
+    Libtorch,
+    /// The step written in Rust ([`crate::model::native`]), CPU only; a rebuild is fed
+    /// with the row's next token in the same step.
+    Native,
+}
+
+impl Engine {
+    /// The faster engine for `device`: Rust on the CPU, libtorch elsewhere.
+    pub fn for_device(device: Device) -> Self {
+        if device == Device::Cpu {
+            Engine::Native
+        } else {
+            Engine::Libtorch
+        }
+    }
+}
+
+enum Backend {
+    Libtorch(KvCache),
+    Native {
+        model: crate::model::native::NativeModel,
+        /// One cache per row, in row order; `spare` keeps retired ones for reuse.
+        caches: Vec<Box<[f32]>>,
+        spare: Vec<Box<[f32]>>,
+        /// The threads a step's rows are split between (none with one thread).
+        pool: Option<rayon::ThreadPool>,
+    },
 }
 
 /// A finished document.
@@ -283,7 +338,9 @@ impl Document {
 /// time; a row whose document ends starts a new one at the next step.
 pub struct Decoder<'m> {
     model: &'m Model,
-    cache: KvCache,
+    backend: Backend,
+    /// Context length (cache slots per row).
+    capacity: i64,
     rows: Vec<Row>,
     eot: u32,
     max_doc_tokens: usize,
@@ -298,11 +355,32 @@ pub struct Decoder<'m> {
 }
 
 impl<'m> Decoder<'m> {
+    /// A decoder with the faster engine for `device` ([`Engine::for_device`]).
     pub fn new(model: &'m Model, batch: usize, eot: u32, max_doc_tokens: usize, device: Device) -> Self {
+        Self::with_engine(model, batch, eot, max_doc_tokens, device, Engine::for_device(device))
+    }
+
+    /// A decoder computing its steps with `engine` (`Native` needs the CPU).
+    pub fn with_engine(model: &'m Model, batch: usize, eot: u32, max_doc_tokens: usize, device: Device, engine: Engine) -> Self {
         let rows = (0..batch).map(|_| Row::fresh(eot)).collect();
+        let backend = match engine {
+            Engine::Native if device == Device::Cpu => {
+                let native = model.native();
+                let threads = tch::get_num_threads().max(1) as usize;
+                let pool = (threads > 1)
+                    .then(|| {
+                        rayon::ThreadPoolBuilder::new().num_threads(threads).thread_name(|i| format!("lmloop-decode-{i}")).build().ok()
+                    })
+                    .flatten();
+                let caches = (0..batch).map(|_| vec![0f32; native.cache_len()].into_boxed_slice()).collect();
+                Backend::Native { model: native, caches, spare: Vec::new(), pool }
+            }
+            _ => Backend::Libtorch(model.new_cache(batch as i64, device)),
+        };
         Self {
             model,
-            cache: model.new_cache(batch as i64, device),
+            backend,
+            capacity: model.config().block_size,
             rows,
             eot,
             max_doc_tokens,
@@ -330,17 +408,42 @@ impl<'m> Decoder<'m> {
     pub fn context(&self, b: usize) -> Vec<i64> {
         let r = &self.rows[b];
         let n = 1 + r.doc.len();
-        let len = context_length(self.cache.capacity() as usize, n);
+        let len = context_length(self.capacity as usize, n);
         std::iter::once(self.eot as i64).chain(r.doc.iter().map(|&t| t as i64)).skip(n - len).collect()
     }
 
     /// Logits for every row's next token: (B, V).
     pub fn logits(&mut self) -> Tensor {
         let t0 = Instant::now();
-        let pending: Vec<i64> = self.rows.iter().map(|r| r.pending).collect();
-        let start: Vec<i64> = self.rows.iter().map(|r| r.position).collect();
-        let idx = Tensor::from_slice(&pending).view([pending.len() as i64, 1]).to_device(self.device);
-        let logits = self.model.forward_cached(&idx, &start, &self.cache).squeeze_dim(1);
+        let logits = match &mut self.backend {
+            Backend::Libtorch(cache) => {
+                let pending: Vec<i64> = self.rows.iter().map(|r| r.pending).collect();
+                let start: Vec<i64> = self.rows.iter().map(|r| r.position).collect();
+                let idx = Tensor::from_slice(&pending).view([pending.len() as i64, 1]).to_device(self.device);
+                self.model.forward_cached(&idx, &start, cache).squeeze_dim(1)
+            }
+            Backend::Native { model, caches, pool, .. } => {
+                let mut flat = Vec::with_capacity(self.rows.len());
+                for r in &self.rows {
+                    flat.extend_from_slice(&r.prefix);
+                    flat.push(r.pending);
+                }
+                let mut at = 0;
+                let mut steps: Vec<RowStep> = Vec::with_capacity(self.rows.len());
+                for (r, cache) in self.rows.iter().zip(caches.iter_mut()) {
+                    let n = r.prefix.len() + 1;
+                    steps.push(RowStep { tokens: &flat[at..at + n], start: r.position as usize - r.prefix.len(), cache });
+                    at += n;
+                }
+                let logits = Tensor::empty([self.rows.len() as i64, model.vocab() as i64], (Kind::Float, Device::Cpu));
+                // SAFETY: a fresh contiguous f32 CPU tensor, written only here.
+                model.step(&mut steps, unsafe { crate::host::slice_mut(&logits) }, pool.as_ref());
+                for r in &mut self.rows {
+                    r.prefix.clear();
+                }
+                logits
+            }
+        };
         self.steps += 1;
         self.forward_seconds += t0.elapsed().as_secs_f64();
         logits
@@ -350,7 +453,7 @@ impl<'m> Decoder<'m> {
     /// row each came from (that row starts a new document at the next step).
     pub fn advance(&mut self, chosen: &[i64]) -> Vec<(usize, Document)> {
         let mut finished = Vec::new();
-        let capacity = self.cache.capacity();
+        let capacity = self.capacity;
         for b in 0..self.rows.len() {
             let tok = chosen[b] as u32;
             let row = &mut self.rows[b];
@@ -379,8 +482,21 @@ impl<'m> Decoder<'m> {
     /// Keeps rows `keep` (in that order) and appends `extra` rows that start new
     /// documents; kept rows continue exactly where they were.
     pub fn reshape(&mut self, keep: &[usize], extra: usize) {
-        let index: Vec<i64> = keep.iter().map(|&b| b as i64).collect();
-        self.cache.reshape_rows(&Tensor::from_slice(&index).to_device(self.device), extra as i64);
+        match &mut self.backend {
+            Backend::Libtorch(cache) => {
+                let index: Vec<i64> = keep.iter().map(|&b| b as i64).collect();
+                cache.reshape_rows(&Tensor::from_slice(&index).to_device(self.device), extra as i64);
+            }
+            Backend::Native { model, caches, spare, .. } => {
+                let mut old: Vec<Option<Box<[f32]>>> = std::mem::take(caches).into_iter().map(Some).collect();
+                *caches = keep.iter().map(|&b| old[b].take().expect("each row is kept at most once")).collect();
+                spare.extend(old.into_iter().flatten());
+                for _ in 0..extra {
+                    let fresh = spare.pop().unwrap_or_else(|| vec![0f32; model.cache_len()].into_boxed_slice());
+                    caches.push(fresh);
+                }
+            }
+        }
         let mut old: Vec<Option<Row>> = std::mem::take(&mut self.rows).into_iter().map(Some).collect();
         self.rows = keep.iter().map(|&b| old[b].take().expect("each row is kept at most once")).collect();
         self.rows.extend((0..extra).map(|_| Row::fresh(self.eot)));
@@ -392,7 +508,19 @@ impl<'m> Decoder<'m> {
     /// next step as usual.
     fn rebuild(&mut self, rows: &[usize]) {
         let t0 = Instant::now();
-        let keep = (self.cache.capacity() / 2).max(1) as usize;
+        let keep = (self.capacity / 2).max(1) as usize;
+        if let Backend::Native { .. } = self.backend {
+            // The Rust step feeds the kept tokens with the next one (see `Row::prefix`).
+            for &b in rows {
+                let ctx = self.context(b);
+                debug_assert_eq!(ctx.len(), keep);
+                self.rows[b].prefix = ctx[..keep - 1].to_vec();
+                self.rows[b].position = keep as i64 - 1;
+            }
+            self.reencodes += rows.len();
+            return;
+        }
+        let Backend::Libtorch(cache) = &self.backend else { unreachable!() };
         let mut prefixes = Vec::with_capacity(rows.len() * keep);
         for &b in rows {
             let ctx = self.context(b); // `keep` tokens, the last one pending
@@ -405,7 +533,7 @@ impl<'m> Decoder<'m> {
             let n = rows.len() as i64;
             let prefix = Tensor::from_slice(&prefixes).view([n, keep as i64 - 1]).to_device(self.device);
             let index: Vec<i64> = rows.iter().map(|&b| b as i64).collect();
-            self.model.prefill(&prefix, &Tensor::from_slice(&index).to_device(self.device), &self.cache);
+            self.model.prefill(&prefix, &Tensor::from_slice(&index).to_device(self.device), cache);
         }
         self.rebuild_seconds += t0.elapsed().as_secs_f64();
     }

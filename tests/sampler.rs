@@ -5,18 +5,20 @@ mod common;
 use common::*;
 use lmloop::config::{Arch, ModelConfig};
 use lmloop::model::Model;
-use lmloop::sample::{context_length, inverse_cdf, sample_corpus, Decoder, Document, SampleRequest, SampleStats, Sampling};
+use lmloop::sample::{context_length, inverse_cdf, sample_corpus, Decoder, Document, Engine, SampleRequest, SampleStats, Sampling};
 use rand::SeedableRng;
 use tch::{nn, Device, Kind, Tensor};
 
 /// Cached logits must equal a full recomputation over exactly the context the decoder
 /// claims to use, across slot refills (documents ending) and half-context rebuilds;
 /// also for a Llama with grouped-query attention and its own output head, the shape of
-/// imported models.
+/// imported models. Both engines: the step written in Rust (the CPU's) and libtorch's.
 #[test]
 fn cached_decoding_matches_full_recomputation() {
     let grouped = ModelConfig { arch: Arch::Llama, n_kv_head: Some(1), tie_embeddings: false, ..ModelConfig::tiny(40) };
-    for shape in [ModelConfig { arch: Arch::Gpt2, ..ModelConfig::tiny(40) }, ModelConfig { arch: Arch::Llama, ..ModelConfig::tiny(40) }, grouped] {
+    let shapes =
+        [ModelConfig { arch: Arch::Gpt2, ..ModelConfig::tiny(40) }, ModelConfig { arch: Arch::Llama, ..ModelConfig::tiny(40) }, grouped];
+    for (shape, engine) in shapes.into_iter().flat_map(|s| engines().into_iter().map(move |e| (s.clone(), e))) {
         let arch = shape.arch;
         tch::manual_seed(7);
         let vs = nn::VarStore::new(device());
@@ -24,7 +26,7 @@ fn cached_decoding_matches_full_recomputation() {
         let model = Model::new(&vs.root(), &cfg);
         let eot = 0u32;
         let batch = 3;
-        let mut decoder = Decoder::new(&model, batch, eot, 30, device());
+        let mut decoder = Decoder::with_engine(&model, batch, eot, 30, device(), engine);
         let mut finished = 0;
         tch::no_grad(|| {
             for step in 0..80usize {
@@ -34,18 +36,69 @@ fn cached_decoding_matches_full_recomputation() {
                     let x = Tensor::from_slice(&ctx).view([1, ctx.len() as i64]).to_device(device());
                     let full = model.forward(&x, false).select(1, ctx.len() as i64 - 1).squeeze();
                     let diff = (logits.get(b as i64) - full).abs().max().double_value(&[]);
-                    assert!(diff < 1e-4, "{arch:?} step {step} row {b}: cached and full logits differ by {diff}");
+                    assert!(diff < 1e-4, "{arch:?} {engine:?} step {step} row {b}: cached and full logits differ by {diff}");
                 }
                 // Forced tokens: row 0 ends a document every 7 steps (refill), the
                 // others run long enough to wrap the 12-token cache several times.
-                let chosen: Vec<i64> = (0..batch)
-                    .map(|b| if b == 0 && step % 7 == 6 { eot as i64 } else { 1 + ((step * 5 + b * 3) % 39) as i64 })
-                    .collect();
+                let chosen: Vec<i64> =
+                    (0..batch).map(|b| if b == 0 && step % 7 == 6 { eot as i64 } else { 1 + ((step * 5 + b * 3) % 39) as i64 }).collect();
                 finished += decoder.advance(&chosen).len();
             }
         });
         assert!(finished >= 10, "refills were exercised ({finished} documents)");
         assert!(decoder.reencodes >= 4, "rebuilds were exercised ({})", decoder.reencodes);
+    }
+}
+
+/// The engines a decoder can use on the test device: libtorch's everywhere, and the
+/// Rust step where it runs (the CPU).
+fn engines() -> Vec<Engine> {
+    let mut e = vec![Engine::for_device(device())];
+    if e[0] != Engine::Libtorch {
+        e.push(Engine::Libtorch);
+    }
+    e
+}
+
+/// With the Rust step a row's logits are the same bits whatever rows share its steps
+/// (so a corpus does not depend on the batch size): a document decoded alone and the
+/// same document decoded beside others, which end, refill and rebuild at other steps.
+#[test]
+fn a_rows_logits_do_not_depend_on_the_other_rows() {
+    if Engine::for_device(device()) != Engine::Native {
+        return;
+    }
+    for arch in [Arch::Gpt2, Arch::Llama] {
+        tch::manual_seed(9);
+        let vs = nn::VarStore::new(device());
+        let cfg = ModelConfig { arch, block_size: 12, ..ModelConfig::tiny(40) };
+        let model = Model::new(&vs.root(), &cfg);
+        let eot = 0u32;
+        let mut alone = Decoder::new(&model, 1, eot, 1000, device());
+        let mut shared = Decoder::new(&model, 5, eot, 1000, device());
+        tch::no_grad(|| {
+            for step in 0..60usize {
+                let (a, s) = (alone.logits(), shared.logits());
+                let (a, s): (Vec<f32>, Vec<f32>) = (Vec::try_from(a.get(0)).unwrap(), Vec::try_from(s.get(2)).unwrap());
+                assert_eq!(a, s, "{arch:?} step {step}: the row's logits changed with its neighbours");
+                let tok = 1 + ((step * 7) % 39) as i64;
+                alone.advance(&[tok]);
+                // The neighbours end documents at different steps; row 2 follows `alone`.
+                let others: Vec<i64> = (0..5)
+                    .map(|b| {
+                        if b == 2 {
+                            tok
+                        } else if (step + b) % (3 + b) == 0 {
+                            eot as i64
+                        } else {
+                            1 + ((step + b) % 39) as i64
+                        }
+                    })
+                    .collect();
+                shared.advance(&others);
+            }
+        });
+        assert!(alone.reencodes >= 4, "{arch:?}: the row was rebuilt ({})", alone.reencodes);
     }
 }
 
@@ -405,14 +458,14 @@ fn batch_size_does_not_change_what_is_sampled() {
 #[test]
 fn context_of_a_row_depends_only_on_its_own_history() {
     let block = 10usize;
-    for arch in [Arch::Gpt2, Arch::Llama] {
+    for (arch, engine) in [Arch::Gpt2, Arch::Llama].into_iter().flat_map(|a| engines().into_iter().map(move |e| (a, e))) {
         tch::manual_seed(3);
         let vs = nn::VarStore::new(device());
         let cfg = ModelConfig { arch, block_size: block as i64, ..ModelConfig::tiny(30) };
         let model = Model::new(&vs.root(), &cfg);
         let eot = 0i64;
         let batch = 4;
-        let mut decoder = Decoder::new(&model, batch, eot as u32, 1000, device());
+        let mut decoder = Decoder::with_engine(&model, batch, eot as u32, 1000, device(), engine);
         let mut history: Vec<Vec<i64>> = vec![vec![eot]; batch];
         let mut checked = 0;
         tch::no_grad(|| {
@@ -424,7 +477,7 @@ fn context_of_a_row_depends_only_on_its_own_history() {
                     let x = Tensor::from_slice(context).view([1, context.len() as i64]).to_device(device());
                     let full = model.forward(&x, false).select(1, context.len() as i64 - 1).squeeze();
                     let diff = (logits.get(b as i64) - full).abs().max().double_value(&[]);
-                    assert!(diff < 1e-4, "{arch:?} step {step} row {b} holding {n} tokens: logits differ by {diff}");
+                    assert!(diff < 1e-4, "{arch:?} {engine:?} step {step} row {b} holding {n} tokens: logits differ by {diff}");
                     checked += 1;
                 }
                 // Rows start staggered and row 3 restarts every 13 steps, so rows fill their
@@ -496,7 +549,8 @@ fn draws_over_a_large_vocabulary_follow_the_distribution() {
 }
 
 /// Thread count and batch size change speed only: the same seed gives the same
-/// documents (up to rare floating-point ties between batched and unbatched arithmetic).
+/// documents (exactly with the CPU's Rust step; with libtorch's, up to rare
+/// floating-point ties between batched and unbatched arithmetic).
 #[test]
 fn threads_and_batch_size_leave_the_corpus_unchanged() {
     let dir = tempfile::tempdir().unwrap();
@@ -504,7 +558,24 @@ fn threads_and_batch_size_leave_the_corpus_unchanged() {
     let d = dir.path();
     let ckpt = ckpt.to_str().unwrap();
     for (stem, threads, batch) in [("t1", "1", "3"), ("t2", "2", "16")] {
-        let r = lmloop(d, &["sample", "--checkpoint", ckpt, "--n-tokens", "1500", "--out", stem, "--threads", threads, "--batch-size", batch, "--seed", "4"]);
+        let r = lmloop(
+            d,
+            &[
+                "sample",
+                "--checkpoint",
+                ckpt,
+                "--n-tokens",
+                "1500",
+                "--out",
+                stem,
+                "--threads",
+                threads,
+                "--batch-size",
+                batch,
+                "--seed",
+                "4",
+            ],
+        );
         assert_eq!(r.0, 0, "{}", r.2);
     }
     let docs = |stem: &str| {
@@ -513,6 +584,10 @@ fn threads_and_batch_size_leave_the_corpus_unchanged() {
         lmloop::tokens::document_ranges(f.iter(), 0).into_iter().map(|r| all[r].to_vec()).collect::<Vec<_>>()
     };
     let (a, b) = (docs("t1"), docs("t2"));
+    if Engine::for_device(device()) == Engine::Native {
+        // The Rust step computes each row alone: the same corpus, bit for bit.
+        assert!(a == b, "the corpus changed with the thread count and batch size");
+    }
     let same = a.iter().zip(&b).filter(|(x, y)| x == y).count();
     assert!(same * 10 >= a.len() * 9 && a.len().abs_diff(b.len()) <= 2, "{same} of {} / {} documents identical", a.len(), b.len());
 }

@@ -2,6 +2,7 @@
 //! `tie_embeddings = false`).
 use super::cache::{write_prefix, CacheStep};
 use super::layers::{output_head, Linear, Norm};
+use super::native::{LayerTensors, ModelTensors};
 use super::{KvCache, DECAY_GROUP};
 use crate::config::ModelConfig;
 use tch::{nn, Kind, Tensor};
@@ -154,6 +155,30 @@ impl Gpt2 {
             x = block.apply(&x, false, |attn, h| attn.forward_cached(h, step, cache, i));
         }
         self.head(&x)
+    }
+
+    pub(super) fn native(&self) -> super::native::NativeModel {
+        let layers = self
+            .h
+            .iter()
+            .map(|b| LayerTensors {
+                norm1: b.ln_1.parts(),
+                qkv: vec![b.attn.c_attn.parts()],
+                proj: b.attn.c_proj.parts(),
+                norm2: b.ln_2.parts(),
+                up: vec![b.mlp.c_fc.parts()],
+                down: b.mlp.c_proj.parts(),
+            })
+            .collect();
+        let t = ModelTensors {
+            embed: &self.wte,
+            learned_positions: Some(&self.wpe),
+            rotary: None,
+            layers,
+            norm_f: self.ln_f.parts(),
+            head: &self.lm_head,
+        };
+        super::native::NativeModel::new(&self.cfg, t)
     }
 
     pub fn prefill(&self, idx: &Tensor, rows: &Tensor, cache: &KvCache) {

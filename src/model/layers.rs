@@ -17,6 +17,11 @@ impl Linear {
         Self { weight, bias }
     }
 
+    /// Weight and bias, for [`super::native`].
+    pub fn parts(&self) -> (&Tensor, Option<&Tensor>) {
+        (&self.weight, self.bias.as_ref())
+    }
+
     pub fn forward(&self, x: &Tensor) -> Tensor {
         super::precision::linear(x, &self.weight, self.bias.as_ref())
     }
@@ -44,6 +49,11 @@ impl Norm {
         Self { weight, bias: None, rms: true, dim, eps }
     }
 
+    /// Gain and bias, for [`super::native`].
+    pub fn parts(&self) -> (&Tensor, Option<&Tensor>) {
+        (&self.weight, self.bias.as_ref())
+    }
+
     pub fn forward(&self, x: &Tensor) -> Tensor {
         if self.rms {
             x.rms_norm([self.dim], Some(&self.weight), self.eps)
@@ -59,9 +69,5 @@ pub fn output_head(root: &nn::Path, embedding: &Tensor, cfg: &crate::config::Mod
     if cfg.tie_embeddings {
         return embedding.shallow_clone();
     }
-    (&root.set_group(DECAY_GROUP) / "lm_head").var(
-        "weight",
-        &[cfg.vocab_size, cfg.n_embd],
-        nn::Init::Randn { mean: 0.0, stdev: 0.02 },
-    )
+    (&root.set_group(DECAY_GROUP) / "lm_head").var("weight", &[cfg.vocab_size, cfg.n_embd], nn::Init::Randn { mean: 0.0, stdev: 0.02 })
 }

@@ -2,6 +2,7 @@
 //! when `n_kv_head < n_head`, tied embeddings unless `tie_embeddings = false`.
 use super::cache::{write_prefix, CacheStep};
 use super::layers::{output_head, Linear, Norm};
+use super::native::{LayerTensors, ModelTensors};
 use super::{KvCache, DECAY_GROUP};
 use crate::config::ModelConfig;
 use tch::{nn, Kind, Tensor};
@@ -221,6 +222,33 @@ impl Llama {
             x = l.apply(&x, false, |attn, h| attn.forward_cached(h, &rot, step, cache, i));
         }
         self.head(&x)
+    }
+
+    pub(super) fn native(&self) -> super::native::NativeModel {
+        let layers = self
+            .layers
+            .iter()
+            .map(|l| {
+                let a = &l.self_attn;
+                LayerTensors {
+                    norm1: l.input_layernorm.parts(),
+                    qkv: vec![a.q_proj.parts(), a.k_proj.parts(), a.v_proj.parts()],
+                    proj: a.o_proj.parts(),
+                    norm2: l.post_attention_layernorm.parts(),
+                    up: vec![l.mlp.gate_proj.parts(), l.mlp.up_proj.parts()],
+                    down: l.mlp.down_proj.parts(),
+                }
+            })
+            .collect();
+        let t = ModelTensors {
+            embed: &self.embed_tokens,
+            learned_positions: None,
+            rotary: Some((&self.rope.cos, &self.rope.sin)),
+            layers,
+            norm_f: self.norm.parts(),
+            head: &self.lm_head,
+        };
+        super::native::NativeModel::new(&self.cfg, t)
     }
 
     pub fn prefill(&self, idx: &Tensor, rows: &Tensor, cache: &KvCache) {

@@ -13,6 +13,7 @@ mod cache;
 mod gpt2;
 mod layers;
 mod llama;
+pub mod native;
 pub mod precision;
 
 pub use cache::{CacheStep, KvCache};
@@ -82,6 +83,15 @@ impl Model {
         }
     }
 
+    /// The weights copied for the CPU decoding step written in Rust
+    /// ([`native::NativeModel`]); f32 copies, however the model is stored.
+    pub fn native(&self) -> native::NativeModel {
+        match self {
+            Model::Gpt2(m) => m.native(),
+            Model::Llama(m) => m.native(),
+        }
+    }
+
     /// An empty cache for `batch` rows of this model on `device`.
     pub fn new_cache(&self, batch: i64, device: tch::Device) -> KvCache {
         let c = self.config();
@@ -96,9 +106,5 @@ pub fn parameter_count(vs: &nn::VarStore) -> i64 {
 
 /// Parameters excluding position embeddings, as in the 6·N FLOPs-per-token estimate.
 pub fn non_embedding_parameter_count(vs: &nn::VarStore) -> i64 {
-    vs.variables()
-        .iter()
-        .filter(|(name, _)| !name.ends_with("wpe.weight"))
-        .map(|(_, t)| t.numel() as i64)
-        .sum()
+    vs.variables().iter().filter(|(name, _)| !name.ends_with("wpe.weight")).map(|(_, t)| t.numel() as i64).sum()
 }

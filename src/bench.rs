@@ -20,7 +20,7 @@
 //! the per-round ratios.
 use crate::config::Config;
 use crate::model::{non_embedding_parameter_count, Model};
-use crate::sample::{sample_corpus, sample_uncached, Decoder, SampleRequest, SampleTimes, Sampling};
+use crate::sample::{sample_corpus, sample_uncached, Decoder, Engine, SampleRequest, SampleTimes, Sampling};
 use crate::train::next_token_loss;
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
@@ -81,6 +81,8 @@ pub struct TrainBench {
 /// Plain decoding: every row from position 0 to the context length, over and over.
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct PlainSampleBench {
+    /// The decoding step: `rust` (the CPU's) or `libtorch`.
+    pub engine: String,
     pub tokens_per_second: f64,
     /// Milliseconds per decoding step, by part.
     pub forward_ms: f64,
@@ -91,6 +93,9 @@ pub struct PlainSampleBench {
 /// A corpus sampled as the loop samples it.
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct LoopSampleBench {
+    /// The decoding step: `rust` (rebuilds run inside it, so their time is part of
+    /// `time.forward_seconds`) or `libtorch` (rebuilds timed on their own).
+    pub engine: String,
     pub tokens_per_second: f64,
     pub tokens: usize,
     pub documents: usize,
@@ -99,6 +104,8 @@ pub struct LoopSampleBench {
     /// Tokens decoded per step on average (rows in flight).
     pub mean_rows: f64,
     pub rebuilds: usize,
+    /// Tokens re-encoded by those rebuilds (half a context each, less the token fed anyway).
+    pub rebuild_tokens: usize,
     pub discarded_tokens: usize,
     pub seconds: f64,
     pub time: SampleTimes,
@@ -136,6 +143,10 @@ pub struct BenchReport {
     pub sample_loop_slowdown: Option<Spread>,
     pub sample_uncached_tokens_per_second: f64,
     pub sample_cache_speedup: f64,
+    /// On the CPU: the same plain decoding with lmloop's libtorch step, and the Rust
+    /// step's throughput over it, per round.
+    pub sample_libtorch_step_tokens_per_second: Option<Spread>,
+    pub sample_ratio_vs_libtorch_step: Option<Spread>,
     /// The eager reference's rounds (its last JSON line each) and the spreads over them.
     pub reference: Vec<serde_json::Value>,
     pub reference_train_tokens_per_second: Option<Spread>,
@@ -243,21 +254,21 @@ fn bench_train(cfg: &Config, device: Device, opts: &BenchOptions) -> Result<(Tra
 
 /// Plain cached decoding: `batch` rows in lockstep, each cut at the context length
 /// and restarted at position 0, like the references (no rebuild happens).
-fn bench_sample(cfg: &Config, device: Device, steps: usize) -> Result<PlainSampleBench> {
+fn bench_sample(cfg: &Config, device: Device, steps: usize, engine: Engine) -> Result<PlainSampleBench> {
     tch::manual_seed(0);
     let vs = nn::VarStore::new(device);
     let model = Model::new(&vs.root(), &cfg.model);
     let batch = cfg.sample.batch_size as usize;
     let sampling = Sampling::new(1.0, None, None)?;
-    let mut decoder = Decoder::new(&model, batch, 0, cfg.model.block_size as usize - 1, device);
-    let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0);
+    let mut decoder = Decoder::with_engine(&model, batch, 0, cfg.model.block_size as usize - 1, device, engine);
+    let mut rngs: Vec<_> = (0..batch as u64).map(|b| crate::sample::document_rng(0, b)).collect();
     let mut draw = 0.0;
     let t0 = Instant::now();
     tch::no_grad(|| -> Result<()> {
         for _ in 0..steps {
             let logits = decoder.logits();
             let t = Instant::now();
-            let chosen = sampling.choose(&logits, &mut rng)?;
+            let chosen = decoder.choose_rows(&logits, &sampling, &mut rngs)?;
             draw += t.elapsed().as_secs_f64();
             decoder.advance(&chosen);
         }
@@ -266,6 +277,7 @@ fn bench_sample(cfg: &Config, device: Device, steps: usize) -> Result<PlainSampl
     let total = t0.elapsed().as_secs_f64();
     let ms = |s: f64| 1000.0 * s / steps as f64;
     Ok(PlainSampleBench {
+        engine: engine_name(engine).into(),
         tokens_per_second: (batch * steps) as f64 / total,
         forward_ms: ms(decoder.forward_seconds),
         draw_ms: ms(draw),
@@ -288,7 +300,10 @@ fn bench_sample_loop(cfg: &Config, device: Device, tokens: usize) -> Result<Loop
         progress: false,
     };
     let stats = sample_corpus(&model, 0, device, &req, |_| Ok(()))?;
+    let keep = (cfg.model.block_size as usize / 2).max(1);
     Ok(LoopSampleBench {
+        engine: engine_name(Engine::for_device(device)).into(),
+        rebuild_tokens: stats.reencodes * (keep - 1),
         tokens_per_second: stats.tokens_per_second,
         tokens: stats.tokens,
         documents: stats.documents,
@@ -300,6 +315,13 @@ fn bench_sample_loop(cfg: &Config, device: Device, tokens: usize) -> Result<Loop
         seconds: stats.seconds,
         time: stats.time,
     })
+}
+
+fn engine_name(engine: Engine) -> &'static str {
+    match engine {
+        Engine::Native => "rust",
+        Engine::Libtorch => "libtorch",
+    }
 }
 
 /// Length cap of the in-loop measurement when the config sets none (the loop takes four
@@ -383,14 +405,18 @@ pub fn run(cfg: &Config, device: Device, opts: &BenchOptions) -> Result<BenchRep
     }
     let threads = tch::get_num_threads();
     let rounds = opts.rounds.max(1);
-    let (mut trains, mut plains, mut loops) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut trains, mut plains, mut loops, mut torch_steps) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let engine = Engine::for_device(device);
     let mut params = 0;
     let (mut reference, mut hf) = (Vec::new(), Vec::new());
     for _ in 0..rounds {
         let (train, p) = bench_train(cfg, device, opts)?;
         trains.push(train);
         params = p;
-        plains.push(bench_sample(cfg, device, opts.sample_steps)?);
+        plains.push(bench_sample(cfg, device, opts.sample_steps, engine)?);
+        if engine != Engine::Libtorch {
+            torch_steps.push(bench_sample(cfg, device, opts.sample_steps, Engine::Libtorch)?.tokens_per_second);
+        }
         if opts.loop_tokens > 0 {
             loops.push(bench_sample_loop(cfg, device, opts.loop_tokens)?);
         }
@@ -458,6 +484,8 @@ pub fn run(cfg: &Config, device: Device, opts: &BenchOptions) -> Result<BenchRep
         sample_loop_slowdown: ratios(&plain_tps, &loop_tps),
         sample_uncached_tokens_per_second: uncached,
         sample_cache_speedup: sample_tokens_per_second.median / uncached,
+        sample_libtorch_step_tokens_per_second: Spread::of(&torch_steps),
+        sample_ratio_vs_libtorch_step: ratios(&plain_tps, &torch_steps),
         reference_train_tokens_per_second: Spread::of(&ref_train),
         reference_sample_tokens_per_second: Spread::of(&ref_sample),
         train_ratio_vs_reference: ratios(&train_tps, &ref_train),
@@ -480,7 +508,8 @@ pub fn format_report(r: &BenchReport) -> String {
          training   batch {}×{}, {}: {} tokens/s, {:.1} ms/step (forward {:.1}, backward {:.1}, optimizer {:.1}), {:.2} GFLOP/s{}\n\
          \x20          PyTorch eager reference: {} tokens/s → ratio {}\n\
          sampling   batch {}, plain decoding (every row from position 0 to the context length):\n\
-         \x20          lmloop with KV cache: {} tokens/s; per step {:.2} ms forward, {:.2} ms draw, {:.2} ms host\n\
+         \x20          lmloop with KV cache ({} step): {} tokens/s; per step {:.2} ms forward, {:.2} ms draw, {:.2} ms host\n\
+         {}\
          \x20          PyTorch eager reference (KV cache): {} tokens/s → ratio {}\n\
          \x20          transformers generate (KV cache, do_sample, top_k=0): {} tokens/s → ratio {}\n\
          \x20          without a cache (whole context every step): {:.0} tokens/s → cache speedup {:.1}×\n",
@@ -507,10 +536,19 @@ pub fn format_report(r: &BenchReport) -> String {
         spread(&r.reference_train_tokens_per_second, 0),
         ratio(&r.train_ratio_vs_reference),
         r.sample_batch_size,
+        r.sample.engine,
         r.sample_tokens_per_second.show(0),
         r.sample.forward_ms,
         r.sample.draw_ms,
         r.sample.host_ms,
+        match &r.sample_libtorch_step_tokens_per_second {
+            Some(t) => format!(
+                "           the same decoder with libtorch's step: {} tokens/s → the Rust step is {}\n",
+                t.show(0),
+                ratio(&r.sample_ratio_vs_libtorch_step)
+            ),
+            None => String::new(),
+        },
         spread(&r.reference_sample_tokens_per_second, 0),
         ratio(&r.sample_ratio_vs_reference),
         spread(&r.hf_generate_tokens_per_second, 0),
@@ -524,8 +562,8 @@ pub fn format_report(r: &BenchReport) -> String {
         out += &format!(
             "sampling   as the loop does (a {}-token corpus: {} documents of {:.0} tokens on average, rows refilled, stopping rule):\n\
              \x20          {} tokens/s → plain decoding is {} as fast (goal: at most 1.5×)\n\
-             \x20          {} steps, {:.1} rows per step on average, {} rebuilds, {} tokens decoded and discarded\n\
-             \x20          time: forward {:.1} s ({:.0}%), draw {:.1} s ({:.0}%), rebuilds {:.1} s ({:.0}%), host {:.1} s ({:.0}%)\n",
+             \x20          {} steps, {:.1} rows per step on average, {} rebuilds ({} tokens re-encoded), {} tokens decoded and discarded\n\
+             \x20          time: forward {:.1} s ({:.0}%), draw {:.1} s ({:.0}%), rebuilds {}, host {:.1} s ({:.0}%)\n",
             l.tokens,
             l.documents,
             l.mean_document_tokens,
@@ -534,13 +572,17 @@ pub fn format_report(r: &BenchReport) -> String {
             l.steps,
             l.mean_rows,
             l.rebuilds,
+            l.rebuild_tokens,
             l.discarded_tokens,
             t.forward_seconds,
             share(t.forward_seconds),
             t.draw_seconds,
             share(t.draw_seconds),
-            t.rebuild_seconds,
-            share(t.rebuild_seconds),
+            if l.engine == "rust" {
+                "inside the forward steps".to_string()
+            } else {
+                format!("{:.1} s ({:.0}%)", t.rebuild_seconds, share(t.rebuild_seconds))
+            },
             t.host_seconds,
             share(t.host_seconds),
         );

@@ -139,23 +139,9 @@ impl Sampling {
                 let u: Vec<f64> = (0..rows).map(&mut uniform).collect();
                 inverse_cdf(&self.distribution(logits), &u)
             }
-            Sampling::Random { temperature, top_k, top_p }
-                if crate::host::viewable(logits) && top_k.is_none_or(|k| k >= logits.size()[1]) && top_p.is_none_or(|p| p >= 1.0) =>
-            {
-                // Temperature only: the weights in Rust, no libtorch call (its thread
-                // pool would wake for every step's softmax).
-                let v = logits.size()[1] as usize;
-                // SAFETY: `logits` is viewable and only read here.
-                let flat = unsafe { crate::host::slice(logits) };
-                let mut weights = vec![0f32; v];
-                Ok(flat
-                    .chunks_exact(v)
-                    .enumerate()
-                    .map(|(b, row)| {
-                        crate::model::native::softmax_weights(row, *temperature as f32, &mut weights);
-                        draw(&weights, uniform(b)) as i64
-                    })
-                    .collect())
+            Sampling::Random { .. } if self.host_temperature(logits).is_some() => {
+                let u: Vec<f64> = (0..logits.size()[0] as usize).map(&mut uniform).collect();
+                Ok(self.draw_on_host(logits, &u, None))
             }
             Sampling::Random { .. } => {
                 let probs = self.distribution(logits).contiguous();
@@ -169,6 +155,55 @@ impl Sampling {
                 }
             }
         }
+    }
+}
+
+impl Sampling {
+    /// The temperature, when draws from `logits` can run on the host without libtorch:
+    /// f32 logits on the CPU and no top-k or top-p filter that removes anything.
+    fn host_temperature(&self, logits: &Tensor) -> Option<f32> {
+        match *self {
+            Sampling::Random { temperature, top_k, top_p }
+                if crate::host::viewable(logits)
+                    && logits.dim() == 2
+                    && top_k.is_none_or(|k| k >= logits.size()[1])
+                    && top_p.is_none_or(|p| p >= 1.0) =>
+            {
+                Some(temperature as f32)
+            }
+            _ => None,
+        }
+    }
+
+    /// Draws with temperature only, computed in Rust (a softmax's weights, then
+    /// [`draw`]), row b at uniform `u[b]`; rows split between `pool`'s threads when
+    /// given. No libtorch call: its thread pool would wake for every step's softmax.
+    /// Each row's draw depends only on its own logits and uniform.
+    fn draw_on_host(&self, logits: &Tensor, u: &[f64], pool: Option<&rayon::ThreadPool>) -> Vec<i64> {
+        let t = self.host_temperature(logits).expect("checked by the caller");
+        let v = logits.size()[1] as usize;
+        // SAFETY: `logits` is viewable (checked above) and only read here.
+        let flat = unsafe { crate::host::slice(logits) };
+        let rows = |flat: &[f32], u: &[f64], out: &mut [i64]| {
+            let mut weights = vec![0f32; v];
+            for ((row, &ub), o) in flat.chunks_exact(v).zip(u).zip(out.iter_mut()) {
+                crate::model::native::softmax_weights(row, t, &mut weights);
+                *o = draw(&weights, ub) as i64;
+            }
+        };
+        let mut out = vec![0i64; u.len()];
+        match pool {
+            Some(pool) if u.len() > 1 => {
+                let per = u.len().div_ceil(pool.current_num_threads());
+                pool.scope(|s| {
+                    for ((f, uu), o) in flat.chunks(per * v).zip(u.chunks(per)).zip(out.chunks_mut(per)) {
+                        s.spawn(move |_| rows(f, uu, o));
+                    }
+                });
+            }
+            _ => rows(flat, u, &mut out),
+        }
+        out
     }
 }
 
@@ -256,11 +291,13 @@ pub fn context_length(block: usize, n: usize) -> usize {
 /// forward passes' time shows up where the draw first waits for their result.
 #[derive(Debug, Clone, Copy, Default, serde::Serialize, serde::Deserialize, PartialEq)]
 pub struct SampleTimes {
-    /// Decoding forward passes (one new token per row).
+    /// Decoding forward passes (one new token per row; with the CPU's Rust step also
+    /// the rebuilds, which it runs inside the step).
     pub forward_seconds: f64,
     /// Next-token distributions and draws (temperature, filters, softmax, inverse CDF).
     pub draw_seconds: f64,
-    /// Cache rebuilds of rows that filled their context.
+    /// Cache rebuilds of rows that filled their context, when they run as their own
+    /// pass (libtorch's step); 0 with the Rust step.
     pub rebuild_seconds: f64,
     /// Everything else: row bookkeeping, scheduling, writing documents.
     pub host_seconds: f64,
@@ -447,6 +484,19 @@ impl<'m> Decoder<'m> {
         self.steps += 1;
         self.forward_seconds += t0.elapsed().as_secs_f64();
         logits
+    }
+
+    /// Draws one token per row of `logits` (from [`Decoder::logits`]), row b with its
+    /// own stream `rngs[b]`: [`Sampling::choose_rows`], with temperature-only draws split
+    /// between the Rust step's threads. The same tokens either way.
+    pub fn choose_rows(&self, logits: &Tensor, sampling: &Sampling, rngs: &mut [impl Rng]) -> Result<Vec<i64>> {
+        match &self.backend {
+            Backend::Native { pool: Some(pool), .. } if sampling.host_temperature(logits).is_some() && rngs.len() == self.rows.len() => {
+                let u: Vec<f64> = rngs.iter_mut().map(|r| r.gen::<f64>()).collect();
+                Ok(sampling.draw_on_host(logits, &u, Some(pool)))
+            }
+            _ => sampling.choose_rows(logits, rngs),
+        }
     }
 
     /// Feeds each row its chosen token; returns the documents that finished, with the
@@ -715,7 +765,7 @@ pub fn sample_corpus(
             }
             let logits = decoder.logits();
             let t_draw = Instant::now();
-            let chosen = req.sampling.choose_rows(&logits, &mut rngs)?;
+            let chosen = decoder.choose_rows(&logits, &req.sampling, &mut rngs)?;
             draw_seconds += t_draw.elapsed().as_secs_f64();
             let finished = decoder.advance(&chosen);
             if finished.is_empty() {

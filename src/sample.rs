@@ -650,6 +650,8 @@ struct Ledger {
     next: u64,
     /// Corpus tokens of every finished document, sorted (for expected lengths).
     finished_lengths: Vec<usize>,
+    /// Standard deviations of caution before starting a document ([`Ledger::should_start`]).
+    margin: f64,
 }
 
 impl Ledger {
@@ -664,9 +666,19 @@ impl Ledger {
     /// current one. Only speed depends on this guess: a document that turns out
     /// unneeded is discarded (decoded for nothing), and one that turns out needed is
     /// started later (the corpus waits for it).
+    ///
+    /// With a `margin` of z, the documents before it must be expected to fall short by
+    /// more than z standard deviations of their remaining lengths, each unfinished
+    /// document's remaining length counted with a standard deviation equal to its
+    /// expected value (as for lengths that end at random).
     fn should_start(&self, in_flight: &[usize]) -> bool {
-        let expected: f64 = in_flight.iter().map(|&l| self.expected_length(l, in_flight)).sum();
-        (self.written_tokens + self.waiting_tokens) as f64 + expected < self.target as f64
+        let (mut expected, mut variance) = (0.0, 0.0);
+        for &l in in_flight {
+            let e = self.expected_length(l, in_flight);
+            expected += e;
+            variance += (e - l as f64).powi(2);
+        }
+        (self.written_tokens + self.waiting_tokens) as f64 + expected + self.margin * variance.sqrt() < self.target as f64
     }
 
     /// Expected final length of a document that has `l` tokens so far: `l` plus the
@@ -731,6 +743,15 @@ pub fn sample_corpus(
         waiting_tokens: 0,
         next: 0,
         finished_lengths: Vec::new(),
+        margin: match Engine::for_device(device) {
+            // A row costs about its share of a step's arithmetic and a step has little
+            // fixed cost: a document started for nothing costs its tokens, one started
+            // late costs little. Measured at the default shape: 4 leaves about 2% of D
+            // decoded for nothing (0 left 24%) without lengthening the run in steps.
+            Engine::Native => 4.0,
+            // A step costs about the same at any batch: keep the batch full.
+            Engine::Libtorch => 0.0,
+        },
     };
     // Row b of the decoder writes document `docs[b]` with random stream `rngs[b]`.
     let mut decoder = Decoder::new(model, 0, eot, req.max_doc_tokens, device);

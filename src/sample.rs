@@ -94,10 +94,12 @@ impl Sampling {
                 }
                 if let Some(p) = top_p.filter(|&p| p < 1.0) {
                     let (sorted, order) = z.sort(-1, true);
-                    let probs = sorted.softmax(-1, Kind::Float);
+                    // In double precision, as the host draw sums it: a float32 running sum
+                    // over a large vocabulary drifts by more than the mass of a tail token.
+                    let probs = sorted.softmax(-1, Kind::Double);
                     // Mass strictly before each token; a token is kept while that is below p,
                     // so the kept set is the smallest prefix whose mass reaches p.
-                    let before = probs.cumsum(-1, Kind::Float) - &probs;
+                    let before = probs.cumsum(-1, Kind::Double) - &probs;
                     let drop_sorted = before.ge(p);
                     let drop = drop_sorted.zeros_like().scatter(-1, &order, &drop_sorted);
                     z = z.masked_fill(&drop, f64::NEG_INFINITY);
@@ -139,7 +141,7 @@ impl Sampling {
                 let u: Vec<f64> = (0..rows).map(&mut uniform).collect();
                 inverse_cdf(&self.distribution(logits), &u)
             }
-            Sampling::Random { .. } if self.host_temperature(logits).is_some() => {
+            Sampling::Random { .. } if self.host_filter(logits).is_some() => {
                 let u: Vec<f64> = (0..logits.size()[0] as usize).map(&mut uniform).collect();
                 Ok(self.draw_on_host(logits, &u, None))
             }
@@ -158,37 +160,46 @@ impl Sampling {
     }
 }
 
+/// Random sampling's settings as the host draw uses them: temperature, and the top-k
+/// and top-p filters where they remove anything.
+#[derive(Clone, Copy)]
+struct HostFilter {
+    temperature: f32,
+    top_k: Option<usize>,
+    top_p: Option<f64>,
+}
+
 impl Sampling {
-    /// The temperature, when draws from `logits` can run on the host without libtorch:
-    /// f32 logits on the CPU and no top-k or top-p filter that removes anything.
-    fn host_temperature(&self, logits: &Tensor) -> Option<f32> {
+    /// The settings, when draws from `logits` can run on the host without libtorch:
+    /// random sampling from f32 logits (B, V) on the CPU.
+    fn host_filter(&self, logits: &Tensor) -> Option<HostFilter> {
         match *self {
-            Sampling::Random { temperature, top_k, top_p }
-                if crate::host::viewable(logits)
-                    && logits.dim() == 2
-                    && top_k.is_none_or(|k| k >= logits.size()[1])
-                    && top_p.is_none_or(|p| p >= 1.0) =>
-            {
-                Some(temperature as f32)
+            Sampling::Random { temperature, top_k, top_p } if crate::host::viewable(logits) && logits.dim() == 2 => {
+                let v = logits.size()[1];
+                Some(HostFilter {
+                    temperature: temperature as f32,
+                    top_k: top_k.filter(|&k| k < v).map(|k| k as usize),
+                    top_p: top_p.filter(|&p| p < 1.0),
+                })
             }
             _ => None,
         }
     }
 
-    /// Draws with temperature only, computed in Rust (a softmax's weights, then
-    /// [`draw`]), row b at uniform `u[b]`; rows split between `pool`'s threads when
-    /// given. No libtorch call: its thread pool would wake for every step's softmax.
-    /// Each row's draw depends only on its own logits and uniform.
+    /// Draws computed in Rust ([`filtered_weights`], then [`draw`]), row b at uniform
+    /// `u[b]`; rows split between `pool`'s threads when given. No libtorch call: its
+    /// thread pool would wake for every step's softmax and sort. Each row's draw depends
+    /// only on its own logits and uniform.
     fn draw_on_host(&self, logits: &Tensor, u: &[f64], pool: Option<&rayon::ThreadPool>) -> Vec<i64> {
-        let t = self.host_temperature(logits).expect("checked by the caller");
+        let filter = self.host_filter(logits).expect("checked by the caller");
         let v = logits.size()[1] as usize;
         // SAFETY: `logits` is viewable (checked above) and only read here.
         let flat = unsafe { crate::host::slice(logits) };
         let rows = |flat: &[f32], u: &[f64], out: &mut [i64]| {
-            let mut weights = vec![0f32; v];
+            let mut scratch = Scratch { z: vec![0f32; v], order: Vec::with_capacity(v), weights: vec![0f32; v] };
             for ((row, &ub), o) in flat.chunks_exact(v).zip(u).zip(out.iter_mut()) {
-                crate::model::native::softmax_weights(row, t, &mut weights);
-                *o = draw(&weights, ub) as i64;
+                filtered_weights(row, filter, &mut scratch);
+                *o = draw(&scratch.weights, ub) as i64;
             }
         };
         let mut out = vec![0i64; u.len()];
@@ -204,6 +215,87 @@ impl Sampling {
             _ => rows(flat, u, &mut out),
         }
         out
+    }
+}
+
+/// Working memory of [`filtered_weights`], reused across rows.
+struct Scratch {
+    z: Vec<f32>,
+    order: Vec<u32>,
+    /// The result: unnormalised weights, 0 for filtered tokens.
+    weights: Vec<f32>,
+}
+
+/// One row's next-token weights, as [`Sampling::distribution`] defines them but
+/// unnormalised: `z = logits / temperature`; top-k keeps the tokens whose z is at
+/// least the k-th largest (ties kept); top-p keeps, in order of decreasing z (ties by
+/// token id), each token while the probability mass strictly before it (after top-k,
+/// summed in double precision) is below p; the weights are `e^(z − max z)` of the
+/// kept tokens. Top-p sorts only the tokens near the cut (see the code), not the row.
+fn filtered_weights(row: &[f32], f: HostFilter, s: &mut Scratch) {
+    let z = &mut s.z;
+    for (zi, &l) in z.iter_mut().zip(row) {
+        *zi = if f.temperature == 1.0 { l } else { l / f.temperature };
+    }
+    if let Some(k) = f.top_k {
+        s.weights.copy_from_slice(z);
+        let (_, kth, _) = s.weights.select_nth_unstable_by(k - 1, |a, b| b.total_cmp(a));
+        let kth = *kth;
+        for zi in z.iter_mut() {
+            if *zi < kth {
+                *zi = f32::NEG_INFINITY;
+            }
+        }
+    }
+    crate::model::native::softmax_weights(z, 1.0, &mut s.weights);
+    let Some(p) = f.top_p else { return };
+    let w = &mut s.weights;
+    let total: f64 = w.iter().map(|&x| x as f64).sum();
+    // Tokens in buckets of z, highest bucket first: whole buckets whose mass keeps the
+    // running mass below p are kept, buckets after the one where it reaches p are
+    // dropped, and only that bucket is sorted (by decreasing z, ties by token id).
+    let (mut lo, mut hi) = (f32::INFINITY, f32::NEG_INFINITY);
+    for (&zi, &wi) in z.iter().zip(w.iter()) {
+        if wi > 0.0 {
+            lo = lo.min(zi);
+            hi = hi.max(zi);
+        }
+    }
+    const BUCKETS: usize = 256;
+    let scale = if hi > lo { (BUCKETS as f32 - 1.0) / (hi - lo) } else { 0.0 };
+    let bucket = |zi: f32| (((zi - lo) * scale) as usize).min(BUCKETS - 1);
+    let mut mass = [0f64; BUCKETS];
+    for (&zi, &wi) in z.iter().zip(w.iter()) {
+        if wi > 0.0 {
+            mass[bucket(zi)] += wi as f64 / total;
+        }
+    }
+    let mut before = 0.0;
+    let mut cut_bucket = 0;
+    for b in (0..BUCKETS).rev() {
+        if before + mass[b] >= p || b == 0 {
+            cut_bucket = b;
+            break;
+        }
+        before += mass[b];
+    }
+    s.order.clear();
+    for (i, (&zi, wi)) in z.iter().zip(w.iter_mut()).enumerate() {
+        if *wi > 0.0 {
+            match bucket(zi).cmp(&cut_bucket) {
+                std::cmp::Ordering::Less => *wi = 0.0,
+                std::cmp::Ordering::Equal => s.order.push(i as u32),
+                std::cmp::Ordering::Greater => {}
+            }
+        }
+    }
+    s.order.sort_unstable_by(|&a, &b| z[b as usize].total_cmp(&z[a as usize]).then(a.cmp(&b)));
+    for &t in &s.order {
+        if before >= p {
+            w[t as usize] = 0.0;
+        } else {
+            before += w[t as usize] as f64 / total;
+        }
     }
 }
 
@@ -491,7 +583,7 @@ impl<'m> Decoder<'m> {
     /// between the Rust step's threads. The same tokens either way.
     pub fn choose_rows(&self, logits: &Tensor, sampling: &Sampling, rngs: &mut [impl Rng]) -> Result<Vec<i64>> {
         match &self.backend {
-            Backend::Native { pool: Some(pool), .. } if sampling.host_temperature(logits).is_some() && rngs.len() == self.rows.len() => {
+            Backend::Native { pool: Some(pool), .. } if sampling.host_filter(logits).is_some() && rngs.len() == self.rows.len() => {
                 let u: Vec<f64> = rngs.iter_mut().map(|r| r.gen::<f64>()).collect();
                 Ok(sampling.draw_on_host(logits, &u, Some(pool)))
             }
@@ -876,4 +968,62 @@ pub fn sample_uncached(model: &Model, eot: u32, device: Device, sampling: Sampli
         Ok(())
     })?;
     Ok(batch * steps)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The kept set of top-k then top-p, by a full sort in double precision.
+    fn kept_by_sorting(row: &[f32], t: f32, top_k: Option<usize>, top_p: Option<f64>) -> Vec<bool> {
+        let z: Vec<f64> = row.iter().map(|&l| (l / t) as f64).collect();
+        let mut order: Vec<usize> = (0..z.len()).collect();
+        order.sort_by(|&a, &b| z[b].total_cmp(&z[a]).then(a.cmp(&b)));
+        let mut keep = vec![true; z.len()];
+        if let Some(k) = top_k {
+            let kth = z[order[k - 1]];
+            for (i, &zi) in z.iter().enumerate() {
+                keep[i] = zi >= kth;
+            }
+        }
+        if let Some(p) = top_p {
+            let m = z.iter().cloned().fold(f64::MIN, f64::max);
+            let w: Vec<f64> = z.iter().zip(&keep).map(|(&zi, &k)| if k { (zi - m).exp() } else { 0.0 }).collect();
+            let total: f64 = w.iter().sum();
+            let mut before = 0.0;
+            for &i in &order {
+                if keep[i] && before >= p {
+                    keep[i] = false;
+                } else if keep[i] {
+                    before += w[i] / total;
+                }
+            }
+        }
+        keep
+    }
+
+    /// The host filters keep exactly the tokens a full sort keeps: peaked and flat rows,
+    /// rows with many tied logits (one bucket holds them all) and every filter setting.
+    #[test]
+    fn host_filters_keep_what_a_full_sort_keeps() {
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let v = 3000;
+        let mut rows: Vec<Vec<f32>> = Vec::new();
+        for spread in [0.01f32, 1.0, 4.0, 12.0] {
+            rows.push((0..v).map(|_| spread * rng.gen::<f32>()).collect());
+        }
+        rows.push((0..v).map(|i| (i % 7) as f32).collect()); // ties everywhere
+        rows.push((0..v).map(|i| if i == 17 { 30.0 } else { 0.0 }).collect()); // one token holds nearly all mass
+        for row in &rows {
+            for (t, k, p) in [(1.0, None, Some(0.9)), (0.7, Some(500), Some(0.5)), (1.5, Some(40), None), (1.0, None, Some(0.999)), (1.0, Some(1), Some(0.3))] {
+                let f = HostFilter { temperature: t, top_k: k, top_p: p };
+                let mut s = Scratch { z: vec![0.0; v], order: Vec::new(), weights: vec![0.0; v] };
+                filtered_weights(row, f, &mut s);
+                let want = kept_by_sorting(row, t, k, p);
+                let got: Vec<bool> = s.weights.iter().map(|&w| w > 0.0).collect();
+                let differ = got.iter().zip(&want).filter(|(a, b)| a != b).count();
+                assert_eq!(differ, 0, "T={t} k={k:?} p={p:?}: {differ} tokens kept differently");
+            }
+        }
+    }
 }

@@ -135,6 +135,13 @@ impl Sampling {
     /// probabilities.
     fn pick(&self, logits: &Tensor, mut uniform: impl FnMut(usize) -> f64) -> Result<Vec<i64>> {
         match self {
+            Sampling::Greedy if crate::host::viewable(logits) && logits.dim() == 2 => {
+                // SAFETY: `logits` is viewable and only read here.
+                let flat = unsafe { crate::host::slice(logits) };
+                let v = logits.size()[1] as usize;
+                // The first largest, as libtorch's argmax.
+                Ok(flat.chunks_exact(v).map(|row| row.iter().enumerate().fold(0, |best, (i, &x)| if x > row[best] { i } else { best }) as i64).collect())
+            }
             Sampling::Greedy => Ok(Vec::<i64>::try_from(logits.argmax(-1, false).to_device(Device::Cpu))?),
             Sampling::Random { .. } if logits.device() != Device::Cpu => {
                 let rows = logits.size()[0] as usize;

@@ -192,10 +192,11 @@ fn empirical_frequencies_match_the_intended_distribution() {
 
 #[test]
 fn greedy_takes_the_argmax_and_distribution_sums_to_one() {
-    let logits = Tensor::from_slice(&[0.1f32, 3.0, -2.0, 2.9, 0.0, 5.0, 1.0, 4.9]).view([2, 4]).to_device(device());
+    // The last row ties: the first largest wins, as libtorch's argmax.
+    let logits = Tensor::from_slice(&[0.1f32, 3.0, -2.0, 2.9, 0.0, 5.0, 1.0, 4.9, 1.0, 7.0, 7.0, -1.0]).view([3, 4]).to_device(device());
     let greedy = Sampling::new(0.0, Some(3), Some(0.5)).unwrap();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
-    assert_eq!(greedy.choose(&logits, &mut rng).unwrap(), vec![1, 1]);
+    assert_eq!(greedy.choose(&logits, &mut rng).unwrap(), vec![1, 1, 1]);
     let dist = Sampling::new(1.3, Some(3), Some(0.9)).unwrap().distribution(&logits);
     for s in Vec::<f64>::try_from(dist.sum_dim_intlist(1, false, Kind::Double)).unwrap() {
         assert!((s - 1.0).abs() < 1e-5);

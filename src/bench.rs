@@ -82,7 +82,7 @@ pub struct TrainBench {
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct PlainSampleBench {
     /// The decoding step: `rust` (the CPU's) or `libtorch`.
-    pub engine: String,
+    pub engine: Engine,
     pub tokens_per_second: f64,
     /// Milliseconds per decoding step, by part.
     pub forward_ms: f64,
@@ -95,7 +95,7 @@ pub struct PlainSampleBench {
 pub struct LoopSampleBench {
     /// The decoding step: `rust` (rebuilds run inside it, so their time is part of
     /// `time.forward_seconds`) or `libtorch` (rebuilds timed on their own).
-    pub engine: String,
+    pub engine: Engine,
     pub tokens_per_second: f64,
     pub tokens: usize,
     pub documents: usize,
@@ -277,7 +277,7 @@ fn bench_sample(cfg: &Config, device: Device, steps: usize, engine: Engine) -> R
     let total = t0.elapsed().as_secs_f64();
     let ms = |s: f64| 1000.0 * s / steps as f64;
     Ok(PlainSampleBench {
-        engine: engine_name(engine).into(),
+        engine,
         tokens_per_second: (batch * steps) as f64 / total,
         forward_ms: ms(decoder.forward_seconds),
         draw_ms: ms(draw),
@@ -300,10 +300,9 @@ fn bench_sample_loop(cfg: &Config, device: Device, tokens: usize) -> Result<Loop
         progress: false,
     };
     let stats = sample_corpus(&model, 0, device, &req, |_| Ok(()))?;
-    let keep = (cfg.model.block_size as usize / 2).max(1);
     Ok(LoopSampleBench {
-        engine: engine_name(Engine::for_device(device)).into(),
-        rebuild_tokens: stats.reencodes * (keep - 1),
+        engine: Engine::for_device(device),
+        rebuild_tokens: stats.reencodes * (crate::sample::rebuild_keep(cfg.model.block_size as usize) - 1),
         tokens_per_second: stats.tokens_per_second,
         tokens: stats.tokens,
         documents: stats.documents,
@@ -315,13 +314,6 @@ fn bench_sample_loop(cfg: &Config, device: Device, tokens: usize) -> Result<Loop
         seconds: stats.seconds,
         time: stats.time,
     })
-}
-
-fn engine_name(engine: Engine) -> &'static str {
-    match engine {
-        Engine::Native => "rust",
-        Engine::Libtorch => "libtorch",
-    }
 }
 
 /// Length cap of the in-loop measurement when the config sets none (the loop takes four
@@ -578,7 +570,7 @@ pub fn format_report(r: &BenchReport) -> String {
             share(t.forward_seconds),
             t.draw_seconds,
             share(t.draw_seconds),
-            if l.engine == "rust" {
+            if l.engine == Engine::Native {
                 "inside the forward steps".to_string()
             } else {
                 format!("{:.1} s ({:.0}%)", t.rebuild_seconds, share(t.rebuild_seconds))

@@ -134,6 +134,10 @@ impl Sampling {
     /// ([`inverse_cdf`]) and only the chosen indices come back, never the (B, V)
     /// probabilities.
     fn pick(&self, logits: &Tensor, mut uniform: impl FnMut(usize) -> f64) -> Result<Vec<i64>> {
+        if let Some(filter) = self.host_filter(logits) {
+            let u: Vec<f64> = (0..logits.size()[0] as usize).map(&mut uniform).collect();
+            return Ok(draw_on_host(filter, logits, &u, None));
+        }
         match self {
             Sampling::Greedy if crate::host::viewable(logits) && logits.dim() == 2 => {
                 // SAFETY: `logits` is viewable and only read here.
@@ -147,10 +151,6 @@ impl Sampling {
                 let rows = logits.size()[0] as usize;
                 let u: Vec<f64> = (0..rows).map(&mut uniform).collect();
                 inverse_cdf(&self.distribution(logits), &u)
-            }
-            Sampling::Random { .. } if self.host_filter(logits).is_some() => {
-                let u: Vec<f64> = (0..logits.size()[0] as usize).map(&mut uniform).collect();
-                Ok(self.draw_on_host(logits, &u, None))
             }
             Sampling::Random { .. } => {
                 let probs = self.distribution(logits).contiguous();
@@ -193,36 +193,36 @@ impl Sampling {
         }
     }
 
-    /// Draws computed in Rust ([`filtered_weights`], then [`draw`]), row b at uniform
-    /// `u[b]`; rows split between `pool`'s threads when given. No libtorch call: its
-    /// thread pool would wake for every step's softmax and sort. Each row's draw depends
-    /// only on its own logits and uniform.
-    fn draw_on_host(&self, logits: &Tensor, u: &[f64], pool: Option<&rayon::ThreadPool>) -> Vec<i64> {
-        let filter = self.host_filter(logits).expect("checked by the caller");
-        let v = logits.size()[1] as usize;
-        // SAFETY: `logits` is viewable (checked above) and only read here.
-        let flat = unsafe { crate::host::slice(logits) };
-        let rows = |flat: &[f32], u: &[f64], out: &mut [i64]| {
-            let mut scratch = Scratch { z: vec![0f32; v], order: Vec::with_capacity(v), weights: vec![0f32; v] };
-            for ((row, &ub), o) in flat.chunks_exact(v).zip(u).zip(out.iter_mut()) {
-                filtered_weights(row, filter, &mut scratch);
-                *o = draw(&scratch.weights, ub) as i64;
-            }
-        };
-        let mut out = vec![0i64; u.len()];
-        match pool {
-            Some(pool) if u.len() > 1 => {
-                let per = u.len().div_ceil(pool.current_num_threads());
-                pool.scope(|s| {
-                    for ((f, uu), o) in flat.chunks(per * v).zip(u.chunks(per)).zip(out.chunks_mut(per)) {
-                        s.spawn(move |_| rows(f, uu, o));
-                    }
-                });
-            }
-            _ => rows(flat, u, &mut out),
+}
+
+/// Draws computed in Rust ([`filtered_weights`], then [`draw`]) from `logits`, which
+/// [`Sampling::host_filter`] accepted, row b at uniform `u[b]`; rows split between
+/// `pool`'s threads when given. No libtorch call: its thread pool would wake for every
+/// step's softmax and sort. Each row's draw depends only on its own logits and uniform.
+fn draw_on_host(filter: HostFilter, logits: &Tensor, u: &[f64], pool: Option<&rayon::ThreadPool>) -> Vec<i64> {
+    let v = logits.size()[1] as usize;
+    // SAFETY: `host_filter` accepted `logits`, so it is viewable; it is only read here.
+    let flat = unsafe { crate::host::slice(logits) };
+    let rows = |flat: &[f32], u: &[f64], out: &mut [i64]| {
+        let mut scratch = Scratch { z: vec![0f32; v], order: Vec::with_capacity(v), weights: vec![0f32; v] };
+        for ((row, &ub), o) in flat.chunks_exact(v).zip(u).zip(out.iter_mut()) {
+            filtered_weights(row, filter, &mut scratch);
+            *o = draw(&scratch.weights, ub) as i64;
         }
-        out
+    };
+    let mut out = vec![0i64; u.len()];
+    match pool {
+        Some(pool) if u.len() > 1 => {
+            let per = u.len().div_ceil(pool.current_num_threads());
+            pool.scope(|s| {
+                for ((f, uu), o) in flat.chunks(per * v).zip(u.chunks(per)).zip(out.chunks_mut(per)) {
+                    s.spawn(move |_| rows(f, uu, o));
+                }
+            });
+        }
+        _ => rows(flat, u, &mut out),
     }
+    out
 }
 
 /// Working memory of [`filtered_weights`], reused across rows.
@@ -254,7 +254,7 @@ fn filtered_weights(row: &[f32], f: HostFilter, s: &mut Scratch) {
             }
         }
     }
-    crate::model::native::softmax_weights(z, 1.0, &mut s.weights);
+    crate::model::native::softmax_weights(z, &mut s.weights);
     let Some(p) = f.top_p else { return };
     let w = &mut s.weights;
     let total: f64 = w.iter().map(|&x| x as f64).sum();
@@ -378,12 +378,18 @@ fn sum_f64(values: &[f32]) -> f64 {
 /// (`<|endoftext|>` plus `n - 1` generated ones), for a model of context `block`.
 /// See the module documentation.
 pub fn context_length(block: usize, n: usize) -> usize {
-    let keep = (block / 2).max(1);
+    let keep = rebuild_keep(block);
     if n <= block {
         n
     } else {
         keep + (n - block - 1) % (block - keep + 1)
     }
+}
+
+/// Tokens a rebuild keeps for a context of `block`: half of it (see the module
+/// documentation); all but the newest are re-encoded.
+pub fn rebuild_keep(block: usize) -> usize {
+    (block / 2).max(1)
 }
 
 /// Seconds a sampler spent, by part. On a GPU the kernels run asynchronously, so the
@@ -423,13 +429,30 @@ impl Row {
 
 /// How the decoding step is computed. Both compute the model's logits; they differ in
 /// speed and in the order of floating-point additions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Engine {
     /// libtorch operators (any device); a rebuild is its own batched pass.
+    #[default]
     Libtorch,
     /// The step written in Rust ([`crate::model::native`]), CPU only; a rebuild is fed
     /// with the row's next token in the same step.
     Native,
+}
+
+impl std::fmt::Display for Engine {
+    /// How reports name it: `libtorch` or `rust`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Engine::Libtorch => "libtorch",
+            Engine::Native => "rust",
+        })
+    }
+}
+
+impl serde::Serialize for Engine {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
 }
 
 impl Engine {
@@ -586,13 +609,13 @@ impl<'m> Decoder<'m> {
     }
 
     /// Draws one token per row of `logits` (from [`Decoder::logits`]), row b with its
-    /// own stream `rngs[b]`: [`Sampling::choose_rows`], with temperature-only draws split
-    /// between the Rust step's threads. The same tokens either way.
+    /// own stream `rngs[b]`: [`Sampling::choose_rows`], with the draws it makes in Rust
+    /// split between the Rust step's threads. The same tokens either way.
     pub fn choose_rows(&self, logits: &Tensor, sampling: &Sampling, rngs: &mut [impl Rng]) -> Result<Vec<i64>> {
-        match &self.backend {
-            Backend::Native { pool: Some(pool), .. } if sampling.host_filter(logits).is_some() && rngs.len() == self.rows.len() => {
+        match (&self.backend, sampling.host_filter(logits)) {
+            (Backend::Native { pool: Some(pool), .. }, Some(filter)) if rngs.len() == self.rows.len() => {
                 let u: Vec<f64> = rngs.iter_mut().map(|r| r.gen::<f64>()).collect();
-                Ok(sampling.draw_on_host(logits, &u, Some(pool)))
+                Ok(draw_on_host(filter, logits, &u, Some(pool)))
             }
             _ => sampling.choose_rows(logits, rngs),
         }
@@ -637,17 +660,16 @@ impl<'m> Decoder<'m> {
                 cache.reshape_rows(&Tensor::from_slice(&index).to_device(self.device), extra as i64);
             }
             Backend::Native { model, caches, spare, .. } => {
-                let mut old: Vec<Option<Box<[f32]>>> = std::mem::take(caches).into_iter().map(Some).collect();
-                *caches = keep.iter().map(|&b| old[b].take().expect("each row is kept at most once")).collect();
-                spare.extend(old.into_iter().flatten());
+                let retired;
+                (*caches, retired) = keep_in_order(std::mem::take(caches), keep);
+                spare.extend(retired);
                 for _ in 0..extra {
                     let fresh = spare.pop().unwrap_or_else(|| vec![0f32; model.cache_len()].into_boxed_slice());
                     caches.push(fresh);
                 }
             }
         }
-        let mut old: Vec<Option<Row>> = std::mem::take(&mut self.rows).into_iter().map(Some).collect();
-        self.rows = keep.iter().map(|&b| old[b].take().expect("each row is kept at most once")).collect();
+        self.rows = keep_in_order(std::mem::take(&mut self.rows), keep).0;
         self.rows.extend((0..extra).map(|_| Row::fresh(self.eot)));
     }
 
@@ -657,7 +679,7 @@ impl<'m> Decoder<'m> {
     /// next step as usual.
     fn rebuild(&mut self, rows: &[usize]) {
         let t0 = Instant::now();
-        let keep = (self.capacity / 2).max(1) as usize;
+        let keep = rebuild_keep(self.capacity as usize);
         if let Backend::Native { .. } = self.backend {
             // The Rust step feeds the kept tokens with the next one (see `Row::prefix`).
             for &b in rows {
@@ -686,6 +708,14 @@ impl<'m> Decoder<'m> {
         }
         self.rebuild_seconds += t0.elapsed().as_secs_f64();
     }
+}
+
+/// `items[keep[0]], items[keep[1]], …` (each index at most once), and the items not
+/// kept.
+fn keep_in_order<T>(items: Vec<T>, keep: &[usize]) -> (Vec<T>, Vec<T>) {
+    let mut old: Vec<Option<T>> = items.into_iter().map(Some).collect();
+    let kept = keep.iter().map(|&b| old[b].take().expect("each row is kept at most once")).collect();
+    (kept, old.into_iter().flatten().collect())
 }
 
 /// Settings of one corpus.
@@ -932,8 +962,7 @@ pub fn sample_corpus(
                 let keep: Vec<usize> = (0..decoder.batch()).filter(|b| !retire.contains(b)).collect();
                 decoder.reshape(&keep, 0);
                 docs = keep.iter().map(|&b| docs[b]).collect();
-                let mut old: Vec<Option<ChaCha8Rng>> = std::mem::take(&mut rngs).into_iter().map(Some).collect();
-                rngs = keep.iter().map(|&b| old[b].take().expect("kept once")).collect();
+                rngs = keep_in_order(std::mem::take(&mut rngs), &keep).0;
             }
         }
     })?;

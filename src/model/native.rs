@@ -628,36 +628,29 @@ impl NativeModel {
     }
 }
 
-/// Unnormalised next-token weights of one row at `temperature`: `e^(z − max z)` with
-/// `z = logits / temperature` (a softmax without its division; the draw normalises).
-pub fn softmax_weights(logits: &[f32], temperature: f32, out: &mut [f32]) {
+/// Unnormalised softmax weights of one row: `out = e^(z − max z)` (a softmax without
+/// its division; the draw normalises).
+pub fn softmax_weights(z: &[f32], out: &mut [f32]) {
     #[inline(always)]
-    fn body(logits: &[f32], temperature: f32, out: &mut [f32]) {
-        if temperature == 1.0 {
-            out.copy_from_slice(logits);
-        } else {
-            for (o, &l) in out.iter_mut().zip(logits) {
-                *o = l / temperature;
-            }
-        }
-        let m = max(out);
-        for o in out.iter_mut() {
-            *o -= m;
+    fn body(z: &[f32], out: &mut [f32]) {
+        let m = max(z);
+        for (o, &zi) in out.iter_mut().zip(z) {
+            *o = zi - m;
         }
         exp_in_place(out);
     }
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn body_avx2(logits: &[f32], temperature: f32, out: &mut [f32]) {
-        body(logits, temperature, out)
+    unsafe fn body_avx2(z: &[f32], out: &mut [f32]) {
+        body(z, out)
     }
-    assert_eq!(logits.len(), out.len());
+    assert_eq!(z.len(), out.len());
     #[cfg(target_arch = "x86_64")]
     if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
         // SAFETY: the CPU has the features the function is compiled for.
-        return unsafe { body_avx2(logits, temperature, out) };
+        return unsafe { body_avx2(z, out) };
     }
-    body(logits, temperature, out)
+    body(z, out)
 }
 
 /// Rotates pairs (i, i + hs/2) of one head: `x·cos + rotate_half(x)·sin`.

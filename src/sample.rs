@@ -143,8 +143,7 @@ impl Sampling {
                 // SAFETY: `logits` is viewable and only read here.
                 let flat = unsafe { crate::host::slice(logits) };
                 let v = logits.size()[1] as usize;
-                // The first largest, as libtorch's argmax.
-                Ok(flat.chunks_exact(v).map(|row| row.iter().enumerate().fold(0, |best, (i, &x)| if x > row[best] { i } else { best }) as i64).collect())
+                Ok(flat.chunks_exact(v).map(|row| argmax(row) as i64).collect())
             }
             Sampling::Greedy => Ok(Vec::<i64>::try_from(logits.argmax(-1, false).to_device(Device::Cpu))?),
             Sampling::Random { .. } if logits.device() != Device::Cpu => {
@@ -180,19 +179,52 @@ impl Sampling {
     /// The settings, when draws from `logits` can run on the host without libtorch:
     /// random sampling from f32 logits (B, V) on the CPU.
     fn host_filter(&self, logits: &Tensor) -> Option<HostFilter> {
-        match *self {
-            Sampling::Random { temperature, top_k, top_p } if crate::host::viewable(logits) && logits.dim() == 2 => {
-                let v = logits.size()[1];
-                Some(HostFilter {
-                    temperature: temperature as f32,
-                    top_k: top_k.filter(|&k| k < v).map(|k| k as usize),
-                    top_p: top_p.filter(|&p| p < 1.0),
-                })
-            }
+        match self.host_draw(logits.size().last().copied().unwrap_or(0) as usize) {
+            HostDraw::Random(f) if crate::host::viewable(logits) && logits.dim() == 2 => Some(f),
             _ => None,
         }
     }
 
+    /// How a row of `v` f32 logits is drawn from in Rust.
+    fn host_draw(&self, v: usize) -> HostDraw {
+        match *self {
+            Sampling::Greedy => HostDraw::Greedy,
+            Sampling::Random { temperature, top_k, top_p } => HostDraw::Random(HostFilter {
+                temperature: temperature as f32,
+                top_k: top_k.filter(|&k| (k as usize) < v).map(|k| k as usize),
+                top_p: top_p.filter(|&p| p < 1.0),
+            }),
+        }
+    }
+}
+
+/// A draw computed in Rust from one row of logits.
+#[derive(Clone, Copy)]
+enum HostDraw {
+    /// The first largest logit, as libtorch's argmax; no uniform is read.
+    Greedy,
+    /// One uniform from the row's stream, then [`filtered_weights`] and [`draw`].
+    Random(HostFilter),
+}
+
+impl HostDraw {
+    /// The token row `row` of logits gives, reading from the row's own stream `rng`
+    /// exactly what [`Sampling::choose_rows`] reads for it.
+    fn choose(self, row: &[f32], rng: &mut impl Rng, scratch: &mut Scratch) -> i64 {
+        match self {
+            HostDraw::Greedy => argmax(row) as i64,
+            HostDraw::Random(f) => {
+                let u = rng.gen::<f64>();
+                filtered_weights(row, f, scratch);
+                draw(&scratch.weights, u) as i64
+            }
+        }
+    }
+}
+
+/// Index of the first largest value, as libtorch's argmax.
+fn argmax(row: &[f32]) -> usize {
+    row.iter().enumerate().fold(0, |best, (i, &x)| if x > row[best] { i } else { best })
 }
 
 /// Draws computed in Rust ([`filtered_weights`], then [`draw`]) from `logits`, which
@@ -204,7 +236,7 @@ fn draw_on_host(filter: HostFilter, logits: &Tensor, u: &[f64], pool: Option<&ra
     // SAFETY: `host_filter` accepted `logits`, so it is viewable; it is only read here.
     let flat = unsafe { crate::host::slice(logits) };
     let rows = |flat: &[f32], u: &[f64], out: &mut [i64]| {
-        let mut scratch = Scratch { z: vec![0f32; v], order: Vec::with_capacity(v), weights: vec![0f32; v] };
+        let mut scratch = Scratch::new(v);
         for ((row, &ub), o) in flat.chunks_exact(v).zip(u).zip(out.iter_mut()) {
             filtered_weights(row, filter, &mut scratch);
             *o = draw(&scratch.weights, ub) as i64;
@@ -231,6 +263,12 @@ struct Scratch {
     order: Vec<u32>,
     /// The result: unnormalised weights, 0 for filtered tokens.
     weights: Vec<f32>,
+}
+
+impl Scratch {
+    fn new(v: usize) -> Self {
+        Scratch { z: vec![0f32; v], order: Vec::with_capacity(v), weights: vec![0f32; v] }
+    }
 }
 
 /// One row's next-token weights, as [`Sampling::distribution`] defines them but
@@ -425,6 +463,47 @@ impl Row {
     fn fresh(eot: u32) -> Self {
         Self { doc: Vec::new(), pending: eot as i64, position: 0, prefix: Vec::new() }
     }
+
+    /// The tokens the row is conditioned on at its next step: the last
+    /// [`context_length`] of `<|endoftext|>` + its document.
+    fn context(&self, eot: u32, block: usize) -> Vec<i64> {
+        let n = 1 + self.doc.len();
+        let len = context_length(block, n);
+        std::iter::once(eot as i64).chain(self.doc.iter().map(|&t| t as i64)).skip(n - len).collect()
+    }
+
+    /// Feeds the chosen token: at `<|endoftext|>` or the length cap the document ends
+    /// and is returned, and the row starts a fresh one; otherwise the token is the one
+    /// fed next, one position on.
+    fn push(&mut self, tok: u32, eot: u32, max_doc_tokens: usize) -> Option<Document> {
+        let ended = tok == eot;
+        if !ended {
+            self.doc.push(tok);
+        }
+        if ended || self.doc.len() >= max_doc_tokens {
+            let doc = std::mem::take(&mut self.doc);
+            *self = Row::fresh(eot);
+            return Some(Document { tokens: doc, truncated: !ended });
+        }
+        self.pending = tok as i64;
+        self.position += 1;
+        None
+    }
+
+    /// With the Rust step, a row whose cache is full (position `block`) is rebuilt by
+    /// feeding its kept tokens with the next one ([`Row::prefix`]). Returns whether
+    /// it was.
+    fn fold_rebuild(&mut self, eot: u32, block: usize) -> bool {
+        if self.position as usize != block {
+            return false;
+        }
+        let keep = rebuild_keep(block);
+        let ctx = self.context(eot, block);
+        debug_assert_eq!(ctx.len(), keep);
+        self.prefix = ctx[..keep - 1].to_vec();
+        self.position = keep as i64 - 1;
+        true
+    }
 }
 
 /// How the decoding step is computed. Both compute the model's logits; they differ in
@@ -511,6 +590,9 @@ pub struct Decoder<'m> {
     /// Seconds in forward passes and in rebuilds so far.
     pub forward_seconds: f64,
     pub rebuild_seconds: f64,
+    /// Seconds of draws made inside [`Decoder::decode_block`] (the per-step calls'
+    /// draws are timed by their caller).
+    pub draw_seconds: f64,
 }
 
 impl<'m> Decoder<'m> {
@@ -548,6 +630,7 @@ impl<'m> Decoder<'m> {
             steps: 0,
             forward_seconds: 0.0,
             rebuild_seconds: 0.0,
+            draw_seconds: 0.0,
         }
     }
 
@@ -565,10 +648,7 @@ impl<'m> Decoder<'m> {
     /// [`context_length`] of `<|endoftext|>` + its document (the uncached reference runs
     /// the model on exactly these).
     pub fn context(&self, b: usize) -> Vec<i64> {
-        let r = &self.rows[b];
-        let n = 1 + r.doc.len();
-        let len = context_length(self.capacity as usize, n);
-        std::iter::once(self.eot as i64).chain(r.doc.iter().map(|&t| t as i64)).skip(n - len).collect()
+        self.rows[b].context(self.eot, self.capacity as usize)
     }
 
     /// Logits for every row's next token: (B, V).
@@ -621,26 +701,80 @@ impl<'m> Decoder<'m> {
         }
     }
 
+    /// Up to `steps` decoding steps of every row with the Rust step, each thread
+    /// stepping and drawing its own rows without meeting the others in between. A
+    /// thread takes its rows [`BLOCK_GROUP`] at a time through all the steps, so their
+    /// caches stay in the processor's caches from one step to the next (a whole batch's
+    /// do not: 64 rows of the default shape hold 25 MB); a step that goes through every
+    /// row reads them all from memory. Row b reads from `rngs[b]` exactly what
+    /// [`Decoder::choose_rows`] reads for it, and a row's logits do not depend on the
+    /// other rows, so the tokens are those of `steps` rounds of `logits`, `choose_rows`
+    /// and `advance`, whatever the grouping.
+    ///
+    /// A row whose document ends is fresh and, unless `restart`, waits for the end of
+    /// the block (the caller gives it its next document's stream, or retires it); with
+    /// `restart` it starts its next document at once with the same stream. Returns the
+    /// finished documents with their rows, or `None` with libtorch's step (then use the
+    /// per-step calls).
+    pub fn decode_block<R: Rng + Send>(
+        &mut self,
+        sampling: &Sampling,
+        rngs: &mut [R],
+        steps: usize,
+        restart: bool,
+    ) -> Result<Option<Vec<(usize, Document)>>> {
+        let Backend::Native { model, caches, pool, .. } = &mut self.backend else { return Ok(None) };
+        if rngs.len() != self.rows.len() {
+            bail!("{} rows but {} random streams", self.rows.len(), rngs.len());
+        }
+        let t0 = Instant::now();
+        let block = Block {
+            model,
+            how: sampling.host_draw(model.vocab()),
+            steps,
+            restart,
+            eot: self.eot,
+            max_doc_tokens: self.max_doc_tokens,
+            capacity: self.capacity as usize,
+        };
+        let n = self.rows.len();
+        let threads = pool.as_ref().map_or(1, |p| p.current_num_threads()).min(n).max(1);
+        let per = n.div_ceil(threads).max(1);
+        let mut outcomes: Vec<BlockOutcome> = Vec::new();
+        match pool {
+            Some(pool) if threads > 1 => {
+                let parts: Vec<_> = self.rows.chunks_mut(per).zip(caches.chunks_mut(per)).zip(rngs.chunks_mut(per)).collect();
+                outcomes.resize_with(parts.len(), BlockOutcome::default);
+                let block = &block;
+                pool.scope(|s| {
+                    for (t, (((rows, caches), rngs), out)) in parts.into_iter().zip(outcomes.iter_mut()).enumerate() {
+                        s.spawn(move |_| *out = block.run(rows, caches, rngs, t * per));
+                    }
+                });
+            }
+            _ => outcomes.push(block.run(&mut self.rows, caches, rngs, 0)),
+        }
+        // Wall time split between forward passes and draws as the threads spent theirs.
+        let wall = t0.elapsed().as_secs_f64();
+        let forward: f64 = outcomes.iter().map(|o| o.forward_seconds).sum();
+        let draw: f64 = outcomes.iter().map(|o| o.draw_seconds).sum();
+        let share = if forward + draw > 0.0 { forward / (forward + draw) } else { 1.0 };
+        self.forward_seconds += wall * share;
+        self.draw_seconds += wall * (1.0 - share);
+        self.steps += outcomes.iter().map(|o| o.steps).max().unwrap_or(0);
+        self.reencodes += outcomes.iter().map(|o| o.reencodes).sum::<usize>();
+        Ok(Some(outcomes.into_iter().flat_map(|o| o.finished).collect()))
+    }
+
     /// Feeds each row its chosen token; returns the documents that finished, with the
     /// row each came from (that row starts a new document at the next step).
     pub fn advance(&mut self, chosen: &[i64]) -> Vec<(usize, Document)> {
         let mut finished = Vec::new();
         let capacity = self.capacity;
-        for b in 0..self.rows.len() {
-            let tok = chosen[b] as u32;
-            let row = &mut self.rows[b];
-            let ended = tok == self.eot;
-            if !ended {
-                row.doc.push(tok);
+        for (b, row) in self.rows.iter_mut().enumerate() {
+            if let Some(doc) = row.push(chosen[b] as u32, self.eot, self.max_doc_tokens) {
+                finished.push((b, doc));
             }
-            if ended || row.doc.len() >= self.max_doc_tokens {
-                let doc = std::mem::take(&mut row.doc);
-                finished.push((b, Document { tokens: doc, truncated: !ended }));
-                *row = Row::fresh(self.eot);
-                continue;
-            }
-            row.pending = tok as i64;
-            row.position += 1;
         }
         // Only rows whose own cache is full are rebuilt, so a row's context never
         // depends on the other rows. Full rows share one batched pass.
@@ -683,10 +817,7 @@ impl<'m> Decoder<'m> {
         if let Backend::Native { .. } = self.backend {
             // The Rust step feeds the kept tokens with the next one (see `Row::prefix`).
             for &b in rows {
-                let ctx = self.context(b);
-                debug_assert_eq!(ctx.len(), keep);
-                self.rows[b].prefix = ctx[..keep - 1].to_vec();
-                self.rows[b].position = keep as i64 - 1;
+                self.rows[b].fold_rebuild(self.eot, self.capacity as usize);
             }
             self.reencodes += rows.len();
             return;
@@ -707,6 +838,91 @@ impl<'m> Decoder<'m> {
             self.model.prefill(&prefix, &Tensor::from_slice(&index).to_device(self.device), cache);
         }
         self.rebuild_seconds += t0.elapsed().as_secs_f64();
+    }
+}
+
+/// Rows a thread takes through a block's steps together in [`Decoder::decode_block`]:
+/// few enough that their caches stay in the processor's caches across steps (8 rows of
+/// the default shape hold 3 MB), enough that the weights read for a step serve several
+/// rows.
+pub const BLOCK_GROUP: usize = 8;
+
+/// Most steps in one block of [`Decoder::decode_block`] the sampler and the bench ask
+/// for: longer blocks gain little once a group's caches stay hot.
+pub const BLOCK_STEPS_MAX: usize = 64;
+
+/// What one block of [`Decoder::decode_block`] runs, for every thread.
+struct Block<'a> {
+    model: &'a crate::model::native::NativeModel,
+    how: HostDraw,
+    steps: usize,
+    restart: bool,
+    eot: u32,
+    max_doc_tokens: usize,
+    capacity: usize,
+}
+
+/// What one thread's share of a block did.
+#[derive(Default)]
+struct BlockOutcome {
+    finished: Vec<(usize, Document)>,
+    /// Most steps any of its groups took.
+    steps: usize,
+    reencodes: usize,
+    forward_seconds: f64,
+    draw_seconds: f64,
+}
+
+impl Block<'_> {
+    /// Rows `first..first + rows.len()` of the batch, [`BLOCK_GROUP`] at a time.
+    fn run<R: Rng>(&self, rows: &mut [Row], caches: &mut [Box<[f32]>], rngs: &mut [R], first: usize) -> BlockOutcome {
+        let v = self.model.vocab();
+        let mut out = BlockOutcome::default();
+        let mut scratch = Scratch::new(v);
+        let mut logits = vec![0f32; BLOCK_GROUP.min(rows.len()) * v];
+        let mut tokens: Vec<i64> = Vec::new();
+        let groups = rows.chunks_mut(BLOCK_GROUP).zip(caches.chunks_mut(BLOCK_GROUP)).zip(rngs.chunks_mut(BLOCK_GROUP));
+        for (g, ((rows, caches), rngs)) in groups.enumerate() {
+            let mut active = vec![true; rows.len()];
+            for step in 0..self.steps {
+                let live: Vec<usize> = (0..rows.len()).filter(|&i| active[i]).collect();
+                if live.is_empty() {
+                    break;
+                }
+                out.steps = out.steps.max(step + 1);
+                let t = Instant::now();
+                tokens.clear();
+                for &i in &live {
+                    tokens.extend_from_slice(&rows[i].prefix);
+                    tokens.push(rows[i].pending);
+                }
+                let mut at = 0;
+                let mut row_steps: Vec<RowStep> = Vec::with_capacity(live.len());
+                for ((cache, row), _) in caches.iter_mut().zip(rows.iter()).zip(&active).filter(|(_, &a)| a) {
+                    let n = row.prefix.len() + 1;
+                    row_steps.push(RowStep { tokens: &tokens[at..at + n], start: row.position as usize - row.prefix.len(), cache });
+                    at += n;
+                }
+                self.model.step(&mut row_steps, &mut logits[..live.len() * v], None);
+                drop(row_steps);
+                out.forward_seconds += t.elapsed().as_secs_f64();
+                let t = Instant::now();
+                for (j, &i) in live.iter().enumerate() {
+                    let row = &mut rows[i];
+                    row.prefix.clear();
+                    let tok = self.how.choose(&logits[j * v..][..v], &mut rngs[i], &mut scratch);
+                    match row.push(tok as u32, self.eot, self.max_doc_tokens) {
+                        Some(doc) => {
+                            out.finished.push((first + g * BLOCK_GROUP + i, doc));
+                            active[i] = self.restart;
+                        }
+                        None => out.reencodes += usize::from(row.fold_rebuild(self.eot, self.capacity)),
+                    }
+                }
+                out.draw_seconds += t.elapsed().as_secs_f64();
+            }
+        }
+        out
     }
 }
 
@@ -787,6 +1003,17 @@ impl Ledger {
     fn finish(&mut self, tokens: usize) {
         let at = self.finished_lengths.partition_point(|&l| l < tokens);
         self.finished_lengths.insert(at, tokens);
+    }
+
+    /// Steps per [`Decoder::decode_block`]. A row whose document ends waits for the end
+    /// of the block before its next document starts, so a block is kept short against
+    /// the documents: 1/32 of the mean finished length (at most 64 steps, 8 until a
+    /// document has finished). Only speed depends on it.
+    fn block_steps(&self) -> usize {
+        match self.finished_lengths.len() {
+            0 => 8,
+            n => (self.finished_lengths.iter().sum::<usize>() / n / 32).clamp(1, 64),
+        }
     }
 
     /// Whether document `self.next` is likely needed: the documents before it are
@@ -913,11 +1140,16 @@ pub fn sample_corpus(
                 // reached: impossible, since should_start is then true.
                 bail!("the sampler stopped before reaching {} tokens (internal scheduling error)", req.n_tokens);
             }
-            let logits = decoder.logits();
-            let t_draw = Instant::now();
-            let chosen = decoder.choose_rows(&logits, &req.sampling, &mut rngs)?;
-            draw_seconds += t_draw.elapsed().as_secs_f64();
-            let finished = decoder.advance(&chosen);
+            let finished = match decoder.decode_block(&req.sampling, &mut rngs, ledger.block_steps(), false)? {
+                Some(finished) => finished,
+                None => {
+                    let logits = decoder.logits();
+                    let t_draw = Instant::now();
+                    let chosen = decoder.choose_rows(&logits, &req.sampling, &mut rngs)?;
+                    draw_seconds += t_draw.elapsed().as_secs_f64();
+                    decoder.advance(&chosen)
+                }
+            };
             if finished.is_empty() {
                 continue;
             }
@@ -976,9 +1208,9 @@ pub fn sample_corpus(
     stats.tokens_per_second = stats.tokens as f64 / stats.seconds;
     stats.time = SampleTimes {
         forward_seconds: decoder.forward_seconds,
-        draw_seconds,
+        draw_seconds: draw_seconds + decoder.draw_seconds,
         rebuild_seconds: decoder.rebuild_seconds,
-        host_seconds: (stats.seconds - decoder.forward_seconds - draw_seconds - decoder.rebuild_seconds).max(0.0),
+        host_seconds: (stats.seconds - decoder.forward_seconds - draw_seconds - decoder.draw_seconds - decoder.rebuild_seconds).max(0.0),
     };
     Ok(stats)
 }
@@ -1051,7 +1283,13 @@ mod tests {
         rows.push((0..v).map(|i| (i % 7) as f32).collect()); // ties everywhere
         rows.push((0..v).map(|i| if i == 17 { 30.0 } else { 0.0 }).collect()); // one token holds nearly all mass
         for row in &rows {
-            for (t, k, p) in [(1.0, None, Some(0.9)), (0.7, Some(500), Some(0.5)), (1.5, Some(40), None), (1.0, None, Some(0.999)), (1.0, Some(1), Some(0.3))] {
+            for (t, k, p) in [
+                (1.0, None, Some(0.9)),
+                (0.7, Some(500), Some(0.5)),
+                (1.5, Some(40), None),
+                (1.0, None, Some(0.999)),
+                (1.0, Some(1), Some(0.3)),
+            ] {
                 let f = HostFilter { temperature: t, top_k: k, top_p: p };
                 let mut s = Scratch { z: vec![0.0; v], order: Vec::new(), weights: vec![0.0; v] };
                 filtered_weights(row, f, &mut s);

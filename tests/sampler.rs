@@ -661,3 +661,77 @@ fn device_draws_equal_host_draws_for_the_same_uniforms() {
         assert_eq!(again, host, "T={t} k={k:?} p={p:?}: choose() differs between devices");
     }
 }
+
+/// The Rust step's blocks (each thread taking its rows a few at a time through many
+/// steps) decode exactly what one step at a time decodes: the same documents from the
+/// same rows, the same contexts and the same random streams afterwards, for block
+/// lengths that do and do not divide the run, partial groups of rows, documents cut at
+/// the length cap, rebuilds, every kind of draw, one thread and two. A row whose
+/// document ends inside a block without `restart` waits, fresh, for the block's end.
+#[test]
+fn blocks_of_steps_decode_what_single_steps_decode() {
+    if Engine::for_device(device()) != Engine::Native {
+        return;
+    }
+    let threads_before = tch::get_num_threads();
+    tch::manual_seed(5);
+    let vs = nn::VarStore::new(device());
+    let cfg = ModelConfig { block_size: 12, ..ModelConfig::tiny(40) };
+    let model = Model::new(&vs.root(), &cfg);
+    let (eot, batch, cap, total) = (0u32, 11usize, 30usize, 90usize);
+    let streams = || (0..batch as u64).map(|b| lmloop::sample::document_rng(21, b)).collect::<Vec<_>>();
+    let samplings =
+        [Sampling::new(1.0, None, None).unwrap(), Sampling::new(0.8, Some(7), Some(0.9)).unwrap(), Sampling::new(0.0, None, None).unwrap()];
+    tch::no_grad(|| {
+        for sampling in &samplings {
+            // One step at a time.
+            let mut single = Decoder::new(&model, batch, eot, cap, device());
+            let mut rngs = streams();
+            let mut want: Vec<(usize, Document)> = Vec::new();
+            for _ in 0..total {
+                let logits = single.logits();
+                let chosen = single.choose_rows(&logits, sampling, &mut rngs).unwrap();
+                want.extend(single.advance(&chosen));
+            }
+            let ends = want.len();
+            assert!(ends >= batch, "{sampling:?}: documents ended ({ends})");
+            for threads in [1, 2] {
+                tch::set_num_threads(threads);
+                let mut blocked = Decoder::new(&model, batch, eot, cap, device());
+                let mut block_rngs = streams();
+                let mut got: Vec<(usize, Document)> = Vec::new();
+                let mut done = 0;
+                for k in [1usize, 7, 30, 2, 64].into_iter().cycle() {
+                    let k = k.min(total - done);
+                    got.extend(blocked.decode_block(sampling, &mut block_rngs, k, true).unwrap().expect("the Rust step decodes blocks"));
+                    done += k;
+                    if done == total {
+                        break;
+                    }
+                }
+                // Rows finish in another order inside a block; each row's own order is kept.
+                let by_row = |docs: &[(usize, Document)]| {
+                    (0..batch).map(|b| docs.iter().filter(|d| d.0 == b).map(|d| d.1.tokens.clone()).collect::<Vec<_>>()).collect::<Vec<_>>()
+                };
+                assert_eq!(by_row(&got), by_row(&want), "{sampling:?}, {threads} threads: blocks decoded other documents");
+                for b in 0..batch {
+                    assert_eq!(blocked.context(b), single.context(b), "{sampling:?}, {threads} threads: row {b} ends in another context");
+                    assert_eq!(block_rngs[b], rngs[b], "{sampling:?}, {threads} threads: row {b}'s stream advanced differently");
+                }
+                assert_eq!(blocked.reencodes, single.reencodes, "{sampling:?}: rebuilds");
+                // Without restart a row ends at most one document per block, its first,
+                // and is fresh at the block's end.
+                let mut waiting = Decoder::new(&model, batch, eot, cap, device());
+                let mut wait_rngs = streams();
+                let first = waiting.decode_block(sampling, &mut wait_rngs, total, false).unwrap().unwrap();
+                let firsts: Vec<Vec<u32>> = by_row(&want).into_iter().map(|docs| docs[0].clone()).collect();
+                assert_eq!(first.len(), batch, "{sampling:?}: every row ended one document");
+                for (b, doc) in &first {
+                    assert_eq!(doc.tokens, firsts[*b], "{sampling:?}: row {b}'s first document");
+                    assert_eq!(waiting.context(*b), vec![eot as i64], "{sampling:?}: row {b} waits fresh");
+                }
+            }
+        }
+    });
+    tch::set_num_threads(threads_before);
+}

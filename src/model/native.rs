@@ -171,29 +171,52 @@ mod avx2 {
         }
     }
 
-    /// `out = Σ_slot w[slot] · values[slot]` (values `slots × hs`): eight dimensions
-    /// at a time, even and odd slots in separate chains.
+    /// `out = Σ_slot w[slot] · values[slot]` (values `slots × hs`): up to 32 dimensions
+    /// per pass over the slots, each eight-dimension vector with even and odd slots in
+    /// separate chains (so up to eight chains in flight).
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn weigh(w: &[f32], values: &[f32], out: &mut [f32]) {
-        let (hs, n) = (out.len(), w.len());
-        let v = values.as_ptr();
+        let hs = out.len();
+        let full = hs / 8 * 8;
         let mut c = 0;
-        while c + 8 <= hs {
-            let (mut even, mut odd) = (_mm256_setzero_ps(), _mm256_setzero_ps());
-            let mut j = 0;
-            while j + 1 < n {
-                even = _mm256_fmadd_ps(_mm256_set1_ps(w[j]), _mm256_loadu_ps(v.add(j * hs + c)), even);
-                odd = _mm256_fmadd_ps(_mm256_set1_ps(w[j + 1]), _mm256_loadu_ps(v.add((j + 1) * hs + c)), odd);
-                j += 2;
+        while c < full {
+            let vectors = ((full - c) / 8).min(4);
+            match vectors {
+                4 => weigh_pass::<4>(w, values, hs, c, out),
+                3 => weigh_pass::<3>(w, values, hs, c, out),
+                2 => weigh_pass::<2>(w, values, hs, c, out),
+                _ => weigh_pass::<1>(w, values, hs, c, out),
             }
-            if j < n {
-                even = _mm256_fmadd_ps(_mm256_set1_ps(w[j]), _mm256_loadu_ps(v.add(j * hs + c)), even);
-            }
-            _mm256_storeu_ps(out.as_mut_ptr().add(c), _mm256_add_ps(even, odd));
-            c += 8;
+            c += 8 * vectors;
         }
         for (d, o) in out.iter_mut().enumerate().skip(c) {
             *o = w.iter().enumerate().map(|(j, &wj)| wj * values[j * hs + d]).sum();
+        }
+    }
+
+    /// Dimensions `c..c + 8·V` of [`weigh`].
+    #[inline(always)]
+    unsafe fn weigh_pass<const V: usize>(w: &[f32], values: &[f32], hs: usize, c: usize, out: &mut [f32]) {
+        let n = w.len();
+        let v = values.as_ptr().add(c);
+        let (mut even, mut odd) = ([_mm256_setzero_ps(); V], [_mm256_setzero_ps(); V]);
+        let mut j = 0;
+        while j + 1 < n {
+            let (w0, w1) = (_mm256_set1_ps(w[j]), _mm256_set1_ps(w[j + 1]));
+            for i in 0..V {
+                even[i] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(v.add(j * hs + 8 * i)), even[i]);
+                odd[i] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(v.add((j + 1) * hs + 8 * i)), odd[i]);
+            }
+            j += 2;
+        }
+        if j < n {
+            let w0 = _mm256_set1_ps(w[j]);
+            for i in 0..V {
+                even[i] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(v.add(j * hs + 8 * i)), even[i]);
+            }
+        }
+        for i in 0..V {
+            _mm256_storeu_ps(out.as_mut_ptr().add(c + 8 * i), _mm256_add_ps(even[i], odd[i]));
         }
     }
 
@@ -841,7 +864,9 @@ pub fn exp(x: f32) -> f32 {
     p = p * r + 0.5;
     p = p * r + 1.0;
     p = p * r + 1.0;
-    let ni = n as i32;
+    // n is a whole number in [-150, 128]: adding 1.5·2²³ puts it in the low mantissa
+    // bits (as `n as i32` gives, but without a scalar conversion per lane).
+    let ni = (n + 12_582_912.0).to_bits() as i32 - 0x4B40_0000;
     let half = ni >> 1;
     let s1 = f32::from_bits(((half + 127) as u32) << 23);
     let s2 = f32::from_bits(((ni - half + 127) as u32) << 23);

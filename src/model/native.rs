@@ -272,8 +272,18 @@ impl Norm {
                     let mean = sum(xr) / c as f32;
                     let var = sum_sq(xr, mean) / c as f32;
                     let rstd = 1.0 / (var + eps).sqrt();
-                    for (i, (o, &v)) in or.iter_mut().zip(xr).enumerate() {
-                        *o = (v - mean) * rstd * weight[i] + bias.as_ref().map_or(0.0, |b| b[i]);
+                    // The bias (or none) chosen outside the loop, so that it vectorises.
+                    match bias {
+                        Some(b) => {
+                            for (((o, &v), &g), &bb) in or.iter_mut().zip(xr).zip(weight).zip(b) {
+                                *o = (v - mean) * rstd * g + bb;
+                            }
+                        }
+                        None => {
+                            for ((o, &v), &g) in or.iter_mut().zip(xr).zip(weight) {
+                                *o = (v - mean) * rstd * g + 0.0;
+                            }
+                        }
                     }
                 }
             }
@@ -569,18 +579,28 @@ impl NativeModel {
                 }
             }
             // Keys and values into the rows' caches, all before any token attends.
-            for t in 0..m {
+            // A row's tokens are consecutive, at consecutive positions: each run is stored
+            // at once, a key dimension's positions side by side.
+            let mut t = 0;
+            while t < m {
                 let (row, p) = (owner[t], pos[t]);
+                let run = owner[t..].iter().take_while(|&&o| o == row).count();
                 let cache = &mut rows[row].cache[l * layer_size..][..layer_size];
                 let (keys, values) = cache.split_at_mut(nkv * hs * self.slots);
-                let src = &qkv[t * qkv_width + nh * hs..][..2 * nkv * hs];
+                let src = &qkv[t * qkv_width..][..run * qkv_width];
                 for g in 0..nkv {
                     // Keys transposed (hs × slots), so scores vectorise over slots.
-                    for (d, &k) in src[g * hs..][..hs].iter().enumerate() {
-                        keys[(g * hs + d) * self.slots + p] = k;
+                    for d in 0..hs {
+                        let dst = &mut keys[(g * hs + d) * self.slots + p..][..run];
+                        for (i, k) in dst.iter_mut().enumerate() {
+                            *k = src[i * qkv_width + (nh + g) * hs + d];
+                        }
                     }
-                    values[(g * self.slots + p) * hs..][..hs].copy_from_slice(&src[(nkv + g) * hs..][..hs]);
+                    for i in 0..run {
+                        values[(g * self.slots + p + i) * hs..][..hs].copy_from_slice(&src[i * qkv_width + (nh + nkv + g) * hs..][..hs]);
+                    }
                 }
+                t += run;
             }
             if l == last {
                 // Only each row's last token goes on to the logits.
@@ -628,15 +648,13 @@ impl NativeModel {
             let hidden = self.hidden;
             match self.activation {
                 Activation::GeluTanh => {
-                    act[..m * hidden].copy_from_slice(&up[..m * hidden]);
-                    gelu_tanh_in_place(&mut act[..m * hidden]);
+                    gelu_tanh(&up[..m * hidden], &mut act[..m * hidden]);
                 }
                 Activation::SwiGlu => {
                     for t in 0..m {
                         let (gate, upv) = up[t * 2 * hidden..][..2 * hidden].split_at(hidden);
                         let dst = &mut act[t * hidden..][..hidden];
-                        dst.copy_from_slice(gate);
-                        silu_in_place(dst);
+                        silu(gate, dst);
                         for (d, &u) in dst.iter_mut().zip(upv) {
                             *d *= u;
                         }
@@ -887,20 +905,21 @@ fn exp_in_place(v: &mut [f32]) {
 
 /// GPT-2's GELU, tanh form: `x/2 · (1 + tanh(√(2/π)·(x + 0.044715·x³)))`, with
 /// `1 + tanh(u) = 2 / (1 + e^{−2u})`.
+/// Written from `x` into `out` (a copy first would cost more than the arithmetic).
 #[inline(always)]
-fn gelu_tanh_in_place(v: &mut [f32]) {
+fn gelu_tanh(x: &[f32], out: &mut [f32]) {
     const K: f32 = 0.797_884_6; // √(2/π)
-    for x in v.iter_mut() {
-        let u = K * (*x + 0.044_715 * *x * *x * *x);
-        *x = *x / (1.0 + exp(-2.0 * u));
+    for (o, &x) in out.iter_mut().zip(x) {
+        let u = K * (x + 0.044_715 * x * x * x);
+        *o = x / (1.0 + exp(-2.0 * u));
     }
 }
 
 /// SiLU: `x · σ(x) = x / (1 + e^{−x})`.
 #[inline(always)]
-fn silu_in_place(v: &mut [f32]) {
-    for x in v.iter_mut() {
-        *x = *x / (1.0 + exp(-*x));
+fn silu(x: &[f32], out: &mut [f32]) {
+    for (o, &x) in out.iter_mut().zip(x) {
+        *o = x / (1.0 + exp(-x));
     }
 }
 
@@ -978,13 +997,13 @@ mod tests {
     fn activations_match_their_definitions() {
         for i in -400..=400 {
             let x = i as f32 / 40.0;
-            let mut g = [x];
-            gelu_tanh_in_place(&mut g);
+            let mut g = [0.0];
+            gelu_tanh(&[x], &mut g);
             let xd = x as f64;
             let want = 0.5 * xd * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (xd + 0.044715 * xd.powi(3))).tanh());
             assert!((g[0] as f64 - want).abs() < 1e-6 * (1.0 + want.abs()), "gelu({x}) = {} against {want}", g[0]);
-            let mut s = [x];
-            silu_in_place(&mut s);
+            let mut s = [0.0];
+            silu(&[x], &mut s);
             let want = xd / (1.0 + (-xd).exp());
             assert!((s[0] as f64 - want).abs() < 1e-6 * (1.0 + want.abs()), "silu({x}) = {} against {want}", s[0]);
         }

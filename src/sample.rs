@@ -1005,15 +1005,17 @@ impl Ledger {
         self.finished_lengths.insert(at, tokens);
     }
 
-    /// Steps per [`Decoder::decode_block`]. A row whose document ends waits for the end
-    /// of the block before its next document starts, so a block is kept short against
-    /// the documents: 1/32 of the mean finished length (at most 64 steps, 8 until a
-    /// document has finished). Only speed depends on it.
-    fn block_steps(&self) -> usize {
-        match self.finished_lengths.len() {
-            0 => 8,
-            n => (self.finished_lengths.iter().sum::<usize>() / n / 32).clamp(1, 64),
-        }
+    /// Steps per [`Decoder::decode_block`]. A row whose document ends waits, idle, for
+    /// the end of the block before its next document starts: with documents ending at a
+    /// rate h per decoded token, a block of k steps idles about k·h/2 of its row-steps.
+    /// k = 1/(32h) keeps that near 1.6%, at most 64 steps. h is estimated as documents
+    /// finished over every token decoded so far (`in_flight` holds the tokens of the
+    /// documents still running), the estimate of a geometric rate that counts the long
+    /// documents still running (finished ones alone are the short ones early on); before
+    /// any has finished, as if one just had. Only speed depends on it.
+    fn block_steps(&self, in_flight: usize) -> usize {
+        let decoded = self.finished_lengths.iter().sum::<usize>() + in_flight;
+        (decoded / (32 * self.finished_lengths.len().max(1))).clamp(1, BLOCK_STEPS_MAX)
     }
 
     /// Whether document `self.next` is likely needed: the documents before it are
@@ -1140,7 +1142,8 @@ pub fn sample_corpus(
                 // reached: impossible, since should_start is then true.
                 bail!("the sampler stopped before reaching {} tokens (internal scheduling error)", req.n_tokens);
             }
-            let finished = match decoder.decode_block(&req.sampling, &mut rngs, ledger.block_steps(), false)? {
+            let steps = ledger.block_steps(in_flight(&decoder, &[]).iter().sum());
+            let finished = match decoder.decode_block(&req.sampling, &mut rngs, steps, false)? {
                 Some(finished) => finished,
                 None => {
                     let logits = decoder.logits();

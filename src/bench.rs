@@ -580,11 +580,7 @@ pub fn format_report(r: &BenchReport) -> String {
             share(t.forward_seconds),
             t.draw_seconds,
             share(t.draw_seconds),
-            if l.engine == Engine::Native {
-                "inside the forward steps".to_string()
-            } else {
-                format!("{:.1} s ({:.0}%)", t.rebuild_seconds, share(t.rebuild_seconds))
-            },
+            format!("{:.1} s ({:.0}%)", t.rebuild_seconds, share(t.rebuild_seconds)),
             t.host_seconds,
             share(t.host_seconds),
         );

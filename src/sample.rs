@@ -434,13 +434,12 @@ pub fn rebuild_keep(block: usize) -> usize {
 /// forward passes' time shows up where the draw first waits for their result.
 #[derive(Debug, Clone, Copy, Default, serde::Serialize, serde::Deserialize, PartialEq)]
 pub struct SampleTimes {
-    /// Decoding forward passes (one new token per row; with the CPU's Rust step also
-    /// the rebuilds, which it runs inside the step).
+    /// Decoding forward passes (one new token per row).
     pub forward_seconds: f64,
     /// Next-token distributions and draws (temperature, filters, softmax, inverse CDF).
     pub draw_seconds: f64,
-    /// Cache rebuilds of rows that filled their context, when they run as their own
-    /// pass (libtorch's step); 0 with the Rust step.
+    /// Cache rebuilds of rows that filled their context (with the Rust step, the steps
+    /// that re-encode a row's kept tokens together with its next one).
     pub rebuild_seconds: f64,
     /// Everything else: row bookkeeping, scheduling, writing documents.
     pub host_seconds: f64,
@@ -754,13 +753,17 @@ impl<'m> Decoder<'m> {
             }
             _ => outcomes.push(block.run(&mut self.rows, caches, rngs, 0)),
         }
-        // Wall time split between forward passes and draws as the threads spent theirs.
+        // Wall time split between forward passes, rebuilds and draws as the threads
+        // spent theirs.
         let wall = t0.elapsed().as_secs_f64();
-        let forward: f64 = outcomes.iter().map(|o| o.forward_seconds).sum();
-        let draw: f64 = outcomes.iter().map(|o| o.draw_seconds).sum();
-        let share = if forward + draw > 0.0 { forward / (forward + draw) } else { 1.0 };
-        self.forward_seconds += wall * share;
-        self.draw_seconds += wall * (1.0 - share);
+        let spent = |f: fn(&BlockOutcome) -> f64| outcomes.iter().map(f).sum::<f64>();
+        let (forward, rebuild, draw) = (spent(|o| o.forward_seconds), spent(|o| o.rebuild_seconds), spent(|o| o.draw_seconds));
+        let total = forward + rebuild + draw;
+        if total > 0.0 {
+            self.forward_seconds += wall * forward / total;
+            self.rebuild_seconds += wall * rebuild / total;
+            self.draw_seconds += wall * draw / total;
+        }
         self.steps += outcomes.iter().map(|o| o.steps).max().unwrap_or(0);
         self.reencodes += outcomes.iter().map(|o| o.reencodes).sum::<usize>();
         Ok(Some(outcomes.into_iter().flat_map(|o| o.finished).collect()))
@@ -870,6 +873,7 @@ struct BlockOutcome {
     steps: usize,
     reencodes: usize,
     forward_seconds: f64,
+    rebuild_seconds: f64,
     draw_seconds: f64,
 }
 
@@ -890,24 +894,39 @@ impl Block<'_> {
                     break;
                 }
                 out.steps = out.steps.max(step + 1);
-                let t = Instant::now();
-                tokens.clear();
-                for &i in &live {
-                    tokens.extend_from_slice(&rows[i].prefix);
-                    tokens.push(rows[i].pending);
-                }
+                // Rows being rebuilt run in a step of their own, so that their time is
+                // known (a row's logits do not depend on the rows beside it).
+                let (plain, rebuilt): (Vec<usize>, Vec<usize>) = live.iter().partition(|&&i| rows[i].prefix.is_empty());
                 let mut at = 0;
-                let mut row_steps: Vec<RowStep> = Vec::with_capacity(live.len());
-                for ((cache, row), _) in caches.iter_mut().zip(rows.iter()).zip(&active).filter(|(_, &a)| a) {
-                    let n = row.prefix.len() + 1;
-                    row_steps.push(RowStep { tokens: &tokens[at..at + n], start: row.position as usize - row.prefix.len(), cache });
-                    at += n;
+                for (part, seconds) in [(&plain, &mut out.forward_seconds), (&rebuilt, &mut out.rebuild_seconds)] {
+                    if part.is_empty() {
+                        continue;
+                    }
+                    let t = Instant::now();
+                    tokens.clear();
+                    for &i in part.iter() {
+                        tokens.extend_from_slice(&rows[i].prefix);
+                        tokens.push(rows[i].pending);
+                    }
+                    let mut from = 0;
+                    let mut row_steps: Vec<RowStep> = Vec::with_capacity(part.len());
+                    for (i, (cache, row)) in caches.iter_mut().zip(rows.iter()).enumerate() {
+                        if part.contains(&i) {
+                            let n = row.prefix.len() + 1;
+                            row_steps.push(RowStep {
+                                tokens: &tokens[from..from + n],
+                                start: row.position as usize - row.prefix.len(),
+                                cache,
+                            });
+                            from += n;
+                        }
+                    }
+                    self.model.step(&mut row_steps, &mut logits[at * v..][..part.len() * v], None);
+                    at += part.len();
+                    *seconds += t.elapsed().as_secs_f64();
                 }
-                self.model.step(&mut row_steps, &mut logits[..live.len() * v], None);
-                drop(row_steps);
-                out.forward_seconds += t.elapsed().as_secs_f64();
                 let t = Instant::now();
-                for (j, &i) in live.iter().enumerate() {
+                for (j, &i) in plain.iter().chain(&rebuilt).enumerate() {
                     let row = &mut rows[i];
                     row.prefix.clear();
                     let tok = self.how.choose(&logits[j * v..][..v], &mut rngs[i], &mut scratch);

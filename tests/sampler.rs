@@ -735,3 +735,17 @@ fn blocks_of_steps_decode_what_single_steps_decode() {
     });
     tch::set_num_threads(threads_before);
 }
+
+/// Where the sampler's time went adds up to its wall time, and rebuilds are counted
+/// apart from the decoding steps whenever rows outgrow the context.
+#[test]
+fn sampling_time_is_accounted_for() {
+    // Documents of 200 tokens on average against a 16-token context: many rebuilds.
+    let (_vs, model) = uniform_model(200, 16);
+    let (_, stats) = corpus_of(&model, 3, 20_000, 16, 5_000);
+    let t = &stats.time;
+    assert!(stats.reencodes > 100, "rows were rebuilt ({})", stats.reencodes);
+    assert!(t.rebuild_seconds > 0.0 && t.forward_seconds > 0.0 && t.draw_seconds > 0.0, "every part was timed: {t:?}");
+    let parts = t.forward_seconds + t.rebuild_seconds + t.draw_seconds + t.host_seconds;
+    assert!((parts - stats.seconds).abs() <= 0.02 * stats.seconds + 1e-3, "parts {parts:.4} s against {:.4} s in all: {t:?}", stats.seconds);
+}

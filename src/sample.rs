@@ -32,7 +32,7 @@
 //! keeps the k largest, then top-p keeps the smallest set of the remaining tokens whose
 //! probability (after temperature and top-k) reaches p; the result is renormalised and
 //! sampled. Temperature 0 is greedy (argmax; top-k/top-p then change nothing).
-use crate::model::native::RowStep;
+use crate::model::native::{NativeModel, RowStep};
 use crate::model::{KvCache, Model};
 use anyhow::{bail, Result};
 use rand::{Rng, SeedableRng};
@@ -203,7 +203,7 @@ impl Sampling {
 enum HostDraw {
     /// The first largest logit, as libtorch's argmax; no uniform is read.
     Greedy,
-    /// One uniform from the row's stream, then [`filtered_weights`] and [`draw`].
+    /// One uniform from the row's stream, then [`draw_row`].
     Random(HostFilter),
 }
 
@@ -213,13 +213,16 @@ impl HostDraw {
     fn choose(self, row: &[f32], rng: &mut impl Rng, scratch: &mut Scratch) -> i64 {
         match self {
             HostDraw::Greedy => argmax(row) as i64,
-            HostDraw::Random(f) => {
-                let u = rng.gen::<f64>();
-                filtered_weights(row, f, scratch);
-                draw(&scratch.weights, u) as i64
-            }
+            HostDraw::Random(f) => draw_row(row, f, rng.gen::<f64>(), scratch),
         }
     }
+}
+
+/// The token one row of logits gives at uniform `u`: [`filtered_weights`], then
+/// [`draw`].
+fn draw_row(row: &[f32], filter: HostFilter, u: f64, scratch: &mut Scratch) -> i64 {
+    filtered_weights(row, filter, scratch);
+    draw(&scratch.weights, u) as i64
 }
 
 /// Index of the first largest value, as libtorch's argmax.
@@ -238,8 +241,7 @@ fn draw_on_host(filter: HostFilter, logits: &Tensor, u: &[f64], pool: Option<&ra
     let rows = |flat: &[f32], u: &[f64], out: &mut [i64]| {
         let mut scratch = Scratch::new(v);
         for ((row, &ub), o) in flat.chunks_exact(v).zip(u).zip(out.iter_mut()) {
-            filtered_weights(row, filter, &mut scratch);
-            *o = draw(&scratch.weights, ub) as i64;
+            *o = draw_row(row, filter, ub, &mut scratch);
         }
     };
     let mut out = vec![0i64; u.len()];
@@ -547,7 +549,7 @@ impl Engine {
 enum Backend {
     Libtorch(KvCache),
     Native {
-        model: crate::model::native::NativeModel,
+        model: NativeModel,
         /// One cache per row, in row order; `spare` keeps retired ones for reuse.
         caches: Vec<Box<[f32]>>,
         spare: Vec<Box<[f32]>>,
@@ -661,21 +663,10 @@ impl<'m> Decoder<'m> {
                 self.model.forward_cached(&idx, &start, cache).squeeze_dim(1)
             }
             Backend::Native { model, caches, pool, .. } => {
-                let mut flat = Vec::with_capacity(self.rows.len());
-                for r in &self.rows {
-                    flat.extend_from_slice(&r.prefix);
-                    flat.push(r.pending);
-                }
-                let mut at = 0;
-                let mut steps: Vec<RowStep> = Vec::with_capacity(self.rows.len());
-                for (r, cache) in self.rows.iter().zip(caches.iter_mut()) {
-                    let n = r.prefix.len() + 1;
-                    steps.push(RowStep { tokens: &flat[at..at + n], start: r.position as usize - r.prefix.len(), cache });
-                    at += n;
-                }
                 let logits = Tensor::empty([self.rows.len() as i64, model.vocab() as i64], (Kind::Float, Device::Cpu));
+                let rows = self.rows.iter().zip(caches.iter_mut()).collect();
                 // SAFETY: a fresh contiguous f32 CPU tensor, written only here.
-                model.step(&mut steps, unsafe { crate::host::slice_mut(&logits) }, pool.as_ref());
+                step_rows(model, rows, &mut Vec::new(), unsafe { crate::host::slice_mut(&logits) }, pool.as_ref());
                 for r in &mut self.rows {
                     r.prefix.clear();
                 }
@@ -844,6 +835,31 @@ impl<'m> Decoder<'m> {
     }
 }
 
+/// One Rust step of `rows`, each with its cache: a row being rebuilt feeds its kept
+/// tokens ([`Row::prefix`]) before its pending one, the others their pending one; the
+/// logits of each row's last token go to `logits` in order. `tokens` is scratch space.
+fn step_rows(
+    model: &NativeModel,
+    rows: Vec<(&Row, &mut Box<[f32]>)>,
+    tokens: &mut Vec<i64>,
+    logits: &mut [f32],
+    pool: Option<&rayon::ThreadPool>,
+) {
+    tokens.clear();
+    for (r, _) in &rows {
+        tokens.extend_from_slice(&r.prefix);
+        tokens.push(r.pending);
+    }
+    let mut at = 0;
+    let mut steps: Vec<RowStep> = Vec::with_capacity(rows.len());
+    for (r, cache) in rows {
+        let n = r.prefix.len() + 1;
+        steps.push(RowStep { tokens: &tokens[at..at + n], start: r.position as usize - r.prefix.len(), cache });
+        at += n;
+    }
+    model.step(&mut steps, logits, pool);
+}
+
 /// Rows a thread takes through a block's steps together in [`Decoder::decode_block`]:
 /// few enough that their caches stay in the processor's caches across steps (8 rows of
 /// the default shape hold 3 MB), enough that the weights read for a step serve several
@@ -856,7 +872,7 @@ pub const BLOCK_STEPS_MAX: usize = 64;
 
 /// What one block of [`Decoder::decode_block`] runs, for every thread.
 struct Block<'a> {
-    model: &'a crate::model::native::NativeModel,
+    model: &'a NativeModel,
     how: HostDraw,
     steps: usize,
     restart: bool,
@@ -903,25 +919,9 @@ impl Block<'_> {
                         continue;
                     }
                     let t = Instant::now();
-                    tokens.clear();
-                    for &i in part.iter() {
-                        tokens.extend_from_slice(&rows[i].prefix);
-                        tokens.push(rows[i].pending);
-                    }
-                    let mut from = 0;
-                    let mut row_steps: Vec<RowStep> = Vec::with_capacity(part.len());
-                    for (i, (cache, row)) in caches.iter_mut().zip(rows.iter()).enumerate() {
-                        if part.contains(&i) {
-                            let n = row.prefix.len() + 1;
-                            row_steps.push(RowStep {
-                                tokens: &tokens[from..from + n],
-                                start: row.position as usize - row.prefix.len(),
-                                cache,
-                            });
-                            from += n;
-                        }
-                    }
-                    self.model.step(&mut row_steps, &mut logits[at * v..][..part.len() * v], None);
+                    let these =
+                        rows.iter().zip(caches.iter_mut()).enumerate().filter(|(i, _)| part.contains(i)).map(|(_, rc)| rc).collect();
+                    step_rows(self.model, these, &mut tokens, &mut logits[at * v..][..part.len() * v], None);
                     at += part.len();
                     *seconds += t.elapsed().as_secs_f64();
                 }

@@ -309,7 +309,7 @@ fn bench_sample_loop(cfg: &Config, device: Device, tokens: usize) -> Result<Loop
         max_doc_tokens: cfg.sample.max_doc_tokens.map(|c| c as usize).unwrap_or(LOOP_LENGTH_CAP),
         progress: false,
     };
-    let stats = sample_corpus(&model, 0, device, &req, |_| Ok(()))?;
+    let stats = sample_corpus(&model, 0, device, &req, |d| Ok(d.corpus_tokens()))?;
     Ok(LoopSampleBench {
         engine: Engine::for_device(device),
         rebuild_tokens: stats.reencodes * (crate::sample::rebuild_keep(cfg.model.block_size as usize) - 1),

@@ -387,8 +387,8 @@ fn train(a: TrainArgs) -> Result<()> {
     }
     let corpus = PreparedCorpus::open(&a.data)?;
     cfg.model.vocab_size = corpus.vocab.vocab_size() as i64;
-    let data = TokenStream::from_file(corpus.train.clone());
-    let val = TokenStream::from_file(corpus.val.clone());
+    let data = TokenStream::from_file(corpus.train.clone(), corpus.vocab.delimiters());
+    let val = TokenStream::from_file(corpus.val.clone(), corpus.vocab.delimiters());
     eprintln!(
         "training {} on {} ({} tokens) on {}",
         cfg.model.describe(),
@@ -427,10 +427,11 @@ fn eval(a: EvalArgs) -> Result<()> {
     let mut rt = crate::config::RuntimeConfig::default();
     let device = runtime(&mut rt, &a.runtime)?;
     let ckpt = Checkpoint::load(&a.checkpoint, device)?;
-    let tokens = TokenFile::open(&a.tokens)?;
+    let tokens = std::sync::Arc::new(TokenFile::open(&a.tokens)?);
     let what = format!("evaluating {} on {}", a.checkpoint.display(), a.tokens.display());
     let lower = ckpt.model.config().evaluation_memory();
-    let r = crate::torch_error::guard(&what, &lower, || crate::eval::evaluate(&ckpt.model, &tokens, device))?;
+    let delimiters = ckpt.vocab.delimiters();
+    let r = crate::torch_error::guard(&what, &lower, || crate::eval::evaluate(&ckpt.model, &tokens, delimiters, device))?;
     if a.json {
         println!("{}", serde_json::json!({
             "checkpoint": a.checkpoint.display().to_string(),

@@ -382,10 +382,12 @@ pub struct SampleConfig {
     pub batch_size: i64,
     /// Length cap: a document reaching this many tokens is cut, counted as truncated and
     /// written without an end-of-text token. It only guards against degenerate models;
-    /// default (unset): four times the longest document of the real training split, so
-    /// a model that writes like the real data is essentially never cut (a constant
-    /// end rate at the real mean length is cut with probability below e^-4). The loop
-    /// warns when more than 1% of a corpus's documents are cut.
+    /// default (unset): twice the longest document of the real training split, so a
+    /// model that writes like the real data is essentially never cut (a constant end
+    /// rate at the real mean length is cut with probability e^(-2·longest/mean)), and a
+    /// model that never ends a document decodes at most that many tokens serially. The
+    /// loop warns when more than 1% of a corpus's documents are cut, and marks a
+    /// generation trained mostly on cut documents (`train_cap_dependent`).
     pub max_doc_tokens: Option<i64>,
 }
 

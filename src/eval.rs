@@ -1,11 +1,17 @@
-//! Held-out loss: the mean next-token loss of a model over a token file, read in
-//! non-overlapping windows of the model's context length. Every token but the first is
-//! predicted exactly once (the last window may be shorter), so the figure does not
-//! depend on the batch size.
+//! Held-out loss: the mean next-token loss of a model over a token file, read in the
+//! windows training reads (`crate::stream`): aligned to documents, each document's
+//! first window starting from the start token at position 0, later ones every context
+//! length on. Every token is predicted exactly once (a document's first from the start
+//! token alone), so the figure depends neither on the batch size nor on how documents
+//! happen to fall against a fixed tiling, and a document in the test split is read the
+//! way the sampler writes one.
 use crate::model::Model;
+use crate::stream::{TokenStream, IGNORE};
+use crate::tokenizer::Delimiters;
 use crate::tokens::TokenFile;
 use anyhow::{bail, Result};
 use serde::Serialize;
+use std::sync::Arc;
 use tch::{Device, Tensor};
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -18,8 +24,8 @@ pub struct EvalResult {
 /// Windows per forward pass; only affects speed.
 const EVAL_BATCH: usize = 32;
 
-pub fn evaluate(model: &Model, tokens: &TokenFile, device: Device) -> Result<EvalResult> {
-    Ok(evaluate_grouped(model, tokens, device, None)?.0)
+pub fn evaluate(model: &Model, tokens: &Arc<TokenFile>, delimiters: Delimiters, device: Device) -> Result<EvalResult> {
+    Ok(evaluate_grouped(model, tokens, delimiters, device, None)?.0)
 }
 
 /// Loss summed over the targets of each group: `group_of[t]` is the group of target
@@ -33,14 +39,15 @@ pub struct Groups<'a> {
 /// group of target tokens (e.g. buckets of real-data frequency).
 pub fn evaluate_grouped(
     model: &Model,
-    tokens: &TokenFile,
+    tokens: &Arc<TokenFile>,
+    delimiters: Delimiters,
     device: Device,
     groups: Option<Groups>,
 ) -> Result<(EvalResult, Vec<(f64, u64)>)> {
     let cfg = model.config();
     let n = tokens.len();
-    if n < 2 {
-        bail!("{} has {n} token(s); at least 2 are needed to measure a next-token loss", tokens.path().display());
+    if n < 1 {
+        bail!("{} holds no tokens; at least 1 is needed to measure a next-token loss", tokens.path().display());
     }
     if let Some(bad) = tokens.iter().find(|&t| t as i64 >= cfg.vocab_size) {
         bail!(
@@ -54,58 +61,45 @@ pub fn evaluate_grouped(
             bail!("the token groups must give every one of the {} vocabulary entries a group below {}", cfg.vocab_size, g.groups);
         }
     }
+    let stream = TokenStream::from_file(tokens.clone(), delimiters);
     let group_map = groups.as_ref().map(|g| Tensor::from_slice(g.group_of).to_device(device));
     let n_groups = groups.as_ref().map_or(0, |g| g.groups as i64);
     let mut group_sums = Tensor::zeros([n_groups], (tch::Kind::Double, device));
     let mut group_counts = Tensor::zeros([n_groups], (tch::Kind::Double, device));
     let block = cfg.block_size as usize;
-    let predicted = n - 1;
-    let full_windows = predicted / block;
+    let windows: Vec<usize> = (0..stream.window_count(block)).collect();
     let mut loss_sum = 0.0f64;
-    let mut buf = Vec::new();
-    let mut window_loss_sum = |toks: &[i64], rows: usize, len: usize| -> Result<f64> {
-        let (losses, targets) = window_losses(model, toks, rows, len, device);
-        if let Some(map) = &group_map {
-            let g = map.index_select(0, &targets);
-            let _ = group_sums.index_add_(0, &g, &losses);
-            let _ = group_counts.index_add_(0, &g, &losses.ones_like());
-        }
-        Ok(f64::try_from(losses.sum(tch::Kind::Double))?)
-    };
     tch::no_grad(|| -> Result<()> {
-        let mut w = 0;
-        while w < full_windows {
-            let rows = EVAL_BATCH.min(full_windows - w);
-            buf.clear();
-            tokens.extend_i64(w * block..(w + rows) * block + 1, &mut buf);
-            loss_sum += window_loss_sum(&buf, rows, block)?;
-            w += rows;
-        }
-        let rest = predicted - full_windows * block;
-        if rest > 0 {
-            buf.clear();
-            tokens.extend_i64(full_windows * block..n, &mut buf);
-            loss_sum += window_loss_sum(&buf, 1, rest)?;
+        for chunk in windows.chunks(EVAL_BATCH) {
+            let (x, y) = stream.windows(chunk, block);
+            let (losses, targets) = window_losses(model, x, y, chunk.len(), block, device);
+            if let Some(map) = &group_map {
+                let g = map.index_select(0, &targets);
+                let _ = group_sums.index_add_(0, &g, &losses);
+                let _ = group_counts.index_add_(0, &g, &losses.ones_like());
+            }
+            loss_sum += f64::try_from(losses.sum(tch::Kind::Double))?;
         }
         Ok(())
     })?;
-    let mean_loss = loss_sum / predicted as f64;
+    let mean_loss = loss_sum / n as f64;
     let sums = Vec::<f64>::try_from(group_sums.to_device(Device::Cpu))?;
     let counts = Vec::<f64>::try_from(group_counts.to_device(Device::Cpu))?;
     let per_group = sums.into_iter().zip(counts).map(|(s, c)| (s, c as u64)).collect();
-    Ok((EvalResult { mean_loss, perplexity: mean_loss.exp(), tokens: predicted }, per_group))
+    Ok((EvalResult { mean_loss, perplexity: mean_loss.exp(), tokens: n }, per_group))
 }
 
-/// Per-target losses (f64) and targets over `rows` consecutive windows of `len`
-/// predictions taken from `toks` (which holds `rows * len + 1` tokens).
-fn window_losses(model: &Model, toks: &[i64], rows: usize, len: usize, device: Device) -> (Tensor, Tensor) {
-    let all = Tensor::from_slice(toks);
-    let (rows, len) = (rows as i64, len as i64);
-    let x = all.narrow(0, 0, rows * len).view([rows, len]).to_device(device);
-    let y = all.narrow(0, 1, rows * len).view([-1]).to_device(device);
+/// Per-target losses (f64) and targets of `rows` windows of `len` positions (inputs
+/// `x`, targets `y`, row-major), padded positions ([`IGNORE`]) left out.
+fn window_losses(model: &Model, x: Vec<i64>, y: Vec<i64>, rows: usize, len: usize, device: Device) -> (Tensor, Tensor) {
+    let real: Vec<i64> = (0..y.len() as i64).filter(|&i| y[i as usize] != IGNORE).collect();
+    let x = Tensor::from_slice(&x).view([rows as i64, len as i64]).to_device(device);
+    let keep = Tensor::from_slice(&real).to_device(device);
+    let y = Tensor::from_slice(&y).to_device(device).index_select(0, &keep);
     let logits = model.forward(&x, false);
     let v = logits.size()[2];
-    let loss = logits.view([-1, v]).cross_entropy_loss::<Tensor>(&y, None, tch::Reduction::None, -100, 0.0);
+    let logits = logits.view([-1, v]).index_select(0, &keep);
+    let loss = logits.cross_entropy_loss::<Tensor>(&y, None, tch::Reduction::None, IGNORE, 0.0);
     (loss.to_kind(tch::Kind::Double), y)
 }
 
@@ -176,12 +170,13 @@ fn null_as_nan<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<f6
 /// [`evaluate`] plus the loss of each frequency bucket.
 pub fn evaluate_by_frequency(
     model: &Model,
-    tokens: &TokenFile,
+    tokens: &Arc<TokenFile>,
+    delimiters: Delimiters,
     device: Device,
     buckets: &FrequencyBuckets,
 ) -> Result<(EvalResult, Vec<BucketLoss>)> {
     let groups = Groups { group_of: &buckets.bucket_of, groups: buckets.len() };
-    let (result, sums) = evaluate_grouped(model, tokens, device, Some(groups))?;
+    let (result, sums) = evaluate_grouped(model, tokens, delimiters, device, Some(groups))?;
     let per_bucket = sums
         .into_iter()
         .enumerate()

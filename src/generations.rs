@@ -72,6 +72,13 @@ pub struct GenerationRow {
     pub train_real_tokens: usize,
     #[serde(default, alias = "synthetic_tokens")]
     pub train_synthetic_tokens: usize,
+    /// Share of the training mixture's tokens in documents the sampler cut at the
+    /// length cap, and whether it is above [`CAP_DEPENDENT_SHARE`]: then what this
+    /// generation learned, and everything measured from it, depends on the cap.
+    #[serde(default)]
+    pub train_truncated_share: f64,
+    #[serde(default)]
+    pub train_cap_dependent: bool,
     pub held_out_loss: f64,
     pub held_out_perplexity: f64,
     /// The corpus S_{k+1} this generation sampled: documents, mean length (end-of-text
@@ -87,6 +94,10 @@ pub struct GenerationRow {
     pub synthetic_unigram_entropy: f64,
     #[serde(default)]
     pub synthetic_distinct_tokens: usize,
+    /// Share of the ids the model sampled for S_{k+1} that the tokenizer's encoding of
+    /// their text does not reproduce (the corpus holds the re-encoded tokens).
+    #[serde(default)]
+    pub synthetic_non_canonical_share: f64,
     #[serde(default)]
     pub train_seconds: f64,
     #[serde(default)]
@@ -101,6 +112,27 @@ impl GenerationRow {
     pub fn has_sampler_columns(&self) -> bool {
         self.synthetic_documents > 0 || self.train_epochs > 0.0 || !self.budget.is_empty()
     }
+}
+
+/// A sentence naming the generations of `rows` that trained mostly on documents cut at
+/// the length cap (`train_cap_dependent`), for every report that shows their numbers;
+/// `None` when there are none.
+pub fn cap_dependence_note(rows: &[GenerationRow]) -> Option<String> {
+    let marked: Vec<String> = rows
+        .iter()
+        .filter(|r| r.train_cap_dependent)
+        .map(|r| format!("{} ({:.0}%)", r.generation, 100.0 * r.train_truncated_share))
+        .collect();
+    (!marked.is_empty()).then(|| {
+        format!(
+            "Depends on the length cap: generation{} {} trained on mixtures whose tokens are mostly (above {:.0}%) in documents cut at sample.max_doc_tokens, so what {} learned, and every number measured from {} on, depends on the cap.",
+            if marked.len() > 1 { "s" } else { "" },
+            marked.join(", "),
+            100.0 * CAP_DEPENDENT_SHARE,
+            if marked.len() > 1 { "they" } else { "it" },
+            if marked.len() > 1 { "them" } else { "it" },
+        )
+    })
 }
 
 /// Held-out evaluation of one generation, stored next to its checkpoint.
@@ -310,6 +342,15 @@ pub fn run(layout: &Layout, spec: &RunSpec) -> Result<Vec<GenerationRow>> {
     let t_run = std::time::Instant::now();
     for k in 0..=n {
         let (stream, manifest) = mixture(k, policy, &real, &synthetic, synthetic_size, derive_seed(run_seed, k, SeedPurpose::Mixture))?;
+        let stream = stream.with_delimiters(corpus.vocab.delimiters());
+        if manifest.truncated_share() > CAP_DEPENDENT_SHARE {
+            eprintln!(
+                "[{run}] warning: {:.0}% of generation {k}'s training tokens are in documents cut at the length cap \
+                 (sample.max_doc_tokens = {max_doc_tokens}); it is marked train_cap_dependent in generations.csv, \
+                 because what it learns from them depends on the cap",
+                100.0 * manifest.truncated_share()
+            );
+        }
         write_json_atomic(&layout.mixture_manifest(run, k), &manifest)?;
 
         let ckpt_dir = layout.checkpoint(run, k);
@@ -326,7 +367,7 @@ pub fn run(layout: &Layout, spec: &RunSpec) -> Result<Vec<GenerationRow>> {
                 (_, Init::Previous) => Some(layout.checkpoint(run, k - 1)),
                 (_, Init::Scratch) => None,
             };
-            let val = crate::stream::TokenStream::from_file(corpus.val.clone());
+            let val = crate::stream::TokenStream::from_file(corpus.val.clone(), corpus.vocab.delimiters());
             crate::torch_error::guard(&format!("training generation {k}"), &cfg.training_memory(), || {
                 crate::train::train(crate::train::TrainRequest {
                     model: model_cfg.clone(),
@@ -392,10 +433,16 @@ pub fn run(layout: &Layout, spec: &RunSpec) -> Result<Vec<GenerationRow>> {
                 sample_manifest.max_doc_tokens
             );
         }
-        let (bin, _, _) = crate::synthetic::files(&stem);
-        let file = Arc::new(TokenFile::open(&bin)?);
-        let counts = file.counts(corpus.vocab.vocab_size())?;
-        synthetic.push(Corpus::new(format!("synthetic/{}", gen_name(k + 1)), file, eot));
+        if !sample_manifest.canonical {
+            eprintln!(
+                "[{run}] warning: S_{} was written by an older lmloop that stored the sampled ids without re-encoding their text \
+                 (and without the ends of documents cut at the length cap); use --force-new to sample it again",
+                k + 1
+            );
+        }
+        let (corpus_k, _) = crate::synthetic::load(&stem, format!("synthetic/{}", gen_name(k + 1)))?;
+        let counts = corpus_k.file.counts(corpus.vocab.vocab_size())?;
+        synthetic.push(corpus_k);
 
         let row = GenerationRow {
             generation: k,
@@ -409,6 +456,8 @@ pub fn run(layout: &Layout, spec: &RunSpec) -> Result<Vec<GenerationRow>> {
             train_tokens: manifest.total_tokens,
             train_real_tokens: manifest.real_tokens,
             train_synthetic_tokens: manifest.synthetic_tokens,
+            train_truncated_share: manifest.truncated_share(),
+            train_cap_dependent: manifest.truncated_share() > CAP_DEPENDENT_SHARE,
             held_out_loss: held_out.mean_loss,
             held_out_perplexity: held_out.perplexity,
             synthetic_documents: stats.documents,
@@ -416,6 +465,7 @@ pub fn run(layout: &Layout, spec: &RunSpec) -> Result<Vec<GenerationRow>> {
             synthetic_truncation_share: stats.truncation_share,
             synthetic_unigram_entropy: crate::analysis::entropy_nats(&counts),
             synthetic_distinct_tokens: counts.iter().filter(|&&c| c > 0).count(),
+            synthetic_non_canonical_share: sample_manifest.non_canonical_share,
             train_seconds: state.seconds,
             sample_seconds: sample_manifest.stats.seconds,
             eval_seconds: held_out.seconds,
@@ -496,22 +546,29 @@ fn describe_parts(m: &crate::policy::MixtureManifest) -> String {
     m.parts.iter().map(|p| format!("{} {}", p.source, p.tokens)).collect::<Vec<_>>().join(", ")
 }
 
-/// The default length cap is this many times the longest real training document: a
-/// model that ends documents at a constant rate matching the real mean length is then
-/// cut with probability at most e^-4 (about 2%), and usually far less, while a
-/// degenerate model that never ends its documents is still stopped.
-pub const DEFAULT_CAP_OVER_LONGEST_REAL: usize = 4;
+/// The default length cap is this many times the longest real training document. A
+/// model that writes like the real data is then essentially never cut: one ending its
+/// documents at a constant rate matching the real mean length is cut with probability
+/// e^(-2·longest/mean), 8·10⁻⁶ for Shakespeare's scenes (longest 15,820 tokens, mean
+/// 2,686). A degenerate model that never ends its documents decodes them one token per
+/// step; the cap bounds that serial work to twice the longest real document, the
+/// length a healthy corpus may already wait for.
+pub const DEFAULT_CAP_OVER_LONGEST_REAL: usize = 2;
 
 /// Share of truncated documents above which the loop warns.
 pub const TRUNCATION_WARNING: f64 = 0.01;
 
+/// Share of a training mixture's tokens in documents cut at the length cap above which
+/// a generation is marked as depending on the cap (`train_cap_dependent`).
+pub const CAP_DEPENDENT_SHARE: f64 = 0.5;
+
 
 /// Evaluates a generation on the real test split (overall and by frequency bucket)
 /// and stores the result next to its checkpoint.
-fn held_out(ckpt: &Checkpoint, test: &TokenFile, device: Device, buckets: &crate::eval::FrequencyBuckets) -> Result<HeldOut> {
+fn held_out(ckpt: &Checkpoint, test: &Arc<TokenFile>, device: Device, buckets: &crate::eval::FrequencyBuckets) -> Result<HeldOut> {
     let path = ckpt.dir.join(CheckpointFiles::HELD_OUT);
     let t0 = std::time::Instant::now();
-    let (r, per_bucket) = crate::eval::evaluate_by_frequency(&ckpt.model, test, device, buckets)?;
+    let (r, per_bucket) = crate::eval::evaluate_by_frequency(&ckpt.model, test, ckpt.vocab.delimiters(), device, buckets)?;
     let h = HeldOut {
         mean_loss: r.mean_loss,
         perplexity: r.perplexity,

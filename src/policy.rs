@@ -196,6 +196,17 @@ pub struct MixtureManifest {
     pub total_tokens: usize,
     pub real_tokens: usize,
     pub synthetic_tokens: usize,
+    /// Tokens in documents the sampler cut at the length cap (no end token): the part
+    /// of the mixture whose text depends on the cap (absent from older manifests).
+    #[serde(default)]
+    pub truncated_tokens: usize,
+}
+
+impl MixtureManifest {
+    /// Share of the mixture's tokens in documents cut at the length cap.
+    pub fn truncated_share(&self) -> f64 {
+        self.truncated_tokens as f64 / self.total_tokens.max(1) as f64
+    }
 }
 
 /// The real data split the way a policy needs it.
@@ -336,15 +347,19 @@ pub fn mixture(
             }
         }
     }
-    let mut stream = TokenStream::new();
+    // Real documents all end with the end token, so the split's last token is it; a
+    // tokenizer with a separate start token sets it with `TokenStream::with_delimiters`.
+    let end = real.split.file.len().checked_sub(1).map_or(0, |i| real.split.file.get(i));
+    let mut stream = TokenStream::new(end);
     let mut parts = Vec::new();
-    let (mut real_tokens, mut synthetic_tokens) = (0, 0);
+    let (mut real_tokens, mut synthetic_tokens, mut truncated_tokens) = (0, 0, 0);
     for (corpus, docs) in &chosen {
         if docs.is_empty() {
             continue;
         }
         let f = stream.add_file(corpus.file.clone());
         let tokens: usize = docs.iter().map(|d| d.len()).sum();
+        truncated_tokens += docs.iter().filter(|d| corpus.file.get(d.end - 1) != end).map(|d| d.len()).sum::<usize>();
         for d in docs {
             stream.push(f, d.clone());
         }
@@ -372,6 +387,7 @@ pub fn mixture(
         total_tokens: stream.len(),
         real_tokens,
         synthetic_tokens,
+        truncated_tokens,
     };
     Ok((stream, manifest))
 }

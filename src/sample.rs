@@ -1,12 +1,14 @@
 //! The sampler: batched, KV-cached generation of a synthetic corpus that is an
 //! unbiased sample of the model's documents.
 //!
-//! **Documents.** Every document starts from `<|endoftext|>` at position 0 and runs
-//! until the model emits `<|endoftext|>`. The harness never ends a document itself,
-//! except at the length cap `max_doc_tokens`, a guard against degenerate models (the
-//! loop sets it to at least the longest real document). A document cut at the cap is
-//! counted as truncated and written *without* an end-of-text token, because the model
-//! did not emit one; it then runs straight into the next document of the file.
+//! **Documents.** Every document starts from the start token ([`Delimiters`]:
+//! `<|endoftext|>`, or a tokenizer's BOS) at position 0, as every document starts in
+//! training (`crate::stream`), and runs until the model emits the end token. The
+//! harness never ends a document itself, except at the length cap `max_doc_tokens`, a
+//! guard against degenerate models (the loop sets it to twice the longest real
+//! document). A document cut at the cap is counted as truncated and written *without*
+//! an end token, because the model did not emit one; the corpus manifest records where
+//! it ends, so training never teaches an end there.
 //!
 //! **Which documents.** Documents are numbered 0, 1, 2, … and document j draws its
 //! tokens from its own random stream (the corpus seed, stream j), so its text depends
@@ -34,6 +36,7 @@
 //! sampled. Temperature 0 is greedy (argmax; top-k/top-p then change nothing).
 use crate::model::native::{NativeModel, RowStep};
 use crate::model::{KvCache, Model};
+use crate::tokenizer::Delimiters;
 use anyhow::{bail, Result};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -461,29 +464,29 @@ struct Row {
 }
 
 impl Row {
-    fn fresh(eot: u32) -> Self {
-        Self { doc: Vec::new(), pending: eot as i64, position: 0, prefix: Vec::new() }
+    fn fresh(d: Delimiters) -> Self {
+        Self { doc: Vec::new(), pending: d.start as i64, position: 0, prefix: Vec::new() }
     }
 
     /// The tokens the row is conditioned on at its next step: the last
     /// [`context_length`] of `<|endoftext|>` + its document.
-    fn context(&self, eot: u32, block: usize) -> Vec<i64> {
+    fn context(&self, d: Delimiters, block: usize) -> Vec<i64> {
         let n = 1 + self.doc.len();
         let len = context_length(block, n);
-        std::iter::once(eot as i64).chain(self.doc.iter().map(|&t| t as i64)).skip(n - len).collect()
+        std::iter::once(d.start as i64).chain(self.doc.iter().map(|&t| t as i64)).skip(n - len).collect()
     }
 
     /// Feeds the chosen token: at `<|endoftext|>` or the length cap the document ends
     /// and is returned, and the row starts a fresh one; otherwise the token is the one
     /// fed next, one position on.
-    fn push(&mut self, tok: u32, eot: u32, max_doc_tokens: usize) -> Option<Document> {
-        let ended = tok == eot;
+    fn push(&mut self, tok: u32, d: Delimiters, max_doc_tokens: usize) -> Option<Document> {
+        let ended = tok == d.end;
         if !ended {
             self.doc.push(tok);
         }
         if ended || self.doc.len() >= max_doc_tokens {
             let doc = std::mem::take(&mut self.doc);
-            *self = Row::fresh(eot);
+            *self = Row::fresh(d);
             return Some(Document { tokens: doc, truncated: !ended });
         }
         self.pending = tok as i64;
@@ -494,12 +497,12 @@ impl Row {
     /// With the Rust step, a row whose cache is full (position `block`) is rebuilt by
     /// feeding its kept tokens with the next one ([`Row::prefix`]). Returns whether
     /// it was.
-    fn fold_rebuild(&mut self, eot: u32, block: usize) -> bool {
+    fn fold_rebuild(&mut self, d: Delimiters, block: usize) -> bool {
         if self.position as usize != block {
             return false;
         }
         let keep = rebuild_keep(block);
-        let ctx = self.context(eot, block);
+        let ctx = self.context(d, block);
         debug_assert_eq!(ctx.len(), keep);
         self.prefix = ctx[..keep - 1].to_vec();
         self.position = keep as i64 - 1;
@@ -581,7 +584,7 @@ pub struct Decoder<'m> {
     /// Context length (cache slots per row).
     capacity: i64,
     rows: Vec<Row>,
-    eot: u32,
+    delimiters: Delimiters,
     max_doc_tokens: usize,
     device: Device,
     /// Rows rebuilt so far (for reporting and tests).
@@ -598,13 +601,21 @@ pub struct Decoder<'m> {
 
 impl<'m> Decoder<'m> {
     /// A decoder with the faster engine for `device` ([`Engine::for_device`]).
-    pub fn new(model: &'m Model, batch: usize, eot: u32, max_doc_tokens: usize, device: Device) -> Self {
-        Self::with_engine(model, batch, eot, max_doc_tokens, device, Engine::for_device(device))
+    pub fn new(model: &'m Model, batch: usize, delimiters: impl Into<Delimiters>, max_doc_tokens: usize, device: Device) -> Self {
+        Self::with_engine(model, batch, delimiters, max_doc_tokens, device, Engine::for_device(device))
     }
 
     /// A decoder computing its steps with `engine` (`Native` needs the CPU).
-    pub fn with_engine(model: &'m Model, batch: usize, eot: u32, max_doc_tokens: usize, device: Device, engine: Engine) -> Self {
-        let rows = (0..batch).map(|_| Row::fresh(eot)).collect();
+    pub fn with_engine(
+        model: &'m Model,
+        batch: usize,
+        delimiters: impl Into<Delimiters>,
+        max_doc_tokens: usize,
+        device: Device,
+        engine: Engine,
+    ) -> Self {
+        let delimiters = delimiters.into();
+        let rows = (0..batch).map(|_| Row::fresh(delimiters)).collect();
         let backend = match engine {
             Engine::Native if device == Device::Cpu => {
                 let native = model.native();
@@ -624,7 +635,7 @@ impl<'m> Decoder<'m> {
             backend,
             capacity: model.config().block_size,
             rows,
-            eot,
+            delimiters,
             max_doc_tokens,
             device,
             reencodes: 0,
@@ -649,7 +660,7 @@ impl<'m> Decoder<'m> {
     /// [`context_length`] of `<|endoftext|>` + its document (the uncached reference runs
     /// the model on exactly these).
     pub fn context(&self, b: usize) -> Vec<i64> {
-        self.rows[b].context(self.eot, self.capacity as usize)
+        self.rows[b].context(self.delimiters, self.capacity as usize)
     }
 
     /// Logits for every row's next token: (B, V).
@@ -723,7 +734,7 @@ impl<'m> Decoder<'m> {
             how: sampling.host_draw(model.vocab()),
             steps,
             restart,
-            eot: self.eot,
+            delimiters: self.delimiters,
             max_doc_tokens: self.max_doc_tokens,
             capacity: self.capacity as usize,
         };
@@ -766,7 +777,7 @@ impl<'m> Decoder<'m> {
         let mut finished = Vec::new();
         let capacity = self.capacity;
         for (b, row) in self.rows.iter_mut().enumerate() {
-            if let Some(doc) = row.push(chosen[b] as u32, self.eot, self.max_doc_tokens) {
+            if let Some(doc) = row.push(chosen[b] as u32, self.delimiters, self.max_doc_tokens) {
                 finished.push((b, doc));
             }
         }
@@ -798,7 +809,7 @@ impl<'m> Decoder<'m> {
             }
         }
         self.rows = keep_in_order(std::mem::take(&mut self.rows), keep).0;
-        self.rows.extend((0..extra).map(|_| Row::fresh(self.eot)));
+        self.rows.extend((0..extra).map(|_| Row::fresh(self.delimiters)));
     }
 
     /// Rebuilds the caches of `rows` from the last half context of their documents:
@@ -811,7 +822,7 @@ impl<'m> Decoder<'m> {
         if let Backend::Native { .. } = self.backend {
             // The Rust step feeds the kept tokens with the next one (see `Row::prefix`).
             for &b in rows {
-                self.rows[b].fold_rebuild(self.eot, self.capacity as usize);
+                self.rows[b].fold_rebuild(self.delimiters, self.capacity as usize);
             }
             self.reencodes += rows.len();
             return;
@@ -876,7 +887,7 @@ struct Block<'a> {
     how: HostDraw,
     steps: usize,
     restart: bool,
-    eot: u32,
+    delimiters: Delimiters,
     max_doc_tokens: usize,
     capacity: usize,
 }
@@ -930,12 +941,12 @@ impl Block<'_> {
                     let row = &mut rows[i];
                     row.prefix.clear();
                     let tok = self.how.choose(&logits[j * v..][..v], &mut rngs[i], &mut scratch);
-                    match row.push(tok as u32, self.eot, self.max_doc_tokens) {
+                    match row.push(tok as u32, self.delimiters, self.max_doc_tokens) {
                         Some(doc) => {
                             out.finished.push((first + g * BLOCK_GROUP + i, doc));
                             active[i] = self.restart;
                         }
-                        None => out.reencodes += usize::from(row.fold_rebuild(self.eot, self.capacity)),
+                        None => out.reencodes += usize::from(row.fold_rebuild(self.delimiters, self.capacity)),
                     }
                 }
                 out.draw_seconds += t.elapsed().as_secs_f64();
@@ -968,8 +979,13 @@ pub struct SampleRequest {
 pub struct SampleStats {
     /// Documents in the corpus (documents 0..M).
     pub documents: usize,
-    /// Tokens in the corpus, end-of-text tokens included.
+    /// Tokens in the corpus, end-of-text tokens included (as written: re-encoded by the
+    /// loop's writer, see `crate::synthetic`).
     pub tokens: usize,
+    /// Tokens the model drew for documents 0..M, end-of-text tokens included (older
+    /// manifests: 0).
+    #[serde(default)]
+    pub sampled_tokens: usize,
     /// Documents cut at the length cap (written without an end-of-text token).
     pub truncated_documents: usize,
     /// `truncated_documents / documents`.
@@ -1082,15 +1098,18 @@ impl Ledger {
 }
 
 /// Samples documents 0..M (see the module documentation) and hands them to `write`
-/// in order; M is the first count whose documents hold at least `n_tokens` tokens
-/// (`<|endoftext|>` included).
+/// in order. `write` returns the tokens the document occupies in the corpus (the
+/// loop's writer re-encodes its text, so they can differ from
+/// [`Document::corpus_tokens`]); M is the first count whose documents hold at least
+/// `n_tokens` of those tokens (end tokens included).
 pub fn sample_corpus(
     model: &Model,
-    eot: u32,
+    delimiters: impl Into<Delimiters>,
     device: Device,
     req: &SampleRequest,
-    mut write: impl FnMut(&Document) -> Result<()>,
+    mut write: impl FnMut(&Document) -> Result<usize>,
 ) -> Result<SampleStats> {
+    let delimiters = delimiters.into();
     if req.n_tokens == 0 {
         bail!("--n-tokens must be positive");
     }
@@ -1102,6 +1121,7 @@ pub fn sample_corpus(
     let mut stats = SampleStats {
         documents: 0,
         tokens: 0,
+        sampled_tokens: 0,
         truncated_documents: 0,
         truncation_share: 0.0,
         mean_document_tokens: 0.0,
@@ -1131,7 +1151,7 @@ pub fn sample_corpus(
         },
     };
     // Row b of the decoder writes document `docs[b]` with random stream `rngs[b]`.
-    let mut decoder = Decoder::new(model, 0, eot, req.max_doc_tokens, device);
+    let mut decoder = Decoder::new(model, 0, delimiters, req.max_doc_tokens, device);
     let mut docs: Vec<u64> = Vec::new();
     let mut rngs: Vec<ChaCha8Rng> = Vec::new();
     // Corpus tokens of each row's document so far (its tokens plus the end-of-text it
@@ -1185,11 +1205,12 @@ pub fn sample_corpus(
             // Hand documents to the writer in index order, up to the target.
             while let Some(doc) = ledger.waiting.remove(&ledger.written) {
                 ledger.waiting_tokens -= doc.corpus_tokens();
-                write(&doc)?;
+                let written = write(&doc)?;
                 ledger.written += 1;
-                ledger.written_tokens += doc.corpus_tokens();
+                ledger.written_tokens += written;
                 stats.documents += 1;
-                stats.tokens += doc.corpus_tokens();
+                stats.tokens += written;
+                stats.sampled_tokens += doc.corpus_tokens();
                 stats.truncated_documents += doc.truncated as usize;
                 bar.set_position(stats.tokens.min(req.n_tokens) as u64);
                 if stats.tokens >= req.n_tokens {
@@ -1241,11 +1262,11 @@ pub fn sample_corpus(
 /// lockstep, each step re-running the model over the whole context [`context_length`]
 /// prescribes (so it computes the same distributions as the cached decoder). Returns
 /// the number of tokens generated.
-pub fn sample_uncached(model: &Model, eot: u32, device: Device, sampling: Sampling, batch: usize, steps: usize) -> Result<usize> {
+pub fn sample_uncached(model: &Model, start: u32, device: Device, sampling: Sampling, batch: usize, steps: usize) -> Result<usize> {
     let block = model.config().block_size as usize;
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     tch::no_grad(|| -> Result<()> {
-        let mut seq = Tensor::full([batch as i64, 1], eot as i64, (Kind::Int64, device));
+        let mut seq = Tensor::full([batch as i64, 1], start as i64, (Kind::Int64, device));
         for _ in 0..steps {
             let n = seq.size()[1] as usize;
             let len = context_length(block, n) as i64;

@@ -1,36 +1,53 @@
-//! A training stream: an ordered list of token runs, read as one concatenated sequence.
+//! A training stream: an ordered list of documents taken from token files, and the
+//! context windows a model reads them in.
 //!
 //! Training mixtures are lists of whole documents taken from several token files
-//! (the real split and synthetic corpora); nothing is copied. Every document ends with
-//! `<|endoftext|>`, so the concatenation is a valid stream of documents and a training
-//! window may cross from one document into the next, as in GPT-2 pretraining.
-use crate::tokens::TokenFile;
+//! (the real split and synthetic corpora); nothing is copied. Windows are aligned to
+//! documents, so every document starts in training as the sampler starts it: from its
+//! start token (`<|endoftext|>`, or a tokenizer's BOS) at position 0, with nothing of
+//! another document in view. Document d, with n tokens (its end token included when it
+//! was ended), is read as the n + 1 tokens `start, t_1, …, t_n`; its window j holds
+//! positions j·C … j·C + C as inputs and the next tokens as targets, so every one of
+//! its n tokens is a target exactly once, the first one predicted from the start token
+//! alone. A document's last window is filled up with ignored targets (`IGNORE`), which
+//! the loss skips. A document cut at the length cap has no end token, so no window ever
+//! teaches an end where the model wrote none.
+use crate::tokenizer::Delimiters;
 use anyhow::{bail, Result};
-use rand::Rng;
+use crate::tokens::TokenFile;
 use std::ops::Range;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+
+/// The target of a padded position: cross-entropy's ignored index.
+pub const IGNORE: i64 = -100;
 
 #[derive(Clone)]
 pub struct TokenStream {
     files: Vec<Arc<TokenFile>>,
-    /// (file index, token range) in stream order.
-    runs: Vec<(usize, Range<usize>)>,
-    /// Start of each run in stream coordinates; `starts.last()` + its length = total.
-    starts: Vec<usize>,
+    /// Documents in stream order: (file index, token range). A range ends with the end
+    /// token exactly when its document was ended.
+    docs: Vec<(usize, Range<usize>)>,
     len: usize,
+    delimiters: Delimiters,
+    /// (context length, index of each document's first window, then the total).
+    first_windows: OnceLock<(usize, Vec<usize>)>,
 }
 
 impl TokenStream {
-    pub fn new() -> Self {
-        Self { files: Vec::new(), runs: Vec::new(), starts: Vec::new(), len: 0 }
+    pub fn new(delimiters: impl Into<Delimiters>) -> Self {
+        Self { files: Vec::new(), docs: Vec::new(), len: 0, delimiters: delimiters.into(), first_windows: OnceLock::new() }
     }
 
-    /// A whole file as a stream.
-    pub fn from_file(file: Arc<TokenFile>) -> Self {
-        let mut s = Self::new();
-        let n = file.len();
+    /// A whole file as a stream, one document per run of tokens ending with the end
+    /// token (a real split, where every document was ended).
+    pub fn from_file(file: Arc<TokenFile>, delimiters: impl Into<Delimiters>) -> Self {
+        let delimiters = delimiters.into();
+        let mut s = Self::new(delimiters);
+        let ranges = crate::tokens::document_ranges(file.iter(), delimiters.end);
         let idx = s.add_file(file);
-        s.push(idx, 0..n);
+        for r in ranges {
+            s.push(idx, r);
+        }
         s
     }
 
@@ -42,23 +59,17 @@ impl TokenStream {
         self.files.len() - 1
     }
 
-    /// Appends `range` of file `file`; adjacent ranges of one file are merged.
+    /// Appends one document: `range` of file `file`.
     pub fn push(&mut self, file: usize, range: Range<usize>) {
         if range.is_empty() {
             return;
         }
-        if let Some((f, last)) = self.runs.last_mut() {
-            if *f == file && last.end == range.start {
-                self.len += range.len();
-                last.end = range.end;
-                return;
-            }
-        }
-        self.starts.push(self.len);
         self.len += range.len();
-        self.runs.push((file, range));
+        self.docs.push((file, range));
+        self.first_windows = OnceLock::new();
     }
 
+    /// Tokens of all documents (end tokens included, start tokens not).
     pub fn len(&self) -> usize {
         self.len
     }
@@ -67,69 +78,118 @@ impl TokenStream {
         self.len == 0
     }
 
-    /// Appends stream positions `offset..offset+n` to `out`.
+    pub fn documents(&self) -> usize {
+        self.docs.len()
+    }
+
+    pub fn delimiters(&self) -> Delimiters {
+        self.delimiters
+    }
+
+    /// The same documents, started and ended by `delimiters`.
+    pub fn with_delimiters(mut self, delimiters: Delimiters) -> Self {
+        self.delimiters = delimiters;
+        self
+    }
+
+    /// Appends positions `offset..offset+n` of the documents' tokens, concatenated in
+    /// order, to `out`.
     pub fn read(&self, offset: usize, n: usize, out: &mut Vec<i64>) {
-        let mut pos = offset;
-        let end = offset + n;
-        let mut run = self.starts.partition_point(|&s| s <= pos) - 1;
-        while pos < end {
-            let (f, r) = &self.runs[run];
-            let within = pos - self.starts[run];
-            let take = (r.len() - within).min(end - pos);
-            self.files[*f].extend_i64(r.start + within..r.start + within + take, out);
-            pos += take;
-            run += 1;
+        let (mut skip, mut left) = (offset, n);
+        for (f, r) in &self.docs {
+            if left == 0 {
+                break;
+            }
+            if skip >= r.len() {
+                skip -= r.len();
+                continue;
+            }
+            let take = (r.len() - skip).min(left);
+            self.files[*f].extend_i64(r.start + skip..r.start + skip + take, out);
+            left -= take;
+            skip = 0;
         }
     }
 
-    /// Training windows of a context of `block` tokens: window i is the `block + 1`
-    /// tokens starting at `i * block` (inputs and their next-token targets), so the
-    /// windows tile the stream and every token but the first is a target exactly once.
-    pub fn window_count(&self, block: usize) -> usize {
-        if self.len < block + 1 {
-            0
+    /// Feeds every document's length and tokens to `h`, so two streams with the same
+    /// tokens cut into other documents hash apart.
+    pub fn hash_into(&self, h: &mut crate::mix::Fnv1a) {
+        let mut buf = Vec::new();
+        for (f, r) in &self.docs {
+            h.add(r.len() as u64);
+            for chunk in r.clone().step_by(1 << 20) {
+                buf.clear();
+                self.files[*f].extend_i64(chunk..(chunk + (1 << 20)).min(r.end), &mut buf);
+                for &t in &buf {
+                    h.add(t as u64);
+                }
+            }
+        }
+    }
+
+    fn first_windows(&self, block: usize) -> std::borrow::Cow<'_, [usize]> {
+        let build = || {
+            let mut at = Vec::with_capacity(self.docs.len() + 1);
+            let mut total = 0;
+            for (_, r) in &self.docs {
+                at.push(total);
+                total += r.len().div_ceil(block);
+            }
+            at.push(total);
+            at
+        };
+        let (cached, windows) = self.first_windows.get_or_init(|| (block, build()));
+        if *cached == block {
+            std::borrow::Cow::Borrowed(windows)
         } else {
-            (self.len - 1) / block
+            std::borrow::Cow::Owned(build())
         }
     }
 
-    /// Inputs and targets (each `windows.len() × block`, row-major) of the given windows.
+    /// Context windows of `block` tokens, aligned to documents (see the module
+    /// documentation): ⌈n / block⌉ for a document of n tokens.
+    pub fn window_count(&self, block: usize) -> usize {
+        *self.first_windows(block).last().unwrap_or(&0)
+    }
+
+    /// Targets (tokens predicted, padding excluded) of window `w`.
+    pub fn window_targets(&self, w: usize, block: usize) -> usize {
+        let first = self.first_windows(block);
+        let d = first.partition_point(|&f| f <= w) - 1;
+        let from = (w - first[d]) * block;
+        (self.docs[d].1.len() - from).min(block)
+    }
+
+    /// Inputs and targets (each `windows.len() × block`, row-major) of the given
+    /// windows; positions after a document's last token hold the start token as input
+    /// and [`IGNORE`] as target.
     pub fn windows(&self, windows: &[usize], block: usize) -> (Vec<i64>, Vec<i64>) {
+        let first = self.first_windows(block);
+        let start = self.delimiters.start as i64;
         let mut x = Vec::with_capacity(windows.len() * block);
         let mut y = Vec::with_capacity(windows.len() * block);
-        let mut window = Vec::with_capacity(block + 1);
+        let mut seq = Vec::with_capacity(block + 1);
         for &w in windows {
-            window.clear();
-            self.read(w * block, block + 1, &mut window);
-            x.extend_from_slice(&window[..block]);
-            y.extend_from_slice(&window[1..]);
+            let d = first.partition_point(|&f| f <= w) - 1;
+            let (f, r) = &self.docs[d];
+            // Window j of the document reads positions j·block ..= j·block + block of
+            // `start, t_1, …, t_n`, as far as they exist.
+            let from = (w - first[d]) * block;
+            let to = (from + block + 1).min(r.len() + 1);
+            seq.clear();
+            if from == 0 {
+                seq.push(start);
+                self.files[*f].extend_i64(r.start..r.start + to - 1, &mut seq);
+            } else {
+                self.files[*f].extend_i64(r.start + from - 1..r.start + to - 1, &mut seq);
+            }
+            let targets = seq.len() - 1;
+            x.extend_from_slice(&seq[..targets]);
+            x.extend(std::iter::repeat_n(start, block - targets));
+            y.extend_from_slice(&seq[1..]);
+            y.extend(std::iter::repeat_n(IGNORE, block - targets));
         }
         (x, y)
-    }
-
-    /// A batch of `batch` random windows of `block + 1` tokens, as inputs and targets
-    /// (each `batch × block`, flattened row-major).
-    pub fn random_batch(&self, batch: usize, block: usize, rng: &mut impl Rng) -> Result<(Vec<i64>, Vec<i64>)> {
-        if self.len < block + 1 {
-            bail!("the training data has {} tokens, fewer than one context window of {}", self.len, block + 1);
-        }
-        let mut x = Vec::with_capacity(batch * block);
-        let mut y = Vec::with_capacity(batch * block);
-        let mut window = Vec::with_capacity(block + 1);
-        for _ in 0..batch {
-            window.clear();
-            let start = rng.gen_range(0..=self.len - block - 1);
-            self.read(start, block + 1, &mut window);
-            x.extend_from_slice(&window[..block]);
-            y.extend_from_slice(&window[1..]);
-        }
-        Ok((x, y))
-    }
-}
-
-impl Default for TokenStream {
-    fn default() -> Self {
-        Self::new()
     }
 }
 

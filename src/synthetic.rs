@@ -2,14 +2,24 @@
 //! separated by `<|endoftext|>` lines, so the text can be prepared again) and
 //! `STEM.json` (the manifest, written last: a corpus without one is incomplete).
 //!
-//! A document the model ended is followed by `<|endoftext|>` in both files; one cut at
-//! the length cap is not (the model never emitted that token), so it runs into the
-//! next document. The manifest counts such documents (`truncated_documents`,
-//! `truncation_share`).
+//! `STEM.bin` holds canonical tokens: each document as the tokenizer encodes its text
+//! (decode, then encode; see [`Canonicalizer`]), which is what a pipeline that
+//! publishes the text and reads it back would train on. The manifest records how many
+//! of the sampled ids that encoding did not reproduce (`non_canonical_tokens`,
+//! `non_canonical_share`).
+//!
+//! A document the model ended is followed by its end token in both files; one cut at
+//! the length cap is not (the model never emitted that token). The manifest counts
+//! such documents (`truncated_documents`, `truncation_share`) and lists where each
+//! ends in `STEM.bin` (`truncated_ends`), so [`load`] keeps it apart from the next
+//! document and training never teaches an end the model did not write.
 use crate::checkpoint::Checkpoint;
 use crate::layout::{read_json, temp_path, write_json_atomic};
+use crate::policy::Corpus;
 use crate::sample::{sample_corpus, SampleRequest, SampleStats, Sampling};
-use crate::tokenizer::EOT;
+use crate::tokenizer::{Canonicalizer, EOT};
+use crate::tokens::TokenFile;
+use std::sync::Arc;
 use crate::tokens::TokenWriter;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
@@ -29,6 +39,25 @@ pub struct SyntheticManifest {
     pub max_doc_tokens: usize,
     pub vocab_size: usize,
     pub eot_id: u32,
+    /// The token every document started from (`eot_id`, or a tokenizer's BOS).
+    #[serde(default)]
+    pub start_id: Option<u32>,
+    /// Whether `.bin` holds canonical tokens (false in corpora written before lmloop
+    /// re-encoded them: the sampled ids as they were).
+    #[serde(default)]
+    pub canonical: bool,
+    /// Sampled ids (end tokens excluded) that the canonical encoding does not
+    /// reproduce, and their share of all sampled ids.
+    #[serde(default)]
+    pub non_canonical_tokens: usize,
+    #[serde(default)]
+    pub non_canonical_share: f64,
+    /// Seconds spent decoding and re-encoding documents (part of `seconds`).
+    #[serde(default)]
+    pub canonical_seconds: f64,
+    /// Offsets in `.bin` where each document cut at the length cap ends.
+    #[serde(default)]
+    pub truncated_ends: Vec<usize>,
     #[serde(flatten)]
     pub stats: SampleStats,
 }
@@ -56,22 +85,33 @@ pub fn write_corpus(ckpt: &Checkpoint, stem: &Path, req: &SampleRequest, device:
     let _ = std::fs::remove_file(&json);
     let vocab = &ckpt.vocab;
     let eot = vocab.eot();
+    let canonicalizer = Canonicalizer::new(vocab);
     let mut tokens = TokenWriter::create(&bin, vocab.vocab_size())?;
+    let (mut written, mut non_canonical, mut truncated_ends) = (0usize, 0usize, Vec::new());
+    let mut canonical_seconds = 0.0;
     let txt_tmp = temp_path(&txt);
     let mut text = std::io::BufWriter::new(
         std::fs::File::create(&txt_tmp).with_context(|| format!("cannot create {}", txt_tmp.display()))?,
     );
-    let stats = sample_corpus(&ckpt.model, eot, device, req, |doc| {
-        tokens.extend(&doc.tokens)?;
-        let decoded = vocab.decode(&doc.tokens)?;
+    let stats = sample_corpus(&ckpt.model, vocab.delimiters(), device, req, |doc| {
+        let t0 = std::time::Instant::now();
+        let (ids, differing) = canonicalizer.canonicalize(&doc.tokens)?;
+        canonical_seconds += t0.elapsed().as_secs_f64();
+        non_canonical += differing;
+        tokens.extend(&ids)?;
+        let decoded = vocab.decode(&ids)?;
+        let mut n = ids.len();
         if doc.truncated {
             // No end-of-text: the model did not end this document.
             write!(text, "{decoded}")?;
+            truncated_ends.push(written + n);
         } else {
             tokens.push(eot)?;
+            n += 1;
             writeln!(text, "{}\n{EOT}", decoded.trim_end_matches('\n'))?;
         }
-        Ok(())
+        written += n;
+        Ok(n)
     })?;
     tokens.finish()?;
     text.into_inner()
@@ -94,8 +134,24 @@ pub fn write_corpus(ckpt: &Checkpoint, stem: &Path, req: &SampleRequest, device:
         max_doc_tokens: req.max_doc_tokens,
         vocab_size: vocab.vocab_size(),
         eot_id: eot,
+        start_id: Some(vocab.delimiters().start),
+        canonical: true,
+        non_canonical_tokens: non_canonical,
+        canonical_seconds,
+        non_canonical_share: non_canonical as f64 / (stats.sampled_tokens - (stats.documents - stats.truncated_documents)).max(1) as f64,
+        truncated_ends,
         stats,
     };
     write_json_atomic(&json, &manifest)?;
     Ok(manifest)
+}
+
+/// A complete synthetic corpus as documents: cut documents kept apart from the next
+/// one by the manifest's `truncated_ends`.
+pub fn load(stem: &Path, name: impl Into<String>) -> Result<(Corpus, SyntheticManifest)> {
+    let (bin, _, json) = files(stem);
+    let manifest: SyntheticManifest = read_json(&json)?;
+    let file = Arc::new(TokenFile::open(&bin)?);
+    let documents = crate::tokens::document_ranges_with_cuts(file.iter(), manifest.eot_id, &manifest.truncated_ends);
+    Ok((Corpus { name: name.into(), file, documents }, manifest))
 }

@@ -18,6 +18,26 @@ use tokenizers::{AddedToken, Tokenizer};
 /// The end-of-text token written after every document.
 pub const EOT: &str = "<|endoftext|>";
 
+/// The tokens around every document. A document starts from `start`: the sampler's
+/// first input at position 0, and the input at position 0 of the first training or
+/// evaluation window of every document, so a model sees documents begin as it will be
+/// asked to begin them. A document the model (or a real author) ended is followed by
+/// `end`. With lmloop's own tokenizer both are `<|endoftext|>`, as in GPT-2; a
+/// tokenizer from a transformers folder that names a separate bos_token (Llama's
+/// `<s>`) starts documents from it and ends them with its eos_token (`</s>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Delimiters {
+    pub start: u32,
+    pub end: u32,
+}
+
+impl From<u32> for Delimiters {
+    /// One token that both starts and ends documents (`<|endoftext|>`).
+    fn from(eot: u32) -> Self {
+        Self { start: eot, end: eot }
+    }
+}
+
 /// The transformers tokenizer settings file kept beside a `tokenizer.json`.
 pub const TOKENIZER_CONFIG: &str = "tokenizer_config.json";
 
@@ -175,6 +195,12 @@ impl Vocab {
         self.eot
     }
 
+    /// The tokens that start and end documents (see [`Delimiters`]).
+    pub fn delimiters(&self) -> Delimiters {
+        let start = self.bos().map_or(self.eot, |(_, id)| id);
+        Delimiters { start, end: self.eot }
+    }
+
     /// Token ids of `text` (no special tokens added).
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
         let enc = self.tokenizer.encode(text, false).map_err(|e| anyhow!("encoding failed: {e}"))?;
@@ -212,5 +238,78 @@ fn special_token(config: &serde_json::Value, key: &str) -> Option<String> {
         serde_json::Value::String(s) => Some(s.clone()),
         serde_json::Value::Object(o) => o.get("content")?.as_str().map(str::to_string),
         _ => None,
+    }
+}
+
+/// The bytes every token stands for, and the canonical encoding of sampled text.
+///
+/// A model samples ids; a real pipeline publishes their text, and the next model reads
+/// that text through the tokenizer. Those ids need not be what the encoder would
+/// produce: a byte-level BPE keeps intermediate merges that the encoder never emits
+/// (in lmloop's 2,048-token Shakespeare BPE, 207 ids never occur in the training
+/// split), and a model can spell a word in pieces the encoder would merge. A synthetic
+/// document therefore enters the corpus as `encode(decode(ids))`.
+pub struct Canonicalizer<'a> {
+    vocab: &'a Vocab,
+    /// Bytes of every id: exact for byte-level tokenizers (lmloop's own, GPT-2's); for
+    /// others, the UTF-8 of the id decoded alone.
+    bytes: Vec<Vec<u8>>,
+}
+
+/// The byte each character of a byte-level BPE token stands for (GPT-2's table:
+/// printable bytes stand for themselves, the other 68 are shifted to 256 and up).
+fn byte_level_bytes() -> std::collections::HashMap<char, u8> {
+    let printable = |b: u8| (b'!'..=b'~').contains(&b) || (0xA1..=0xAC).contains(&b) || b >= 0xAE;
+    let mut shifted = 0u32;
+    (0..=255u8)
+        .map(|b| {
+            let c = if printable(b) {
+                char::from(b)
+            } else {
+                shifted += 1;
+                char::from_u32(255 + shifted).expect("a valid character")
+            };
+            (c, b)
+        })
+        .collect()
+}
+
+impl<'a> Canonicalizer<'a> {
+    pub fn new(vocab: &'a Vocab) -> Self {
+        let byte_level = matches!(vocab.tokenizer.get_decoder(), Some(tokenizers::decoders::DecoderWrapper::ByteLevel(_)));
+        let table = byte_level.then(byte_level_bytes);
+        let bytes = (0..vocab.vocab_size() as u32)
+            .map(|id| {
+                let piece = vocab.tokenizer.id_to_token(id).unwrap_or_default();
+                match &table {
+                    Some(t) if piece.chars().all(|c| t.contains_key(&c)) => piece.chars().map(|c| t[&c]).collect(),
+                    _ => vocab.tokenizer.decode(&[id], false).unwrap_or_default().into_bytes(),
+                }
+            })
+            .collect();
+        Self { vocab, bytes }
+    }
+
+    /// The canonical ids of a document's sampled `ids` (end token excluded), and how
+    /// many of the sampled ids the canonical encoding does not reproduce: a sampled id
+    /// counts as canonical when the encoding has the same id over the same bytes.
+    pub fn canonicalize(&self, ids: &[u32]) -> Result<(Vec<u32>, usize)> {
+        let canonical = self.vocab.encode(&self.vocab.decode(ids)?)?;
+        if canonical == ids {
+            return Ok((canonical, 0));
+        }
+        let len = |id: u32| self.bytes.get(id as usize).map_or(0, |b| b.len());
+        let (mut at_sampled, mut at_canonical, mut j, mut matched) = (0usize, 0usize, 0usize, 0usize);
+        for &id in ids {
+            while j < canonical.len() && at_canonical < at_sampled {
+                at_canonical += len(canonical[j]);
+                j += 1;
+            }
+            if j < canonical.len() && at_canonical == at_sampled && canonical[j] == id {
+                matched += 1;
+            }
+            at_sampled += len(id);
+        }
+        Ok((canonical, ids.len() - matched))
     }
 }

@@ -110,10 +110,24 @@ impl TokenFile {
 /// (a trailing run without `eot` is a document too). Returns half-open ranges that
 /// include the terminating `eot`.
 pub fn document_ranges(tokens: impl Iterator<Item = u32>, eot: u32) -> Vec<std::ops::Range<usize>> {
+    document_ranges_with_cuts(tokens, eot, &[])
+}
+
+/// [`document_ranges`], where a document also ends at each offset in `cuts` (sorted):
+/// the ends of the documents a synthetic corpus holds without an `eot`, because the
+/// sampler cut them at the length cap (its manifest lists them).
+pub fn document_ranges_with_cuts(tokens: impl Iterator<Item = u32>, eot: u32, cuts: &[usize]) -> Vec<std::ops::Range<usize>> {
     let mut ranges = Vec::new();
     let mut start = 0;
     let mut n = 0;
+    let mut cuts = cuts.iter().copied().peekable();
     for (i, t) in tokens.enumerate() {
+        while let Some(c) = cuts.next_if(|&c| c <= i) {
+            if c == i && start < i {
+                ranges.push(start..i);
+                start = i;
+            }
+        }
         n = i + 1;
         if t == eot {
             ranges.push(start..i + 1);
@@ -212,5 +226,15 @@ mod tests {
     fn documents_end_with_eot() {
         let r = document_ranges([5, 6, 0, 7, 0, 8].into_iter(), 0);
         assert_eq!(r, vec![0..3, 3..5, 5..6]);
+    }
+
+    /// A document cut at the length cap has no end-of-text; the manifest's cut offsets
+    /// keep it apart from the document after it.
+    #[test]
+    fn cut_documents_stay_apart_from_the_next() {
+        let r = document_ranges_with_cuts([5, 6, 7, 8, 0, 9, 9].into_iter(), 0, &[2, 5, 7]);
+        assert_eq!(r, vec![0..2, 2..5, 5..7]);
+        let r = document_ranges_with_cuts([5, 0, 7].into_iter(), 0, &[0, 2]);
+        assert_eq!(r, vec![0..2, 2..3]);
     }
 }

@@ -3,7 +3,7 @@
 //! log, mid-training snapshots it resumes from (`crate::snapshot`), and an atomic
 //! checkpoint at the end.
 //!
-//! The data is read in windows that tile it (see `TokenStream::window_count`). An
+//! The data is read in windows aligned to its documents (see `crate::stream`). An
 //! epoch is one pass visiting every window once, in a fresh seeded order; a run makes
 //! `train.epochs` passes (`budget = "epochs"`) or visits `⌈max_tokens / block⌉`
 //! windows in the same pass order (`budget = "tokens"`). Validation uses the same
@@ -53,13 +53,25 @@ pub fn schedule(model: &ModelConfig, cfg: &TrainConfig, data: &TokenStream) -> R
     let block = model.block_size as usize;
     let windows = data.window_count(block);
     if windows == 0 {
-        bail!("the training data has {} tokens, fewer than one context window of {}", data.len(), block + 1);
+        bail!("the training data holds no tokens");
     }
+    let batch = cfg.batch_size as usize;
     let visits = match cfg.budget {
         Budget::Epochs => ((cfg.epochs_or_default() * windows as f64).round() as usize).max(1),
-        Budget::Tokens => (cfg.max_tokens.unwrap_or(0) as usize).div_ceil(block).max(1),
+        // Windows in pass order until their targets reach the budget (a document's last
+        // window holds fewer than `block`).
+        Budget::Tokens => {
+            let budget = cfg.max_tokens.unwrap_or(0).max(1) as usize;
+            let mut targets = 0;
+            let order = EpochSchedule::new(windows, batch, usize::MAX, cfg.seed)?;
+            order.batches().flatten().take_while(|&w| {
+                let more = targets < budget;
+                targets += data.window_targets(w, block);
+                more
+            }).count()
+        }
     };
-    EpochSchedule::new(windows, cfg.batch_size as usize, visits, cfg.seed)
+    EpochSchedule::new(windows, batch, visits, cfg.seed)
 }
 
 /// Optimizer steps a run takes over `data`.
@@ -92,24 +104,26 @@ pub fn validation_windows(val: &TokenStream, cfg: &TrainConfig, block: usize) ->
     (0..wanted).map(|j| j * available / wanted).collect()
 }
 
-/// Mean next-token loss over the validation windows (see [`validation_windows`]).
+/// Mean next-token loss over the targets of the validation windows (see [`validation_windows`]).
 pub fn validation_loss(model: &Model, val: &TokenStream, cfg: &TrainConfig, device: Device) -> Result<f64> {
     let block = model.config().block_size as usize;
     let windows = validation_windows(val, cfg, block);
     if windows.is_empty() {
-        bail!("the validation data has {} tokens, fewer than one context window of {}", val.len(), block + 1);
+        bail!("the validation data holds no tokens");
     }
-    let mut total = 0.0;
+    let (mut total, mut targets) = (0.0, 0usize);
     tch::no_grad(|| -> Result<()> {
         for chunk in windows.chunks(cfg.batch_size as usize) {
             let (x, y) = val.windows(chunk, block);
+            let n = y.iter().filter(|&&t| t != crate::stream::IGNORE).count();
             let (x, y) = batch_tensors(x, y, chunk.len() as i64, block as i64, device);
             let mean = f64::try_from(next_token_loss(&model.forward(&x, false), &y))?;
-            total += mean * chunk.len() as f64;
+            total += mean * n as f64;
+            targets += n;
         }
         Ok(())
     })?;
-    Ok(total / windows.len() as f64)
+    Ok(total / targets as f64)
 }
 
 pub struct TrainOutcome {
@@ -122,23 +136,16 @@ pub struct TrainOutcome {
 pub fn fingerprint(model: &ModelConfig, cfg: &TrainConfig, data: &TokenStream, init_from: Option<&Path>) -> String {
     use sha2::{Digest, Sha256};
     let mut h = crate::mix::Fnv1a::new();
-    let mut buf = Vec::new();
-    let chunk = 1 << 20;
-    let mut offset = 0;
-    while offset < data.len() {
-        let n = chunk.min(data.len() - offset);
-        buf.clear();
-        data.read(offset, n, &mut buf);
-        for &t in &buf {
-            h.add(t as u64);
-        }
-        offset += n;
-    }
+    data.hash_into(&mut h);
+    let delimiters = data.delimiters();
     let description = serde_json::json!({
         "model": model,
         "train": cfg,
         "data_tokens": data.len(),
+        "data_documents": data.documents(),
         "data_fnv1a": h.hex(),
+        "document_start": delimiters.start,
+        "document_end": delimiters.end,
         "init_from": init_from.map(|p| p.display().to_string()),
     });
     format!("{:x}", Sha256::digest(description.to_string().as_bytes()))
@@ -160,9 +167,6 @@ pub fn train(req: TrainRequest) -> Result<TrainOutcome> {
         bail!("model.vocab_size is {} but the tokenizer has {} tokens", mcfg.vocab_size, vocab.vocab_size());
     }
     let block = mcfg.block_size;
-    if data.len() < block as usize + 1 {
-        bail!("the training data has {} tokens, fewer than one context window of {}", data.len(), block + 1);
-    }
     let compute = cfg.precision.compute_kind();
     if let Some(kind) = compute {
         if let Err(why) = crate::model::precision::check(kind, device) {
@@ -240,8 +244,8 @@ pub fn train(req: TrainRequest) -> Result<TrainOutcome> {
         let lr = learning_rate(&cfg, step, steps);
         opt.set_lr(lr);
         let rows = windows.len() as i64;
-        let tokens_per_step = (rows * block) as u64;
         let (x, y) = data.windows(&windows, block as usize);
+        let tokens_per_step = y.iter().filter(|&&t| t != crate::stream::IGNORE).count();
         let (x, y) = batch_tensors(x, y, rows, block, device);
         let loss = crate::model::precision::autocast(compute, || next_token_loss(&model.forward(&x, true), &y));
         opt.zero_grad();
@@ -302,7 +306,8 @@ pub fn train(req: TrainRequest) -> Result<TrainOutcome> {
     }
     bar.finish_and_clear();
     drop(log);
-    let tokens = plan.visits() as u64 * block as u64;
+    // Targets trained on: padding after a document's end does not count.
+    let tokens: u64 = plan.batches().flatten().map(|w| data.window_targets(w, block as usize) as u64).sum();
     let state = TrainingState {
         steps,
         tokens,

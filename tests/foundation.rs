@@ -106,8 +106,8 @@ fn loss_falls_well_below_unigram_entropy_and_checkpoint_reloads_exactly() {
     let x = Tensor::from_slice(&[3i64, 10, 200, 7, 0, 5]).view([1, 6]).to_device(device());
     let (la, lb) = tch::no_grad(|| (a.model.forward(&x, false), b.model.forward(&x, false)));
     assert!(la.equal(&lb));
-    let test = TokenFile::open(&data.join("test.bin")).unwrap();
-    let again = lmloop::eval::evaluate(&a.model, &test, device()).unwrap();
+    let test = Arc::new(TokenFile::open(&data.join("test.bin")).unwrap());
+    let again = lmloop::eval::evaluate(&a.model, &test, a.vocab.delimiters(), device()).unwrap();
     assert!((again.mean_loss - loss).abs() < 1e-9);
 
     // The per-step log is there and the loss fell.
@@ -128,7 +128,7 @@ fn same_seed_gives_same_losses() {
     cfg.model.vocab_size = 300;
     tch::set_num_threads(1);
     let vocab = Vocab::load(&data.join("tokenizer.json")).unwrap();
-    let stream = TokenStream::from_file(Arc::new(TokenFile::open(&data.join("train.bin")).unwrap()));
+    let stream = TokenStream::from_file(Arc::new(TokenFile::open(&data.join("train.bin")).unwrap()), vocab.delimiters());
     let run = |out: &str| {
         lmloop::train::train(lmloop::train::TrainRequest {
             model: cfg.model.clone(),

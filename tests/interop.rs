@@ -220,6 +220,14 @@ fn transformers_models_seed_generation_zero_with_their_logits_and_tokenizer() {
             assert_eq!(vocab.eot_text(), eot);
         }
         let folder_vocab = Vocab::load_file_or_folder(&folder).unwrap();
+        // Documents start from the tokenizer's own BOS where it has one (Llama's <s>),
+        // in training and in sampling alike.
+        let d = folder_vocab.delimiters();
+        let start = if name == "llama" { "<s>" } else { "<|endoftext|>" };
+        assert_eq!(Some(d.start), folder_vocab.token_id(start), "{name} starts documents from {start}");
+        assert_eq!(d.end, folder_vocab.eot());
+        let m = lmloop::synthetic::manifest(&root.join("corpora/synthetic").join(name).join("gen-01")).unwrap();
+        assert_eq!(m.start_id, Some(d.start), "{name}: the sampler started from {start}");
         let sample = std::fs::read(root.join("corpora/synthetic").join(name).join("gen-01.bin")).unwrap();
         assert!(!sample.is_empty());
         let meta = lmloop::prepare::CorpusMeta::load(&out).unwrap();

@@ -305,7 +305,7 @@ fn corpus_of(model: &Model, seed: u64, n_tokens: usize, batch: usize, cap: usize
     let mut docs = Vec::new();
     let stats = sample_corpus(model, 0, device(), &req, |d| {
         docs.push(d.clone());
-        Ok(())
+        Ok(d.corpus_tokens())
     })
     .unwrap();
     (docs, stats)
@@ -410,7 +410,7 @@ fn batch_size_does_not_change_what_is_sampled() {
             };
             sample_corpus(&ckpt.model, eot, device(), &req, |d| {
                 docs.push(d.tokens.clone());
-                Ok(())
+                Ok(d.corpus_tokens())
             })
             .unwrap();
         }

@@ -30,6 +30,11 @@ pub fn write_comparison(layout: &Layout, runs: &[String], out: Option<&Path>) ->
 
     let mut page = Page::new(&format!("lmloop comparison: {}", runs.join(", ")));
     runs_table(&mut page, &data);
+    for d in &data {
+        if let Some(note) = crate::generations::cap_dependence_note(&d.generations) {
+            page.note(&format!("{}: {note}", d.name));
+        }
+    }
 
     page.section("perplexity", "Held-out perplexity");
     let svg = figures::publish(&plots, "perplexity", &figures::perplexity_chart(&data, &labels))?;

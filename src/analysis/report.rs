@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 const SAMPLE_CHARS: usize = 600;
 
 /// Short definitions shown at the end of every report (full ones in `analysis/mod.rs`).
-pub const DEFINITIONS: [&str; 14] = [
+pub const DEFINITIONS: [&str; 15] = [
     "S_k is the synthetic corpus sampled by generation k-1's model; S_0 on the corpus axis is the real training split R. D is the size of one synthetic corpus in tokens, |R| the size of R. All measures count every token, end-of-text included, over the fixed vocabulary; logarithms are natural.",
     "KL(real‖gen) and KL(gen‖real) use add-½ smoothing of every vocabulary entry in both corpora; Jensen–Shannon (nats) and total variation use the unsmoothed distributions.",
     "Noise floor: every drift measure of a real sample of D tokens (not S_k) against R, drawn as a solid line without markers: what a perfect model would show, since a finite sample of R already differs from R.",
@@ -28,7 +28,8 @@ pub const DEFINITIONS: [&str; 14] = [
     "Absence spell: a maximal run of consecutive corpora S_j..S_k in which a token seen in R has count 0 (a spell reaching the last corpus is still open); a token reappeared when it is absent from some S_j and present in a later S_k.",
     "Held-out perplexity: generation k's model on the fixed real test split.",
     "Loss by frequency bucket: the same held-out loss averaged over the test targets whose token's count in R lies in a bucket (bucket 0: never seen in R; then log-spaced ranges, inclusive bounds).",
-    "Truncation share: share of a synthetic corpus's documents cut by the length cap rather than ended by the model's own end-of-text.",
+    "Truncation share: share of a synthetic corpus's documents cut by the length cap rather than ended by the model's own end-of-text. Training tokens in cut documents: share of a generation's training mixture in such documents; above 50% the generation is marked cap-dependent.",
+    "Non-canonical share: share of the ids the model sampled that the tokenizer's encoding of their text does not reproduce; corpora hold the re-encoded (canonical) tokens, as a pipeline that publishes the text and reads it back would.",
 ];
 
 /// Writes the report of `run` and its plots; returns the report's path.
@@ -48,6 +49,9 @@ pub fn write_report(layout: &Layout, run: &str) -> Result<PathBuf> {
             .map(|c| format!("; real corpus {}, vocabulary of {} tokens", c.corpus, c.vocab_size))
             .unwrap_or_default()
     ));
+    if let Some(note) = crate::generations::cap_dependence_note(&data.generations) {
+        page.note(&note);
+    }
     match &data.reference {
         Some(r) => page.paragraph(&format!(
             "Real reference R: {}. {}; the noise floor is a real sample of {} tokens.",
@@ -214,10 +218,12 @@ fn sampling_table(page: &mut Page, data: &RunData) {
         "corpus",
         "documents",
         "truncation share",
+        "non-canonical share",
         "mean document length (tokens)",
         "÷ real mean length",
         "train epochs",
         "budget",
+        "training tokens in cut documents",
     ]
     .map(str::to_string)
     .to_vec();
@@ -237,14 +243,19 @@ fn sampling_table(page: &mut Page, data: &RunData) {
                 format!("S_{}", g.generation + 1),
                 if g.synthetic_documents > 0 { g.synthetic_documents.to_string() } else { "–".into() },
                 or_dash(present(g.synthetic_truncation_share, g)),
+                or_dash(present(g.synthetic_non_canonical_share, g)),
                 or_dash(present(g.synthetic_mean_document_tokens, g)),
                 or_dash(relative),
                 or_dash((g.train_epochs > 0.0).then_some(g.train_epochs)),
                 if g.budget.is_empty() { "–".into() } else { g.budget.clone() },
+                match (present(g.train_truncated_share, g), g.train_cap_dependent) {
+                    (Some(v), true) => format!("{} (cap-dependent)", format_measure(v)),
+                    (v, _) => or_dash(v),
+                },
             ]
         })
         .collect();
-    page.table(&header, &cells, &[1, 7]);
+    page.table(&header, &cells, &[1, 8, 9]);
 }
 
 /// Measured absence per real-count bucket beside the null model's expectations.

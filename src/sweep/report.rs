@@ -101,6 +101,12 @@ pub fn write_report(layout: &Layout, sweep: &Sweep) -> Result<ReportOutput> {
         page.list(&incomplete);
     }
     page.table(&["cell", "seed", "run", "generations", "state"].map(String::from), &run_rows, &[0, 2, 4]);
+    for run in &sweep.runs {
+        let rows = crate::generations::read_rows(&layout.generations_csv(&run.name)).unwrap_or_default();
+        if let Some(note) = crate::generations::cap_dependence_note(&rows) {
+            page.note(&format!("{} ({}, seed {}): {note}", run.name, sweep.cells[run.cell].label, run.seed));
+        }
+    }
 
     // Held-out quality of the models.
     page.section("held-out", "Held-out quality");

@@ -298,18 +298,73 @@ impl<'a> Canonicalizer<'a> {
         if canonical == ids {
             return Ok((canonical, 0));
         }
-        let len = |id: u32| self.bytes.get(id as usize).map_or(0, |b| b.len());
+        let bytes = |id: u32| self.bytes.get(id as usize).map_or(&[][..], |b| &b[..]);
+        // Offsets in the published text of every byte the sampled ids spell: text that
+        // is not valid UTF-8 is published with U+FFFD (3 bytes) for each invalid run.
+        let raw: Vec<u8> = ids.iter().flat_map(|&id| bytes(id).iter().copied()).collect();
+        let mut published = Vec::with_capacity(raw.len() + 1);
+        let mut at = 0;
+        for chunk in raw.utf8_chunks() {
+            published.extend((0..chunk.valid().len()).map(|i| at + i));
+            at += chunk.valid().len();
+            if !chunk.invalid().is_empty() {
+                published.extend(std::iter::repeat_n(at, chunk.invalid().len()));
+                at += '\u{FFFD}'.len_utf8();
+            }
+        }
+        published.push(at);
         let (mut at_sampled, mut at_canonical, mut j, mut matched) = (0usize, 0usize, 0usize, 0usize);
         for &id in ids {
-            while j < canonical.len() && at_canonical < at_sampled {
-                at_canonical += len(canonical[j]);
+            let start = published[at_sampled];
+            while j < canonical.len() && at_canonical < start {
+                at_canonical += bytes(canonical[j]).len();
                 j += 1;
             }
-            if j < canonical.len() && at_canonical == at_sampled && canonical[j] == id {
+            if j < canonical.len() && at_canonical == start && canonical[j] == id {
                 matched += 1;
             }
-            at_sampled += len(id);
+            at_sampled += bytes(id).len();
         }
         Ok((canonical, ids.len() - matched))
+    }
+}
+
+#[cfg(test)]
+mod canonical_tests {
+    use super::*;
+
+    fn vocab() -> Vocab {
+        let text = "the cat sees the moon. a dog loves the sea. my friend calls the king. ".repeat(20);
+        Vocab::train(&[text, "caf\u{e9} na\u{ef}ve \u{2014} d\u{e9}j\u{e0} vu".repeat(5)], 300).unwrap()
+    }
+
+    /// Canonical ids are their own encoding; ids spelled in other pieces are replaced
+    /// and counted, and a byte sequence that is not valid UTF-8 (published as U+FFFD)
+    /// changes only the ids that spell it: the ids after it still count as reproduced.
+    #[test]
+    fn the_canonical_encoding_replaces_and_counts_only_what_differs() {
+        let v = vocab();
+        let c = Canonicalizer::new(&v);
+        let text = "the cat sees the moon. caf\u{e9} my friend calls the king.";
+        let ids = v.encode(text).unwrap();
+        assert_eq!(c.canonicalize(&ids).unwrap(), (ids.clone(), 0));
+        // " cat" spelled byte by byte: its pieces are not reproduced, nothing else is touched.
+        let cat = v.encode(" cat").unwrap();
+        assert_eq!(cat.len(), 1, "the toy BPE merges \" cat\"");
+        let bytes: Vec<u32> = " cat".bytes().map(|b| c.bytes.iter().position(|x| x == &[b]).unwrap() as u32).collect();
+        let at = ids.iter().position(|&i| i == cat[0]).unwrap();
+        let mut split = ids.clone();
+        split.splice(at..at + 1, bytes.iter().copied());
+        assert_eq!(c.canonicalize(&split).unwrap(), (ids.clone(), 4));
+        // The first byte of "é" alone is not valid UTF-8: the text holds U+FFFD there.
+        let e_acute = "\u{e9}".as_bytes()[0];
+        let lone = c.bytes.iter().position(|x| x == &[e_acute]).unwrap() as u32;
+        let mut broken = v.encode("the cat sees").unwrap();
+        let tail = v.encode(" the moon.").unwrap();
+        broken.push(lone);
+        broken.extend(&tail);
+        let (canonical, differing) = c.canonicalize(&broken).unwrap();
+        assert_eq!(v.decode(&canonical).unwrap(), "the cat sees\u{FFFD} the moon.");
+        assert_eq!(differing, 1, "only the lone byte is replaced");
     }
 }

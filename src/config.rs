@@ -441,15 +441,21 @@ pub struct GenerationsConfig {
     pub generations: u32,
     /// R as a fixed, seeded subset of whole documents of the real training split holding
     /// about this many tokens (the same subset for every policy and seed); the other
-    /// training documents are the pool `fresh` draws never-used documents from. 0 (the
-    /// default) means R is the whole training split.
+    /// training documents are the pool: `fresh` draws never-used documents from it, the
+    /// noise floor and the tail null are measured on it, the control `real` draws from
+    /// it. 0 (the default): R is the split less a held-out share (`holdout_fraction`).
     pub real_subset_tokens: u64,
-    /// Seed of that subset. Default 1337. It is not the run seed, so runs of every
-    /// policy and seed share one R and differ only in what the issue varies.
+    /// Seed of R's documents (the subset, or which documents are held out). Default
+    /// 1337. It is not the run seed, so runs of every policy and seed share one R and
+    /// differ only in what the issue varies.
     pub real_subset_seed: u64,
-    /// Only when R is the whole training split, under `fresh`: the share of it held
-    /// apart (by document) as the pool of never-used real data. Default 0.5.
-    pub fresh_pool_fraction: Option<f64>,
+    /// Only without `real_subset_tokens`: the share of the training split held out of R
+    /// (by document) as the pool of real documents outside R. Default 0.5, so the pool
+    /// holds at least |R| tokens, the noise floor's size; the control `real` needs
+    /// twice D there (0.67 or more when D = |R|). Called `fresh_pool_fraction` before,
+    /// when only `fresh` held documents out; that name is still read.
+    #[serde(alias = "fresh_pool_fraction", skip_serializing_if = "Option::is_none")]
+    pub holdout_fraction: Option<f64>,
 }
 
 impl GenerationsConfig {
@@ -502,7 +508,7 @@ impl Default for GenerationsConfig {
             generations: 10,
             real_subset_tokens: 0,
             real_subset_seed: 1337,
-            fresh_pool_fraction: None,
+            holdout_fraction: None,
         }
     }
 }
@@ -596,13 +602,13 @@ impl Config {
         if self.generations.init_from.as_deref().is_some_and(|d| d.trim().is_empty()) {
             bail!("generations.init_from is empty; name a transformers model folder, or remove the key");
         }
-        if let Some(f) = self.generations.fresh_pool_fraction {
+        if let Some(f) = self.generations.holdout_fraction {
             if !(f > 0.0 && f < 1.0) {
-                bail!("generations.fresh_pool_fraction must be in (0, 1), got {f}");
+                bail!("generations.holdout_fraction must be in (0, 1), got {f}");
             }
             if self.generations.real_subset_tokens > 0 {
                 bail!(
-                    "generations.fresh_pool_fraction contradicts generations.real_subset_tokens: with a real subset, the fresh pool is the rest of the training split"
+                    "generations.holdout_fraction contradicts generations.real_subset_tokens: with a real subset, the documents outside R are the rest of the training split"
                 );
             }
         }

@@ -28,6 +28,7 @@ pub enum SeedPurpose {
     Sample = 3,
     FreshPool = 4,
     NoiseFloor = 5,
+    TailNull = 6,
 }
 
 /// A seed for `purpose` in generation `k`, derived from the run seed (SplitMix64 finaliser).
@@ -286,28 +287,48 @@ pub fn run(layout: &Layout, spec: &RunSpec) -> Result<Vec<GenerationRow>> {
     let run_seed = cfg.train.seed;
     let split = Corpus::new("real/train", corpus.train.clone(), eot);
     let g = &cfg.generations;
-    let real = if g.real_subset_tokens > 0 {
-        RealData::new(split, policy, g.real_subset_tokens as usize, None, g.real_subset_seed)
-    } else {
-        RealData::new(split, policy, 0, g.fresh_pool_fraction, derive_seed(run_seed, 0, SeedPurpose::FreshPool))
-    }
-    .context("choosing the real training set R (generations.real_subset_tokens)")?;
+    let subset = g.real_subset_tokens as usize;
+    let real = RealData::new(split, policy, subset, g.holdout_fraction, g.real_subset_seed)
+        .context("choosing the real training set R (generations.real_subset_tokens, generations.holdout_fraction)")?;
     let synthetic_size = match cfg.generations.synthetic_tokens {
         0 => real.base.tokens(),
         t => t as usize,
     };
+    if policy == crate::policy::Policy::Real {
+        real.check_control_pool(synthetic_size)?;
+    }
     let max_doc_tokens = match cfg.sample.max_doc_tokens {
         Some(cap) => cap as usize,
         None => DEFAULT_CAP_OVER_LONGEST_REAL * corpus.longest_train_document().max(1),
     };
     let real_tokens = real.base.to_tokens();
-    let buckets = crate::eval::FrequencyBuckets::new(&crate::analysis::count_tokens(&real_tokens, corpus.vocab.vocab_size())?);
+    let vocab_size = corpus.vocab.vocab_size();
+    let real_counts = crate::analysis::count_tokens(&real_tokens, vocab_size)?;
+    let buckets = crate::eval::FrequencyBuckets::new(&real_counts);
     let held_out_docs = Corpus::new("real/val", corpus.val.clone(), eot);
     let floor = crate::policy::noise_floor(&real, &held_out_docs, synthetic_size, derive_seed(run_seed, 0, SeedPurpose::NoiseFloor));
+    if let Err(why) = &floor {
+        eprintln!("[{run}] warning: no noise floor: {why}; the drift plots show none (raise generations.holdout_fraction or lower generations.real_subset_tokens)");
+    }
+    let t_null = std::time::Instant::now();
+    let tail_null = crate::policy::null_draws(&real, &held_out_docs, synthetic_size, NULL_DRAWS, vocab_size, derive_seed(run_seed, 0, SeedPurpose::TailNull));
+    let null_seconds = t_null.elapsed().as_secs_f64();
+    let (floor_tokens, floor_documents, floor_source) = match &floor {
+        Ok(f) => (f.tokens.clone(), f.documents, f.source.clone()),
+        Err(why) => (Vec::new(), 0, format!("none: {why}")),
+    };
+    let control_pool = match policy {
+        crate::policy::Policy::Real => Some(real.pool_tokens()),
+        _ => None,
+    };
     let reference = crate::analysis::RealReference {
         name: format!("R ({} tokens of {})", real_tokens.len(), real.base.name),
         tokens: real_tokens,
-        noise_floor: floor.tokens.clone(),
+        noise_floor: floor_tokens,
+        noise_floor_source: floor_source.clone(),
+        null: tail_null.as_ref().ok().map(|n| {
+            crate::analysis::RealNull::from_counts(&real_counts, &n.counts, n.source.clone(), n.source_tokens as u64)
+        }),
         generation_size: synthetic_size,
     };
     write_json_atomic(
@@ -316,6 +337,10 @@ pub fn run(layout: &Layout, spec: &RunSpec) -> Result<Vec<GenerationRow>> {
             "real_training_set_tokens": real.base.tokens(),
             "real_training_set_documents": real.base.documents.len(),
             "real_training_split_tokens": real.split.tokens(),
+            "real_subset_tokens": (subset > 0).then_some(subset),
+            "holdout_fraction": real.holdout_fraction,
+            "outside_r_tokens": real.pool_tokens(),
+            "outside_r_documents": real.pool.len(),
             "generation_size_tokens": synthetic_size,
             "generation_size_over_real": synthetic_size as f64 / real.base.tokens() as f64,
             "budget": cfg.train.budget.name(),
@@ -323,9 +348,13 @@ pub fn run(layout: &Layout, spec: &RunSpec) -> Result<Vec<GenerationRow>> {
             "max_doc_tokens": max_doc_tokens,
             "longest_real_document_tokens": corpus.longest_train_document(),
             "frequency_buckets": buckets.bounds,
-            "noise_floor_tokens": floor.tokens.len(),
-            "noise_floor_documents": floor.documents,
-            "noise_floor_source": floor.source,
+            "noise_floor_tokens": reference.noise_floor.len(),
+            "noise_floor_documents": floor_documents,
+            "noise_floor_source": floor_source,
+            "tail_null_draws": tail_null.as_ref().map_or(0, |n| n.counts.len()),
+            "tail_null_source": match &tail_null { Ok(n) => n.source.clone(), Err(why) => format!("none: {why}") },
+            "tail_null_seconds": null_seconds,
+            "control_draws_from": control_pool.map(|t| format!("real training documents outside R ({t} tokens, {} documents)", real.pool.len())),
         }),
     )?;
     let sampling = Sampling::new(cfg.sample.temperature, cfg.sample.top_k, cfg.sample.top_p)?;
@@ -554,6 +583,9 @@ fn describe_parts(m: &crate::policy::MixtureManifest) -> String {
 /// step; the cap bounds that serial work to twice the longest real document, the
 /// length a healthy corpus may already wait for.
 pub const DEFAULT_CAP_OVER_LONGEST_REAL: usize = 2;
+
+/// D-token corpora of unseen real documents the tail null is estimated from.
+pub const NULL_DRAWS: usize = 20;
 
 /// Share of truncated documents above which the loop warns.
 pub const TRUNCATION_WARNING: f64 = 0.01;

@@ -14,14 +14,16 @@
 //! | `real` (control) | D tokens of real training documents, drawn afresh with the generation's seed |
 //!
 //! Units are whole documents: a sample "of n tokens" takes shuffled documents until
-//! their total reaches n. R is either the whole real training split or, with
-//! `generations.real_subset_tokens`, a fixed seeded subset of its documents (the same
-//! for every policy and seed); the other training documents are then the pool that
-//! `fresh` draws from, each once. Without a subset, `fresh` cuts the split in two by
-//! document: R and a pool of `generations.fresh_pool_fraction` of it. The control
-//! `real` draws from the whole training split: it has the size and the passes of
-//! `replace` and no synthetic data, so it separates "less or repeated data" from
-//! "synthetic data".
+//! their total reaches n. R is a fixed seeded subset of the real training split's
+//! documents (the same for every policy and seed): with
+//! `generations.real_subset_tokens`, about that many tokens; without it, all but a
+//! held-out share `generations.holdout_fraction` (default 0.5) of the split. The
+//! training documents outside R are the pool: `fresh` draws never-used documents from
+//! it, each once; the noise floor and the tail null are real documents from it (what a
+//! perfect model's corpus would be: real text it was not trained on); and the control
+//! `real` draws D tokens from it afresh every generation, never R itself. The control
+//! has the size and the passes of `replace` and no synthetic data, so it separates
+//! "less or repeated data" from "synthetic data".
 use crate::stream::TokenStream;
 use crate::tokens::{document_ranges, TokenFile};
 use anyhow::{bail, Result};
@@ -213,52 +215,100 @@ impl MixtureManifest {
 pub struct RealData {
     /// R: what generation 0 trains on, and what |R| measures.
     pub base: Corpus,
-    /// Real documents reserved for `fresh`, in the order they will be used.
+    /// The training documents outside R, in a seeded order (`fresh` uses them in it).
     pub pool: Vec<Range<usize>>,
-    /// The whole real training split (the control `real` draws from it).
+    /// The whole real training split.
     pub split: Corpus,
+    /// The share of the split held out of R when no subset was asked for.
+    pub holdout_fraction: Option<f64>,
 }
 
+/// Share of the training split held out of R when R is not a subset
+/// (`generations.holdout_fraction`): half, so that the pool holds at least |R| tokens,
+/// the size of the noise floor's sample.
+pub const DEFAULT_HOLDOUT_FRACTION: f64 = 0.5;
+
 impl RealData {
-    /// R and the fresh pool from the real training split: with `subset_tokens > 0`, a
-    /// seeded subset of whole documents holding at least that many tokens, and the rest
-    /// as the pool; else the whole split, cut by `pool_fraction` (default 0.5) under `fresh`.
-    pub fn new(split: Corpus, policy: Policy, subset_tokens: usize, pool_fraction: Option<f64>, seed: u64) -> Result<Self> {
+    /// R and the pool from the real training split, by whole shuffled documents: with
+    /// `subset_tokens > 0`, R holds at least that many tokens; else R holds at most
+    /// (1 − h)·|split| tokens, h = `holdout_fraction` (default
+    /// [`DEFAULT_HOLDOUT_FRACTION`]). The pool is the rest. `policy` does not change R,
+    /// so every policy of a sweep starts from the same generation 0.
+    pub fn new(split: Corpus, _policy: Policy, subset_tokens: usize, holdout_fraction: Option<f64>, seed: u64) -> Result<Self> {
         let total = split.tokens();
         let mut docs = split.documents.clone();
         docs.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
-        let base_target = if subset_tokens > 0 {
+        let (mut taken, mut cut) = (0, 0);
+        let held_out = if subset_tokens > 0 {
             if subset_tokens >= total {
                 bail!(
-                    "generations.real_subset_tokens ({subset_tokens}) must be smaller than the real training split ({total} tokens); set 0 to use the whole split"
+                    "generations.real_subset_tokens ({subset_tokens}) must be smaller than the real training split ({total} tokens); set 0 for R to be the split less its held-out share (generations.holdout_fraction)"
                 );
             }
-            subset_tokens
-        } else if matches!(policy, Policy::Fresh { .. }) {
-            let f = pool_fraction.unwrap_or(0.5);
-            if !(f > 0.0 && f < 1.0) {
-                bail!("generations.fresh_pool_fraction must be in (0, 1), got {f}");
+            while cut < docs.len() && taken < subset_tokens {
+                taken += docs[cut].len();
+                cut += 1;
             }
-            ((1.0 - f) * total as f64).ceil() as usize
+            None
         } else {
-            return Ok(Self { base: split.clone(), pool: Vec::new(), split });
+            let h = holdout_fraction.unwrap_or(DEFAULT_HOLDOUT_FRACTION);
+            if !(h > 0.0 && h < 1.0) {
+                bail!("generations.holdout_fraction must be in (0, 1), got {h}");
+            }
+            let keep = ((1.0 - h) * total as f64).floor() as usize;
+            while cut < docs.len() && (cut == 0 || taken + docs[cut].len() <= keep) {
+                taken += docs[cut].len();
+                cut += 1;
+            }
+            Some(h)
         };
-        // R takes shuffled documents from the front until it holds base_target tokens;
-        // the pool is the rest, in shuffled order.
-        let mut taken = 0;
-        let mut cut = 0;
-        while cut < docs.len() && taken < base_target {
-            taken += docs[cut].len();
-            cut += 1;
-        }
         if cut == docs.len() {
-            bail!("the real training split has too few documents to hold R back from a pool of unused real documents");
+            bail!(
+                "the real training split has {} documents, too few to hold any out of R: real documents outside R are needed for the noise floor, the tail null and the control; prepare more text, or lower generations.real_subset_tokens",
+                docs.len()
+            );
         }
         let pool = docs.split_off(cut);
         docs.sort_by_key(|d| d.start);
-        Ok(Self { base: split.subset(docs), pool, split })
+        Ok(Self { base: split.subset(docs), pool, split, holdout_fraction: held_out })
+    }
+
+    /// Tokens of the pool.
+    pub fn pool_tokens(&self) -> usize {
+        self.pool.iter().map(|d| d.len()).sum()
+    }
+
+    /// The pool as a corpus (documents in file order).
+    pub fn pool_corpus(&self) -> Corpus {
+        let mut documents = self.pool.clone();
+        documents.sort_by_key(|d| d.start);
+        Corpus { name: format!("{} (outside R)", self.split.name), file: self.split.file.clone(), documents }
+    }
+
+    /// Checks that the control can draw D = `size` tokens from the pool afresh every
+    /// generation: the pool must hold at least [`CONTROL_POOL_OVER_D`]·D tokens, so two
+    /// generations' draws share about half their documents at most.
+    pub fn check_control_pool(&self, size: usize) -> Result<()> {
+        let pool = self.pool_tokens();
+        if pool < CONTROL_POOL_OVER_D * size {
+            let fix = match self.holdout_fraction {
+                Some(h) => format!(
+                    "raise generations.holdout_fraction (now {h}) to {:.2} or more, or take R as a smaller subset (generations.real_subset_tokens)",
+                    CONTROL_POOL_OVER_D as f64 / (CONTROL_POOL_OVER_D as f64 + 1.0)
+                ),
+                None => "lower generations.real_subset_tokens, or generations.synthetic_tokens".to_string(),
+            };
+            bail!(
+                "the control 'real' draws D = {size} real tokens outside R afresh every generation, and needs at least {} of them, but only {pool} are held out; {fix}",
+                CONTROL_POOL_OVER_D * size
+            );
+        }
+        Ok(())
     }
 }
+
+/// How many times D the control's pool must hold (see [`RealData::check_control_pool`]).
+pub const CONTROL_POOL_OVER_D: usize = 2;
 
 /// Shuffled documents of `corpora` (all of them pooled) until `target` tokens are reached.
 fn take_tokens(corpora: &[&Corpus], target: usize, rng: &mut ChaCha8Rng) -> Vec<(usize, Range<usize>)> {
@@ -341,9 +391,10 @@ pub fn mixture(
                 take_into(vec![syn(k)?], r_size - real_target, &mut chosen, &mut rng);
             }
             Policy::Real => {
-                let mut split = real.split.clone();
-                split.name = format!("{} (control sample)", real.split.name);
-                take_into(vec![&split], r_size, &mut chosen, &mut rng);
+                real.check_control_pool(r_size)?;
+                let mut pool = real.pool_corpus();
+                pool.name = format!("{} (control sample)", real.split.name);
+                take_into(vec![&pool], r_size, &mut chosen, &mut rng);
             }
         }
     }
@@ -404,7 +455,7 @@ fn fresh_documents(pool: &[Range<usize>], target: usize, k: u32) -> Result<Vec<R
                 let left: usize = pool[start..].iter().map(|d| d.len()).sum();
                 bail!(
                     "policy 'fresh' ran out of unused real data at generation {generation}: it needs {target} tokens but only {left} are left in the pool; \
-                     lower --real-fraction or -n, or leave more of the training split to the pool (a smaller generations.real_subset_tokens, or a larger generations.fresh_pool_fraction)"
+                     lower --real-fraction or -n, or leave more of the training split to the pool (a smaller generations.real_subset_tokens, or a larger generations.holdout_fraction)"
                 );
             };
             got += d.len();
@@ -427,37 +478,34 @@ pub struct NoiseFloorSample {
     pub source: String,
 }
 
-/// Draws the noise-floor sample. Real documents that are not in R are preferred (the
-/// fresh pool, else `held_out`, e.g. the validation split), taken without replacement
-/// in a seeded order: they are new draws from the population, as a perfect model's
-/// samples would be. When they hold fewer than `size` tokens, R's documents are
-/// resampled with replacement (a bootstrap), which repeats documents and so
-/// understates n-gram diversity; `source` says which was used.
-pub fn noise_floor(real: &RealData, held_out: &Corpus, size: usize, seed: u64) -> NoiseFloorSample {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let pool_tokens: usize = real.pool.iter().map(|d| d.len()).sum();
-    let (file, docs, source): (&Arc<TokenFile>, Vec<Range<usize>>, String) = if pool_tokens >= size {
-        let mut docs = real.pool.clone();
-        docs.shuffle(&mut rng);
-        (&real.base.file, docs, "real training documents outside R".into())
+/// Real documents that are not in R, where a perfect model's corpus comes from: the
+/// pool (training documents outside R) when it holds `size` tokens, else `held_out`
+/// (the validation split, never trained on). Never R's own documents: resampling R
+/// repeats its documents, which roughly halves every diversity measure's floor.
+/// `Err` names what is missing when neither holds `size` tokens.
+fn unseen_documents<'a>(
+    real: &'a RealData,
+    held_out: &'a Corpus,
+    size: usize,
+) -> std::result::Result<(&'a Arc<TokenFile>, Vec<Range<usize>>, String), String> {
+    let pool = real.pool_tokens();
+    if pool >= size {
+        Ok((&real.base.file, real.pool.clone(), format!("real training documents outside R ({pool} tokens)")))
     } else if held_out.tokens() >= size {
-        let mut docs = held_out.documents.clone();
-        docs.shuffle(&mut rng);
-        (&held_out.file, docs, format!("{} documents (never trained on)", held_out.name))
+        Ok((&held_out.file, held_out.documents.clone(), format!("{} documents, never trained on ({} tokens)", held_out.name, held_out.tokens())))
     } else {
-        use rand::Rng;
-        let n = real.base.documents.len();
-        let docs = (0..).map(|_| real.base.documents[rng.gen_range(0..n)].clone());
-        let mut taken = 0;
-        let docs: Vec<Range<usize>> = docs
-            .take_while(|d| {
-                let more = taken < size;
-                taken += d.len();
-                more
-            })
-            .collect();
-        (&real.base.file, docs, "R's documents resampled with replacement (too little unused real text)".into())
-    };
+        Err(format!(
+            "too little real text outside R: {pool} tokens of training documents outside R and {} of {}, fewer than D = {size}",
+            held_out.tokens(),
+            held_out.name
+        ))
+    }
+}
+
+/// Shuffled `docs` until they hold `size` tokens, as one token sequence.
+fn draw_documents(file: &TokenFile, docs: &[Range<usize>], size: usize, rng: &mut ChaCha8Rng) -> (Vec<u32>, usize) {
+    let mut docs = docs.to_vec();
+    docs.shuffle(rng);
     let mut tokens = Vec::with_capacity(size + 1024);
     let mut documents = 0;
     for d in docs {
@@ -467,5 +515,54 @@ pub fn noise_floor(real: &RealData, held_out: &Corpus, size: usize, seed: u64) -
         tokens.extend(d.map(|i| file.get(i)));
         documents += 1;
     }
-    NoiseFloorSample { tokens, documents, source }
+    (tokens, documents)
+}
+
+/// Draws the noise-floor sample: `size` tokens of real documents that are not in R
+/// (see [`unseen_documents`]), in a seeded order. `Err` says why there is none.
+pub fn noise_floor(real: &RealData, held_out: &Corpus, size: usize, seed: u64) -> std::result::Result<NoiseFloorSample, String> {
+    let (file, docs, source) = unseen_documents(real, held_out, size)?;
+    let (tokens, documents) = draw_documents(file, &docs, size, &mut ChaCha8Rng::seed_from_u64(seed));
+    Ok(NoiseFloorSample { tokens, documents, source })
+}
+
+/// What a perfect model's corpora would hold, token by token: `draws` corpora of
+/// `size` tokens of real documents not in R, each a fresh seeded draw.
+#[derive(Debug, Clone)]
+pub struct NullDraws {
+    /// Token counts of every draw.
+    pub counts: Vec<Vec<u64>>,
+    /// Tokens per draw (about `size`: whole documents).
+    pub tokens: Vec<usize>,
+    /// Where they came from, and how many tokens it holds (draws of most of a small
+    /// source share most of their documents, so they vary less than corpora would).
+    pub source: String,
+    pub source_tokens: usize,
+}
+
+/// Draws for the tail null (see [`NullDraws`]) from the noise floor's source.
+pub fn null_draws(
+    real: &RealData,
+    held_out: &Corpus,
+    size: usize,
+    draws: usize,
+    vocab_size: usize,
+    seed: u64,
+) -> std::result::Result<NullDraws, String> {
+    let (file, docs, source) = unseen_documents(real, held_out, size)?;
+    let source_tokens = docs.iter().map(|d| d.len()).sum();
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let (mut counts, mut tokens) = (Vec::with_capacity(draws), Vec::with_capacity(draws));
+    for _ in 0..draws {
+        let (sample, _) = draw_documents(file, &docs, size, &mut rng);
+        let mut c = vec![0u64; vocab_size];
+        for t in &sample {
+            if let Some(x) = c.get_mut(*t as usize) {
+                *x += 1;
+            }
+        }
+        counts.push(c);
+        tokens.push(sample.len());
+    }
+    Ok(NullDraws { counts, tokens, source, source_tokens })
 }

@@ -39,8 +39,12 @@ fn every_policy_builds_the_mixture_it_defines() {
     let dir = project();
     let root = dir.path();
     let real = root.join("corpora/real/toy/train.bin");
-    let r = file_tokens(&real);
+    let split = file_tokens(&real);
     let eot = 0;
+    // The control draws 2·D real tokens' worth of documents outside R, so it holds
+    // more of the split out of R than the default half.
+    let control = std::fs::read_to_string(root.join("tiny.toml")).unwrap().replace("[generations]\n", "[generations]\nholdout_fraction = 0.7\n");
+    std::fs::write(root.join("control.toml"), control).unwrap();
     for (policy, extra) in [
         ("replace", vec![]),
         ("accumulate", vec![]),
@@ -49,9 +53,10 @@ fn every_policy_builds_the_mixture_it_defines() {
         ("fresh", vec!["--real-fraction", "0.2"]),
         ("real", vec![]),
     ] {
-        let mut args = vec!["-n", "3", "--policy", policy, "--run", policy];
+        let config = if policy == "real" { "control.toml" } else { "tiny.toml" };
+        let mut args = vec!["generations", "--config", config, "-n", "3", "--policy", policy, "--run", policy];
         args.extend_from_slice(&extra);
-        let out = generations(root, &args);
+        let out = lmloop(root, &args);
         assert_eq!(out.0, 0, "{policy}: {}", out.2);
         assert!(out.1.contains("held-out"), "the table is printed: {}", out.1);
         let rows = read_rows(&root.join(format!("analysis/{policy}/generations.csv"))).unwrap();
@@ -62,6 +67,9 @@ fn every_policy_builds_the_mixture_it_defines() {
         }
         let syn = |k: u32| root.join(format!("corpora/synthetic/{policy}/gen-{k:02}.bin"));
         let m0 = manifest(root, policy, 0);
+        // R: the split less its held-out share, the same for every policy but the control.
+        let r = m0.total_tokens;
+        assert!(r <= split / 2 + 1 || policy == "real", "{policy}: R holds at most half the split ({r} of {split})");
         for k in 1..=3u32 {
             let m = manifest(root, policy, k);
             let sk = file_tokens(&syn(k));
@@ -96,7 +104,7 @@ fn every_policy_builds_the_mixture_it_defines() {
                 }
                 "fresh" => {
                     let base = m0.total_tokens;
-                    assert!(base < r, "fresh holds a pool apart from generation 0");
+                    assert!(base < split, "fresh holds a pool apart from generation 0");
                     let want = (0.2 * base as f64).round() as usize;
                     assert!(m.real_tokens >= want && m.real_tokens < want + slack, "{} vs {want}", m.real_tokens);
                 }
@@ -426,7 +434,7 @@ fn the_real_control_draws_fresh_real_documents_each_generation() {
     let dir = tempfile::tempdir().unwrap();
     let lens: Vec<usize> = (0..60).map(|i| 5 + (i * 7) % 23).collect();
     let split = toy_corpus_file(dir.path(), "real", &lens, 1);
-    let data = RealData::new(split.clone(), Policy::Real, split.tokens() / 2, None, 3).unwrap();
+    let data = RealData::new(split.clone(), Policy::Real, split.tokens() / 4, None, 3).unwrap();
     let d = data.base.tokens();
     let (_, m1) = mixture(1, Policy::Real, &data, &[], d, 11).unwrap();
     let (_, m2) = mixture(2, Policy::Real, &data, &[], d, 12).unwrap();

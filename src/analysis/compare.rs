@@ -70,7 +70,7 @@ pub fn write_comparison(layout: &Layout, runs: &[String], out: Option<&Path>) ->
     page.figure(
         "survival-all",
         &svg,
-        "Share of the tokens seen in the real split that are present (count > 0) in S_k; dashed, same colour: the null model of each run (every S_k a D-token sample of R: 1 − exp(−c·D/|R|) averaged over the tokens).",
+        "Share of the tokens seen in the real split that are present (count > 0) in S_k; dashed, same colour: each run's null from real documents (a D-token corpus of real documents not in R, what a perfect model would write), or for runs without one the independence bound 1 − exp(−c·D/|R|) averaged over the tokens.",
     );
     let rare_title = format!("Share of rare tokens (real count 1-{RARE_MAX_COUNT}) present in S_k");
     let rare = figures::presence_comparison_chart(&data, &labels, 1, RARE_MAX_COUNT, &rare_title);

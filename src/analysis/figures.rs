@@ -4,7 +4,8 @@
 use super::drift::DriftRow;
 use super::null::null_presence_probability;
 use super::run_data::{count_range_label, LossByFrequencyRow, RunData};
-use super::tails::{survival_by_bucket, vanish_fit, vanish_points, TokenTable};
+use super::null::RealNull;
+use super::tails::{survival_by_bucket_with, vanish_fit, vanish_points, TokenTable};
 use super::zipf::rank_frequency;
 use crate::plot::{render_bar_svg, render_svg, write_svg_and_png, BarChart, LineChart, Series, SeriesStyle};
 use anyhow::{Context, Result};
@@ -345,19 +346,34 @@ pub fn rank_frequency_chart(real: &[u64], curves: &[(String, &[u64])]) -> LineCh
     }
 }
 
-/// Share of each real-count bucket's tokens present in S_k (markers), and with
-/// D/|R| known, the null model's expected share 1 − exp(−c·D/|R|) averaged over
-/// the bucket (dashed, same colour), a horizontal line since it is the same for every S_k.
-pub fn survival_chart(tokens: &TokenTable, sample_ratio: Option<f64>) -> LineChart {
+/// Share of each real-count bucket's tokens present in S_k (markers), beside what a
+/// perfect model's corpora show (same colour): with `real_null`, the null from real
+/// documents (dashed: its mean share; band: ±1.96 standard deviations of one corpus);
+/// else, with D/|R| known, the independence bound 1 − exp(−c·D/|R|) averaged over the
+/// bucket (dashed). Both are the same for every S_k, so they are horizontal.
+pub fn survival_chart(tokens: &TokenTable, sample_ratio: Option<f64>, real_null: Option<&RealNull>) -> LineChart {
     let k_max = tokens.generations();
     let mut series = Vec::new();
-    for (i, b) in survival_by_bucket(tokens, sample_ratio).into_iter().enumerate() {
+    for (i, b) in survival_by_bucket_with(tokens, sample_ratio, real_null).into_iter().enumerate() {
         let points = b.present.iter().enumerate().map(|(k, &p)| (k as f64, p)).collect();
         let name = format!("real count {} ({} tokens)", b.label, b.tokens);
         series.push(Series::new(name, points, SeriesStyle::LineAndMarkers).with_color(colour(i)));
-        if let Some(null) = b.null {
-            let name = format!("null for count {}: 1 − exp(−c·D/|R|)", b.label);
-            series.push(Series::dashed(name, null_line(null.presence, k_max)).with_color(colour(i)));
+        match (b.real_null, b.null) {
+            (Some(n), _) => {
+                let name = format!("null for count {}: real documents", b.label);
+                series.push(Series::dashed(name, null_line(n.presence, k_max)).with_color(colour(i)));
+                if n.absent_share_sd.is_finite() {
+                    let (lo, hi) = ((n.presence - 1.96 * n.absent_share_sd).max(0.0), (n.presence + 1.96 * n.absent_share_sd).min(1.0));
+                    let x = k_max.max(1) as f64;
+                    let band = vec![(0.0, hi), (x, hi), (x, lo), (0.0, lo)];
+                    series.push(Series::new(String::new(), band, SeriesStyle::Band).with_color(colour(i)));
+                }
+            }
+            (None, Some(bound)) => {
+                let name = format!("independence bound for count {}: 1 − exp(−c·D/|R|)", b.label);
+                series.push(Series::dashed(name, null_line(bound.presence, k_max)).with_color(colour(i)));
+            }
+            (None, None) => {}
         }
     }
     LineChart {
@@ -405,6 +421,17 @@ pub fn null_presence(tokens: &TokenTable, low: u64, high: u64, sample_ratio: f64
     Some(sum / members.len() as f64)
 }
 
+/// The null from real documents' share present in one corpus of the tokens with real
+/// count in [low, high].
+pub fn real_null_presence(tokens: &TokenTable, low: u64, high: u64, null: &RealNull) -> Option<f64> {
+    let members = members(tokens, low, high);
+    if members.is_empty() {
+        return None;
+    }
+    let shares = null.absent_shares(&members);
+    Some(1.0 - shares.iter().sum::<f64>() / shares.len().max(1) as f64)
+}
+
 /// Presence of tokens with real count in [low, high] per S_k, one curve per run,
 /// each with its null expectation dashed in the same colour when D/|R| is known.
 pub fn presence_comparison_chart(runs: &[RunData], labels: &[String], low: u64, high: u64, title: &str) -> LineChart {
@@ -414,9 +441,15 @@ pub fn presence_comparison_chart(runs: &[RunData], labels: &[String], low: u64, 
             Series::new(label.clone(), presence(&run.tokens, low, high), style_for(i, SeriesStyle::LineAndMarkers))
                 .with_color(colour(i)),
         );
-        if let Some(null) = run.sample_ratio().and_then(|r| null_presence(&run.tokens, low, high, r)) {
+        let real_null = run.reference.as_ref().and_then(|r| r.real_null.as_ref());
+        let null = match real_null {
+            Some(n) => real_null_presence(&run.tokens, low, high, n),
+            None => run.sample_ratio().and_then(|r| null_presence(&run.tokens, low, high, r)),
+        };
+        if let Some(null) = null {
             let points = null_line(null, run.tokens.generations());
-            series.push(Series::dashed(format!("null for {label}"), points).with_color(colour(i)));
+            let which = if real_null.is_some() { "null (real documents)" } else { "independence bound" };
+            series.push(Series::dashed(format!("{which} for {label}"), points).with_color(colour(i)));
         }
     }
     LineChart {

@@ -8,8 +8,8 @@
 //! | file | holds |
 //! |---|---|
 //! | `drift.csv` | one row for the real training split (`generation` = `real`, `corpus` = `real-train`), one for the noise floor (`generation` = `noise-floor`, `corpus` = `real-sample`), then one row per generation k for the corpus S_{k+1} it sampled |
-//! | `tokens.csv` | one row per vocabulary token: id, escaped text, real count, count in S_1, S_2, … (`gen_01`, `gen_02`, …), `vanish_generation`, `absent_corpora`, `absence_spells`, `longest_absence`, `reappeared` (`true`/`false`), `null_presence_probability`; the absence columns are empty for tokens unseen in R |
-//! | `reference.json` | `name`, `real_tokens` (\|R\|), `generation_size` (D), `noise_floor_tokens`: what the null model and the report need without the corpora |
+//! | `tokens.csv` | one row per vocabulary token: id, escaped text, real count, count in S_1, S_2, … (`gen_01`, `gen_02`, …), `vanish_generation`, `absent_corpora`, `absence_spells`, `longest_absence`, `reappeared` (`true`/`false`), `null_presence_probability` (the independence bound), `null_presence_real_documents` (the null); the absence and null columns are empty for tokens unseen in R |
+//! | `reference.json` | `name`, `real_tokens` (\|R\|), `generation_size` (D), `noise_floor_tokens`, `noise_floor_source`, `real_null` (the null's draws): what the null model and the report need without the corpora |
 //! | `loss_by_frequency.csv` | written by the generations loop, read here: `generation,bucket,min_real_count,max_real_count,target_tokens,mean_loss`, one row per generation k and bucket |
 //! | `drift/real.toml`, `drift/noise-floor.toml`, `drift/gen-KK.toml` | cached drift rows, keyed by a fingerprint of the corpora they were computed from |
 //! | `report.html`, `plots/*.svg`, `plots/*.png` | the report (`lmloop report`), refreshed after every generation |
@@ -55,11 +55,14 @@
 //! - R, |R|, D: R is the real training set generation 0 trained on and every
 //!   drift measure is taken against; |R| its size in tokens; D the generation
 //!   size, the number of tokens per synthetic corpus (`generation_size`).
-//! - noise floor: the drift row of a real sample of about D tokens
-//!   (`noise_floor_tokens` in `reference.json`; the sample is chosen by the
-//!   generations loop) measured against R exactly like an S_k. It is what a perfect model
-//!   would show: a finite sample of R already has KL > 0, fewer distinct tokens,
-//!   and so on. Every drift plot draws it as a solid horizontal line.
+//! - noise floor: the drift row of a real sample of about D tokens of documents not
+//!   in R (`noise_floor_tokens` and `noise_floor_source` in `reference.json`; the
+//!   generations loop draws it from the training documents outside R, else from the
+//!   validation split), measured against R exactly like an S_k. It is what a perfect
+//!   model would show: other real text already has KL > 0, other names, and so on.
+//!   Every drift plot draws it as a solid horizontal line. It is never R's own
+//!   documents resampled (that repeats documents and roughly halves the diversity
+//!   floors); when too little real text lies outside R there is no floor row.
 //! - vanish generation: the first k whose S_k count is 0 while the real count is
 //!   above 0 (a token may reappear later; it keeps its first vanish generation).
 //! - absence, for a token with real count above 0, over S_1..S_K:
@@ -70,20 +73,30 @@
 //!   `reappeared` is true when the token has count 0 in some S_j and a count
 //!   above 0 in a later S_k. Language-model probabilities are never zero, so a
 //!   vanished token can come back.
-//! - null model (`analysis/null.rs`): if every S_k were D tokens drawn from R's
-//!   own unigram distribution, a token of real count c would be present in each
-//!   S_k independently with probability `null_presence_probability` =
-//!   1 − exp(−c·D/|R|) (the Poisson approximation of the multinomial sample, with
-//!   D/|R| = `generation_size / real_tokens`); 0 for c = 0. Its absence
-//!   probability is a = exp(−c·D/|R|); over K corpora it expects
-//!   a + (K − 1)·a·(1 − a) absence spells and reappears with probability
-//!   1 − Σ_{m=0}^{K} (1 − a)^m a^(K−m).
+//! - null model (`analysis/null.rs`, `RealNull`, `real_null` in `reference.json`):
+//!   20 corpora of about D tokens of real documents not in R (fresh seeded draws
+//!   from the noise floor's source), what a perfect model would write; for each, the
+//!   tokens of R (count above 0) it lacks. A token's absence probability a is the
+//!   share of draws lacking it (`null_presence_real_documents` = 1 − a in
+//!   `tokens.csv`); a bucket's spread is the standard deviation over the draws of its
+//!   absent share, and K corpora of a perfect model put the bucket's absent share
+//!   within ±1.96·sd/√K of the mean about 95% of the time. Over K corpora, which are
+//!   independent of one another, a token expects a + (K − 1)·a·(1 − a) absence
+//!   spells and reappears with probability 1 − Σ_{m=0}^{K} (1 − a)^m a^(K−m).
+//! - independence bound: if every S_k were D tokens drawn independently from R's
+//!   own unigram distribution, a token of real count c would be present with
+//!   probability `null_presence_probability` = 1 − exp(−c·D/|R|) (the Poisson
+//!   approximation of the multinomial sample, with D/|R| = `generation_size /
+//!   real_tokens`); 0 for c = 0. Real text is bursty, so even a perfect model's
+//!   corpora lack far more rare tokens than this; the same spell and reappearance
+//!   forms apply with a = exp(−c·D/|R|).
 //! - survival by bucket: tokens with real count above 0 grouped by powers of two
 //!   of their real count (1, 2-3, 4-7, …, the commonest merged into one open
 //!   bucket `N+` past 8 buckets). Per bucket: the share present (count > 0) in
 //!   each S_k; the absent share (of all (token, S_k) pairs, k = 1..K); mean
 //!   absence spells per token; the share of tokens that reappeared; and, beside
-//!   each, the null model's value averaged over the bucket's tokens.
+//!   each, the null model's value (and its band) and the independence bound,
+//!   averaged over the bucket's tokens.
 //! - loss by frequency bucket (`loss_by_frequency.csv`, computed by the loop):
 //!   generation k's mean next-token loss in nats on the real test targets whose
 //!   token's count in R lies in [min_real_count, max_real_count] (inclusive);
@@ -126,14 +139,15 @@ pub use drift::{
 };
 pub use fit::LinearFit;
 pub use null::{
-    null_absence_probability, null_expected_spells, null_presence_probability, null_reappearance_probability,
+    null_absence_probability, null_expected_spells, null_presence_probability, null_reappearance_probability, RealNull,
 };
 pub use run_data::{
     read_drift_csv, read_loss_by_frequency, CorpusInfo, GenerationRow, LossByFrequencyRow, ReferenceInfo, RunData,
     RunSettings, LOSS_BY_FREQUENCY_COLUMNS,
 };
 pub use tails::{
-    escape_token, survival_by_bucket, vanish_fit, vanish_points, Absence, BucketNull, BucketSurvival, TokenTable,
+    escape_token, survival_by_bucket, survival_by_bucket_with, vanish_fit, vanish_points, Absence, BucketNull, BucketSurvival,
+    RealBucketNull, TokenTable,
 };
 pub use update::{update_run_analysis, update_run_measures, RealReference};
 pub use zipf::{rank_frequency, zipf_slope};

@@ -4,7 +4,7 @@ use super::drift::DriftRow;
 use super::figures::{self, DRIFT_GROUPS, MEASURES};
 use super::html::Page;
 use super::run_data::{GenerationRow, LossByFrequencyRow, RunData};
-use super::tails::{null_model_statement, null_model_unknown, recursive_ml_statement, survival_by_bucket};
+use super::tails::{null_model_statement, null_model_unknown, recursive_ml_statement};
 use crate::layout::{write_atomic, Layout};
 use anyhow::{Context, Result};
 use std::io::Read;
@@ -24,7 +24,7 @@ pub const DEFINITIONS: [&str; 15] = [
     "Repetition rate: pooled seq-rep-4 (Welleck et al. 2019): share of within-document 4-grams that already occurred earlier in the same document.",
     "Zipf slope: least-squares slope of ln(count) on ln(rank) over every token with a count above zero.",
     "Vanish generation: the first k whose S_k count is 0 for a token seen in the real split; survival: share of a real-count bucket's tokens present (count > 0) in S_k.",
-    "Null model: if every S_k were a D-token sample of R's unigram distribution, a token of real count c would be present in each S_k independently with probability 1 − exp(−c·D/|R|) (Poisson approximation); the survival figure and tables show its expectations beside the measured values.",
+    "Null model: D-token corpora of real documents not in R (what a perfect model would write), drawn afresh 20 times; a token's absence probability is the share of draws lacking it. Independence bound: if every S_k were D independent draws from R's unigram distribution, a token of real count c would be present with probability 1 − exp(−c·D/|R|) (Poisson approximation); bursty real text misses more than that.",
     "Absence spell: a maximal run of consecutive corpora S_j..S_k in which a token seen in R has count 0 (a spell reaching the last corpus is still open); a token reappeared when it is absent from some S_j and present in a later S_k.",
     "Held-out perplexity: generation k's model on the fixed real test split.",
     "Loss by frequency bucket: the same held-out loss averaged over the test targets whose token's count in R lies in a bucket (bucket 0: never seen in R; then log-spaced ranges, inclusive bounds).",
@@ -105,11 +105,12 @@ pub fn write_report(layout: &Layout, run: &str) -> Result<PathBuf> {
         Some(r) => page.paragraph(&null_model_statement(r)),
         None => page.note(&null_model_unknown(&layout.reference_json(run))),
     }
-    let svg = figures::publish(&plots, "survival", &figures::survival_chart(&data.tokens, ratio))?;
+    let real_null = data.reference.as_ref().and_then(|r| r.real_null.as_ref());
+    let svg = figures::publish(&plots, "survival", &figures::survival_chart(&data.tokens, ratio, real_null))?;
     page.figure(
         "survival",
         &svg,
-        "Share of the tokens in each real-count bucket that are present (count > 0) in S_k; dashed, same colour: the null model's expected share, 1 − exp(−c·D/|R|) averaged over the bucket's tokens, what a perfect model would show.",
+        "Share of the tokens in each real-count bucket that are present (count > 0) in S_k; dashed, same colour: what a perfect model would show, the null from real documents (D-token draws of real documents not in R; band: where one such corpus falls 95% of the time), or, when the run has none, the independence bound 1 − exp(−c·D/|R|) averaged over the bucket's tokens.",
     );
     absence_table(&mut page, &data);
     let svg = figures::publish_bars(&plots, "vanished", &figures::vanished_bar_chart(&data.tokens))?;
@@ -124,9 +125,12 @@ pub fn write_report(layout: &Layout, run: &str) -> Result<PathBuf> {
 
     page.section("drift", "Drift from the real training split");
     if data.noise_floor_drift().is_none() {
-        page.note(
-            "drift.csv has no noise-floor row (real sample of D tokens): the run was analysed by an older lmloop.",
-        );
+        match data.reference.as_ref().map(|r| r.noise_floor_source.as_str()).filter(|s| !s.is_empty()) {
+            Some(why) => page.note(&format!(
+                "No noise floor ({why}): too little real text lies outside R for a D-token real sample, so these plots show no line for what a perfect model would show."
+            )),
+            None => page.note("drift.csv has no noise-floor row (real sample of D tokens): the run was analysed by an older lmloop."),
+        }
     }
     for group in &DRIFT_GROUPS {
         let id = format!("drift-{}", group.id);
@@ -265,24 +269,14 @@ fn absence_table(page: &mut Page, data: &RunData) {
         page.note("No synthetic corpus yet, so no absence to compare with the null model.");
         return;
     }
-    let header: Vec<String> = [
-        "real count",
-        "tokens",
-        "absent share",
-        "null",
-        "absence spells per token",
-        "null",
-        "reappeared share",
-        "null",
-    ]
-    .map(str::to_string)
-    .to_vec();
-    let cells: Vec<Vec<String>> = survival_by_bucket(&data.tokens, data.sample_ratio())
+    let header: Vec<String> = super::tails::ABSENCE_TABLE_COLUMNS.map(str::to_string).to_vec();
+    let real_null = data.reference.as_ref().and_then(|r| r.real_null.as_ref());
+    let cells: Vec<Vec<String>> = super::tails::survival_by_bucket_with(&data.tokens, data.sample_ratio(), real_null)
         .iter()
         .map(super::tails::absence_cells)
         .collect();
     page.paragraph(&format!(
-        "Absence over S_1..S_{k_max} per real-count bucket: the share of (token, S_k) pairs with count 0, the mean number of absence spells per token, and the share of tokens that came back after an absence, each beside what the null model expects (null: sampling from R itself)."
+        "Absence over S_1..S_{k_max} per real-count bucket: the share of (token, S_k) pairs with count 0, the mean number of absence spells per token, and the share of tokens that came back after an absence. Beside each, what a perfect model's corpora show: the null from real documents (D-token draws of real documents not in R; its band is where K = {k_max} such corpora would put the absent share 95% of the time), and the independence bound 1 − exp(−c·D/|R|), which real, bursty text does not reach."
     ));
     page.table(&header, &cells, &[0]);
 }

@@ -20,8 +20,15 @@ pub struct ReferenceInfo {
     pub real_tokens: u64,
     /// D: tokens per synthetic corpus.
     pub generation_size: u64,
-    /// Tokens of the real sample measured as the noise floor (about D).
+    /// Tokens of the real sample measured as the noise floor (about D; 0 when there is none).
     pub noise_floor_tokens: u64,
+    /// Where the noise floor came from, or why there is none (empty in older runs).
+    #[serde(default)]
+    pub noise_floor_source: String,
+    /// The tail null from real documents (absent from older runs, whose reports show
+    /// the independence bound alone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub real_null: Option<super::null::RealNull>,
 }
 
 impl ReferenceInfo {

@@ -4,7 +4,7 @@
 //! and the `inspect tails` text.
 use super::fit::LinearFit;
 use super::null::{
-    null_absence_probability, null_expected_spells, null_presence_probability, null_reappearance_probability,
+    null_absence_probability, null_expected_spells, null_presence_probability, null_reappearance_probability, RealNull,
 };
 use super::run_data::{format_ratio, ReferenceInfo};
 use crate::layout::{gen_name, write_atomic};
@@ -49,6 +49,8 @@ const VANISH: &str = "vanish_generation";
 /// The columns after `vanish_generation` (absent from tables written before them).
 const ABSENCE_COLUMNS: [&str; 5] =
     ["absent_corpora", "absence_spells", "longest_absence", "reappeared", "null_presence_probability"];
+/// The last column: presence under the null from real documents (absent from older tables).
+const REAL_NULL_COLUMN: &str = "null_presence_real_documents";
 
 /// How a token seen in the real split was absent across S_1..S_K (definitions in `analysis/mod.rs`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -145,12 +147,16 @@ impl TokenTable {
 
     /// Writes `tokens.csv`. `sample_ratio` is D/|R| for the `null_presence_probability`
     /// column (left empty when unknown).
-    pub fn write_csv(&self, path: &Path, sample_ratio: Option<f64>) -> Result<()> {
+    /// `null_presence_probability` is the independence bound 1 − exp(−c·D/|R|);
+    /// `real_null_absence` (per token, from [`super::null::RealNull`]) gives
+    /// `null_presence_real_documents`, empty when unknown.
+    pub fn write_csv(&self, path: &Path, sample_ratio: Option<f64>, real_null_absence: Option<&[f64]>) -> Result<()> {
         let mut w = csv::Writer::from_writer(Vec::new());
         let mut header = vec![ID.to_string(), TEXT.to_string(), REAL.to_string()];
         header.extend((1..=self.generations()).map(generation_column));
         header.push(VANISH.to_string());
         header.extend(ABSENCE_COLUMNS.map(str::to_string));
+        header.push(REAL_NULL_COLUMN.to_string());
         w.write_record(&header)?;
         for token in 0..self.vocab_size() {
             let mut record = vec![token.to_string(), self.texts[token].clone(), self.real[token].to_string()];
@@ -168,6 +174,10 @@ impl TokenTable {
             record.push(
                 sample_ratio.map(|r| null_presence_probability(self.real[token], r).to_string()).unwrap_or_default(),
             );
+            record.push(match real_null_absence {
+                Some(a) if self.real[token] > 0 => (1.0 - a[token]).to_string(),
+                _ => String::new(),
+            });
             w.write_record(&record)?;
         }
         let bytes = w.into_inner().map_err(|e| anyhow::anyhow!("cannot format {}: {e}", path.display()))?;
@@ -187,7 +197,9 @@ impl TokenTable {
             names.len() >= 4
                 && names[..3] == [ID, TEXT, REAL]
                 && (3..v).all(|i| names[i] == generation_column(i as u32 - 2))
-                && (names[v + 1..].is_empty() || names[v + 1..] == ABSENCE_COLUMNS)
+                && (names[v + 1..].is_empty()
+                    || names[v + 1..] == ABSENCE_COLUMNS
+                    || (names[v + 1..names.len() - 1] == ABSENCE_COLUMNS && names[names.len() - 1] == REAL_NULL_COLUMN))
         });
         if !columns_ok {
             bail!(
@@ -238,8 +250,60 @@ pub struct BucketSurvival {
     pub spells_per_token: f64,
     /// Share of the bucket's tokens that reappeared after an absence.
     pub reappeared_share: f64,
-    /// The null model's values for the same tokens, when D/|R| is known.
+    /// The independence bound's values for the same tokens, when D/|R| is known.
     pub null: Option<BucketNull>,
+    /// The null from real documents for the same tokens, when the run measured it.
+    pub real_null: Option<RealBucketNull>,
+}
+
+/// What a perfect model's corpora (D-token draws of real documents not in R, see
+/// [`RealNull`]) show for a bucket's tokens.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RealBucketNull {
+    /// Mean share of the bucket's tokens present in one draw.
+    pub presence: f64,
+    /// Mean share absent, and its standard deviation over the draws (one corpus).
+    pub absent_share: f64,
+    pub absent_share_sd: f64,
+    /// Expected absence spells per token and share reappearing over K corpora, each
+    /// token absent from a corpus with its measured probability.
+    pub spells_per_token: f64,
+    pub reappeared_share: f64,
+    /// Draws the values come from.
+    pub draws: usize,
+    /// Corpora K the run's absent share averages over: its spread under this null is
+    /// `absent_share_sd / √K`.
+    pub corpora: u32,
+}
+
+impl RealBucketNull {
+    pub fn of(null: &RealNull, absence: &[f64], tokens: &[usize], corpora: u32) -> Self {
+        let n = tokens.len().max(1) as f64;
+        let shares = null.absent_shares(tokens);
+        let d = shares.len().max(1) as f64;
+        let mean = shares.iter().sum::<f64>() / d;
+        let sd = if shares.len() > 1 {
+            (shares.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (d - 1.0)).sqrt()
+        } else {
+            f64::NAN
+        };
+        RealBucketNull {
+            presence: 1.0 - mean,
+            absent_share: mean,
+            absent_share_sd: sd,
+            spells_per_token: tokens.iter().map(|&t| null_expected_spells(absence[t], corpora)).sum::<f64>() / n,
+            reappeared_share: tokens.iter().map(|&t| null_reappearance_probability(absence[t], corpora)).sum::<f64>() / n,
+            draws: shares.len(),
+            corpora,
+        }
+    }
+
+    /// The interval in which a run's absent share over K corpora lies about 95% of
+    /// the time under this null (mean ± 1.96·sd/√K).
+    pub fn absent_band(&self) -> (f64, f64) {
+        let half = 1.96 * self.absent_share_sd / f64::from(self.corpora.max(1)).sqrt();
+        ((self.absent_share - half).max(0.0), (self.absent_share + half).min(1.0))
+    }
 }
 
 /// What the null model (every S_k a D-token sample of R's unigram distribution)
@@ -281,6 +345,12 @@ pub const MAX_BUCKETS: usize = 8;
 /// every remaining token goes into one open-ended bucket (`2048+`). With
 /// `sample_ratio` = D/|R|, each bucket also carries the null model's expectations.
 pub fn survival_by_bucket(table: &TokenTable, sample_ratio: Option<f64>) -> Vec<BucketSurvival> {
+    survival_by_bucket_with(table, sample_ratio, None)
+}
+
+/// [`survival_by_bucket`], each bucket also with the null from real documents.
+pub fn survival_by_bucket_with(table: &TokenTable, sample_ratio: Option<f64>, real_null: Option<&RealNull>) -> Vec<BucketSurvival> {
+    let absence = real_null.map(|n| n.absence_probabilities(table.vocab_size()));
     // Power-of-two bucket b holds counts in [2^b, 2^(b+1) - 1].
     let power = |c: u64| (u64::BITS - 1 - c.leading_zeros()) as usize;
     let mut members: Vec<Vec<usize>> = vec![Vec::new(); u64::BITS as usize];
@@ -321,6 +391,7 @@ pub fn survival_by_bucket(table: &TokenTable, sample_ratio: Option<f64>) -> Vec<
                 spells_per_token: absences.iter().map(|a| f64::from(a.spells)).sum::<f64>() / n,
                 reappeared_share: absences.iter().filter(|a| a.reappeared).count() as f64 / n,
                 null: sample_ratio.map(|r| BucketNull::of(&table.real, &tokens, r, k_max)),
+                real_null: real_null.zip(absence.as_deref()).map(|(n, a)| RealBucketNull::of(n, a, &tokens, k_max)),
                 present,
             }
         })
@@ -355,10 +426,18 @@ fn quoted_display(text: &str) -> String {
     format!("\"{shown}\"")
 }
 
-/// The null model in two sentences, with this run's D and |R|.
+/// The null models in a few sentences, with this run's D and |R|.
 pub fn null_model_statement(reference: &ReferenceInfo) -> String {
+    let real = match &reference.real_null {
+        Some(n) => format!(
+            "Null model (what a perfect model's corpora would lack): {} D-token corpora of real documents not in R ({}), each a fresh draw; a token's absence probability is the share of them lacking it. Real text is bursty (names, topics), so this null loses more rare tokens than independent draws would, and only absence beyond it is the loop's doing.",
+            n.draws(),
+            n.source
+        ),
+        None => "No null from real documents: too little real text lies outside R (or the run was analysed by an older lmloop), so only the independence bound is shown and absence beyond it is not evidence of collapse: real text is burstier than independent draws.".to_string(),
+    };
     format!(
-        "Null model: {}. If every S_k were a D-token sample of R's own unigram distribution (a perfect model), a token of real count c would be present in any one S_k with probability about 1 − exp(−c·D/|R|), independently for every k: finite samples alone make rare tokens absent and let them come back, so only absence beyond that null is the loop's doing.",
+        "{}. {real} Independence bound: if every S_k were D independent draws from R's unigram distribution, a token of real count c would be present in any one S_k with probability about 1 − exp(−c·D/|R|); it understates what even a perfect model loses.",
         reference.describe()
     )
 }
@@ -379,19 +458,43 @@ pub fn recursive_ml_statement(sample_ratio: Option<f64>) -> String {
     )
 }
 
-/// One bucket's row of the absence table (text and report): label, tokens, then
-/// measured and null absent share, spells per token and reappeared share.
+/// Column names of [`absence_cells`].
+pub const ABSENCE_TABLE_COLUMNS: [&str; 10] = [
+    "real count",
+    "tokens",
+    "absent share",
+    "null (real documents)",
+    "95% band",
+    "independence bound",
+    "absence spells per token",
+    "null",
+    "reappeared share",
+    "null",
+];
+
+/// One bucket's row of the absence table (text and report): label, tokens, measured
+/// absent share beside the null from real documents (with the band a perfect model's
+/// K corpora would fall in) and the independence bound, then spells per token and
+/// reappeared share, each beside the real-document null (the bound where that is
+/// unknown).
 pub fn absence_cells(b: &BucketSurvival) -> Vec<String> {
-    let null = |f: fn(&BucketNull) -> f64| b.null.as_ref().map_or("–".into(), |n| format_share(f(n)));
+    let bound = |f: fn(&BucketNull) -> f64| b.null.as_ref().map_or("–".into(), |n| format_share(f(n)));
+    let real = |f: fn(&RealBucketNull) -> f64| b.real_null.as_ref().map(|n| format_share(f(n)));
+    let band = b.real_null.as_ref().map_or("–".into(), |n| {
+        let (lo, hi) = n.absent_band();
+        format!("{}-{}", format_share(lo), format_share(hi))
+    });
     vec![
         b.label.clone(),
         b.tokens.to_string(),
         format_share(b.absent_share),
-        null(|n| n.absent_share),
+        real(|n| n.absent_share).unwrap_or_else(|| "–".into()),
+        band,
+        bound(|n| n.absent_share),
         format_share(b.spells_per_token),
-        null(|n| n.spells_per_token),
+        real(|n| n.spells_per_token).unwrap_or_else(|| bound(|n| n.spells_per_token)),
         format_share(b.reappeared_share),
-        null(|n| n.reappeared_share),
+        real(|n| n.reappeared_share).unwrap_or_else(|| bound(|n| n.reappeared_share)),
     ]
 }
 
@@ -416,6 +519,8 @@ pub fn tails_text(
     let min_count = min_real_count.max(1);
     let k_max = table.generations();
     let ratio = reference.map(ReferenceInfo::sample_ratio);
+    let real_null = reference.and_then(|r| r.real_null.as_ref());
+    let real_absence = real_null.map(|n| n.absence_probabilities(table.vocab_size()));
     let considered: Vec<usize> = (0..table.vocab_size()).filter(|&t| table.real[t] >= min_count).collect();
     let mut out = String::new();
     if k_max == 0 {
@@ -442,7 +547,11 @@ pub fn tails_text(
         considered.iter().filter(|&&t| table.count_in(k_max, t) == 0).count(),
         vanished.len(),
     );
-    let null_presence =
+    let null_presence = |t: usize| match &real_absence {
+        Some(a) => format!("{:.3}", 1.0 - a[t]),
+        None => "–".into(),
+    };
+    let bound_presence =
         |t: usize| ratio.map_or("–".into(), |r| format!("{:.3}", null_presence_probability(table.real[t], r)));
     if !vanished.is_empty() {
         let _ = writeln!(
@@ -453,7 +562,7 @@ pub fn tails_text(
         );
         let _ = writeln!(
             out,
-            "{:>8}  {:<w$}  {:>10}  {:>11}  {:>6}  {:>6}  {:>7}  {:>10}  {:>8}  {:>13}",
+            "{:>8}  {:<w$}  {:>10}  {:>11}  {:>6}  {:>6}  {:>7}  {:>10}  {:>8}  {:>13}  {:>11}",
             "token id",
             "text",
             "real count",
@@ -464,13 +573,14 @@ pub fn tails_text(
             "reappeared",
             format!("in S_{k_max}"),
             "null presence",
+            "independent",
             w = TEXT_WIDTH
         );
         for &(t, k) in vanished.iter().take(top) {
             let a = table.absence(t).unwrap_or_default();
             let _ = writeln!(
                 out,
-                "{:>8}  {:<w$}  {:>10}  {:>11}  {:>6}  {:>6}  {:>7}  {:>10}  {:>8}  {:>13}",
+                "{:>8}  {:<w$}  {:>10}  {:>11}  {:>6}  {:>6}  {:>7}  {:>10}  {:>8}  {:>13}  {:>11}",
                 t,
                 quoted_display(&table.texts[t]),
                 table.real[t],
@@ -481,42 +591,44 @@ pub fn tails_text(
                 if a.reappeared { "yes" } else { "no" },
                 table.count_in(k_max, t),
                 null_presence(t),
+                bound_presence(t),
                 w = TEXT_WIDTH
             );
         }
     }
     let _ = writeln!(
         out,
-        "\nPer synthetic corpus (tokens with real count ≥ {min_count}); null: tokens the null model expects absent, Σ exp(−c·D/|R|):"
+        "\nPer synthetic corpus (tokens with real count ≥ {min_count}); null: tokens a perfect model's corpus lacks (mean over the real-document draws, ± their standard deviation); independent: Σ exp(−c·D/|R|):"
     );
-    let _ = writeln!(out, "{:>6}  {:>15}  {:>10}  {:>10}", "corpus", "vanished first", "absent", "null");
-    let null_absent = ratio.map_or("–".into(), |r| {
+    let _ = writeln!(out, "{:>6}  {:>15}  {:>10}  {:>14}  {:>11}", "corpus", "vanished first", "absent", "null", "independent");
+    let null_absent = real_null.map_or("–".into(), |n| {
+        let per_draw: Vec<f64> = n.absent_shares(&considered).iter().map(|s| s * considered.len() as f64).collect();
+        let m = per_draw.iter().sum::<f64>() / per_draw.len().max(1) as f64;
+        let sd = (per_draw.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (per_draw.len().max(2) - 1) as f64).sqrt();
+        format!("{m:.1} ± {sd:.1}")
+    });
+    let bound_absent = ratio.map_or("–".into(), |r| {
         format!("{:.1}", considered.iter().map(|&t| null_absence_probability(table.real[t], r)).sum::<f64>())
     });
     for k in 1..=k_max {
         let first = vanished.iter().filter(|&&(_, v)| v == k).count();
         let absent = considered.iter().filter(|&&t| table.count_in(k, t) == 0).count();
-        let _ = writeln!(out, "{:>6}  {:>15}  {:>10}  {:>10}", format!("S_{k}"), first, absent, null_absent);
+        let _ = writeln!(out, "{:>6}  {:>15}  {:>10}  {:>14}  {:>11}", format!("S_{k}"), first, absent, null_absent, bound_absent);
     }
 
     let buckets: Vec<BucketSurvival> =
-        survival_by_bucket(table, ratio).into_iter().filter(|b| b.high >= min_count).collect();
+        survival_by_bucket_with(table, ratio, real_null).into_iter().filter(|b| b.high >= min_count).collect();
     let _ = writeln!(
         out,
-        "\nAbsence by real-count bucket over S_1..S_{k_max}, measured against the null model (all tokens of each bucket):"
+        "\nAbsence by real-count bucket over S_1..S_{k_max} (all tokens of each bucket), beside the null from real documents (its 95% band for K = {k_max} corpora) and the independence bound:"
     );
-    let _ = writeln!(
-        out,
-        "{:>10}  {:>7}  {:>12}  {:>6}  {:>12}  {:>6}  {:>10}  {:>6}",
-        "real count", "tokens", "absent share", "null", "spells/token", "null", "reappeared", "null"
-    );
+    let widths = [10, 7, 12, 21, 11, 18, 24, 6, 16, 6];
+    let row = |cells: &[String]| {
+        cells.iter().zip(widths).map(|(c, w)| format!("{c:>w$}")).collect::<Vec<_>>().join("  ")
+    };
+    let _ = writeln!(out, "{}", row(&ABSENCE_TABLE_COLUMNS.map(str::to_string)));
     for b in &buckets {
-        let c = absence_cells(b);
-        let _ = writeln!(
-            out,
-            "{:>10}  {:>7}  {:>12}  {:>6}  {:>12}  {:>6}  {:>10}  {:>6}",
-            c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]
-        );
+        let _ = writeln!(out, "{}", row(&absence_cells(b)));
     }
 
     let _ = writeln!(

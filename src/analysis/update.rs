@@ -51,8 +51,13 @@ fn fingerprint(tokens: &[u32]) -> String {
 pub struct RealReference {
     /// R, the real training set generation 0 trained on (whole documents concatenated, each ending with <|endoftext|>).
     pub tokens: Vec<u32>,
-    /// A real sample of D tokens: what a perfect model would show (the noise floor).
+    /// A real sample of D tokens: what a perfect model would show (the noise floor);
+    /// empty when too little real text lies outside R, `noise_floor_source` says why.
     pub noise_floor: Vec<u32>,
+    /// Where the noise floor came from (or why there is none).
+    pub noise_floor_source: String,
+    /// The tail null from real documents, when there were enough outside R.
+    pub null: Option<super::null::RealNull>,
     /// D, the generation size (tokens per synthetic corpus).
     pub generation_size: usize,
     /// A short name for messages, e.g. "real/train (R, 203114 tokens)".
@@ -67,6 +72,8 @@ impl RealReference {
             real_tokens: self.tokens.len() as u64,
             generation_size: self.generation_size as u64,
             noise_floor_tokens: self.noise_floor.len() as u64,
+            noise_floor_source: self.noise_floor_source.clone(),
+            real_null: self.null.clone(),
         }
     }
 }
@@ -119,13 +126,6 @@ pub fn update_run_measures(
     if real.generation_size == 0 {
         bail!("the generation size D of {} is 0; every synthetic corpus needs at least one token", real.name);
     }
-    if real.noise_floor.is_empty() {
-        bail!(
-            "the noise-floor sample of {} is empty; it should hold a real sample of about D = {} tokens",
-            real.name,
-            real.generation_size
-        );
-    }
     for (position, (k, path)) in synthetic.iter().enumerate() {
         if *k != position as u32 + 1 {
             bail!(
@@ -154,13 +154,17 @@ pub fn update_run_measures(
         cached_or_measured(&real_cache, key_for(real_tokens), || measure_corpus(&reference, real_tokens, eot, None))
             .with_context(|| format!("measuring {}", real.name))?,
     );
-    let floor_cache = layout.noise_floor_cache(run);
-    rows.push(
-        cached_or_measured(&floor_cache, key_for(&real.noise_floor), || {
-            measure_noise_floor(&reference, &real.noise_floor, eot)
-        })
-        .with_context(|| format!("measuring the noise-floor sample of {}", real.name))?,
-    );
+    // No floor row when too little real text lies outside R: a floor from R's own
+    // documents would not be what a perfect model shows.
+    if !real.noise_floor.is_empty() {
+        let floor_cache = layout.noise_floor_cache(run);
+        rows.push(
+            cached_or_measured(&floor_cache, key_for(&real.noise_floor), || {
+                measure_noise_floor(&reference, &real.noise_floor, eot)
+            })
+            .with_context(|| format!("measuring the noise-floor sample of {}", real.name))?,
+        );
+    }
 
     let mut synthetic_counts = Vec::with_capacity(synthetic.len());
     for (k, path) in synthetic {
@@ -175,8 +179,11 @@ pub fn update_run_measures(
 
     let info = real.info();
     write_drift_csv(&layout.drift_csv(run), &rows)?;
-    TokenTable::new(token_texts, real_counts, synthetic_counts)?
-        .write_csv(&layout.tokens_csv(run), Some(info.sample_ratio()))?;
+    TokenTable::new(token_texts, real_counts, synthetic_counts)?.write_csv(
+        &layout.tokens_csv(run),
+        Some(info.sample_ratio()),
+        info.real_null.as_ref().map(|n| n.absence_probabilities(vocab_size)).as_deref(),
+    )?;
     write_json_atomic(&layout.reference_json(run), &info)
 }
 

@@ -57,6 +57,9 @@ pub struct RunWork {
     pub sample: Amount,
     /// Per generation, what it trains on (for the plan's explanation).
     pub per_generation: Vec<Amount>,
+    /// |R| as a share of the training split (at most 1 − `generations.holdout_fraction`
+    /// by whole documents; 0 with a subset, whose size is in tokens).
+    pub r_of_split: f64,
 }
 
 /// Reads a key of a resolved config as a float.
@@ -74,12 +77,12 @@ pub fn run_work(cfg: &toml::Value) -> RunWork {
     let n = num(cfg, "generations.generations").unwrap_or(10.0) as u32;
     let policy = text(cfg, "generations.policy").unwrap_or("replace");
     let subset = num(cfg, "generations.real_subset_tokens").unwrap_or(0.0);
-    let r = if subset > 0.0 {
-        Amount::tokens(subset)
-    } else if policy == "fresh" {
-        Amount::r(1.0 - num(cfg, "generations.fresh_pool_fraction").unwrap_or(0.5))
+    // Without a subset, R is the split less its held-out share, whatever the policy.
+    let (r, r_of_split) = if subset > 0.0 {
+        (Amount::tokens(subset), 0.0)
     } else {
-        Amount::r(1.0)
+        let held_out = num(cfg, "generations.holdout_fraction").or_else(|| num(cfg, "generations.fresh_pool_fraction"));
+        (Amount::r(1.0), 1.0 - held_out.unwrap_or(crate::policy::DEFAULT_HOLDOUT_FRACTION))
     };
     let d = match num(cfg, "generations.synthetic_tokens").unwrap_or(0.0) {
         t if t > 0.0 => Amount::tokens(t),
@@ -105,10 +108,11 @@ pub fn run_work(cfg: &toml::Value) -> RunWork {
         });
     }
     let train = per_generation.iter().fold(Amount::default(), |a, &b| a.add(b));
-    RunWork { train, sample: d.scale((n + 1) as f64), per_generation }
+    RunWork { train, sample: d.scale((n + 1) as f64), per_generation, r_of_split }
 }
 
-/// |R| in tokens when the base corpus is prepared: the training split's size.
+/// The training split's size in tokens (|R| is a share of it, `RunWork::r_of_split`)
+/// and the vocabulary, when the base corpus is prepared.
 fn prepared_train_tokens(layout: &Layout, corpus: &str) -> Option<(f64, i64)> {
     let meta: serde_json::Value = crate::layout::read_json(&layout.real_corpus(corpus).join(crate::layout::RealCorpus::META)).ok()?;
     let tokens = meta.get("train")?.get("tokens")?.as_f64()?;
@@ -164,7 +168,8 @@ pub fn format_plan(layout: &Layout, sweep: &Sweep) -> anyhow::Result<String> {
         let (cfg, resolved) = sweep.run_config(run)?;
         let value: toml::Value = toml::from_str(&resolved)?;
         let work = run_work(&value);
-        let real = prepared.map(|p| p.0);
+        // |R| in tokens, about: the held-out share is cut by whole documents.
+        let real = prepared.map(|p| p.0 * work.r_of_split);
         let show = |a: Amount| match a.resolve(real) {
             Some(t) if a.r != 0.0 => format!("{} = {} tok", a.describe(), si(t)),
             _ => a.describe(),

@@ -234,6 +234,10 @@ fn tail_section(page: &mut Page, sweep: &Sweep, tails: &[super::tails::CellTails
         if !simulated.is_empty() {
             lines.push(Series::new(format!("{label}: simulator"), simulated, SeriesStyle::Dashed).with_color(colour));
         }
+        let perfect: Vec<(f64, f64)> = t.bins.iter().filter_map(|b| Some((b.mean_expected, b.real_null?))).collect();
+        if !perfect.is_empty() {
+            lines.push(Series::new(format!("{label}: real documents (null)"), perfect, SeriesStyle::Line).with_color(colour));
+        }
         if poisson.is_none() {
             let p: Vec<(f64, f64)> = t.bins.iter().filter_map(|b| Some((b.mean_expected, b.predicted.as_ref()?[at]))).collect();
             if !p.is_empty() {
@@ -243,7 +247,7 @@ fn tail_section(page: &mut Page, sweep: &Sweep, tails: &[super::tails::CellTails
     }
     series.extend(lines);
     if let Some(p) = poisson {
-        series.push(Series::new("Poisson prediction", p, SeriesStyle::Dashed).with_color(REFERENCE_COLOUR));
+        series.push(Series::new("Poisson prediction (independent draws)", p, SeriesStyle::Dashed).with_color(REFERENCE_COLOUR));
     }
     let chart = LineChart {
         title: format!("survival in S_{last} by expected count"),
@@ -254,10 +258,11 @@ fn tail_section(page: &mut Page, sweep: &Sweep, tails: &[super::tails::CellTails
         series,
     };
     let svg = publish(plots, "tail_survival", &chart)?;
-    page.figure("tail_survival", &svg, &format!("tokens of the real training set present in S_{last}, by expected count: language model (mean over seeds, band = 95% interval), simulator (dashed, cell colour), Poisson prediction (dashed black)"));
+    page.figure("tail_survival", &svg, &format!("tokens of the real training set present in S_{last}, by expected count: language model (mean over seeds, band = 95% interval), simulator (dashed, cell colour), what a perfect model's corpus keeps (thin line, cell colour: D-token corpora of real documents not in R, the null each run measured), and the Poisson prediction for independent draws (dashed black), which bursty real text does not reach"));
     for t in tails {
         let mut header = vec!["expected count".to_string(), "tokens".to_string()];
         header.extend(t.checkpoints.iter().map(|k| format!("S_{k}: LM / sim / Poisson")));
+        header.push("null (real documents)".to_string());
         let rows: Vec<Vec<String>> = t
             .bins
             .iter()
@@ -270,6 +275,7 @@ fn tail_section(page: &mut Page, sweep: &Sweep, tails: &[super::tails::CellTails
                     let miss = if missing.is_empty() { String::new() } else { format!(" (missing seed {})", missing.iter().map(|m| m.to_string()).collect::<Vec<_>>().join(", ")) };
                     row.push(format!("{}{miss} / {sim} / {pred}", s.display(3)));
                 }
+                row.push(b.real_null.map_or("–".into(), |p| format!("{p:.3}")));
                 row
             })
             .collect();

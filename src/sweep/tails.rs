@@ -8,8 +8,9 @@
 //! per cell, its mean over seeds with a 95% interval. Beside it: the simulator started
 //! from the same real counts (re-estimation by maximum likelihood from D samples per
 //! generation, same policy and temperature, 200 trials) and the Poisson prediction
-//! 1 − exp(−c·D/|R|·g_k) it tests. The simulator covers replace, accumulate and mix;
-//! other policies get the language model's measurement alone.
+//! 1 − exp(−c·D/|R|·g_k) it tests, and what a perfect model's corpus keeps (the null
+//! from real documents each run measured, `real_documents_null`). The simulator covers replace, accumulate and fresh;
+//! other policies (mix among them) get the language model's measurement alone.
 use super::cells::Sweep;
 use super::stats::Summary;
 use super::tables::{number, read_csv, Row};
@@ -33,6 +34,10 @@ pub struct TailBin {
     pub simulated: Option<Vec<f64>>,
     /// Per checkpoint: 1 − exp(−c·D/|R|·g_k), averaged over the group.
     pub predicted: Option<Vec<f64>>,
+    /// What a perfect model's corpus keeps: the group's share present under each run's
+    /// null from real documents (`null_presence_real_documents` in `tokens.csv`), mean
+    /// over the seeds that have it; the same for every S_k.
+    pub real_null: Option<f64>,
 }
 
 #[derive(Debug, Clone)]
@@ -54,7 +59,10 @@ fn theory_policy(policy: &str, real_fraction: Option<f64>) -> Option<DataPolicy>
     match policy {
         "replace" => Some(DataPolicy::Replace),
         "accumulate" => Some(DataPolicy::Accumulate),
-        "mix" => real_fraction.map(|real_fraction| DataPolicy::Fresh { real_fraction }),
+        // The simulator's `fresh` draws λ·n new real samples each generation, as the
+        // loop's `fresh` trains on never-used real documents; the loop's `mix` reuses
+        // one real set R, which no simulator models.
+        "fresh" => real_fraction.map(|real_fraction| DataPolicy::Fresh { real_fraction }),
         _ => None,
     }
 }
@@ -130,7 +138,16 @@ pub fn tails(layout: &Layout, sweep: &Sweep) -> Result<Vec<CellTails>> {
                 // The simulator records the same checkpoints (both start from N+1 generations).
                 (cps == &checkpoints).then(|| (bin.simulated.clone(), bin.predicted.clone()))
             });
+            let per_seed: Vec<f64> = tables
+                .iter()
+                .filter_map(|(_, rows)| {
+                    let p: Option<Vec<f64>> =
+                        ids.iter().map(|&id| rows.get(id).and_then(|r| number(r, "null_presence_real_documents"))).collect();
+                    p.map(|p| p.iter().sum::<f64>() / p.len().max(1) as f64)
+                })
+                .collect();
             bins.push(TailBin {
+                real_null: (!per_seed.is_empty()).then(|| per_seed.iter().sum::<f64>() / per_seed.len() as f64),
                 expected_low: low,
                 expected_high: 2.0 * low,
                 tokens: ids.len(),
@@ -150,7 +167,7 @@ pub fn tails_csv(sweep: &Sweep, tails: &[CellTails]) -> Result<Vec<u8>> {
     let mut w = csv::Writer::from_writer(Vec::new());
     w.write_record([
         "cell", "label", "expected_count_low", "expected_count_high", "tokens", "corpus", "n", "mean_survival", "sd", "ci95_low",
-        "ci95_high", "missing_seeds", "theory_simulated", "poisson_predicted",
+        "ci95_high", "missing_seeds", "theory_simulated", "poisson_predicted", "real_documents_null",
     ])?;
     let opt = |v: Option<f64>| v.map(|x| format!("{x}")).unwrap_or_default();
     for t in tails {
@@ -173,6 +190,7 @@ pub fn tails_csv(sweep: &Sweep, tails: &[CellTails]) -> Result<Vec<u8>> {
                     missing.iter().map(|m| m.to_string()).collect::<Vec<_>>().join(" "),
                     opt(b.simulated.as_ref().map(|v| v[c])),
                     opt(b.predicted.as_ref().map(|v| v[c])),
+                    opt(b.real_null),
                 ])?;
             }
         }

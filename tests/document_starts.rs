@@ -53,11 +53,7 @@ fn entropy(path: &Path, vocab: usize) -> f64 {
 /// A vocabulary of 512 entries trained on random words (only its size and its
 /// end-of-text id matter to the tests that use it).
 fn vocab_512() -> Vocab {
-    let mut state: u64 = 3;
-    let mut next = |n: u64| {
-        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        (state >> 33) % n
-    };
+    let mut next = lcg(3);
     let words: Vec<String> =
         (0..400).map(|_| (0..3 + next(6)).map(|_| char::from(b'a' + next(26) as u8)).collect()).collect();
     let text: String = (0..6000).map(|_| format!("{} ", words[next(400) as usize])).collect();
@@ -76,11 +72,7 @@ fn a_model_trained_on_cut_documents_samples_near_its_corpus_entropy_not_uniform(
     let v = vocab.vocab_size();
     let eot = vocab.eot();
     let dir = tempfile::tempdir().unwrap();
-    let mut state: u64 = 1;
-    let mut next = |n: u64| {
-        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        (state >> 33) % n
-    };
+    let mut next = lcg(1);
     let tokens: Vec<u32> = (0..60_000).map(|_| if next(1000) < 995 { 300 } else { 257 + next(255) as u32 }).collect();
     assert!(!tokens.contains(&eot));
     let path = dir.path().join("cut.bin");
@@ -130,11 +122,7 @@ fn a_model_trained_on_cut_documents_samples_near_its_corpus_entropy_not_uniform(
 /// corpus into.
 fn one_word_text() -> String {
     let others = ["sea", "moon", "crown", "rose", "bird", "horse", "king", "queen", "night", "day", "sword", "ring"];
-    let mut state: u64 = 7;
-    let mut next = |n: u64| {
-        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        (state >> 33) % n
-    };
+    let mut next = lcg(7);
     let mut text = String::new();
     for _ in 0..60 {
         for _ in 0..300 {
@@ -201,11 +189,7 @@ fn first_tokens_of_sampled_documents_follow_the_prediction_after_a_start_in_trai
     let vocab = small_vocab();
     let eot = vocab.eot();
     let dir = tempfile::tempdir().unwrap();
-    let mut state: u64 = 11;
-    let mut next = |n: u64| {
-        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        (state >> 33) % n
-    };
+    let mut next = lcg(11);
     let mut tokens = Vec::new();
     for _ in 0..2500 {
         tokens.push(if next(10) < 9 { 1 } else { 2 + next(8) as u32 });

@@ -16,11 +16,7 @@ const MARKER: u32 = 1000;
 /// Bursty documents, as real text is: a common vocabulary, plus a few "names" each
 /// document repeats (names are shared by few documents, more often the lower their id).
 fn bursty_split(dir: &std::path::Path, documents: usize) -> Corpus {
-    let mut state: u64 = 17;
-    let mut next = |n: u64| {
-        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        (state >> 33) % n
-    };
+    let mut next = lcg(17);
     let mut tokens = Vec::new();
     for i in 0..documents {
         tokens.push(MARKER + i as u32);

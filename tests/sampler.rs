@@ -749,3 +749,48 @@ fn sampling_time_is_accounted_for() {
     let parts = t.forward_seconds + t.rebuild_seconds + t.draw_seconds + t.host_seconds;
     assert!((parts - stats.seconds).abs() <= 0.02 * stats.seconds + 1e-3, "parts {parts:.4} s against {:.4} s in all: {t:?}", stats.seconds);
 }
+
+/// A model that never ends its documents (its end token is one it cannot emit) keeps
+/// no batch decoding to the cap for documents the corpus does not need: rows are
+/// abandoned as the documents before them grow past the target, and the corpus is the
+/// one a single row writes.
+#[test]
+fn documents_that_cannot_be_needed_stop_decoding() {
+    let (_vs, model) = uniform_model(40, 16);
+    let never_ends = lmloop::tokenizer::Delimiters { start: 0, end: 1000 };
+    // `shrink` divides what each document occupies in the corpus, as re-encoding can.
+    let run = |batch: usize, shrink: usize| {
+        let req = SampleRequest {
+            sampling: Sampling::new(1.0, None, None).unwrap(),
+            seed: 4,
+            n_tokens: 3000,
+            batch_size: batch,
+            max_doc_tokens: 2000,
+            progress: false,
+        };
+        let mut docs = Vec::new();
+        let stats = sample_corpus(&model, never_ends, device(), &req, |d| {
+            docs.push(d.clone());
+            Ok(d.corpus_tokens() / shrink)
+        })
+        .unwrap();
+        (docs, stats)
+    };
+    // Written at half their sampled length, a third document is needed after all: it
+    // was abandoned, and is decoded again from its own stream.
+    let (alone, _) = run(1, 2);
+    let (batched, _) = run(32, 2);
+    assert_eq!(alone.len(), 3);
+    assert_eq!(batched, alone, "a document abandoned and then needed is written as it would have been");
+    let (alone, _) = run(1, 1);
+    let (batched, stats) = run(32, 1);
+    assert_eq!(alone.len(), 2, "two documents cut at 2,000 tokens hold the 3,000 asked for");
+    assert!(alone.iter().all(|d| d.truncated && d.tokens.len() == 2000));
+    assert_eq!(batched, alone, "abandoning rows changes nothing in the corpus");
+    println!("discarded {} tokens with 32 rows", stats.discarded_tokens);
+    assert!(
+        stats.discarded_tokens < 24_000,
+        "{} tokens decoded for nothing; 30 rows running to the cap would be 60,000",
+        stats.discarded_tokens
+    );
+}

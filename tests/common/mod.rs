@@ -27,6 +27,15 @@ pub fn toy_corpus(docs: usize, sentences_per_doc: usize) -> String {
     text
 }
 
+/// A fixed linear congruential sequence: each call gives a number in 0..n.
+pub fn lcg(seed: u64) -> impl FnMut(u64) -> u64 {
+    let mut state = seed;
+    move |n: u64| {
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (state >> 33) % n
+    }
+}
+
 pub fn write(path: &Path, text: &str) -> PathBuf {
     std::fs::write(path, text).unwrap();
     path.to_path_buf()

@@ -106,8 +106,11 @@
 //! - sampler columns of `generations.csv`, shown in the report when present:
 //!   `synthetic_documents`, `synthetic_truncation_share` (share of S_{k+1}'s
 //!   documents cut by the length cap rather than ended by the model),
-//!   `synthetic_mean_document_tokens`, `train_epochs`, `budget`; they are read by
-//!   name, and runs written before them are shown without them.
+//!   `synthetic_mean_document_tokens`, `synthetic_non_canonical_share` (share of the
+//!   sampled ids that re-encoding the text did not reproduce), `train_epochs`,
+//!   `budget`, `train_truncated_share` (share of the training mixture's tokens in
+//!   documents cut at the cap) and `train_cap_dependent` (that share above 50%); they
+//!   are read by name, and runs written before them are shown without them.
 //!
 //! Undefined values (for example distinct-3 of a corpus without any 3-gram)
 //! are written as `NaN`.

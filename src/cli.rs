@@ -471,13 +471,14 @@ fn sample(a: SampleArgs) -> Result<()> {
         || crate::synthetic::write_corpus(&ckpt, &a.out, &req, device),
     )?;
     println!(
-        "wrote {}.bin: {} documents ({} truncated at {} tokens), mean length {:.1} tokens, {} tokens, {:.0} tokens/s",
+        "wrote {}.bin: {} documents ({} truncated at {} tokens), mean length {:.1} tokens, {} tokens ({:.1}% of the sampled ids re-encoded differently), {:.0} tokens/s",
         a.out.display(),
         m.stats.documents,
         m.stats.truncated_documents,
         m.max_doc_tokens,
         m.stats.mean_document_tokens,
         m.stats.tokens,
+        100.0 * m.non_canonical_share,
         m.stats.tokens_per_second
     );
     Ok(())

@@ -26,7 +26,6 @@ pub enum SeedPurpose {
     Train = 1,
     Mixture = 2,
     Sample = 3,
-    FreshPool = 4,
     NoiseFloor = 5,
     TailNull = 6,
 }

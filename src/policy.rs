@@ -530,10 +530,8 @@ pub fn noise_floor(real: &RealData, held_out: &Corpus, size: usize, seed: u64) -
 /// `size` tokens of real documents not in R, each a fresh seeded draw.
 #[derive(Debug, Clone)]
 pub struct NullDraws {
-    /// Token counts of every draw.
+    /// Token counts of every draw (each about `size` tokens: whole documents).
     pub counts: Vec<Vec<u64>>,
-    /// Tokens per draw (about `size`: whole documents).
-    pub tokens: Vec<usize>,
     /// Where they came from, and how many tokens it holds (draws of most of a small
     /// source share most of their documents, so they vary less than corpora would).
     pub source: String,
@@ -552,7 +550,7 @@ pub fn null_draws(
     let (file, docs, source) = unseen_documents(real, held_out, size)?;
     let source_tokens = docs.iter().map(|d| d.len()).sum();
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let (mut counts, mut tokens) = (Vec::with_capacity(draws), Vec::with_capacity(draws));
+    let mut counts = Vec::with_capacity(draws);
     for _ in 0..draws {
         let (sample, _) = draw_documents(file, &docs, size, &mut rng);
         let mut c = vec![0u64; vocab_size];
@@ -562,7 +560,6 @@ pub fn null_draws(
             }
         }
         counts.push(c);
-        tokens.push(sample.len());
     }
-    Ok(NullDraws { counts, tokens, source, source_tokens })
+    Ok(NullDraws { counts, source, source_tokens })
 }

@@ -1245,23 +1245,7 @@ pub fn sample_corpus(
                     decoder.advance(&chosen)
                 }
             };
-            if finished.is_empty() {
-                // Rows whose documents are very likely beyond the corpus stop decoding.
-                let rows: Vec<(usize, u64, usize)> =
-                    (0..decoder.batch()).map(|b| (b, docs[b], decoder.doc_len(b) + 1)).collect();
-                let retire = ledger.unneeded(&rows);
-                if !retire.is_empty() {
-                    for &b in &retire {
-                        ledger.abandoned_tokens += decoder.doc_len(b);
-                        ledger.restart.insert(docs[b]);
-                    }
-                    let keep: Vec<usize> = (0..decoder.batch()).filter(|b| !retire.contains(b)).collect();
-                    decoder.reshape(&keep, 0);
-                    docs = keep.iter().map(|&b| docs[b]).collect();
-                    rngs = keep_in_order(std::mem::take(&mut rngs), &keep).0;
-                }
-                continue;
-            }
+            // With no document finished, the steps below only look for rows to abandon.
             let mut free = Vec::new();
             for (b, doc) in finished {
                 ledger.finish(doc.corpus_tokens());

@@ -152,11 +152,15 @@ impl TokenStream {
         *self.first_windows(block).last().unwrap_or(&0)
     }
 
+    /// Window `w`'s document and its first position in `start, t_1, …, t_n`.
+    fn locate(first: &[usize], w: usize, block: usize) -> (usize, usize) {
+        let d = first.partition_point(|&f| f <= w) - 1;
+        (d, (w - first[d]) * block)
+    }
+
     /// Targets (tokens predicted, padding excluded) of window `w`.
     pub fn window_targets(&self, w: usize, block: usize) -> usize {
-        let first = self.first_windows(block);
-        let d = first.partition_point(|&f| f <= w) - 1;
-        let from = (w - first[d]) * block;
+        let (d, from) = Self::locate(&self.first_windows(block), w, block);
         (self.docs[d].1.len() - from).min(block)
     }
 
@@ -170,11 +174,10 @@ impl TokenStream {
         let mut y = Vec::with_capacity(windows.len() * block);
         let mut seq = Vec::with_capacity(block + 1);
         for &w in windows {
-            let d = first.partition_point(|&f| f <= w) - 1;
-            let (f, r) = &self.docs[d];
             // Window j of the document reads positions j·block ..= j·block + block of
             // `start, t_1, …, t_n`, as far as they exist.
-            let from = (w - first[d]) * block;
+            let (d, from) = Self::locate(&first, w, block);
+            let (f, r) = &self.docs[d];
             let to = (from + block + 1).min(r.len() + 1);
             seq.clear();
             if from == 0 {

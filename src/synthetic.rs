@@ -87,7 +87,7 @@ pub fn write_corpus(ckpt: &Checkpoint, stem: &Path, req: &SampleRequest, device:
     let eot = vocab.eot();
     let canonicalizer = Canonicalizer::new(vocab);
     let mut tokens = TokenWriter::create(&bin, vocab.vocab_size())?;
-    let (mut written, mut non_canonical, mut truncated_ends) = (0usize, 0usize, Vec::new());
+    let (mut written, mut sampled, mut non_canonical, mut truncated_ends) = (0usize, 0usize, 0usize, Vec::new());
     let mut canonical_seconds = 0.0;
     let txt_tmp = temp_path(&txt);
     let mut text = std::io::BufWriter::new(
@@ -95,11 +95,11 @@ pub fn write_corpus(ckpt: &Checkpoint, stem: &Path, req: &SampleRequest, device:
     );
     let stats = sample_corpus(&ckpt.model, vocab.delimiters(), device, req, |doc| {
         let t0 = std::time::Instant::now();
-        let (ids, differing) = canonicalizer.canonicalize(&doc.tokens)?;
+        let (decoded, ids, differing) = canonicalizer.publish(&doc.tokens)?;
         canonical_seconds += t0.elapsed().as_secs_f64();
+        sampled += doc.tokens.len();
         non_canonical += differing;
         tokens.extend(&ids)?;
-        let decoded = vocab.decode(&ids)?;
         let mut n = ids.len();
         if doc.truncated {
             // No end-of-text: the model did not end this document.
@@ -138,7 +138,7 @@ pub fn write_corpus(ckpt: &Checkpoint, stem: &Path, req: &SampleRequest, device:
         canonical: true,
         non_canonical_tokens: non_canonical,
         canonical_seconds,
-        non_canonical_share: non_canonical as f64 / (stats.sampled_tokens - (stats.documents - stats.truncated_documents)).max(1) as f64,
+        non_canonical_share: non_canonical as f64 / sampled.max(1) as f64,
         truncated_ends,
         stats,
     };

@@ -294,9 +294,16 @@ impl<'a> Canonicalizer<'a> {
     /// many of the sampled ids the canonical encoding does not reproduce: a sampled id
     /// counts as canonical when the encoding has the same id over the same bytes.
     pub fn canonicalize(&self, ids: &[u32]) -> Result<(Vec<u32>, usize)> {
-        let canonical = self.vocab.encode(&self.vocab.decode(ids)?)?;
+        let (_, canonical, differing) = self.publish(ids)?;
+        Ok((canonical, differing))
+    }
+
+    /// [`Canonicalizer::canonicalize`], with the published text the ids were encoded from.
+    pub fn publish(&self, ids: &[u32]) -> Result<(String, Vec<u32>, usize)> {
+        let text = self.vocab.decode(ids)?;
+        let canonical = self.vocab.encode(&text)?;
         if canonical == ids {
-            return Ok((canonical, 0));
+            return Ok((text, canonical, 0));
         }
         let bytes = |id: u32| self.bytes.get(id as usize).map_or(&[][..], |b| &b[..]);
         // Offsets in the published text of every byte the sampled ids spell: text that
@@ -325,7 +332,7 @@ impl<'a> Canonicalizer<'a> {
             }
             at_sampled += bytes(id).len();
         }
-        Ok((canonical, ids.len() - matched))
+        Ok((text, canonical, ids.len() - matched))
     }
 }
 

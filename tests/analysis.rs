@@ -1064,6 +1064,7 @@ fn compare_draws_noise_floors_null_models_and_loss_buckets() {
     // These toy runs have no real-document null, so the independence bound is drawn, named as such.
     assert!(svg.contains("independence bound for a (replace, T=0.8)") && svg.contains("independence bound for b (accumulate, T=0.8)"));
     assert!(html.contains("<th>D/|R|</th>") && html.contains("<td>0.5000</td>"));
+    assert!(html.contains("<th>non-canonical share of the last S_k</th>"), "compare shows what re-encoding changed");
     // With the file in one run: a chart per bucket, the other run named as missing it.
     write_loss_by_frequency(&layout, "a");
     let html = std::fs::read_to_string(

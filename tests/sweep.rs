@@ -270,6 +270,12 @@ fn failed_run_is_named_with_its_log_and_missing_seed_is_reported() {
     assert!((got("mean") - mean).abs() < 1e-12 && (got("sd") - sd).abs() < 1e-12, "{:?}", loss[0]);
     assert!((got("ci95_high") - (mean + half)).abs() < 1e-4 * half.max(1e-9) + 1e-9, "{:?} vs ±{half}", loss[0]);
     assert_eq!(loss[0]["seeds"], "1 2");
+    // What re-encoding changed and what depends on the cap are pooled like the rest.
+    for measure in ["synthetic_non_canonical_share", "train_truncated_share"] {
+        let pooled: Vec<_> = rows.iter().filter(|r| r["measure"] == measure && r["generation"] == "1").collect();
+        assert_eq!(pooled.len(), 2, "{measure}: one row per cell");
+        assert_eq!(pooled[0]["n"], "2", "{measure}");
+    }
 }
 
 /// The SLURM executor against a real cluster: `make test-slurm` starts one

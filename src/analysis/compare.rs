@@ -186,6 +186,7 @@ fn runs_table(page: &mut Page, data: &[RunData]) {
         "last held-out perplexity",
         "synthetic corpora",
         "tokens absent from the last S_k",
+        "non-canonical share of the last S_k",
         "D/|R|",
     ]
     .map(str::to_string)
@@ -207,6 +208,10 @@ fn runs_table(page: &mut Page, data: &[RunData]) {
                 d.generations.last().map(|g| format!("{:.3}", g.held_out_perplexity)).unwrap_or_else(|| "–".into()),
                 k.to_string(),
                 absent.to_string(),
+                d.generations
+                    .last()
+                    .filter(|g| g.has_sampler_columns())
+                    .map_or_else(|| "–".into(), |g| format!("{:.4}", g.synthetic_non_canonical_share)),
                 d.reference.as_ref().map_or_else(|| "–".into(), |r| format_ratio(r.sample_ratio())),
             ]
         })

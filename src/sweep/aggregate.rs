@@ -13,8 +13,14 @@ use anyhow::Result;
 use std::collections::BTreeMap;
 
 /// Columns of `generations.csv` pooled per generation k (model k: held-out on the real test split).
-pub const MODEL_MEASURES: [&str; 4] =
-    ["held_out_loss", "held_out_perplexity", "synthetic_unigram_entropy", "synthetic_distinct_tokens"];
+pub const MODEL_MEASURES: [&str; 6] = [
+    "held_out_loss",
+    "held_out_perplexity",
+    "synthetic_unigram_entropy",
+    "synthetic_distinct_tokens",
+    "synthetic_non_canonical_share",
+    "train_truncated_share",
+];
 
 /// Columns of `drift.csv` pooled per corpus S_{k+1} (sampled by model k), for the
 /// real subsample (noise floor) and for the real training split.

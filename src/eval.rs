@@ -58,7 +58,11 @@ pub fn evaluate_grouped(
     }
     if let Some(g) = &groups {
         if g.group_of.len() as i64 != cfg.vocab_size || g.group_of.iter().any(|&x| x < 0 || x as usize >= g.groups) {
-            bail!("the token groups must give every one of the {} vocabulary entries a group below {}", cfg.vocab_size, g.groups);
+            bail!(
+                "the token groups must give every one of the {} vocabulary entries a group below {}",
+                cfg.vocab_size,
+                g.groups
+            );
         }
     }
     let stream = TokenStream::from_file(tokens.clone(), delimiters);

@@ -7,11 +7,11 @@
 //! randomness comes from seeds derived from the run seed and the generation index,
 //! so an interrupted and resumed run gives the same numbers as an uninterrupted one.
 use crate::checkpoint::Checkpoint;
-use crate::prepare::PreparedCorpus;
 use crate::config::Config;
-use crate::layout::{gen_name, is_done, read_json, write_atomic, write_json_atomic, CheckpointFiles, Layout};
 use crate::config::Init;
+use crate::layout::{gen_name, is_done, read_json, write_atomic, write_json_atomic, CheckpointFiles, Layout};
 use crate::policy::{mixture, Corpus, RealData};
+use crate::prepare::PreparedCorpus;
 use crate::sample::{SampleRequest, Sampling};
 use crate::tokens::TokenFile;
 use anyhow::{bail, Context, Result};
@@ -148,7 +148,6 @@ pub struct HeldOut {
     pub buckets: Vec<crate::eval::BucketLoss>,
 }
 
-
 /// An exclusive lock on a run, held for the life of the process (released by the OS
 /// even when the process is killed).
 pub struct RunLock {
@@ -205,7 +204,8 @@ pub fn config_differences(old: &Config, new: &Config) -> Vec<String> {
     keys.into_iter()
         .filter(|k| !ignored_for_mismatch(k) && a.get(*k) != b.get(*k))
         .map(|k| {
-            let show = |m: &std::collections::BTreeMap<String, String>| m.get(k).cloned().unwrap_or_else(|| "unset".into());
+            let show =
+                |m: &std::collections::BTreeMap<String, String>| m.get(k).cloned().unwrap_or_else(|| "unset".into());
             format!("{k} ({} → {})", show(&a), show(&b))
         })
         .collect()
@@ -267,11 +267,11 @@ pub fn run(layout: &Layout, spec: &RunSpec) -> Result<Vec<GenerationRow>> {
     write_atomic(&run_toml, cfg.to_toml().as_bytes())?;
 
     let corpus_dir = layout.real_corpus(&cfg.data.corpus);
-    let corpus = PreparedCorpus::open(&corpus_dir).with_context(|| {
-        format!("the run needs the prepared corpus '{}' (config data.corpus)", cfg.data.corpus)
-    })?;
+    let corpus = PreparedCorpus::open(&corpus_dir)
+        .with_context(|| format!("the run needs the prepared corpus '{}' (config data.corpus)", cfg.data.corpus))?;
     let eot = corpus.vocab.eot();
-    let fingerprint = crate::integrity::CorpusFingerprint::of(&cfg.data.corpus, &corpus_dir, corpus.vocab.vocab_size())?;
+    let fingerprint =
+        crate::integrity::CorpusFingerprint::of(&cfg.data.corpus, &corpus_dir, corpus.vocab.vocab_size())?;
     crate::integrity::check_corpus(&layout.corpus_json(run), run, &fingerprint)?;
     let runtime = crate::integrity::Runtime { device: crate::device::describe(spec.device) };
     if let Some(warning) = crate::integrity::check_runtime(&layout.runtime_json(run), run, &runtime)? {
@@ -305,12 +305,24 @@ pub fn run(layout: &Layout, spec: &RunSpec) -> Result<Vec<GenerationRow>> {
     let real_counts = crate::analysis::count_tokens(&real_tokens, vocab_size)?;
     let buckets = crate::eval::FrequencyBuckets::new(&real_counts);
     let held_out_docs = Corpus::new("real/val", corpus.val.clone(), eot);
-    let floor = crate::policy::noise_floor(&real, &held_out_docs, synthetic_size, derive_seed(run_seed, 0, SeedPurpose::NoiseFloor));
+    let floor = crate::policy::noise_floor(
+        &real,
+        &held_out_docs,
+        synthetic_size,
+        derive_seed(run_seed, 0, SeedPurpose::NoiseFloor),
+    );
     if let Err(why) = &floor {
         eprintln!("[{run}] warning: no noise floor: {why}; the drift plots show none (raise generations.holdout_fraction or lower generations.real_subset_tokens)");
     }
     let t_null = std::time::Instant::now();
-    let tail_null = crate::policy::null_draws(&real, &held_out_docs, synthetic_size, NULL_DRAWS, vocab_size, derive_seed(run_seed, 0, SeedPurpose::TailNull));
+    let tail_null = crate::policy::null_draws(
+        &real,
+        &held_out_docs,
+        synthetic_size,
+        NULL_DRAWS,
+        vocab_size,
+        derive_seed(run_seed, 0, SeedPurpose::TailNull),
+    );
     let null_seconds = t_null.elapsed().as_secs_f64();
     let (floor_tokens, floor_documents, floor_source) = match &floor {
         Ok(f) => (f.tokens.clone(), f.documents, f.source.clone()),
@@ -363,13 +375,15 @@ pub fn run(layout: &Layout, spec: &RunSpec) -> Result<Vec<GenerationRow>> {
         crate::layout::remove_stale_temporaries(&dir);
     }
 
-    let token_texts: Vec<String> = (0..corpus.vocab.vocab_size() as u32).map(|id| corpus.vocab.token_text(id)).collect();
+    let token_texts: Vec<String> =
+        (0..corpus.vocab.vocab_size() as u32).map(|id| corpus.vocab.token_text(id)).collect();
     let mut synthetic: Vec<Corpus> = Vec::new();
     let mut rows = Vec::new();
     let mut bucket_rows = Vec::new();
     let t_run = std::time::Instant::now();
     for k in 0..=n {
-        let (stream, manifest) = mixture(k, policy, &real, &synthetic, synthetic_size, derive_seed(run_seed, k, SeedPurpose::Mixture))?;
+        let (stream, manifest) =
+            mixture(k, policy, &real, &synthetic, synthetic_size, derive_seed(run_seed, k, SeedPurpose::Mixture))?;
         let stream = stream.with_delimiters(corpus.vocab.delimiters());
         if manifest.truncated_share() > CAP_DEPENDENT_SHARE {
             eprintln!(
@@ -387,7 +401,11 @@ pub fn run(layout: &Layout, spec: &RunSpec) -> Result<Vec<GenerationRow>> {
             || !ckpt_dir.join(CheckpointFiles::HELD_OUT).exists()
             || crate::synthetic::manifest(&layout.synthetic_corpus(run, k + 1)).is_none();
         if !is_done(&ckpt_dir) {
-            eprintln!("[{run}] generation {k}: training on {} tokens ({})", manifest.total_tokens, describe_parts(&manifest));
+            eprintln!(
+                "[{run}] generation {k}: training on {} tokens ({})",
+                manifest.total_tokens,
+                describe_parts(&manifest)
+            );
             let mut train_cfg = cfg.train.clone();
             train_cfg.seed = derive_seed(run_seed, k, SeedPurpose::Train);
             let init_from = match (k, cfg.generations.init) {
@@ -421,9 +439,11 @@ pub fn run(layout: &Layout, spec: &RunSpec) -> Result<Vec<GenerationRow>> {
             Some(h) if h.buckets.len() == buckets.len() => h,
             _ => {
                 let ckpt = model.insert(load()?);
-                crate::torch_error::guard(&format!("evaluating generation {k} on the real test split"), &cfg.model.evaluation_memory(), || {
-                    held_out(ckpt, &corpus.test, spec.device, &buckets)
-                })?
+                crate::torch_error::guard(
+                    &format!("evaluating generation {k} on the real test split"),
+                    &cfg.model.evaluation_memory(),
+                    || held_out(ckpt, &corpus.test, spec.device, &buckets),
+                )?
             }
         };
 
@@ -431,7 +451,10 @@ pub fn run(layout: &Layout, spec: &RunSpec) -> Result<Vec<GenerationRow>> {
         let sample_manifest = match crate::synthetic::manifest(&stem) {
             Some(m) => m,
             None => {
-                eprintln!("[{run}] generation {k}: sampling {synthetic_size} tokens at temperature {}", cfg.sample.temperature);
+                eprintln!(
+                    "[{run}] generation {k}: sampling {synthetic_size} tokens at temperature {}",
+                    cfg.sample.temperature
+                );
                 let req = SampleRequest {
                     sampling,
                     seed: derive_seed(run_seed, k, SeedPurpose::Sample),
@@ -532,8 +555,8 @@ pub fn run(layout: &Layout, spec: &RunSpec) -> Result<Vec<GenerationRow>> {
 /// configuration unchanged when there is none.
 fn with_imported_shape(layout: &Layout, cfg: &Config) -> Result<(Config, Option<crate::interop::HfFolder>)> {
     let Some(dir) = &cfg.generations.init_from else { return Ok((cfg.clone(), None)) };
-    let folder = crate::interop::HfFolder::open(&layout.root().join(dir), cfg.model.dropout)
-        .context("generations.init_from")?;
+    let folder =
+        crate::interop::HfFolder::open(&layout.root().join(dir), cfg.model.dropout).context("generations.init_from")?;
     let mut resolved = cfg.clone();
     resolved.model = folder.model_config(Some(cfg.model.block_size)).context("generations.init_from")?;
     Ok((resolved, Some(folder)))
@@ -559,12 +582,7 @@ fn import_pretrained(
     }
     let dir = layout.pretrained_checkpoint(run);
     if !is_done(&dir) {
-        eprintln!(
-            "[{run}] importing {} ({}) as {}",
-            folder.dir.display(),
-            cfg.model.describe(),
-            dir.display()
-        );
+        eprintln!("[{run}] importing {} ({}) as {}", folder.dir.display(), cfg.model.describe(), dir.display());
         folder.import(Some(cfg.model.block_size), &dir)?;
     }
     Ok(dir)
@@ -593,13 +611,18 @@ pub const TRUNCATION_WARNING: f64 = 0.01;
 /// a generation is marked as depending on the cap (`train_cap_dependent`).
 pub const CAP_DEPENDENT_SHARE: f64 = 0.5;
 
-
 /// Evaluates a generation on the real test split (overall and by frequency bucket)
 /// and stores the result next to its checkpoint.
-fn held_out(ckpt: &Checkpoint, test: &Arc<TokenFile>, device: Device, buckets: &crate::eval::FrequencyBuckets) -> Result<HeldOut> {
+fn held_out(
+    ckpt: &Checkpoint,
+    test: &Arc<TokenFile>,
+    device: Device,
+    buckets: &crate::eval::FrequencyBuckets,
+) -> Result<HeldOut> {
     let path = ckpt.dir.join(CheckpointFiles::HELD_OUT);
     let t0 = std::time::Instant::now();
-    let (r, per_bucket) = crate::eval::evaluate_by_frequency(&ckpt.model, test, ckpt.vocab.delimiters(), device, buckets)?;
+    let (r, per_bucket) =
+        crate::eval::evaluate_by_frequency(&ckpt.model, test, ckpt.vocab.delimiters(), device, buckets)?;
     let h = HeldOut {
         mean_loss: r.mean_loss,
         perplexity: r.perplexity,

@@ -87,7 +87,9 @@ impl CorpusFingerprint {
             match now.files.get(name) {
                 Some(is) if is == was => {}
                 Some(is) if is.bytes != was.bytes => out.push(format!("{name} ({} → {} bytes)", was.bytes, is.bytes)),
-                Some(is) => out.push(format!("{name} (same size, sha256 {} → {})", short(&was.sha256), short(&is.sha256))),
+                Some(is) => {
+                    out.push(format!("{name} (same size, sha256 {} → {})", short(&was.sha256), short(&is.sha256)))
+                }
                 None => out.push(format!("{name} (missing now)")),
             }
         }
@@ -179,7 +181,8 @@ mod tests {
         write_json_atomic(&record, &old).unwrap();
         check_corpus(&record, "r", &now).unwrap();
         assert_eq!(read_json::<CorpusFingerprint>(&record).unwrap(), now);
-        let other_tokenizer = CorpusFingerprint { tokenizer_sha256: "f".repeat(64), files: BTreeMap::new(), ..now.clone() };
+        let other_tokenizer =
+            CorpusFingerprint { tokenizer_sha256: "f".repeat(64), files: BTreeMap::new(), ..now.clone() };
         write_json_atomic(&record, &other_tokenizer).unwrap();
         assert!(check_corpus(&record, "r", &now).unwrap_err().to_string().contains("tokenizer.json"));
     }

@@ -168,7 +168,6 @@ impl Layout {
     pub fn protocol_json(&self, run: &str) -> PathBuf {
         self.analysis(run).join("protocol.json")
     }
-
 }
 
 /// Where a sweep keeps its files.

@@ -53,7 +53,8 @@ impl AdamW {
         let vars = vs.variables_.lock().expect("the variable store is not poisoned");
         let group_of: HashMap<usize, usize> =
             vars.trainable_variables.iter().map(|v| (v.tensor.data_ptr() as usize, v.group)).collect();
-        let mut named: Vec<(&String, &Tensor)> = vars.named_variables.iter().filter(|(_, t)| t.requires_grad()).collect();
+        let mut named: Vec<(&String, &Tensor)> =
+            vars.named_variables.iter().filter(|(_, t)| t.requires_grad()).collect();
         named.sort_by(|a, b| a.0.cmp(b.0));
         let (mut params, mut decay, mut offset) = (Vec::with_capacity(named.len()), Vec::with_capacity(named.len()), 0);
         for (name, t) in named {
@@ -67,7 +68,16 @@ impl AdamW {
         let device = params.first().map_or(tch::Device::Cpu, |p| p.tensor.device());
         let zeros = || Tensor::zeros([offset], (Kind::Float, device));
         let decay = if decay.is_empty() { zeros() } else { Tensor::cat(&decay, 0) };
-        Self { params, exp_avg: zeros(), exp_avg_sq: zeros(), decay, step: 0, beta1: cfg.beta1, beta2: cfg.beta2, lr: cfg.learning_rate }
+        Self {
+            params,
+            exp_avg: zeros(),
+            exp_avg_sq: zeros(),
+            decay,
+            step: 0,
+            beta1: cfg.beta1,
+            beta2: cfg.beta2,
+            lr: cfg.learning_rate,
+        }
     }
 
     pub fn set_lr(&mut self, lr: f64) {
@@ -90,10 +100,16 @@ impl AdamW {
             return;
         }
         tch::no_grad(|| {
-            let flat = |f: &dyn Fn(&Param) -> Tensor| Tensor::cat(&self.params.iter().map(|p| f(p).reshape([-1])).collect::<Vec<_>>(), 0);
+            let flat = |f: &dyn Fn(&Param) -> Tensor| {
+                Tensor::cat(&self.params.iter().map(|p| f(p).reshape([-1])).collect::<Vec<_>>(), 0)
+            };
             let mut grad = flat(&|p| {
                 let g = p.tensor.grad();
-                if g.defined() { g } else { p.tensor.zeros_like() }
+                if g.defined() {
+                    g
+                } else {
+                    p.tensor.zeros_like()
+                }
             });
             if clip > 0.0 {
                 let total = grad.norm();
@@ -140,7 +156,11 @@ impl AdamW {
                 match tensors.get(&key) {
                     None => bail!("the optimizer state has no '{key}'"),
                     Some(t) if t.size() != p.tensor.size() => {
-                        bail!("the optimizer state's '{key}' is {:?}, but the parameter is {:?}", t.size(), p.tensor.size())
+                        bail!(
+                            "the optimizer state's '{key}' is {:?}, but the parameter is {:?}",
+                            t.size(),
+                            p.tensor.size()
+                        )
                     }
                     Some(_) => {}
                 }
@@ -198,9 +218,10 @@ mod tests {
         let (vs_a, wa, ba) = make();
         let mut ours = AdamW::new(&vs_a, &cfg);
         let (vs_b, wb, bb) = make();
-        let mut theirs = nn::AdamW { beta1: cfg.beta1, beta2: cfg.beta2, wd: cfg.weight_decay, eps: EPS, amsgrad: false }
-            .build(&vs_b, cfg.learning_rate)
-            .unwrap();
+        let mut theirs =
+            nn::AdamW { beta1: cfg.beta1, beta2: cfg.beta2, wd: cfg.weight_decay, eps: EPS, amsgrad: false }
+                .build(&vs_b, cfg.learning_rate)
+                .unwrap();
         theirs.set_weight_decay_group(crate::model::DECAY_GROUP, cfg.weight_decay);
         theirs.set_weight_decay_group(NO_DECAY_GROUP, 0.0);
         for _ in 0..50 {
@@ -245,7 +266,8 @@ mod tests {
                 } else {
                     tch::no_grad(|| {
                         let (gw, gb) = (w.grad(), b.grad());
-                        let norm = f64::try_from((gw.square().sum(Kind::Float) + gb.square().sum(Kind::Float)).sqrt()).unwrap();
+                        let norm = f64::try_from((gw.square().sum(Kind::Float) + gb.square().sum(Kind::Float)).sqrt())
+                            .unwrap();
                         let coef = (clip / (norm + 1e-6)).min(1.0);
                         let _ = gw.shallow_clone().g_mul_scalar_(coef);
                         let _ = gb.shallow_clone().g_mul_scalar_(coef);

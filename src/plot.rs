@@ -190,7 +190,9 @@ where
         let color = PALETTE[series.color.unwrap_or(position) % PALETTE.len()];
         if series.style == SeriesStyle::Band {
             if series.points.len() >= 3 {
-                context.draw_series(std::iter::once(Polygon::new(series.points.clone(), color.mix(0.18).filled()))).map_err(plot_error)?;
+                context
+                    .draw_series(std::iter::once(Polygon::new(series.points.clone(), color.mix(0.18).filled())))
+                    .map_err(plot_error)?;
             }
             continue;
         }

@@ -39,8 +39,12 @@ pub enum Policy {
     Replace,
     Accumulate,
     AccumulateSubsample,
-    Mix { real_fraction: f64 },
-    Fresh { real_fraction: f64 },
+    Mix {
+        real_fraction: f64,
+    },
+    Fresh {
+        real_fraction: f64,
+    },
     /// The real-data control.
     Real,
 }
@@ -234,7 +238,13 @@ impl RealData {
     /// (1 − h)·|split| tokens, h = `holdout_fraction` (default
     /// [`DEFAULT_HOLDOUT_FRACTION`]). The pool is the rest. `policy` does not change R,
     /// so every policy of a sweep starts from the same generation 0.
-    pub fn new(split: Corpus, _policy: Policy, subset_tokens: usize, holdout_fraction: Option<f64>, seed: u64) -> Result<Self> {
+    pub fn new(
+        split: Corpus,
+        _policy: Policy,
+        subset_tokens: usize,
+        holdout_fraction: Option<f64>,
+        seed: u64,
+    ) -> Result<Self> {
         let total = split.tokens();
         let mut docs = split.documents.clone();
         docs.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
@@ -348,14 +358,16 @@ pub fn mixture(
     };
     // (corpus, chosen documents) pairs; corpus 0 is the real base.
     let mut chosen: Vec<(Corpus, Vec<Range<usize>>)> = Vec::new();
-    let take_into = |sources: Vec<&Corpus>, target: usize, chosen: &mut Vec<(Corpus, Vec<Range<usize>>)>, rng: &mut ChaCha8Rng| {
-        let picks = take_tokens(&sources, target, rng);
-        for (i, src) in sources.iter().enumerate() {
-            let mut docs: Vec<Range<usize>> = picks.iter().filter(|(j, _)| *j == i).map(|(_, d)| d.clone()).collect();
-            docs.sort_by_key(|d| d.start);
-            chosen.push(((*src).clone(), docs));
-        }
-    };
+    let take_into =
+        |sources: Vec<&Corpus>, target: usize, chosen: &mut Vec<(Corpus, Vec<Range<usize>>)>, rng: &mut ChaCha8Rng| {
+            let picks = take_tokens(&sources, target, rng);
+            for (i, src) in sources.iter().enumerate() {
+                let mut docs: Vec<Range<usize>> =
+                    picks.iter().filter(|(j, _)| *j == i).map(|(_, d)| d.clone()).collect();
+                docs.sort_by_key(|d| d.start);
+                chosen.push(((*src).clone(), docs));
+            }
+        };
     if k == 0 {
         chosen.push((real.base.clone(), real.base.documents.clone()));
     } else {
@@ -492,7 +504,11 @@ fn unseen_documents<'a>(
     if pool >= size {
         Ok((&real.base.file, real.pool.clone(), format!("real training documents outside R ({pool} tokens)")))
     } else if held_out.tokens() >= size {
-        Ok((&held_out.file, held_out.documents.clone(), format!("{} documents, never trained on ({} tokens)", held_out.name, held_out.tokens())))
+        Ok((
+            &held_out.file,
+            held_out.documents.clone(),
+            format!("{} documents, never trained on ({} tokens)", held_out.name, held_out.tokens()),
+        ))
     } else {
         Err(format!(
             "too little real text outside R: {pool} tokens of training documents outside R and {} of {}, fewer than D = {size}",
@@ -520,7 +536,12 @@ fn draw_documents(file: &TokenFile, docs: &[Range<usize>], size: usize, rng: &mu
 
 /// Draws the noise-floor sample: `size` tokens of real documents that are not in R
 /// (see [`unseen_documents`]), in a seeded order. `Err` says why there is none.
-pub fn noise_floor(real: &RealData, held_out: &Corpus, size: usize, seed: u64) -> std::result::Result<NoiseFloorSample, String> {
+pub fn noise_floor(
+    real: &RealData,
+    held_out: &Corpus,
+    size: usize,
+    seed: u64,
+) -> std::result::Result<NoiseFloorSample, String> {
     let (file, docs, source) = unseen_documents(real, held_out, size)?;
     let (tokens, documents) = draw_documents(file, &docs, size, &mut ChaCha8Rng::seed_from_u64(seed));
     Ok(NoiseFloorSample { tokens, documents, source })

@@ -14,15 +14,15 @@
 //! until it holds `test_fraction` of the characters, the validation split likewise,
 //! and the training split the rest.
 use crate::layout::{write_json_atomic, RealCorpus};
-use crate::tokens::TokenFile;
-use std::sync::Arc;
 use crate::tokenizer::{Vocab, EOT};
 use crate::tokens::write_tokens;
+use crate::tokens::TokenFile;
 use anyhow::{bail, Context, Result};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
+use std::sync::Arc;
 
 /// One input, already read, checked and cut into documents.
 pub struct Source {
@@ -254,6 +254,12 @@ impl PreparedCorpus {
         let meta = CorpusMeta::load(dir)?;
         let vocab = Vocab::load(&dir.join(RealCorpus::TOKENIZER))?;
         let open = |f: &str| TokenFile::open(&dir.join(f)).map(Arc::new);
-        Ok(Self { meta, vocab, train: open(RealCorpus::TRAIN)?, val: open(RealCorpus::VAL)?, test: open(RealCorpus::TEST)? })
+        Ok(Self {
+            meta,
+            vocab,
+            train: open(RealCorpus::TRAIN)?,
+            val: open(RealCorpus::VAL)?,
+            test: open(RealCorpus::TEST)?,
+        })
     }
 }

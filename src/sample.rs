@@ -88,7 +88,11 @@ impl Sampling {
             }
             Sampling::Random { temperature, top_k, top_p } => {
                 // Dividing by 1 changes nothing: skip the pass over (B, V).
-                let mut z = if temperature == 1.0 { logits.to_kind(Kind::Float) } else { logits.to_kind(Kind::Float) / temperature };
+                let mut z = if temperature == 1.0 {
+                    logits.to_kind(Kind::Float)
+                } else {
+                    logits.to_kind(Kind::Float) / temperature
+                };
                 let v = z.size()[1];
                 if let Some(k) = top_k.filter(|&k| k < v) {
                     let (top, _) = z.topk(k, -1, true, true);
@@ -157,7 +161,9 @@ impl Sampling {
             Sampling::Random { .. } => {
                 let probs = self.distribution(logits).contiguous();
                 let v = probs.size()[1] as usize;
-                let mut pick_all = |flat: &[f32]| flat.chunks_exact(v).enumerate().map(|(b, row)| draw(row, uniform(b)) as i64).collect();
+                let mut pick_all = |flat: &[f32]| {
+                    flat.chunks_exact(v).enumerate().map(|(b, row)| draw(row, uniform(b)) as i64).collect()
+                };
                 if crate::host::viewable(&probs) {
                     // SAFETY: `probs` is viewable and only read until the draws are made.
                     Ok(pick_all(unsafe { crate::host::slice(&probs) }))
@@ -601,7 +607,13 @@ pub struct Decoder<'m> {
 
 impl<'m> Decoder<'m> {
     /// A decoder with the faster engine for `device` ([`Engine::for_device`]).
-    pub fn new(model: &'m Model, batch: usize, delimiters: impl Into<Delimiters>, max_doc_tokens: usize, device: Device) -> Self {
+    pub fn new(
+        model: &'m Model,
+        batch: usize,
+        delimiters: impl Into<Delimiters>,
+        max_doc_tokens: usize,
+        device: Device,
+    ) -> Self {
         Self::with_engine(model, batch, delimiters, max_doc_tokens, device, Engine::for_device(device))
     }
 
@@ -622,7 +634,11 @@ impl<'m> Decoder<'m> {
                 let threads = tch::get_num_threads().max(1) as usize;
                 let pool = (threads > 1)
                     .then(|| {
-                        rayon::ThreadPoolBuilder::new().num_threads(threads).thread_name(|i| format!("lmloop-decode-{i}")).build().ok()
+                        rayon::ThreadPoolBuilder::new()
+                            .num_threads(threads)
+                            .thread_name(|i| format!("lmloop-decode-{i}"))
+                            .build()
+                            .ok()
                     })
                     .flatten();
                 let caches = (0..batch).map(|_| vec![0f32; native.cache_len()].into_boxed_slice()).collect();
@@ -744,7 +760,8 @@ impl<'m> Decoder<'m> {
         let mut outcomes: Vec<BlockOutcome> = Vec::new();
         match pool {
             Some(pool) if threads > 1 => {
-                let parts: Vec<_> = self.rows.chunks_mut(per).zip(caches.chunks_mut(per)).zip(rngs.chunks_mut(per)).collect();
+                let parts: Vec<_> =
+                    self.rows.chunks_mut(per).zip(caches.chunks_mut(per)).zip(rngs.chunks_mut(per)).collect();
                 outcomes.resize_with(parts.len(), BlockOutcome::default);
                 let block = &block;
                 pool.scope(|s| {
@@ -759,7 +776,8 @@ impl<'m> Decoder<'m> {
         // spent theirs.
         let wall = t0.elapsed().as_secs_f64();
         let spent = |f: fn(&BlockOutcome) -> f64| outcomes.iter().map(f).sum::<f64>();
-        let (forward, rebuild, draw) = (spent(|o| o.forward_seconds), spent(|o| o.rebuild_seconds), spent(|o| o.draw_seconds));
+        let (forward, rebuild, draw) =
+            (spent(|o| o.forward_seconds), spent(|o| o.rebuild_seconds), spent(|o| o.draw_seconds));
         let total = forward + rebuild + draw;
         if total > 0.0 {
             self.forward_seconds += wall * forward / total;
@@ -930,8 +948,13 @@ impl Block<'_> {
                         continue;
                     }
                     let t = Instant::now();
-                    let these =
-                        rows.iter().zip(caches.iter_mut()).enumerate().filter(|(i, _)| part.contains(i)).map(|(_, rc)| rc).collect();
+                    let these = rows
+                        .iter()
+                        .zip(caches.iter_mut())
+                        .enumerate()
+                        .filter(|(i, _)| part.contains(i))
+                        .map(|(_, rc)| rc)
+                        .collect();
                     step_rows(self.model, these, &mut tokens, &mut logits[at * v..][..part.len() * v], None);
                     at += part.len();
                     *seconds += t.elapsed().as_secs_f64();
@@ -1122,7 +1145,8 @@ impl Ledger {
             expected += e;
             variance += (e - l as f64).powi(2);
         }
-        (self.written_tokens + self.waiting_tokens) as f64 + expected + self.margin * variance.sqrt() < self.target as f64
+        (self.written_tokens + self.waiting_tokens) as f64 + expected + self.margin * variance.sqrt()
+            < self.target as f64
     }
 
     /// Expected final length of a document that has `l` tokens so far: `l` plus the
@@ -1286,8 +1310,10 @@ pub fn sample_corpus(
                 }
             }
             // Rows whose documents are very likely beyond the corpus stop decoding.
-            let rows: Vec<(usize, u64, usize)> =
-                (0..decoder.batch()).filter(|b| !free.contains(b)).map(|b| (b, docs[b], decoder.doc_len(b) + 1)).collect();
+            let rows: Vec<(usize, u64, usize)> = (0..decoder.batch())
+                .filter(|b| !free.contains(b))
+                .map(|b| (b, docs[b], decoder.doc_len(b) + 1))
+                .collect();
             for b in ledger.unneeded(&rows) {
                 ledger.abandoned_tokens += decoder.doc_len(b);
                 ledger.restart.insert(docs[b]);
@@ -1313,7 +1339,12 @@ pub fn sample_corpus(
         forward_seconds: decoder.forward_seconds,
         draw_seconds: draw_seconds + decoder.draw_seconds,
         rebuild_seconds: decoder.rebuild_seconds,
-        host_seconds: (stats.seconds - decoder.forward_seconds - draw_seconds - decoder.draw_seconds - decoder.rebuild_seconds).max(0.0),
+        host_seconds: (stats.seconds
+            - decoder.forward_seconds
+            - draw_seconds
+            - decoder.draw_seconds
+            - decoder.rebuild_seconds)
+            .max(0.0),
     };
     Ok(stats)
 }
@@ -1322,7 +1353,14 @@ pub fn sample_corpus(
 /// lockstep, each step re-running the model over the whole context [`context_length`]
 /// prescribes (so it computes the same distributions as the cached decoder). Returns
 /// the number of tokens generated.
-pub fn sample_uncached(model: &Model, start: u32, device: Device, sampling: Sampling, batch: usize, steps: usize) -> Result<usize> {
+pub fn sample_uncached(
+    model: &Model,
+    start: u32,
+    device: Device,
+    sampling: Sampling,
+    batch: usize,
+    steps: usize,
+) -> Result<usize> {
     let block = model.config().block_size as usize;
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     tch::no_grad(|| -> Result<()> {

@@ -13,8 +13,8 @@
 //! the loss skips. A document cut at the length cap has no end token, so no window ever
 //! teaches an end where the model wrote none.
 use crate::tokenizer::Delimiters;
-use anyhow::{bail, Result};
 use crate::tokens::TokenFile;
+use anyhow::{bail, Result};
 use std::ops::Range;
 use std::sync::{Arc, OnceLock};
 
@@ -35,7 +35,13 @@ pub struct TokenStream {
 
 impl TokenStream {
     pub fn new(delimiters: impl Into<Delimiters>) -> Self {
-        Self { files: Vec::new(), docs: Vec::new(), len: 0, delimiters: delimiters.into(), first_windows: OnceLock::new() }
+        Self {
+            files: Vec::new(),
+            docs: Vec::new(),
+            len: 0,
+            delimiters: delimiters.into(),
+            first_windows: OnceLock::new(),
+        }
     }
 
     /// A whole file as a stream, one document per run of tokens ending with the end

@@ -19,12 +19,12 @@ use crate::policy::Corpus;
 use crate::sample::{sample_corpus, SampleRequest, SampleStats, Sampling};
 use crate::tokenizer::{Canonicalizer, EOT};
 use crate::tokens::TokenFile;
-use std::sync::Arc;
 use crate::tokens::TokenWriter;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use tch::Device;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -82,9 +82,7 @@ impl Vocab {
         let byte_level = ByteLevel::new(false, true, true);
         tokenizer.with_pre_tokenizer(Some(byte_level));
         tokenizer.with_decoder(Some(byte_level));
-        tokenizer
-            .train(&mut trainer, documents.iter())
-            .map_err(|e| anyhow!("tokenizer training failed: {e}"))?;
+        tokenizer.train(&mut trainer, documents.iter()).map_err(|e| anyhow!("tokenizer training failed: {e}"))?;
         let got = tokenizer.get_vocab_size(true);
         if got < vocab_size {
             bail!(
@@ -103,7 +101,8 @@ impl Vocab {
 
     /// Loads a `tokenizer.json`, with the `tokenizer_config.json` beside it when there is one.
     pub fn load(path: &Path) -> Result<Self> {
-        let json = std::fs::read_to_string(path).with_context(|| format!("cannot read tokenizer {}", path.display()))?;
+        let json =
+            std::fs::read_to_string(path).with_context(|| format!("cannot read tokenizer {}", path.display()))?;
         let tokenizer: Tokenizer =
             json.parse().map_err(|e| anyhow!("cannot load tokenizer {}: {e}", path.display()))?;
         let config_path = path.with_file_name(TOKENIZER_CONFIG);
@@ -111,7 +110,8 @@ impl Vocab {
             true => {
                 let text = std::fs::read_to_string(&config_path)
                     .with_context(|| format!("cannot read {}", config_path.display()))?;
-                let value = serde_json::from_str(&text).with_context(|| format!("{} is not valid", config_path.display()))?;
+                let value =
+                    serde_json::from_str(&text).with_context(|| format!("{} is not valid", config_path.display()))?;
                 Some((text, value))
             }
             false => None,
@@ -125,7 +125,11 @@ impl Vocab {
             ),
         };
         let eot = tokenizer.token_to_id(&eot_text).ok_or_else(|| {
-            anyhow!("tokenizer {} has no token {eot_text}, which {} names as eos_token", path.display(), config_path.display())
+            anyhow!(
+                "tokenizer {} has no token {eot_text}, which {} names as eos_token",
+                path.display(),
+                config_path.display()
+            )
         })?;
         Ok(Self { tokenizer, eot, eot_text, json, hf_config })
     }
@@ -276,7 +280,8 @@ fn byte_level_bytes() -> std::collections::HashMap<char, u8> {
 
 impl<'a> Canonicalizer<'a> {
     pub fn new(vocab: &'a Vocab) -> Self {
-        let byte_level = matches!(vocab.tokenizer.get_decoder(), Some(tokenizers::decoders::DecoderWrapper::ByteLevel(_)));
+        let byte_level =
+            matches!(vocab.tokenizer.get_decoder(), Some(tokenizers::decoders::DecoderWrapper::ByteLevel(_)));
         let table = byte_level.then(byte_level_bytes);
         let bytes = (0..vocab.vocab_size() as u32)
             .map(|id| {

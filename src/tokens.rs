@@ -80,8 +80,14 @@ impl TokenFile {
     pub fn extend_i64(&self, range: std::ops::Range<usize>, out: &mut Vec<i64>) {
         let p = self.payload();
         match self.width {
-            2 => out.extend(p[2 * range.start..2 * range.end].chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]]) as i64)),
-            _ => out.extend(p[4 * range.start..4 * range.end].chunks_exact(4).map(|c| u32::from_le_bytes(c.try_into().unwrap()) as i64)),
+            2 => out.extend(
+                p[2 * range.start..2 * range.end].chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]]) as i64),
+            ),
+            _ => out.extend(
+                p[4 * range.start..4 * range.end]
+                    .chunks_exact(4)
+                    .map(|c| u32::from_le_bytes(c.try_into().unwrap()) as i64),
+            ),
         }
     }
 
@@ -116,7 +122,11 @@ pub fn document_ranges(tokens: impl Iterator<Item = u32>, eot: u32) -> Vec<std::
 /// [`document_ranges`], where a document also ends at each offset in `cuts` (sorted):
 /// the ends of the documents a synthetic corpus holds without an `eot`, because the
 /// sampler cut them at the length cap (its manifest lists them).
-pub fn document_ranges_with_cuts(tokens: impl Iterator<Item = u32>, eot: u32, cuts: &[usize]) -> Vec<std::ops::Range<usize>> {
+pub fn document_ranges_with_cuts(
+    tokens: impl Iterator<Item = u32>,
+    eot: u32,
+    cuts: &[usize],
+) -> Vec<std::ops::Range<usize>> {
     let mut ranges = Vec::new();
     let mut start = 0;
     let mut n = 0;

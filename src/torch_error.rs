@@ -33,7 +33,9 @@ pub fn first_line(message: &str) -> String {
 /// True when a libtorch message reports an exhausted allocator (CPU or CUDA).
 pub fn is_out_of_memory(message: &str) -> bool {
     let m = message.to_lowercase();
-    ["out of memory", "can't allocate memory", "cannot allocate memory", "not enough memory"].iter().any(|p| m.contains(p))
+    ["out of memory", "can't allocate memory", "cannot allocate memory", "not enough memory"]
+        .iter()
+        .any(|p| m.contains(p))
 }
 
 /// The sentence for a libtorch failure `message` while doing `what`; `lower` names the
@@ -117,9 +119,13 @@ mod tests {
             "out of memory while sampling from generation 2; lower sample.batch_size (now 512) (libtorch: CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 79.10 GiB)"
         );
         let cpu = "DefaultCPUAllocator: can't allocate memory: you tried to allocate 8796093022208 bytes. Error code 12 (Cannot allocate memory)\nException raised from …";
-        assert!(explain(cpu, "training", "train.batch_size").starts_with("out of memory while training; lower train.batch_size"));
+        assert!(explain(cpu, "training", "train.batch_size")
+            .starts_with("out of memory while training; lower train.batch_size"));
         let other = "Internal torch error: shape '[2, 3]' is invalid for input of size 7\nException raised from …";
-        assert_eq!(explain(other, "training", "x"), "libtorch failed while training: shape '[2, 3]' is invalid for input of size 7");
+        assert_eq!(
+            explain(other, "training", "x"),
+            "libtorch failed while training: shape '[2, 3]' is invalid for input of size 7"
+        );
     }
 
     #[test]

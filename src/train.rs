@@ -10,11 +10,11 @@
 //! evenly spaced validation windows at every evaluation and in every run, so
 //! validation losses of different generations compare the same text.
 use crate::checkpoint::{self, TrainingState};
+use crate::config::{Budget, ModelConfig, TrainConfig};
 use crate::layout::SnapshotFiles;
+use crate::model::Model;
 use crate::optim::AdamW;
 use crate::snapshot::{self, SnapshotState};
-use crate::config::{Budget, ModelConfig, TrainConfig};
-use crate::model::Model;
 use crate::stream::{EpochSchedule, TokenStream};
 use crate::tokenizer::Vocab;
 use anyhow::{bail, Context, Result};
@@ -64,11 +64,15 @@ pub fn schedule(model: &ModelConfig, cfg: &TrainConfig, data: &TokenStream) -> R
             let budget = cfg.max_tokens.unwrap_or(0).max(1) as usize;
             let mut targets = 0;
             let order = EpochSchedule::new(windows, batch, usize::MAX, cfg.seed)?;
-            order.batches().flatten().take_while(|&w| {
-                let more = targets < budget;
-                targets += data.window_targets(w, block);
-                more
-            }).count()
+            order
+                .batches()
+                .flatten()
+                .take_while(|&w| {
+                    let more = targets < budget;
+                    targets += data.window_targets(w, block);
+                    more
+                })
+                .count()
         }
     };
     EpochSchedule::new(windows, batch, visits, cfg.seed)
@@ -229,7 +233,10 @@ pub fn train(req: TrainRequest) -> Result<TrainOutcome> {
             .with_context(|| format!("cannot create {}", log_path.display()))?;
     }
     let mut log = std::io::BufWriter::new(
-        std::fs::OpenOptions::new().append(true).open(&log_path).with_context(|| format!("cannot open {}", log_path.display()))?,
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&log_path)
+            .with_context(|| format!("cannot open {}", log_path.display()))?,
     );
 
     let bar = crate::progress::work(steps as u64, progress);
@@ -294,7 +301,8 @@ pub fn train(req: TrainRequest) -> Result<TrainOutcome> {
                 last_val_loss: last_val,
             };
             let t_snapshot = Instant::now();
-            snapshot::write(&out, &vs, &opt, &state, &log_path).with_context(|| format!("writing the snapshot at step {done}"))?;
+            snapshot::write(&out, &vs, &opt, &state, &log_path)
+                .with_context(|| format!("writing the snapshot at step {done}"))?;
             snapshot_seconds += t_snapshot.elapsed().as_secs_f64();
             snapshots += 1;
         }

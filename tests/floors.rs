@@ -88,9 +88,16 @@ fn a_perfect_model_lies_inside_the_real_document_null_and_on_the_floor() {
     // perfect corpora's spread.
     let reference = Reference::new(real_counts).unwrap();
     let floor = measure_noise_floor(&reference, &noise_floor(&real, &empty, d, 99).unwrap().tokens, 0).unwrap();
-    let rows: Vec<_> = perfect.iter().enumerate().map(|(i, s)| measure_corpus(&reference, s, 0, Some(i as u32 + 1)).unwrap()).collect();
+    let rows: Vec<_> = perfect
+        .iter()
+        .enumerate()
+        .map(|(i, s)| measure_corpus(&reference, s, 0, Some(i as u32 + 1)).unwrap())
+        .collect();
     for (name, of) in [
-        ("KL(R‖S)", (|r: &lmloop::analysis::DriftRow| r.kl_real_gen_add_half) as fn(&lmloop::analysis::DriftRow) -> f64),
+        (
+            "KL(R‖S)",
+            (|r: &lmloop::analysis::DriftRow| r.kl_real_gen_add_half) as fn(&lmloop::analysis::DriftRow) -> f64,
+        ),
         ("distinct-2", |r| r.distinct_2),
         ("distinct tokens", |r| r.distinct_tokens as f64),
     ] {
@@ -98,7 +105,11 @@ fn a_perfect_model_lies_inside_the_real_document_null_and_on_the_floor() {
         let m = v.iter().sum::<f64>() / v.len() as f64;
         let sd = (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (v.len() - 1) as f64).sqrt();
         println!("{name}: perfect {m:.4} ± {sd:.4}, floor {:.4}", of(&floor));
-        assert!((of(&floor) - m).abs() <= 3.0 * sd + 1e-9, "{name}: floor {} against perfect corpora {m} ± {sd}", of(&floor));
+        assert!(
+            (of(&floor) - m).abs() <= 3.0 * sd + 1e-9,
+            "{name}: floor {} against perfect corpora {m} ± {sd}",
+            of(&floor)
+        );
     }
 }
 
@@ -148,12 +159,18 @@ fn the_loop_records_its_reference_lines_and_refuses_what_it_cannot_draw() {
     let root = dir.path();
     let r = lmloop(root, &["generations", "--config", "tiny.toml", "-n", "1", "--policy", "real", "--run", "control"]);
     assert_clear_error(&r, "generations.holdout_fraction");
-    let cfg = std::fs::read_to_string(root.join("tiny.toml")).unwrap().replace("[generations]\n", "[generations]\nholdout_fraction = 0.7\n");
+    let cfg = std::fs::read_to_string(root.join("tiny.toml"))
+        .unwrap()
+        .replace("[generations]\n", "[generations]\nholdout_fraction = 0.7\n");
     std::fs::write(root.join("control.toml"), cfg).unwrap();
-    let r = lmloop(root, &["generations", "--config", "control.toml", "-n", "1", "--policy", "real", "--run", "control-held-out"]);
+    let r = lmloop(
+        root,
+        &["generations", "--config", "control.toml", "-n", "1", "--policy", "real", "--run", "control-held-out"],
+    );
     assert_eq!(r.0, 0, "{}", r.2);
     let protocol: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(root.join("analysis/control-held-out/protocol.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(root.join("analysis/control-held-out/protocol.json")).unwrap())
+            .unwrap();
     assert_eq!(protocol["holdout_fraction"], 0.7);
     assert!(protocol["noise_floor_source"].as_str().unwrap().contains("outside R"), "{protocol}");
     assert!(protocol["tail_null_source"].as_str().unwrap().contains("outside R"), "{protocol}");
@@ -163,7 +180,9 @@ fn the_loop_records_its_reference_lines_and_refuses_what_it_cannot_draw() {
     assert!(tokens.lines().next().unwrap().ends_with(",null_presence_probability,null_presence_real_documents"));
 
     // D far beyond the real text outside R: no floor at all, and the report says why.
-    let cfg = std::fs::read_to_string(root.join("tiny.toml")).unwrap().replace("synthetic_tokens = 0", "synthetic_tokens = 20000");
+    let cfg = std::fs::read_to_string(root.join("tiny.toml"))
+        .unwrap()
+        .replace("synthetic_tokens = 0", "synthetic_tokens = 20000");
     std::fs::write(root.join("huge.toml"), cfg).unwrap();
     let r = lmloop(root, &["generations", "--config", "huge.toml", "-n", "1", "--run", "huge"]);
     assert_eq!(r.0, 0, "{}", r.2);

@@ -151,16 +151,25 @@ fn a_missing_or_non_string_column_is_one_sentence() {
     let rows = rows();
     write_parquet(&root.join("content.parquet"), "content", &rows);
     let r = prepare(root, &["--input", "content.parquet", "--out", "c"]);
-    assert_clear_error(&r, "input file content.parquet has no column 'text' (its columns: content, id); choose one with --text-column");
+    assert_clear_error(
+        &r,
+        "input file content.parquet has no column 'text' (its columns: content, id); choose one with --text-column",
+    );
     let r = prepare(root, &["--input", "content.parquet", "--text-column", "id", "--out", "c"]);
-    assert_clear_error(&r, "column 'id' of input file content.parquet holds INT64 values, not text (its string columns: content)");
+    assert_clear_error(
+        &r,
+        "column 'id' of input file content.parquet holds INT64 values, not text (its string columns: content)",
+    );
     write(&root.join("fake.parquet"), "not parquet at all");
     let r = prepare(root, &["--input", "fake.parquet", "--out", "c"]);
     assert_clear_error(&r, "input file fake.parquet is not a readable parquet file");
 
     write(&root.join("gap.jsonl"), "{\"text\": \"a story\"}\n{\"title\": \"no story\"}\n");
     let r = prepare(root, &["--input", "gap.jsonl", "--out", "c"]);
-    assert_clear_error(&r, "line 2 of input file gap.jsonl has no field 'text' (its fields: title); choose one with --text-column");
+    assert_clear_error(
+        &r,
+        "line 2 of input file gap.jsonl has no field 'text' (its fields: title); choose one with --text-column",
+    );
     write(&root.join("number.jsonl"), "{\"text\": 7}\n");
     let r = prepare(root, &["--input", "number.jsonl", "--out", "c"]);
     assert_clear_error(&r, "field 'text' on line 1 of input file number.jsonl is a number, not a string");
@@ -211,7 +220,10 @@ fn an_existing_tokenizer_is_used_unchanged() {
     let rows = rows();
     write_json_lines(&root.join("more.jsonl"), "text", &rows);
     let tokenizer: PathBuf = root.join("first/tokenizer.json");
-    let r = lmloop(root, &["prepare", "--input", "more.jsonl", "--tokenizer", tokenizer.to_str().unwrap(), "--out", "second"]);
+    let r = lmloop(
+        root,
+        &["prepare", "--input", "more.jsonl", "--tokenizer", tokenizer.to_str().unwrap(), "--out", "second"],
+    );
     assert_eq!(r.0, 0, "{}", r.2);
     assert_eq!(std::fs::read(root.join("second/tokenizer.json")).unwrap(), std::fs::read(&tokenizer).unwrap());
     let meta = CorpusMeta::load(&root.join("second")).unwrap();
@@ -221,9 +233,15 @@ fn an_existing_tokenizer_is_used_unchanged() {
     // A folder holding tokenizer.json (a prepared corpus here, a model folder usually) works too.
     let r = lmloop(root, &["prepare", "--input", "more.jsonl", "--tokenizer", "first", "--out", "third"]);
     assert_eq!(r.0, 0, "{}", r.2);
-    assert_eq!(std::fs::read(root.join("third/train.bin")).unwrap(), std::fs::read(root.join("second/train.bin")).unwrap());
+    assert_eq!(
+        std::fs::read(root.join("third/train.bin")).unwrap(),
+        std::fs::read(root.join("second/train.bin")).unwrap()
+    );
 
-    let r = lmloop(root, &["prepare", "--input", "more.jsonl", "--tokenizer", "first", "--vocab-size", "300", "--out", "x"]);
+    let r = lmloop(
+        root,
+        &["prepare", "--input", "more.jsonl", "--tokenizer", "first", "--vocab-size", "300", "--out", "x"],
+    );
     assert_ne!(r.0, 0);
     assert!(r.2.contains("--tokenizer") && r.2.contains("--vocab-size"), "{}", r.2);
     let r = lmloop(root, &["prepare", "--input", "more.jsonl", "--tokenizer", "nowhere.json", "--out", "x"]);

@@ -13,7 +13,6 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use tch::{nn, Tensor};
 
-
 #[test]
 fn causal_mask_holds_for_both_architectures() {
     for arch in [Arch::Gpt2, Arch::Llama] {
@@ -89,7 +88,14 @@ fn loss_falls_well_below_unigram_entropy_and_checkpoint_reloads_exactly() {
 
     let (code, stdout, stderr) = lmloop(
         dir.path(),
-        &["eval", "--checkpoint", ckpt_dir.to_str().unwrap(), "--tokens", data.join("test.bin").to_str().unwrap(), "--json"],
+        &[
+            "eval",
+            "--checkpoint",
+            ckpt_dir.to_str().unwrap(),
+            "--tokens",
+            data.join("test.bin").to_str().unwrap(),
+            "--json",
+        ],
     );
     assert_eq!(code, 0, "{stderr}");
     let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
@@ -128,7 +134,8 @@ fn same_seed_gives_same_losses() {
     cfg.model.vocab_size = 300;
     tch::set_num_threads(1);
     let vocab = Vocab::load(&data.join("tokenizer.json")).unwrap();
-    let stream = TokenStream::from_file(Arc::new(TokenFile::open(&data.join("train.bin")).unwrap()), vocab.delimiters());
+    let stream =
+        TokenStream::from_file(Arc::new(TokenFile::open(&data.join("train.bin")).unwrap()), vocab.delimiters());
     let run = |out: &str| {
         lmloop::train::train(lmloop::train::TrainRequest {
             model: cfg.model.clone(),

@@ -43,7 +43,9 @@ fn every_policy_builds_the_mixture_it_defines() {
     let eot = 0;
     // The control draws 2·D real tokens' worth of documents outside R, so it holds
     // more of the split out of R than the default half.
-    let control = std::fs::read_to_string(root.join("tiny.toml")).unwrap().replace("[generations]\n", "[generations]\nholdout_fraction = 0.7\n");
+    let control = std::fs::read_to_string(root.join("tiny.toml"))
+        .unwrap()
+        .replace("[generations]\n", "[generations]\nholdout_fraction = 0.7\n");
     std::fs::write(root.join("control.toml"), control).unwrap();
     for (policy, extra) in [
         ("replace", vec![]),
@@ -100,7 +102,11 @@ fn every_policy_builds_the_mixture_it_defines() {
                 }
                 "real" => {
                     assert_eq!(m.synthetic_tokens, 0, "the control trains on real data only");
-                    assert!(m.real_tokens >= r && m.real_tokens < r + slack, "D = |R| real tokens: {} vs {r}", m.real_tokens);
+                    assert!(
+                        m.real_tokens >= r && m.real_tokens < r + slack,
+                        "D = |R| real tokens: {} vs {r}",
+                        m.real_tokens
+                    );
                 }
                 "fresh" => {
                     let base = m0.total_tokens;
@@ -239,8 +245,14 @@ fn a_killed_run_resumes_to_the_same_results() {
     assert!(again.1.contains("held-out"));
     let after = std::fs::metadata(root.join("checkpoints/r/gen-02/model.safetensors")).unwrap().modified().unwrap();
     assert_eq!(before, after);
-    assert!(std::fs::read_dir(root.join("checkpoints/r")).unwrap().all(|e| !e.unwrap().file_name().to_string_lossy().starts_with('.')),
-        "no temporaries left behind");
+    assert!(
+        std::fs::read_dir(root.join("checkpoints/r")).unwrap().all(|e| !e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .starts_with('.')),
+        "no temporaries left behind"
+    );
 }
 
 #[test]
@@ -282,7 +294,9 @@ fn bad_loop_requests_get_one_clear_sentence() {
     };
     assert_clear_error(&with("max_tokens = 50000"), "train.max_tokens");
     assert_clear_error(&with("budget = \"tokens\""), "train.max_tokens");
-    let cap = std::fs::read_to_string(root.join("tiny.toml")).unwrap().replace("[sample]\n", "[sample]\nmax_doc_tokens = 0\n");
+    let cap = std::fs::read_to_string(root.join("tiny.toml"))
+        .unwrap()
+        .replace("[sample]\n", "[sample]\nmax_doc_tokens = 0\n");
     std::fs::write(root.join("cap.toml"), cap).unwrap();
     assert_clear_error(&lmloop(root, &["generations", "--config", "cap.toml"]), "at least 1");
     assert!(!root.join("checkpoints").exists(), "nothing was trained for a bad request");
@@ -371,13 +385,19 @@ fn generations_train_equal_passes_unless_compute_is_matched() {
     }
     assert!(rows[2].trained_tokens as f64 > 2.5 * rows[0].trained_tokens as f64, "accumulate trains on R + S_1 + S_2");
 
-    let cfg = std::fs::read_to_string(root.join("tiny.toml")).unwrap().replace("epochs = 8", "budget = \"tokens\"\nmax_tokens = 40000");
+    let cfg = std::fs::read_to_string(root.join("tiny.toml"))
+        .unwrap()
+        .replace("epochs = 8", "budget = \"tokens\"\nmax_tokens = 40000");
     std::fs::write(root.join("matched.toml"), cfg).unwrap();
-    let out = lmloop(root, &["generations", "--config", "matched.toml", "-n", "2", "--policy", "accumulate", "--run", "matched"]);
+    let out = lmloop(
+        root,
+        &["generations", "--config", "matched.toml", "-n", "2", "--policy", "accumulate", "--run", "matched"],
+    );
     assert_eq!(out.0, 0, "{}", out.2);
     let rows = read_rows(&root.join("analysis/matched/generations.csv")).unwrap();
     assert!(
-        rows.iter().all(|r| r.budget == "tokens" && r.trained_tokens >= 40000 && r.trained_tokens < 40000 + block as u64),
+        rows.iter()
+            .all(|r| r.budget == "tokens" && r.trained_tokens >= 40000 && r.trained_tokens < 40000 + block as u64),
         "a fixed budget of trained targets, overshot by less than one window"
     );
     assert!(rows[2].train_epochs < rows[0].train_epochs / 2.0, "fewer passes over a larger mixture");
@@ -457,7 +477,9 @@ fn the_real_control_draws_fresh_real_documents_each_generation() {
 fn truncation_is_counted_and_warned_about() {
     let dir = project();
     let root = dir.path();
-    let cfg = std::fs::read_to_string(root.join("tiny.toml")).unwrap().replace("[sample]\n", "[sample]\nmax_doc_tokens = 8\n");
+    let cfg = std::fs::read_to_string(root.join("tiny.toml"))
+        .unwrap()
+        .replace("[sample]\n", "[sample]\nmax_doc_tokens = 8\n");
     std::fs::write(root.join("capped.toml"), cfg).unwrap();
     let out = lmloop(root, &["generations", "--config", "capped.toml", "-n", "1", "--run", "capped"]);
     assert_eq!(out.0, 0, "{}", out.2);
@@ -470,7 +492,12 @@ fn truncation_is_counted_and_warned_about() {
     assert_eq!(out.0, 0, "{}", out.2);
     let default = read_rows(&root.join("analysis/uncapped/generations.csv")).unwrap();
     for (d, c) in default.iter().zip(&rows) {
-        assert!(d.synthetic_truncation_share < c.synthetic_truncation_share / 4.0, "{} vs {}", d.synthetic_truncation_share, c.synthetic_truncation_share);
+        assert!(
+            d.synthetic_truncation_share < c.synthetic_truncation_share / 4.0,
+            "{} vs {}",
+            d.synthetic_truncation_share,
+            c.synthetic_truncation_share
+        );
     }
     let warned = default.iter().any(|r| r.synthetic_truncation_share > 0.01);
     assert_eq!(out.2.contains("warning"), warned, "{}", out.2);

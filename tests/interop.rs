@@ -27,9 +27,11 @@ const SAMPLE: &str = "the cat sees the moon. our queen fears a rose.\n\nUnseen w
 
 fn python() -> PathBuf {
     let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
-    let python = std::env::var_os("LMLOOP_TEST_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or(if venv.exists() { venv } else { PathBuf::from("python3") });
+    let python = std::env::var_os("LMLOOP_TEST_PYTHON").map(PathBuf::from).unwrap_or(if venv.exists() {
+        venv
+    } else {
+        PathBuf::from("python3")
+    });
     let probe = Command::new(&python).args(["-c", "import torch, transformers"]).output();
     match probe {
         Ok(out) if out.status.success() => python,
@@ -85,7 +87,10 @@ fn safetensors_header(path: &Path) -> Value {
 fn train(root: &Path, config: &str, data: &Path, out: &Path) {
     let cfg = root.join(format!("{}.toml", out.file_name().unwrap().to_string_lossy()));
     std::fs::write(&cfg, config).unwrap();
-    let r = lmloop(root, &["train", "--config", cfg.to_str().unwrap(), "--data", data.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let r = lmloop(
+        root,
+        &["train", "--config", cfg.to_str().unwrap(), "--data", data.to_str().unwrap(), "--out", out.to_str().unwrap()],
+    );
     assert_eq!(r.0, 0, "train failed: {}", r.2);
 }
 
@@ -187,17 +192,41 @@ fn transformers_models_seed_generation_zero_with_their_logits_and_tokenizer() {
         let folder = hf.join(name);
         let corpus = format!("toy-{name}");
         let out = root.join("corpora/real").join(&corpus);
-        let r = lmloop(root, &["prepare", "--input", text.to_str().unwrap(), "--tokenizer", folder.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+        let r = lmloop(
+            root,
+            &[
+                "prepare",
+                "--input",
+                text.to_str().unwrap(),
+                "--tokenizer",
+                folder.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+            ],
+        );
         assert_eq!(r.0, 0, "prepare --tokenizer failed: {}", r.2);
         let cfg = run_config(root, &corpus);
         let r = lmloop(
             root,
-            &["generations", "--config", cfg.to_str().unwrap(), "--init-from", &format!("hf/{name}"), "--init", init, "-n", "1", "--run", name],
+            &[
+                "generations",
+                "--config",
+                cfg.to_str().unwrap(),
+                "--init-from",
+                &format!("hf/{name}"),
+                "--init",
+                init,
+                "-n",
+                "1",
+                "--run",
+                name,
+            ],
         );
         assert_eq!(r.0, 0, "generations from {name} failed: {}", r.2);
 
         // The imported model computes what transformers computes.
-        let pretrained = Checkpoint::load(&root.join("checkpoints").join(name).join("pretrained"), Device::Cpu).unwrap();
+        let pretrained =
+            Checkpoint::load(&root.join("checkpoints").join(name).join("pretrained"), Device::Cpu).unwrap();
         let ids: Vec<u32> = serde_json::from_value(reference[name]["ids"].clone()).unwrap();
         let difference = max_difference(&lmloop_logits(&pretrained.model, &ids), &reference[name]["logits"]);
         println!("{name}: imported model's max |logit difference| = {difference:.3e}");
@@ -215,7 +244,11 @@ fn transformers_models_seed_generation_zero_with_their_logits_and_tokenizer() {
         let original = std::fs::read(folder.join("tokenizer.json")).unwrap();
         for k in ["gen-00", "gen-01"] {
             let ckpt = root.join("checkpoints").join(name).join(k);
-            assert_eq!(std::fs::read(ckpt.join("tokenizer.json")).unwrap(), original, "{name} {k} changed the tokenizer");
+            assert_eq!(
+                std::fs::read(ckpt.join("tokenizer.json")).unwrap(),
+                original,
+                "{name} {k} changed the tokenizer"
+            );
             let vocab = Vocab::load(&ckpt.join("tokenizer.json")).unwrap();
             assert_eq!(vocab.eot_text(), eot);
         }
@@ -319,7 +352,8 @@ fn export_refuses_an_occupied_folder_and_a_non_checkpoint() {
     assert!(!root.join("hf/notes.txt").exists());
     let header = safetensors_header(&root.join("hf/model.safetensors"));
     assert_eq!(header["transformer.h.1.mlp.c_fc.bias"]["shape"], serde_json::json!([128]));
-    let names: Vec<String> = std::fs::read_dir(root).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let names: Vec<String> =
+        std::fs::read_dir(root).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     assert!(names.iter().all(|n| !n.contains(".tmp-")), "a temporary folder was left behind: {names:?}");
 }
 
@@ -337,7 +371,16 @@ fn an_exported_model_imports_back_unchanged_in_either_gpt2_layout() {
     let vocab = Vocab::load(&data.join("tokenizer.json")).unwrap();
     let shapes = [
         ("gpt2", ModelConfig { bias: false, ..ModelConfig::tiny(300) }),
-        ("llama", ModelConfig { arch: Arch::Llama, n_kv_head: Some(1), tie_embeddings: false, intermediate_size: Some(52), ..ModelConfig::tiny(300) }),
+        (
+            "llama",
+            ModelConfig {
+                arch: Arch::Llama,
+                n_kv_head: Some(1),
+                tie_embeddings: false,
+                intermediate_size: Some(52),
+                ..ModelConfig::tiny(300)
+            },
+        ),
     ];
     let ids: Vec<u32> = vocab.encode(SAMPLE).unwrap().into_iter().take(24).collect();
     for (name, cfg) in shapes {
@@ -367,7 +410,10 @@ fn an_exported_model_imports_back_unchanged_in_either_gpt2_layout() {
             let wte = tensors.iter().find(|(n, _)| n == "transformer.wte.weight").unwrap().1.copy();
             tensors = tensors.into_iter().map(|(n, t)| (n.trim_start_matches("transformer.").to_string(), t)).collect();
             for layer in 0..cfg.n_layer {
-                tensors.push((format!("h.{layer}.attn.bias"), Tensor::ones([1, 1, 32, 32], (tch::Kind::Float, Device::Cpu)).tril(0)));
+                tensors.push((
+                    format!("h.{layer}.attn.bias"),
+                    Tensor::ones([1, 1, 32, 32], (tch::Kind::Float, Device::Cpu)).tril(0),
+                ));
             }
             tensors.push(("lm_head.weight".into(), wte));
             Tensor::write_safetensors(&tensors, hf.join("model.safetensors")).unwrap();

@@ -5,10 +5,23 @@ mod common;
 use common::*;
 
 fn train_with(root: &std::path::Path, data: &std::path::Path, precision: &str) -> (f64, String) {
-    let cfg = std::fs::read_to_string(tiny_config()).unwrap().replace("[train]\n", &format!("[train]\nprecision = \"{precision}\"\n"));
+    let cfg = std::fs::read_to_string(tiny_config())
+        .unwrap()
+        .replace("[train]\n", &format!("[train]\nprecision = \"{precision}\"\n"));
     let config = write(&root.join(format!("{precision}.toml")), &cfg);
     let out = root.join(format!("ckpt-{precision}"));
-    let r = lmloop(root, &["train", "--config", config.to_str().unwrap(), "--data", data.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let r = lmloop(
+        root,
+        &[
+            "train",
+            "--config",
+            config.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
     assert_eq!(r.0, 0, "{precision} training failed: {}", r.2);
     let (code, stdout, stderr) = lmloop(
         root,
@@ -41,7 +54,18 @@ fn an_unknown_precision_is_refused() {
     let cfg = std::fs::read_to_string(tiny_config()).unwrap().replace("[train]\n", "[train]\nprecision = \"fp8\"\n");
     let config = write(&dir.path().join("bad.toml"), &cfg);
     let out = dir.path().join("ckpt");
-    let r = lmloop(dir.path(), &["train", "--config", config.to_str().unwrap(), "--data", data.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let r = lmloop(
+        dir.path(),
+        &[
+            "train",
+            "--config",
+            config.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
     assert_clear_error(&r, "fp8");
     assert!(!out.join("DONE").exists());
 }

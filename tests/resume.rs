@@ -40,7 +40,8 @@ fn log_without_timing(ckpt: &Path) -> Vec<String> {
 }
 
 fn state_without_timing(ckpt: &Path) -> serde_json::Value {
-    let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(ckpt.join("state.json")).unwrap()).unwrap();
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(ckpt.join("state.json")).unwrap()).unwrap();
     for key in ["seconds", "tokens_per_second", "snapshot_seconds", "snapshots"] {
         v.as_object_mut().unwrap().remove(key);
     }
@@ -141,7 +142,10 @@ fn a_snapshot_of_other_settings_is_not_resumed() {
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(root.join(".ckpt.resume").exists(), "a snapshot was written");
-    let other = lmloop(root, &["train", "--config", cfg.to_str().unwrap(), "--data", data.to_str().unwrap(), "--out", "ckpt", "--seed", "5"]);
+    let other = lmloop(
+        root,
+        &["train", "--config", cfg.to_str().unwrap(), "--data", data.to_str().unwrap(), "--out", "ckpt", "--seed", "5"],
+    );
     assert_eq!(other.0, 0, "{}", other.2);
     assert!(other.2.contains("discarding the training snapshot"), "{}", other.2);
     assert!(!other.2.contains("resuming"), "{}", other.2);
@@ -225,7 +229,8 @@ fn running_out_of_memory_names_the_setting_to_lower() {
     let dir = tiny_project();
     let root = dir.path();
     // A width whose embedding alone (300 × 2^32 floats) no machine can allocate.
-    let cfg = std::fs::read_to_string(root.join("tiny.toml")).unwrap().replace("n_embd = 32\n", "n_embd = 4294967296\n");
+    let cfg =
+        std::fs::read_to_string(root.join("tiny.toml")).unwrap().replace("n_embd = 32\n", "n_embd = 4294967296\n");
     std::fs::write(root.join("huge.toml"), cfg).unwrap();
     let out = lmloop(root, &["generations", "--config", "huge.toml", "-n", "1", "--run", "huge"]);
     assert_clear_error(&out, "out of memory while training generation 0; lower train.batch_size (now 16)");

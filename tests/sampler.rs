@@ -5,7 +5,9 @@ mod common;
 use common::*;
 use lmloop::config::{Arch, ModelConfig};
 use lmloop::model::Model;
-use lmloop::sample::{context_length, inverse_cdf, sample_corpus, Decoder, Document, Engine, SampleRequest, SampleStats, Sampling};
+use lmloop::sample::{
+    context_length, inverse_cdf, sample_corpus, Decoder, Document, Engine, SampleRequest, SampleStats, Sampling,
+};
 use rand::SeedableRng;
 use tch::{nn, Device, Kind, Tensor};
 
@@ -16,8 +18,11 @@ use tch::{nn, Device, Kind, Tensor};
 #[test]
 fn cached_decoding_matches_full_recomputation() {
     let grouped = ModelConfig { arch: Arch::Llama, n_kv_head: Some(1), tie_embeddings: false, ..ModelConfig::tiny(40) };
-    let shapes =
-        [ModelConfig { arch: Arch::Gpt2, ..ModelConfig::tiny(40) }, ModelConfig { arch: Arch::Llama, ..ModelConfig::tiny(40) }, grouped];
+    let shapes = [
+        ModelConfig { arch: Arch::Gpt2, ..ModelConfig::tiny(40) },
+        ModelConfig { arch: Arch::Llama, ..ModelConfig::tiny(40) },
+        grouped,
+    ];
     for (shape, engine) in shapes.into_iter().flat_map(|s| engines().into_iter().map(move |e| (s.clone(), e))) {
         let arch = shape.arch;
         tch::manual_seed(7);
@@ -36,12 +41,16 @@ fn cached_decoding_matches_full_recomputation() {
                     let x = Tensor::from_slice(&ctx).view([1, ctx.len() as i64]).to_device(device());
                     let full = model.forward(&x, false).select(1, ctx.len() as i64 - 1).squeeze();
                     let diff = (logits.get(b as i64) - full).abs().max().double_value(&[]);
-                    assert!(diff < 1e-4, "{arch:?} {engine:?} step {step} row {b}: cached and full logits differ by {diff}");
+                    assert!(
+                        diff < 1e-4,
+                        "{arch:?} {engine:?} step {step} row {b}: cached and full logits differ by {diff}"
+                    );
                 }
                 // Forced tokens: row 0 ends a document every 7 steps (refill), the
                 // others run long enough to wrap the 12-token cache several times.
-                let chosen: Vec<i64> =
-                    (0..batch).map(|b| if b == 0 && step % 7 == 6 { eot as i64 } else { 1 + ((step * 5 + b * 3) % 39) as i64 }).collect();
+                let chosen: Vec<i64> = (0..batch)
+                    .map(|b| if b == 0 && step % 7 == 6 { eot as i64 } else { 1 + ((step * 5 + b * 3) % 39) as i64 })
+                    .collect();
                 finished += decoder.advance(&chosen).len();
             }
         });
@@ -193,7 +202,9 @@ fn empirical_frequencies_match_the_intended_distribution() {
 #[test]
 fn greedy_takes_the_argmax_and_distribution_sums_to_one() {
     // The last row ties: the first largest wins, as libtorch's argmax.
-    let logits = Tensor::from_slice(&[0.1f32, 3.0, -2.0, 2.9, 0.0, 5.0, 1.0, 4.9, 1.0, 7.0, 7.0, -1.0]).view([3, 4]).to_device(device());
+    let logits = Tensor::from_slice(&[0.1f32, 3.0, -2.0, 2.9, 0.0, 5.0, 1.0, 4.9, 1.0, 7.0, 7.0, -1.0])
+        .view([3, 4])
+        .to_device(device());
     let greedy = Sampling::new(0.0, Some(3), Some(0.5)).unwrap();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
     assert_eq!(greedy.choose(&logits, &mut rng).unwrap(), vec![1, 1, 1]);
@@ -204,7 +215,8 @@ fn greedy_takes_the_argmax_and_distribution_sums_to_one() {
 }
 
 fn sample_args<'a>(ckpt: &'a str, out: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
-    let mut a = vec!["sample", "--checkpoint", ckpt, "--n-tokens", "600", "--out", out, "--batch-size", "8", "--threads", "1"];
+    let mut a =
+        vec!["sample", "--checkpoint", ckpt, "--n-tokens", "600", "--out", out, "--batch-size", "8", "--threads", "1"];
     a.extend_from_slice(extra);
     a
 }
@@ -231,7 +243,8 @@ fn sampled_corpora_are_reproducible_and_well_formed() {
     assert_ne!(read("a"), read("c"), "different seeds differ");
     assert_eq!(read("g1"), read("g2"), "greedy ignores the seed");
 
-    let manifest: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(d.join("k.json")).unwrap()).unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("k.json")).unwrap()).unwrap();
     assert_eq!(manifest["top_k"], 5);
     assert_eq!(manifest["temperature"], 0.8);
     let tokens = lmloop::tokens::TokenFile::open(&d.join("k.bin")).unwrap();
@@ -268,7 +281,10 @@ fn bad_sampling_requests_are_refused_without_leaving_a_corpus() {
         args.extend_from_slice(extra);
         assert_clear_error(&lmloop(d, &args), needle);
     }
-    assert_clear_error(&lmloop(d, &["sample", "--checkpoint", "no-such", "--n-tokens", "10", "--out", "bad"]), "no-such");
+    assert_clear_error(
+        &lmloop(d, &["sample", "--checkpoint", "no-such", "--n-tokens", "10", "--out", "bad"]),
+        "no-such",
+    );
     // A checkpoint whose tokenizer does not belong to its model.
     let other = d.join("other");
     prepared(&other, 330);
@@ -331,7 +347,11 @@ fn document_lengths_follow_the_models_own_law() {
     let mean = lengths.iter().sum::<f64>() / n;
     let want = (1.0 - p) / p;
     let se = ((1.0 - p).sqrt() / p) / n.sqrt();
-    assert!((mean - want).abs() < 4.0 * se, "mean length {mean:.2} over {n} documents, geometric mean {want:.2} ± {:.2}", 4.0 * se);
+    assert!(
+        (mean - want).abs() < 4.0 * se,
+        "mean length {mean:.2} over {n} documents, geometric mean {want:.2} ± {:.2}",
+        4.0 * se
+    );
     // The whole histogram, not only the mean: bins of 5 tokens up to 60, then the tail.
     let mut observed = vec![0i64; 13];
     for &l in &lengths {
@@ -353,7 +373,8 @@ fn no_end_of_text_is_added_that_the_model_did_not_emit() {
     let d = dir.path();
     let r = lmloop(d, &sample_args(ckpt.to_str().unwrap(), "cut", &["--max-doc-tokens", "6"]));
     assert_eq!(r.0, 0, "{}", r.2);
-    let manifest: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(d.join("cut.json")).unwrap()).unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("cut.json")).unwrap()).unwrap();
     let documents = manifest["documents"].as_u64().unwrap();
     let truncated = manifest["truncated_documents"].as_u64().unwrap();
     assert!(truncated > 0 && truncated < documents, "the cap was exercised: {truncated} of {documents}");
@@ -418,7 +439,11 @@ fn batch_size_does_not_change_what_is_sampled() {
     };
     let (one, many) = (sample(1), sample(24));
     let same = one.iter().zip(&many).filter(|(a, b)| a == b).count();
-    assert!(same * 10 >= one.len().min(many.len()) * 9, "{same} of {} documents identical across batch sizes", one.len());
+    assert!(
+        same * 10 >= one.len().min(many.len()) * 9,
+        "{same} of {} documents identical across batch sizes",
+        one.len()
+    );
     let lengths = |d: &[Vec<u32>]| d.iter().map(|x| x.len() as f64).collect::<Vec<_>>();
     let (la, lb) = (lengths(&one), lengths(&many));
     let ks = ks_statistic(&la, &lb);
@@ -459,7 +484,8 @@ fn batch_size_does_not_change_what_is_sampled() {
 #[test]
 fn context_of_a_row_depends_only_on_its_own_history() {
     let block = 10usize;
-    for (arch, engine) in [Arch::Gpt2, Arch::Llama].into_iter().flat_map(|a| engines().into_iter().map(move |e| (a, e))) {
+    for (arch, engine) in [Arch::Gpt2, Arch::Llama].into_iter().flat_map(|a| engines().into_iter().map(move |e| (a, e)))
+    {
         tch::manual_seed(3);
         let vs = nn::VarStore::new(device());
         let cfg = ModelConfig { arch, block_size: block as i64, ..ModelConfig::tiny(30) };
@@ -478,14 +504,24 @@ fn context_of_a_row_depends_only_on_its_own_history() {
                     let x = Tensor::from_slice(context).view([1, context.len() as i64]).to_device(device());
                     let full = model.forward(&x, false).select(1, context.len() as i64 - 1).squeeze();
                     let diff = (logits.get(b as i64) - full).abs().max().double_value(&[]);
-                    assert!(diff < 1e-4, "{arch:?} {engine:?} step {step} row {b} holding {n} tokens: logits differ by {diff}");
+                    assert!(
+                        diff < 1e-4,
+                        "{arch:?} {engine:?} step {step} row {b} holding {n} tokens: logits differ by {diff}"
+                    );
                     checked += 1;
                 }
                 // Rows start staggered and row 3 restarts every 13 steps, so rows fill their
                 // caches at different steps.
-                let chosen: Vec<i64> = (0..batch)
-                    .map(|b| if (b == 3 && step % 13 == 12) || step == b * 3 { eot } else { 1 + ((step + b) % 29) as i64 })
-                    .collect();
+                let chosen: Vec<i64> =
+                    (0..batch)
+                        .map(|b| {
+                            if (b == 3 && step % 13 == 12) || step == b * 3 {
+                                eot
+                            } else {
+                                1 + ((step + b) % 29) as i64
+                            }
+                        })
+                        .collect();
                 decoder.advance(&chosen);
                 for (b, &tok) in chosen.iter().enumerate() {
                     if tok == eot {
@@ -590,7 +626,12 @@ fn threads_and_batch_size_leave_the_corpus_unchanged() {
         assert!(a == b, "the corpus changed with the thread count and batch size");
     }
     let same = a.iter().zip(&b).filter(|(x, y)| x == y).count();
-    assert!(same * 10 >= a.len() * 9 && a.len().abs_diff(b.len()) <= 2, "{same} of {} / {} documents identical", a.len(), b.len());
+    assert!(
+        same * 10 >= a.len() * 9 && a.len().abs_diff(b.len()) <= 2,
+        "{same} of {} / {} documents identical",
+        a.len(),
+        b.len()
+    );
 }
 
 /// The CPU decoding-step attention equals libtorch's attention over the same cache:
@@ -617,8 +658,10 @@ fn decode_attention_matches_libtorch() {
             kr.narrow(1, p, 1).copy_(&k.get(r));
             vr.narrow(1, p, 1).copy_(&v.get(r));
             // Query head h reads key/value head h / (nh / nkv).
-            let (kr, vr) = (kr.repeat_interleave_self_int(nh / nkv, 0, None), vr.repeat_interleave_self_int(nh / nkv, 0, None));
-            let want = Tensor::scaled_dot_product_attention(&q.get(r), &kr, &vr, None::<Tensor>, 0.0, false, None, false); // (nh, 1, hs)
+            let (kr, vr) =
+                (kr.repeat_interleave_self_int(nh / nkv, 0, None), vr.repeat_interleave_self_int(nh / nkv, 0, None));
+            let want =
+                Tensor::scaled_dot_product_attention(&q.get(r), &kr, &vr, None::<Tensor>, 0.0, false, None, false); // (nh, 1, hs)
             let got = ours.get(r).view([1, nh, hs]).transpose(0, 1);
             let diff = (got - want).abs().max().double_value(&[]);
             assert!(diff < 1e-5, "row {r} at position {p}: outputs differ by {diff}");
@@ -626,7 +669,9 @@ fn decode_attention_matches_libtorch() {
             assert!(cache_k.get(r).narrow(1, p, 1).equal(&k.get(r)) && cache_v.get(r).narrow(1, p, 1).equal(&v.get(r)));
             let others = |c: &Tensor, old: &Tensor| {
                 let mask = Tensor::ones([t_max], (Kind::Bool, Device::Cpu)).index_fill(0, &Tensor::from_slice(&[p]), 0);
-                c.get(r).index_select(1, &mask.nonzero().squeeze_dim(1)).equal(&old.get(r).index_select(1, &mask.nonzero().squeeze_dim(1)))
+                c.get(r)
+                    .index_select(1, &mask.nonzero().squeeze_dim(1))
+                    .equal(&old.get(r).index_select(1, &mask.nonzero().squeeze_dim(1)))
             };
             assert!(others(&cache_k, &ref_k) && others(&cache_v, &ref_v), "row {r}: other slots untouched");
         }
@@ -645,7 +690,8 @@ fn device_draws_equal_host_draws_for_the_same_uniforms() {
     let logits = (Tensor::randn([rows, v], (Kind::Float, Device::Cpu)) * 3.0).to_device(device());
     for (t, k, p) in [(1.0, None, None), (0.7, Some(40), None), (1.3, None, Some(0.9)), (1.0, Some(1000), Some(0.5))] {
         let sampling = Sampling::new(t, k, p).unwrap();
-        let host = sampling.choose(&logits.to_device(Device::Cpu), &mut rand_chacha::ChaCha8Rng::seed_from_u64(5)).unwrap();
+        let host =
+            sampling.choose(&logits.to_device(Device::Cpu), &mut rand_chacha::ChaCha8Rng::seed_from_u64(5)).unwrap();
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
         let u: Vec<f64> = (0..rows).map(|_| rng.gen::<f64>()).collect();
         let probs = sampling.distribution(&logits);
@@ -680,8 +726,11 @@ fn blocks_of_steps_decode_what_single_steps_decode() {
     let model = Model::new(&vs.root(), &cfg);
     let (eot, batch, cap, total) = (0u32, 11usize, 30usize, 90usize);
     let streams = || (0..batch as u64).map(|b| lmloop::sample::document_rng(21, b)).collect::<Vec<_>>();
-    let samplings =
-        [Sampling::new(1.0, None, None).unwrap(), Sampling::new(0.8, Some(7), Some(0.9)).unwrap(), Sampling::new(0.0, None, None).unwrap()];
+    let samplings = [
+        Sampling::new(1.0, None, None).unwrap(),
+        Sampling::new(0.8, Some(7), Some(0.9)).unwrap(),
+        Sampling::new(0.0, None, None).unwrap(),
+    ];
     tch::no_grad(|| {
         for sampling in &samplings {
             // One step at a time.
@@ -703,7 +752,12 @@ fn blocks_of_steps_decode_what_single_steps_decode() {
                 let mut done = 0;
                 for k in [1usize, 7, 30, 2, 64].into_iter().cycle() {
                     let k = k.min(total - done);
-                    got.extend(blocked.decode_block(sampling, &mut block_rngs, k, true).unwrap().expect("the Rust step decodes blocks"));
+                    got.extend(
+                        blocked
+                            .decode_block(sampling, &mut block_rngs, k, true)
+                            .unwrap()
+                            .expect("the Rust step decodes blocks"),
+                    );
                     done += k;
                     if done == total {
                         break;
@@ -711,12 +765,25 @@ fn blocks_of_steps_decode_what_single_steps_decode() {
                 }
                 // Rows finish in another order inside a block; each row's own order is kept.
                 let by_row = |docs: &[(usize, Document)]| {
-                    (0..batch).map(|b| docs.iter().filter(|d| d.0 == b).map(|d| d.1.tokens.clone()).collect::<Vec<_>>()).collect::<Vec<_>>()
+                    (0..batch)
+                        .map(|b| docs.iter().filter(|d| d.0 == b).map(|d| d.1.tokens.clone()).collect::<Vec<_>>())
+                        .collect::<Vec<_>>()
                 };
-                assert_eq!(by_row(&got), by_row(&want), "{sampling:?}, {threads} threads: blocks decoded other documents");
+                assert_eq!(
+                    by_row(&got),
+                    by_row(&want),
+                    "{sampling:?}, {threads} threads: blocks decoded other documents"
+                );
                 for b in 0..batch {
-                    assert_eq!(blocked.context(b), single.context(b), "{sampling:?}, {threads} threads: row {b} ends in another context");
-                    assert_eq!(block_rngs[b], rngs[b], "{sampling:?}, {threads} threads: row {b}'s stream advanced differently");
+                    assert_eq!(
+                        blocked.context(b),
+                        single.context(b),
+                        "{sampling:?}, {threads} threads: row {b} ends in another context"
+                    );
+                    assert_eq!(
+                        block_rngs[b], rngs[b],
+                        "{sampling:?}, {threads} threads: row {b}'s stream advanced differently"
+                    );
                 }
                 assert_eq!(blocked.reencodes, single.reencodes, "{sampling:?}: rebuilds");
                 // Without restart a row ends at most one document per block, its first,
@@ -747,7 +814,11 @@ fn sampling_time_is_accounted_for() {
     assert!(stats.reencodes > 100, "rows were rebuilt ({})", stats.reencodes);
     assert!(t.rebuild_seconds > 0.0 && t.forward_seconds > 0.0 && t.draw_seconds > 0.0, "every part was timed: {t:?}");
     let parts = t.forward_seconds + t.rebuild_seconds + t.draw_seconds + t.host_seconds;
-    assert!((parts - stats.seconds).abs() <= 0.02 * stats.seconds + 1e-3, "parts {parts:.4} s against {:.4} s in all: {t:?}", stats.seconds);
+    assert!(
+        (parts - stats.seconds).abs() <= 0.02 * stats.seconds + 1e-3,
+        "parts {parts:.4} s against {:.4} s in all: {t:?}",
+        stats.seconds
+    );
 }
 
 /// A model that never ends its documents (its end token is one it cannot emit) keeps

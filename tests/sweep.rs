@@ -110,7 +110,10 @@ fn plan_is_stable_and_editing_the_grid_keeps_run_names() {
 fn bad_sweep_files_get_one_clear_sentence() {
     let cases = [
         (sweep_file("b", 2, "[1]", "colour = \"red\"\n[grid]\npolicy = [\"replace\"]\n"), "unknown field `colour`"),
-        (sweep_file("b", 2, "[1]", "[grid]\npolicy = [\"replace\"]\ntemprature = [1.0]\n"), "unknown field `temprature`"),
+        (
+            sweep_file("b", 2, "[1]", "[grid]\npolicy = [\"replace\"]\ntemprature = [1.0]\n"),
+            "unknown field `temprature`",
+        ),
         (sweep_file("b", 2, "[1]", ""), "no [grid]"),
         (sweep_file("b", 2, "[1]", "[grid]\n"), "grid is empty"),
         (sweep_file("b", 2, "[1]", "[grid]\npolicy = []\n"), "grid.policy is empty"),
@@ -141,12 +144,33 @@ fn slurm_script_is_valid_bash_and_names_every_run() {
     assert_eq!(names.len(), 6);
     let out = lmloop(
         dir.path(),
-        &["sweep", "slurm", "sweep.toml", "--partition", "gpu", "--time", "01:00:00", "--gpus-per-task", "1", "--cpus-per-task", "4", "--max-parallel", "2"],
+        &[
+            "sweep",
+            "slurm",
+            "sweep.toml",
+            "--partition",
+            "gpu",
+            "--time",
+            "01:00:00",
+            "--gpus-per-task",
+            "1",
+            "--cpus-per-task",
+            "4",
+            "--max-parallel",
+            "2",
+        ],
     );
     assert_eq!(out.0, 0, "{}", out.2);
     let script_path = dir.path().join("analysis/sweeps/sl/slurm/array.sbatch");
     let script = std::fs::read_to_string(&script_path).unwrap();
-    for line in ["#SBATCH --array=0-5%2", "#SBATCH --partition=gpu", "#SBATCH --time=01:00:00", "#SBATCH --gpus-per-task=1", "#SBATCH --cpus-per-task=4", "#SBATCH --requeue"] {
+    for line in [
+        "#SBATCH --array=0-5%2",
+        "#SBATCH --partition=gpu",
+        "#SBATCH --time=01:00:00",
+        "#SBATCH --gpus-per-task=1",
+        "#SBATCH --cpus-per-task=4",
+        "#SBATCH --requeue",
+    ] {
         assert!(script.lines().any(|l| l == line), "{line} in:\n{script}");
     }
     assert!(script.contains("SLURM_ARRAY_TASK_ID") && script.contains("sweep run-task"), "{script}");
@@ -160,7 +184,10 @@ fn slurm_script_is_valid_bash_and_names_every_run() {
     // A task whose index no longer holds the run the script named refuses to start.
     let wrong = lmloop(dir.path(), &["sweep", "run-task", "sweep.toml", "--index", "1", "--expect", &names[0]]);
     assert_clear_error(&wrong, "the sweep file changed since the script was written");
-    assert_clear_error(&lmloop(dir.path(), &["sweep", "run-task", "sweep.toml", "--index", "6"]), "array index 6 is out of range");
+    assert_clear_error(
+        &lmloop(dir.path(), &["sweep", "run-task", "sweep.toml", "--index", "6"]),
+        "array index 6 is out of range",
+    );
 
     // --submit without sbatch says so and leaves the script in place.
     let no_sbatch = std::process::Command::new(env!("CARGO_BIN_EXE_lmloop"))
@@ -169,7 +196,8 @@ fn slurm_script_is_valid_bash_and_names_every_run() {
         .env("PATH", "/nonexistent")
         .output()
         .unwrap();
-    let result = (no_sbatch.status.code().unwrap_or(-1), String::new(), String::from_utf8_lossy(&no_sbatch.stderr).into_owned());
+    let result =
+        (no_sbatch.status.code().unwrap_or(-1), String::new(), String::from_utf8_lossy(&no_sbatch.stderr).into_owned());
     assert_clear_error(&result, "sbatch was not found");
 }
 
@@ -198,8 +226,10 @@ fn killed_sweep_resumes_without_recomputing_finished_work() {
     sweep.wait().unwrap();
     assert!(generations_done(root, second) < 4, "the second run was interrupted part-way");
     // Its `generations` process dies with the sweep (it would otherwise hold the run's lock).
-    let state: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(root.join(format!("analysis/sweeps/kr/state/{second}.json"))).unwrap()).unwrap();
+    let state: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join(format!("analysis/sweeps/kr/state/{second}.json"))).unwrap(),
+    )
+    .unwrap();
     let pid = state["pid"].as_u64().unwrap();
     let t0 = Instant::now();
     while Path::new(&format!("/proc/{pid}")).exists() {
@@ -286,16 +316,25 @@ fn failed_run_is_named_with_its_log_and_missing_seed_is_reported() {
 #[test]
 #[ignore = "needs a running SLURM cluster: make test-slurm"]
 fn slurm_array_gives_the_local_summary() {
-    assert!(std::env::var("SLURM_CONF").is_ok(), "run through `make test-slurm` (scripts/slurm-cluster.sh sets SLURM_CONF)");
-    let text = sweep_file("slurmcheck", 2, "[1, 2]", "[grid]\npolicy = [\"replace\", \"mix\"]\nreal_fraction = [0.5]\n");
+    assert!(
+        std::env::var("SLURM_CONF").is_ok(),
+        "run through `make test-slurm` (scripts/slurm-cluster.sh sets SLURM_CONF)"
+    );
+    let text =
+        sweep_file("slurmcheck", 2, "[1, 2]", "[grid]\npolicy = [\"replace\", \"mix\"]\nreal_fraction = [0.5]\n");
     let local = project(&text);
     let cluster = project(&text);
 
-    let out = lmloop(cluster.path(), &["sweep", "slurm", "sweep.toml", "--cpus-per-task", "1", "--max-parallel", "2", "--submit"]);
+    let out = lmloop(
+        cluster.path(),
+        &["sweep", "slurm", "sweep.toml", "--cpus-per-task", "1", "--max-parallel", "2", "--submit"],
+    );
     assert_eq!(out.0, 0, "{}", out.2);
     assert!(out.1.contains("submitted job"), "{}", out.1);
-    let job: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(cluster.path().join("analysis/sweeps/slurmcheck/slurm/job.json")).unwrap()).unwrap();
+    let job: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(cluster.path().join("analysis/sweeps/slurmcheck/slurm/job.json")).unwrap(),
+    )
+    .unwrap();
     let job_id = job["job_id"].as_str().unwrap().to_string();
     let names: Vec<String> = job["runs"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
     assert_eq!(names.len(), 4);
@@ -308,12 +347,16 @@ fn slurm_array_gives_the_local_summary() {
     loop {
         if requeued.is_none() {
             let part_way = (0..4).find(|&i| {
-                root.join(format!("checkpoints/{}/gen-00/DONE", names[i])).exists() && generations_done(root, &names[i]) < 3
+                root.join(format!("checkpoints/{}/gen-00/DONE", names[i])).exists()
+                    && generations_done(root, &names[i]) < 3
             });
             if let Some(i) = part_way {
                 let weights = root.join(format!("checkpoints/{}/gen-00/model.safetensors", names[i]));
                 let before = mtime(&weights);
-                let rq = std::process::Command::new("scontrol").args(["requeue", &format!("{job_id}_{i}")]).output().unwrap();
+                let rq = std::process::Command::new("scontrol")
+                    .args(["requeue", &format!("{job_id}_{i}")])
+                    .output()
+                    .unwrap();
                 assert!(rq.status.success(), "scontrol requeue: {}", String::from_utf8_lossy(&rq.stderr));
                 requeued = Some((i, weights, before));
             }
@@ -354,11 +397,22 @@ fn slurm_array_gives_the_local_summary() {
     for table in ["summary.csv", "changes.csv"] {
         let read = |d: &Path| std::fs::read_to_string(d.join("analysis/sweeps/slurmcheck").join(table)).unwrap();
         let (a, b) = (read(local.path()), read(cluster.path()));
-        let diff: Vec<String> =
-            a.lines().zip(b.lines()).filter(|(x, y)| x != y).take(8).map(|(x, y)| format!("local:   {x}\ncluster: {y}")).collect();
-        assert!(a == b, "{table}: SLURM and local executors disagree (runs with different held-out loss: {differing_runs:?}):\n{}", diff.join("\n"));
+        let diff: Vec<String> = a
+            .lines()
+            .zip(b.lines())
+            .filter(|(x, y)| x != y)
+            .take(8)
+            .map(|(x, y)| format!("local:   {x}\ncluster: {y}"))
+            .collect();
+        assert!(
+            a == b,
+            "{table}: SLURM and local executors disagree (runs with different held-out loss: {differing_runs:?}):\n{}",
+            diff.join("\n")
+        );
     }
-    eprintln!("SLURM job {job_id}: 4 array tasks (task {i} requeued part-way), summary.csv identical to the local executor's");
+    eprintln!(
+        "SLURM job {job_id}: 4 array tasks (task {i} requeued part-way), summary.csv identical to the local executor's"
+    );
 }
 
 #[test]

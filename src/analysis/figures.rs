@@ -3,8 +3,8 @@
 //! `plots/ID.png` and its SVG returned for inlining.
 use super::drift::DriftRow;
 use super::null::null_presence_probability;
-use super::run_data::{count_range_label, LossByFrequencyRow, RunData};
 use super::null::RealNull;
+use super::run_data::{count_range_label, LossByFrequencyRow, RunData};
 use super::tails::{survival_by_bucket_with, vanish_fit, vanish_points, TokenTable};
 use super::zipf::rank_frequency;
 use crate::plot::{render_bar_svg, render_svg, write_svg_and_png, BarChart, LineChart, Series, SeriesStyle};
@@ -363,7 +363,10 @@ pub fn survival_chart(tokens: &TokenTable, sample_ratio: Option<f64>, real_null:
                 let name = format!("null for count {}: real documents", b.label);
                 series.push(Series::dashed(name, null_line(n.presence, k_max)).with_color(colour(i)));
                 if n.absent_share_sd.is_finite() {
-                    let (lo, hi) = ((n.presence - 1.96 * n.absent_share_sd).max(0.0), (n.presence + 1.96 * n.absent_share_sd).min(1.0));
+                    let (lo, hi) = (
+                        (n.presence - 1.96 * n.absent_share_sd).max(0.0),
+                        (n.presence + 1.96 * n.absent_share_sd).min(1.0),
+                    );
                     let x = k_max.max(1) as f64;
                     let band = vec![(0.0, hi), (x, hi), (x, lo), (0.0, lo)];
                     series.push(Series::new(String::new(), band, SeriesStyle::Band).with_color(colour(i)));

@@ -133,14 +133,14 @@ use anyhow::Result;
 use std::path::PathBuf;
 
 pub use bench::{bench_drift, zipf_corpus};
-pub use figures::publish;
-pub use html::Page;
 pub use diversity::{distinct_ngrams, repetition_rate, Diversity, NgramCount};
 pub use drift::{
     count_tokens, entropy_nats, jensen_shannon, kl_add_half, measure_corpus, measure_noise_floor, tail_mass, tail_set,
     total_variation, DriftRow, Reference, NOISE_FLOOR_CORPUS, NOISE_FLOOR_GENERATION, REAL_CORPUS, REAL_GENERATION,
 };
+pub use figures::publish;
 pub use fit::LinearFit;
+pub use html::Page;
 pub use null::{
     null_absence_probability, null_expected_spells, null_presence_probability, null_reappearance_probability, RealNull,
 };
@@ -149,8 +149,8 @@ pub use run_data::{
     RunSettings, LOSS_BY_FREQUENCY_COLUMNS,
 };
 pub use tails::{
-    escape_token, survival_by_bucket, survival_by_bucket_with, vanish_fit, vanish_points, Absence, BucketNull, BucketSurvival,
-    RealBucketNull, TokenTable,
+    escape_token, survival_by_bucket, survival_by_bucket_with, vanish_fit, vanish_points, Absence, BucketNull,
+    BucketSurvival, RealBucketNull, TokenTable,
 };
 pub use update::{update_run_analysis, update_run_measures, RealReference};
 pub use zipf::{rank_frequency, zipf_slope};

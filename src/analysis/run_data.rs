@@ -227,7 +227,8 @@ impl RunSettings {
             temperature: first_row.map(|r| r.temperature),
         };
         let Some(text) = run_toml else { return Ok(from_rows) };
-        let settings: RunToml = toml::from_str(text).with_context(|| format!("{} is not valid TOML", path.display()))?;
+        let settings: RunToml =
+            toml::from_str(text).with_context(|| format!("{} is not valid TOML", path.display()))?;
         Ok(RunSettings {
             policy: settings.generations.policy.unwrap_or(from_rows.policy),
             real_fraction: settings.generations.real_fraction.or(from_rows.real_fraction),

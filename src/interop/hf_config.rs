@@ -12,8 +12,7 @@ use anyhow::{anyhow, bail, Result};
 use serde_json::{json, Value};
 
 /// What lmloop can import, for messages.
-pub const SUPPORTED: &str =
-    "GPT2LMHeadModel (model_type \"gpt2\") and LlamaForCausalLM (model_type \"llama\")";
+pub const SUPPORTED: &str = "GPT2LMHeadModel (model_type \"gpt2\") and LlamaForCausalLM (model_type \"llama\")";
 
 /// GPT-2's activation names in transformers that are the tanh approximation of GELU
 /// lmloop's GPT-2 computes (`gelu_fast` is the same formula, factored differently).
@@ -195,7 +194,8 @@ fn rope_theta(keys: &Keys) -> Result<f64> {
     let Some(parameters) = parameters.as_object() else {
         bail!("{folder}/config.json has rope parameters {parameters} that lmloop cannot read");
     };
-    let rope_type = parameters.get("rope_type").or_else(|| parameters.get("type")).and_then(Value::as_str).unwrap_or("default");
+    let rope_type =
+        parameters.get("rope_type").or_else(|| parameters.get("type")).and_then(Value::as_str).unwrap_or("default");
     if rope_type != "default" {
         bail!("{folder} is a Llama with '{rope_type}' RoPE scaling; lmloop implements plain rotary positions (rope_type \"default\") only");
     }

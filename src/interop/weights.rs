@@ -60,10 +60,14 @@ pub fn from_hf(tensors: Vec<(String, Tensor)>, cfg: &ModelConfig) -> HashMap<Str
     let mut out = HashMap::new();
     for (name, t) in tensors {
         let name = match cfg.arch {
-            Arch::Gpt2 if name != "lm_head.weight" && !name.starts_with("transformer.") => format!("transformer.{name}"),
+            Arch::Gpt2 if name != "lm_head.weight" && !name.starts_with("transformer.") => {
+                format!("transformer.{name}")
+            }
             _ => name,
         };
-        let buffer = name.ends_with(".attn.bias") || name.ends_with(".attn.masked_bias") || name.ends_with("rotary_emb.inv_freq");
+        let buffer = name.ends_with(".attn.bias")
+            || name.ends_with(".attn.masked_bias")
+            || name.ends_with("rotary_emb.inv_freq");
         let tied_copy = cfg.tie_embeddings && name == "lm_head.weight";
         if buffer || tied_copy {
             continue;
@@ -111,9 +115,10 @@ pub fn read_folder(dir: &Path) -> Result<Vec<(String, Tensor)>> {
         vec![single]
     } else if index.is_file() {
         let index: serde_json::Value = crate::layout::read_json(&index)?;
-        let map = index.get("weight_map").and_then(|m| m.as_object()).ok_or_else(|| {
-            anyhow!("{} has no weight_map", dir.join(WEIGHTS_INDEX).display())
-        })?;
+        let map = index
+            .get("weight_map")
+            .and_then(|m| m.as_object())
+            .ok_or_else(|| anyhow!("{} has no weight_map", dir.join(WEIGHTS_INDEX).display()))?;
         let mut shards: Vec<&str> = map.values().filter_map(|v| v.as_str()).collect();
         shards.sort_unstable();
         shards.dedup();
@@ -128,7 +133,9 @@ pub fn read_folder(dir: &Path) -> Result<Vec<(String, Tensor)>> {
     };
     let mut tensors = Vec::new();
     for file in files {
-        tensors.extend(Tensor::read_safetensors(&file).with_context(|| format!("cannot read weights {}", file.display()))?);
+        tensors.extend(
+            Tensor::read_safetensors(&file).with_context(|| format!("cannot read weights {}", file.display()))?,
+        );
     }
     Ok(tensors)
 }

@@ -66,7 +66,17 @@ struct Shape {
 
 /// Cache writes and scaled scores `q·k / √hs` of every row and head, with the widest
 /// vector instructions the CPU has (the same arithmetic either way).
-fn write_and_score(s: Shape, pos: &[i64], q: &[f32], k: &[f32], v: &[f32], ck: &mut [f32], cv: &mut [f32], scores: &mut [f32], width: usize) {
+fn write_and_score(
+    s: Shape,
+    pos: &[i64],
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    ck: &mut [f32],
+    cv: &mut [f32],
+    scores: &mut [f32],
+    width: usize,
+) {
     #[cfg(target_arch = "x86_64")]
     if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
         // SAFETY: the CPU has the features the function is compiled for.
@@ -77,12 +87,32 @@ fn write_and_score(s: Shape, pos: &[i64], q: &[f32], k: &[f32], v: &[f32], ck: &
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn write_and_score_avx2(s: Shape, pos: &[i64], q: &[f32], k: &[f32], v: &[f32], ck: &mut [f32], cv: &mut [f32], scores: &mut [f32], width: usize) {
+unsafe fn write_and_score_avx2(
+    s: Shape,
+    pos: &[i64],
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    ck: &mut [f32],
+    cv: &mut [f32],
+    scores: &mut [f32],
+    width: usize,
+) {
     write_and_score_body(s, pos, q, k, v, ck, cv, scores, width)
 }
 
 #[inline(always)]
-fn write_and_score_body(s: Shape, pos: &[i64], q: &[f32], k: &[f32], v: &[f32], ck: &mut [f32], cv: &mut [f32], scores: &mut [f32], width: usize) {
+fn write_and_score_body(
+    s: Shape,
+    pos: &[i64],
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    ck: &mut [f32],
+    cv: &mut [f32],
+    scores: &mut [f32],
+    width: usize,
+) {
     let Shape { heads, kv_heads, dim, slots } = s;
     let scale = 1.0 / (dim as f32).sqrt();
     for (row, &p) in pos.iter().enumerate() {

@@ -12,7 +12,8 @@ impl Linear {
     /// `std` is the standard deviation of the normal initialisation (GPT-2 uses 0.02,
     /// and 0.02/√(2·n_layer) on projections that write into the residual stream).
     pub fn new(p: &nn::Path, in_dim: i64, out_dim: i64, bias: bool, std: f64) -> Self {
-        let weight = p.set_group(DECAY_GROUP).var("weight", &[out_dim, in_dim], nn::Init::Randn { mean: 0.0, stdev: std });
+        let weight =
+            p.set_group(DECAY_GROUP).var("weight", &[out_dim, in_dim], nn::Init::Randn { mean: 0.0, stdev: std });
         let bias = bias.then(|| p.set_group(NO_DECAY_GROUP).var("bias", &[out_dim], nn::Init::Const(0.0)));
         Self { weight, bias }
     }
@@ -69,5 +70,9 @@ pub fn output_head(root: &nn::Path, embedding: &Tensor, cfg: &crate::config::Mod
     if cfg.tie_embeddings {
         return embedding.shallow_clone();
     }
-    (&root.set_group(DECAY_GROUP) / "lm_head").var("weight", &[cfg.vocab_size, cfg.n_embd], nn::Init::Randn { mean: 0.0, stdev: 0.02 })
+    (&root.set_group(DECAY_GROUP) / "lm_head").var(
+        "weight",
+        &[cfg.vocab_size, cfg.n_embd],
+        nn::Init::Randn { mean: 0.0, stdev: 0.02 },
+    )
 }

@@ -187,7 +187,11 @@ impl Llama {
                 Layer {
                     input_layernorm: Norm::rms_norm(&(&l / "input_layernorm"), cfg.n_embd, cfg.norm_eps),
                     self_attn: Attention::new(&(&l / "self_attn"), cfg),
-                    post_attention_layernorm: Norm::rms_norm(&(&l / "post_attention_layernorm"), cfg.n_embd, cfg.norm_eps),
+                    post_attention_layernorm: Norm::rms_norm(
+                        &(&l / "post_attention_layernorm"),
+                        cfg.n_embd,
+                        cfg.norm_eps,
+                    ),
                     mlp: Mlp::new(&(&l / "mlp"), cfg),
                 }
             })

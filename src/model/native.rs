@@ -597,7 +597,8 @@ impl NativeModel {
                         }
                     }
                     for i in 0..run {
-                        values[(g * self.slots + p + i) * hs..][..hs].copy_from_slice(&src[i * qkv_width + (nh + nkv + g) * hs..][..hs]);
+                        values[(g * self.slots + p + i) * hs..][..hs]
+                            .copy_from_slice(&src[i * qkv_width + (nh + nkv + g) * hs..][..hs]);
                     }
                 }
                 t += run;

@@ -180,7 +180,9 @@ pub fn aggregate(layout: &Layout, sweep: &Sweep) -> Result<Aggregate> {
         // Reference corpora any seed of this cell reported.
         let references: std::collections::BTreeSet<String> = runs
             .iter()
-            .flat_map(|(_, v)| v.keys().filter_map(|(_, s)| if let Slot::Reference(c) = s { Some(c.clone()) } else { None }))
+            .flat_map(|(_, v)| {
+                v.keys().filter_map(|(_, s)| if let Slot::Reference(c) = s { Some(c.clone()) } else { None })
+            })
             .collect();
         for corpus in references {
             for m in DRIFT_MEASURES {
@@ -199,7 +201,16 @@ pub fn aggregate(layout: &Layout, sweep: &Sweep) -> Result<Aggregate> {
                     _ => missing.push(*seed),
                 }
             }
-            changes.push(ChangeRow { cell, measure: m.to_string(), kind, from: 0, to: n, summary: Summary::of(&diffs), seeds, missing });
+            changes.push(ChangeRow {
+                cell,
+                measure: m.to_string(),
+                kind,
+                from: 0,
+                to: n,
+                summary: Summary::of(&diffs),
+                seeds,
+                missing,
+            });
         }
     }
     Ok(Aggregate { rows, changes, per_run })
@@ -230,7 +241,19 @@ fn slot_columns(slot: &Slot) -> (String, String) {
 pub fn summary_csv(sweep: &Sweep, agg: &Aggregate) -> Result<Vec<u8>> {
     let mut w = csv::Writer::from_writer(Vec::new());
     w.write_record([
-        "cell", "label", "policy", "real_fraction", "measure", "generation", "corpus", "n", "mean", "sd", "ci95_low", "ci95_high", "seeds",
+        "cell",
+        "label",
+        "policy",
+        "real_fraction",
+        "measure",
+        "generation",
+        "corpus",
+        "n",
+        "mean",
+        "sd",
+        "ci95_low",
+        "ci95_high",
+        "seeds",
         "missing_seeds",
     ])?;
     for r in &agg.rows {
@@ -260,7 +283,18 @@ pub fn summary_csv(sweep: &Sweep, agg: &Aggregate) -> Result<Vec<u8>> {
 pub fn changes_csv(sweep: &Sweep, agg: &Aggregate) -> Result<Vec<u8>> {
     let mut w = csv::Writer::from_writer(Vec::new());
     w.write_record([
-        "cell", "label", "measure", "of", "from_generation", "to_generation", "n", "mean_change", "sd", "ci95_low", "ci95_high", "seeds",
+        "cell",
+        "label",
+        "measure",
+        "of",
+        "from_generation",
+        "to_generation",
+        "n",
+        "mean_change",
+        "sd",
+        "ci95_low",
+        "ci95_high",
+        "seeds",
         "missing_seeds",
     ])?;
     for c in &agg.changes {

@@ -9,7 +9,7 @@
 //!   cell's grid values, then the first 6 hex digits of the SHA-256 of all the
 //!   keys it overrides (`[set]` and grid, sorted, `key=value` lines);
 //! - run name: `SWEEP-CELLID-sSEED`.
-use super::spec::{SweepSpec, POLICY_KEY, REAL_FRACTION_KEY, SEED_KEY, GENERATIONS_KEY};
+use super::spec::{SweepSpec, GENERATIONS_KEY, POLICY_KEY, REAL_FRACTION_KEY, SEED_KEY};
 use crate::config::Config;
 use crate::policy::{Policy, POLICY_NAMES};
 use anyhow::{bail, Context, Result};
@@ -105,7 +105,11 @@ impl Sweep {
 /// Every grid's combinations, in file order, duplicates (across grids) once.
 fn expand_cells(spec: &SweepSpec) -> Result<Vec<Cell>> {
     let base_value = |key: &str| -> Option<toml::Value> {
-        spec.set.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone()).or_else(|| get_dotted(&spec.base_toml, key).cloned())
+        spec.set
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+            .or_else(|| get_dotted(&spec.base_toml, key).cloned())
     };
     let default_policy = base_value(POLICY_KEY)
         .and_then(|v| v.as_str().map(str::to_string))
@@ -131,7 +135,8 @@ fn expand_cells(spec: &SweepSpec) -> Result<Vec<Cell>> {
             let takes_lambda = policy_takes_lambda(&policy)?;
             let mut grid_values = values;
             let real_fraction = if takes_lambda {
-                let from_grid = grid_values.iter().find(|(k, _)| k == REAL_FRACTION_KEY).and_then(|(_, v)| v.as_float());
+                let from_grid =
+                    grid_values.iter().find(|(k, _)| k == REAL_FRACTION_KEY).and_then(|(_, v)| v.as_float());
                 let l = from_grid.or(base_lambda);
                 if l.is_none() {
                     bail!("policy '{policy}' needs a real fraction λ: add real_fraction = [...] to [{label}]");
@@ -145,7 +150,9 @@ fn expand_cells(spec: &SweepSpec) -> Result<Vec<Cell>> {
             let cell = make_cell(spec, policy, real_fraction, grid_values);
             match by_id.get(&cell.id) {
                 Some(label) if *label == cell.label => {}
-                Some(other) => bail!("cells '{other}' and '{}' have the same id {}; change one setting", cell.label, cell.id),
+                Some(other) => {
+                    bail!("cells '{other}' and '{}' have the same id {}; change one setting", cell.label, cell.id)
+                }
                 None => {
                     by_id.insert(cell.id.clone(), cell.label.clone());
                     cells.push(cell);
@@ -158,10 +165,7 @@ fn expand_cells(spec: &SweepSpec) -> Result<Vec<Cell>> {
         if lambda_axis && !lambda_used {
             let takers: Vec<&str> =
                 POLICY_NAMES.split(',').map(str::trim).filter(|p| policy_takes_lambda(p).unwrap_or(false)).collect();
-            bail!(
-                "{label}.real_fraction is set but none of its policies takes λ (only {} do)",
-                takers.join(" and ")
-            );
+            bail!("{label}.real_fraction is set but none of its policies takes λ (only {} do)", takers.join(" and "));
         }
     }
     Ok(cells)
@@ -189,7 +193,12 @@ fn policy_takes_lambda(policy: &str) -> Result<bool> {
     Ok(true)
 }
 
-fn make_cell(spec: &SweepSpec, policy: String, real_fraction: Option<f64>, grid_values: Vec<(String, toml::Value)>) -> Cell {
+fn make_cell(
+    spec: &SweepSpec,
+    policy: String,
+    real_fraction: Option<f64>,
+    grid_values: Vec<(String, toml::Value)>,
+) -> Cell {
     let mut slug: Vec<String> = Vec::new();
     let mut label: Vec<String> = Vec::new();
     if !grid_values.iter().any(|(k, _)| k == POLICY_KEY) {
@@ -221,7 +230,8 @@ fn make_cell(spec: &SweepSpec, policy: String, real_fraction: Option<f64>, grid_
         .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_' { c } else { '_' })
         .collect();
     slug.truncate(48);
-    let mut canonical: Vec<String> = spec.set.iter().chain(grid_values.iter()).map(|(k, v)| format!("{k}={v}")).collect();
+    let mut canonical: Vec<String> =
+        spec.set.iter().chain(grid_values.iter()).map(|(k, v)| format!("{k}={v}")).collect();
     canonical.sort();
     let digest = Sha256::digest(canonical.join("\n").as_bytes());
     let hash: String = digest.iter().take(3).map(|b| format!("{b:02x}")).collect();
@@ -287,7 +297,8 @@ mod tests {
 
     #[test]
     fn lambda_applies_only_to_policies_that_take_it() {
-        let s = sweep("[grid]\npolicy = [\"replace\", \"mix\"]\nreal_fraction = [0.25, 0.5]\ntemperature = [1.0]\n").unwrap();
+        let s = sweep("[grid]\npolicy = [\"replace\", \"mix\"]\nreal_fraction = [0.25, 0.5]\ntemperature = [1.0]\n")
+            .unwrap();
         let labels: Vec<&str> = s.cells.iter().map(|c| c.label.as_str()).collect();
         assert_eq!(labels, ["replace T=1", "mix λ=0.25 T=1", "mix λ=0.5 T=1"]);
         assert_eq!(s.runs.len(), 6);
@@ -318,7 +329,10 @@ mod tests {
 
     #[test]
     fn cell_configs_carry_overrides_seed_and_n() {
-        let s = sweep("[grid]\npolicy = [\"mix\"]\nreal_fraction = [0.5]\nconfig = { \"train.learning_rate\" = [0.001] }\n").unwrap();
+        let s = sweep(
+            "[grid]\npolicy = [\"mix\"]\nreal_fraction = [0.5]\nconfig = { \"train.learning_rate\" = [0.001] }\n",
+        )
+        .unwrap();
         let (cfg, text) = s.run_config(&s.runs[1]).unwrap();
         assert_eq!(cfg.train.seed, 8);
         assert_eq!(cfg.generations.generations, 2);

@@ -2,8 +2,8 @@
 //! same binary, its output appended to the run's log. Both executors start runs
 //! this way, so a run is the same whether it ran here or on a cluster node.
 use super::cells::{Run, Sweep};
-use crate::layout::SweepPaths;
 use super::state::{hostname, now_unix, write_record, StateRecord};
+use crate::layout::SweepPaths;
 use crate::layout::{write_atomic, Layout};
 use anyhow::{Context, Result};
 use std::io::Write as _;
@@ -53,7 +53,13 @@ pub fn spawn(layout: &Layout, paths: &SweepPaths, run: &Run, opts: &LaunchOption
         .open(&log_path)
         .with_context(|| format!("cannot open the run log {}", log_path.display()))?;
     let mut cmd = Command::new(&exe);
-    cmd.arg("generations").arg("--config").arg(&config).arg("--run").arg(&run.name).arg("--threads").arg(opts.threads.to_string());
+    cmd.arg("generations")
+        .arg("--config")
+        .arg(&config)
+        .arg("--run")
+        .arg(&run.name)
+        .arg("--threads")
+        .arg(opts.threads.to_string());
     if let Some(d) = &opts.device {
         cmd.arg("--device").arg(d);
     }

@@ -6,10 +6,10 @@
 //! the sweep ends with an error naming every failed run and its log.
 use super::cells::Sweep;
 use super::launch::{describe_exit, record_exit, spawn, write_configs, LaunchOptions};
-use crate::layout::SweepPaths;
 use super::state::is_finished;
 use super::tables::finished_generations;
 use crate::layout::Layout;
+use crate::layout::SweepPaths;
 use anyhow::{bail, Context, Result};
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
@@ -123,7 +123,12 @@ pub fn run_local(layout: &Layout, sweep: &Sweep, opts: &LocalOptions) -> Result<
                         progress.event(&format!("finished {} in {minutes:.1} min", run.name));
                     } else {
                         let log = paths.log(&run.name);
-                        progress.event(&format!("FAILED   {} ({}); log: {}", run.name, describe_exit(status), log.display()));
+                        progress.event(&format!(
+                            "FAILED   {} ({}); log: {}",
+                            run.name,
+                            describe_exit(status),
+                            log.display()
+                        ));
                         failed.push(format!("{} ({}, log {})", run.name, describe_exit(status), log.display()));
                     }
                 }
@@ -142,7 +147,13 @@ pub fn run_local(layout: &Layout, sweep: &Sweep, opts: &LocalOptions) -> Result<
                 .collect();
             progress.update(
                 finished as u64,
-                format!("{} running, {} failed, {} waiting · {}", active.len(), failed.len(), pending.len(), running.join(", ")),
+                format!(
+                    "{} running, {} failed, {} waiting · {}",
+                    active.len(),
+                    failed.len(),
+                    pending.len(),
+                    running.join(", ")
+                ),
             );
         }
         if !active.is_empty() {
@@ -158,6 +169,10 @@ pub fn run_local(layout: &Layout, sweep: &Sweep, opts: &LocalOptions) -> Result<
             failed.join("; ")
         );
     }
-    eprintln!("sweep {}: all {total} runs finished; `lmloop sweep report {}` aggregates them", sweep.spec.name, sweep.spec.file.display());
+    eprintln!(
+        "sweep {}: all {total} runs finished; `lmloop sweep report {}` aggregates them",
+        sweep.spec.name,
+        sweep.spec.file.display()
+    );
     Ok(())
 }

@@ -129,7 +129,8 @@ pub fn run(layout: &Layout, command: &SweepCommand) -> Result<()> {
         }
         SweepCommand::Run(a) => {
             let sweep = Sweep::load(&a.file)?;
-            let threads = a.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+            let threads =
+                a.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
             local::run_local(layout, &sweep, &local::LocalOptions { jobs: a.jobs, threads, device: a.device.clone() })?;
         }
         SweepCommand::Slurm(a) => {
@@ -153,7 +154,10 @@ pub fn run(layout: &Layout, command: &SweepCommand) -> Result<()> {
             let out = report::write_report(layout, &sweep)?;
             println!("wrote {}, {} and {}", out.summary.display(), out.changes.display(), out.html.display());
             if !out.incomplete.is_empty() {
-                println!("{} run(s) incomplete; their seeds are named as missing where they lack values:", out.incomplete.len());
+                println!(
+                    "{} run(s) incomplete; their seeds are named as missing where they lack values:",
+                    out.incomplete.len()
+                );
                 for line in &out.incomplete {
                     println!("  {line}");
                 }

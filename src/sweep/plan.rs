@@ -114,7 +114,8 @@ pub fn run_work(cfg: &toml::Value) -> RunWork {
 /// The training split's size in tokens (|R| is a share of it, `RunWork::r_of_split`)
 /// and the vocabulary, when the base corpus is prepared.
 fn prepared_train_tokens(layout: &Layout, corpus: &str) -> Option<(f64, i64)> {
-    let meta: serde_json::Value = crate::layout::read_json(&layout.real_corpus(corpus).join(crate::layout::RealCorpus::META)).ok()?;
+    let meta: serde_json::Value =
+        crate::layout::read_json(&layout.real_corpus(corpus).join(crate::layout::RealCorpus::META)).ok()?;
     let tokens = meta.get("train")?.get("tokens")?.as_f64()?;
     let vocab = meta.get("vocab_size")?.as_i64()?;
     Some((tokens, vocab))
@@ -157,7 +158,8 @@ pub fn format_plan(layout: &Layout, sweep: &Sweep) -> anyhow::Result<String> {
         s,
         "training: tokens trained on per run (passes × mixture, summed over generations); sampling: N+1 corpora of D tokens\n"
     );
-    let mut table: Vec<[String; 4]> = vec![["cell".into(), "id".into(), "train per run".into(), "sample per run".into()]];
+    let mut table: Vec<[String; 4]> =
+        vec![["cell".into(), "id".into(), "train per run".into(), "sample per run".into()]];
     let mut total_train = 0.0;
     let mut total_sample = 0.0;
     let mut total_flops = 0.0;
@@ -198,7 +200,9 @@ pub fn format_plan(layout: &Layout, sweep: &Sweep) -> anyhow::Result<String> {
     if in_r_units {
         let _ = match prepared {
             Some((t, _)) => writeln!(s, "\n|R| = {} tokens (the training split of corpora/real/{corpus})", group(t)),
-            None => writeln!(s, "\ncorpora/real/{corpus} is not prepared yet, so |R| (its training split) is not known"),
+            None => {
+                writeln!(s, "\ncorpora/real/{corpus} is not prepared yet, so |R| (its training split) is not known")
+            }
         };
     }
     if known {
@@ -283,7 +287,9 @@ mod tests {
         let w = work("[train]\nbudget = \"epochs\"\nepochs = 2.0\n[generations]\ngenerations = 2\npolicy = \"replace\"\nsynthetic_tokens = 1000\n");
         assert_eq!(w.train, Amount { r: 2.0, tokens: 4000.0 });
         assert_eq!(w.sample, Amount::tokens(3000.0));
-        let w = work("[train]\nbudget = \"tokens\"\nmax_tokens = 500\n[generations]\ngenerations = 2\npolicy = \"accumulate\"\n");
+        let w = work(
+            "[train]\nbudget = \"tokens\"\nmax_tokens = 500\n[generations]\ngenerations = 2\npolicy = \"accumulate\"\n",
+        );
         assert_eq!(w.train, Amount::tokens(1500.0));
         assert_eq!(w.train.resolve(None), Some(1500.0));
     }

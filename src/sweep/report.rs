@@ -4,11 +4,11 @@
 //! with its interval; every missing or failed seed named.
 use super::aggregate::{aggregate, write_tables, Aggregate, Kind, Slot, CHANGE_MEASURES};
 use super::cells::Sweep;
-use crate::layout::SweepPaths;
 use super::state::{run_status, RunState};
 use super::stats::Summary;
-use crate::layout::{write_atomic, Layout};
 use crate::analysis::{publish, Page};
+use crate::layout::SweepPaths;
+use crate::layout::{write_atomic, Layout};
 use crate::plot::{LineChart, Series, SeriesStyle};
 use anyhow::Result;
 use std::path::PathBuf;
@@ -111,10 +111,15 @@ pub fn write_report(layout: &Layout, sweep: &Sweep) -> Result<ReportOutput> {
     // Held-out quality of the models.
     page.section("held-out", "Held-out quality");
     let plots = paths.plots();
-    for (measure, title) in [("held_out_perplexity", "held-out perplexity"), ("held_out_loss", "held-out loss (nats)")] {
+    for (measure, title) in [("held_out_perplexity", "held-out perplexity"), ("held_out_loss", "held-out loss (nats)")]
+    {
         let chart = generation_chart(sweep, &agg, measure, Kind::Model, title, None);
         let svg = publish(&plots, measure, &chart)?;
-        page.figure(measure, &svg, &format!("{title} of model k on the real test split: mean over seeds, band = 95% confidence interval"));
+        page.figure(
+            measure,
+            &svg,
+            &format!("{title} of model k on the real test split: mean over seeds, band = 95% confidence interval"),
+        );
     }
 
     // Change from 0 to N.
@@ -130,7 +135,8 @@ pub fn write_report(layout: &Layout, sweep: &Sweep) -> Result<ReportOutput> {
     for (i, cell) in sweep.cells.iter().enumerate() {
         let mut row = vec![cell.label.clone()];
         for (m, _) in CHANGE_MEASURES {
-            let c = agg.changes.iter().find(|c| c.cell == i && c.measure == m).expect("a change row per cell and measure");
+            let c =
+                agg.changes.iter().find(|c| c.cell == i && c.measure == m).expect("a change row per cell and measure");
             row.push(with_n(&c.summary, m, &c.missing));
         }
         rows.push(row);
@@ -172,7 +178,11 @@ pub fn write_report(layout: &Layout, sweep: &Sweep) -> Result<ReportOutput> {
         let refs = references(&agg, measure, reference);
         let chart = generation_chart(sweep, &agg, measure, Kind::Corpus, title, Some(refs));
         let svg = publish(&plots, measure, &chart)?;
-        page.figure(measure, &svg, &format!("{title} of each sampled corpus: mean over seeds, band = 95% confidence interval"));
+        page.figure(
+            measure,
+            &svg,
+            &format!("{title} of each sampled corpus: mean over seeds, band = 95% confidence interval"),
+        );
     }
 
     let tails = super::tails::tails(layout, sweep)?;
@@ -195,11 +205,21 @@ pub fn write_report(layout: &Layout, sweep: &Sweep) -> Result<ReportOutput> {
     page.preformatted(Some(&format!("sweep file {}", spec.file.display())), &text);
 
     write_atomic(&paths.report_html(), page.finish().as_bytes())?;
-    Ok(ReportOutput { html: paths.report_html(), summary: paths.summary_csv(), changes: paths.changes_csv(), incomplete })
+    Ok(ReportOutput {
+        html: paths.report_html(),
+        summary: paths.summary_csv(),
+        changes: paths.changes_csv(),
+        incomplete,
+    })
 }
 
 /// Survival of real tokens by expected count, beside the simulator and the Poisson law.
-fn tail_section(page: &mut Page, sweep: &Sweep, tails: &[super::tails::CellTails], plots: &std::path::Path) -> Result<()> {
+fn tail_section(
+    page: &mut Page,
+    sweep: &Sweep,
+    tails: &[super::tails::CellTails],
+    plots: &std::path::Path,
+) -> Result<()> {
     page.section("tails", "Tail survival");
     page.paragraph(&format!(
         "Real tokens grouped by their expected count c·D/|R| in one corpus (octaves; D/|R| = {:.3}). Survival in S_k: share of a group's tokens that occur in S_k at least once; mean over seeds ± 95% interval. Beside it, `lmloop theory discrete` started from the same real counts (maximum-likelihood re-estimation from D samples per generation, same policy and temperature, 200 trials) and the Poisson prediction 1 − exp(−c·D/|R|·g_k) of Suresh et al. A token seen c times survives about c generations of pure re-estimation; how far the language model is from that is what the table shows. Also in tails.csv.",
@@ -217,18 +237,23 @@ fn tail_section(page: &mut Page, sweep: &Sweep, tails: &[super::tails::CellTails
     for t in tails {
         let colour = CELL_COLOURS[t.cell % CELL_COLOURS.len()];
         let label = &sweep.cells[t.cell].label;
-        let measured: Vec<(f64, f64)> = t.bins.iter().filter_map(|b| Some((b.mean_expected, b.measured[at].0.mean?))).collect();
+        let measured: Vec<(f64, f64)> =
+            t.bins.iter().filter_map(|b| Some((b.mean_expected, b.measured[at].0.mean?))).collect();
         let (mut upper, mut lower): (Vec<(f64, f64)>, Vec<(f64, f64)>) = t
             .bins
             .iter()
-            .filter_map(|b| Some(((b.mean_expected, b.measured[at].0.high()?), (b.mean_expected, b.measured[at].0.low()?))))
+            .filter_map(|b| {
+                Some(((b.mean_expected, b.measured[at].0.high()?), (b.mean_expected, b.measured[at].0.low()?)))
+            })
             .unzip();
         if upper.len() >= 2 {
             lower.reverse();
             upper.extend(lower);
             series.push(Series::new(format!("{label} 95% CI"), upper, SeriesStyle::Band).with_color(colour));
         }
-        lines.push(Series::new(format!("{label}: language model"), measured, SeriesStyle::LineAndMarkers).with_color(colour));
+        lines.push(
+            Series::new(format!("{label}: language model"), measured, SeriesStyle::LineAndMarkers).with_color(colour),
+        );
         let simulated: Vec<(f64, f64)> =
             t.bins.iter().filter_map(|b| Some((b.mean_expected, b.simulated.as_ref()?[at]))).collect();
         if !simulated.is_empty() {
@@ -236,10 +261,13 @@ fn tail_section(page: &mut Page, sweep: &Sweep, tails: &[super::tails::CellTails
         }
         let perfect: Vec<(f64, f64)> = t.bins.iter().filter_map(|b| Some((b.mean_expected, b.real_null?))).collect();
         if !perfect.is_empty() {
-            lines.push(Series::new(format!("{label}: real documents (null)"), perfect, SeriesStyle::Line).with_color(colour));
+            lines.push(
+                Series::new(format!("{label}: real documents (null)"), perfect, SeriesStyle::Line).with_color(colour),
+            );
         }
         if poisson.is_none() {
-            let p: Vec<(f64, f64)> = t.bins.iter().filter_map(|b| Some((b.mean_expected, b.predicted.as_ref()?[at]))).collect();
+            let p: Vec<(f64, f64)> =
+                t.bins.iter().filter_map(|b| Some((b.mean_expected, b.predicted.as_ref()?[at]))).collect();
             if !p.is_empty() {
                 poisson = Some(p);
             }
@@ -247,7 +275,9 @@ fn tail_section(page: &mut Page, sweep: &Sweep, tails: &[super::tails::CellTails
     }
     series.extend(lines);
     if let Some(p) = poisson {
-        series.push(Series::new("Poisson prediction (independent draws)", p, SeriesStyle::Dashed).with_color(REFERENCE_COLOUR));
+        series.push(
+            Series::new("Poisson prediction (independent draws)", p, SeriesStyle::Dashed).with_color(REFERENCE_COLOUR),
+        );
     }
     let chart = LineChart {
         title: format!("survival in S_{last} by expected count"),
@@ -272,7 +302,14 @@ fn tail_section(page: &mut Page, sweep: &Sweep, tails: &[super::tails::CellTails
                     let (s, missing) = &b.measured[c];
                     let sim = b.simulated.as_ref().map(|v| format!("{:.3}", v[c])).unwrap_or("–".into());
                     let pred = b.predicted.as_ref().map(|v| format!("{:.3}", v[c])).unwrap_or("–".into());
-                    let miss = if missing.is_empty() { String::new() } else { format!(" (missing seed {})", missing.iter().map(|m| m.to_string()).collect::<Vec<_>>().join(", ")) };
+                    let miss = if missing.is_empty() {
+                        String::new()
+                    } else {
+                        format!(
+                            " (missing seed {})",
+                            missing.iter().map(|m| m.to_string()).collect::<Vec<_>>().join(", ")
+                        )
+                    };
                     row.push(format!("{}{miss} / {sim} / {pred}", s.display(3)));
                 }
                 row.push(b.real_null.map_or("–".into(), |p| format!("{p:.3}")));
@@ -327,7 +364,14 @@ fn references(agg: &Aggregate, measure: &str, real_split: bool) -> Vec<(String, 
 
 /// Mean per cell against the generation (x = k for models, j = k+1 for corpora
 /// S_j), with a translucent 95% band where n ≥ 2, plus horizontal reference lines.
-fn generation_chart(sweep: &Sweep, agg: &Aggregate, measure: &str, kind: Kind, title: &str, refs: Option<Vec<(String, f64)>>) -> LineChart {
+fn generation_chart(
+    sweep: &Sweep,
+    agg: &Aggregate,
+    measure: &str,
+    kind: Kind,
+    title: &str,
+    refs: Option<Vec<(String, f64)>>,
+) -> LineChart {
     let x_of = |k: u32| match kind {
         Kind::Model => k as f64,
         Kind::Corpus => (k + 1) as f64,
@@ -378,4 +422,3 @@ fn generation_chart(sweep: &Sweep, agg: &Aggregate, measure: &str, kind: Kind, t
         series,
     }
 }
-

@@ -8,8 +8,8 @@
 //! node failed or was preempted; a restarted or resubmitted task resumes its run.
 use super::cells::Sweep;
 use super::launch::{describe_exit, record_exit, spawn, write_config, write_configs, LaunchOptions};
-use crate::layout::SweepPaths;
 use super::state::{is_finished, now_unix};
+use crate::layout::SweepPaths;
 use crate::layout::{write_atomic, write_json_atomic, Layout};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -64,8 +64,19 @@ pub fn script(layout: &Layout, sweep: &Sweep, opts: &SlurmOptions) -> Result<Str
     let n = sweep.runs.len();
     let mut s = String::new();
     let _ = writeln!(s, "#!/bin/bash");
-    let _ = writeln!(s, "# lmloop sweep {}: {} runs ({} cells × {} seeds), one array task per run.", sweep.spec.name, n, sweep.cells.len(), sweep.spec.seeds.len());
-    let _ = writeln!(s, "# Written by `lmloop sweep slurm {}`; submit with sbatch. A requeued or", sweep.spec.file.display());
+    let _ = writeln!(
+        s,
+        "# lmloop sweep {}: {} runs ({} cells × {} seeds), one array task per run.",
+        sweep.spec.name,
+        n,
+        sweep.cells.len(),
+        sweep.spec.seeds.len()
+    );
+    let _ = writeln!(
+        s,
+        "# Written by `lmloop sweep slurm {}`; submit with sbatch. A requeued or",
+        sweep.spec.file.display()
+    );
     let _ = writeln!(s, "# resubmitted task resumes its run; finished runs return at once.");
     let _ = writeln!(s, "#SBATCH --job-name={}", shell_quote(&format!("lmloop-{}", sweep.spec.name)));
     let throttle = opts.max_parallel.map(|k| format!("%{k}")).unwrap_or_default();
@@ -84,7 +95,10 @@ pub fn script(layout: &Layout, sweep: &Sweep, opts: &SlurmOptions) -> Result<Str
     // sbatch does not expand shell quotes in #SBATCH lines: the path must be plain.
     let logs_text = logs.display().to_string();
     if logs_text.contains(char::is_whitespace) {
-        bail!("the sweep folder {} contains whitespace, which #SBATCH --output cannot take; move the project", logs_text);
+        bail!(
+            "the sweep folder {} contains whitespace, which #SBATCH --output cannot take; move the project",
+            logs_text
+        );
     }
     let _ = writeln!(s, "#SBATCH --output={logs_text}/task-%a.log");
     let _ = writeln!(s, "#SBATCH --open-mode=append");
@@ -118,7 +132,8 @@ pub fn write_and_submit(layout: &Layout, sweep: &Sweep, opts: &SlurmOptions, sub
     let paths = SweepPaths::new(layout, &sweep.spec.name);
     let text = script(layout, sweep, opts)?;
     write_configs(sweep, &paths)?;
-    std::fs::create_dir_all(paths.slurm_logs()).with_context(|| format!("cannot create {}", paths.slurm_logs().display()))?;
+    std::fs::create_dir_all(paths.slurm_logs())
+        .with_context(|| format!("cannot create {}", paths.slurm_logs().display()))?;
     let script_path = paths.slurm_script();
     write_atomic(&script_path, text.as_bytes())?;
     {
@@ -130,11 +145,15 @@ pub fn write_and_submit(layout: &Layout, sweep: &Sweep, opts: &SlurmOptions, sub
         out.push_str(&format!("\nsubmit it with: sbatch {}", script_path.display()));
         return Ok(out);
     }
-    let result = std::process::Command::new("sbatch").arg("--parsable").arg(&script_path).current_dir(layout.root()).output();
+    let result =
+        std::process::Command::new("sbatch").arg("--parsable").arg(&script_path).current_dir(layout.root()).output();
     let output = match result {
         Ok(o) => o,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            bail!("sbatch was not found on this machine (is it a SLURM login node?); the script is at {}", script_path.display())
+            bail!(
+                "sbatch was not found on this machine (is it a SLURM login node?); the script is at {}",
+                script_path.display()
+            )
         }
         Err(e) => bail!("cannot run sbatch: {e}"),
     };
@@ -155,14 +174,29 @@ pub fn write_and_submit(layout: &Layout, sweep: &Sweep, opts: &SlurmOptions, sub
         runs: sweep.runs.iter().map(|r| r.name.clone()).collect(),
     };
     write_json_atomic(&paths.slurm_job(), &job)?;
-    out.push_str(&format!("\nsubmitted job {job_id}; follow it with `lmloop sweep status {}`", sweep.spec.file.display()));
+    out.push_str(&format!(
+        "\nsubmitted job {job_id}; follow it with `lmloop sweep status {}`",
+        sweep.spec.file.display()
+    ));
     Ok(out)
 }
 
 /// One array task: runs (or resumes) run `index`, blocking until it ends.
-pub fn run_task(layout: &Layout, sweep: &Sweep, index: usize, expect: Option<&str>, threads: usize, device: Option<String>) -> Result<()> {
+pub fn run_task(
+    layout: &Layout,
+    sweep: &Sweep,
+    index: usize,
+    expect: Option<&str>,
+    threads: usize,
+    device: Option<String>,
+) -> Result<()> {
     let Some(run) = sweep.runs.get(index) else {
-        bail!("array index {index} is out of range: sweep {} has {} runs (0..={})", sweep.spec.name, sweep.runs.len(), sweep.runs.len().saturating_sub(1));
+        bail!(
+            "array index {index} is out of range: sweep {} has {} runs (0..={})",
+            sweep.spec.name,
+            sweep.runs.len(),
+            sweep.runs.len().saturating_sub(1)
+        );
     };
     if let Some(expected) = expect {
         if expected != run.name {
@@ -180,7 +214,12 @@ pub fn run_task(layout: &Layout, sweep: &Sweep, index: usize, expect: Option<&st
         println!("run {} is already finished", run.name);
         return Ok(());
     }
-    println!("task {index}: run {} ({}), log {}", run.name, sweep.cells[run.cell].label, paths.log(&run.name).display());
+    println!(
+        "task {index}: run {} ({}), log {}",
+        run.name,
+        sweep.cells[run.cell].label,
+        paths.log(&run.name).display()
+    );
     let mut child = spawn(layout, &paths, run, &opts)?;
     let pid = child.id();
     let status = child.wait().context("cannot wait for the run's process")?;
@@ -246,7 +285,8 @@ mod tests {
     #[test]
     fn queue_lists_split_and_pending_tasks() {
         let q = parse_queue("0 RUNNING\n1 RUNNING\n[2-4,7%2] PENDING\n");
-        let want: Vec<(usize, &str)> = vec![(0, "RUNNING"), (1, "RUNNING"), (2, "PENDING"), (3, "PENDING"), (4, "PENDING"), (7, "PENDING")];
+        let want: Vec<(usize, &str)> =
+            vec![(0, "RUNNING"), (1, "RUNNING"), (2, "PENDING"), (3, "PENDING"), (4, "PENDING"), (7, "PENDING")];
         assert_eq!(q.iter().map(|(k, v)| (*k, v.as_str())).collect::<Vec<_>>(), want);
     }
 

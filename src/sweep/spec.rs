@@ -137,7 +137,8 @@ fn named_axis(key: &str) -> Option<&'static str> {
 impl SweepSpec {
     /// Reads and validates a sweep file (not yet its cells: see `cells::expand`).
     pub fn load(path: &Path) -> Result<SweepSpec> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read sweep file {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("cannot read sweep file {}", path.display()))?;
         Self::parse(path, &text).with_context(|| format!("invalid sweep file {}", path.display()))
     }
 
@@ -147,11 +148,14 @@ impl SweepSpec {
         check_name(&raw.name)?;
         let folder = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
         let base = folder.join(&raw.base);
-        let base_text = std::fs::read_to_string(&base)
-            .with_context(|| format!("cannot read the base config {} (base is relative to the sweep file)", base.display()))?;
-        let base_toml: toml::Value = toml::from_str(&base_text)
-            .map_err(|e| anyhow::anyhow!("the base config {} is not valid TOML: {}", base.display(), e.message().trim()))?;
-        crate::config::Config::from_toml(&base_text).with_context(|| format!("the base config {} is invalid", base.display()))?;
+        let base_text = std::fs::read_to_string(&base).with_context(|| {
+            format!("cannot read the base config {} (base is relative to the sweep file)", base.display())
+        })?;
+        let base_toml: toml::Value = toml::from_str(&base_text).map_err(|e| {
+            anyhow::anyhow!("the base config {} is not valid TOML: {}", base.display(), e.message().trim())
+        })?;
+        crate::config::Config::from_toml(&base_text)
+            .with_context(|| format!("the base config {} is invalid", base.display()))?;
 
         let generations = match raw.generations {
             Some(n) => n,
@@ -196,7 +200,8 @@ impl SweepSpec {
         let mut grids = Vec::new();
         for (i, g) in grids_raw.into_iter().enumerate() {
             let label = if many { format!("grid {}", i + 1) } else { "grid".to_string() };
-            let parsed: GridToml = g.try_into().map_err(|e: toml::de::Error| anyhow::anyhow!("{label}: {}", e.message().trim()))?;
+            let parsed: GridToml =
+                g.try_into().map_err(|e: toml::de::Error| anyhow::anyhow!("{label}: {}", e.message().trim()))?;
             grids.push(parsed.validate(&label, &set)?);
         }
         Ok(SweepSpec {
@@ -361,10 +366,14 @@ mod tests {
         assert!(err(&format!("{HEAD}[grid]\n")).contains("grid is empty"));
         assert!(err(&format!("{HEAD}[grid]\ntemperature = []\n")).contains("grid.temperature is empty"));
         assert!(err(&format!("{HEAD}[grid]\nreal_fraction = [0.5, 1.5]\n")).contains("outside [0, 1]"));
-        assert!(err("name = \"s\"\nbase = \"base.toml\"\nseeds = [1, 1]\n[grid]\npolicy = [\"replace\"]\n").contains("seeds lists 1 twice"));
+        assert!(err("name = \"s\"\nbase = \"base.toml\"\nseeds = [1, 1]\n[grid]\npolicy = [\"replace\"]\n")
+            .contains("seeds lists 1 twice"));
         assert!(err(&format!("{HEAD}[grid]\nconfig = {{ \"train.seed\" = [1, 2] }}\n")).contains("top-level `seeds`"));
-        assert!(err(&format!("{HEAD}[grid]\nconfig = {{ \"sample.temperature\" = [1.0] }}\n")).contains("use grid.temperature"));
-        assert!(err("name = \"a b\"\nbase = \"base.toml\"\nseeds = [1]\n[grid]\npolicy = [\"replace\"]\n").contains("name must be"));
-        assert!(err("name = \"s\"\nbase = \"missing.toml\"\nseeds = [1]\n[grid]\npolicy = [\"replace\"]\n").contains("cannot read the base config"));
+        assert!(err(&format!("{HEAD}[grid]\nconfig = {{ \"sample.temperature\" = [1.0] }}\n"))
+            .contains("use grid.temperature"));
+        assert!(err("name = \"a b\"\nbase = \"base.toml\"\nseeds = [1]\n[grid]\npolicy = [\"replace\"]\n")
+            .contains("name must be"));
+        assert!(err("name = \"s\"\nbase = \"missing.toml\"\nseeds = [1]\n[grid]\npolicy = [\"replace\"]\n")
+            .contains("cannot read the base config"));
     }
 }

@@ -6,8 +6,8 @@
 //! code it failed with. A record saying "running" whose process is gone (the sweep
 //! was killed, the node rebooted) reads as *interrupted*: a rerun resumes it.
 use super::cells::{Run, Sweep};
-use crate::layout::SweepPaths;
 use super::tables::finished_generations;
+use crate::layout::SweepPaths;
 use crate::layout::{read_json, write_json_atomic, Layout};
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
@@ -33,8 +33,13 @@ pub struct StateRecord {
 #[derive(Debug, Clone, PartialEq)]
 pub enum RunState {
     Finished,
-    Running { host: String, executor: String },
-    Failed { exit_code: Option<i32> },
+    Running {
+        host: String,
+        executor: String,
+    },
+    Failed {
+        exit_code: Option<i32>,
+    },
     /// Started, not finished, no process on it: a rerun resumes it.
     Interrupted,
     NotStarted,

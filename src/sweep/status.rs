@@ -3,10 +3,10 @@
 //! Read from disk (what the runs and executors left behind), plus SLURM's own view
 //! of the array when a job was submitted and `squeue` is available.
 use super::cells::Sweep;
-use crate::layout::SweepPaths;
 use super::slurm::{queue_states, submitted_job};
 use super::state::{run_status, RunState};
 use crate::layout::Layout;
+use crate::layout::SweepPaths;
 use anyhow::Result;
 use std::fmt::Write as _;
 
@@ -22,7 +22,11 @@ pub fn format_status(layout: &Layout, sweep: &Sweep) -> Result<String> {
                 Some((j, q))
             }
             Err(e) => {
-                let _ = writeln!(s, "SLURM job {} (squeue unavailable: {e:#}); showing what the runs left on disk", j.job_id);
+                let _ = writeln!(
+                    s,
+                    "SLURM job {} (squeue unavailable: {e:#}); showing what the runs left on disk",
+                    j.job_id
+                );
                 None
             }
         },
@@ -36,7 +40,11 @@ pub fn format_status(layout: &Layout, sweep: &Sweep) -> Result<String> {
         let mut detail = match &st.state {
             RunState::Running { host, executor } => format!("{executor} on {host}"),
             RunState::Failed { exit_code } => {
-                format!("exit code {}; log {}", exit_code.map(|c| c.to_string()).unwrap_or("?".into()), paths.log(&run.name).display())
+                format!(
+                    "exit code {}; log {}",
+                    exit_code.map(|c| c.to_string()).unwrap_or("?".into()),
+                    paths.log(&run.name).display()
+                )
             }
             RunState::Interrupted => "resumes on the next `sweep run` or task".to_string(),
             _ => String::new(),
@@ -45,11 +53,22 @@ pub fn format_status(layout: &Layout, sweep: &Sweep) -> Result<String> {
             // The index in the submitted array, which may differ if the file changed since.
             if let Some(task) = j.runs.iter().position(|r| r == &run.name) {
                 if let Some(state) = q.get(&task) {
-                    detail = format!("SLURM task {}_{task} {state}{}{detail}", j.job_id, if detail.is_empty() { "" } else { "; " });
+                    detail = format!(
+                        "SLURM task {}_{task} {state}{}{detail}",
+                        j.job_id,
+                        if detail.is_empty() { "" } else { "; " }
+                    );
                 }
             }
         }
-        let _ = writeln!(s, "{i:<4} {:<48} {:>6} {:>6}  {:<12} {detail}", run.name, run.seed, format!("{}/{n_gen}", st.generations_done), st.state.word());
+        let _ = writeln!(
+            s,
+            "{i:<4} {:<48} {:>6} {:>6}  {:<12} {detail}",
+            run.name,
+            run.seed,
+            format!("{}/{n_gen}", st.generations_done),
+            st.state.word()
+        );
     }
     let summary: Vec<String> = counts.iter().map(|(k, v)| format!("{v} {k}")).collect();
     let _ = writeln!(s, "{} runs: {}", sweep.runs.len(), summary.join(", "));

@@ -15,7 +15,12 @@ pub fn read_csv(path: &Path) -> Result<Option<Vec<Row>>> {
         return Ok(None);
     }
     let mut reader = csv::Reader::from_path(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let header: Vec<String> = reader.headers().with_context(|| format!("{} has no header row", path.display()))?.iter().map(str::to_string).collect();
+    let header: Vec<String> = reader
+        .headers()
+        .with_context(|| format!("{} has no header row", path.display()))?
+        .iter()
+        .map(str::to_string)
+        .collect();
     let mut rows = Vec::new();
     for record in reader.records() {
         let record = record.with_context(|| format!("malformed row in {}", path.display()))?;

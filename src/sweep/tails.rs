@@ -122,8 +122,10 @@ pub fn tails(layout: &Layout, sweep: &Sweep) -> Result<Vec<CellTails>> {
                     let column = crate::layout::gen_name(k as u32).replace('-', "_");
                     let (mut shares, mut missing) = (Vec::new(), missing_table.clone());
                     for (seed, rows) in &tables {
-                        let present: Option<Vec<bool>> =
-                            ids.iter().map(|&id| rows.get(id).and_then(|r| number(r, &column)).map(|c| c > 0.0)).collect();
+                        let present: Option<Vec<bool>> = ids
+                            .iter()
+                            .map(|&id| rows.get(id).and_then(|r| number(r, &column)).map(|c| c > 0.0))
+                            .collect();
                         match present {
                             Some(p) => shares.push(p.iter().filter(|&&x| x).count() as f64 / ids.len() as f64),
                             None => missing.push(*seed),
@@ -141,8 +143,10 @@ pub fn tails(layout: &Layout, sweep: &Sweep) -> Result<Vec<CellTails>> {
             let per_seed: Vec<f64> = tables
                 .iter()
                 .filter_map(|(_, rows)| {
-                    let p: Option<Vec<f64>> =
-                        ids.iter().map(|&id| rows.get(id).and_then(|r| number(r, "null_presence_real_documents"))).collect();
+                    let p: Option<Vec<f64>> = ids
+                        .iter()
+                        .map(|&id| rows.get(id).and_then(|r| number(r, "null_presence_real_documents")))
+                        .collect();
                     p.map(|p| p.iter().sum::<f64>() / p.len().max(1) as f64)
                 })
                 .collect();
@@ -166,8 +170,21 @@ pub fn tails(layout: &Layout, sweep: &Sweep) -> Result<Vec<CellTails>> {
 pub fn tails_csv(sweep: &Sweep, tails: &[CellTails]) -> Result<Vec<u8>> {
     let mut w = csv::Writer::from_writer(Vec::new());
     w.write_record([
-        "cell", "label", "expected_count_low", "expected_count_high", "tokens", "corpus", "n", "mean_survival", "sd", "ci95_low",
-        "ci95_high", "missing_seeds", "theory_simulated", "poisson_predicted", "real_documents_null",
+        "cell",
+        "label",
+        "expected_count_low",
+        "expected_count_high",
+        "tokens",
+        "corpus",
+        "n",
+        "mean_survival",
+        "sd",
+        "ci95_low",
+        "ci95_high",
+        "missing_seeds",
+        "theory_simulated",
+        "poisson_predicted",
+        "real_documents_null",
     ])?;
     let opt = |v: Option<f64>| v.map(|x| format!("{x}")).unwrap_or_default();
     for t in tails {

@@ -8,7 +8,6 @@
 //! samples are never tempered: temperature is a property of sampling a model.
 //! Generation 0 is p₀ itself.
 
-
 use anyhow::Result;
 use indicatif::ProgressBar;
 use rayon::prelude::*;
@@ -19,8 +18,6 @@ pub use super::discrete_config::DiscreteConfig;
 use super::predictions::{expected_squared_distance, gini_simpson};
 use super::survival::{survival_bins, survival_checkpoints, SurvivalBin};
 use super::trial_stats::{per_generation, TrialStats};
-
-
 
 /// Statistics over trials of a discrete simulation; vectors indexed by
 /// generation k = 0..=generations hold one entry per generation.

@@ -71,4 +71,3 @@ impl DiscreteConfig {
         self.temperature == 1.0
     }
 }
-

@@ -41,7 +41,10 @@ pub fn write_discrete_report(config: &DiscreteConfig, result: &DiscreteResult, f
         write_svg_and_png(&render_svg(&chart)?, &folder.join(name))?;
     }
     let summary = discrete_summary(config, result);
-    crate::layout::write_atomic(&folder.join("config.json"), serde_json::to_string_pretty(&resolved_config(config))?.as_bytes())?;
+    crate::layout::write_atomic(
+        &folder.join("config.json"),
+        serde_json::to_string_pretty(&resolved_config(config))?.as_bytes(),
+    )?;
     crate::layout::write_atomic(&folder.join("summary.txt"), summary.as_bytes())?;
     Ok(summary)
 }

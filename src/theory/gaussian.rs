@@ -12,7 +12,6 @@
 //! √(χ²_{n−1}/d) matters, and the chain is followed in log space so that
 //! σ̂_k can fall below the smallest double without ln σ̂_k becoming −∞.
 
-
 use anyhow::{bail, Result};
 use indicatif::ProgressBar;
 use rand::Rng;
@@ -27,7 +26,6 @@ use super::trial_stats::{per_generation, TrialStats};
 /// Above this many (trial, generation) pairs the trajectories (8 bytes each)
 /// would take more than about a gigabyte.
 pub const MAX_TRIAL_GENERATIONS: usize = 125_000_000;
-
 
 /// A validated Gaussian simulation.
 #[derive(Clone, Debug, PartialEq)]

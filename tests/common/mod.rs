@@ -66,7 +66,10 @@ pub fn assert_clear_error(result: &(i32, String, String), needle: &str) {
     assert_eq!(errors.len(), 1, "expected one error line, got: {stderr}");
     let last = lines.last().expect("an error message");
     assert!(last.starts_with("error: "), "{stderr}");
-    assert!(!stderr.contains("internal error") && !stderr.contains("backtrace") && !stderr.contains("panicked"), "{stderr}");
+    assert!(
+        !stderr.contains("internal error") && !stderr.contains("backtrace") && !stderr.contains("panicked"),
+        "{stderr}"
+    );
     assert!(last.contains(needle), "expected '{needle}' in: {stderr}");
 }
 
@@ -88,7 +91,15 @@ pub fn train_tiny(root: &Path) -> (PathBuf, PathBuf) {
     let out = root.join("ckpt");
     let r = lmloop(
         root,
-        &["train", "--config", tiny_config().to_str().unwrap(), "--data", data.to_str().unwrap(), "--out", out.to_str().unwrap()],
+        &[
+            "train",
+            "--config",
+            tiny_config().to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
     );
     assert_eq!(r.0, 0, "train failed: {}", r.2);
     (out, data)

@@ -4,6 +4,7 @@
 #   make generations N=10     the recursive loop (POLICY, TEMP, LAMBDA, SEED, CONFIG, RUN);
 #                             RUN defaults to the binary's name for the settings, e.g. replace-t1.0-s1337
 #   make test                 the test suite
+#   make lint                 rustfmt --check and clippy with warnings as errors (CI runs both)
 #   make test-cuda            the test suite with models on the GPU (LMLOOP_DEVICE=cuda)
 #   make bench                throughput against PyTorch eager and transformers generate references, as ratios
 #                             (CONFIG, PRECISION=fp32|bf16; on a GPU with LMLOOP_DEVICE=cuda or the config's device)
@@ -44,7 +45,7 @@ SEED ?= 1337
 CONFIG ?= configs/default.toml
 CORPUS := corpora/real/shakespeare
 
-.PHONY: setup build demo generations test test-cuda bench reproduce test-slurm
+.PHONY: setup build demo generations test lint test-cuda bench reproduce test-slurm
 
 setup: $(TORCH_STAMP)
 
@@ -83,6 +84,10 @@ generations: $(BIN) $(CORPUS)/meta.json
 
 test: $(TORCH_STAMP) $(INTEROP_STAMP)
 	cargo test --release
+
+lint: $(TORCH_STAMP)
+	cargo fmt --check
+	cargo clippy --release --all-targets -- -D warnings
 
 # The same suite with every model test and every lmloop command on the GPU
 # (LMLOOP_DEVICE=cuda; the CPU stays the default everywhere else).

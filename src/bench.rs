@@ -18,6 +18,7 @@
 //! `rounds` times, lmloop and the references alternating; each figure is the median
 //! over rounds with the lowest and highest beside it, and each ratio is the median of
 //! the per-round ratios.
+use crate::choice::Choice;
 use crate::config::Config;
 use crate::model::{non_embedding_parameter_count, Model};
 use crate::sample::{sample_corpus, sample_uncached, Decoder, Engine, SampleRequest, SampleTimes, Sampling};

@@ -5,7 +5,8 @@
 //! `DONE` written last, and the folder renamed into place (the rename flushed too), so
 //! a folder with the final name is always complete, even after a power cut.
 use crate::config::ModelConfig;
-use crate::layout::{is_done, mark_done, read_json, write_json_atomic, CheckpointFiles};
+use crate::durable::{is_done, mark_done, read_json, write_json_atomic};
+use crate::layout::CheckpointPaths;
 use crate::model::Model;
 use crate::tokenizer::Vocab;
 use anyhow::{bail, Context, Result};
@@ -84,9 +85,10 @@ impl Checkpoint {
         if !is_done(dir) {
             bail!("{} is not a finished checkpoint (it has no DONE marker)", dir.display());
         }
-        let cfg: ModelConfig = read_json(&dir.join(CheckpointFiles::CONFIG))?;
-        cfg.validate().with_context(|| format!("in {}", dir.join(CheckpointFiles::CONFIG).display()))?;
-        let vocab = Vocab::load(&dir.join(CheckpointFiles::TOKENIZER))?;
+        let files = CheckpointPaths::new(dir);
+        let cfg: ModelConfig = read_json(&files.config())?;
+        cfg.validate().with_context(|| format!("in {}", files.config().display()))?;
+        let vocab = Vocab::load(&files.tokenizer())?;
         if vocab.vocab_size() as i64 != cfg.vocab_size {
             bail!(
                 "checkpoint {} is inconsistent: its tokenizer has {} tokens but its model config says {}",
@@ -97,8 +99,8 @@ impl Checkpoint {
         }
         let mut vs = nn::VarStore::new(device);
         let model = Model::new(&vs.root(), &cfg);
-        load_weights(&mut vs, &dir.join(CheckpointFiles::WEIGHTS))?;
-        let state = read_json(&dir.join(CheckpointFiles::STATE))?;
+        load_weights(&mut vs, &files.weights())?;
+        let state = read_json(&files.state())?;
         Ok(Self { dir: dir.to_path_buf(), vs, model, vocab, state })
     }
 }
@@ -149,20 +151,20 @@ pub fn save(
     state: &TrainingState,
     log: Option<&Path>,
 ) -> Result<()> {
-    let tmp = crate::layout::temp_path(dir);
+    let tmp = crate::durable::temp_path(dir);
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp).ok();
     }
     std::fs::create_dir_all(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-    vs.save(tmp.join(CheckpointFiles::WEIGHTS))
-        .with_context(|| format!("cannot write weights into {}", tmp.display()))?;
-    crate::layout::sync_file(&tmp.join(CheckpointFiles::WEIGHTS))?;
-    write_json_atomic(&tmp.join(CheckpointFiles::CONFIG), cfg)?;
-    write_json_atomic(&tmp.join(CheckpointFiles::STATE), state)?;
-    vocab.save(&tmp.join(CheckpointFiles::TOKENIZER))?;
+    let files = CheckpointPaths::new(&tmp);
+    vs.save(files.weights()).with_context(|| format!("cannot write weights into {}", tmp.display()))?;
+    crate::durable::sync_file(&files.weights())?;
+    write_json_atomic(&files.config(), cfg)?;
+    write_json_atomic(&files.state(), state)?;
+    vocab.save(&files.tokenizer())?;
     if let Some(log) = log {
-        std::fs::copy(log, tmp.join(CheckpointFiles::LOG)).with_context(|| format!("cannot copy {}", log.display()))?;
-        crate::layout::sync_file(&tmp.join(CheckpointFiles::LOG))?;
+        std::fs::copy(log, files.train_log()).with_context(|| format!("cannot copy {}", log.display()))?;
+        crate::durable::sync_file(&files.train_log())?;
     }
     // The tokenizer and JSON files were flushed as they were written (`write_atomic`);
     // DONE is written, and flushed with the folder, only after all of them.
@@ -170,5 +172,5 @@ pub fn save(
     if dir.exists() {
         std::fs::remove_dir_all(dir).with_context(|| format!("cannot replace {}", dir.display()))?;
     }
-    crate::layout::rename_durably(&tmp, dir)
+    crate::durable::rename_durably(&tmp, dir)
 }

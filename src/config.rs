@@ -3,13 +3,16 @@
 //! Every field has a documented default, unknown keys are rejected, and
 //! impossible values are rejected at load time with the field's name, so a
 //! typo never silently falls back to a default.
+pub use crate::choice::Choice;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 /// Which decoder architecture to build.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
+#[value(rename_all = "lowercase")]
 pub enum Arch {
     /// Pre-LayerNorm, GELU MLP, learned positions, tied embeddings (GPT-2).
     Gpt2,
@@ -99,7 +102,6 @@ impl Default for ModelConfig {
 }
 
 impl ModelConfig {
-    /// A model small enough to train in seconds, for tests.
     /// A one-line description, e.g. `gpt2 4l 4h 96e ctx 128 vocab 2048`.
     pub fn describe(&self) -> String {
         format!(
@@ -109,6 +111,7 @@ impl ModelConfig {
         .to_lowercase()
     }
 
+    /// A model small enough to train in seconds, for tests.
     pub fn tiny(vocab_size: i64) -> Self {
         Self { n_layer: 2, n_head: 2, n_embd: 32, block_size: 32, vocab_size, ..Self::default() }
     }
@@ -179,9 +182,7 @@ impl ModelConfig {
         }
         Ok(())
     }
-}
 
-impl ModelConfig {
     /// The settings that set an evaluation's memory, for an out-of-memory message.
     pub fn evaluation_memory(&self) -> String {
         format!("model.block_size (now {}) or the model's width (model.n_embd, now {})", self.block_size, self.n_embd)
@@ -189,21 +190,12 @@ impl ModelConfig {
 }
 
 /// What fixes the length of one training run (see `TrainConfig::budget`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
+#[value(rename_all = "lowercase")]
 pub enum Budget {
     Epochs,
     Tokens,
-}
-
-impl Budget {
-    /// The name in config files and in `generations.csv`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Budget::Epochs => "epochs",
-            Budget::Tokens => "tokens",
-        }
-    }
 }
 
 /// How long and how to train one model.
@@ -243,11 +235,10 @@ pub struct TrainConfig {
     pub seed: u64,
     /// Write a mid-training snapshot (weights, optimizer state, position) every this
     /// many optimizer steps, so a killed or requeued run resumes from the last one and
-    /// ends exactly as an uninterrupted run; 0 disables snapshots. Default 500. On the
-    /// development CPU (2 shared cores) one snapshot took about 40 ms for the default
-    /// model and 0.34 s for `configs/gpu.toml`'s 10.7M-parameter model (weights plus
-    /// two AdamW moments, 130 MB), so every 500 steps costs next to nothing, while a
-    /// GPU that runs a few steps per second loses only minutes of work to a kill.
+    /// ends exactly as an uninterrupted run; 0 disables snapshots. Default 500: a
+    /// snapshot costs a fraction of a second (the README's Measured section), so every
+    /// 500 steps costs next to nothing, while a GPU that runs a few steps per second
+    /// loses only minutes of work to a kill.
     pub checkpoint_interval: i64,
     /// Arithmetic of the training forward and backward passes: `fp32` (default) or
     /// `bf16`, mixed precision as autocast does it: matrix products and attention in
@@ -261,8 +252,9 @@ pub struct TrainConfig {
 }
 
 /// See [`TrainConfig::precision`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
+#[value(rename_all = "lowercase")]
 pub enum Precision {
     #[default]
     Fp32,
@@ -272,14 +264,6 @@ pub enum Precision {
 impl Precision {
     pub fn is_fp32(&self) -> bool {
         *self == Precision::Fp32
-    }
-
-    /// The name in config files.
-    pub fn name(self) -> &'static str {
-        match self {
-            Precision::Fp32 => "fp32",
-            Precision::Bf16 => "bf16",
-        }
     }
 
     /// The reduced kind matrix products run in, if any.
@@ -401,12 +385,12 @@ impl Default for SampleConfig {
 }
 
 impl SampleConfig {
-    pub fn validate(&self) -> Result<()> {
-        crate::sample::Sampling::named(
+    fn validate(&self, names: &KeyNames) -> Result<()> {
+        crate::sample::sampling::Sampling::named(
             self.temperature,
             self.top_k,
             self.top_p,
-            ["sample.temperature", "sample.top_k", "sample.top_p"],
+            [&names.of("sample.temperature"), &names.of("sample.top_k"), &names.of("sample.top_p")],
         )?;
         if self.batch_size <= 0 {
             bail!("sample.batch_size must be positive, got {}", self.batch_size);
@@ -469,13 +453,14 @@ pub struct GenerationsConfig {
 impl GenerationsConfig {
     /// The data policy with its real share, checked (also at load: [`Config::validate`]).
     pub fn policy(&self) -> Result<crate::policy::Policy> {
-        crate::policy::Policy::new(self.policy, self.real_fraction)
+        crate::policy::Policy::new(self.policy, self.real_fraction, "generations.real_fraction")
     }
 }
 
 /// How generation k ≥ 1 is initialised (`generations.init`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
+#[value(rename_all = "lowercase")]
 pub enum Init {
     /// Random weights.
     #[default]
@@ -487,22 +472,15 @@ pub enum Init {
 }
 
 /// Where a model runs (`runtime.device`, `--device`, `LMLOOP_DEVICE`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
+#[value(rename_all = "lowercase")]
 pub enum DeviceChoice {
     /// CUDA when libtorch sees a GPU, else the CPU.
     #[default]
     Auto,
     Cpu,
     Cuda,
-}
-
-/// Parses a command-line value into a config type, with the spellings and the error
-/// message ("unknown variant `x`, expected one of …") that config files get.
-pub fn parse_value<T: serde::de::DeserializeOwned>(key: &str, value: &str) -> Result<T> {
-    use serde::de::IntoDeserializer;
-    let text: serde::de::value::StrDeserializer<'_, serde::de::value::Error> = value.into_deserializer();
-    T::deserialize(text).map_err(|e| anyhow::anyhow!("{key}: {e}"))
 }
 
 impl Default for GenerationsConfig {
@@ -558,6 +536,52 @@ impl Default for RuntimeConfig {
     }
 }
 
+/// How the user wrote each setting, for messages: the flag of a command that offers
+/// one, unless the value came from the config file (then its key).
+#[derive(Debug, Clone, Default)]
+pub struct KeyNames {
+    /// Keys the config file sets.
+    in_file: BTreeSet<String>,
+    /// Keys a flag of this command can set, with the flag and whether it was given.
+    flags: BTreeMap<&'static str, (&'static str, bool)>,
+}
+
+impl KeyNames {
+    /// The keys of a config file's text (unparsable text sets none).
+    pub fn from_toml(text: &str) -> Self {
+        fn walk(prefix: &str, v: &toml::Value, out: &mut BTreeSet<String>) {
+            if let toml::Value::Table(t) = v {
+                for (k, v) in t {
+                    let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                    walk(&key, v, out);
+                    out.insert(key);
+                }
+            }
+        }
+        let mut in_file = BTreeSet::new();
+        if let Ok(v) = toml::from_str::<toml::Value>(text) {
+            walk("", &v, &mut in_file);
+        }
+        Self { in_file, flags: BTreeMap::new() }
+    }
+
+    /// The command offers `flag` for `key`; `given` says whether this invocation used it.
+    pub fn offer(&mut self, key: &'static str, flag: &'static str, given: bool) {
+        self.flags.insert(key, (flag, given));
+    }
+
+    /// How to name `key`: the flag when it was given, the key when the file sets it or
+    /// the command has no flag for it, and both (`key (flag)`) for a setting neither
+    /// gave, so a message about a missing value says both ways to give it.
+    pub fn of(&self, key: &str) -> String {
+        match self.flags.get(key) {
+            Some(&(flag, true)) => flag.to_string(),
+            Some(&(flag, false)) if !self.in_file.contains(key) => format!("{key} ({flag})"),
+            _ => key.to_string(),
+        }
+    }
+}
+
 /// A whole run configuration file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
@@ -594,24 +618,52 @@ impl Config {
         Self::from_toml(&text).with_context(|| format!("invalid config file {}", path.display()))
     }
 
+    /// Parses and validates a configuration's TOML text.
     pub fn from_toml(text: &str) -> Result<Self> {
-        let cfg: Config = toml::from_str(text).map_err(|e| anyhow::anyhow!("{}", e.message()))?;
+        let cfg = Self::parse_toml(text)?;
         cfg.validate()?;
         Ok(cfg)
     }
 
+    /// Parses a configuration's TOML text (unknown keys and wrong types are refused)
+    /// without checking its values, for a command that overrides some of them first
+    /// and then calls [`Config::validate_named`].
+    pub fn parse_toml(text: &str) -> Result<Self> {
+        toml::from_str(text).map_err(|e| anyhow::anyhow!("{}", e.message()))
+    }
+
+    /// Checks every value; messages name the keys as in a config file.
     pub fn validate(&self) -> Result<()> {
+        self.validate_named(&KeyNames::default())
+    }
+
+    /// Checks every value, the one place they are checked; messages name each key the
+    /// way the user wrote it (`names`: a flag, or the config key).
+    pub fn validate_named(&self, names: &KeyNames) -> Result<()> {
         self.model.validate()?;
         self.train.validate()?;
-        self.sample.validate()?;
-        self.generations.policy().map_err(|e| anyhow::anyhow!("generations.policy: {e}"))?;
-        if self.generations.init == Init::Pretrained && self.generations.init_from.is_none() {
+        self.sample.validate(names)?;
+        let g = &self.generations;
+        if g.generations == 0 {
             bail!(
-                "generations.init = 'pretrained' needs generations.init_from (the transformers folder whose weights every generation starts from)"
+                "{} must be at least 1 (generation 0 trains on real data; N more follow)",
+                names.of("generations.generations")
             );
         }
-        if self.generations.init_from.as_deref().is_some_and(|d| d.trim().is_empty()) {
-            bail!("generations.init_from is empty; name a transformers model folder, or remove the key");
+        crate::policy::Policy::new(g.policy, g.real_fraction, &names.of("generations.real_fraction"))
+            .map_err(|e| anyhow::anyhow!("{}: {e}", names.of("generations.policy")))?;
+        if g.init == Init::Pretrained && g.init_from.is_none() {
+            bail!(
+                "{} = 'pretrained' needs {} (the transformers folder whose weights every generation starts from)",
+                names.of("generations.init"),
+                names.of("generations.init_from")
+            );
+        }
+        if g.init_from.as_deref().is_some_and(|d| d.trim().is_empty()) {
+            bail!(
+                "{} is empty; name a transformers model folder, or remove the key",
+                names.of("generations.init_from")
+            );
         }
         if let Some(f) = self.generations.holdout_fraction {
             if !(f > 0.0 && f < 1.0) {
@@ -654,5 +706,50 @@ mod tests {
     fn round_trips() {
         let cfg = Config::default();
         assert_eq!(Config::from_toml(&cfg.to_toml()).unwrap(), cfg);
+    }
+
+    /// Every choice is spelled the same in config files (serde) and on the command line
+    /// (clap), so a value written either way means the same.
+    #[test]
+    fn choices_are_spelled_alike_in_files_and_flags() {
+        fn check<T: Choice + Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug>() {
+            for v in T::value_variants() {
+                let serde_name = toml::Value::try_from(v).unwrap().as_str().unwrap().to_string();
+                assert_eq!(serde_name, v.name());
+                assert_eq!(&T::parse_named("key", &serde_name).unwrap(), v);
+                let back: T = toml::Value::String(v.name()).try_into().unwrap();
+                assert_eq!(&back, v);
+            }
+            assert!(T::parse_named("key", "no-such").unwrap_err().to_string().contains(&T::names()));
+        }
+        check::<Arch>();
+        check::<Budget>();
+        check::<Precision>();
+        check::<Init>();
+        check::<DeviceChoice>();
+        check::<crate::policy::PolicyName>();
+    }
+
+    /// A value from the file is named by its key, one from a flag by the flag; a key
+    /// neither sets is named both ways.
+    #[test]
+    fn messages_name_keys_as_the_user_wrote_them() {
+        let text = "[generations]\ngenerations = 0\n";
+        let cfg = Config::parse_toml(text).unwrap();
+        let mut names = KeyNames::from_toml(text);
+        names.offer("generations.generations", "-n", false);
+        let e = cfg.validate_named(&names).unwrap_err().to_string();
+        assert!(e.starts_with("generations.generations must be at least 1"), "{e}");
+        names.offer("generations.generations", "-n", true);
+        let e = cfg.validate_named(&names).unwrap_err().to_string();
+        assert!(e.starts_with("-n must be at least 1"), "{e}");
+        let mut cfg = Config::default();
+        cfg.generations.policy = crate::policy::PolicyName::Mix;
+        let e = format!("{:#}", cfg.validate().unwrap_err());
+        assert!(e.contains("needs generations.real_fraction"), "{e}");
+        let mut names = KeyNames::from_toml("");
+        names.offer("generations.real_fraction", "--real-fraction", false);
+        let e = format!("{:#}", cfg.validate_named(&names).unwrap_err());
+        assert!(e.contains("needs generations.real_fraction (--real-fraction)"), "{e}");
     }
 }

@@ -7,7 +7,8 @@
 //! on another device or thread count goes on, with a warning: libtorch's kernels sum in
 //! a different order there, so numbers computed from then on may differ from an
 //! uninterrupted run in the last digits, while every completed generation is kept.
-use crate::layout::{read_json, write_json_atomic, RealCorpus};
+use crate::durable::{read_json, write_json_atomic};
+use crate::layout::RealCorpus;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};

@@ -429,8 +429,8 @@ fn system_fonts() -> Arc<resvg::usvg::fontdb::Database> {
 /// Writes `PATH.svg` and `PATH.png`, each atomically (temporary name, then rename).
 pub fn write_svg_and_png(svg: &str, path_without_ext: &Path) -> Result<()> {
     let png = render_png(svg).with_context(|| format!("rendering {}.png", path_without_ext.display()))?;
-    crate::layout::write_atomic(&with_extension(path_without_ext, "svg"), svg.as_bytes())?;
-    crate::layout::write_atomic(&with_extension(path_without_ext, "png"), &png)
+    crate::durable::write_atomic(&with_extension(path_without_ext, "svg"), svg.as_bytes())?;
+    crate::durable::write_atomic(&with_extension(path_without_ext, "png"), &png)
 }
 
 /// Appends an extension without replacing a dot already in the stem

@@ -24,6 +24,7 @@
 //! `real` draws D tokens from it afresh every generation, never R itself. The control
 //! has the size and the passes of `replace` and no synthetic data, so it separates
 //! "less or repeated data" from "synthetic data".
+use crate::choice::Choice;
 use crate::stream::TokenStream;
 use crate::tokens::{document_ranges, TokenFile};
 use anyhow::{bail, Result};
@@ -49,11 +50,10 @@ pub enum Policy {
     Real,
 }
 
-pub const POLICY_NAMES: &str = "replace, accumulate, accumulate-subsample, mix, fresh, real";
-
-/// The `generations.policy` key: a policy's name, before its λ is attached.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+/// The `generations.policy` key and `--policy`: a policy's name, before its λ is attached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
+#[value(rename_all = "kebab-case")]
 pub enum PolicyName {
     #[default]
     Replace,
@@ -64,82 +64,59 @@ pub enum PolicyName {
     Real,
 }
 
-impl PolicyName {
-    /// The name as written in config files and on the command line.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PolicyName::Replace => "replace",
-            PolicyName::Accumulate => "accumulate",
-            PolicyName::AccumulateSubsample => "accumulate-subsample",
-            PolicyName::Mix => "mix",
-            PolicyName::Fresh => "fresh",
-            PolicyName::Real => "real",
-        }
-    }
-}
-
-impl std::str::FromStr for PolicyName {
-    type Err = anyhow::Error;
-
-    fn from_str(name: &str) -> Result<Self> {
-        Ok(match name {
-            "replace" => PolicyName::Replace,
-            "accumulate" => PolicyName::Accumulate,
-            "accumulate-subsample" => PolicyName::AccumulateSubsample,
-            "mix" => PolicyName::Mix,
-            "fresh" => PolicyName::Fresh,
-            "real" => PolicyName::Real,
-            other => bail!("unknown policy '{other}': expected one of {POLICY_NAMES}"),
-        })
-    }
-}
-
 impl Policy {
-    /// A policy from a name given as text (the command line, a sweep grid).
+    /// A policy from a name given as text (a sweep grid's `policy` and `real_fraction`).
     pub fn parse(name: &str, real_fraction: Option<f64>) -> Result<Self> {
-        Self::new(name.parse()?, real_fraction)
+        Self::new(PolicyName::parse_named("policy", name)?, real_fraction, "real_fraction")
     }
 
     /// The policy `name` with its real share λ, checked: `mix` and `fresh` need λ in
-    /// [0, 1], the others refuse one.
-    pub fn new(name: PolicyName, real_fraction: Option<f64>) -> Result<Self> {
+    /// [0, 1], the others refuse one. Messages name λ as `lambda_key` (the flag or the
+    /// config key it came from).
+    pub fn new(name: PolicyName, real_fraction: Option<f64>, lambda_key: &str) -> Result<Self> {
         if let Some(l) = real_fraction {
             if !(0.0..=1.0).contains(&l) || l.is_nan() {
-                bail!("--real-fraction must be in [0, 1], got {l}");
+                bail!("{lambda_key} must be in [0, 1], got {l}");
             }
         }
         let needs = |name: &str| match real_fraction {
             Some(l) => Ok(l),
-            None => bail!("policy '{name}' needs --real-fraction λ (the share of real data, in [0, 1])"),
+            None => bail!("policy '{name}' needs {lambda_key} λ (the share of real data, in [0, 1])"),
         };
         let policy = match name {
             PolicyName::Replace => Policy::Replace,
             PolicyName::Accumulate => Policy::Accumulate,
             PolicyName::AccumulateSubsample => Policy::AccumulateSubsample,
-            PolicyName::Mix => Policy::Mix { real_fraction: needs(name.as_str())? },
-            PolicyName::Fresh => Policy::Fresh { real_fraction: needs(name.as_str())? },
+            PolicyName::Mix => Policy::Mix { real_fraction: needs(&name.name())? },
+            PolicyName::Fresh => Policy::Fresh { real_fraction: needs(&name.name())? },
             PolicyName::Real => Policy::Real,
         };
         if let (Some(l), None) = (real_fraction, policy.real_fraction()) {
             match policy {
                 Policy::Real => bail!(
-                    "policy 'real' is the real-data control and takes no --real-fraction (got {l}): it trains on D real tokens every generation"
+                    "policy 'real' is the real-data control and takes no {lambda_key} (got {l}): it trains on D real tokens every generation"
                 ),
-                _ => bail!("policy '{}' takes no --real-fraction (got {l}); only mix and fresh have a real share λ", name.as_str()),
+                _ => bail!("policy '{}' takes no {lambda_key} (got {l}); only mix and fresh have a real share λ", name.name())
             }
         }
         Ok(policy)
     }
 
-    pub fn name(&self) -> &'static str {
+    /// The policy's name, without its λ.
+    pub fn kind(&self) -> PolicyName {
         match self {
-            Policy::Replace => "replace",
-            Policy::Accumulate => "accumulate",
-            Policy::AccumulateSubsample => "accumulate-subsample",
-            Policy::Mix { .. } => "mix",
-            Policy::Fresh { .. } => "fresh",
-            Policy::Real => "real",
+            Policy::Replace => PolicyName::Replace,
+            Policy::Accumulate => PolicyName::Accumulate,
+            Policy::AccumulateSubsample => PolicyName::AccumulateSubsample,
+            Policy::Mix { .. } => PolicyName::Mix,
+            Policy::Fresh { .. } => PolicyName::Fresh,
+            Policy::Real => PolicyName::Real,
         }
+    }
+
+    /// The name as written in config files, on the command line and in the tables.
+    pub fn name(&self) -> String {
+        self.kind().name()
     }
 
     pub fn real_fraction(&self) -> Option<f64> {

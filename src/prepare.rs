@@ -13,7 +13,8 @@
 //! Split: documents are shuffled with the seed, then the test split takes documents
 //! until it holds `test_fraction` of the characters, the validation split likewise,
 //! and the training split the rest.
-use crate::layout::{write_json_atomic, RealCorpus};
+use crate::durable::write_json_atomic;
+use crate::layout::RealCorpus;
 use crate::tokenizer::{Vocab, EOT};
 use crate::tokens::write_tokens;
 use crate::tokens::TokenFile;
@@ -101,7 +102,7 @@ impl CorpusMeta {
         if !path.exists() {
             bail!("{} is not a prepared corpus (no {}); run `lmloop prepare` first", dir.display(), RealCorpus::META);
         }
-        crate::layout::read_json(&path)
+        crate::durable::read_json(&path)
     }
 }
 

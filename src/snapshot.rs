@@ -14,7 +14,8 @@
 //! A snapshot is written under a temporary name, flushed, marked `DONE` and renamed,
 //! and only then are older snapshots deleted, so at every moment one complete snapshot
 //! exists. The folder is removed when the checkpoint is complete.
-use crate::layout::{is_done, mark_done, read_json, rename_durably, sync_file, training_snapshots, SnapshotFiles};
+use crate::durable::{is_done, mark_done, read_json, rename_durably, sync_file};
+use crate::layout::{CheckpointPaths, SnapshotPaths};
 use crate::optim::{AdamW, BTreeSteps};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
@@ -52,7 +53,7 @@ fn step_name(step: i64) -> String {
 
 /// Complete snapshots of `checkpoint`, oldest first.
 fn complete(checkpoint: &Path) -> Vec<(i64, PathBuf)> {
-    let Ok(entries) = std::fs::read_dir(training_snapshots(checkpoint)) else { return Vec::new() };
+    let Ok(entries) = std::fs::read_dir(CheckpointPaths::new(checkpoint).snapshots()) else { return Vec::new() };
     let mut found: Vec<(i64, PathBuf)> = entries
         .flatten()
         .filter_map(|e| {
@@ -67,24 +68,25 @@ fn complete(checkpoint: &Path) -> Vec<(i64, PathBuf)> {
 
 /// Writes the snapshot of `checkpoint` at `state.step`, then deletes older ones.
 pub fn write(checkpoint: &Path, vs: &nn::VarStore, opt: &AdamW, state: &SnapshotState, log: &Path) -> Result<()> {
-    let root = training_snapshots(checkpoint);
+    let root = CheckpointPaths::new(checkpoint).snapshots();
     let dir = root.join(step_name(state.step));
-    let tmp = crate::layout::temp_path(&dir);
+    let tmp = crate::durable::temp_path(&dir);
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp).ok();
     }
     std::fs::create_dir_all(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-    let weights = tmp.join(SnapshotFiles::WEIGHTS);
+    let files = SnapshotPaths::new(&tmp);
+    let weights = files.weights();
     vs.save(&weights).with_context(|| format!("cannot write {}", weights.display()))?;
     sync_file(&weights)?;
     let (moments, _) = opt.state();
-    let optimizer = tmp.join(SnapshotFiles::OPTIMIZER);
+    let optimizer = files.optimizer();
     Tensor::write_safetensors(&moments, &optimizer).with_context(|| format!("cannot write {}", optimizer.display()))?;
     sync_file(&optimizer)?;
-    let log_copy = tmp.join(SnapshotFiles::LOG);
+    let log_copy = files.train_log();
     std::fs::copy(log, &log_copy).with_context(|| format!("cannot copy {}", log.display()))?;
     sync_file(&log_copy)?;
-    crate::layout::write_json_atomic(&tmp.join(SnapshotFiles::STATE), state)?;
+    crate::durable::write_json_atomic(&files.state(), state)?;
     mark_done(&tmp)?;
     if dir.exists() {
         std::fs::remove_dir_all(&dir).with_context(|| format!("cannot replace {}", dir.display()))?;
@@ -101,14 +103,14 @@ pub fn write(checkpoint: &Path, vs: &nn::VarStore, opt: &AdamW, state: &Snapshot
 /// The newest complete snapshot of `checkpoint`, if any.
 pub fn latest(checkpoint: &Path) -> Result<Option<Snapshot>> {
     let Some((_, dir)) = complete(checkpoint).pop() else { return Ok(None) };
-    let optimizer = dir.join(SnapshotFiles::OPTIMIZER);
+    let optimizer = SnapshotPaths::new(&dir).optimizer();
     let optimizer: HashMap<String, Tensor> = Tensor::read_safetensors(&optimizer)
         .with_context(|| format!("cannot read {}", optimizer.display()))?
         .into_iter()
         .collect();
-    let log_path = dir.join(SnapshotFiles::LOG);
+    let log_path = SnapshotPaths::new(&dir).train_log();
     Ok(Some(Snapshot {
-        state: read_json(&dir.join(SnapshotFiles::STATE))?,
+        state: read_json(&SnapshotPaths::new(&dir).state())?,
         optimizer,
         log: std::fs::read_to_string(&log_path).with_context(|| format!("cannot read {}", log_path.display()))?,
         dir,
@@ -117,7 +119,7 @@ pub fn latest(checkpoint: &Path) -> Result<Option<Snapshot>> {
 
 /// Deletes every snapshot of `checkpoint` (once it is complete, or when they belong to other settings).
 pub fn remove(checkpoint: &Path) -> Result<()> {
-    let root = training_snapshots(checkpoint);
+    let root = CheckpointPaths::new(checkpoint).snapshots();
     if root.exists() {
         std::fs::remove_dir_all(&root).with_context(|| format!("cannot remove {}", root.display()))?;
     }

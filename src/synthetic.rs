@@ -14,7 +14,7 @@
 //! ends in `STEM.bin` (`truncated_ends`), so [`load`] keeps it apart from the next
 //! document and training never teaches an end the model did not write.
 use crate::checkpoint::Checkpoint;
-use crate::layout::{read_json, temp_path, write_json_atomic};
+use crate::durable::{read_json, temp_path, write_json_atomic};
 use crate::policy::Corpus;
 use crate::sample::{sample_corpus, SampleRequest, SampleStats, Sampling};
 use crate::tokenizer::{Canonicalizer, EOT};
@@ -118,7 +118,7 @@ pub fn write_corpus(ckpt: &Checkpoint, stem: &Path, req: &SampleRequest, device:
         .map_err(|e| e.into_error())?
         .sync_all()
         .with_context(|| format!("cannot flush {} to disk", txt_tmp.display()))?;
-    crate::layout::rename_durably(&txt_tmp, &txt)?;
+    crate::durable::rename_durably(&txt_tmp, &txt)?;
     let (temperature, top_k, top_p) = match req.sampling {
         Sampling::Greedy => (0.0, None, None),
         Sampling::Random { temperature, top_k, top_p } => (temperature, top_k, top_p),

@@ -153,10 +153,10 @@ impl Vocab {
     /// Writes `tokenizer.json` to `path` as it was loaded or trained, and beside it the
     /// `tokenizer_config.json` it came with (removing a stale one when it came with none).
     pub fn save(&self, path: &Path) -> Result<()> {
-        crate::layout::write_atomic(path, self.json.as_bytes())?;
+        crate::durable::write_atomic(path, self.json.as_bytes())?;
         let config_path = path.with_file_name(TOKENIZER_CONFIG);
         match &self.hf_config {
-            Some((text, _)) => crate::layout::write_atomic(&config_path, text.as_bytes()),
+            Some((text, _)) => crate::durable::write_atomic(&config_path, text.as_bytes()),
             None if config_path.exists() => std::fs::remove_file(&config_path)
                 .with_context(|| format!("cannot remove the stale {}", config_path.display())),
             None => Ok(()),

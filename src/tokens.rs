@@ -173,7 +173,7 @@ impl TokenWriter {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         }
-        let tmp = crate::layout::temp_path(path);
+        let tmp = crate::durable::temp_path(path);
         let file = File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
         let mut out = BufWriter::new(file);
         let width = width_for_vocab(vocab_size);
@@ -200,7 +200,7 @@ impl TokenWriter {
         let file = self.out.into_inner().map_err(|e| e.into_error())?;
         file.sync_all().with_context(|| format!("cannot flush {} to disk", self.tmp.display()))?;
         drop(file);
-        crate::layout::rename_durably(&self.tmp, &self.path)?;
+        crate::durable::rename_durably(&self.tmp, &self.path)?;
         Ok(self.written)
     }
 }
@@ -211,6 +211,19 @@ pub fn write_tokens(path: &Path, tokens: &[u32], vocab_size: usize) -> Result<()
     w.extend(tokens)?;
     w.finish()?;
     Ok(())
+}
+
+/// Shannon entropy in nats of a count vector (0 for an empty one).
+pub fn entropy_nats(counts: &[u64]) -> f64 {
+    let total = counts.iter().sum::<u64>() as f64;
+    counts
+        .iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| {
+            let p = c as f64 / total;
+            -p * p.ln()
+        })
+        .sum()
 }
 
 #[cfg(test)]

@@ -10,8 +10,9 @@
 //! evenly spaced validation windows at every evaluation and in every run, so
 //! validation losses of different generations compare the same text.
 use crate::checkpoint::{self, TrainingState};
+use crate::choice::Choice;
 use crate::config::{Budget, ModelConfig, TrainConfig};
-use crate::layout::SnapshotFiles;
+use crate::layout::{CheckpointPaths, SnapshotPaths};
 use crate::model::Model;
 use crate::optim::AdamW;
 use crate::snapshot::{self, SnapshotState};
@@ -160,6 +161,115 @@ fn step_seed(seed: u64, step: i64) -> u64 {
     crate::mix::splitmix64(seed ^ (step as u64).wrapping_mul(crate::mix::GOLDEN_GAMMA))
 }
 
+/// Where a training run starts: step 0, or the newest snapshot of the same settings
+/// and data (whose weights and optimizer state are then loaded).
+struct Start {
+    step: i64,
+    train_seconds: f64,
+    last_loss: f64,
+    last_val: Option<f64>,
+}
+
+/// Resumes from the newest snapshot of `out` that matches `fingerprint` (discarding one
+/// that does not), or starts at step 0; either way leaves the running log at `log_path`.
+#[allow(clippy::too_many_arguments)]
+fn start_or_resume(
+    out: &Path,
+    fingerprint: &str,
+    steps: i64,
+    vs: &mut nn::VarStore,
+    opt: &mut AdamW,
+    log_path: &Path,
+    here: &str,
+) -> Result<Start> {
+    if let Some(dir) = log_path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let resumed = match snapshot::latest(out)? {
+        Some(s) if s.state.fingerprint == fingerprint && s.state.step < steps => Some(s),
+        Some(s) => {
+            eprintln!(
+                "warning: discarding the training snapshot {} (step {}): it belongs to other settings or data",
+                s.dir.display(),
+                s.state.step
+            );
+            snapshot::remove(out)?;
+            None
+        }
+        None => None,
+    };
+    let Some(s) = resumed else {
+        std::fs::write(log_path, "step,learning_rate,train_loss,val_loss,tokens_per_second\n")
+            .with_context(|| format!("cannot create {}", log_path.display()))?;
+        return Ok(Start { step: 0, train_seconds: 0.0, last_loss: f64::NAN, last_val: None });
+    };
+    checkpoint::load_weights(vs, &SnapshotPaths::new(&s.dir).weights())
+        .with_context(|| format!("cannot resume from {}", s.dir.display()))?;
+    opt.load_state(&s.optimizer, &s.state.optimizer_steps)
+        .with_context(|| format!("cannot resume from {}", s.dir.display()))?;
+    std::fs::write(log_path, &s.log).with_context(|| format!("cannot write {}", log_path.display()))?;
+    eprintln!("resuming the training of {} at step {} of {steps}", out.display(), s.state.step);
+    if s.state.device != here {
+        eprintln!(
+            "warning: the snapshot was taken on {} and training continues on {here}, so the final weights may \
+             differ from an uninterrupted run in the last digits",
+            s.state.device
+        );
+    }
+    Ok(Start {
+        step: s.state.step,
+        train_seconds: s.state.train_seconds,
+        last_loss: s.state.last_train_loss,
+        last_val: s.state.last_val_loss,
+    })
+}
+
+/// Mid-training snapshots every `interval` steps, and what they cost.
+struct Snapshots<'a> {
+    out: &'a Path,
+    interval: i64,
+    fingerprint: String,
+    device: String,
+    seconds: f64,
+    written: u64,
+}
+
+impl Snapshots<'_> {
+    /// Writes the snapshot after step `done` when one is due (never after the last step,
+    /// which writes the checkpoint instead).
+    #[allow(clippy::too_many_arguments)]
+    fn after_step(
+        &mut self,
+        done: i64,
+        is_last: bool,
+        vs: &nn::VarStore,
+        opt: &AdamW,
+        train_seconds: f64,
+        last_loss: f64,
+        last_val: Option<f64>,
+        log_path: &Path,
+    ) -> Result<()> {
+        if self.interval == 0 || done % self.interval != 0 || is_last {
+            return Ok(());
+        }
+        let state = SnapshotState {
+            step: done,
+            fingerprint: self.fingerprint.clone(),
+            device: self.device.clone(),
+            optimizer_steps: opt.state().1,
+            train_seconds,
+            last_train_loss: last_loss,
+            last_val_loss: last_val,
+        };
+        let t = Instant::now();
+        snapshot::write(self.out, vs, opt, &state, log_path)
+            .with_context(|| format!("writing the snapshot at step {done}"))?;
+        self.seconds += t.elapsed().as_secs_f64();
+        self.written += 1;
+        Ok(())
+    }
+}
+
 /// Trains one model and writes its checkpoint. Every `train.checkpoint_interval` steps
 /// it writes a snapshot, and it continues from the newest snapshot of `out` that
 /// belongs to the same settings and data (see `crate::snapshot`).
@@ -185,7 +295,7 @@ pub fn train(req: TrainRequest) -> Result<TrainOutcome> {
     let mut vs = nn::VarStore::new(device);
     let model = Model::new(&vs.root(), &mcfg);
     if let Some(init) = &init_from {
-        checkpoint::load_weights(&mut vs, &init.join(crate::layout::CheckpointFiles::WEIGHTS))
+        checkpoint::load_weights(&mut vs, &CheckpointPaths::new(init).weights())
             .with_context(|| format!("cannot initialise from {}", init.display()))?;
     }
     let mut opt = AdamW::new(&vs, &cfg);
@@ -194,57 +304,28 @@ pub fn train(req: TrainRequest) -> Result<TrainOutcome> {
     let steps = plan.steps() as i64;
     let fingerprint = fingerprint(&mcfg, &cfg, data, init_from.as_deref());
     let here = crate::device::describe(device);
-    let log_path = crate::layout::partial_train_log(&out);
-    if let Some(dir) = log_path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    }
-    let resumed = match snapshot::latest(&out)? {
-        Some(s) if s.state.fingerprint == fingerprint && s.state.step < steps => Some(s),
-        Some(s) => {
-            eprintln!(
-                "warning: discarding the training snapshot {} (step {}): it belongs to other settings or data",
-                s.dir.display(),
-                s.state.step
-            );
-            snapshot::remove(&out)?;
-            None
-        }
-        None => None,
-    };
-    let (mut start, mut train_seconds, mut last_loss, mut last_val) = (0i64, 0.0, f64::NAN, None);
-    if let Some(s) = &resumed {
-        checkpoint::load_weights(&mut vs, &s.dir.join(SnapshotFiles::WEIGHTS))
-            .with_context(|| format!("cannot resume from {}", s.dir.display()))?;
-        opt.load_state(&s.optimizer, &s.state.optimizer_steps)
-            .with_context(|| format!("cannot resume from {}", s.dir.display()))?;
-        std::fs::write(&log_path, &s.log).with_context(|| format!("cannot write {}", log_path.display()))?;
-        (start, train_seconds, last_loss, last_val) =
-            (s.state.step, s.state.train_seconds, s.state.last_train_loss, s.state.last_val_loss);
-        eprintln!("resuming the training of {} at step {start} of {steps}", out.display());
-        if s.state.device != here {
-            eprintln!(
-                "warning: the snapshot was taken on {} and training continues on {here}, so the final weights may \
-                 differ from an uninterrupted run in the last digits",
-                s.state.device
-            );
-        }
-    } else {
-        std::fs::write(&log_path, "step,learning_rate,train_loss,val_loss,tokens_per_second\n")
-            .with_context(|| format!("cannot create {}", log_path.display()))?;
-    }
+    let log_path = CheckpointPaths::new(&out).partial_train_log();
+    let Start { step: start, mut train_seconds, mut last_loss, mut last_val } =
+        start_or_resume(&out, &fingerprint, steps, &mut vs, &mut opt, &log_path, &here)?;
     let mut log = std::io::BufWriter::new(
         std::fs::OpenOptions::new()
             .append(true)
             .open(&log_path)
             .with_context(|| format!("cannot open {}", log_path.display()))?,
     );
+    let mut snapshots = Snapshots {
+        out: &out,
+        interval: cfg.checkpoint_interval,
+        fingerprint,
+        device: here.clone(),
+        seconds: 0.0,
+        written: 0,
+    };
 
     let bar = crate::progress::work(steps as u64, progress);
     bar.set_position(start as u64);
-    let interval = cfg.checkpoint_interval;
-    let (mut snapshot_seconds, mut snapshots) = (0.0, 0u64);
     for (step, windows) in (0..steps).zip(plan.batches()).skip(start as usize) {
-        if step == 0 || (interval > 0 && step % interval == 0) {
+        if step == 0 || (snapshots.interval > 0 && step % snapshots.interval == 0) {
             crate::device::seed_everything(step_seed(cfg.seed, step));
         }
         let t0 = Instant::now();
@@ -290,22 +371,7 @@ pub fn train(req: TrainRequest) -> Result<TrainOutcome> {
             tokens_per_step as f64 / dt
         )?;
         log.flush()?;
-        if interval > 0 && done % interval == 0 && !is_last {
-            let state = SnapshotState {
-                step: done,
-                fingerprint: fingerprint.clone(),
-                device: here.clone(),
-                optimizer_steps: opt.state().1,
-                train_seconds,
-                last_train_loss: last_loss,
-                last_val_loss: last_val,
-            };
-            let t_snapshot = Instant::now();
-            snapshot::write(&out, &vs, &opt, &state, &log_path)
-                .with_context(|| format!("writing the snapshot at step {done}"))?;
-            snapshot_seconds += t_snapshot.elapsed().as_secs_f64();
-            snapshots += 1;
-        }
+        snapshots.after_step(done, is_last, &vs, &opt, train_seconds, last_loss, last_val, &log_path)?;
         bar.set_message(match last_val {
             Some(v) => format!("loss {last_loss:.3} val {v:.3}"),
             None => format!("loss {last_loss:.3}"),
@@ -327,8 +393,8 @@ pub fn train(req: TrainRequest) -> Result<TrainOutcome> {
         tokens_per_second: tokens as f64 / train_seconds,
         device: here,
         init_from: init_from.map(|p| p.display().to_string()),
-        snapshot_seconds,
-        snapshots,
+        snapshot_seconds: snapshots.seconds,
+        snapshots: snapshots.written,
     };
     checkpoint::save(&out, &vs, &mcfg, vocab, &state, Some(&log_path))?;
     std::fs::remove_file(&log_path).ok();

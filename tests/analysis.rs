@@ -6,8 +6,8 @@ use lmloop::analysis::{
     compare, distinct_ngrams, entropy_nats, inspect_tails, jensen_shannon, kl_add_half, measure_corpus,
     measure_noise_floor, null_expected_spells, null_presence_probability, null_reappearance_probability,
     read_loss_by_frequency, repetition_rate, report, survival_by_bucket, tail_mass, tail_set, total_variation,
-    update_run_analysis, update_run_measures, zipf_slope, Absence, CompareArgs, Diversity, RealReference, Reference,
-    ReferenceInfo, ReportArgs, TailsArgs, TokenTable,
+    update_run_analysis, update_run_measures, zipf_slope, Absence, Diversity, RealReference, Reference, ReferenceInfo,
+    TokenTable,
 };
 use lmloop::layout::Layout;
 use lmloop::tokens::write_tokens;
@@ -590,7 +590,7 @@ fn inspect_tails_lists_vanished_tokens_and_fits_count_against_vanish_generation(
     let dir = tempfile::tempdir().unwrap();
     let layout = Layout::new(dir.path());
     linear_vanishing_run(&layout);
-    let text = inspect_tails(&layout, &TailsArgs { run: "lin".into(), top: 30, min_real_count: 1 }).unwrap();
+    let text = inspect_tails(&layout, "lin", 30, 1).unwrap();
     // Sorted by real count, most common first: "a,b" (4×), "\n" (3×), " cat" (2×), "the".
     let order: Vec<usize> = ["\"a,b\"", "\"\\n\"", "\" cat\"", "\"the\""]
         .iter()
@@ -609,7 +609,7 @@ fn inspect_tails_lists_vanished_tokens_and_fits_count_against_vanish_generation(
     }
     assert!(text.contains("vanish generation ≈ 1.0000 × real count + 0.0000   (R² 1.000, 4 tokens)"), "{text}");
     // The threshold drops tokens seen fewer times; the top limit cuts the list.
-    let text = inspect_tails(&layout, &TailsArgs { run: "lin".into(), top: 1, min_real_count: 3 }).unwrap();
+    let text = inspect_tails(&layout, "lin", 1, 3).unwrap();
     assert!(
         text.contains("2 of 3 tokens with real count ≥ 3 vanished") && text.contains("(R² 1.000, 2 tokens)"),
         "{text}"
@@ -683,8 +683,7 @@ fn inspect_tails_states_d_over_r_the_null_model_and_absence_against_it() {
     let dir = tempfile::tempdir().unwrap();
     let layout = Layout::new(dir.path());
     fake_run(&layout, "r", &real_tokens(), &synthetic_tokens(), "abc", "replace");
-    let args = TailsArgs { run: "r".into(), top: 30, min_real_count: 1 };
-    let text = inspect_tails(&layout, &args).unwrap();
+    let text = inspect_tails(&layout, "r", 30, 1).unwrap();
     assert!(
         text.contains("D = 10 tokens per synthetic corpus, |R| = 20 real training tokens, D/|R| = 0.5000"),
         "{text}"
@@ -713,7 +712,7 @@ fn inspect_tails_states_d_over_r_the_null_model_and_absence_against_it() {
     assert!(text.contains("recursive maximum-likelihood") && text.contains("c·D/|R|, not c"), "{text}");
     // Without reference.json the null model is declared unknown, not invented.
     std::fs::remove_file(layout.analysis("r").join("reference.json")).unwrap();
-    let text = inspect_tails(&layout, &args).unwrap();
+    let text = inspect_tails(&layout, "r", 30, 1).unwrap();
     assert!(text.contains("Null model unavailable") && text.contains("reference.json is missing"), "{text}");
 }
 
@@ -829,7 +828,7 @@ fn report_is_well_formed_html_with_one_plot_per_figure() {
     let dir = tempfile::tempdir().unwrap();
     let layout = Layout::new(dir.path());
     fake_run(&layout, "r", &real_tokens(), &synthetic_tokens(), "abc", "replace");
-    let path = report(&layout, &ReportArgs { run: "r".into() }).unwrap();
+    let path = report(&layout, "r").unwrap();
     assert_eq!(path, layout.analysis("r").join("report.html"));
     let html = std::fs::read_to_string(&path).unwrap();
     let promised = [
@@ -883,7 +882,7 @@ fn report_of_a_run_without_synthetic_corpora_still_has_every_figure() {
     let found = figures(&html);
     assert_eq!(found.len(), 13);
     assert!(found.iter().all(|(_, svgs)| *svgs == 1), "{found:?}");
-    let text = inspect_tails(&layout, &TailsArgs { run: "new".into(), top: 30, min_real_count: 1 }).unwrap();
+    let text = inspect_tails(&layout, "new", 30, 1).unwrap();
     assert!(text.contains("no synthetic corpus yet"), "{text}");
 }
 
@@ -948,7 +947,7 @@ fn report_without_reference_json_or_sampler_columns_says_so() {
         csv.push_str(&format!("{k},replace,,0.8,1.5,4.48\n"));
     }
     std::fs::write(analysis.join("generations.csv"), csv).unwrap();
-    let html = std::fs::read_to_string(report(&layout, &ReportArgs { run: "r".into() }).unwrap()).unwrap();
+    let html = std::fs::read_to_string(report(&layout, "r").unwrap()).unwrap();
     assert_eq!(figures(&html).len(), 13);
     assert!(html.contains("Null model unavailable"));
     assert!(html.contains("drift.csv has no noise-floor row"));
@@ -979,7 +978,7 @@ fn report_draws_loss_by_frequency_skipping_empty_buckets() {
     assert_eq!(rows.len(), 9);
     assert!(rows[0].mean_loss.is_nan() && rows[0].range_label() == "0 (never in R)");
     assert_eq!((rows[1].range_label(), rows[1].mean_loss), ("1-3".to_string(), 6.0));
-    let html = std::fs::read_to_string(report(&layout, &ReportArgs { run: "r".into() }).unwrap()).unwrap();
+    let html = std::fs::read_to_string(report(&layout, "r").unwrap()).unwrap();
     let found = figures(&html);
     assert!(found.contains(&("fig-loss-by-frequency".to_string(), 1)), "{found:?}");
     assert_eq!(found.len(), 14);
@@ -1015,7 +1014,7 @@ fn malformed_loss_by_frequency_gets_one_clear_sentence() {
     ];
     for (text, expected) in cases {
         std::fs::write(&path, text).unwrap();
-        let err = format!("{:#}", report(&layout, &ReportArgs { run: "r".into() }).unwrap_err());
+        let err = format!("{:#}", report(&layout, "r").unwrap_err());
         assert!(err.contains("loss_by_frequency.csv") && err.contains(expected), "{err}");
     }
 }
@@ -1032,14 +1031,14 @@ fn compare_overlays_runs_and_names_their_settings() {
     let layout = Layout::new(dir.path());
     fake_run(&layout, "a", &real_tokens(), &synthetic_tokens(), "abc", "replace");
     fake_run(&layout, "b", &real_tokens(), &synthetic_tokens()[..2], "abc", "accumulate");
-    let path = compare(&layout, &CompareArgs { runs: vec!["a".into(), "b".into()], out: None }).unwrap();
+    let path = compare(&layout, &vec!["a".into(), "b".into()], None).unwrap();
     assert_eq!(path, dir.path().join("analysis").join("compare-a-b").join("report.html"));
     let html = std::fs::read_to_string(&path).unwrap();
     let found = figures(&html);
     assert!(found.len() >= 16 && found.iter().all(|(_, svgs)| *svgs == 1), "{found:?}");
     assert!(html.contains("a (replace, T=0.8)") && html.contains("b (accumulate, T=0.8)"), "legend names policies");
     let out = dir.path().join("elsewhere");
-    let path = compare(&layout, &CompareArgs { runs: vec!["a".into(), "b".into()], out: Some(out.clone()) }).unwrap();
+    let path = compare(&layout, &vec!["a".into(), "b".into()], Some(&out)).unwrap();
     assert_eq!(path, out.join("report.html"));
     assert!(out.join("plots").join("perplexity.svg").exists());
 }
@@ -1051,7 +1050,7 @@ fn compare_draws_noise_floors_null_models_and_loss_buckets() {
     fake_run(&layout, "a", &real_tokens(), &synthetic_tokens(), "abc", "replace");
     fake_run(&layout, "b", &real_tokens(), &synthetic_tokens()[..2], "abc", "accumulate");
     // Without any loss_by_frequency.csv: one note, no chart.
-    let path = compare(&layout, &CompareArgs { runs: vec!["a".into(), "b".into()], out: None }).unwrap();
+    let path = compare(&layout, &vec!["a".into(), "b".into()], None).unwrap();
     let html = std::fs::read_to_string(&path).unwrap();
     assert!(html.contains("No run has a loss_by_frequency.csv"));
     let plots = path.parent().unwrap().join("plots");
@@ -1070,10 +1069,7 @@ fn compare_draws_noise_floors_null_models_and_loss_buckets() {
     assert!(html.contains("<th>non-canonical share of the last S_k</th>"), "compare shows what re-encoding changed");
     // With the file in one run: a chart per bucket, the other run named as missing it.
     write_loss_by_frequency(&layout, "a");
-    let html = std::fs::read_to_string(
-        compare(&layout, &CompareArgs { runs: vec!["a".into(), "b".into()], out: None }).unwrap(),
-    )
-    .unwrap();
+    let html = std::fs::read_to_string(compare(&layout, &vec!["a".into(), "b".into()], None).unwrap()).unwrap();
     let found = figures(&html);
     for id in ["fig-loss-bucket-0-0-0", "fig-loss-bucket-1-1-3", "fig-loss-bucket-2-4-5"] {
         assert!(found.iter().any(|(f, n)| f == id && *n == 1), "{id} in {found:?}");
@@ -1087,16 +1083,16 @@ fn compare_refuses_runs_with_different_tokenizers() {
     let layout = Layout::new(dir.path());
     fake_run(&layout, "a", &real_tokens(), &synthetic_tokens(), "aaaa1111", "replace");
     fake_run(&layout, "b", &real_tokens(), &synthetic_tokens(), "bbbb2222", "replace");
-    let err = compare(&layout, &CompareArgs { runs: vec!["a".into(), "b".into()], out: None }).unwrap_err().to_string();
+    let err = compare(&layout, &vec!["a".into(), "b".into()], None).unwrap_err().to_string();
     assert_eq!(
         err,
         "runs 'a' and 'b' used different tokenizers (tokenizer_sha256 aaaa1111 vs bbbb2222), so their token statistics cannot be compared"
     );
     assert!(!dir.path().join("analysis").join("compare-a-b").exists(), "nothing written");
     std::fs::remove_file(layout.analysis("b").join("corpus.json")).unwrap();
-    let err = compare(&layout, &CompareArgs { runs: vec!["a".into(), "b".into()], out: None }).unwrap_err().to_string();
+    let err = compare(&layout, &vec!["a".into(), "b".into()], None).unwrap_err().to_string();
     assert!(err.contains("run 'b' has no") && err.contains("corpus.json"), "{err}");
-    let err = compare(&layout, &CompareArgs { runs: vec!["a".into(), "a".into()], out: None }).unwrap_err().to_string();
+    let err = compare(&layout, &vec!["a".into(), "a".into()], None).unwrap_err().to_string();
     assert!(err.contains("named twice"), "{err}");
 }
 
@@ -1105,30 +1101,24 @@ fn missing_runs_and_files_get_one_clear_sentence() {
     let dir = tempfile::tempdir().unwrap();
     let layout = Layout::new(dir.path());
     fake_run(&layout, "done", &real_tokens(), &synthetic_tokens(), "abc", "replace");
-    let err = report(&layout, &ReportArgs { run: "nope".into() }).unwrap_err().to_string();
+    let err = report(&layout, "nope").unwrap_err().to_string();
     assert!(err.starts_with("no run named 'nope'") && err.contains("known runs: done"), "{err}");
-    let err =
-        inspect_tails(&layout, &TailsArgs { run: "nope".into(), top: 30, min_real_count: 1 }).unwrap_err().to_string();
+    let err = inspect_tails(&layout, "nope", 30, 1).unwrap_err().to_string();
     assert!(err.starts_with("no run named 'nope'"), "{err}");
-    let err =
-        compare(&layout, &CompareArgs { runs: vec!["done".into(), "nope".into()], out: None }).unwrap_err().to_string();
+    let err = compare(&layout, &vec!["done".into(), "nope".into()], None).unwrap_err().to_string();
     assert!(err.starts_with("no run named 'nope'"), "{err}");
     // A run folder without analysed generations yet.
     std::fs::create_dir_all(layout.analysis("fresh")).unwrap();
-    let err = report(&layout, &ReportArgs { run: "fresh".into() }).unwrap_err().to_string();
+    let err = report(&layout, "fresh").unwrap_err().to_string();
     assert!(err.contains("tokens.csv is missing"), "{err}");
-    let err =
-        inspect_tails(&layout, &TailsArgs { run: "fresh".into(), top: 30, min_real_count: 1 }).unwrap_err().to_string();
+    let err = inspect_tails(&layout, "fresh", 30, 1).unwrap_err().to_string();
     assert!(err.contains("tokens.csv is missing"), "{err}");
     // A malformed table names its file and row.
     let tokens_csv = layout.analysis("done").join("tokens.csv");
     let mut text = std::fs::read_to_string(&tokens_csv).unwrap();
     text = text.replacen("\n2,", "\n2,x,y,", 1);
     std::fs::write(&tokens_csv, text).unwrap();
-    let err = format!(
-        "{:#}",
-        inspect_tails(&layout, &TailsArgs { run: "done".into(), top: 30, min_real_count: 1 }).unwrap_err()
-    );
+    let err = format!("{:#}", inspect_tails(&layout, "done", 30, 1).unwrap_err());
     assert!(err.contains("tokens.csv") && err.contains("row 4"), "{err}");
 }
 

@@ -6,7 +6,7 @@ mod common;
 use common::*;
 use lmloop::checkpoint::Checkpoint;
 use lmloop::config::{Arch, Config, ModelConfig};
-use lmloop::generations::read_rows;
+use lmloop::records::read_rows;
 use lmloop::sample::{sample_corpus, SampleRequest, Sampling};
 use lmloop::stream::{TokenStream, IGNORE};
 use lmloop::tokenizer::Vocab;

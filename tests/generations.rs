@@ -3,8 +3,8 @@
 mod common;
 
 use common::*;
-use lmloop::generations::{read_rows, GenerationRow};
 use lmloop::policy::{mixture, Corpus, MixtureManifest, Policy, RealData};
+use lmloop::records::{read_rows, GenerationRow};
 use lmloop::tokens::{write_tokens, TokenFile};
 use std::path::Path;
 use std::sync::Arc;

@@ -234,7 +234,7 @@ fn transformers_models_seed_generation_zero_with_their_logits_and_tokenizer() {
 
         // Generation 0 starts from it; generation 1 from generation 0 or from it again.
         let state = |k: &str| -> TrainingState {
-            lmloop::layout::read_json(&root.join("checkpoints").join(name).join(k).join("state.json")).unwrap()
+            lmloop::durable::read_json(&root.join("checkpoints").join(name).join(k).join("state.json")).unwrap()
         };
         assert!(state("gen-00").init_from.unwrap().ends_with("pretrained"));
         let expected = if init == "previous" { "gen-00" } else { "pretrained" };

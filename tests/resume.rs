@@ -214,7 +214,7 @@ fn a_report_that_cannot_be_drawn_leaves_the_run_complete() {
     assert_eq!(out.0, 0, "{}", out.2);
     assert!(out.2.contains("warning: the report could not be drawn"), "{}", out.2);
     assert!(out.2.contains("lmloop report --run r"), "{}", out.2);
-    let rows = lmloop::generations::read_rows(&root.join("analysis/r/generations.csv")).unwrap();
+    let rows = lmloop::records::read_rows(&root.join("analysis/r/generations.csv")).unwrap();
     assert_eq!(rows.len(), 3, "every generation ran");
     assert!(root.join("analysis/r/drift.csv").exists(), "the measures were written");
 

@@ -3,9 +3,11 @@
 //! token statistic is indexed by token id.
 use super::figures::{self, MEASURES};
 use super::html::Page;
+use super::reference::format_ratio;
 use super::report::DEFINITIONS;
-use super::run_data::{format_ratio, RunData};
-use crate::layout::{write_atomic, Layout};
+use super::run_data::RunData;
+use crate::durable::write_atomic;
+use crate::layout::Layout;
 use anyhow::{bail, Result};
 use std::path::{Path, PathBuf};
 
@@ -31,7 +33,7 @@ pub fn write_comparison(layout: &Layout, runs: &[String], out: Option<&Path>) ->
     let mut page = Page::new(&format!("lmloop comparison: {}", runs.join(", ")));
     runs_table(&mut page, &data);
     for d in &data {
-        if let Some(note) = crate::generations::cap_dependence_note(&d.generations) {
+        if let Some(note) = crate::records::cap_dependence_note(&d.generations) {
             page.note(&format!("{}: {note}", d.name));
         }
     }

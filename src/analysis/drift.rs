@@ -2,6 +2,7 @@
 //! that gathers every measure of one corpus (definitions in `analysis/mod.rs`).
 use super::diversity::Diversity;
 use super::zipf::zipf_slope;
+pub use crate::tokens::entropy_nats;
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 
@@ -199,19 +200,6 @@ pub fn jensen_shannon(p_counts: &[u64], q_counts: &[u64]) -> f64 {
 pub fn total_variation(p_counts: &[u64], q_counts: &[u64]) -> f64 {
     assert_eq!(p_counts.len(), q_counts.len(), "count vectors over different vocabularies");
     0.5 * proportions(p_counts).zip(proportions(q_counts)).map(|(p, q)| (p - q).abs()).sum::<f64>()
-}
-
-/// Shannon entropy in nats of a count vector (0 for an empty one).
-pub fn entropy_nats(counts: &[u64]) -> f64 {
-    let total = counts.iter().sum::<u64>() as f64;
-    counts
-        .iter()
-        .filter(|&&c| c > 0)
-        .map(|&c| {
-            let p = c as f64 / total;
-            -p * p.ln()
-        })
-        .sum()
 }
 
 /// The tail set of a real count vector (see the module docs of `analysis`): every

@@ -122,6 +122,7 @@ mod figures;
 mod fit;
 mod html;
 mod null;
+mod reference;
 mod report;
 mod run_data;
 mod tails;
@@ -144,9 +145,10 @@ pub use html::Page;
 pub use null::{
     null_absence_probability, null_expected_spells, null_presence_probability, null_reappearance_probability, RealNull,
 };
+pub use reference::ReferenceInfo;
 pub use run_data::{
-    read_drift_csv, read_loss_by_frequency, CorpusInfo, GenerationRow, LossByFrequencyRow, ReferenceInfo, RunData,
-    RunSettings, LOSS_BY_FREQUENCY_COLUMNS,
+    read_drift_csv, read_loss_by_frequency, CorpusInfo, LossByFrequencyRow, RunData, RunSettings,
+    LOSS_BY_FREQUENCY_COLUMNS,
 };
 pub use tails::{
     escape_token, survival_by_bucket, survival_by_bucket_with, vanish_fit, vanish_points, Absence, BucketNull,
@@ -155,54 +157,23 @@ pub use tails::{
 pub use update::{update_run_analysis, update_run_measures, RealReference};
 pub use zipf::{rank_frequency, zipf_slope};
 
-/// `lmloop inspect tails`: the tokens that vanished from the synthetic corpora.
-#[derive(Debug, Clone, clap::Args)]
-pub struct TailsArgs {
-    /// Run name (its folder under analysis/).
-    #[arg(long)]
-    pub run: String,
-    /// How many vanished tokens to list, most common in the real split first.
-    #[arg(long, default_value_t = 30)]
-    pub top: usize,
-    /// Only consider tokens seen at least this often in the real training split,
-    /// in the list, the per-generation counts and the fit (the default 1 keeps every seen token).
-    #[arg(long, default_value_t = 1)]
-    pub min_real_count: u64,
-}
-
-/// `lmloop report`: the self-contained HTML report of one run.
-#[derive(Debug, Clone, clap::Args)]
-pub struct ReportArgs {
-    /// Run name (its folder under analysis/); writes analysis/RUN/report.html and analysis/RUN/plots/.
-    #[arg(long)]
-    pub run: String,
-}
-
-/// `lmloop compare`: one report overlaying several runs that share a tokenizer.
-#[derive(Debug, Clone, clap::Args)]
-pub struct CompareArgs {
-    /// Run names (folders under analysis/), at least two.
-    #[arg(required = true, num_args = 2..)]
-    pub runs: Vec<String>,
-    /// Output folder [default: analysis/compare-RUN1-RUN2-…].
-    #[arg(long)]
-    pub out: Option<PathBuf>,
-}
-
 /// The text `lmloop inspect tails` prints: vanished tokens, counts per generation, and the
 /// fitted relation between original count and vanish generation.
-pub fn inspect_tails(layout: &Layout, a: &TailsArgs) -> Result<String> {
-    let tokens = RunData::load_tokens(layout, &a.run)?;
-    let reference = RunData::load_reference(layout, &a.run)?;
-    Ok(tails::tails_text(&a.run, &tokens, reference.as_ref(), &layout.reference_json(&a.run), a.top, a.min_real_count))
+/// `top` vanished tokens are listed, among the tokens seen at least `min_real_count`
+/// times in the real training split.
+pub fn inspect_tails(layout: &Layout, run: &str, top: usize, min_real_count: u64) -> Result<String> {
+    let tokens = RunData::load_tokens(layout, run)?;
+    let reference = RunData::load_reference(layout, run)?;
+    Ok(tails::tails_text(run, &tokens, reference.as_ref(), &layout.reference_json(run), top, min_real_count))
 }
 
 /// Writes `analysis/RUN/report.html` (and the plots); returns the report's path.
-pub fn report(layout: &Layout, a: &ReportArgs) -> Result<PathBuf> {
-    report::write_report(layout, &a.run)
+pub fn report(layout: &Layout, run: &str) -> Result<PathBuf> {
+    report::write_report(layout, run)
 }
 
-/// Writes the comparison report; returns its path.
-pub fn compare(layout: &Layout, a: &CompareArgs) -> Result<PathBuf> {
-    compare::write_comparison(layout, &a.runs, a.out.as_deref())
+/// Writes the report comparing `runs` into `out` (default `analysis/compare-RUN1-…`);
+/// returns its path.
+pub fn compare(layout: &Layout, runs: &[String], out: Option<&std::path::Path>) -> Result<PathBuf> {
+    compare::write_comparison(layout, runs, out)
 }

@@ -3,9 +3,11 @@
 use super::drift::DriftRow;
 use super::figures::{self, DRIFT_GROUPS, MEASURES};
 use super::html::Page;
-use super::run_data::{GenerationRow, LossByFrequencyRow, RunData};
+use super::run_data::{LossByFrequencyRow, RunData};
 use super::tails::{null_model_statement, null_model_unknown, recursive_ml_statement};
-use crate::layout::{write_atomic, Layout};
+use crate::durable::write_atomic;
+use crate::layout::Layout;
+use crate::records::GenerationRow;
 use anyhow::{Context, Result};
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -49,7 +51,7 @@ pub fn write_report(layout: &Layout, run: &str) -> Result<PathBuf> {
             .map(|c| format!("; real corpus {}, vocabulary of {} tokens", c.corpus, c.vocab_size))
             .unwrap_or_default()
     ));
-    if let Some(note) = crate::generations::cap_dependence_note(&data.generations) {
+    if let Some(note) = crate::records::cap_dependence_note(&data.generations) {
         page.note(&note);
     }
     match &data.reference {

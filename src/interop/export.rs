@@ -11,7 +11,7 @@
 use super::{hf_config, weights};
 use crate::checkpoint::Checkpoint;
 use crate::config::Arch;
-use crate::layout::{rename_durably, sync_file, temp_path, write_json_atomic};
+use crate::durable::{rename_durably, sync_file, temp_path, write_json_atomic};
 use crate::tokenizer::TOKENIZER_CONFIG;
 use anyhow::{bail, Context, Result};
 use serde_json::json;

@@ -33,7 +33,7 @@ impl HfFolder {
         if !config_path.is_file() {
             bail!("{} is not a transformers model folder: it has no config.json", dir.display());
         }
-        let config: serde_json::Value = crate::layout::read_json(&config_path)?;
+        let config: serde_json::Value = crate::durable::read_json(&config_path)?;
         let model = hf_config::from_hf(&config, &dir.display().to_string(), dropout)?;
         let vocab = Vocab::load_file_or_folder(dir)?;
         if vocab.vocab_size() as i64 != model.vocab_size {

@@ -114,7 +114,7 @@ pub fn read_folder(dir: &Path) -> Result<Vec<(String, Tensor)>> {
     let files: Vec<std::path::PathBuf> = if single.is_file() {
         vec![single]
     } else if index.is_file() {
-        let index: serde_json::Value = crate::layout::read_json(&index)?;
+        let index: serde_json::Value = crate::durable::read_json(&index)?;
         let map = index
             .get("weight_map")
             .and_then(|m| m.as_object())

@@ -8,7 +8,8 @@
 use super::cells::Sweep;
 use super::stats::Summary;
 use super::tables::{number, read_csv};
-use crate::layout::{write_atomic, Layout};
+use crate::durable::write_atomic;
+use crate::layout::Layout;
 use anyhow::Result;
 use std::collections::BTreeMap;
 
@@ -239,87 +240,89 @@ fn slot_columns(slot: &Slot) -> (String, String) {
 /// model k = KK−1; reference rows (`real-sample…` noise floor, `real-train`) have
 /// no generation.
 pub fn summary_csv(sweep: &Sweep, agg: &Aggregate) -> Result<Vec<u8>> {
-    let mut w = csv::Writer::from_writer(Vec::new());
-    w.write_record([
-        "cell",
-        "label",
-        "policy",
-        "real_fraction",
-        "measure",
-        "generation",
-        "corpus",
-        "n",
-        "mean",
-        "sd",
-        "ci95_low",
-        "ci95_high",
-        "seeds",
-        "missing_seeds",
-    ])?;
-    for r in &agg.rows {
-        let cell = &sweep.cells[r.cell];
-        let (generation, corpus) = slot_columns(&r.slot);
+    crate::durable::csv_bytes(|w| {
         w.write_record([
-            cell.id.clone(),
-            cell.label.clone(),
-            cell.policy.clone(),
-            opt(cell.real_fraction),
-            r.measure.clone(),
-            generation,
-            corpus,
-            r.summary.n.to_string(),
-            opt(r.summary.mean),
-            opt(r.summary.sd),
-            opt(r.summary.low()),
-            opt(r.summary.high()),
-            seeds_text(&r.seeds),
-            seeds_text(&r.missing),
+            "cell",
+            "label",
+            "policy",
+            "real_fraction",
+            "measure",
+            "generation",
+            "corpus",
+            "n",
+            "mean",
+            "sd",
+            "ci95_low",
+            "ci95_high",
+            "seeds",
+            "missing_seeds",
         ])?;
-    }
-    Ok(w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?)
+        for r in &agg.rows {
+            let cell = &sweep.cells[r.cell];
+            let (generation, corpus) = slot_columns(&r.slot);
+            w.write_record([
+                cell.id.clone(),
+                cell.label.clone(),
+                cell.policy.clone(),
+                opt(cell.real_fraction),
+                r.measure.clone(),
+                generation,
+                corpus,
+                r.summary.n.to_string(),
+                opt(r.summary.mean),
+                opt(r.summary.sd),
+                opt(r.summary.low()),
+                opt(r.summary.high()),
+                seeds_text(&r.seeds),
+                seeds_text(&r.missing),
+            ])?;
+        }
+        Ok(())
+    })
 }
 
 /// `changes.csv`: per cell and measure, the mean over seeds of (value at N − value at 0).
 pub fn changes_csv(sweep: &Sweep, agg: &Aggregate) -> Result<Vec<u8>> {
-    let mut w = csv::Writer::from_writer(Vec::new());
-    w.write_record([
-        "cell",
-        "label",
-        "measure",
-        "of",
-        "from_generation",
-        "to_generation",
-        "n",
-        "mean_change",
-        "sd",
-        "ci95_low",
-        "ci95_high",
-        "seeds",
-        "missing_seeds",
-    ])?;
-    for c in &agg.changes {
-        let cell = &sweep.cells[c.cell];
-        let of = match c.kind {
-            Kind::Model => "model k",
-            Kind::Corpus => "corpus S_(k+1)",
-        };
+    crate::durable::csv_bytes(|w| {
         w.write_record([
-            cell.id.clone(),
-            cell.label.clone(),
-            c.measure.clone(),
-            of.to_string(),
-            c.from.to_string(),
-            c.to.to_string(),
-            c.summary.n.to_string(),
-            opt(c.summary.mean),
-            opt(c.summary.sd),
-            opt(c.summary.low()),
-            opt(c.summary.high()),
-            seeds_text(&c.seeds),
-            seeds_text(&c.missing),
+            "cell",
+            "label",
+            "measure",
+            "of",
+            "from_generation",
+            "to_generation",
+            "n",
+            "mean_change",
+            "sd",
+            "ci95_low",
+            "ci95_high",
+            "seeds",
+            "missing_seeds",
         ])?;
-    }
-    Ok(w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?)
+        for c in &agg.changes {
+            let cell = &sweep.cells[c.cell];
+            let of = match c.kind {
+                Kind::Model => "model k",
+                Kind::Corpus => "corpus S_(k+1)",
+            };
+            w.write_record([
+                cell.id.clone(),
+                cell.label.clone(),
+                c.measure.clone(),
+                of.to_string(),
+                c.from.to_string(),
+                c.to.to_string(),
+                c.summary.n.to_string(),
+                opt(c.summary.mean),
+                opt(c.summary.sd),
+                opt(c.summary.low()),
+                opt(c.summary.high()),
+                seeds_text(&c.seeds),
+                seeds_text(&c.missing),
+            ])?;
+        }
+        Ok(())
+    })
 }
 
 /// Writes `summary.csv` and `changes.csv` into the sweep's folder.

@@ -10,8 +10,9 @@
 //!   keys it overrides (`[set]` and grid, sorted, `key=value` lines);
 //! - run name: `SWEEP-CELLID-sSEED`.
 use super::spec::{SweepSpec, GENERATIONS_KEY, POLICY_KEY, REAL_FRACTION_KEY, SEED_KEY};
+use crate::choice::Choice;
 use crate::config::Config;
-use crate::policy::{Policy, POLICY_NAMES};
+use crate::policy::{Policy, PolicyName};
 use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -113,7 +114,7 @@ fn expand_cells(spec: &SweepSpec) -> Result<Vec<Cell>> {
     };
     let default_policy = base_value(POLICY_KEY)
         .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_else(|| crate::config::GenerationsConfig::default().policy.as_str().to_string());
+        .unwrap_or_else(|| crate::config::GenerationsConfig::default().policy.name());
     let base_lambda = base_value(REAL_FRACTION_KEY).and_then(|v| v.as_float().or(v.as_integer().map(|i| i as f64)));
 
     let mut cells: Vec<Cell> = Vec::new();
@@ -163,8 +164,11 @@ fn expand_cells(spec: &SweepSpec) -> Result<Vec<Cell>> {
             }
         }
         if lambda_axis && !lambda_used {
-            let takers: Vec<&str> =
-                POLICY_NAMES.split(',').map(str::trim).filter(|p| policy_takes_lambda(p).unwrap_or(false)).collect();
+            let takers: Vec<String> = <PolicyName as clap::ValueEnum>::value_variants()
+                .iter()
+                .map(Choice::name)
+                .filter(|p| policy_takes_lambda(p).unwrap_or(false))
+                .collect();
             bail!("{label}.real_fraction is set but none of its policies takes λ (only {} do)", takers.join(" and "));
         }
     }

@@ -3,8 +3,10 @@
 //! this way, so a run is the same whether it ran here or on a cluster node.
 use super::cells::{Run, Sweep};
 use super::state::{hostname, now_unix, write_record, StateRecord};
+use crate::choice::Choice;
+use crate::durable::write_atomic;
+use crate::layout::Layout;
 use crate::layout::SweepPaths;
-use crate::layout::{write_atomic, Layout};
 use anyhow::{Context, Result};
 use std::io::Write as _;
 use std::process::{Child, Command, Stdio};
@@ -15,7 +17,7 @@ pub struct LaunchOptions {
     /// libtorch threads of the run.
     pub threads: usize,
     /// `--device` for the run; None keeps the config's.
-    pub device: Option<String>,
+    pub device: Option<crate::config::DeviceChoice>,
     /// `local` or `slurm`, recorded in the run's state record.
     pub executor: &'static str,
     /// `JOB_TASK` under SLURM.
@@ -61,7 +63,7 @@ pub fn spawn(layout: &Layout, paths: &SweepPaths, run: &Run, opts: &LaunchOption
         .arg("--threads")
         .arg(opts.threads.to_string());
     if let Some(d) = &opts.device {
-        cmd.arg("--device").arg(d);
+        cmd.arg("--device").arg(d.name());
     }
     writeln!(
         log,

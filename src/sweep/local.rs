@@ -20,13 +20,13 @@ pub struct LocalOptions {
     pub jobs: usize,
     /// Cores shared between the runs; each gets max(1, threads / jobs).
     pub threads: usize,
-    pub device: Option<String>,
+    pub device: Option<crate::config::DeviceChoice>,
 }
 
 /// Held while a sweep runs here, so that two `sweep run` of one sweep do not race.
-fn lock_sweep(paths: &SweepPaths, name: &str) -> Result<crate::layout::Lock> {
+fn lock_sweep(paths: &SweepPaths, name: &str) -> Result<crate::durable::Lock> {
     let path = paths.lock();
-    match crate::layout::Lock::try_acquire(&path)? {
+    match crate::durable::Lock::try_acquire(&path)? {
         Some(lock) => Ok(lock),
         None => bail!("sweep '{name}' is already running on this machine (lock {} is held)", path.display()),
     }

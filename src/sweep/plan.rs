@@ -115,7 +115,7 @@ pub fn run_work(cfg: &toml::Value) -> RunWork {
 /// and the vocabulary, when the base corpus is prepared.
 fn prepared_train_tokens(layout: &Layout, corpus: &str) -> Option<(f64, i64)> {
     let meta: serde_json::Value =
-        crate::layout::read_json(&layout.real_corpus(corpus).join(crate::layout::RealCorpus::META)).ok()?;
+        crate::durable::read_json(&layout.real_corpus(corpus).join(crate::layout::RealCorpus::META)).ok()?;
     let tokens = meta.get("train")?.get("tokens")?.as_f64()?;
     let vocab = meta.get("vocab_size")?.as_i64()?;
     Some((tokens, vocab))

@@ -7,8 +7,9 @@ use super::cells::Sweep;
 use super::state::{run_status, RunState};
 use super::stats::Summary;
 use crate::analysis::{publish, Page};
+use crate::durable::write_atomic;
+use crate::layout::Layout;
 use crate::layout::SweepPaths;
-use crate::layout::{write_atomic, Layout};
 use crate::plot::{LineChart, Series, SeriesStyle};
 use anyhow::Result;
 use std::path::PathBuf;
@@ -102,8 +103,8 @@ pub fn write_report(layout: &Layout, sweep: &Sweep) -> Result<ReportOutput> {
     }
     page.table(&["cell", "seed", "run", "generations", "state"].map(String::from), &run_rows, &[0, 2, 4]);
     for run in &sweep.runs {
-        let rows = crate::generations::read_rows(&layout.generations_csv(&run.name)).unwrap_or_default();
-        if let Some(note) = crate::generations::cap_dependence_note(&rows) {
+        let rows = crate::records::read_rows(&layout.generations_csv(&run.name)).unwrap_or_default();
+        if let Some(note) = crate::records::cap_dependence_note(&rows) {
             page.note(&format!("{} ({}, seed {}): {note}", run.name, sweep.cells[run.cell].label, run.seed));
         }
     }

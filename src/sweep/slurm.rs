@@ -9,8 +9,10 @@
 use super::cells::Sweep;
 use super::launch::{describe_exit, record_exit, spawn, write_config, write_configs, LaunchOptions};
 use super::state::{is_finished, now_unix};
+use crate::choice::Choice;
+use crate::durable::{write_atomic, write_json_atomic};
+use crate::layout::Layout;
 use crate::layout::SweepPaths;
-use crate::layout::{write_atomic, write_json_atomic, Layout};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -27,7 +29,7 @@ pub struct SlurmOptions {
     /// At most this many tasks at once (`%K`).
     pub max_parallel: Option<u32>,
     /// `--device` of every run (e.g. `cuda` with GPUs).
-    pub device: Option<String>,
+    pub device: Option<crate::config::DeviceChoice>,
 }
 
 /// What `--submit` recorded.
@@ -120,7 +122,7 @@ pub fn script(layout: &Layout, sweep: &Sweep, opts: &SlurmOptions) -> Result<Str
         opts.cpus_per_task
     );
     if let Some(d) = &opts.device {
-        cmd.push_str(&format!(" --device {}", shell_quote(d)));
+        cmd.push_str(&format!(" --device {}", shell_quote(&d.name())));
     }
     let _ = writeln!(s, "{cmd}");
     Ok(s)
@@ -188,7 +190,7 @@ pub fn run_task(
     index: usize,
     expect: Option<&str>,
     threads: usize,
-    device: Option<String>,
+    device: Option<crate::config::DeviceChoice>,
 ) -> Result<()> {
     let Some(run) = sweep.runs.get(index) else {
         bail!(
@@ -233,7 +235,7 @@ pub fn run_task(
 
 /// The job recorded by `--submit`, if any.
 pub fn submitted_job(paths: &SweepPaths) -> Option<SubmittedJob> {
-    crate::layout::read_json(&paths.slurm_job()).ok()
+    crate::durable::read_json(&paths.slurm_job()).ok()
 }
 
 /// SLURM's view of a submitted array: state per array index (tasks SLURM no longer

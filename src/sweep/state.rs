@@ -7,8 +7,9 @@
 //! was killed, the node rebooted) reads as *interrupted*: a rerun resumes it.
 use super::cells::{Run, Sweep};
 use super::tables::finished_generations;
+use crate::durable::{read_json, write_json_atomic};
+use crate::layout::Layout;
 use crate::layout::SweepPaths;
-use crate::layout::{read_json, write_json_atomic, Layout};
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 

@@ -168,49 +168,50 @@ pub fn tails(layout: &Layout, sweep: &Sweep) -> Result<Vec<CellTails>> {
 
 /// `tails.csv`: one row per cell, group and corpus S_k.
 pub fn tails_csv(sweep: &Sweep, tails: &[CellTails]) -> Result<Vec<u8>> {
-    let mut w = csv::Writer::from_writer(Vec::new());
-    w.write_record([
-        "cell",
-        "label",
-        "expected_count_low",
-        "expected_count_high",
-        "tokens",
-        "corpus",
-        "n",
-        "mean_survival",
-        "sd",
-        "ci95_low",
-        "ci95_high",
-        "missing_seeds",
-        "theory_simulated",
-        "poisson_predicted",
-        "real_documents_null",
-    ])?;
-    let opt = |v: Option<f64>| v.map(|x| format!("{x}")).unwrap_or_default();
-    for t in tails {
-        let cell = &sweep.cells[t.cell];
-        for b in &t.bins {
-            for (c, &k) in t.checkpoints.iter().enumerate() {
-                let (s, missing) = &b.measured[c];
-                w.write_record([
-                    cell.id.clone(),
-                    cell.label.clone(),
-                    format!("{}", b.expected_low),
-                    format!("{}", b.expected_high),
-                    b.tokens.to_string(),
-                    crate::layout::gen_name(k as u32),
-                    s.n.to_string(),
-                    opt(s.mean),
-                    opt(s.sd),
-                    opt(s.low()),
-                    opt(s.high()),
-                    missing.iter().map(|m| m.to_string()).collect::<Vec<_>>().join(" "),
-                    opt(b.simulated.as_ref().map(|v| v[c])),
-                    opt(b.predicted.as_ref().map(|v| v[c])),
-                    opt(b.real_null),
-                ])?;
+    crate::durable::csv_bytes(|w| {
+        w.write_record([
+            "cell",
+            "label",
+            "expected_count_low",
+            "expected_count_high",
+            "tokens",
+            "corpus",
+            "n",
+            "mean_survival",
+            "sd",
+            "ci95_low",
+            "ci95_high",
+            "missing_seeds",
+            "theory_simulated",
+            "poisson_predicted",
+            "real_documents_null",
+        ])?;
+        let opt = |v: Option<f64>| v.map(|x| format!("{x}")).unwrap_or_default();
+        for t in tails {
+            let cell = &sweep.cells[t.cell];
+            for b in &t.bins {
+                for (c, &k) in t.checkpoints.iter().enumerate() {
+                    let (s, missing) = &b.measured[c];
+                    w.write_record([
+                        cell.id.clone(),
+                        cell.label.clone(),
+                        format!("{}", b.expected_low),
+                        format!("{}", b.expected_high),
+                        b.tokens.to_string(),
+                        crate::layout::gen_name(k as u32),
+                        s.n.to_string(),
+                        opt(s.mean),
+                        opt(s.sd),
+                        opt(s.low()),
+                        opt(s.high()),
+                        missing.iter().map(|m| m.to_string()).collect::<Vec<_>>().join(" "),
+                        opt(b.simulated.as_ref().map(|v| v[c])),
+                        opt(b.predicted.as_ref().map(|v| v[c])),
+                        opt(b.real_null),
+                    ])?;
+                }
             }
         }
-    }
-    Ok(w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?)
+        Ok(())
+    })
 }

@@ -34,18 +34,18 @@ pub fn write_discrete_report(config: &DiscreteConfig, result: &DiscreteResult, f
     let exact = exact_squared_distance(config);
     let bins = discrete_survival_bins(config, result);
 
-    crate::layout::write_atomic(&folder.join("generations.csv"), &generations_csv(result, exact.as_deref())?)?;
-    crate::layout::write_atomic(&folder.join("survival.csv"), &survival_csv(result, &bins)?)?;
-    crate::layout::write_atomic(&folder.join("symbols.csv"), &symbols_csv(config, result)?)?;
+    crate::durable::write_atomic(&folder.join("generations.csv"), &generations_csv(result, exact.as_deref())?)?;
+    crate::durable::write_atomic(&folder.join("survival.csv"), &survival_csv(result, &bins)?)?;
+    crate::durable::write_atomic(&folder.join("symbols.csv"), &symbols_csv(config, result)?)?;
     for (name, chart) in charts(config, result, exact.as_deref(), &bins) {
         write_svg_and_png(&render_svg(&chart)?, &folder.join(name))?;
     }
     let summary = discrete_summary(config, result);
-    crate::layout::write_atomic(
+    crate::durable::write_atomic(
         &folder.join("config.json"),
         serde_json::to_string_pretty(&resolved_config(config))?.as_bytes(),
     )?;
-    crate::layout::write_atomic(&folder.join("summary.txt"), summary.as_bytes())?;
+    crate::durable::write_atomic(&folder.join("summary.txt"), summary.as_bytes())?;
     Ok(summary)
 }
 

@@ -25,7 +25,7 @@ use crate::plot::{render_svg, write_svg_and_png, LineChart, Series};
 /// Writes every output file into `folder` (which must exist) and returns the summary text.
 pub fn write_gaussian_report(config: &GaussianConfig, result: &GaussianResult, folder: &Path) -> Result<String> {
     remove_completion_marker(folder)?;
-    crate::layout::write_atomic(&folder.join("sigma.csv"), &sigma_csv(config, result)?)?;
+    crate::durable::write_atomic(&folder.join("sigma.csv"), &sigma_csv(config, result)?)?;
     for (name, chart) in charts(config, result) {
         write_svg_and_png(&render_svg(&chart)?, &folder.join(name))?;
     }
@@ -43,8 +43,8 @@ pub fn write_gaussian_report(config: &GaussianConfig, result: &GaussianResult, f
         "seed": config.seed,
         "quantile_levels": QUANTILE_LEVELS,
     });
-    crate::layout::write_atomic(&folder.join("config.json"), serde_json::to_string_pretty(&resolved)?.as_bytes())?;
-    crate::layout::write_atomic(&folder.join("summary.txt"), summary.as_bytes())?;
+    crate::durable::write_atomic(&folder.join("config.json"), serde_json::to_string_pretty(&resolved)?.as_bytes())?;
+    crate::durable::write_atomic(&folder.join("summary.txt"), summary.as_bytes())?;
     Ok(summary)
 }
 

@@ -8,12 +8,13 @@ use anyhow::{Context, Result};
 
 /// A CSV document from a header and rows of already formatted fields.
 pub fn csv_document(header: &[&str], rows: impl IntoIterator<Item = Vec<String>>) -> Result<Vec<u8>> {
-    let mut writer = csv::Writer::from_writer(Vec::new());
-    writer.write_record(header).context("formatting a CSV header failed")?;
-    for row in rows {
-        writer.write_record(&row).context("formatting a CSV row failed")?;
-    }
-    writer.into_inner().context("finishing a CSV document failed")
+    crate::durable::csv_bytes(|w| {
+        w.write_record(header)?;
+        for row in rows {
+            w.write_record(&row)?;
+        }
+        Ok(())
+    })
 }
 
 /// An empty field where a value does not apply (e.g. a prediction at T ≠ 1).

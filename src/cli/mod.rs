@@ -1,11 +1,14 @@
-//! Command-line interface: argument definitions and thin dispatch into the library.
+//! Command-line interface: argument definitions and thin dispatch into the library,
+//! which takes plain values.
+mod sweep;
+
 use crate::checkpoint::Checkpoint;
 use crate::config::Config;
 use crate::layout::Layout;
 use crate::prepare::{PrepareOptions, PreparedCorpus};
 use crate::stream::TokenStream;
 use crate::tokens::TokenFile;
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use std::path::{Path, PathBuf};
 
@@ -35,12 +38,12 @@ pub enum Command {
     #[command(subcommand)]
     Inspect(InspectCommand),
     /// Write analysis/RUN/report.html: perplexity, rank-frequency, token survival, drift, samples, config.
-    Report(crate::analysis::ReportArgs),
+    Report(ReportArgs),
     /// Write one report overlaying several runs (same tokenizer required).
-    Compare(crate::analysis::CompareArgs),
+    Compare(CompareArgs),
     /// Grids of runs with seeds: plan, run here or as a SLURM array, report means with 95% confidence intervals.
     #[command(subcommand)]
-    Sweep(crate::sweep::SweepCommand),
+    Sweep(sweep::SweepCommand),
     /// Exact simulators of recursive estimation (discrete, Gaussian) next to published predictions.
     #[command(subcommand)]
     Theory(crate::theory::TheoryCommand),
@@ -49,6 +52,40 @@ pub enum Command {
     /// Write a checkpoint as a folder Hugging Face transformers loads (GPT2LMHeadModel or
     /// LlamaForCausalLM, safetensors weights, tokenizer.json and tokenizer_config.json).
     Export(ExportArgs),
+}
+
+/// `lmloop inspect tails`: the tokens that vanished from the synthetic corpora.
+#[derive(Debug, Clone, Args)]
+pub struct TailsArgs {
+    /// Run name (its folder under analysis/).
+    #[arg(long)]
+    pub run: String,
+    /// How many vanished tokens to list, most common in the real split first.
+    #[arg(long, default_value_t = 30)]
+    pub top: usize,
+    /// Only consider tokens seen at least this often in the real training split,
+    /// in the list, the per-generation counts and the fit (the default 1 keeps every seen token).
+    #[arg(long, default_value_t = 1)]
+    pub min_real_count: u64,
+}
+
+/// `lmloop report`: the self-contained HTML report of one run.
+#[derive(Debug, Clone, Args)]
+pub struct ReportArgs {
+    /// Run name (its folder under analysis/); writes analysis/RUN/report.html and analysis/RUN/plots/.
+    #[arg(long)]
+    pub run: String,
+}
+
+/// `lmloop compare`: one report overlaying several runs that share a tokenizer.
+#[derive(Debug, Clone, Args)]
+pub struct CompareArgs {
+    /// Run names (folders under analysis/), at least two.
+    #[arg(required = true, num_args = 2..)]
+    pub runs: Vec<String>,
+    /// Output folder [default: analysis/compare-RUN1-RUN2-…].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -67,7 +104,7 @@ pub struct ExportArgs {
 #[derive(Subcommand, Debug)]
 pub enum InspectCommand {
     /// The tokens that vanished, when, and how common they were in the real data.
-    Tails(crate::analysis::TailsArgs),
+    Tails(TailsArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -88,8 +125,8 @@ pub enum CorpusCommand {
 pub struct RuntimeArgs {
     /// Where to run: auto (CUDA when available), cpu or cuda. Default: the environment
     /// variable LMLOOP_DEVICE when set, else the config's, else auto.
-    #[arg(long, env = "LMLOOP_DEVICE")]
-    pub device: Option<String>,
+    #[arg(long, env = "LMLOOP_DEVICE", value_enum)]
+    pub device: Option<crate::config::DeviceChoice>,
     /// CPU threads for libtorch; 0 = one per core. Default: the config's, else 0.
     #[arg(long)]
     pub threads: Option<usize>,
@@ -203,9 +240,9 @@ pub struct GenerationsArgs {
     /// Generations after generation 0 (generations.generations). Raising it extends a finished run.
     #[arg(short = 'n', long = "generations")]
     pub n: Option<u32>,
-    /// Data policy: replace, accumulate, accumulate-subsample, mix or fresh (generations.policy).
-    #[arg(long)]
-    pub policy: Option<String>,
+    /// Data policy (generations.policy).
+    #[arg(long, value_enum)]
+    pub policy: Option<crate::policy::PolicyName>,
     /// Share λ of real data per generation, for mix and fresh (generations.real_fraction).
     #[arg(long, allow_negative_numbers = true)]
     pub real_fraction: Option<f64>,
@@ -220,8 +257,8 @@ pub struct GenerationsArgs {
     pub top_p: Option<f64>,
     /// Initialise each generation after the first from `scratch`, from the `previous` generation's
     /// weights, or from the `pretrained` weights of --init-from (generations.init).
-    #[arg(long)]
-    pub init: Option<String>,
+    #[arg(long, value_enum)]
+    pub init: Option<crate::config::Init>,
     /// Start generation 0 from this Hugging Face transformers GPT-2 or Llama folder; the corpus
     /// must be prepared with its tokenizer (generations.init_from).
     #[arg(long)]
@@ -256,10 +293,10 @@ pub struct BenchArgs {
     /// generations.real_subset_tokens, else 200000). 0 skips that measurement.
     #[arg(long)]
     pub loop_tokens: Option<usize>,
-    /// Training precision to measure, `fp32` or `bf16`; default: the config's
-    /// train.precision. The eager reference trains in the same precision.
-    #[arg(long)]
-    pub precision: Option<String>,
+    /// Training precision to measure; default: the config's train.precision. The eager
+    /// reference trains in the same precision.
+    #[arg(long, value_enum)]
+    pub precision: Option<crate::config::Precision>,
     /// The device's peak dense TFLOP/s in that precision, for model FLOP utilisation;
     /// default: looked up from the GPU's name for the few GPUs lmloop knows (H100, H200,
     /// A100), else not reported.
@@ -283,8 +320,8 @@ pub struct BenchArgs {
 
 /// Applies runtime overrides to a config and returns the chosen device.
 pub fn runtime(cfg: &mut crate::config::RuntimeConfig, args: &RuntimeArgs) -> Result<tch::Device> {
-    if let Some(d) = &args.device {
-        cfg.device = crate::config::parse_value("--device", d)?;
+    if let Some(d) = args.device {
+        cfg.device = d;
     }
     if let Some(t) = args.threads {
         cfg.threads = t;
@@ -302,18 +339,18 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Sample(a) => sample(a),
         Command::Generations(a) => generations(a),
         Command::Inspect(InspectCommand::Tails(a)) => {
-            print!("{}", crate::analysis::inspect_tails(&layout(), &a)?);
+            print!("{}", crate::analysis::inspect_tails(&layout(), &a.run, a.top, a.min_real_count)?);
             Ok(())
         }
         Command::Report(a) => {
-            println!("wrote {}", crate::analysis::report(&layout(), &a)?.display());
+            println!("wrote {}", crate::analysis::report(&layout(), &a.run)?.display());
             Ok(())
         }
         Command::Compare(a) => {
-            println!("wrote {}", crate::analysis::compare(&layout(), &a)?.display());
+            println!("wrote {}", crate::analysis::compare(&layout(), &a.runs, a.out.as_deref())?.display());
             Ok(())
         }
-        Command::Sweep(s) => crate::sweep::run(&layout(), &s),
+        Command::Sweep(s) => sweep::run(&layout(), &s),
         Command::Theory(t) => crate::theory::run(&t),
         Command::Bench(a) => bench(a),
         Command::Export(a) => {
@@ -382,7 +419,7 @@ fn train(a: TrainArgs) -> Result<()> {
     if let Some(s) = a.seed {
         cfg.train.seed = s;
     }
-    if crate::layout::is_done(&a.out) && !a.force {
+    if crate::durable::is_done(&a.out) && !a.force {
         bail!("{} already holds a finished checkpoint; pass --force to replace it", a.out.display());
     }
     let corpus = PreparedCorpus::open(&a.data)?;
@@ -495,40 +532,32 @@ fn sample(a: SampleArgs) -> Result<()> {
 }
 
 fn generations(a: GenerationsArgs) -> Result<()> {
-    let mut cfg = Config::load(&a.config)?;
+    let text = std::fs::read_to_string(&a.config)
+        .with_context(|| format!("cannot read config file {}", a.config.display()))?;
+    let invalid = || format!("invalid config file {}", a.config.display());
+    let mut cfg = Config::parse_toml(&text).with_context(invalid)?;
+    let mut names = crate::config::KeyNames::from_toml(&text);
+    names.offer("generations.generations", "-n", a.n.is_some());
+    names.offer("generations.policy", "--policy", a.policy.is_some());
+    names.offer("generations.real_fraction", "--real-fraction", a.real_fraction.is_some());
+    names.offer("generations.init", "--init", a.init.is_some());
+    names.offer("generations.init_from", "--init-from", a.init_from.is_some());
+    names.offer("sample.temperature", "--temperature", a.temperature.is_some());
+    names.offer("sample.top_k", "--top-k", a.top_k.is_some());
+    names.offer("sample.top_p", "--top-p", a.top_p.is_some());
     let g = &mut cfg.generations;
-    if let Some(n) = a.n {
-        g.generations = n;
-    }
-    if let Some(p) = &a.policy {
-        g.policy = p.parse()?;
-    }
-    if a.real_fraction.is_some() {
-        g.real_fraction = a.real_fraction;
-    }
-    if let Some(i) = &a.init {
-        g.init = crate::config::parse_value("--init", i)?;
-    }
-    if a.init_from.is_some() {
-        g.init_from = a.init_from.clone();
-    }
-    if let Some(t) = a.temperature {
-        cfg.sample.temperature = t;
-    }
-    if a.top_k.is_some() {
-        cfg.sample.top_k = a.top_k;
-    }
-    if a.top_p.is_some() {
-        cfg.sample.top_p = a.top_p;
-    }
-    if let Some(s) = a.seed {
-        cfg.train.seed = s;
-    }
-    if cfg.generations.generations == 0 {
-        bail!("-n must be at least 1 (generation 0 trains on real data; N more follow)");
-    }
-    cfg.generations.policy()?;
-    cfg.validate()?;
+    g.generations = a.n.unwrap_or(g.generations);
+    g.policy = a.policy.unwrap_or(g.policy);
+    g.real_fraction = a.real_fraction.or(g.real_fraction);
+    g.init = a.init.unwrap_or(g.init);
+    g.init_from = a.init_from.clone().or(g.init_from.take());
+    let s = &mut cfg.sample;
+    s.temperature = a.temperature.unwrap_or(s.temperature);
+    s.top_k = a.top_k.or(s.top_k);
+    s.top_p = a.top_p.or(s.top_p);
+    cfg.train.seed = a.seed.unwrap_or(cfg.train.seed);
+    // Values from the file are named by their keys, values from flags by the flags.
+    cfg.validate_named(&names)?;
     let device = runtime(&mut cfg.runtime, &a.runtime)?;
     let run = a.run.clone().unwrap_or_else(|| crate::generations::default_run_name(&cfg));
     let spec =
@@ -536,7 +565,7 @@ fn generations(a: GenerationsArgs) -> Result<()> {
     let rows = crate::generations::run(&layout(), &spec)?;
     let l = layout();
     println!("run {run}: {} (report: {})", l.generations_csv(&run).display(), l.report_html(&run).display());
-    print!("{}", crate::generations::format_table(&rows));
+    print!("{}", crate::records::format_table(&rows));
     Ok(())
 }
 
@@ -549,12 +578,8 @@ fn bench(a: BenchArgs) -> Result<()> {
     if a.train_steps == 0 || a.sample_steps == 0 || a.rounds == 0 {
         bail!("--train-steps, --sample-steps and --rounds must be positive");
     }
-    if let Some(p) = &a.precision {
-        cfg.train.precision = match p.as_str() {
-            "fp32" => crate::config::Precision::Fp32,
-            "bf16" => crate::config::Precision::Bf16,
-            other => bail!("--precision must be fp32 or bf16, got '{other}'"),
-        };
+    if let Some(p) = a.precision {
+        cfg.train.precision = p;
     }
     if let Some(p) = a.peak_tflops {
         if !(p > 0.0 && p.is_finite()) {

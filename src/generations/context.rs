@@ -1,0 +1,395 @@
+//! Setting a run up, once: the lock, the saved configuration, the corpus and its
+//! fingerprint, the real training set R, the sizes, the noise floor and the tail null,
+//! and the protocol record that says all of it.
+use super::{derive_seed, SeedPurpose, DEFAULT_CAP_OVER_LONGEST_REAL, NULL_DRAWS};
+use crate::choice::Choice;
+use crate::config::Config;
+use crate::durable::{is_done, write_atomic, write_json_atomic};
+use crate::eval::FrequencyBuckets;
+use crate::interop::HfFolder;
+use crate::layout::Layout;
+use crate::policy::{Corpus, Policy, RealData};
+use crate::prepare::PreparedCorpus;
+use crate::sample::Sampling;
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use tch::Device;
+
+/// Everything a run needs, resolved from the config file and the command line.
+pub struct RunSpec {
+    pub config: Config,
+    pub run: String,
+    pub force_new: bool,
+    pub device: Device,
+    pub progress: bool,
+}
+
+/// An exclusive lock on a run, held for the life of the process (released by the OS
+/// even when the process is killed).
+pub struct RunLock {
+    _lock: crate::durable::Lock,
+}
+
+impl RunLock {
+    pub fn acquire(layout: &Layout, run: &str) -> Result<Self> {
+        let path = layout.run_lock(run);
+        match crate::durable::Lock::try_acquire(&path)? {
+            Some(lock) => Ok(Self { _lock: lock }),
+            None => bail!(
+                "run '{run}' is in use by another lmloop process (lock {} is held); wait for it or pick another --run",
+                path.display()
+            ),
+        }
+    }
+}
+
+/// `analysis/RUN/protocol.json`: the sizes and sources a run's numbers depend on.
+#[derive(Debug, Clone, Serialize)]
+pub struct Protocol {
+    /// |R| and its documents.
+    pub real_training_set_tokens: usize,
+    pub real_training_set_documents: usize,
+    /// Tokens of the whole real training split R is taken from.
+    pub real_training_split_tokens: usize,
+    /// `generations.real_subset_tokens`, when R is a subset.
+    pub real_subset_tokens: Option<usize>,
+    /// Share of the split held out of R, when R is the split less a hold-out.
+    pub holdout_fraction: Option<f64>,
+    /// The pool of real training documents outside R.
+    pub outside_r_tokens: usize,
+    pub outside_r_documents: usize,
+    /// D, and D/|R|.
+    pub generation_size_tokens: usize,
+    pub generation_size_over_real: f64,
+    /// `train.budget` and the passes it makes.
+    pub budget: String,
+    pub epochs: f64,
+    /// The sampler's length cap, and the longest real training document it derives from.
+    pub max_doc_tokens: usize,
+    pub longest_real_document_tokens: usize,
+    /// Real-count ranges of the held-out loss's frequency buckets.
+    pub frequency_buckets: Vec<(u64, u64)>,
+    /// The real sample of D tokens a perfect model would show, and where it came from.
+    pub noise_floor_tokens: usize,
+    pub noise_floor_documents: usize,
+    pub noise_floor_source: String,
+    /// The tail null's D-token draws of unseen real documents.
+    pub tail_null_draws: usize,
+    pub tail_null_source: String,
+    pub tail_null_seconds: f64,
+    /// Where the control `real` draws its corpora from (that policy only).
+    pub control_draws_from: Option<String>,
+}
+
+/// A run, set up: what every generation's steps read.
+pub struct RunContext<'a> {
+    pub layout: &'a Layout,
+    pub run: String,
+    /// The configuration with the shape of `generations.init_from` applied.
+    pub cfg: Config,
+    pub policy: Policy,
+    /// N: generations after generation 0.
+    pub generations: u32,
+    pub device: Device,
+    pub progress: bool,
+    pub corpus: PreparedCorpus,
+    /// The model shape with the tokenizer's vocabulary.
+    pub model: crate::config::ModelConfig,
+    /// The imported checkpoint generation 0 (and every `pretrained` generation) starts from.
+    pub pretrained: Option<PathBuf>,
+    pub real: RealData,
+    /// D: tokens per synthetic corpus.
+    pub synthetic_size: usize,
+    pub max_doc_tokens: usize,
+    pub sampling: Sampling,
+    pub buckets: FrequencyBuckets,
+    pub reference: crate::analysis::RealReference,
+    /// Every token's text, for the token tables.
+    pub token_texts: Vec<String>,
+    _lock: RunLock,
+}
+
+impl<'a> RunContext<'a> {
+    /// Locks the run, checks it against what it was started with, and sets it up
+    /// (writing `run.toml`, `corpus.json`, `runtime.json` and `protocol.json`).
+    pub fn open(layout: &'a Layout, spec: &RunSpec) -> Result<Self> {
+        spec.config.validate()?;
+        let (cfg, imported) = with_imported_shape(layout, &spec.config)?;
+        let policy = cfg.generations.policy()?;
+        let run = spec.run.as_str();
+        if run.is_empty() || run.contains('/') || run.starts_with('.') {
+            bail!("--run must be a plain folder name, got '{run}'");
+        }
+        let lock = RunLock::acquire(layout, run)?;
+        check_saved_config(layout, run, &cfg, spec.force_new)?;
+
+        let corpus_dir = layout.real_corpus(&cfg.data.corpus);
+        let corpus = PreparedCorpus::open(&corpus_dir)
+            .with_context(|| format!("the run needs the prepared corpus '{}' (config data.corpus)", cfg.data.corpus))?;
+        let eot = corpus.vocab.eot();
+        let fingerprint =
+            crate::integrity::CorpusFingerprint::of(&cfg.data.corpus, &corpus_dir, corpus.vocab.vocab_size())?;
+        crate::integrity::check_corpus(&layout.corpus_json(run), run, &fingerprint)?;
+        let runtime = crate::integrity::Runtime { device: crate::device::describe(spec.device) };
+        if let Some(warning) = crate::integrity::check_runtime(&layout.runtime_json(run), run, &runtime)? {
+            eprintln!("[{run}] warning: {warning}");
+        }
+        let pretrained = match &imported {
+            Some(folder) => Some(import_pretrained(layout, run, &cfg, folder, &corpus)?),
+            None => None,
+        };
+        let mut model = cfg.model.clone();
+        model.vocab_size = corpus.vocab.vocab_size() as i64;
+
+        let split = Corpus::new("real/train", corpus.train.clone(), eot);
+        let g = &cfg.generations;
+        let subset = g.real_subset_tokens as usize;
+        let real = RealData::new(split, policy, subset, g.holdout_fraction, g.real_subset_seed).context(
+            "choosing the real training set R (generations.real_subset_tokens, generations.holdout_fraction)",
+        )?;
+        let synthetic_size = match g.synthetic_tokens {
+            0 => real.base.tokens(),
+            t => t as usize,
+        };
+        if policy == Policy::Real {
+            real.check_control_pool(synthetic_size)?;
+        }
+        let max_doc_tokens = match cfg.sample.max_doc_tokens {
+            Some(cap) => cap as usize,
+            None => DEFAULT_CAP_OVER_LONGEST_REAL * corpus.longest_train_document().max(1),
+        };
+        let (reference, buckets, protocol) =
+            reference_and_protocol(&cfg, run, &corpus, &real, subset, synthetic_size, max_doc_tokens)?;
+        write_json_atomic(&layout.protocol_json(run), &protocol)?;
+        let sampling = Sampling::new(cfg.sample.temperature, cfg.sample.top_k, cfg.sample.top_p)?;
+        // We hold the run's lock, so every temporary in its folders is left over from a
+        // process that was interrupted.
+        for dir in [layout.checkpoints(run), layout.synthetic_dir(run), layout.analysis(run)] {
+            crate::durable::remove_stale_temporaries(&dir);
+        }
+        let token_texts = (0..corpus.vocab.vocab_size() as u32).map(|id| corpus.vocab.token_text(id)).collect();
+        Ok(Self {
+            layout,
+            run: run.to_string(),
+            generations: cfg.generations.generations,
+            cfg,
+            policy,
+            device: spec.device,
+            progress: spec.progress,
+            corpus,
+            model,
+            pretrained,
+            real,
+            synthetic_size,
+            max_doc_tokens,
+            sampling,
+            buckets,
+            reference,
+            token_texts,
+            _lock: lock,
+        })
+    }
+
+    /// The run seed every generation's seeds derive from.
+    pub fn seed(&self) -> u64 {
+        self.cfg.train.seed
+    }
+}
+
+/// With `force_new`, removes the run's artifacts; otherwise refuses a run that was
+/// started with another configuration. Then saves the configuration as `run.toml`.
+fn check_saved_config(layout: &Layout, run: &str, cfg: &Config, force_new: bool) -> Result<()> {
+    let run_toml = layout.run_toml(run);
+    if force_new {
+        remove_run(layout, run)?;
+    } else if run_toml.exists() {
+        let saved = Config::load(&run_toml)?;
+        let diff = config_differences(&saved, cfg);
+        if !diff.is_empty() {
+            bail!(
+                "run '{run}' was started with a different configuration ({}); use another --run name, or --force-new to discard the old run",
+                diff.join(", ")
+            );
+        }
+    }
+    write_atomic(&run_toml, cfg.to_toml().as_bytes())
+}
+
+/// The real reference the analysis measures against (R, the noise floor, the tail
+/// null), the frequency buckets of the held-out loss, and the protocol record.
+fn reference_and_protocol(
+    cfg: &Config,
+    run: &str,
+    corpus: &PreparedCorpus,
+    real: &RealData,
+    subset: usize,
+    synthetic_size: usize,
+    max_doc_tokens: usize,
+) -> Result<(crate::analysis::RealReference, FrequencyBuckets, Protocol)> {
+    let eot = corpus.vocab.eot();
+    let run_seed = cfg.train.seed;
+    let real_tokens = real.base.to_tokens();
+    let vocab_size = corpus.vocab.vocab_size();
+    let real_counts = crate::analysis::count_tokens(&real_tokens, vocab_size)?;
+    let buckets = FrequencyBuckets::new(&real_counts);
+    let held_out_docs = Corpus::new("real/val", corpus.val.clone(), eot);
+    let floor = crate::policy::noise_floor(
+        real,
+        &held_out_docs,
+        synthetic_size,
+        derive_seed(run_seed, 0, SeedPurpose::NoiseFloor),
+    );
+    if let Err(why) = &floor {
+        eprintln!("[{run}] warning: no noise floor: {why}; the drift plots show none (raise generations.holdout_fraction or lower generations.real_subset_tokens)");
+    }
+    let t_null = std::time::Instant::now();
+    let tail_null = crate::policy::null_draws(
+        real,
+        &held_out_docs,
+        synthetic_size,
+        NULL_DRAWS,
+        vocab_size,
+        derive_seed(run_seed, 0, SeedPurpose::TailNull),
+    );
+    let tail_null_seconds = t_null.elapsed().as_secs_f64();
+    let (floor_tokens, floor_documents, floor_source) = match &floor {
+        Ok(f) => (f.tokens.clone(), f.documents, f.source.clone()),
+        Err(why) => (Vec::new(), 0, format!("none: {why}")),
+    };
+    let reference = crate::analysis::RealReference {
+        name: format!("R ({} tokens of {})", real_tokens.len(), real.base.name),
+        tokens: real_tokens,
+        noise_floor: floor_tokens,
+        noise_floor_source: floor_source.clone(),
+        null: tail_null.as_ref().ok().map(|n| {
+            crate::analysis::RealNull::from_counts(&real_counts, &n.counts, n.source.clone(), n.source_tokens as u64)
+        }),
+        generation_size: synthetic_size,
+    };
+    let protocol = Protocol {
+        real_training_set_tokens: real.base.tokens(),
+        real_training_set_documents: real.base.documents.len(),
+        real_training_split_tokens: real.split.tokens(),
+        real_subset_tokens: (subset > 0).then_some(subset),
+        holdout_fraction: real.holdout_fraction,
+        outside_r_tokens: real.pool_tokens(),
+        outside_r_documents: real.pool.len(),
+        generation_size_tokens: synthetic_size,
+        generation_size_over_real: synthetic_size as f64 / real.base.tokens() as f64,
+        budget: cfg.train.budget.name(),
+        epochs: cfg.train.epochs_or_default(),
+        max_doc_tokens,
+        longest_real_document_tokens: corpus.longest_train_document(),
+        frequency_buckets: buckets.bounds.clone(),
+        noise_floor_tokens: reference.noise_floor.len(),
+        noise_floor_documents: floor_documents,
+        noise_floor_source: floor_source,
+        tail_null_draws: tail_null.as_ref().map_or(0, |n| n.counts.len()),
+        tail_null_source: match &tail_null {
+            Ok(n) => n.source.clone(),
+            Err(why) => format!("none: {why}"),
+        },
+        tail_null_seconds,
+        control_draws_from: (cfg.generations.policy == crate::policy::PolicyName::Real).then(|| {
+            format!("real training documents outside R ({} tokens, {} documents)", real.pool_tokens(), real.pool.len())
+        }),
+    };
+    Ok((reference, buckets, protocol))
+}
+
+/// Config keys whose change does not invalidate a run: how many generations to run,
+/// and where (device, threads).
+fn ignored_for_mismatch(key: &str) -> bool {
+    key == "generations.generations" || key.starts_with("runtime.")
+}
+
+/// Keys whose values differ between two configs, as `key (old → new)`.
+pub fn config_differences(old: &Config, new: &Config) -> Vec<String> {
+    fn flatten(prefix: &str, v: &toml::Value, out: &mut BTreeMap<String, String>) {
+        match v {
+            toml::Value::Table(t) => {
+                for (k, v) in t {
+                    let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                    flatten(&key, v, out);
+                }
+            }
+            other => {
+                out.insert(prefix.to_string(), other.to_string());
+            }
+        }
+    }
+    let (mut a, mut b) = (BTreeMap::new(), BTreeMap::new());
+    flatten("", &toml::Value::try_from(old).expect("config serialises"), &mut a);
+    flatten("", &toml::Value::try_from(new).expect("config serialises"), &mut b);
+    let keys: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+    keys.into_iter()
+        .filter(|k| !ignored_for_mismatch(k) && a.get(*k) != b.get(*k))
+        .map(|k| {
+            let show = |m: &BTreeMap<String, String>| m.get(k).cloned().unwrap_or_else(|| "unset".into());
+            format!("{k} ({} → {})", show(&a), show(&b))
+        })
+        .collect()
+}
+
+/// Removes every artifact of a run (for `--force-new`).
+fn remove_run(layout: &Layout, run: &str) -> Result<()> {
+    for dir in [layout.checkpoints(run), layout.synthetic_dir(run)] {
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).with_context(|| format!("cannot remove {}", dir.display()))?;
+        }
+    }
+    let analysis = layout.analysis(run);
+    if analysis.exists() {
+        for entry in std::fs::read_dir(&analysis)? {
+            let p = entry?.path();
+            if p == layout.run_lock(run) {
+                continue;
+            }
+            if p.is_dir() {
+                std::fs::remove_dir_all(&p)?;
+            } else {
+                std::fs::remove_file(&p)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The run's configuration with the model shape of `generations.init_from` (keeping
+/// the config's `block_size` and `dropout`), and that folder, opened; the
+/// configuration unchanged when there is none.
+fn with_imported_shape(layout: &Layout, cfg: &Config) -> Result<(Config, Option<HfFolder>)> {
+    let Some(dir) = &cfg.generations.init_from else { return Ok((cfg.clone(), None)) };
+    let folder = HfFolder::open(&layout.root().join(dir), cfg.model.dropout).context("generations.init_from")?;
+    let mut resolved = cfg.clone();
+    resolved.model = folder.model_config(Some(cfg.model.block_size)).context("generations.init_from")?;
+    Ok((resolved, Some(folder)))
+}
+
+/// Imports `folder` as the run's pretrained checkpoint (once), after checking that the
+/// corpus was tokenized with its tokenizer; returns the checkpoint's folder.
+fn import_pretrained(
+    layout: &Layout,
+    run: &str,
+    cfg: &Config,
+    folder: &HfFolder,
+    corpus: &PreparedCorpus,
+) -> Result<PathBuf> {
+    if !corpus.vocab.same_vocabulary(&folder.vocab) {
+        bail!(
+            "the prepared corpus '{}' was tokenized with another tokenizer than {}, which generations.init_from starts from; \
+             prepare it with that tokenizer: lmloop prepare --tokenizer {} --input ... --out corpora/real/NAME",
+            cfg.data.corpus,
+            folder.dir.display(),
+            folder.dir.display()
+        );
+    }
+    let dir = layout.pretrained_checkpoint(run);
+    if !is_done(&dir) {
+        eprintln!("[{run}] importing {} ({}) as {}", folder.dir.display(), cfg.model.describe(), dir.display());
+        folder.import(Some(cfg.model.block_size), &dir)?;
+    }
+    Ok(dir)
+}

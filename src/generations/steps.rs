@@ -1,0 +1,229 @@
+//! The steps of one generation: train, evaluate, sample, measure. Each returns its
+//! result and whether it computed it now ([`Step::computed`]) or read what an earlier
+//! process stored.
+use super::context::RunContext;
+use super::{derive_seed, SeedPurpose, TRUNCATION_WARNING};
+use crate::checkpoint::{Checkpoint, TrainingState};
+use crate::config::Init;
+use crate::durable::{is_done, read_json, write_json_atomic};
+use crate::layout::{gen_name, CheckpointPaths};
+use crate::policy::{Corpus, MixtureManifest};
+use crate::records::{HeldOut, CAP_DEPENDENT_SHARE};
+use crate::sample::SampleRequest;
+use crate::stream::TokenStream;
+use crate::synthetic::SyntheticManifest;
+use anyhow::{Context, Result};
+use std::path::PathBuf;
+
+/// A step's result, and whether the step computed it in this process.
+pub struct Step<T> {
+    pub value: T,
+    pub computed: bool,
+}
+
+impl<T> Step<T> {
+    fn stored(value: T) -> Self {
+        Self { value, computed: false }
+    }
+
+    fn computed(value: T) -> Self {
+        Self { value, computed: true }
+    }
+}
+
+/// A generation's weights, loaded from its checkpoint only when a step needs them, so
+/// a finished run prints its table from the stored results alone.
+pub struct Weights {
+    dir: PathBuf,
+    device: tch::Device,
+    loaded: Option<Checkpoint>,
+}
+
+impl Weights {
+    pub fn of(dir: PathBuf, device: tch::Device) -> Self {
+        Self { dir, device, loaded: None }
+    }
+
+    fn get(&mut self) -> Result<&Checkpoint> {
+        if self.loaded.is_none() {
+            self.loaded = Some(Checkpoint::load(&self.dir, self.device)?);
+        }
+        Ok(self.loaded.as_ref().expect("loaded above"))
+    }
+}
+
+/// Generation k's training mixture (recorded as `mixture/gen-KK.json`), read in
+/// windows aligned to its documents.
+pub fn mixture(ctx: &RunContext, k: u32, synthetic: &[Corpus]) -> Result<(TokenStream, MixtureManifest)> {
+    let seed = derive_seed(ctx.seed(), k, SeedPurpose::Mixture);
+    let (stream, manifest) = crate::policy::mixture(k, ctx.policy, &ctx.real, synthetic, ctx.synthetic_size, seed)?;
+    let stream = stream.with_delimiters(ctx.corpus.vocab.delimiters());
+    if manifest.truncated_share() > CAP_DEPENDENT_SHARE {
+        eprintln!(
+            "[{}] warning: {:.0}% of generation {k}'s training tokens are in documents cut at the length cap \
+             (sample.max_doc_tokens = {}); it is marked train_cap_dependent in generations.csv, \
+             because what it learns from them depends on the cap",
+            ctx.run,
+            100.0 * manifest.truncated_share(),
+            ctx.max_doc_tokens
+        );
+    }
+    write_json_atomic(&ctx.layout.mixture_manifest(&ctx.run, k), &manifest)?;
+    Ok((stream, manifest))
+}
+
+/// Trains generation k on `stream`, unless its checkpoint is complete.
+pub fn train(
+    ctx: &RunContext,
+    k: u32,
+    stream: &TokenStream,
+    manifest: &MixtureManifest,
+) -> Result<Step<TrainingState>> {
+    let dir = ctx.layout.checkpoint(&ctx.run, k);
+    let files = CheckpointPaths::new(&dir);
+    if is_done(&dir) {
+        return Ok(Step::stored(read_json(&files.state())?));
+    }
+    eprintln!(
+        "[{}] generation {k}: training on {} tokens ({})",
+        ctx.run,
+        manifest.total_tokens,
+        describe_parts(manifest)
+    );
+    let cfg = &ctx.cfg;
+    let mut train_cfg = cfg.train.clone();
+    train_cfg.seed = derive_seed(ctx.seed(), k, SeedPurpose::Train);
+    let init_from = match (k, cfg.generations.init) {
+        (0, _) | (_, Init::Pretrained) => ctx.pretrained.clone(),
+        (_, Init::Previous) => Some(ctx.layout.checkpoint(&ctx.run, k - 1)),
+        (_, Init::Scratch) => None,
+    };
+    let val = TokenStream::from_file(ctx.corpus.val.clone(), ctx.corpus.vocab.delimiters());
+    let outcome = crate::torch_error::guard(&format!("training generation {k}"), &cfg.training_memory(), || {
+        crate::train::train(crate::train::TrainRequest {
+            model: ctx.model.clone(),
+            train: train_cfg,
+            data: stream,
+            val: Some(&val),
+            vocab: &ctx.corpus.vocab,
+            device: ctx.device,
+            init_from,
+            out: dir.clone(),
+            progress: ctx.progress,
+        })
+    })?;
+    Ok(Step::computed(outcome.state))
+}
+
+/// Generation k's held-out loss on the real test split, overall and by frequency
+/// bucket (stored as the checkpoint's `heldout.json`), unless stored with the run's
+/// buckets.
+pub fn evaluate(ctx: &RunContext, k: u32, weights: &mut Weights) -> Result<Step<HeldOut>> {
+    let path = CheckpointPaths::new(ctx.layout.checkpoint(&ctx.run, k)).held_out();
+    if path.exists() {
+        let stored: HeldOut = read_json(&path)?;
+        if stored.buckets.len() == ctx.buckets.len() {
+            return Ok(Step::stored(stored));
+        }
+    }
+    let ckpt = weights.get()?;
+    let what = format!("evaluating generation {k} on the real test split");
+    let held_out = crate::torch_error::guard(&what, &ctx.cfg.model.evaluation_memory(), || {
+        let t0 = std::time::Instant::now();
+        let (r, buckets) = crate::eval::evaluate_by_frequency(
+            &ckpt.model,
+            &ctx.corpus.test,
+            ckpt.vocab.delimiters(),
+            ctx.device,
+            &ctx.buckets,
+        )?;
+        Ok(HeldOut {
+            mean_loss: r.mean_loss,
+            perplexity: r.perplexity,
+            tokens: r.tokens,
+            seconds: t0.elapsed().as_secs_f64(),
+            buckets,
+        })
+    })?;
+    write_json_atomic(&path, &held_out)?;
+    Ok(Step::computed(held_out))
+}
+
+/// The corpus S_{k+1} generation k samples, unless its manifest marks it complete.
+pub fn sample(ctx: &RunContext, k: u32, weights: &mut Weights) -> Result<Step<SyntheticManifest>> {
+    let run = &ctx.run;
+    let stem = ctx.layout.synthetic_corpus(run, k + 1);
+    let manifest = match crate::synthetic::manifest(&stem) {
+        Some(m) => Step::stored(m),
+        None => {
+            eprintln!(
+                "[{run}] generation {k}: sampling {} tokens at temperature {}",
+                ctx.synthetic_size, ctx.cfg.sample.temperature
+            );
+            let req = SampleRequest {
+                sampling: ctx.sampling,
+                seed: derive_seed(ctx.seed(), k, SeedPurpose::Sample),
+                n_tokens: ctx.synthetic_size,
+                batch_size: ctx.cfg.sample.batch_size as usize,
+                max_doc_tokens: ctx.max_doc_tokens,
+                progress: ctx.progress,
+            };
+            let ckpt = weights.get()?;
+            Step::computed(crate::torch_error::guard(
+                &format!("sampling from generation {k}"),
+                &ctx.cfg.sampling_memory(),
+                || crate::synthetic::write_corpus(ckpt, &stem, &req, ctx.device),
+            )?)
+        }
+    };
+    let m = &manifest.value;
+    let stats = &m.stats;
+    if stats.truncation_share > TRUNCATION_WARNING {
+        eprintln!(
+            "[{run}] warning: {} of the {} documents of S_{} ({:.1}%) reached the length cap of {} tokens and were cut; \
+             the model rarely ends its documents (see synthetic_truncation_share in generations.csv)",
+            stats.truncated_documents,
+            stats.documents,
+            k + 1,
+            100.0 * stats.truncation_share,
+            m.max_doc_tokens
+        );
+    }
+    if !m.canonical {
+        eprintln!(
+            "[{run}] warning: S_{} was written by an older lmloop that stored the sampled ids without re-encoding their text \
+             (and without the ends of documents cut at the length cap); use --force-new to sample it again",
+            k + 1
+        );
+    }
+    Ok(manifest)
+}
+
+/// S_{k+1} as the next generations' training data, and its token counts.
+pub fn load_sampled(ctx: &RunContext, k: u32) -> Result<(Corpus, Vec<u64>)> {
+    let stem = ctx.layout.synthetic_corpus(&ctx.run, k + 1);
+    let (corpus, _) = crate::synthetic::load(&stem, format!("synthetic/{}", gen_name(k + 1)))?;
+    let counts = corpus.file.counts(ctx.corpus.vocab.vocab_size())?;
+    Ok((corpus, counts))
+}
+
+/// Refreshes the run's measures (drift, tokens, tails) over S_1..S_{k+1} and redraws
+/// its report; a report that cannot be drawn is a warning, since the run outlives it.
+pub fn measure(ctx: &RunContext, k: u32) -> Result<()> {
+    let run = &ctx.run;
+    let synthetic_files: Vec<(u32, PathBuf)> =
+        (1..=k + 1).map(|j| (j, crate::synthetic::files(&ctx.layout.synthetic_corpus(run, j)).0)).collect();
+    let eot = ctx.corpus.vocab.eot();
+    crate::analysis::update_run_measures(ctx.layout, run, &ctx.reference, &synthetic_files, &ctx.token_texts, eot)
+        .with_context(|| format!("updating the analysis of run '{run}'"))?;
+    if let Err(e) = crate::analysis::report(ctx.layout, run) {
+        eprintln!(
+            "[{run}] warning: the report could not be drawn ({e:#}); the run goes on, and `lmloop report --run {run}` draws it again"
+        );
+    }
+    Ok(())
+}
+
+fn describe_parts(m: &MixtureManifest) -> String {
+    m.parts.iter().map(|p| format!("{} {}", p.source, p.tokens)).collect::<Vec<_>>().join(", ")
+}

@@ -1,0 +1,260 @@
+//! The tables the loop writes and the reports read: one row of `generations.csv` per
+//! generation, the held-out evaluation stored beside each checkpoint, and held-out loss
+//! by token frequency. The loop (`crate::generations`) and the analysis both import
+//! this module, and it imports neither.
+use crate::checkpoint::TrainingState;
+use crate::durable::write_csv_atomic;
+use crate::policy::{MixtureManifest, Policy};
+use crate::synthetic::SyntheticManifest;
+use crate::tokens::entropy_nats;
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// Share of a training mixture's tokens in documents cut at the length cap above which
+/// a generation is marked as depending on the cap (`train_cap_dependent`).
+pub const CAP_DEPENDENT_SHARE: f64 = 0.5;
+
+/// One row of `generations.csv`: what the loop writes and what the reports read.
+///
+/// Columns added after the first releases are `#[serde(default)]`, so tables written
+/// by an older lmloop still load: their missing columns read as 0 or empty, which
+/// [`GenerationRow::has_sampler_columns`] tells apart (a real generation samples at
+/// least one document).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct GenerationRow {
+    pub generation: u32,
+    pub policy: String,
+    pub real_fraction: Option<f64>,
+    pub temperature: f64,
+    #[serde(default)]
+    pub seed: u64,
+    /// `epochs` (passes over the mixture) or `tokens` (a fixed budget; compute-matched).
+    #[serde(default)]
+    pub budget: String,
+    /// Passes over the training mixture this generation made.
+    #[serde(default)]
+    pub train_epochs: f64,
+    /// Tokens trained on (repeats included).
+    #[serde(default)]
+    pub trained_tokens: u64,
+    /// Size of generation k's training mixture, and its real and synthetic parts (the
+    /// latter from S_1..S_k); tables of older runs name the parts `real_tokens` and
+    /// `synthetic_tokens`.
+    #[serde(default)]
+    pub train_tokens: usize,
+    #[serde(default, alias = "real_tokens")]
+    pub train_real_tokens: usize,
+    #[serde(default, alias = "synthetic_tokens")]
+    pub train_synthetic_tokens: usize,
+    /// Share of the training mixture's tokens in documents the sampler cut at the
+    /// length cap, and whether it is above [`CAP_DEPENDENT_SHARE`]: then what this
+    /// generation learned, and everything measured from it, depends on the cap.
+    #[serde(default)]
+    pub train_truncated_share: f64,
+    #[serde(default)]
+    pub train_cap_dependent: bool,
+    pub held_out_loss: f64,
+    pub held_out_perplexity: f64,
+    /// The corpus S_{k+1} this generation sampled: documents, mean length (end-of-text
+    /// excluded) and the share cut at the length cap.
+    #[serde(default)]
+    pub synthetic_documents: usize,
+    #[serde(default)]
+    pub synthetic_mean_document_tokens: f64,
+    #[serde(default)]
+    pub synthetic_truncation_share: f64,
+    /// Unigram entropy (nats) of the corpus this generation sampled.
+    #[serde(default)]
+    pub synthetic_unigram_entropy: f64,
+    #[serde(default)]
+    pub synthetic_distinct_tokens: usize,
+    /// Share of the ids the model sampled for S_{k+1} that the tokenizer's encoding of
+    /// their text does not reproduce (the corpus holds the re-encoded tokens).
+    #[serde(default)]
+    pub synthetic_non_canonical_share: f64,
+    #[serde(default)]
+    pub train_seconds: f64,
+    #[serde(default)]
+    pub sample_seconds: f64,
+    #[serde(default)]
+    pub eval_seconds: f64,
+}
+
+impl GenerationRow {
+    /// The row of generation `k`: its settings, what it trained on (`mixture`, `state`),
+    /// its held-out evaluation and the corpus S_{k+1} it sampled (`sampled`, whose token
+    /// counts over the vocabulary are `counts`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        generation: u32,
+        policy: Policy,
+        settings: &RowSettings,
+        mixture: &MixtureManifest,
+        state: &TrainingState,
+        held_out: &HeldOut,
+        sampled: &SyntheticManifest,
+        counts: &[u64],
+    ) -> Self {
+        let stats = &sampled.stats;
+        Self {
+            generation,
+            policy: policy.name().into(),
+            real_fraction: policy.real_fraction(),
+            temperature: settings.temperature,
+            seed: settings.seed,
+            budget: settings.budget.clone(),
+            train_epochs: state.epochs,
+            trained_tokens: state.tokens,
+            train_tokens: mixture.total_tokens,
+            train_real_tokens: mixture.real_tokens,
+            train_synthetic_tokens: mixture.synthetic_tokens,
+            train_truncated_share: mixture.truncated_share(),
+            train_cap_dependent: mixture.truncated_share() > CAP_DEPENDENT_SHARE,
+            held_out_loss: held_out.mean_loss,
+            held_out_perplexity: held_out.perplexity,
+            synthetic_documents: stats.documents,
+            synthetic_mean_document_tokens: stats.mean_document_tokens,
+            synthetic_truncation_share: stats.truncation_share,
+            synthetic_unigram_entropy: entropy_nats(counts),
+            synthetic_distinct_tokens: counts.iter().filter(|&&c| c > 0).count(),
+            synthetic_non_canonical_share: sampled.non_canonical_share,
+            train_seconds: state.seconds,
+            sample_seconds: stats.seconds,
+            eval_seconds: held_out.seconds,
+        }
+    }
+
+    /// Whether the row carries the sampler and protocol columns (rows written before
+    /// them read as zeros there).
+    pub fn has_sampler_columns(&self) -> bool {
+        self.synthetic_documents > 0 || self.train_epochs > 0.0 || !self.budget.is_empty()
+    }
+}
+
+/// A sentence naming the generations of `rows` that trained mostly on documents cut at
+/// the length cap (`train_cap_dependent`), for every report that shows their numbers;
+/// `None` when there are none.
+pub fn cap_dependence_note(rows: &[GenerationRow]) -> Option<String> {
+    let marked: Vec<String> = rows
+        .iter()
+        .filter(|r| r.train_cap_dependent)
+        .map(|r| format!("{} ({:.0}%)", r.generation, 100.0 * r.train_truncated_share))
+        .collect();
+    (!marked.is_empty()).then(|| {
+        format!(
+            "Depends on the length cap: generation{} {} trained on mixtures whose tokens are mostly (above {:.0}%) in documents cut at sample.max_doc_tokens, so what {} learned, and every number measured from {} on, depends on the cap.",
+            if marked.len() > 1 { "s" } else { "" },
+            marked.join(", "),
+            100.0 * CAP_DEPENDENT_SHARE,
+            if marked.len() > 1 { "they" } else { "it" },
+            if marked.len() > 1 { "them" } else { "it" },
+        )
+    })
+}
+
+/// Held-out evaluation of one generation, stored next to its checkpoint.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct HeldOut {
+    pub mean_loss: f64,
+    pub perplexity: f64,
+    pub tokens: usize,
+    pub seconds: f64,
+    /// Loss by real-frequency bucket of the target token (empty in older runs, which
+    /// are then evaluated again).
+    #[serde(default)]
+    pub buckets: Vec<crate::eval::BucketLoss>,
+}
+
+/// The run's settings every row repeats.
+#[derive(Debug, Clone)]
+pub struct RowSettings {
+    pub temperature: f64,
+    pub seed: u64,
+    /// `epochs` or `tokens` (`train.budget`).
+    pub budget: String,
+}
+
+/// Rewrites `loss_by_frequency.csv` (generation, bucket, count range, targets, mean loss).
+pub fn write_loss_by_frequency(path: &Path, rows: &[(u32, crate::eval::BucketLoss)]) -> Result<()> {
+    write_csv_atomic(path, |w| {
+        w.write_record(["generation", "bucket", "min_real_count", "max_real_count", "target_tokens", "mean_loss"])?;
+        for (k, b) in rows {
+            w.write_record([
+                k.to_string(),
+                b.bucket.to_string(),
+                b.min_real_count.to_string(),
+                b.max_real_count.to_string(),
+                b.target_tokens.to_string(),
+                format!("{:.6}", b.mean_loss),
+            ])?;
+        }
+        Ok(())
+    })
+}
+
+/// Rewrites `generations.csv` with all rows so far (atomically).
+pub fn write_rows(path: &Path, rows: &[GenerationRow]) -> Result<()> {
+    write_csv_atomic(path, |w| {
+        for r in rows {
+            w.serialize(r)?;
+        }
+        Ok(())
+    })
+}
+
+/// Reads `generations.csv`.
+pub fn read_rows(path: &Path) -> Result<Vec<GenerationRow>> {
+    let mut r = csv::Reader::from_path(path).with_context(|| format!("cannot read {}", path.display()))?;
+    r.deserialize().map(|row| row.with_context(|| format!("malformed row in {}", path.display()))).collect()
+}
+
+/// The per-generation table printed at the end of a run.
+pub fn format_table(rows: &[GenerationRow]) -> String {
+    let mut s = format!(
+        "{:>4}  {:<20} {:>12} {:>10} {:>9} {:>9} {:>8}\n",
+        "gen", "policy", "train tok", "held-out", "entropy", "distinct", "minutes"
+    );
+    s.push_str(&format!("{:>4}  {:<20} {:>12} {:>10} {:>9} {:>9} {:>8}\n", "", "", "", "ppl", "nats", "tokens", ""));
+    for r in rows {
+        let policy = match r.real_fraction {
+            Some(l) => format!("{} λ={l}", r.policy),
+            None => r.policy.clone(),
+        };
+        s.push_str(&format!(
+            "{:>4}  {:<20} {:>12} {:>10.2} {:>9.3} {:>9} {:>8.2}\n",
+            r.generation,
+            policy,
+            r.train_tokens,
+            r.held_out_perplexity,
+            r.synthetic_unigram_entropy,
+            r.synthetic_distinct_tokens,
+            (r.train_seconds + r.sample_seconds + r.eval_seconds) / 60.0
+        ));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{read_rows, write_rows};
+
+    /// generations.csv names the training mixture's parts `train_*`, so no column of a
+    /// row reads as describing the corpus its `synthetic_*` columns describe; tables
+    /// written with the old names still load into the same fields.
+    #[test]
+    fn training_columns_are_named_as_training_data_and_old_names_still_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("generations.csv");
+        let old = "generation,policy,real_fraction,temperature,real_tokens,synthetic_tokens,held_out_loss,held_out_perplexity\n\
+                   1,replace,,1.0,0,5000,4.5,90.0\n";
+        std::fs::write(&path, old).unwrap();
+        let rows = read_rows(&path).unwrap();
+        assert_eq!((rows[0].train_real_tokens, rows[0].train_synthetic_tokens), (0, 5000));
+        write_rows(&path, &rows).unwrap();
+        let header = std::fs::read_to_string(&path).unwrap().lines().next().unwrap().to_string();
+        assert!(header.contains(",train_real_tokens,train_synthetic_tokens,"), "{header}");
+        assert!(!header.split(',').any(|c| c == "real_tokens" || c == "synthetic_tokens"), "{header}");
+        assert_eq!(read_rows(&path).unwrap(), rows);
+    }
+}

@@ -588,6 +588,7 @@ pub fn format_report(r: &BenchReport) -> String {
     if let Some(l) = &r.sample_loop {
         let t = &l.time;
         let share = |x: f64| 100.0 * x / l.seconds;
+        let rebuilds = format!("{:.1} s ({:.0}%)", t.rebuild_seconds, share(t.rebuild_seconds));
         out += &format!(
             "sampling   as the loop does (a {}-token corpus: {} documents of {:.0} tokens on average, rows refilled, stopping rule):\n\
              \x20          {} tokens/s → plain decoding is {} as fast (goal: at most 1.5×)\n\
@@ -607,7 +608,7 @@ pub fn format_report(r: &BenchReport) -> String {
             share(t.forward_seconds),
             t.draw_seconds,
             share(t.draw_seconds),
-            format!("{:.1} s ({:.0}%)", t.rebuild_seconds, share(t.rebuild_seconds)),
+            rebuilds,
             t.host_seconds,
             share(t.host_seconds),
         );

@@ -6,6 +6,7 @@
 //! a folder with the final name is always complete, even after a power cut.
 use crate::config::ModelConfig;
 use crate::durable::{is_done, mark_done, read_json, write_json_atomic};
+use crate::integrity::{check_file, FileFingerprint};
 use crate::layout::CheckpointPaths;
 use crate::model::Model;
 use crate::tokenizer::Vocab;
@@ -40,6 +41,10 @@ pub struct TrainingState {
     /// Mid-training snapshots written by the process that finished the run.
     #[serde(default)]
     pub snapshots: u64,
+    /// Size and SHA-256 of `model.safetensors` as written (absent from checkpoints
+    /// written before lmloop recorded it: those load unverified).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weights: Option<FileFingerprint>,
 }
 
 /// JSON has no NaN (serde_json writes `null`); reads `null` back as NaN.
@@ -64,6 +69,7 @@ impl TrainingState {
             init_from,
             snapshot_seconds: 0.0,
             snapshots: 0,
+            weights: None,
         }
     }
 }
@@ -77,7 +83,13 @@ pub struct Checkpoint {
     pub state: TrainingState,
 }
 
+/// What to do about a checkpoint whose weights are damaged, wherever it is read.
+pub const DAMAGED_WEIGHTS: &str = "restore the folder from a copy, or train it again (for a generation of a run: \
+     `lmloop generations` with `--rerun-from K`, K its generation, drops it and the generations after it)";
+
 impl Checkpoint {
+    /// Loads a finished checkpoint, after checking its weights against the record in
+    /// `state.json` (a checkpoint without one loads unverified: [`Checkpoint::verified`]).
     pub fn load(dir: &Path, device: Device) -> Result<Self> {
         if !dir.is_dir() {
             bail!("checkpoint folder {} does not exist", dir.display());
@@ -86,6 +98,10 @@ impl Checkpoint {
             bail!("{} is not a finished checkpoint (it has no DONE marker)", dir.display());
         }
         let files = CheckpointPaths::new(dir);
+        let state: TrainingState = read_json(&files.state())?;
+        if let Some(record) = &state.weights {
+            check_file(&files.weights(), record, DAMAGED_WEIGHTS)?;
+        }
         let cfg: ModelConfig = read_json(&files.config())?;
         cfg.validate().with_context(|| format!("in {}", files.config().display()))?;
         let vocab = Vocab::load(&files.tokenizer())?;
@@ -100,9 +116,24 @@ impl Checkpoint {
         let mut vs = nn::VarStore::new(device);
         let model = Model::new(&vs.root(), &cfg);
         load_weights(&mut vs, &files.weights())?;
-        let state = read_json(&files.state())?;
         Ok(Self { dir: dir.to_path_buf(), vs, model, vocab, state })
     }
+
+    /// Whether the weights were checked against a record when they were loaded.
+    pub fn verified(&self) -> bool {
+        self.state.weights.is_some()
+    }
+}
+
+/// The weights file of the finished checkpoint `dir`, checked against its record
+/// (unchecked when the checkpoint has none).
+pub fn checked_weights(dir: &Path) -> Result<PathBuf> {
+    let files = CheckpointPaths::new(dir);
+    let state: TrainingState = read_json(&files.state())?;
+    if let Some(record) = &state.weights {
+        check_file(&files.weights(), record, DAMAGED_WEIGHTS)?;
+    }
+    Ok(files.weights())
 }
 
 /// Copies weights from a safetensors file into `vs`, checking every name and shape
@@ -142,7 +173,8 @@ pub fn copy_weights(vs: &mut nn::VarStore, loaded: HashMap<String, Tensor>, sour
     Ok(())
 }
 
-/// Writes a complete checkpoint into `dir` (replacing an unfinished one), atomically.
+/// Writes a complete checkpoint into `dir` (replacing an unfinished one), atomically;
+/// returns the state as written (with the record of its weights).
 pub fn save(
     dir: &Path,
     vs: &nn::VarStore,
@@ -150,7 +182,7 @@ pub fn save(
     vocab: &Vocab,
     state: &TrainingState,
     log: Option<&Path>,
-) -> Result<()> {
+) -> Result<TrainingState> {
     let tmp = crate::durable::temp_path(dir);
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp).ok();
@@ -159,8 +191,9 @@ pub fn save(
     let files = CheckpointPaths::new(&tmp);
     vs.save(files.weights()).with_context(|| format!("cannot write weights into {}", tmp.display()))?;
     crate::durable::sync_file(&files.weights())?;
+    let state = TrainingState { weights: Some(FileFingerprint::of(&files.weights())?), ..state.clone() };
     write_json_atomic(&files.config(), cfg)?;
-    write_json_atomic(&files.state(), state)?;
+    write_json_atomic(&files.state(), &state)?;
     vocab.save(&files.tokenizer())?;
     if let Some(log) = log {
         std::fs::copy(log, files.train_log()).with_context(|| format!("cannot copy {}", log.display()))?;
@@ -172,5 +205,6 @@ pub fn save(
     if dir.exists() {
         std::fs::remove_dir_all(dir).with_context(|| format!("cannot replace {}", dir.display()))?;
     }
-    crate::durable::rename_durably(&tmp, dir)
+    crate::durable::rename_durably(&tmp, dir)?;
+    Ok(state)
 }

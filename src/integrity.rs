@@ -1,6 +1,8 @@
 //! What a run must find unchanged when it resumes: the prepared corpus it started on
 //! (`analysis/RUN/corpus.json`), and the machine settings its numbers depend on in
-//! the last digits (`analysis/RUN/runtime.json`).
+//! the last digits (`analysis/RUN/runtime.json`); and the record of a file's contents
+//! ([`FileFingerprint`]: size and SHA-256) that every artifact keeps of the files it
+//! describes, checked where the file is read ([`check_file`]).
 //!
 //! A run refuses to resume against a corpus whose tokenizer or token files changed
 //! (re-running `prepare` under a live run would silently mix tokenizers). A run resumed
@@ -19,10 +21,73 @@ use std::path::Path;
 /// The files of a prepared corpus a run's numbers depend on.
 pub const FINGERPRINTED: [&str; 4] = [RealCorpus::TOKENIZER, RealCorpus::TRAIN, RealCorpus::VAL, RealCorpus::TEST];
 
+/// What a file held when it was written: its size and SHA-256.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileFingerprint {
     pub bytes: u64,
     pub sha256: String,
+}
+
+impl FileFingerprint {
+    /// The record of the file at `path` as it is now.
+    pub fn of(path: &Path) -> Result<Self> {
+        hash_file(path)
+    }
+
+    /// "184,150 bytes, sha256 3f2a9c01b7e4…".
+    pub fn describe(&self) -> String {
+        format!("{} bytes, sha256 {}…", self.bytes, &self.sha256[..self.sha256.len().min(12)])
+    }
+}
+
+/// Checks a token file against the record lmloop keeps beside it, if any: the manifest
+/// `STEM.json` of a synthetic corpus `STEM.bin`, or the `meta.json` of the prepared
+/// corpus folder holding a split. A file with neither is not checked.
+pub fn check_token_file(path: &Path) -> Result<()> {
+    let record_in = |json: &Path, pointer: &str| -> Option<FileFingerprint> {
+        let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(json).ok()?).ok()?;
+        serde_json::from_value(v.pointer(pointer)?.clone()).ok()
+    };
+    let manifest = path.with_extension("json");
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let meta = path.with_file_name(RealCorpus::META);
+    let (record, way_out) = if let Some(r) = record_in(&manifest, "/bin_file") {
+        (r, "restore it from a copy, or sample it again")
+    } else if let Some(r) = record_in(&meta, &format!("/files/{}", name.replace('~', "~0").replace('/', "~1"))) {
+        (r, "restore the corpus folder from a copy, or prepare it again with `lmloop prepare`")
+    } else {
+        return Ok(());
+    };
+    check_file(path, &record, way_out)
+}
+
+/// Checks that the file at `path` still holds what `record` says it held (its size
+/// first, then its SHA-256). A mismatch is one sentence naming the file, what was
+/// recorded and what is there, then `way_out`, the sentence that says how to repair it.
+pub fn check_file(path: &Path, record: &FileFingerprint, way_out: &str) -> Result<()> {
+    let found = match std::fs::metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            bail!("{} is missing, though its record says {}; {way_out}", path.display(), record.describe())
+        }
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+        Ok(m) if m.len() != record.bytes => None,
+        Ok(_) => Some(hash_file(path)?),
+    };
+    match found {
+        Some(f) if &f == record => Ok(()),
+        Some(f) => bail!(
+            "{} is damaged: it was recorded as {} and now holds {}; {way_out}",
+            path.display(),
+            record.describe(),
+            f.describe()
+        ),
+        None => bail!(
+            "{} is damaged: it was recorded as {} and now holds {} bytes; {way_out}",
+            path.display(),
+            record.describe(),
+            std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+        ),
+    }
 }
 
 /// `analysis/RUN/corpus.json`: the prepared corpus a run started on.

@@ -35,3 +35,4 @@ pub mod tokens;
 pub mod torch_error;
 pub mod train;
 pub mod vecmath;
+pub mod verify;

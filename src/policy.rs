@@ -166,6 +166,9 @@ pub struct MixturePart {
     pub file: String,
     pub documents: usize,
     pub tokens: usize,
+    /// Size and SHA-256 of `file` when the mixture was drawn (absent from older records).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record: Option<crate::integrity::FileFingerprint>,
 }
 
 /// What one generation trains on: written as `analysis/RUN/mixture/gen-KK.json`.
@@ -413,6 +416,7 @@ pub fn mixture(
             file: corpus.file.path().display().to_string(),
             documents: docs.len(),
             tokens,
+            record: None,
         });
     }
     if stream.is_empty() {
@@ -420,7 +424,7 @@ pub fn mixture(
     }
     let manifest = MixtureManifest {
         generation: k,
-        policy: policy.name().into(),
+        policy: policy.name(),
         real_fraction: policy.real_fraction(),
         seed,
         parts,
@@ -467,16 +471,15 @@ pub struct NoiseFloorSample {
     pub source: String,
 }
 
+/// A token file, the ranges of its unseen documents, and a sentence naming them.
+type Unseen<'a> = (&'a Arc<TokenFile>, Vec<Range<usize>>, String);
+
 /// Real documents that are not in R, where a perfect model's corpus comes from: the
 /// pool (training documents outside R) when it holds `size` tokens, else `held_out`
 /// (the validation split, never trained on). Never R's own documents: resampling R
 /// repeats its documents, which roughly halves every diversity measure's floor.
 /// `Err` names what is missing when neither holds `size` tokens.
-fn unseen_documents<'a>(
-    real: &'a RealData,
-    held_out: &'a Corpus,
-    size: usize,
-) -> std::result::Result<(&'a Arc<TokenFile>, Vec<Range<usize>>, String), String> {
+fn unseen_documents<'a>(real: &'a RealData, held_out: &'a Corpus, size: usize) -> Result<Unseen<'a>, String> {
     let pool = real.pool_tokens();
     if pool >= size {
         Ok((&real.base.file, real.pool.clone(), format!("real training documents outside R ({pool} tokens)")))

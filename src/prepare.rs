@@ -94,6 +94,10 @@ pub struct CorpusMeta {
     pub train: SplitMeta,
     pub val: SplitMeta,
     pub test: SplitMeta,
+    /// Size and SHA-256 of the tokenizer and the split files as written, checked when the
+    /// corpus is opened (absent from corpora prepared before lmloop recorded them).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub files: std::collections::BTreeMap<String, crate::integrity::FileFingerprint>,
 }
 
 impl CorpusMeta {
@@ -223,7 +227,13 @@ pub fn prepare(sources: &[Source], out: &Path, opts: &PrepareOptions) -> Result<
         train: write_split(&train, RealCorpus::TRAIN)?,
         val: write_split(&val, RealCorpus::VAL)?,
         test: write_split(&test, RealCorpus::TEST)?,
+        files: Default::default(),
     };
+    let files = crate::integrity::FINGERPRINTED
+        .iter()
+        .map(|f| Ok((f.to_string(), crate::integrity::FileFingerprint::of(&out.join(f))?)))
+        .collect::<Result<_>>()?;
+    let meta = CorpusMeta { files, ..meta };
     write_json_atomic(&out.join(RealCorpus::META), &meta)?;
     Ok(meta)
 }
@@ -251,8 +261,18 @@ impl PreparedCorpus {
             .unwrap_or(0)
     }
 
+    /// Opens the prepared corpus at `dir`, after checking its files against the records
+    /// in `meta.json` (when it has them).
     pub fn open(dir: &Path) -> Result<Self> {
         let meta = CorpusMeta::load(dir)?;
+        for (name, record) in &meta.files {
+            crate::integrity::check_file(
+                &dir.join(name),
+                record,
+                "restore the corpus folder from a copy, or prepare it again with `lmloop prepare` \
+                 (runs started on it then refuse to resume, since their corpus changed)",
+            )?;
+        }
         let vocab = Vocab::load(&dir.join(RealCorpus::TOKENIZER))?;
         let open = |f: &str| TokenFile::open(&dir.join(f)).map(Arc::new);
         Ok(Self {

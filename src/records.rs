@@ -99,7 +99,7 @@ impl GenerationRow {
         let stats = &sampled.stats;
         Self {
             generation,
-            policy: policy.name().into(),
+            policy: policy.name(),
             real_fraction: policy.real_fraction(),
             temperature: settings.temperature,
             seed: settings.seed,

@@ -13,8 +13,13 @@
 //! such documents (`truncated_documents`, `truncation_share`) and lists where each
 //! ends in `STEM.bin` (`truncated_ends`), so [`load`] keeps it apart from the next
 //! document and training never teaches an end the model did not write.
+//!
+//! The manifest also records the size and SHA-256 of `STEM.bin` and `STEM.txt`
+//! (`bin_file`, `txt_file`); [`load`] checks `STEM.bin` against it before a single
+//! token is used, so a truncated or altered corpus is refused, never trained on.
 use crate::checkpoint::Checkpoint;
 use crate::durable::{read_json, temp_path, write_json_atomic};
+use crate::integrity::{check_file, FileFingerprint};
 use crate::policy::Corpus;
 use crate::sample::{sample_corpus, SampleRequest, SampleStats, Sampling};
 use crate::tokenizer::{Canonicalizer, EOT};
@@ -58,6 +63,12 @@ pub struct SyntheticManifest {
     /// Offsets in `.bin` where each document cut at the length cap ends.
     #[serde(default)]
     pub truncated_ends: Vec<usize>,
+    /// Size and SHA-256 of `.bin` and `.txt` as written (absent from corpora written
+    /// before lmloop recorded them: those are used unverified).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bin_file: Option<FileFingerprint>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub txt_file: Option<FileFingerprint>,
     #[serde(flatten)]
     pub stats: SampleStats,
 }
@@ -140,17 +151,26 @@ pub fn write_corpus(ckpt: &Checkpoint, stem: &Path, req: &SampleRequest, device:
         canonical_seconds,
         non_canonical_share: non_canonical as f64 / sampled.max(1) as f64,
         truncated_ends,
+        bin_file: Some(FileFingerprint::of(&bin)?),
+        txt_file: Some(FileFingerprint::of(&txt)?),
         stats,
     };
     write_json_atomic(&json, &manifest)?;
     Ok(manifest)
 }
 
+/// What to do about a damaged corpus outside a run.
+pub const DAMAGED_CORPUS: &str = "restore it from a copy, or sample it again";
+
 /// A complete synthetic corpus as documents: cut documents kept apart from the next
-/// one by the manifest's `truncated_ends`.
-pub fn load(stem: &Path, name: impl Into<String>) -> Result<(Corpus, SyntheticManifest)> {
+/// one by the manifest's `truncated_ends`; `STEM.bin` is checked against the
+/// manifest's record first (a mismatch is an error ending with `way_out`).
+pub fn load(stem: &Path, name: impl Into<String>, way_out: &str) -> Result<(Corpus, SyntheticManifest)> {
     let (bin, _, json) = files(stem);
     let manifest: SyntheticManifest = read_json(&json)?;
+    if let Some(record) = &manifest.bin_file {
+        check_file(&bin, record, way_out)?;
+    }
     let file = Arc::new(TokenFile::open(&bin)?);
     let documents = crate::tokens::document_ranges_with_cuts(file.iter(), manifest.eot_id, &manifest.truncated_ends);
     Ok((Corpus { name: name.into(), file, documents }, manifest))

@@ -44,7 +44,7 @@ impl TokenFile {
         if width != 2 && width != 4 {
             bail!("{} has an unsupported token width of {width} bytes", path.display());
         }
-        if (size - HEADER_LEN) % width != 0 {
+        if !(size - HEADER_LEN).is_multiple_of(width) {
             bail!("{} is truncated (payload is not a whole number of tokens)", path.display());
         }
         let len = (size - HEADER_LEN) / width;

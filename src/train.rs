@@ -295,7 +295,7 @@ pub fn train(req: TrainRequest) -> Result<TrainOutcome> {
     let mut vs = nn::VarStore::new(device);
     let model = Model::new(&vs.root(), &mcfg);
     if let Some(init) = &init_from {
-        checkpoint::load_weights(&mut vs, &CheckpointPaths::new(init).weights())
+        checkpoint::load_weights(&mut vs, &checkpoint::checked_weights(init)?)
             .with_context(|| format!("cannot initialise from {}", init.display()))?;
     }
     let mut opt = AdamW::new(&vs, &cfg);
@@ -395,8 +395,9 @@ pub fn train(req: TrainRequest) -> Result<TrainOutcome> {
         init_from: init_from.map(|p| p.display().to_string()),
         snapshot_seconds: snapshots.seconds,
         snapshots: snapshots.written,
+        weights: None,
     };
-    checkpoint::save(&out, &vs, &mcfg, vocab, &state, Some(&log_path))?;
+    let state = checkpoint::save(&out, &vs, &mcfg, vocab, &state, Some(&log_path))?;
     std::fs::remove_file(&log_path).ok();
     snapshot::remove(&out)?;
     Ok(TrainOutcome { state })

@@ -40,8 +40,8 @@ pub fn max(v: &[f32]) -> f32 {
     chunks.remainder().iter().chain(&lanes).fold(f32::NEG_INFINITY, |a, &b| if b > a { b } else { a })
 }
 
-/// `e^x` in single precision, branch-free so that loops over it vectorise: `x = n·ln 2
-/// + r` with |r| ≤ ln 2 / 2, `e^r` by its degree-7 Taylor polynomial (truncation below
+/// `e^x` in single precision, branch-free so that loops over it vectorise:
+/// `x = n·ln 2 + r` with |r| ≤ ln 2 / 2, `e^r` by its degree-7 Taylor polynomial (truncation below
 /// 10⁻⁸ there), times `2^n` applied as two powers of two so that results down to f32's
 /// smallest subnormal come out (as libtorch's softmax gives them: a rare token keeps
 /// its weight); below that, 0. Inputs above 88 give e^88 (only the activations

@@ -1031,14 +1031,14 @@ fn compare_overlays_runs_and_names_their_settings() {
     let layout = Layout::new(dir.path());
     fake_run(&layout, "a", &real_tokens(), &synthetic_tokens(), "abc", "replace");
     fake_run(&layout, "b", &real_tokens(), &synthetic_tokens()[..2], "abc", "accumulate");
-    let path = compare(&layout, &vec!["a".into(), "b".into()], None).unwrap();
+    let path = compare(&layout, &["a".into(), "b".into()], None).unwrap();
     assert_eq!(path, dir.path().join("analysis").join("compare-a-b").join("report.html"));
     let html = std::fs::read_to_string(&path).unwrap();
     let found = figures(&html);
     assert!(found.len() >= 16 && found.iter().all(|(_, svgs)| *svgs == 1), "{found:?}");
     assert!(html.contains("a (replace, T=0.8)") && html.contains("b (accumulate, T=0.8)"), "legend names policies");
     let out = dir.path().join("elsewhere");
-    let path = compare(&layout, &vec!["a".into(), "b".into()], Some(&out)).unwrap();
+    let path = compare(&layout, &["a".into(), "b".into()], Some(&out)).unwrap();
     assert_eq!(path, out.join("report.html"));
     assert!(out.join("plots").join("perplexity.svg").exists());
 }
@@ -1050,7 +1050,7 @@ fn compare_draws_noise_floors_null_models_and_loss_buckets() {
     fake_run(&layout, "a", &real_tokens(), &synthetic_tokens(), "abc", "replace");
     fake_run(&layout, "b", &real_tokens(), &synthetic_tokens()[..2], "abc", "accumulate");
     // Without any loss_by_frequency.csv: one note, no chart.
-    let path = compare(&layout, &vec!["a".into(), "b".into()], None).unwrap();
+    let path = compare(&layout, &["a".into(), "b".into()], None).unwrap();
     let html = std::fs::read_to_string(&path).unwrap();
     assert!(html.contains("No run has a loss_by_frequency.csv"));
     let plots = path.parent().unwrap().join("plots");
@@ -1069,7 +1069,7 @@ fn compare_draws_noise_floors_null_models_and_loss_buckets() {
     assert!(html.contains("<th>non-canonical share of the last S_k</th>"), "compare shows what re-encoding changed");
     // With the file in one run: a chart per bucket, the other run named as missing it.
     write_loss_by_frequency(&layout, "a");
-    let html = std::fs::read_to_string(compare(&layout, &vec!["a".into(), "b".into()], None).unwrap()).unwrap();
+    let html = std::fs::read_to_string(compare(&layout, &["a".into(), "b".into()], None).unwrap()).unwrap();
     let found = figures(&html);
     for id in ["fig-loss-bucket-0-0-0", "fig-loss-bucket-1-1-3", "fig-loss-bucket-2-4-5"] {
         assert!(found.iter().any(|(f, n)| f == id && *n == 1), "{id} in {found:?}");
@@ -1083,16 +1083,16 @@ fn compare_refuses_runs_with_different_tokenizers() {
     let layout = Layout::new(dir.path());
     fake_run(&layout, "a", &real_tokens(), &synthetic_tokens(), "aaaa1111", "replace");
     fake_run(&layout, "b", &real_tokens(), &synthetic_tokens(), "bbbb2222", "replace");
-    let err = compare(&layout, &vec!["a".into(), "b".into()], None).unwrap_err().to_string();
+    let err = compare(&layout, &["a".into(), "b".into()], None).unwrap_err().to_string();
     assert_eq!(
         err,
         "runs 'a' and 'b' used different tokenizers (tokenizer_sha256 aaaa1111 vs bbbb2222), so their token statistics cannot be compared"
     );
     assert!(!dir.path().join("analysis").join("compare-a-b").exists(), "nothing written");
     std::fs::remove_file(layout.analysis("b").join("corpus.json")).unwrap();
-    let err = compare(&layout, &vec!["a".into(), "b".into()], None).unwrap_err().to_string();
+    let err = compare(&layout, &["a".into(), "b".into()], None).unwrap_err().to_string();
     assert!(err.contains("run 'b' has no") && err.contains("corpus.json"), "{err}");
-    let err = compare(&layout, &vec!["a".into(), "a".into()], None).unwrap_err().to_string();
+    let err = compare(&layout, &["a".into(), "a".into()], None).unwrap_err().to_string();
     assert!(err.contains("named twice"), "{err}");
 }
 
@@ -1105,7 +1105,7 @@ fn missing_runs_and_files_get_one_clear_sentence() {
     assert!(err.starts_with("no run named 'nope'") && err.contains("known runs: done"), "{err}");
     let err = inspect_tails(&layout, "nope", 30, 1).unwrap_err().to_string();
     assert!(err.starts_with("no run named 'nope'"), "{err}");
-    let err = compare(&layout, &vec!["done".into(), "nope".into()], None).unwrap_err().to_string();
+    let err = compare(&layout, &["done".into(), "nope".into()], None).unwrap_err().to_string();
     assert!(err.starts_with("no run named 'nope'"), "{err}");
     // A run folder without analysed generations yet.
     std::fs::create_dir_all(layout.analysis("fresh")).unwrap();

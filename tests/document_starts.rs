@@ -338,7 +338,7 @@ fn sampled_ids_enter_the_corpus_as_the_tokenizer_encodes_their_text() {
         let m = lmloop::synthetic::write_corpus(&ckpt, &stem, &req, device()).unwrap();
         assert!(m.canonical);
         assert!(m.non_canonical_share > 0.01, "sampled ids were replaced: {}", m.non_canonical_share);
-        let (corpus, _) = lmloop::synthetic::load(&stem, "S").unwrap();
+        let (corpus, _) = lmloop::synthetic::load(&stem, "S", lmloop::synthetic::DAMAGED_CORPUS).unwrap();
         assert_eq!(corpus.documents.len(), m.stats.documents, "cut documents are kept apart");
         assert_eq!(corpus.tokens(), m.stats.tokens, "D is counted in canonical tokens");
         assert!(corpus.tokens() >= 4000);
@@ -382,8 +382,12 @@ fn every_corpus_of_a_loop_is_canonical() {
     let vocab = Vocab::load(&root.join("corpora/real/toy/tokenizer.json")).unwrap();
     let rows = read_rows(&root.join("analysis/canon/generations.csv")).unwrap();
     for k in 1..=3u32 {
-        let (corpus, m) =
-            lmloop::synthetic::load(&root.join(format!("corpora/synthetic/canon/gen-{k:02}")), "S").unwrap();
+        let (corpus, m) = lmloop::synthetic::load(
+            &root.join(format!("corpora/synthetic/canon/gen-{k:02}")),
+            "S",
+            lmloop::synthetic::DAMAGED_CORPUS,
+        )
+        .unwrap();
         assert!(m.canonical);
         assert_eq!(rows[k as usize - 1].synthetic_non_canonical_share, m.non_canonical_share);
         for d in &corpus.documents {

@@ -394,7 +394,8 @@ fn an_exported_model_imports_back_unchanged_in_either_gpt2_layout() {
                 let _ = v.g_add_(&noise);
             }
         });
-        original.vs.save(ckpt.join("model.safetensors")).unwrap();
+        // Saved as a checkpoint, so that its record describes the new weights.
+        checkpoint::save(&ckpt, &original.vs, &cfg, &vocab, &original.state, None).unwrap();
         let original = Checkpoint::load(&ckpt, Device::Cpu).unwrap();
         let hf = root.join(format!("hf-{name}"));
         lmloop::interop::export(&ckpt, &hf, false).unwrap();

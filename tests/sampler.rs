@@ -498,9 +498,9 @@ fn context_of_a_row_depends_only_on_its_own_history() {
         tch::no_grad(|| {
             for step in 0..90usize {
                 let logits = decoder.logits();
-                for b in 0..batch {
-                    let n = history[b].len();
-                    let context = &history[b][n - context_length(block, n)..];
+                for (b, row) in history.iter().enumerate() {
+                    let n = row.len();
+                    let context = &row[n - context_length(block, n)..];
                     let x = Tensor::from_slice(context).view([1, context.len() as i64]).to_device(device());
                     let full = model.forward(&x, false).select(1, context.len() as i64 - 1).squeeze();
                     let diff = (logits.get(b as i64) - full).abs().max().double_value(&[]);

@@ -306,6 +306,25 @@ fn failed_run_is_named_with_its_log_and_missing_seed_is_reported() {
         assert_eq!(pooled.len(), 2, "{measure}: one row per cell");
         assert_eq!(pooled[0]["n"], "2", "{measure}");
     }
+
+    // A finished run whose corpus is damaged is left out of every value, named with the
+    // damage; `lmloop verify --sweep` finds it.
+    assert_eq!(lmloop(root, &["verify", "--sweep", "sweep.toml"]).0, 0);
+    let bin = root.join(format!("corpora/synthetic/{}/gen-01.bin", names[1]));
+    let mut bytes = std::fs::read(&bin).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 1;
+    std::fs::write(&bin, bytes).unwrap();
+    let v = lmloop(root, &["verify", "--sweep", "sweep.toml"]);
+    assert_ne!(v.0, 0);
+    assert!(v.1.contains(&format!("{}/gen-01.bin is damaged", names[1])), "{}", v.1);
+    let report = lmloop(root, &["sweep", "report", "sweep.toml"]);
+    assert_eq!(report.0, 0, "{}", report.2);
+    let rows = csv_rows(&root.join("analysis/sweeps/fr/summary.csv"));
+    let loss = rows.iter().find(|r| r["measure"] == "held_out_loss" && r["generation"] == "1").unwrap();
+    assert_eq!((loss["n"].as_str(), loss["missing_seeds"].as_str()), ("1", "2"), "{loss:?}");
+    let html = std::fs::read_to_string(root.join("analysis/sweeps/fr/report.html")).unwrap();
+    assert!(html.contains("left out, damaged"), "the report names the damaged run");
 }
 
 /// The SLURM executor against a real cluster: `make test-slurm` starts one

@@ -49,6 +49,9 @@ pub enum Command {
     Theory(crate::theory::TheoryCommand),
     /// Training and sampling throughput at a config's model shape, against a PyTorch reference.
     Bench(BenchArgs),
+    /// Check every artifact of a run (or of every run of a sweep) against the records
+    /// lmloop keeps of its contents; lists the damaged ones and exits non-zero if any is.
+    Verify(VerifyArgs),
     /// Write a checkpoint as a folder Hugging Face transformers loads (GPT2LMHeadModel or
     /// LlamaForCausalLM, safetensors weights, tokenizer.json and tokenizer_config.json).
     Export(ExportArgs),
@@ -86,6 +89,17 @@ pub struct CompareArgs {
     /// Output folder [default: analysis/compare-RUN1-RUN2-…].
     #[arg(long)]
     pub out: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+#[group(required = true, multiple = false)]
+pub struct VerifyArgs {
+    /// Run name (its folder under analysis/).
+    #[arg(long)]
+    pub run: Option<String>,
+    /// Sweep file (TOML): every run of the sweep.
+    #[arg(long)]
+    pub sweep: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -272,6 +286,12 @@ pub struct GenerationsArgs {
     /// Discard every artifact of an existing run of the same name and start again.
     #[arg(long)]
     pub force_new: bool,
+    /// Drop generation K and every later one (checkpoints, the corpora they sampled,
+    /// their rows), then compute them again: the repair when an artifact of generation K
+    /// is damaged (`lmloop verify` names them). The seeds are the run's, so a rerun gives
+    /// what an undamaged run holds.
+    #[arg(long, value_name = "K", conflicts_with = "force_new")]
+    pub rerun_from: Option<u32>,
     #[command(flatten)]
     pub runtime: RuntimeArgs,
 }
@@ -353,6 +373,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Sweep(s) => sweep::run(&layout(), &s),
         Command::Theory(t) => crate::theory::run(&t),
         Command::Bench(a) => bench(a),
+        Command::Verify(a) => verify(a),
         Command::Export(a) => {
             let done = crate::interop::export(&a.checkpoint, &a.out, a.force)?;
             println!(
@@ -464,6 +485,7 @@ fn eval(a: EvalArgs) -> Result<()> {
     let mut rt = crate::config::RuntimeConfig::default();
     let device = runtime(&mut rt, &a.runtime)?;
     let ckpt = Checkpoint::load(&a.checkpoint, device)?;
+    crate::integrity::check_token_file(&a.tokens)?;
     let tokens = std::sync::Arc::new(TokenFile::open(&a.tokens)?);
     let what = format!("evaluating {} on {}", a.checkpoint.display(), a.tokens.display());
     let lower = ckpt.model.config().evaluation_memory();
@@ -560,12 +582,44 @@ fn generations(a: GenerationsArgs) -> Result<()> {
     cfg.validate_named(&names)?;
     let device = runtime(&mut cfg.runtime, &a.runtime)?;
     let run = a.run.clone().unwrap_or_else(|| crate::generations::default_run_name(&cfg));
-    let spec =
-        crate::generations::RunSpec { config: cfg, run: run.clone(), force_new: a.force_new, device, progress: true };
+    let spec = crate::generations::RunSpec {
+        config: cfg,
+        run: run.clone(),
+        force_new: a.force_new,
+        rerun_from: a.rerun_from,
+        device,
+        progress: true,
+    };
     let rows = crate::generations::run(&layout(), &spec)?;
     let l = layout();
     println!("run {run}: {} (report: {})", l.generations_csv(&run).display(), l.report_html(&run).display());
     print!("{}", crate::records::format_table(&rows));
+    Ok(())
+}
+
+fn verify(a: VerifyArgs) -> Result<()> {
+    let l = layout();
+    let runs: Vec<String> = match (&a.run, &a.sweep) {
+        (Some(run), _) => vec![run.clone()],
+        (None, Some(file)) => crate::sweep::Sweep::load(file)?
+            .runs
+            .iter()
+            .map(|r| r.name.clone())
+            .filter(|r| l.run_toml(r).exists())
+            .collect(),
+        (None, None) => bail!("name a run (--run RUN) or a sweep (--sweep FILE)"),
+    };
+    let t0 = std::time::Instant::now();
+    let mut damaged = 0;
+    for run in &runs {
+        let check = crate::verify::verify_run(&l, run)?;
+        damaged += check.damaged.len();
+        print!("{}", check.describe());
+    }
+    eprintln!("verified {} run(s) in {:.1} s", runs.len(), t0.elapsed().as_secs_f64());
+    if damaged > 0 {
+        bail!("{damaged} damaged artifact(s) in {} run(s); see above for each and how to repair it", runs.len());
+    }
     Ok(())
 }
 

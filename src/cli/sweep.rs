@@ -103,7 +103,7 @@ pub fn run(layout: &Layout, command: &SweepCommand) -> Result<()> {
             let sweep = Sweep::load(&a.file)?;
             let threads =
                 a.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
-            local::run_local(layout, &sweep, &local::LocalOptions { jobs: a.jobs, threads, device: a.device.clone() })?;
+            local::run_local(layout, &sweep, &local::LocalOptions { jobs: a.jobs, threads, device: a.device })?;
         }
         SweepCommand::Slurm(a) => {
             let sweep = Sweep::load(&a.file)?;
@@ -113,7 +113,7 @@ pub fn run(layout: &Layout, command: &SweepCommand) -> Result<()> {
                 gpus_per_task: a.gpus_per_task,
                 cpus_per_task: a.cpus_per_task,
                 max_parallel: a.max_parallel,
-                device: a.device.clone(),
+                device: a.device,
             };
             println!("{}", slurm::write_and_submit(layout, &sweep, &opts, a.submit)?);
         }
@@ -137,7 +137,7 @@ pub fn run(layout: &Layout, command: &SweepCommand) -> Result<()> {
         }
         SweepCommand::RunTask(a) => {
             let sweep = Sweep::load(&a.file)?;
-            slurm::run_task(layout, &sweep, a.index, a.expect.as_deref(), a.threads, a.device.clone())?;
+            slurm::run_task(layout, &sweep, a.index, a.expect.as_deref(), a.threads, a.device)?;
         }
     }
     Ok(())

@@ -22,6 +22,9 @@ pub struct RunSpec {
     pub config: Config,
     pub run: String,
     pub force_new: bool,
+    /// Drop generation K and every later one before running (`--rerun-from K`): the way
+    /// out when one of their artifacts is damaged.
+    pub rerun_from: Option<u32>,
     pub device: Device,
     pub progress: bool,
 }
@@ -108,6 +111,17 @@ pub struct RunContext<'a> {
     pub reference: crate::analysis::RealReference,
     /// Every token's text, for the token tables.
     pub token_texts: Vec<String>,
+    /// Generations `generations.csv` already records as finished when the run opened:
+    /// their artifacts must all be there.
+    pub finished: u32,
+    /// Those rows: the loop keeps the ones it has not reached yet in `generations.csv`,
+    /// so a resume that stops early never erases the record of a finished generation.
+    pub recorded: Vec<crate::records::GenerationRow>,
+    /// The record of the real training split's token file, for the mixture records.
+    pub train_record: Option<crate::integrity::FileFingerprint>,
+    /// Artifacts read without a record of their contents to check them against (written
+    /// by an lmloop that kept none), for one note at the end of the run.
+    pub unverified: std::cell::RefCell<Vec<String>>,
     _lock: RunLock,
 }
 
@@ -124,6 +138,13 @@ impl<'a> RunContext<'a> {
         }
         let lock = RunLock::acquire(layout, run)?;
         check_saved_config(layout, run, &cfg, spec.force_new)?;
+        if let Some(k) = spec.rerun_from {
+            drop_generations(layout, run, k)?;
+        }
+        let recorded = match layout.generations_csv(run) {
+            path if path.exists() => crate::records::read_rows(&path)?,
+            _ => Vec::new(),
+        };
 
         let corpus_dir = layout.real_corpus(&cfg.data.corpus);
         let corpus = PreparedCorpus::open(&corpus_dir)
@@ -132,6 +153,7 @@ impl<'a> RunContext<'a> {
         let fingerprint =
             crate::integrity::CorpusFingerprint::of(&cfg.data.corpus, &corpus_dir, corpus.vocab.vocab_size())?;
         crate::integrity::check_corpus(&layout.corpus_json(run), run, &fingerprint)?;
+        let train_record = fingerprint.files.get(crate::layout::RealCorpus::TRAIN).cloned();
         let runtime = crate::integrity::Runtime { device: crate::device::describe(spec.device) };
         if let Some(warning) = crate::integrity::check_runtime(&layout.runtime_json(run), run, &runtime)? {
             eprintln!("[{run}] warning: {warning}");
@@ -188,8 +210,26 @@ impl<'a> RunContext<'a> {
             buckets,
             reference,
             token_texts,
+            finished: recorded.len() as u32,
+            recorded,
+            train_record,
+            unverified: Default::default(),
             _lock: lock,
         })
+    }
+
+    /// The sentence that says how to repair a damaged artifact of generation `k`.
+    pub fn rerun_from(&self, k: u32) -> String {
+        format!(
+            "rerun the loop from generation {k} (add --rerun-from {k} to the same `lmloop generations` command: it drops \
+             generation {k} and every later one of run '{}', then computes them again), or restore the file from a copy",
+            self.run
+        )
+    }
+
+    /// Notes an artifact that could not be verified.
+    pub fn note_unverified(&self, what: String) {
+        self.unverified.borrow_mut().push(what);
     }
 
     /// The run seed every generation's seeds derive from.
@@ -215,6 +255,40 @@ fn check_saved_config(layout: &Layout, run: &str, cfg: &Config, force_new: bool)
         }
     }
     write_atomic(&run_toml, cfg.to_toml().as_bytes())
+}
+
+/// Removes generation `from` and every later one of a run: checkpoints (and their
+/// snapshots), the corpora they sampled, their mixture records and held-out rows, and
+/// their rows of `generations.csv` (the loop rewrites its other tables whole).
+fn drop_generations(layout: &Layout, run: &str, from: u32) -> Result<()> {
+    let remove = |p: &std::path::Path| -> Result<()> {
+        let gone = if p.is_dir() { std::fs::remove_dir_all(p) } else { std::fs::remove_file(p) };
+        match gone {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(e).with_context(|| format!("cannot remove {}", p.display()))
+            }
+            _ => Ok(()),
+        }
+    };
+    let last = crate::verify::last_generation_on_disk(layout, run).unwrap_or(0).max(from);
+    for k in from..=last {
+        let ckpt = crate::layout::CheckpointPaths::new(layout.checkpoint(run, k));
+        for p in [ckpt.dir().to_path_buf(), ckpt.snapshots(), ckpt.partial_train_log()] {
+            remove(&p)?;
+        }
+        let (bin, txt, json) = crate::synthetic::files(&layout.synthetic_corpus(run, k + 1));
+        // The manifest first: a corpus without one is incomplete, whatever else is left.
+        for p in [json, bin, txt, layout.mixture_manifest(run, k), layout.drift_cache(run, Some(k + 1))] {
+            remove(&p)?;
+        }
+    }
+    let rows = layout.generations_csv(run);
+    if rows.exists() {
+        let kept: Vec<_> = crate::records::read_rows(&rows)?.into_iter().filter(|r| r.generation < from).collect();
+        crate::records::write_rows(&rows, &kept)?;
+    }
+    eprintln!("[{run}] dropped generation {from} and every later one; they are computed again");
+    Ok(())
 }
 
 /// The real reference the analysis measures against (R, the noise floor, the tail

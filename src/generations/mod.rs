@@ -25,11 +25,8 @@ use steps::Weights;
 pub fn run(layout: &Layout, spec: &RunSpec) -> Result<Vec<GenerationRow>> {
     let ctx = RunContext::open(layout, spec)?;
     let run = ctx.run.as_str();
-    let settings = RowSettings {
-        temperature: ctx.cfg.sample.temperature,
-        seed: ctx.seed(),
-        budget: ctx.cfg.train.budget.name().into(),
-    };
+    let settings =
+        RowSettings { temperature: ctx.cfg.sample.temperature, seed: ctx.seed(), budget: ctx.cfg.train.budget.name() };
     let mut synthetic = Vec::new();
     let mut rows = Vec::new();
     let mut bucket_rows = Vec::new();
@@ -40,8 +37,8 @@ pub fn run(layout: &Layout, spec: &RunSpec) -> Result<Vec<GenerationRow>> {
         let mut weights = Weights::of(layout.checkpoint(run, k), ctx.device);
         let held_out = steps::evaluate(&ctx, k, &mut weights)?;
         let sampled = steps::sample(&ctx, k, &mut weights)?;
-        let (corpus, counts) = steps::load_sampled(&ctx, k)?;
-        synthetic.push(corpus);
+        let (sampled_corpus, counts) = steps::load_sampled(&ctx, k)?;
+        synthetic.push(sampled_corpus);
 
         let row = GenerationRow::new(
             k,
@@ -62,13 +59,24 @@ pub fn run(layout: &Layout, spec: &RunSpec) -> Result<Vec<GenerationRow>> {
         );
         rows.push(row);
         bucket_rows.extend(held_out.value.buckets.iter().map(|b| (k, b.clone())));
-        write_rows(&layout.generations_csv(run), &rows)?;
+        let not_reached = ctx.recorded.iter().filter(|r| r.generation > k).cloned();
+        write_rows(&layout.generations_csv(run), &rows.iter().cloned().chain(not_reached).collect::<Vec<_>>())?;
         write_loss_by_frequency(&layout.loss_by_frequency_csv(run), &bucket_rows)?;
         // The measures are refreshed after every generation that did work, and once at
         // the end, so a resumed finished run does not redraw every generation.
         if trained.computed || held_out.computed || sampled.computed || k == ctx.generations {
             steps::measure(&ctx, k)?;
         }
+    }
+    let unverified = ctx.unverified.borrow();
+    if !unverified.is_empty() {
+        eprintln!(
+            "[{run}] note: {} {} written before lmloop recorded file contents, so {} read unverified: {}",
+            unverified.len(),
+            if unverified.len() == 1 { "artifact was" } else { "artifacts were" },
+            if unverified.len() == 1 { "it was" } else { "they were" },
+            unverified.join(", ")
+        );
     }
     Ok(rows)
 }

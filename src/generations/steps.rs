@@ -44,19 +44,45 @@ impl Weights {
         Self { dir, device, loaded: None }
     }
 
-    fn get(&mut self) -> Result<&Checkpoint> {
+    fn get(&mut self, ctx: &RunContext) -> Result<&Checkpoint> {
         if self.loaded.is_none() {
-            self.loaded = Some(Checkpoint::load(&self.dir, self.device)?);
+            let ckpt = Checkpoint::load(&self.dir, self.device)?;
+            if !ckpt.verified() {
+                ctx.note_unverified(format!("the weights of {}", self.dir.display()));
+            }
+            self.loaded = Some(ckpt);
         }
         Ok(self.loaded.as_ref().expect("loaded above"))
     }
 }
 
-/// Generation k's training mixture (recorded as `mixture/gen-KK.json`), read in
-/// windows aligned to its documents.
-pub fn mixture(ctx: &RunContext, k: u32, synthetic: &[Corpus]) -> Result<(TokenStream, MixtureManifest)> {
+/// Generation k's training mixture (recorded as `mixture/gen-KK.json`, with the
+/// record of every file it drew from), read in windows aligned to its documents. When
+/// generation k is already trained, the mixture must be the one its record says it
+/// trained on.
+pub fn mixture(ctx: &RunContext, k: u32, synthetic: &[Sampled]) -> Result<(TokenStream, MixtureManifest)> {
     let seed = derive_seed(ctx.seed(), k, SeedPurpose::Mixture);
-    let (stream, manifest) = crate::policy::mixture(k, ctx.policy, &ctx.real, synthetic, ctx.synthetic_size, seed)?;
+    let corpora: Vec<Corpus> = synthetic.iter().map(|s| s.corpus.clone()).collect();
+    let (stream, mut manifest) = crate::policy::mixture(k, ctx.policy, &ctx.real, &corpora, ctx.synthetic_size, seed)?;
+    for part in &mut manifest.parts {
+        part.record = match synthetic.iter().find(|s| s.corpus.name == part.source) {
+            Some(s) => s.record.clone(),
+            None => ctx.train_record.clone(),
+        };
+    }
+    let path = ctx.layout.mixture_manifest(&ctx.run, k);
+    if is_done(&ctx.layout.checkpoint(&ctx.run, k)) && path.exists() {
+        let stored: MixtureManifest = read_json(&path)?;
+        // Records an older lmloop wrote hold no file records and are only completed.
+        let recorded = stored.parts.iter().any(|p| p.record.is_some());
+        if let Some(why) = mixture_difference(&stored, &manifest).filter(|_| recorded) {
+            anyhow::bail!(
+                "generation {k} was trained on another mixture than its inputs make now ({why}; recorded in {}); {}",
+                path.display(),
+                ctx.rerun_from(k)
+            );
+        }
+    }
     let stream = stream.with_delimiters(ctx.corpus.vocab.delimiters());
     if manifest.truncated_share() > CAP_DEPENDENT_SHARE {
         eprintln!(
@@ -68,8 +94,37 @@ pub fn mixture(ctx: &RunContext, k: u32, synthetic: &[Corpus]) -> Result<(TokenS
             ctx.max_doc_tokens
         );
     }
-    write_json_atomic(&ctx.layout.mixture_manifest(&ctx.run, k), &manifest)?;
+    write_json_atomic(&path, &manifest)?;
     Ok((stream, manifest))
+}
+
+/// What differs between a stored mixture record and the mixture drawn now, comparing
+/// file records only where both have one (older records lack them).
+fn mixture_difference(stored: &MixtureManifest, now: &MixtureManifest) -> Option<String> {
+    if stored.parts.len() != now.parts.len() {
+        return Some(format!("{} parts recorded, {} now", stored.parts.len(), now.parts.len()));
+    }
+    stored.parts.iter().zip(&now.parts).find_map(|(a, b)| {
+        if (&a.source, a.documents, a.tokens) != (&b.source, b.documents, b.tokens) {
+            Some(format!(
+                "{}: {} documents of {} tokens recorded, {} of {} now",
+                a.source, a.documents, a.tokens, b.documents, b.tokens
+            ))
+        } else {
+            match (&a.record, &b.record) {
+                (Some(x), Some(y)) if x != y => {
+                    Some(format!("{}: recorded as {}, now {}", a.source, x.describe(), y.describe()))
+                }
+                _ => None,
+            }
+        }
+    })
+}
+
+/// A corpus S_j the loop sampled, loaded as training data, with the record of its file.
+pub struct Sampled {
+    pub corpus: Corpus,
+    pub record: Option<crate::integrity::FileFingerprint>,
 }
 
 /// Trains generation k on `stream`, unless its checkpoint is complete.
@@ -83,6 +138,13 @@ pub fn train(
     let files = CheckpointPaths::new(&dir);
     if is_done(&dir) {
         return Ok(Step::stored(read_json(&files.state())?));
+    }
+    if k < ctx.finished {
+        anyhow::bail!(
+            "{} is not a finished checkpoint (no DONE marker), though generations.csv records generation {k} as finished; {}",
+            dir.display(),
+            ctx.rerun_from(k)
+        );
     }
     eprintln!(
         "[{}] generation {k}: training on {} tokens ({})",
@@ -125,8 +187,14 @@ pub fn evaluate(ctx: &RunContext, k: u32, weights: &mut Weights) -> Result<Step<
         if stored.buckets.len() == ctx.buckets.len() {
             return Ok(Step::stored(stored));
         }
+    } else if k < ctx.finished {
+        anyhow::bail!(
+            "{} is missing, though generations.csv records generation {k} as finished; {}",
+            path.display(),
+            ctx.rerun_from(k)
+        );
     }
-    let ckpt = weights.get()?;
+    let ckpt = weights.get(ctx)?;
     let what = format!("evaluating generation {k} on the real test split");
     let held_out = crate::torch_error::guard(&what, &ctx.cfg.model.evaluation_memory(), || {
         let t0 = std::time::Instant::now();
@@ -155,6 +223,12 @@ pub fn sample(ctx: &RunContext, k: u32, weights: &mut Weights) -> Result<Step<Sy
     let stem = ctx.layout.synthetic_corpus(run, k + 1);
     let manifest = match crate::synthetic::manifest(&stem) {
         Some(m) => Step::stored(m),
+        None if k < ctx.finished => anyhow::bail!(
+            "{} is missing or unreadable, though generations.csv records generation {k} as finished, so S_{} was complete; {}",
+            crate::synthetic::files(&stem).2.display(),
+            k + 1,
+            ctx.rerun_from(k)
+        ),
         None => {
             eprintln!(
                 "[{run}] generation {k}: sampling {} tokens at temperature {}",
@@ -168,7 +242,7 @@ pub fn sample(ctx: &RunContext, k: u32, weights: &mut Weights) -> Result<Step<Sy
                 max_doc_tokens: ctx.max_doc_tokens,
                 progress: ctx.progress,
             };
-            let ckpt = weights.get()?;
+            let ckpt = weights.get(ctx)?;
             Step::computed(crate::torch_error::guard(
                 &format!("sampling from generation {k}"),
                 &ctx.cfg.sampling_memory(),
@@ -199,12 +273,17 @@ pub fn sample(ctx: &RunContext, k: u32, weights: &mut Weights) -> Result<Step<Sy
     Ok(manifest)
 }
 
-/// S_{k+1} as the next generations' training data, and its token counts.
-pub fn load_sampled(ctx: &RunContext, k: u32) -> Result<(Corpus, Vec<u64>)> {
+/// S_{k+1} as the next generations' training data (checked against its manifest's
+/// record), and its token counts.
+pub fn load_sampled(ctx: &RunContext, k: u32) -> Result<(Sampled, Vec<u64>)> {
     let stem = ctx.layout.synthetic_corpus(&ctx.run, k + 1);
-    let (corpus, _) = crate::synthetic::load(&stem, format!("synthetic/{}", gen_name(k + 1)))?;
+    let (corpus, manifest) =
+        crate::synthetic::load(&stem, format!("synthetic/{}", gen_name(k + 1)), &ctx.rerun_from(k))?;
+    if manifest.bin_file.is_none() {
+        ctx.note_unverified(format!("S_{}", k + 1));
+    }
     let counts = corpus.file.counts(ctx.corpus.vocab.vocab_size())?;
-    Ok((corpus, counts))
+    Ok((Sampled { corpus, record: manifest.bin_file }, counts))
 }
 
 /// Refreshes the run's measures (drift, tokens, tails) over S_1..S_{k+1} and redraws

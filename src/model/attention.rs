@@ -66,6 +66,7 @@ struct Shape {
 
 /// Cache writes and scaled scores `q·k / √hs` of every row and head, with the widest
 /// vector instructions the CPU has (the same arithmetic either way).
+#[allow(clippy::too_many_arguments)] // a kernel's operands, passed as they are
 fn write_and_score(
     s: Shape,
     pos: &[i64],
@@ -87,6 +88,7 @@ fn write_and_score(
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
 unsafe fn write_and_score_avx2(
     s: Shape,
     pos: &[i64],
@@ -102,6 +104,7 @@ unsafe fn write_and_score_avx2(
 }
 
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 fn write_and_score_body(
     s: Shape,
     pos: &[i64],

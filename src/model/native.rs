@@ -197,6 +197,7 @@ mod avx2 {
 
     /// Dimensions `c..c + 8·V` of [`weigh`].
     #[inline(always)]
+    #[allow(clippy::needless_range_loop)] // lane indices over register arrays
     unsafe fn weigh_pass<const V: usize>(w: &[f32], values: &[f32], hs: usize, c: usize, out: &mut [f32]) {
         let n = w.len();
         let v = values.as_ptr().add(c);
@@ -395,7 +396,7 @@ fn pack(parts: &[(&Tensor, Option<&Tensor>)]) -> Packed {
                 bias.extend(host(b));
                 any_bias = true;
             }
-            None => bias.extend(std::iter::repeat(0.0).take(n)),
+            None => bias.extend(std::iter::repeat_n(0.0, n)),
         }
     }
     let n = weight.len() / k;
@@ -539,7 +540,7 @@ impl NativeModel {
         let mut owner: Vec<usize> = Vec::new();
         let mut pos: Vec<usize> = Vec::new();
         for (i, r) in rows.iter().enumerate() {
-            owner.extend(std::iter::repeat(i).take(r.tokens.len()));
+            owner.extend(std::iter::repeat_n(i, r.tokens.len()));
             pos.extend(r.start..r.start + r.tokens.len());
         }
         let mut m = owner.len();

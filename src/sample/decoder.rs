@@ -144,6 +144,7 @@ impl Engine {
     }
 }
 
+#[allow(clippy::large_enum_variant)] // one per decoder
 enum Backend {
     Libtorch(KvCache),
     Native {

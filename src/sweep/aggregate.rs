@@ -134,6 +134,9 @@ pub struct Aggregate {
     pub changes: Vec<ChangeRow>,
     /// Values per run, in `Sweep::runs` order.
     pub per_run: Vec<RunValues>,
+    /// Runs left out because an artifact is damaged (`lmloop verify`), with the first
+    /// damage found.
+    pub damaged: Vec<(String, String)>,
 }
 
 impl Aggregate {
@@ -143,7 +146,20 @@ impl Aggregate {
 }
 
 pub fn aggregate(layout: &Layout, sweep: &Sweep) -> Result<Aggregate> {
-    let per_run: Vec<RunValues> = sweep.runs.iter().map(|r| run_values(layout, &r.name)).collect::<Result<_>>()?;
+    // A run with a damaged artifact gives no values: its seeds count as missing.
+    let mut damaged = Vec::new();
+    let mut per_run: Vec<RunValues> = Vec::new();
+    for r in &sweep.runs {
+        if layout.run_toml(&r.name).exists() {
+            let check = crate::verify::verify_run(layout, &r.name)?;
+            if let Some(first) = check.damaged.first() {
+                damaged.push((r.name.clone(), first.clone()));
+                per_run.push(RunValues::new());
+                continue;
+            }
+        }
+        per_run.push(run_values(layout, &r.name)?);
+    }
     let n = sweep.spec.generations;
     let mut rows = Vec::new();
     let mut changes = Vec::new();
@@ -214,7 +230,7 @@ pub fn aggregate(layout: &Layout, sweep: &Sweep) -> Result<Aggregate> {
             });
         }
     }
-    Ok(Aggregate { rows, changes, per_run })
+    Ok(Aggregate { rows, changes, per_run, damaged })
 }
 
 fn opt(v: Option<f64>) -> String {

@@ -96,7 +96,7 @@ pub fn run_local(layout: &Layout, sweep: &Sweep, opts: &LocalOptions) -> Result<
         opts.jobs.min(pending.len().max(1)),
         paths.dir().join("logs").display()
     );
-    let launch = LaunchOptions { threads, device: opts.device.clone(), executor: "local", slurm_task: None };
+    let launch = LaunchOptions { threads, device: opts.device, executor: "local", slurm_task: None };
     let progress = Progress::new(total as u64, finished as u64);
     pending.reverse(); // pop() takes runs in file order
     let mut active: Vec<Active> = Vec::new();

@@ -71,7 +71,11 @@ pub fn write_report(layout: &Layout, sweep: &Sweep) -> Result<ReportOutput> {
     let mut run_rows = Vec::new();
     for run in &sweep.runs {
         let st = run_status(layout, &paths, sweep, run)?;
+        let damage = agg.damaged.iter().find(|(name, _)| name == &run.name);
         let detail = match &st.state {
+            _ if damage.is_some() => {
+                format!("left out, damaged: {}", damage.map(|d| d.1.as_str()).unwrap_or_default())
+            }
             RunState::Finished => String::new(),
             RunState::Failed { exit_code } => format!(
                 "failed (exit code {}); log {}",
@@ -80,7 +84,7 @@ pub fn write_report(layout: &Layout, sweep: &Sweep) -> Result<ReportOutput> {
             ),
             other => format!("{}; log {}", other.word(), paths.log(&run.name).display()),
         };
-        if st.state != RunState::Finished {
+        if st.state != RunState::Finished || damage.is_some() {
             incomplete.push(format!("{} ({}, seed {}): {}", run.name, sweep.cells[run.cell].label, run.seed, detail));
         }
         run_rows.push(vec![
@@ -240,7 +244,7 @@ fn tail_section(
         let label = &sweep.cells[t.cell].label;
         let measured: Vec<(f64, f64)> =
             t.bins.iter().filter_map(|b| Some((b.mean_expected, b.measured[at].0.mean?))).collect();
-        let (mut upper, mut lower): (Vec<(f64, f64)>, Vec<(f64, f64)>) = t
+        let (mut upper, mut lower): (Vec<_>, Vec<_>) = t
             .bins
             .iter()
             .filter_map(|b| {

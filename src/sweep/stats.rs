@@ -59,7 +59,9 @@ impl Summary {
 /// The p-quantile of Student's t distribution with `df` degrees of freedom
 /// (p in (0, 1), df > 0), to about 1e-12 relative accuracy.
 pub fn t_quantile(p: f64, df: f64) -> f64 {
-    if !(p > 0.0 && p < 1.0) || !(df > 0.0) {
+    // Written so that NaN fails it.
+    let valid = p > 0.0 && p < 1.0 && df > 0.0;
+    if !valid {
         return f64::NAN;
     }
     if p < 0.5 {
@@ -95,7 +97,8 @@ pub fn t_quantile(p: f64, df: f64) -> f64 {
 /// P(T ≤ t) for Student's t with `df` degrees of freedom:
 /// for t ≥ 0 it is 1 − ½·I_x(df/2, ½) with x = df / (df + t²).
 pub fn t_cdf(t: f64, df: f64) -> f64 {
-    if t.is_nan() || !(df > 0.0) {
+    let valid = !t.is_nan() && df > 0.0;
+    if !valid {
         return f64::NAN;
     }
     let x = df / (df + t * t);
@@ -112,7 +115,8 @@ pub fn t_cdf(t: f64, df: f64) -> f64 {
 /// Evaluated with its continued fraction (modified Lentz iteration) on the side
 /// of the symmetry I_x(a, b) = 1 − I_{1−x}(b, a) where the fraction converges fast.
 pub fn regularized_incomplete_beta(x: f64, a: f64, b: f64) -> f64 {
-    if !(0.0..=1.0).contains(&x) || !(a > 0.0) || !(b > 0.0) {
+    let valid = (0.0..=1.0).contains(&x) && a > 0.0 && b > 0.0;
+    if !valid {
         return f64::NAN;
     }
     if x == 0.0 || x == 1.0 {
@@ -171,8 +175,8 @@ mod tests {
 
     #[test]
     fn cdf_of_one_degree_is_cauchy() {
-        for t in [-3.0, -0.5, 0.0, 0.7, 10.0] {
-            let want = 0.5 + (t as f64).atan() / std::f64::consts::PI;
+        for t in [-3.0f64, -0.5, 0.0, 0.7, 10.0] {
+            let want = 0.5 + t.atan() / std::f64::consts::PI;
             assert!((t_cdf(t, 1.0) - want).abs() < 1e-12, "{t}");
         }
     }

@@ -32,7 +32,7 @@ pub fn format_status(layout: &Layout, sweep: &Sweep) -> Result<String> {
         },
         None => None,
     };
-    let _ = writeln!(s, "{:<4} {:<48} {:>6} {:>6}  {:<12} {}", "idx", "run", "seed", "gens", "state", "detail");
+    let _ = writeln!(s, "{:<4} {:<48} {:>6} {:>6}  {:<12} detail", "idx", "run", "seed", "gens", "state");
     let mut counts = std::collections::BTreeMap::<&str, usize>::new();
     for (i, run) in sweep.runs.iter().enumerate() {
         let st = run_status(layout, &paths, sweep, run)?;

@@ -473,7 +473,9 @@ fn drift_csv_has_the_real_row_then_one_row_per_generation() {
         [("real", "real-train"), ("noise-floor", "real-sample"), ("0", "gen-01"), ("1", "gen-02"), ("2", "gen-03")]
     );
     // Each row is the measure of its own corpus against the real counts.
-    let reference = Reference::new(lmloop::analysis::count_tokens(&real_tokens(), VOCAB).unwrap()).unwrap();
+    // The loop measures copying too, so the reference holds R's text.
+    let reference =
+        Reference::with_text(lmloop::analysis::count_tokens(&real_tokens(), VOCAB).unwrap(), &real_tokens()).unwrap();
     for (j, tokens) in synthetic_tokens().iter().enumerate() {
         let expected = measure_corpus(&reference, tokens, EOT, Some(j as u32 + 1)).unwrap();
         let row = &rows[j + 2];
@@ -845,6 +847,8 @@ fn report_is_well_formed_html_with_one_plot_per_figure() {
         "drift-document-length",
         "drift-repetition",
         "drift-zipf-slope",
+        "drift-copying",
+        "drift-longest-match",
     ];
     let found = figures(&html);
     let expected: Vec<(String, usize)> = promised.iter().map(|id| (format!("fig-{id}"), 1)).collect();
@@ -880,7 +884,7 @@ fn report_of_a_run_without_synthetic_corpora_still_has_every_figure() {
     fake_run(&layout, "new", &real_tokens(), &[], "abc", "replace");
     let html = std::fs::read_to_string(layout.analysis("new").join("report.html")).unwrap();
     let found = figures(&html);
-    assert_eq!(found.len(), 13);
+    assert_eq!(found.len(), 15);
     assert!(found.iter().all(|(_, svgs)| *svgs == 1), "{found:?}");
     let text = inspect_tails(&layout, "new", 30, 1).unwrap();
     assert!(text.contains("no synthetic corpus yet"), "{text}");
@@ -948,7 +952,7 @@ fn report_without_reference_json_or_sampler_columns_says_so() {
     }
     std::fs::write(analysis.join("generations.csv"), csv).unwrap();
     let html = std::fs::read_to_string(report(&layout, "r").unwrap()).unwrap();
-    assert_eq!(figures(&html).len(), 13);
+    assert_eq!(figures(&html).len(), 15);
     assert!(html.contains("Null model unavailable"));
     assert!(html.contains("drift.csv has no noise-floor row"));
     assert!(html.contains("generations.csv has no sampler columns"));
@@ -981,7 +985,7 @@ fn report_draws_loss_by_frequency_skipping_empty_buckets() {
     let html = std::fs::read_to_string(report(&layout, "r").unwrap()).unwrap();
     let found = figures(&html);
     assert!(found.contains(&("fig-loss-by-frequency".to_string(), 1)), "{found:?}");
-    assert_eq!(found.len(), 14);
+    assert_eq!(found.len(), 16);
     let svg = svg_text(&layout.plots("r").join("loss-by-frequency.svg"));
     for legend in
         ["real count 0 (never in R) (0 targets)", "real count 1-3 (40 targets)", "real count 4-5 (60 targets)"]

@@ -1,16 +1,20 @@
 //! Unigram drift of a corpus against the real training split, and the drift row
 //! that gathers every measure of one corpus (definitions in `analysis/mod.rs`).
+use super::copying::CopyIndex;
 use super::diversity::Diversity;
 use super::zipf::zipf_slope;
 pub use crate::tokens::entropy_nats;
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 
-/// What every drift row is measured against: the real split's counts and its tail set.
+/// What every drift row is measured against: the real split's counts and its tail set,
+/// and (with [`Reference::with_text`]) its tokens, for the copying measures.
 #[derive(Debug, Clone)]
 pub struct Reference {
     counts: Vec<u64>,
     in_tail: Vec<bool>,
+    text: Option<Vec<u32>>,
+    copy_index: std::sync::OnceLock<CopyIndex>,
 }
 
 impl Reference {
@@ -20,7 +24,19 @@ impl Reference {
             bail!("the real training split is empty; drift needs at least one real token");
         }
         let in_tail = tail_set(&real_counts);
-        Ok(Self { counts: real_counts, in_tail })
+        Ok(Self { counts: real_counts, in_tail, text: None, copy_index: Default::default() })
+    }
+
+    /// A reference that also measures copying of `text` (R's tokens, whose counts are
+    /// `real_counts`); the suffix array is built the first time a corpus needs it.
+    pub fn with_text(real_counts: Vec<u64>, text: &[u32]) -> Result<Self> {
+        Ok(Self { text: Some(text.to_vec()), ..Self::new(real_counts)? })
+    }
+
+    /// The index of R's text for the copying measures, when the reference has its text.
+    pub fn copy_index(&self) -> Option<&CopyIndex> {
+        let text = self.text.as_ref()?;
+        Some(self.copy_index.get_or_init(|| CopyIndex::new(text)))
     }
 
     pub fn counts(&self) -> &[u64] {
@@ -38,7 +54,7 @@ impl Reference {
 }
 
 /// One row of `drift.csv`: every measure of one corpus. Field names are the CSV header.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DriftRow {
     /// The generation whose model sampled the corpus, `real` for the real training
     /// split, or `noise-floor` for the real sample of D tokens.
@@ -60,6 +76,29 @@ pub struct DriftRow {
     pub mean_document_tokens: f64,
     pub repetition_rate_4gram: f64,
     pub zipf_slope: f64,
+    /// Copying of R (`super::copying`); NaN where R's text was not given, and in tables
+    /// written before these columns.
+    #[serde(default = "nan")]
+    pub copied_ngrams_8: f64,
+    #[serde(default = "nan")]
+    pub copied_ngrams_16: f64,
+    #[serde(default = "nan")]
+    pub copied_ngrams_32: f64,
+    #[serde(default = "nan")]
+    pub longest_match_median: f64,
+    #[serde(default = "nan")]
+    pub longest_match_p90: f64,
+}
+
+fn nan() -> f64 {
+    f64::NAN
+}
+
+/// Rows are equal when every value is, a measure not taken (NaN) equal to itself.
+impl PartialEq for DriftRow {
+    fn eq(&self, other: &Self) -> bool {
+        serde_json::to_value(self).ok() == serde_json::to_value(other).ok()
+    }
 }
 
 /// Label of the real split's row in the `generation` column.
@@ -126,6 +165,8 @@ fn measure_labelled(
     }
     let real = reference.counts();
     let diversity = Diversity::measure(tokens, eot, vocab_size);
+    let copying = reference.copy_index().map(|index| super::copying::measure(index, tokens, eot));
+    let copy = |f: fn(&super::copying::Copying) -> f64| copying.as_ref().map_or(f64::NAN, f);
     Ok(DriftRow {
         generation,
         corpus,
@@ -143,6 +184,11 @@ fn measure_labelled(
         mean_document_tokens: diversity.mean_document_tokens,
         repetition_rate_4gram: diversity.repetition_4.ratio(),
         zipf_slope: zipf_slope(&counts),
+        copied_ngrams_8: copy(|c| c.copied_ngrams[0]),
+        copied_ngrams_16: copy(|c| c.copied_ngrams[1]),
+        copied_ngrams_32: copy(|c| c.copied_ngrams[2]),
+        longest_match_median: copy(|c| c.longest_match_median),
+        longest_match_p90: copy(|c| c.longest_match_p90),
     })
 }
 

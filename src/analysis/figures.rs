@@ -99,11 +99,23 @@ pub const REPETITION: Measure = Measure {
     value: |r| r.repetition_rate_4gram,
     has_reference: true,
 };
+pub const COPIED_8: Measure =
+    Measure { id: "copied-8", name: "8-grams found in R", value: |r| r.copied_ngrams_8, has_reference: false };
+pub const COPIED_16: Measure =
+    Measure { id: "copied-16", name: "16-grams found in R", value: |r| r.copied_ngrams_16, has_reference: false };
+pub const COPIED_32: Measure =
+    Measure { id: "copied-32", name: "32-grams found in R", value: |r| r.copied_ngrams_32, has_reference: false };
+pub const LONGEST_MATCH: Measure = Measure {
+    id: "longest-match",
+    name: "median longest match in R (tokens)",
+    value: |r| r.longest_match_median,
+    has_reference: false,
+};
 pub const ZIPF: Measure =
     Measure { id: "zipf-slope", name: "Zipf slope", value: |r| r.zipf_slope, has_reference: true };
 
 /// Every plotted measure, in report order.
-pub const MEASURES: [&Measure; 12] = [
+pub const MEASURES: [&Measure; 16] = [
     &KL_REAL_GEN,
     &KL_GEN_REAL,
     &JS,
@@ -116,6 +128,10 @@ pub const MEASURES: [&Measure; 12] = [
     &DOCUMENT_LENGTH,
     &REPETITION,
     &ZIPF,
+    &COPIED_8,
+    &COPIED_16,
+    &COPIED_32,
+    &LONGEST_MATCH,
 ];
 
 /// Measures that share one chart in the single-run report.
@@ -126,7 +142,7 @@ pub struct DriftGroup {
     pub measures: &'static [&'static Measure],
 }
 
-pub const DRIFT_GROUPS: [DriftGroup; 8] = [
+pub const DRIFT_GROUPS: [DriftGroup; 10] = [
     DriftGroup {
         id: "divergence",
         title: "Divergence from the real split",
@@ -165,6 +181,18 @@ pub const DRIFT_GROUPS: [DriftGroup; 8] = [
         measures: &[&REPETITION],
     },
     DriftGroup { id: "zipf-slope", title: "Zipf slope (ln count on ln rank)", y_label: "slope", measures: &[&ZIPF] },
+    DriftGroup {
+        id: "copying",
+        title: "Copying of R: n-grams found verbatim in R",
+        y_label: "share of n-grams",
+        measures: &[&COPIED_8, &COPIED_16, &COPIED_32],
+    },
+    DriftGroup {
+        id: "longest-match",
+        title: "Longest verbatim match in R (median over documents)",
+        y_label: "tokens",
+        measures: &[&LONGEST_MATCH],
+    },
 ];
 
 /// A horizontal dashed line at the real split's value across x = 0..=k_max.

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 /// Bump when a measure's definition changes, so cached rows are recomputed.
-const DEFINITIONS_VERSION: u32 = 1;
+const DEFINITIONS_VERSION: u32 = 2;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct CacheKey {
@@ -139,7 +139,8 @@ pub fn update_run_measures(
 
     let real_tokens = &real.tokens;
     let real_counts = count_tokens(real_tokens, vocab_size).with_context(|| format!("counting {}", real.name))?;
-    let reference = Reference::new(real_counts.clone()).with_context(|| format!("reading {}", real.name))?;
+    let reference =
+        Reference::with_text(real_counts.clone(), real_tokens).with_context(|| format!("reading {}", real.name))?;
     let real_fingerprint = fingerprint(real_tokens);
     let key_for = |tokens: &[u32]| CacheKey {
         definitions_version: DEFINITIONS_VERSION,

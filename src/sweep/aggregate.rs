@@ -25,7 +25,7 @@ pub const MODEL_MEASURES: [&str; 6] = [
 
 /// Columns of `drift.csv` pooled per corpus S_{k+1} (sampled by model k), for the
 /// real subsample (noise floor) and for the real training split.
-pub const DRIFT_MEASURES: [&str; 12] = [
+pub const DRIFT_MEASURES: [&str; 17] = [
     "kl_real_gen_add_half",
     "kl_gen_real_add_half",
     "js_divergence",
@@ -38,10 +38,15 @@ pub const DRIFT_MEASURES: [&str; 12] = [
     "mean_document_tokens",
     "repetition_rate_4gram",
     "zipf_slope",
+    "copied_ngrams_8",
+    "copied_ngrams_16",
+    "copied_ngrams_32",
+    "longest_match_median",
+    "longest_match_p90",
 ];
 
 /// Measures whose change from generation 0 to N is tabulated.
-pub const CHANGE_MEASURES: [(&str, Kind); 8] = [
+pub const CHANGE_MEASURES: [(&str, Kind); 9] = [
     ("held_out_loss", Kind::Model),
     ("held_out_perplexity", Kind::Model),
     ("kl_real_gen_add_half", Kind::Corpus),
@@ -50,6 +55,7 @@ pub const CHANGE_MEASURES: [(&str, Kind); 8] = [
     ("distinct_tokens", Kind::Corpus),
     ("tail_mass", Kind::Corpus),
     ("mean_document_tokens", Kind::Corpus),
+    ("copied_ngrams_16", Kind::Corpus),
 ];
 
 /// What a value describes.
@@ -96,7 +102,8 @@ pub fn run_values(layout: &Layout, run: &str) -> Result<RunValues> {
             continue;
         };
         for m in DRIFT_MEASURES {
-            if let Some(v) = number(&row, m) {
+            // NaN: a measure this run's lmloop did not take (a missing value, not a number).
+            if let Some(v) = number(&row, m).filter(|v| v.is_finite()) {
                 values.insert((m.to_string(), slot.clone()), v);
             }
         }

@@ -93,6 +93,46 @@ pub fn evaluate_grouped(
     Ok((EvalResult { mean_loss, perplexity: mean_loss.exp(), tokens: n }, per_group))
 }
 
+/// One document's score: its summed next-token loss (nats) and its targets (its tokens,
+/// the end token included when it has one).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DocumentScore {
+    pub nll: f64,
+    pub targets: u64,
+}
+
+impl DocumentScore {
+    /// Mean next-token loss per target.
+    pub fn mean(&self) -> f64 {
+        self.nll / self.targets.max(1) as f64
+    }
+}
+
+/// The loss of every document of `stream` under `model`, in the windows [`evaluate`]
+/// reads (so the documents' sums add up to its total exactly, up to rounding).
+pub fn per_document(model: &Model, stream: &TokenStream, device: Device) -> Result<Vec<DocumentScore>> {
+    let block = model.config().block_size as usize;
+    let mut scores = vec![DocumentScore { nll: 0.0, targets: 0 }; stream.documents()];
+    let windows: Vec<usize> = (0..stream.window_count(block)).collect();
+    tch::no_grad(|| -> Result<()> {
+        for chunk in windows.chunks(EVAL_BATCH) {
+            let (x, y) = stream.windows(chunk, block);
+            let (losses, _) = window_losses(model, x, y, chunk.len(), block, device);
+            let losses = Vec::<f64>::try_from(losses.to_device(Device::Cpu))?;
+            let mut at = 0;
+            for &w in chunk {
+                let n = stream.window_targets(w, block);
+                let d = &mut scores[stream.window_document(w, block)];
+                d.nll += losses[at..at + n].iter().sum::<f64>();
+                d.targets += n as u64;
+                at += n;
+            }
+        }
+        Ok(())
+    })?;
+    Ok(scores)
+}
+
 /// Per-target losses (f64) and targets of `rows` windows of `len` positions (inputs
 /// `x`, targets `y`, row-major), padded positions ([`IGNORE`]) left out.
 fn window_losses(model: &Model, x: Vec<i64>, y: Vec<i64>, rows: usize, len: usize, device: Device) -> (Tensor, Tensor) {

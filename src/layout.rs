@@ -120,6 +120,13 @@ impl Layout {
         self.analysis(run).join("drift").join("noise-floor.toml")
     }
 
+    /// Per-document perplexities of S_k (`Some(k)`) or of the real test documents
+    /// (`None`) under the reference model (`crate::analysis::scores`).
+    pub fn scores_csv(&self, run: &str, synthetic_index: Option<u32>) -> PathBuf {
+        let name = synthetic_index.map_or_else(|| "real-test".to_string(), gen_name);
+        self.analysis(run).join("scores").join(format!("{name}.csv"))
+    }
+
     /// Sizes of the real reference: |R|, D and the noise floor's size.
     pub fn reference_json(&self, run: &str) -> PathBuf {
         self.analysis(run).join("reference.json")

@@ -79,6 +79,20 @@ pub struct GenerationRow {
     pub sample_seconds: f64,
     #[serde(default)]
     pub eval_seconds: f64,
+    /// S_{k+1}'s documents scored by the reference model M_0 and by M_k
+    /// (`crate::analysis::scores`); 0 in rows written before they were scored.
+    #[serde(default)]
+    pub reference_perplexity_p10: f64,
+    #[serde(default)]
+    pub reference_perplexity_median: f64,
+    #[serde(default)]
+    pub reference_perplexity_p90: f64,
+    #[serde(default)]
+    pub reference_beyond_real_p99: f64,
+    #[serde(default)]
+    pub self_perplexity_median: f64,
+    #[serde(default)]
+    pub score_seconds: f64,
 }
 
 impl GenerationRow {
@@ -122,6 +136,25 @@ impl GenerationRow {
             train_seconds: state.seconds,
             sample_seconds: stats.seconds,
             eval_seconds: held_out.seconds,
+            reference_perplexity_p10: 0.0,
+            reference_perplexity_median: 0.0,
+            reference_perplexity_p90: 0.0,
+            reference_beyond_real_p99: 0.0,
+            self_perplexity_median: 0.0,
+            score_seconds: 0.0,
+        }
+    }
+
+    /// Adds the summary of S_{k+1}'s per-document scores, which took `seconds`.
+    pub fn with_scores(self, s: &crate::analysis::scores::ScoreSummary, seconds: f64) -> Self {
+        Self {
+            reference_perplexity_p10: s.reference_p10,
+            reference_perplexity_median: s.reference_median,
+            reference_perplexity_p90: s.reference_p90,
+            reference_beyond_real_p99: s.beyond_real_p99,
+            self_perplexity_median: s.self_median,
+            score_seconds: seconds,
+            ..self
         }
     }
 

@@ -164,6 +164,11 @@ impl TokenStream {
         (d, (w - first[d]) * block)
     }
 
+    /// The document (in the order documents were pushed) window `w` reads.
+    pub fn window_document(&self, w: usize, block: usize) -> usize {
+        Self::locate(&self.first_windows(block), w, block).0
+    }
+
     /// Targets (tokens predicted, padding excluded) of window `w`.
     pub fn window_targets(&self, w: usize, block: usize) -> usize {
         let (d, from) = Self::locate(&self.first_windows(block), w, block);

@@ -200,6 +200,7 @@ fn rows_without_timing(path: &Path) -> Vec<GenerationRow> {
             r.train_seconds = 0.0;
             r.sample_seconds = 0.0;
             r.eval_seconds = 0.0;
+            r.score_seconds = 0.0;
             r
         })
         .collect()

@@ -134,17 +134,7 @@ fn longest_match(index: &CopyIndex, doc: &[u32]) -> usize {
     best
 }
 
-/// The q-quantile of sorted values (linear between order statistics); NaN when empty.
-fn quantile(sorted: &[f64], q: f64) -> f64 {
-    match sorted.len() {
-        0 => f64::NAN,
-        n => {
-            let at = q * (n - 1) as f64;
-            let (lo, hi) = (at.floor() as usize, at.ceil() as usize);
-            sorted[lo] + (sorted[hi] - sorted[lo]) * (at - lo as f64)
-        }
-    }
-}
+use super::scores::quantile;
 
 #[cfg(test)]
 mod tests {

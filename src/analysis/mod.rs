@@ -130,6 +130,7 @@ mod null;
 mod reference;
 mod report;
 mod run_data;
+pub mod scores;
 mod tails;
 mod update;
 mod zipf;

@@ -84,6 +84,9 @@ pub struct Protocol {
     pub tail_null_seconds: f64,
     /// Where the control `real` draws its corpora from (that policy only).
     pub control_draws_from: Option<String>,
+    /// The model every synthetic corpus's documents are scored under
+    /// (`crate::analysis::scores`).
+    pub reference_model: String,
 }
 
 /// A run, set up: what every generation's steps read.
@@ -278,7 +281,16 @@ fn drop_generations(layout: &Layout, run: &str, from: u32) -> Result<()> {
         }
         let (bin, txt, json) = crate::synthetic::files(&layout.synthetic_corpus(run, k + 1));
         // The manifest first: a corpus without one is incomplete, whatever else is left.
-        for p in [json, bin, txt, layout.mixture_manifest(run, k), layout.drift_cache(run, Some(k + 1))] {
+        let scores = layout.scores_csv(run, Some(k + 1));
+        for p in [
+            json,
+            bin,
+            txt,
+            layout.mixture_manifest(run, k),
+            layout.drift_cache(run, Some(k + 1)),
+            scores.with_extension("json"),
+            scores,
+        ] {
             remove(&p)?;
         }
     }
@@ -369,6 +381,7 @@ fn reference_and_protocol(
         control_draws_from: (cfg.generations.policy == crate::policy::PolicyName::Real).then(|| {
             format!("real training documents outside R ({} tokens, {} documents)", real.pool_tokens(), real.pool.len())
         }),
+        reference_model: format!("M_0, generation 0 of the run ({}), trained on R", crate::layout::gen_name(0)),
     };
     Ok((reference, buckets, protocol))
 }

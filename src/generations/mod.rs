@@ -38,6 +38,7 @@ pub fn run(layout: &Layout, spec: &RunSpec) -> Result<Vec<GenerationRow>> {
         let held_out = steps::evaluate(&ctx, k, &mut weights)?;
         let sampled = steps::sample(&ctx, k, &mut weights)?;
         let (sampled_corpus, counts) = steps::load_sampled(&ctx, k)?;
+        let scored = steps::score(&ctx, k, &mut weights, &sampled_corpus)?;
         synthetic.push(sampled_corpus);
 
         let row = GenerationRow::new(
@@ -49,7 +50,8 @@ pub fn run(layout: &Layout, spec: &RunSpec) -> Result<Vec<GenerationRow>> {
             &held_out.value,
             &sampled.value,
             &counts,
-        );
+        )
+        .with_scores(&scored.value.0, scored.value.1);
         eprintln!(
             "[{run}] generation {k}: held-out perplexity {:.2}, synthetic entropy {:.3} nats, {} distinct tokens ({:.1} min so far)",
             row.held_out_perplexity,
@@ -64,7 +66,7 @@ pub fn run(layout: &Layout, spec: &RunSpec) -> Result<Vec<GenerationRow>> {
         write_loss_by_frequency(&layout.loss_by_frequency_csv(run), &bucket_rows)?;
         // The measures are refreshed after every generation that did work, and once at
         // the end, so a resumed finished run does not redraw every generation.
-        if trained.computed || held_out.computed || sampled.computed || k == ctx.generations {
+        if trained.computed || held_out.computed || sampled.computed || scored.computed || k == ctx.generations {
             steps::measure(&ctx, k)?;
         }
     }

@@ -306,3 +306,103 @@ pub fn measure(ctx: &RunContext, k: u32) -> Result<()> {
 fn describe_parts(m: &MixtureManifest) -> String {
     m.parts.iter().map(|p| format!("{} {}", p.source, p.tokens)).collect::<Vec<_>>().join(", ")
 }
+
+/// When a corpus's scores were computed (`scores/gen-KK.json`, written after the CSV).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ScoreRecord {
+    documents: usize,
+    seconds: f64,
+}
+
+/// Scores S_{k+1}'s documents under the reference M_0 and under M_k, which sampled them
+/// (`scores/gen-KK.csv`), unless stored, and summarises them against the real test
+/// documents' scores under M_0 (`scores/real-test.csv`, computed once).
+pub fn score(
+    ctx: &RunContext,
+    k: u32,
+    weights: &mut Weights,
+    sampled: &Sampled,
+) -> Result<Step<(crate::analysis::scores::ScoreSummary, f64)>> {
+    let layout = ctx.layout;
+    let csv_path = layout.scores_csv(&ctx.run, Some(k + 1));
+    let marker = csv_path.with_extension("json");
+    let real_path = layout.scores_csv(&ctx.run, None);
+    let delimiters = ctx.corpus.vocab.delimiters();
+    let mut reference = Weights::of(layout.checkpoint(&ctx.run, 0), ctx.device);
+    let t0 = std::time::Instant::now();
+    let real_fresh = !real_path.exists();
+    if real_fresh {
+        let m0 = reference.get(ctx)?;
+        let test = TokenStream::from_file(ctx.corpus.test.clone(), delimiters);
+        let scores = crate::eval::per_document(&m0.model, &test, ctx.device)?;
+        write_scores(&real_path, &scores, None)?;
+    }
+    let real: Vec<f64> = read_scores(&real_path)?.iter().map(|r| r.1.exp()).collect();
+    let stored: Option<ScoreRecord> = if marker.exists() && csv_path.exists() { read_json(&marker).ok() } else { None };
+    let (rows, seconds, computed) = match stored {
+        Some(r) => (read_scores(&csv_path)?, r.seconds, false),
+        None => {
+            let mut stream = TokenStream::new(delimiters);
+            let file = stream.add_file(sampled.corpus.file.clone());
+            for d in &sampled.corpus.documents {
+                stream.push(file, d.clone());
+            }
+            let what = format!("scoring the documents of S_{}", k + 1);
+            let own = crate::torch_error::guard(&what, &ctx.cfg.model.evaluation_memory(), || {
+                crate::eval::per_document(&weights.get(ctx)?.model, &stream, ctx.device)
+            })?;
+            let by_reference = if k == 0 {
+                own.clone()
+            } else {
+                crate::torch_error::guard(&what, &ctx.cfg.model.evaluation_memory(), || {
+                    crate::eval::per_document(&reference.get(ctx)?.model, &stream, ctx.device)
+                })?
+            };
+            write_scores(&csv_path, &by_reference, Some(&own))?;
+            let seconds = t0.elapsed().as_secs_f64();
+            write_json_atomic(&marker, &ScoreRecord { documents: own.len(), seconds })?;
+            (read_scores(&csv_path)?, seconds, true)
+        }
+    };
+    let by_reference: Vec<f64> = rows.iter().map(|r| r.1.exp()).collect();
+    let own: Vec<f64> = rows.iter().map(|r| r.2.exp()).collect();
+    let summary = crate::analysis::scores::summarise(&by_reference, &own, &real);
+    Ok(Step { value: (summary, seconds), computed: computed || real_fresh })
+}
+
+/// Writes per-document scores: document, targets, mean loss under the reference and,
+/// for a synthetic corpus, under the model that sampled it.
+fn write_scores(
+    path: &std::path::Path,
+    reference: &[crate::eval::DocumentScore],
+    own: Option<&[crate::eval::DocumentScore]>,
+) -> Result<()> {
+    crate::durable::write_csv_atomic(path, |w| {
+        let mut header = vec!["document", "targets", "reference_nll"];
+        if own.is_some() {
+            header.push("self_nll");
+        }
+        w.write_record(&header)?;
+        for (d, r) in reference.iter().enumerate() {
+            let mut rec = vec![d.to_string(), r.targets.to_string(), format!("{:.6}", r.mean())];
+            if let Some(o) = own {
+                rec.push(format!("{:.6}", o[d].mean()));
+            }
+            w.write_record(&rec)?;
+        }
+        Ok(())
+    })
+}
+
+/// (targets, reference mean loss, self mean loss or NaN) per document.
+fn read_scores(path: &std::path::Path) -> Result<Vec<(u64, f64, f64)>> {
+    let mut r = csv::Reader::from_path(path).with_context(|| format!("cannot read {}", path.display()))?;
+    r.records()
+        .map(|rec| {
+            let rec = rec.with_context(|| format!("malformed row in {}", path.display()))?;
+            let num = |i: usize| rec.get(i).and_then(|v| v.parse::<f64>().ok());
+            let bad = || anyhow::anyhow!("malformed row in {}", path.display());
+            Ok((num(1).ok_or_else(bad)? as u64, num(2).ok_or_else(bad)?, num(3).unwrap_or(f64::NAN)))
+        })
+        .collect()
+}

@@ -14,13 +14,16 @@ use anyhow::Result;
 use std::collections::BTreeMap;
 
 /// Columns of `generations.csv` pooled per generation k (model k: held-out on the real test split).
-pub const MODEL_MEASURES: [&str; 6] = [
+pub const MODEL_MEASURES: [&str; 9] = [
     "held_out_loss",
     "held_out_perplexity",
     "synthetic_unigram_entropy",
     "synthetic_distinct_tokens",
     "synthetic_non_canonical_share",
     "train_truncated_share",
+    "reference_perplexity_median",
+    "reference_beyond_real_p99",
+    "self_perplexity_median",
 ];
 
 /// Columns of `drift.csv` pooled per corpus S_{k+1} (sampled by model k), for the
@@ -83,8 +86,11 @@ pub fn run_values(layout: &Layout, run: &str) -> Result<RunValues> {
     let mut values = RunValues::new();
     for row in read_csv(&layout.generations_csv(run))?.unwrap_or_default() {
         let Some(k) = row.get("generation").and_then(|g| g.trim().parse::<u32>().ok()) else { continue };
+        // Rows written before the corpora were scored hold 0 there: no value, not 0.
+        let scored = number(&row, "reference_perplexity_median").is_some_and(|v| v > 0.0);
         for m in MODEL_MEASURES {
-            if let Some(v) = number(&row, m) {
+            let score = m.starts_with("reference_") || m.starts_with("self_");
+            if let Some(v) = number(&row, m).filter(|_| scored || !score) {
                 values.insert((m.to_string(), Slot::Generation(Kind::Model, k)), v);
             }
         }

@@ -33,6 +33,39 @@ fn style_for(i: usize, base: SeriesStyle) -> SeriesStyle {
     }
 }
 
+/// Densities of the natural log of per-document reference perplexity: one curve per
+/// synthetic corpus, the real test documents in black (Shumailov et al.'s figure).
+pub fn reference_perplexity_chart(real: &[f64], corpora: &[(String, Vec<f64>)]) -> LineChart {
+    let logs = |v: &[f64]| v.iter().filter(|x| **x > 0.0 && x.is_finite()).map(|x| x.ln()).collect::<Vec<f64>>();
+    let real_logs = logs(real);
+    let all: Vec<f64> = real_logs.iter().copied().chain(corpora.iter().flat_map(|(_, v)| logs(v))).collect();
+    let lo = all.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = all.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    const BINS: usize = 30;
+    let mut series: Vec<Series> = corpora
+        .iter()
+        .enumerate()
+        .map(|(i, (name, v))| {
+            Series::new(name.clone(), super::scores::density(&logs(v), lo, hi, BINS), style_for(i, SeriesStyle::Line))
+                .with_color(colour(i))
+        })
+        .collect();
+    series.push(
+        Series::line(
+            format!("real test documents ({})", real_logs.len()),
+            super::scores::density(&real_logs, lo, hi, BINS),
+        )
+        .with_color(REAL_COLOUR),
+    );
+    LineChart {
+        title: "Per-document perplexity under the reference model M_0".into(),
+        x_label: "ln perplexity of a document under M_0".into(),
+        y_label: "density".into(),
+        series,
+        ..Default::default()
+    }
+}
+
 /// Renders a chart, writes `plots_dir/ID.svg` and `.png`, returns the SVG.
 pub fn publish(plots_dir: &Path, id: &str, chart: &LineChart) -> Result<String> {
     let svg = render_svg(chart).with_context(|| format!("drawing the {id} chart"))?;

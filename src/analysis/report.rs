@@ -89,6 +89,31 @@ pub fn write_report(layout: &Layout, run: &str) -> Result<PathBuf> {
         )),
     }
 
+    page.section("reference-perplexity", "Per-document perplexity under M_0");
+    let real = super::scores::read_reference_perplexities(&layout.scores_csv(run, None))?;
+    let mut corpora = Vec::new();
+    for g in &data.generations {
+        let k = g.generation + 1;
+        if let Some(v) = super::scores::read_reference_perplexities(&layout.scores_csv(run, Some(k)))? {
+            corpora.push((format!("S_{k} (sampled by generation {})", g.generation), v));
+        }
+    }
+    match real {
+        Some(real) if !corpora.is_empty() => {
+            let chart = figures::reference_perplexity_chart(&real, &corpora);
+            let svg = figures::publish(&plots, "reference-perplexity", &chart)?;
+            page.figure(
+                "reference-perplexity",
+                &svg,
+                "Density of the log perplexity of every document of S_k under M_0, the model trained on R, and of the real test documents (black). generations.csv summarises it (reference_perplexity_*, reference_beyond_real_p99).",
+            );
+        }
+        _ => page.note(&format!(
+            "No per-document scores: {} holds none (runs before lmloop scored its corpora).",
+            layout.analysis(run).join("scores").display()
+        )),
+    }
+
     page.section("sampling", "Sampled documents");
     sampling_table(&mut page, &data);
 

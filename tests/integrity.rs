@@ -126,6 +126,13 @@ fn damaged_artifacts_are_refused_where_they_are_read_and_verify_names_them() {
     assert_ne!(v.0, 0);
     assert!(v.1.contains("gen-01/model.safetensors"), "{}", v.1);
 
+    // A damaged sample text: the report still draws, and says so instead of showing it.
+    let bad_text = finished.copy();
+    flip_byte(&bad_text.path().join("corpora/synthetic/r/gen-01.txt"));
+    ok(lmloop(bad_text.path(), &["report", "--run", "r"]));
+    let html = std::fs::read_to_string(bad_text.path().join("analysis/r/report.html")).unwrap();
+    assert!(html.contains("gen-01.txt is damaged"), "the report names the damaged text");
+
     // A deleted manifest of a finished generation is not taken for an interrupted one:
     // the loop refuses instead of sampling the corpus again.
     let no_manifest = finished.copy();

@@ -176,7 +176,17 @@ pub fn write_report(layout: &Layout, run: &str) -> Result<PathBuf> {
     page.section("samples", "Samples");
     for k in 1..=k_max {
         let heading = format!("S_{k} (sampled by generation {})", k - 1);
-        match read_prefix(&layout.synthetic_text(run, k), SAMPLE_CHARS) {
+        // A sample is shown only from a text that still holds what its manifest recorded.
+        let text_path = layout.synthetic_text(run, k);
+        let checked = match crate::synthetic::manifest(&layout.synthetic_corpus(run, k)).and_then(|m| m.txt_file) {
+            Some(record) => crate::integrity::check_file(
+                &text_path,
+                &record,
+                "restore it, or rerun the loop with --rerun-from to sample it again",
+            ),
+            None => Ok(()),
+        };
+        match checked.and_then(|_| read_prefix(&text_path, SAMPLE_CHARS)) {
             Ok(text) => page.preformatted(Some(&heading), &text),
             Err(e) => {
                 page.preformatted(Some(&heading), "");

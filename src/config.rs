@@ -549,19 +549,10 @@ pub struct KeyNames {
 impl KeyNames {
     /// The keys of a config file's text (unparsable text sets none).
     pub fn from_toml(text: &str) -> Self {
-        fn walk(prefix: &str, v: &toml::Value, out: &mut BTreeSet<String>) {
-            if let toml::Value::Table(t) = v {
-                for (k, v) in t {
-                    let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
-                    walk(&key, v, out);
-                    out.insert(key);
-                }
-            }
-        }
-        let mut in_file = BTreeSet::new();
-        if let Ok(v) = toml::from_str::<toml::Value>(text) {
-            walk("", &v, &mut in_file);
-        }
+        let in_file = match toml::from_str::<toml::Value>(text) {
+            Ok(v) => leaf_values(&v).into_keys().collect(),
+            Err(_) => BTreeSet::new(),
+        };
         Self { in_file, flags: BTreeMap::new() }
     }
 
@@ -580,6 +571,27 @@ impl KeyNames {
             _ => key.to_string(),
         }
     }
+}
+
+/// Every value of a TOML document that is not a table, by its dotted key
+/// (`train.seed` → `1337`).
+pub fn leaf_values(v: &toml::Value) -> BTreeMap<String, String> {
+    fn walk(prefix: &str, v: &toml::Value, out: &mut BTreeMap<String, String>) {
+        match v {
+            toml::Value::Table(t) => {
+                for (k, v) in t {
+                    let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                    walk(&key, v, out);
+                }
+            }
+            other => {
+                out.insert(prefix.to_string(), other.to_string());
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk("", v, &mut out);
+    out
 }
 
 /// A whole run configuration file.

@@ -70,24 +70,14 @@ pub fn check_file(path: &Path, record: &FileFingerprint, way_out: &str) -> Resul
             bail!("{} is missing, though its record says {}; {way_out}", path.display(), record.describe())
         }
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
-        Ok(m) if m.len() != record.bytes => None,
-        Ok(_) => Some(hash_file(path)?),
+        // Another size says enough: the hash is not computed.
+        Ok(m) if m.len() != record.bytes => format!("{} bytes", m.len()),
+        Ok(_) => match hash_file(path)? {
+            f if &f == record => return Ok(()),
+            f => f.describe(),
+        },
     };
-    match found {
-        Some(f) if &f == record => Ok(()),
-        Some(f) => bail!(
-            "{} is damaged: it was recorded as {} and now holds {}; {way_out}",
-            path.display(),
-            record.describe(),
-            f.describe()
-        ),
-        None => bail!(
-            "{} is damaged: it was recorded as {} and now holds {} bytes; {way_out}",
-            path.display(),
-            record.describe(),
-            std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
-        ),
-    }
+    bail!("{} is damaged: it was recorded as {} and now holds {found}; {way_out}", path.display(), record.describe())
 }
 
 /// `analysis/RUN/corpus.json`: the prepared corpus a run started on.
@@ -126,6 +116,24 @@ impl CorpusFingerprint {
             .iter()
             .map(|f| Ok((f.to_string(), hash_file(&dir.join(f))?)))
             .collect::<Result<BTreeMap<_, _>>>()?;
+        let tokenizer_sha256 = files[RealCorpus::TOKENIZER].sha256.clone();
+        Ok(Self { corpus: name.to_string(), tokenizer_sha256, vocab_size, files })
+    }
+
+    /// The fingerprint from records already checked against the files (a prepared
+    /// corpus's `meta.json`, verified when it was opened), when they cover every file
+    /// in [`FINGERPRINTED`]; else the files are hashed ([`CorpusFingerprint::of`]).
+    pub fn of_checked(
+        name: &str,
+        dir: &Path,
+        vocab_size: usize,
+        checked: &BTreeMap<String, FileFingerprint>,
+    ) -> Result<Self> {
+        if !FINGERPRINTED.iter().all(|f| checked.contains_key(*f)) {
+            return Self::of(name, dir, vocab_size);
+        }
+        let files: BTreeMap<String, FileFingerprint> =
+            FINGERPRINTED.iter().map(|f| (f.to_string(), checked[*f].clone())).collect();
         let tokenizer_sha256 = files[RealCorpus::TOKENIZER].sha256.clone();
         Ok(Self { corpus: name.to_string(), tokenizer_sha256, vocab_size, files })
     }

@@ -53,9 +53,12 @@ impl RunCheck {
     }
 }
 
-/// The repair of a damaged artifact of generation `k` of `run`.
-fn rerun(run: &str, k: u32) -> String {
-    format!("rerun run '{run}' from generation {k} (`lmloop generations ... --run {run} --rerun-from {k}`), or restore the file")
+/// The repair of a damaged artifact of generation `k` of `run`, wherever it is found.
+pub fn rerun(run: &str, k: u32) -> String {
+    format!(
+        "rerun the loop from generation {k} (add --rerun-from {k} to the same `lmloop generations` command: it drops \
+         generation {k} and every later one of run '{run}', then computes them again), or restore the file from a copy"
+    )
 }
 
 /// Checks every artifact of `run` against its records.

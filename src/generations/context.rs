@@ -153,8 +153,12 @@ impl<'a> RunContext<'a> {
         let corpus = PreparedCorpus::open(&corpus_dir)
             .with_context(|| format!("the run needs the prepared corpus '{}' (config data.corpus)", cfg.data.corpus))?;
         let eot = corpus.vocab.eot();
-        let fingerprint =
-            crate::integrity::CorpusFingerprint::of(&cfg.data.corpus, &corpus_dir, corpus.vocab.vocab_size())?;
+        let fingerprint = crate::integrity::CorpusFingerprint::of_checked(
+            &cfg.data.corpus,
+            &corpus_dir,
+            corpus.vocab.vocab_size(),
+            &corpus.meta.files,
+        )?;
         crate::integrity::check_corpus(&layout.corpus_json(run), run, &fingerprint)?;
         let train_record = fingerprint.files.get(crate::layout::RealCorpus::TRAIN).cloned();
         let runtime = crate::integrity::Runtime { device: crate::device::describe(spec.device) };
@@ -223,11 +227,7 @@ impl<'a> RunContext<'a> {
 
     /// The sentence that says how to repair a damaged artifact of generation `k`.
     pub fn rerun_from(&self, k: u32) -> String {
-        format!(
-            "rerun the loop from generation {k} (add --rerun-from {k} to the same `lmloop generations` command: it drops \
-             generation {k} and every later one of run '{}', then computes them again), or restore the file from a copy",
-            self.run
-        )
+        crate::verify::rerun(&self.run, k)
     }
 
     /// Notes an artifact that could not be verified.
@@ -394,22 +394,8 @@ fn ignored_for_mismatch(key: &str) -> bool {
 
 /// Keys whose values differ between two configs, as `key (old → new)`.
 pub fn config_differences(old: &Config, new: &Config) -> Vec<String> {
-    fn flatten(prefix: &str, v: &toml::Value, out: &mut BTreeMap<String, String>) {
-        match v {
-            toml::Value::Table(t) => {
-                for (k, v) in t {
-                    let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
-                    flatten(&key, v, out);
-                }
-            }
-            other => {
-                out.insert(prefix.to_string(), other.to_string());
-            }
-        }
-    }
-    let (mut a, mut b) = (BTreeMap::new(), BTreeMap::new());
-    flatten("", &toml::Value::try_from(old).expect("config serialises"), &mut a);
-    flatten("", &toml::Value::try_from(new).expect("config serialises"), &mut b);
+    let flat = |c: &Config| crate::config::leaf_values(&toml::Value::try_from(c).expect("config serialises"));
+    let (a, b) = (flat(old), flat(new));
     let keys: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
     keys.into_iter()
         .filter(|k| !ignored_for_mismatch(k) && a.get(*k) != b.get(*k))

@@ -328,11 +328,12 @@ pub fn score(
     let marker = csv_path.with_extension("json");
     let real_path = layout.scores_csv(&ctx.run, None);
     let delimiters = ctx.corpus.vocab.delimiters();
-    let mut reference = Weights::of(layout.checkpoint(&ctx.run, 0), ctx.device);
+    // M_0 is generation 0's own weights: loaded once, whichever step needs it first.
+    let mut other_reference = (k > 0).then(|| Weights::of(layout.checkpoint(&ctx.run, 0), ctx.device));
     let t0 = std::time::Instant::now();
     let real_fresh = !real_path.exists();
     if real_fresh {
-        let m0 = reference.get(ctx)?;
+        let m0 = other_reference.as_mut().unwrap_or(weights).get(ctx)?;
         let test = TokenStream::from_file(ctx.corpus.test.clone(), delimiters);
         let scores = crate::eval::per_document(&m0.model, &test, ctx.device)?;
         write_scores(&real_path, &scores, None)?;
@@ -351,16 +352,16 @@ pub fn score(
             let own = crate::torch_error::guard(&what, &ctx.cfg.model.evaluation_memory(), || {
                 crate::eval::per_document(&weights.get(ctx)?.model, &stream, ctx.device)
             })?;
-            let by_reference = if k == 0 {
-                own.clone()
-            } else {
-                crate::torch_error::guard(&what, &ctx.cfg.model.evaluation_memory(), || {
-                    crate::eval::per_document(&reference.get(ctx)?.model, &stream, ctx.device)
-                })?
+            let by_reference = match other_reference.as_mut() {
+                None => own.clone(),
+                Some(m0) => crate::torch_error::guard(&what, &ctx.cfg.model.evaluation_memory(), || {
+                    crate::eval::per_document(&m0.get(ctx)?.model, &stream, ctx.device)
+                })?,
             };
             write_scores(&csv_path, &by_reference, Some(&own))?;
             let seconds = t0.elapsed().as_secs_f64();
             write_json_atomic(&marker, &ScoreRecord { documents: own.len(), seconds })?;
+            // Read back as stored (6 decimals), so a resumed run summarises the same values.
             (read_scores(&csv_path)?, seconds, true)
         }
     };

@@ -448,6 +448,24 @@ pub struct GenerationsConfig {
     /// when only `fresh` held documents out; that name is still read.
     #[serde(alias = "fresh_pool_fraction", skip_serializing_if = "Option::is_none")]
     pub holdout_fraction: Option<f64>,
+    /// The fixed model every corpus is scored and embedded with (per-document
+    /// perplexity, precision and recall): `m0` (default), the run's generation 0, trained
+    /// on R; or `oracle`, the same architecture trained once with the same budget on the
+    /// whole real training split, kept under `checkpoints/oracle/` and shared by every
+    /// run with the same corpus, model, training settings and seed.
+    pub reference: ReferenceModel,
+}
+
+/// The reference model of the sequence-level measures (`generations.reference`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+#[value(rename_all = "lowercase")]
+pub enum ReferenceModel {
+    /// Generation 0 of the run, trained on R.
+    #[default]
+    M0,
+    /// Trained once on the whole real training split.
+    Oracle,
 }
 
 impl GenerationsConfig {
@@ -495,6 +513,7 @@ impl Default for GenerationsConfig {
             real_subset_tokens: 0,
             real_subset_seed: 1337,
             holdout_fraction: None,
+            reference: ReferenceModel::M0,
         }
     }
 }
@@ -739,6 +758,7 @@ mod tests {
         check::<Precision>();
         check::<Init>();
         check::<DeviceChoice>();
+        check::<ReferenceModel>();
         check::<crate::policy::PolicyName>();
     }
 

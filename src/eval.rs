@@ -5,6 +5,7 @@
 //! token alone), so the figure depends neither on the batch size nor on how documents
 //! happen to fall against a fixed tiling, and a document in the test split is read the
 //! way the sampler writes one.
+use crate::analysis::manifold::Embeddings;
 use crate::model::Model;
 use crate::stream::{TokenStream, IGNORE};
 use crate::tokenizer::Delimiters;
@@ -111,14 +112,32 @@ impl DocumentScore {
 /// The loss of every document of `stream` under `model`, in the windows [`evaluate`]
 /// reads (so the documents' sums add up to its total exactly, up to rounding).
 pub fn per_document(model: &Model, stream: &TokenStream, device: Device) -> Result<Vec<DocumentScore>> {
-    let block = model.config().block_size as usize;
+    Ok(score_documents(model, stream, device, false)?.0)
+}
+
+/// [`per_document`] and, with `embed`, every window's embedding from the same forward
+/// pass, in window order: the mean over the window's positions that predict a target
+/// of the last hidden state after the final norm ([`Model::forward_with_hidden`]);
+/// a window is a passage of `crate::analysis::manifold`.
+pub fn score_documents(
+    model: &Model,
+    stream: &TokenStream,
+    device: Device,
+    embed: bool,
+) -> Result<(Vec<DocumentScore>, Option<Embeddings>)> {
+    let cfg = model.config();
+    let block = cfg.block_size as usize;
     let mut scores = vec![DocumentScore { nll: 0.0, targets: 0 }; stream.documents()];
+    let mut embeddings = embed.then(|| Embeddings::new(cfg.n_embd as usize));
     let windows: Vec<usize> = (0..stream.window_count(block)).collect();
     tch::no_grad(|| -> Result<()> {
         for chunk in windows.chunks(EVAL_BATCH) {
             let (x, y) = stream.windows(chunk, block);
-            let (losses, _) = window_losses(model, x, y, chunk.len(), block, device);
+            let (losses, _, hidden) = scored_windows(model, x, y, chunk.len(), block, device, embed);
             let losses = Vec::<f64>::try_from(losses.to_device(Device::Cpu))?;
+            if let (Some(e), Some(h)) = (embeddings.as_mut(), hidden) {
+                e.data.extend(Vec::<f32>::try_from(h.to_device(Device::Cpu).reshape([-1]))?);
+            }
             let mut at = 0;
             for &w in chunk {
                 let n = stream.window_targets(w, block);
@@ -130,21 +149,45 @@ pub fn per_document(model: &Model, stream: &TokenStream, device: Device) -> Resu
         }
         Ok(())
     })?;
-    Ok(scores)
+    Ok((scores, embeddings))
 }
 
 /// Per-target losses (f64) and targets of `rows` windows of `len` positions (inputs
 /// `x`, targets `y`, row-major), padded positions ([`IGNORE`]) left out.
 fn window_losses(model: &Model, x: Vec<i64>, y: Vec<i64>, rows: usize, len: usize, device: Device) -> (Tensor, Tensor) {
+    let (loss, y, _) = scored_windows(model, x, y, rows, len, device, false);
+    (loss, y)
+}
+
+/// [`window_losses`], and with `embed` each window's mean final hidden state over its
+/// positions with a target (rows, C), float32.
+fn scored_windows(
+    model: &Model,
+    x: Vec<i64>,
+    y: Vec<i64>,
+    rows: usize,
+    len: usize,
+    device: Device,
+    embed: bool,
+) -> (Tensor, Tensor, Option<Tensor>) {
     let real: Vec<i64> = (0..y.len() as i64).filter(|&i| y[i as usize] != IGNORE).collect();
     let x = Tensor::from_slice(&x).view([rows as i64, len as i64]).to_device(device);
     let keep = Tensor::from_slice(&real).to_device(device);
-    let y = Tensor::from_slice(&y).to_device(device).index_select(0, &keep);
-    let logits = model.forward(&x, false);
+    let y_all = Tensor::from_slice(&y).to_device(device);
+    let (logits, hidden) = if embed {
+        let (logits, h) = model.forward_with_hidden(&x);
+        let mask = y_all.ne(IGNORE).to_kind(tch::Kind::Float).view([rows as i64, len as i64, 1]);
+        let h = h.to_kind(tch::Kind::Float);
+        let sums = (h * &mask).sum_dim_intlist(1, false, tch::Kind::Float);
+        (logits, Some(sums / mask.sum_dim_intlist(1, false, tch::Kind::Float).clamp_min(1.0)))
+    } else {
+        (model.forward(&x, false), None)
+    };
+    let y = y_all.index_select(0, &keep);
     let v = logits.size()[2];
     let logits = logits.view([-1, v]).index_select(0, &keep);
     let loss = logits.cross_entropy_loss::<Tensor>(&y, None, tch::Reduction::None, IGNORE, 0.0);
-    (loss.to_kind(tch::Kind::Double), y)
+    (loss.to_kind(tch::Kind::Double), y, hidden)
 }
 
 /// Buckets of real-data frequency for the held-out loss by frequency: bucket 0 holds

@@ -127,6 +127,11 @@ impl Layout {
         self.analysis(run).join("scores").join(format!("{name}.csv"))
     }
 
+    /// A file of the run's scores besides the corpora's (`noise-floor.json`, …).
+    pub fn scores_file(&self, run: &str, name: &str) -> PathBuf {
+        self.analysis(run).join("scores").join(name)
+    }
+
     /// Sizes of the real reference: |R|, D and the noise floor's size.
     pub fn reference_json(&self, run: &str) -> PathBuf {
         self.analysis(run).join("reference.json")

@@ -93,6 +93,17 @@ pub struct GenerationRow {
     pub self_perplexity_median: f64,
     #[serde(default)]
     pub score_seconds: f64,
+    /// Quality and diversity of S_{k+1}'s passages against the real test passages in
+    /// the reference's embedding (`crate::analysis::manifold`); NaN when too few passages
+    /// were compared (0 in rows written before they were measured).
+    #[serde(default)]
+    pub precision: f64,
+    #[serde(default)]
+    pub recall: f64,
+    #[serde(default)]
+    pub density: f64,
+    #[serde(default)]
+    pub coverage: f64,
 }
 
 impl GenerationRow {
@@ -142,12 +153,26 @@ impl GenerationRow {
             reference_beyond_real_p99: 0.0,
             self_perplexity_median: 0.0,
             score_seconds: 0.0,
+            precision: 0.0,
+            recall: 0.0,
+            density: 0.0,
+            coverage: 0.0,
         }
     }
 
-    /// Adds the summary of S_{k+1}'s per-document scores, which took `seconds`.
-    pub fn with_scores(self, s: &crate::analysis::scores::ScoreSummary, seconds: f64) -> Self {
+    /// Adds the summary of S_{k+1}'s per-document scores and its passages' quality and
+    /// diversity, which took `seconds`.
+    pub fn with_scores(
+        self,
+        s: &crate::analysis::scores::ScoreSummary,
+        m: &crate::analysis::manifold::Manifold,
+        seconds: f64,
+    ) -> Self {
         Self {
+            precision: m.precision,
+            recall: m.recall,
+            density: m.density,
+            coverage: m.coverage,
             reference_perplexity_p10: s.reference_p10,
             reference_perplexity_median: s.reference_median,
             reference_perplexity_p90: s.reference_p90,

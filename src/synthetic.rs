@@ -63,6 +63,11 @@ pub struct SyntheticManifest {
     /// Offsets in `.bin` where each document cut at the length cap ends.
     #[serde(default)]
     pub truncated_ends: Vec<usize>,
+    /// Per document, in corpus order: the sampling model's mean negative log-likelihood
+    /// of its own draws (`crate::sample::Document::self_nll` over its targets) and
+    /// those targets (empty in corpora written before lmloop recorded them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub self_nll: Vec<(f64, usize)>,
     /// Size and SHA-256 of `.bin` and `.txt` as written (absent from corpora written
     /// before lmloop recorded them: those are used unverified).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -100,6 +105,7 @@ pub fn write_corpus(ckpt: &Checkpoint, stem: &Path, req: &SampleRequest, device:
     let mut tokens = TokenWriter::create(&bin, vocab.vocab_size())?;
     let (mut written, mut sampled, mut non_canonical, mut truncated_ends) = (0usize, 0usize, 0usize, Vec::new());
     let mut canonical_seconds = 0.0;
+    let mut self_nll = Vec::new();
     let txt_tmp = temp_path(&txt);
     let mut text = std::io::BufWriter::new(
         std::fs::File::create(&txt_tmp).with_context(|| format!("cannot create {}", txt_tmp.display()))?,
@@ -110,6 +116,7 @@ pub fn write_corpus(ckpt: &Checkpoint, stem: &Path, req: &SampleRequest, device:
         canonical_seconds += t0.elapsed().as_secs_f64();
         sampled += doc.tokens.len();
         non_canonical += differing;
+        self_nll.push((doc.self_nll / doc.targets().max(1) as f64, doc.targets()));
         tokens.extend(&ids)?;
         let mut n = ids.len();
         if doc.truncated {
@@ -151,6 +158,7 @@ pub fn write_corpus(ckpt: &Checkpoint, stem: &Path, req: &SampleRequest, device:
         canonical_seconds,
         non_canonical_share: non_canonical as f64 / sampled.max(1) as f64,
         truncated_ends,
+        self_nll,
         bin_file: Some(FileFingerprint::of(&bin)?),
         txt_file: Some(FileFingerprint::of(&txt)?),
         stats,

@@ -27,6 +27,39 @@ pub fn softmax_weights(z: &[f32], out: &mut [f32]) {
     body(z, out)
 }
 
+/// `ln softmax(z)_i`: the log-probability entry `i` of one row of logits gives (the
+/// sum of weights in eight lanes of single precision, its logarithm in double).
+pub fn log_softmax_at(z: &[f32], i: usize) -> f64 {
+    #[inline(always)]
+    fn body(z: &[f32]) -> (f32, f64) {
+        let m = max(z);
+        let mut lanes = [0f32; 8];
+        let mut chunks = z.chunks_exact(8);
+        for ch in &mut chunks {
+            for j in 0..8 {
+                lanes[j] += exp(ch[j] - m);
+            }
+        }
+        let rest: f64 = chunks.remainder().iter().map(|&x| exp(x - m) as f64).sum();
+        (m, lanes.iter().map(|&x| x as f64).sum::<f64>() + rest)
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn body_avx2(z: &[f32]) -> (f32, f64) {
+        body(z)
+    }
+    #[cfg(target_arch = "x86_64")]
+    let (m, sum) = if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU has the features the function is compiled for.
+        unsafe { body_avx2(z) }
+    } else {
+        body(z)
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let (m, sum) = body(z);
+    (z[i] - m) as f64 - sum.ln()
+}
+
 /// Largest value, in eight lanes.
 #[inline(always)]
 pub fn max(v: &[f32]) -> f32 {

@@ -40,8 +40,14 @@ fn the_loop_scores_every_corpus_under_generation_0_once() {
         assert!(row.reference_perplexity_p10 >= 1.0 && row.self_perplexity_median >= 1.0, "{row:?}");
         assert!((0.0..=1.0).contains(&row.reference_beyond_real_p99), "{row:?}");
     }
-    // Generation 0 is the reference: its own corpus scores the same under both.
-    assert_eq!(rows[0].reference_perplexity_median, rows[0].self_perplexity_median);
+    for row in &rows {
+        for v in [row.precision, row.recall, row.density, row.coverage] {
+            assert!(v.is_nan() || (0.0..=if v == row.density { 1e9 } else { 1.0 }).contains(&v), "{row:?}");
+        }
+        assert!(row.precision.is_finite() && row.recall.is_finite(), "{row:?}");
+    }
+    let floor = lmloop::analysis::manifold::read_floor(&lmloop::layout::Layout::new(root), "s").expect("noise floor");
+    assert_eq!(floor.draws.len(), lmloop::analysis::manifold::FLOOR_DRAWS);
     let scores = std::fs::read_to_string(root.join("analysis/s/scores/gen-02.csv")).unwrap();
     assert!(scores.starts_with("document,targets,reference_nll,self_nll\n"), "{scores}");
     assert!(root.join("analysis/s/scores/real-test.csv").exists());
@@ -51,4 +57,186 @@ fn the_loop_scores_every_corpus_under_generation_0_once() {
     assert_eq!(run("1").0, 0);
     assert_eq!(std::fs::read(root.join("analysis/s/scores/gen-02.csv")).unwrap(), before);
     assert_eq!(std::fs::read(root.join("analysis/s/generations.csv")).unwrap(), csv);
+}
+
+/// Passages of `stream` embedded by `ckpt`, checking that the embedding pass scores
+/// exactly what the plain one does.
+fn embed(ckpt: &Checkpoint, stream: &TokenStream) -> lmloop::analysis::manifold::Embeddings {
+    let (scores, emb) = lmloop::eval::score_documents(&ckpt.model, stream, device(), true).unwrap();
+    assert_eq!(scores, lmloop::eval::per_document(&ckpt.model, stream, device()).unwrap());
+    let emb = emb.unwrap();
+    let block = ckpt.model.config().block_size as usize;
+    assert_eq!(emb.len(), stream.window_count(block), "one embedding per passage");
+    assert_eq!(emb.dim as i64, ckpt.model.config().n_embd);
+    emb
+}
+
+/// A stream over `docs`, each a document of `file`.
+fn stream_of(file: &Arc<TokenFile>, docs: &[std::ops::Range<usize>], ckpt: &Checkpoint) -> TokenStream {
+    let mut s = TokenStream::new(ckpt.vocab.delimiters());
+    let f = s.add_file(file.clone());
+    for d in docs {
+        s.push(f, d.clone());
+    }
+    s
+}
+
+/// Toy documents `range` (of the toy corpus's generator, past the 120 the tiny model
+/// trained on) encoded by `ckpt`'s tokenizer, each ended, as a token file and its stream.
+fn toy_passages(ckpt: &Checkpoint, dir: &std::path::Path, range: std::ops::Range<usize>) -> TokenStream {
+    let text = common::toy_corpus(range.end, 6);
+    let mut tokens = Vec::new();
+    for doc in text.split("\n\n").skip(range.start).take(range.len()) {
+        tokens.extend(ckpt.vocab.encode(doc).unwrap());
+        tokens.push(ckpt.vocab.eot());
+    }
+    let path = dir.join(format!("toy-{}-{}.bin", range.start, range.end));
+    lmloop::tokens::write_tokens(&path, &tokens, ckpt.vocab.vocab_size()).unwrap();
+    TokenStream::from_file(Arc::new(TokenFile::open(&path).unwrap()), ckpt.vocab.delimiters())
+}
+
+#[test]
+fn unseen_real_passages_score_like_the_noise_floor_and_degenerate_corpora_do_not() {
+    use lmloop::analysis::manifold::{compare, Floor};
+    let dir = tempfile::tempdir().unwrap();
+    let (ckpt, _) = train_tiny(dir.path());
+    let ckpt = Checkpoint::load(&ckpt, device()).unwrap();
+    let eot = ckpt.vocab.eot();
+    // Real passages, the floor's pool of unseen real ones, and a "synthetic" corpus of
+    // other unseen real documents: one source, three disjoint sets of documents.
+    let real = embed(&ckpt, &toy_passages(&ckpt, dir.path(), 200..400));
+    let floor = Floor::measure(&real, &embed(&ckpt, &toy_passages(&ckpt, dir.path(), 400..800)), 7).unwrap();
+    let like_real = compare(&real, &embed(&ckpt, &toy_passages(&ckpt, dir.path(), 800..1000)), 8);
+    assert!(like_real.passages >= 100, "{like_real:?}");
+    for i in 0..2 {
+        let v = like_real.values()[i];
+        assert!(floor.spread(i) < 0.3, "the floor is too loose to test against: {floor:?}");
+        assert!(
+            (v - floor.mean(i)).abs() <= floor.spread(i),
+            "measure {i}: {v} against the floor's {} ± {}",
+            floor.mean(i),
+            floor.spread(i)
+        );
+    }
+    // One document repeated: its few distinct passages stay real (most lie inside the
+    // real manifold; a document's short last passage may not), but cover nothing.
+    let mut repeated = TokenStream::new(ckpt.vocab.delimiters());
+    let text = common::toy_corpus(1001, 6);
+    let doc = text.split("\n\n").nth(1000).unwrap();
+    let mut tokens = Vec::new();
+    for _ in 0..200 {
+        tokens.extend(ckpt.vocab.encode(doc).unwrap());
+        tokens.push(eot);
+    }
+    let path = dir.path().join("repeated.bin");
+    lmloop::tokens::write_tokens(&path, &tokens, ckpt.vocab.vocab_size()).unwrap();
+    let file = Arc::new(TokenFile::open(&path).unwrap());
+    let f = repeated.add_file(file.clone());
+    for r in lmloop::tokens::document_ranges(file.iter(), eot) {
+        repeated.push(f, r);
+    }
+    let repeated = compare(&real, &embed(&ckpt, &repeated), 9);
+    assert!(repeated.recall < 0.05, "{repeated:?}");
+    assert!(repeated.precision >= 0.5, "{repeated:?}");
+    // Uniformly random tokens (no end token inside a document) lie off the real manifold.
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+    let v = ckpt.vocab.vocab_size() as u32;
+    let mut noise = Vec::new();
+    for _ in 0..400 {
+        noise.extend((0..30).map(|_| loop {
+            let t = rng.gen_range(0..v);
+            if t != eot {
+                break t;
+            }
+        }));
+        noise.push(eot);
+    }
+    let path = dir.path().join("noise.bin");
+    lmloop::tokens::write_tokens(&path, &noise, v as usize).unwrap();
+    let noise_file = Arc::new(TokenFile::open(&path).unwrap());
+    let random = compare(&real, &embed(&ckpt, &TokenStream::from_file(noise_file, ckpt.vocab.delimiters())), 10);
+    assert!(random.precision < 0.1, "{random:?}");
+}
+
+#[test]
+fn the_sampler_records_the_loss_eval_gives_its_documents() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ckpt, _) = train_tiny(dir.path());
+    let ckpt = Checkpoint::load(&ckpt, device()).unwrap();
+    let d = ckpt.vocab.delimiters();
+    let block = ckpt.model.config().block_size as usize;
+    let req = lmloop::sample::SampleRequest {
+        sampling: lmloop::sample::Sampling::new(1.0, None, None).unwrap(),
+        seed: 5,
+        n_tokens: 3000,
+        batch_size: 8,
+        max_doc_tokens: 4 * block,
+        progress: false,
+    };
+    let mut docs = Vec::new();
+    lmloop::sample::sample_corpus(&ckpt.model, d, device(), &req, |doc| {
+        docs.push(doc.clone());
+        Ok(doc.corpus_tokens())
+    })
+    .unwrap();
+    let mut checked = 0;
+    for (i, doc) in docs.iter().enumerate() {
+        assert!(doc.self_nll.is_finite() && doc.self_nll > 0.0, "{doc:?}");
+        // Within the context the sampler's contexts are the windows eval reads.
+        if doc.targets() > block {
+            continue;
+        }
+        let mut tokens = doc.tokens.clone();
+        if !doc.truncated {
+            tokens.push(d.end);
+        }
+        let path = dir.path().join(format!("doc-{i}.bin"));
+        lmloop::tokens::write_tokens(&path, &tokens, ckpt.vocab.vocab_size()).unwrap();
+        let file = Arc::new(TokenFile::open(&path).unwrap());
+        let whole = std::iter::once(0..tokens.len()).collect::<Vec<_>>();
+        let stream = stream_of(&file, &whole, &ckpt);
+        let eval = lmloop::eval::per_document(&ckpt.model, &stream, device()).unwrap();
+        assert_eq!(eval[0].targets as usize, doc.targets());
+        assert!(
+            (eval[0].nll - doc.self_nll).abs() <= 1e-3 * eval[0].nll.max(1.0),
+            "{} against {}",
+            doc.self_nll,
+            eval[0].nll
+        );
+        checked += 1;
+    }
+    assert!(checked >= 5, "only {checked} of {} documents fit in the context", docs.len());
+}
+
+#[test]
+fn an_oracle_reference_is_trained_once_and_shared_by_runs_of_the_same_corpus_and_seed() {
+    let dir = tiny_project();
+    let root = dir.path();
+    let cfg = std::fs::read_to_string(root.join("tiny.toml")).unwrap();
+    let cfg = cfg.replace("[generations]\n", "[generations]\nreference = \"oracle\"\n");
+    assert!(cfg.contains("reference = \"oracle\""), "the tiny config has a [generations] table");
+    std::fs::write(root.join("oracle.toml"), cfg).unwrap();
+    let first = lmloop(root, &["generations", "--config", "oracle.toml", "-n", "1", "--run", "a"]);
+    assert_eq!(first.0, 0, "{}", first.2);
+    assert!(first.2.contains("training the oracle reference"), "{}", first.2);
+    let oracles: Vec<_> =
+        std::fs::read_dir(root.join("checkpoints/oracle")).unwrap().flatten().filter(|e| e.path().is_dir()).collect();
+    assert_eq!(oracles.len(), 1);
+    assert!(oracles[0].path().join("DONE").exists());
+    let protocol = std::fs::read_to_string(root.join("analysis/a/protocol.json")).unwrap();
+    assert!(protocol.contains("\"reference_model\": \"oracle"), "{protocol}");
+    // Another policy, same corpus and seed: the oracle is reused, not trained again.
+    let second =
+        lmloop(root, &["generations", "--config", "oracle.toml", "-n", "1", "--run", "b", "--policy", "accumulate"]);
+    assert_eq!(second.0, 0, "{}", second.2);
+    assert!(!second.2.contains("training the oracle reference"), "{}", second.2);
+    // Generation 0's own corpus is scored by the oracle, not by M_0 itself.
+    let a = lmloop::records::read_rows(&root.join("analysis/a/generations.csv")).unwrap();
+    let b = lmloop::records::read_rows(&root.join("analysis/b/generations.csv")).unwrap();
+    assert_eq!(a[0].reference_perplexity_median, b[0].reference_perplexity_median, "same M_0, same S_1, same oracle");
+    let plain = lmloop(root, &["generations", "--config", "tiny.toml", "-n", "1", "--run", "c"]);
+    assert_eq!(plain.0, 0, "{}", plain.2);
+    let c = lmloop::records::read_rows(&root.join("analysis/c/generations.csv")).unwrap();
+    assert_ne!(c[0].reference_perplexity_median, a[0].reference_perplexity_median, "M_0 and the oracle differ");
 }

@@ -42,6 +42,24 @@ pub fn write_comparison(layout: &Layout, runs: &[String], out: Option<&Path>) ->
     let svg = figures::publish(&plots, "perplexity", &figures::perplexity_chart(&data, &labels))?;
     page.figure("perplexity", &svg, "Perplexity of each generation's model on the real test split.");
 
+    let planes: Vec<_> = data
+        .iter()
+        .zip(&labels)
+        .map(|(d, l)| {
+            (l.clone(), super::manifold::plane_points(&d.generations), super::manifold::read_floor(layout, &d.name))
+        })
+        .filter(|p| !p.1.is_empty())
+        .collect();
+    if !planes.is_empty() {
+        page.section("precision-recall", "Quality and diversity (precision and recall)");
+        let svg = figures::publish(&plots, "precision-recall", &figures::precision_recall_chart(&planes))?;
+        page.figure(
+            "precision-recall",
+            &svg,
+            "Precision (quality) against recall (diversity) of each run's S_1, S_2, … against real test passages in its M_0's embedding; boxes: each run's noise floor (mean ± 2 sd).",
+        );
+    }
+
     page.section("loss-by-frequency", "Held-out loss by token frequency");
     loss_by_frequency_charts(&mut page, &plots, &data, &labels)?;
 

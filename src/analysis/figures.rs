@@ -66,6 +66,49 @@ pub fn reference_perplexity_chart(real: &[f64], corpora: &[(String, Vec<f64>)]) 
     }
 }
 
+/// The precision–recall plane (Alemohammad et al.'s figure): one path per run through
+/// its corpora S_1, S_2, … (recall across, precision up), and each run's noise floor as
+/// a box of its mean ± spread in both (same colour, no legend entry) with its mean
+/// marked; `runs` holds (label, points from [`super::manifold::plane_points`], floor).
+pub fn precision_recall_chart(runs: &[super::manifold::PlanePath]) -> LineChart {
+    let mut series = Vec::new();
+    for (i, (label, points, floor)) in runs.iter().enumerate() {
+        let path = points.iter().map(|&(_, r, p)| (r, p)).collect();
+        let first = points.first().map_or(0, |p| p.0 + 1);
+        let last = points.last().map_or(0, |p| p.0 + 1);
+        series.push(
+            Series::new(format!("{label}: S_{first} … S_{last}"), path, style_for(i, SeriesStyle::LineAndMarkers))
+                .with_color(colour(i)),
+        );
+        if let Some(f) = floor {
+            let (p, r) = (f.mean(0), f.mean(1));
+            let (dp, dr) = (f.spread(0), f.spread(1));
+            if [p, r, dp, dr].iter().all(|v| v.is_finite()) {
+                let (r0, r1, p0, p1) = (r - dr, (r + dr).min(1.0), p - dp, (p + dp).min(1.0));
+                series.push(
+                    Series::new(String::new(), vec![(r0, p1), (r1, p1), (r1, p0), (r0, p0)], SeriesStyle::Band)
+                        .with_color(colour(i)),
+                );
+                series.push(
+                    Series::new(
+                        format!("{label}: noise floor (real vs real, mean ± 2 sd)"),
+                        vec![(r, p)],
+                        SeriesStyle::Markers,
+                    )
+                    .with_color(REAL_COLOUR),
+                );
+            }
+        }
+    }
+    LineChart {
+        title: "Quality and diversity of S_k's passages against real test passages".into(),
+        x_label: "recall (diversity: real passages S_k covers)".into(),
+        y_label: "precision (quality: S_k passages inside the real manifold)".into(),
+        series,
+        ..Default::default()
+    }
+}
+
 /// Renders a chart, writes `plots_dir/ID.svg` and `.png`, returns the SVG.
 pub fn publish(plots_dir: &Path, id: &str, chart: &LineChart) -> Result<String> {
     let svg = render_svg(chart).with_context(|| format!("drawing the {id} chart"))?;

@@ -126,6 +126,7 @@ mod drift;
 mod figures;
 mod fit;
 mod html;
+pub mod manifold;
 mod null;
 mod reference;
 mod report;

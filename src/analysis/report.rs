@@ -114,6 +114,28 @@ pub fn write_report(layout: &Layout, run: &str) -> Result<PathBuf> {
         )),
     }
 
+    page.section("precision-recall", "Quality and diversity (precision and recall)");
+    let points = super::manifold::plane_points(&data.generations);
+    if points.is_empty() {
+        page.note("No precision or recall: the run's rows carry none (runs before lmloop measured them, or too few passages).");
+    } else {
+        let floor = super::manifold::read_floor(layout, run);
+        let chart = figures::precision_recall_chart(&[(run.to_string(), points, floor.clone())]);
+        let svg = figures::publish(&plots, "precision-recall", &chart)?;
+        page.figure(
+            "precision-recall",
+            &svg,
+            &format!(
+                "k-nearest-neighbour precision (quality) and recall (diversity) of S_k's passages against as many real test passages, in M_0's embedding (k = {}, at most {} passages); the box is the noise floor, draws of real passages outside R against the same real passages (mean ± 2 sd). generations.csv also holds density and coverage.",
+                super::manifold::K,
+                super::manifold::SAMPLE_CAP
+            ),
+        );
+        if floor.is_none() {
+            page.note("No noise floor for precision and recall: too little real text lies outside R, or the run was scored before lmloop measured it.");
+        }
+    }
+
     page.section("sampling", "Sampled documents");
     sampling_table(&mut page, &data);
 

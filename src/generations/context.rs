@@ -122,6 +122,8 @@ pub struct RunContext<'a> {
     pub recorded: Vec<crate::records::GenerationRow>,
     /// The record of the real training split's token file, for the mixture records.
     pub train_record: Option<crate::integrity::FileFingerprint>,
+    /// The oracle reference's checkpoint, when `generations.reference = "oracle"`.
+    pub oracle: Option<PathBuf>,
     /// Artifacts read without a record of their contents to check them against (written
     /// by an lmloop that kept none), for one note at the end of the run.
     pub unverified: std::cell::RefCell<Vec<String>>,
@@ -189,8 +191,18 @@ impl<'a> RunContext<'a> {
             Some(cap) => cap as usize,
             None => DEFAULT_CAP_OVER_LONGEST_REAL * corpus.longest_train_document().max(1),
         };
-        let (reference, buckets, protocol) =
+        let oracle = (cfg.generations.reference == crate::config::ReferenceModel::Oracle)
+            .then(|| oracle_dir(layout, &cfg, train_record.as_ref(), pretrained.as_deref()));
+        let (reference, buckets, mut protocol) =
             reference_and_protocol(&cfg, run, &corpus, &real, subset, synthetic_size, max_doc_tokens)?;
+        if let Some(dir) = &oracle {
+            protocol.reference_model = format!(
+                "oracle: the same architecture trained once with the run's budget on the whole real training split \
+                 ({} tokens, R and the documents outside it, the noise floor's among them), kept in {}",
+                real.split.tokens(),
+                dir.display()
+            );
+        }
         write_json_atomic(&layout.protocol_json(run), &protocol)?;
         let sampling = Sampling::new(cfg.sample.temperature, cfg.sample.top_k, cfg.sample.top_p)?;
         // We hold the run's lock, so every temporary in its folders is left over from a
@@ -220,6 +232,7 @@ impl<'a> RunContext<'a> {
             finished: recorded.len() as u32,
             recorded,
             train_record,
+            oracle,
             unverified: Default::default(),
             _lock: lock,
         })
@@ -301,6 +314,31 @@ fn drop_generations(layout: &Layout, run: &str, from: u32) -> Result<()> {
     }
     eprintln!("[{run}] dropped generation {from} and every later one; they are computed again");
     Ok(())
+}
+
+/// Where the oracle reference of a run with `cfg` lives: `checkpoints/oracle/KEY`, KEY
+/// a digest of what it is trained from (the training split's record, the model and
+/// training settings, the run seed, the imported start), so runs that would train the
+/// same oracle share it.
+fn oracle_dir(
+    layout: &Layout,
+    cfg: &Config,
+    train: Option<&crate::integrity::FileFingerprint>,
+    pretrained: Option<&std::path::Path>,
+) -> PathBuf {
+    let mut h = crate::mix::Fnv1a::new();
+    let text = format!(
+        "{}\n{}\n{}\n{:?}\n{:?}",
+        cfg.data.corpus,
+        toml::to_string(&cfg.model).unwrap_or_default(),
+        toml::to_string(&cfg.train).unwrap_or_default(),
+        train.map(|t| (t.bytes, &t.sha256)),
+        pretrained
+    );
+    for b in text.bytes() {
+        h.add(b as u64);
+    }
+    layout.root().join("checkpoints").join("oracle").join(format!("{}-s{}", h.hex(), cfg.train.seed))
 }
 
 /// The real reference the analysis measures against (R, the noise floor, the tail

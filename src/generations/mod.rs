@@ -51,7 +51,7 @@ pub fn run(layout: &Layout, spec: &RunSpec) -> Result<Vec<GenerationRow>> {
             &sampled.value,
             &counts,
         )
-        .with_scores(&scored.value.0, scored.value.1);
+        .with_scores(&scored.value.summary, &scored.value.manifold, scored.value.seconds);
         eprintln!(
             "[{run}] generation {k}: held-out perplexity {:.2}, synthetic entropy {:.3} nats, {} distinct tokens ({:.1} min so far)",
             row.held_out_perplexity,
@@ -91,6 +91,9 @@ pub enum SeedPurpose {
     Sample = 3,
     NoiseFloor = 5,
     TailNull = 6,
+    Quality = 7,
+    QualityFloor = 8,
+    Oracle = 9,
 }
 
 /// A seed for `purpose` in generation `k`, derived from the run seed (SplitMix64 finaliser).

@@ -3,9 +3,12 @@
 //! process stored.
 use super::context::RunContext;
 use super::{derive_seed, SeedPurpose, TRUNCATION_WARNING};
+use crate::analysis::manifold::{self, Embeddings, Manifold};
+use crate::analysis::scores::ScoreSummary;
 use crate::checkpoint::{Checkpoint, TrainingState};
 use crate::config::Init;
-use crate::durable::{is_done, read_json, write_json_atomic};
+use crate::durable::{is_done, read_json, write_atomic, write_json_atomic};
+use crate::eval::DocumentScore;
 use crate::layout::{gen_name, CheckpointPaths};
 use crate::policy::{Corpus, MixtureManifest};
 use crate::records::{HeldOut, CAP_DEPENDENT_SHARE};
@@ -125,6 +128,8 @@ fn mixture_difference(stored: &MixtureManifest, now: &MixtureManifest) -> Option
 pub struct Sampled {
     pub corpus: Corpus,
     pub record: Option<crate::integrity::FileFingerprint>,
+    /// Each document's self-score as the sampler recorded it (mean loss, targets).
+    pub self_nll: Vec<(f64, usize)>,
 }
 
 /// Trains generation k on `stream`, unless its checkpoint is complete.
@@ -283,7 +288,7 @@ pub fn load_sampled(ctx: &RunContext, k: u32) -> Result<(Sampled, Vec<u64>)> {
         ctx.note_unverified(format!("S_{}", k + 1));
     }
     let counts = corpus.file.counts(ctx.corpus.vocab.vocab_size())?;
-    Ok((Sampled { corpus, record: manifest.bin_file }, counts))
+    Ok((Sampled { corpus, record: manifest.bin_file, self_nll: manifest.self_nll }, counts))
 }
 
 /// Refreshes the run's measures (drift, tokens, tails) over S_1..S_{k+1} and redraws
@@ -307,68 +312,189 @@ fn describe_parts(m: &MixtureManifest) -> String {
     m.parts.iter().map(|p| format!("{} {}", p.source, p.tokens)).collect::<Vec<_>>().join(", ")
 }
 
-/// When a corpus's scores were computed (`scores/gen-KK.json`, written after the CSV).
+/// When a corpus's scores were computed (`scores/gen-KK.json`, written after the CSV),
+/// and its passages' quality and diversity against the real test passages.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct ScoreRecord {
     documents: usize,
     seconds: f64,
+    /// Absent from records written before lmloop measured it: those are scored again.
+    #[serde(default)]
+    manifold: Option<Manifold>,
 }
 
-/// Scores S_{k+1}'s documents under the reference M_0 and under M_k, which sampled them
-/// (`scores/gen-KK.csv`), unless stored, and summarises them against the real test
-/// documents' scores under M_0 (`scores/real-test.csv`, computed once).
-pub fn score(
-    ctx: &RunContext,
-    k: u32,
-    weights: &mut Weights,
-    sampled: &Sampled,
-) -> Result<Step<(crate::analysis::scores::ScoreSummary, f64)>> {
+/// What the score step gives a generation's row.
+pub struct Scored {
+    pub summary: ScoreSummary,
+    pub manifold: Manifold,
+    pub seconds: f64,
+}
+
+/// Scores S_{k+1}'s documents under the reference model (`scores/gen-KK.csv`) in one
+/// forward pass that also embeds its passages, takes their self-perplexity from what
+/// the sampler recorded (a forward pass of M_k only for corpora written before it did),
+/// and measures quality and diversity against the real test passages; unless stored.
+/// The real test documents and the noise floor are scored once, with the first
+/// generation that needs them.
+pub fn score(ctx: &RunContext, k: u32, weights: &mut Weights, sampled: &Sampled) -> Result<Step<Scored>> {
     let layout = ctx.layout;
     let csv_path = layout.scores_csv(&ctx.run, Some(k + 1));
     let marker = csv_path.with_extension("json");
-    let real_path = layout.scores_csv(&ctx.run, None);
     let delimiters = ctx.corpus.vocab.delimiters();
-    // M_0 is generation 0's own weights: loaded once, whichever step needs it first.
-    let mut other_reference = (k > 0).then(|| Weights::of(layout.checkpoint(&ctx.run, 0), ctx.device));
+    // The reference (M_0, or the oracle): loaded once, whichever step needs it first;
+    // at generation 0 M_0 is the model at hand.
+    let mut other_reference = match &ctx.oracle {
+        Some(dir) => Some(Weights::of(oracle(ctx, dir)?, ctx.device)),
+        None => (k > 0).then(|| Weights::of(layout.checkpoint(&ctx.run, 0), ctx.device)),
+    };
     let t0 = std::time::Instant::now();
-    let real_fresh = !real_path.exists();
-    if real_fresh {
-        let m0 = other_reference.as_mut().unwrap_or(weights).get(ctx)?;
-        let test = TokenStream::from_file(ctx.corpus.test.clone(), delimiters);
-        let scores = crate::eval::per_document(&m0.model, &test, ctx.device)?;
-        write_scores(&real_path, &scores, None)?;
-    }
-    let real: Vec<f64> = read_scores(&real_path)?.iter().map(|r| r.1.exp()).collect();
+    let (real, real_fresh) = real_scores(ctx, other_reference.as_mut().unwrap_or(weights))?;
+    let floor_fresh = floor_scores(ctx, other_reference.as_mut().unwrap_or(weights), &real.1)?;
     let stored: Option<ScoreRecord> = if marker.exists() && csv_path.exists() { read_json(&marker).ok() } else { None };
-    let (rows, seconds, computed) = match stored {
-        Some(r) => (read_scores(&csv_path)?, r.seconds, false),
-        None => {
+    let (rows, seconds, manifold, computed) = match stored {
+        Some(ScoreRecord { seconds, manifold: Some(m), .. }) => (read_scores(&csv_path)?, seconds, m, false),
+        _ => {
             let mut stream = TokenStream::new(delimiters);
             let file = stream.add_file(sampled.corpus.file.clone());
             for d in &sampled.corpus.documents {
                 stream.push(file, d.clone());
             }
             let what = format!("scoring the documents of S_{}", k + 1);
-            let own = crate::torch_error::guard(&what, &ctx.cfg.model.evaluation_memory(), || {
-                crate::eval::per_document(&weights.get(ctx)?.model, &stream, ctx.device)
+            let memory = ctx.cfg.model.evaluation_memory();
+            let reference = other_reference.as_mut().unwrap_or(weights);
+            let (by_reference, embeddings) = crate::torch_error::guard(&what, &memory, || {
+                crate::eval::score_documents(&reference.get(ctx)?.model, &stream, ctx.device, true)
             })?;
-            let by_reference = match other_reference.as_mut() {
-                None => own.clone(),
-                Some(m0) => crate::torch_error::guard(&what, &ctx.cfg.model.evaluation_memory(), || {
-                    crate::eval::per_document(&m0.get(ctx)?.model, &stream, ctx.device)
+            let own: Vec<DocumentScore> = match sampler_scores(&sampled.self_nll, stream.documents()) {
+                Some(own) => own,
+                None => crate::torch_error::guard(&what, &memory, || {
+                    crate::eval::per_document(&weights.get(ctx)?.model, &stream, ctx.device)
                 })?,
             };
+            let seed = derive_seed(ctx.seed(), k, SeedPurpose::Quality);
+            let manifold = manifold::compare(&real.1, &embeddings.expect("embedded above"), seed);
             write_scores(&csv_path, &by_reference, Some(&own))?;
             let seconds = t0.elapsed().as_secs_f64();
-            write_json_atomic(&marker, &ScoreRecord { documents: own.len(), seconds })?;
+            write_json_atomic(&marker, &ScoreRecord { documents: own.len(), seconds, manifold: Some(manifold) })?;
             // Read back as stored (6 decimals), so a resumed run summarises the same values.
-            (read_scores(&csv_path)?, seconds, true)
+            (read_scores(&csv_path)?, seconds, manifold, true)
         }
     };
     let by_reference: Vec<f64> = rows.iter().map(|r| r.1.exp()).collect();
     let own: Vec<f64> = rows.iter().map(|r| r.2.exp()).collect();
-    let summary = crate::analysis::scores::summarise(&by_reference, &own, &real);
-    Ok(Step { value: (summary, seconds), computed: computed || real_fresh })
+    let summary = crate::analysis::scores::summarise(&by_reference, &own, &real.0);
+    Ok(Step { value: Scored { summary, manifold, seconds }, computed: computed || real_fresh || floor_fresh })
+}
+
+/// The oracle reference at `dir`, trained first unless complete: the run's
+/// architecture and training settings on the whole real training split, with generation
+/// 0's start (random weights, or the imported model). Runs that share it take turns:
+/// one trains while the others wait for its `DONE`.
+fn oracle(ctx: &RunContext, dir: &std::path::Path) -> Result<PathBuf> {
+    let lock_path = dir.with_extension("lock");
+    let _lock = loop {
+        if is_done(dir) {
+            return Ok(dir.to_path_buf());
+        }
+        match crate::durable::Lock::try_acquire(&lock_path)? {
+            Some(lock) => break lock,
+            None => std::thread::sleep(std::time::Duration::from_secs(2)),
+        }
+    };
+    if is_done(dir) {
+        return Ok(dir.to_path_buf());
+    }
+    let split = &ctx.real.split;
+    let mut stream = TokenStream::new(ctx.corpus.vocab.delimiters());
+    let file = stream.add_file(split.file.clone());
+    for d in &split.documents {
+        stream.push(file, d.clone());
+    }
+    eprintln!(
+        "[{}] training the oracle reference on the whole real training split ({} tokens) into {}",
+        ctx.run,
+        split.tokens(),
+        dir.display()
+    );
+    let mut train_cfg = ctx.cfg.train.clone();
+    train_cfg.seed = derive_seed(ctx.seed(), 0, SeedPurpose::Oracle);
+    let val = TokenStream::from_file(ctx.corpus.val.clone(), ctx.corpus.vocab.delimiters());
+    crate::torch_error::guard("training the oracle reference", &ctx.cfg.training_memory(), || {
+        crate::train::train(crate::train::TrainRequest {
+            model: ctx.model.clone(),
+            train: train_cfg,
+            data: &stream,
+            val: Some(&val),
+            vocab: &ctx.corpus.vocab,
+            device: ctx.device,
+            init_from: ctx.pretrained.clone(),
+            out: dir.to_path_buf(),
+            progress: ctx.progress,
+        })
+    })?;
+    Ok(dir.to_path_buf())
+}
+
+/// The self-scores the sampler recorded for a corpus of `documents` documents (mean
+/// loss and targets of each), as document scores; `None` when it recorded none (or
+/// for another number of documents).
+fn sampler_scores(recorded: &[(f64, usize)], documents: usize) -> Option<Vec<DocumentScore>> {
+    (recorded.len() == documents && documents > 0).then(|| {
+        recorded
+            .iter()
+            .map(|&(mean, targets)| DocumentScore { nll: mean * targets as f64, targets: targets as u64 })
+            .collect()
+    })
+}
+
+/// The real test documents' perplexities under the reference and their passages'
+/// embeddings (`scores/real-test.csv`, `.emb`), computed unless stored; and whether
+/// they were computed now.
+fn real_scores(ctx: &RunContext, reference: &mut Weights) -> Result<((Vec<f64>, Embeddings), bool)> {
+    let path = ctx.layout.scores_csv(&ctx.run, None);
+    let emb_path = path.with_extension("emb");
+    let stored = || -> Option<Embeddings> { Embeddings::from_bytes(&std::fs::read(&emb_path).ok()?) };
+    let fresh = !path.exists() || stored().is_none();
+    if fresh {
+        let m0 = reference.get(ctx)?;
+        let test = TokenStream::from_file(ctx.corpus.test.clone(), ctx.corpus.vocab.delimiters());
+        let (scores, embeddings) =
+            crate::torch_error::guard("scoring the real test documents", &ctx.cfg.model.evaluation_memory(), || {
+                crate::eval::score_documents(&m0.model, &test, ctx.device, true)
+            })?;
+        write_atomic(&emb_path, &embeddings.expect("embedded above").to_bytes())?;
+        write_scores(&path, &scores, None)?;
+    }
+    let perplexities = read_scores(&path)?.iter().map(|r| r.1.exp()).collect();
+    let embeddings = stored().with_context(|| format!("{} is unreadable", emb_path.display()))?;
+    Ok(((perplexities, embeddings), fresh))
+}
+
+/// Scores the noise floor once: its documents' perplexity under the reference
+/// (`scores/noise-floor.csv`) and the quality and diversity of draws of its passages
+/// against the real test passages (`scores/noise-floor.json`, written last); nothing
+/// without a noise floor. Returns whether it computed them now.
+fn floor_scores(ctx: &RunContext, reference: &mut Weights, real: &Embeddings) -> Result<bool> {
+    let path = ctx.layout.scores_file(&ctx.run, "noise-floor.json");
+    let floor = &ctx.reference.noise_floor;
+    if floor.is_empty() || read_json::<manifold::Floor>(&path).is_ok() {
+        return Ok(false);
+    }
+    let bin = path.with_extension("bin");
+    crate::tokens::write_tokens(&bin, floor, ctx.corpus.vocab.vocab_size())?;
+    let file = std::sync::Arc::new(crate::tokens::TokenFile::open(&bin)?);
+    let stream = TokenStream::from_file(file, ctx.corpus.vocab.delimiters());
+    let m0 = reference.get(ctx)?;
+    let (scores, embeddings) =
+        crate::torch_error::guard("scoring the noise floor's documents", &ctx.cfg.model.evaluation_memory(), || {
+            crate::eval::score_documents(&m0.model, &stream, ctx.device, true)
+        })?;
+    write_scores(&path.with_extension("csv"), &scores, None)?;
+    let seed = derive_seed(ctx.seed(), 0, SeedPurpose::QualityFloor);
+    if let Some(f) = manifold::Floor::measure(real, &embeddings.expect("embedded above"), seed) {
+        write_json_atomic(&path, &f)?;
+    }
+    Ok(true)
 }
 
 /// Writes per-document scores: document, targets, mean loss under the reference and,

@@ -140,13 +140,23 @@ impl Gpt2 {
     }
 
     pub fn forward(&self, idx: &Tensor, train: bool) -> Tensor {
+        self.head(&self.trunk(idx, train))
+    }
+
+    /// The blocks' output before the final norm (B, T, C).
+    fn trunk(&self, idx: &Tensor, train: bool) -> Tensor {
         let t = idx.size()[1];
         let pos = Tensor::arange(t, (Kind::Int64, idx.device()));
         let mut x = self.embed(idx, &pos).dropout(self.cfg.dropout, train); // (B, T, C)
         for block in &self.h {
             x = block.apply(&x, train, |attn, h| attn.forward(h, train));
         }
-        self.head(&x)
+        x
+    }
+
+    pub fn forward_with_hidden(&self, idx: &Tensor) -> (Tensor, Tensor) {
+        let h = self.ln_f.forward(&self.trunk(idx, false));
+        (super::precision::logits(&h, &self.lm_head), h)
     }
 
     pub fn forward_cached(&self, idx: &Tensor, step: &CacheStep, cache: &KvCache) -> Tensor {

@@ -211,12 +211,22 @@ impl Llama {
     }
 
     pub fn forward(&self, idx: &Tensor, train: bool) -> Tensor {
+        self.head(&self.trunk(idx, train))
+    }
+
+    /// The layers' output before the final norm (B, T, C).
+    fn trunk(&self, idx: &Tensor, train: bool) -> Tensor {
         let rot = self.rope.prefix(idx.size()[1]);
         let mut x = Tensor::embedding(&self.embed_tokens, idx, -1, false, false).dropout(self.cfg.dropout, train);
         for l in &self.layers {
             x = l.apply(&x, train, |attn, h| attn.forward(h, &rot, train));
         }
-        self.head(&x)
+        x
+    }
+
+    pub fn forward_with_hidden(&self, idx: &Tensor) -> (Tensor, Tensor) {
+        let h = self.norm.forward(&self.trunk(idx, false));
+        (super::precision::logits(&h, &self.lm_head), h)
     }
 
     pub fn forward_cached(&self, idx: &Tensor, step: &CacheStep, cache: &KvCache) -> Tensor {

@@ -58,6 +58,16 @@ impl Model {
         }
     }
 
+    /// [`Model::forward`] without dropout that also returns the last hidden state after
+    /// the final norm (B, T, C): the vector the output projection reads, which the
+    /// sequence-level measures embed passages with (`crate::analysis::manifold`).
+    pub fn forward_with_hidden(&self, idx: &Tensor) -> (Tensor, Tensor) {
+        match self {
+            Model::Gpt2(m) => m.forward_with_hidden(idx),
+            Model::Llama(m) => m.forward_with_hidden(idx),
+        }
+    }
+
     /// Incremental forward pass for decoding.
     ///
     /// `idx` (B, T) are new tokens; `start[b]` the position of row b's first new token.

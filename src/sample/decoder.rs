@@ -56,11 +56,13 @@ struct Row {
     /// Tokens to feed before `pending`, at positions from 0: the kept half context of a
     /// rebuild that the Rust step runs with the next token (empty otherwise).
     prefix: Vec<i64>,
+    /// Negative log-likelihood of the document's draws so far ([`Document::self_nll`]).
+    nll: f64,
 }
 
 impl Row {
     fn fresh(d: Delimiters) -> Self {
-        Self { doc: Vec::new(), pending: d.start as i64, position: 0, prefix: Vec::new() }
+        Self { doc: Vec::new(), pending: d.start as i64, position: 0, prefix: Vec::new(), nll: 0.0 }
     }
 
     /// The tokens the row is conditioned on at its next step: the last
@@ -73,16 +75,19 @@ impl Row {
 
     /// Feeds the chosen token: at `<|endoftext|>` or the length cap the document ends
     /// and is returned, and the row starts a fresh one; otherwise the token is the one
-    /// fed next, one position on.
-    fn push(&mut self, tok: u32, d: Delimiters, max_doc_tokens: usize) -> Option<Document> {
+    /// fed next, one position on. `log_prob` is the token's log-probability under the
+    /// model at temperature 1.
+    fn push(&mut self, tok: u32, log_prob: f64, d: Delimiters, max_doc_tokens: usize) -> Option<Document> {
+        self.nll -= log_prob;
         let ended = tok == d.end;
         if !ended {
             self.doc.push(tok);
         }
         if ended || self.doc.len() >= max_doc_tokens {
             let doc = std::mem::take(&mut self.doc);
+            let self_nll = self.nll;
             *self = Row::fresh(d);
-            return Some(Document { tokens: doc, truncated: !ended });
+            return Some(Document { tokens: doc, truncated: !ended, self_nll });
         }
         self.pending = tok as i64;
         self.position += 1;
@@ -365,12 +370,26 @@ impl<'m> Decoder<'m> {
     }
 
     /// Feeds each row its chosen token; returns the documents that finished, with the
-    /// row each came from (that row starts a new document at the next step).
+    /// row each came from (that row starts a new document at the next step). The
+    /// documents' [`Document::self_nll`] is NaN: [`Decoder::advance_scored`] keeps it.
     pub fn advance(&mut self, chosen: &[i64]) -> Vec<(usize, Document)> {
+        self.feed(chosen, &vec![f64::NAN; chosen.len()])
+    }
+
+    /// [`Decoder::advance`], adding each chosen token's log-probability under `logits`
+    /// (the step's, from [`Decoder::logits`]) to its document's [`Document::self_nll`].
+    pub fn advance_scored(&mut self, chosen: &[i64], logits: &Tensor) -> Result<Vec<(usize, Document)>> {
+        let index = Tensor::from_slice(chosen).to_device(logits.device()).unsqueeze(1);
+        let picked = logits.to_kind(Kind::Float).log_softmax(-1, Kind::Float).gather(1, &index, false);
+        let log_probs = Vec::<f64>::try_from(picked.squeeze_dim(1).to_kind(Kind::Double).to_device(Device::Cpu))?;
+        Ok(self.feed(chosen, &log_probs))
+    }
+
+    fn feed(&mut self, chosen: &[i64], log_probs: &[f64]) -> Vec<(usize, Document)> {
         let mut finished = Vec::new();
         let capacity = self.capacity;
         for (b, row) in self.rows.iter_mut().enumerate() {
-            if let Some(doc) = row.push(chosen[b] as u32, self.delimiters, self.max_doc_tokens) {
+            if let Some(doc) = row.push(chosen[b] as u32, log_probs[b], self.delimiters, self.max_doc_tokens) {
                 finished.push((b, doc));
             }
         }
@@ -538,8 +557,10 @@ impl Block<'_> {
                 for (j, &i) in plain.iter().chain(&rebuilt).enumerate() {
                     let row = &mut rows[i];
                     row.prefix.clear();
-                    let tok = self.how.choose(&logits[j * v..][..v], &mut rngs[i], &mut scratch);
-                    match row.push(tok as u32, self.delimiters, self.max_doc_tokens) {
+                    let row_logits = &logits[j * v..][..v];
+                    let tok = self.how.choose(row_logits, &mut rngs[i], &mut scratch);
+                    let log_prob = crate::vecmath::log_softmax_at(row_logits, tok as usize);
+                    match row.push(tok as u32, log_prob, self.delimiters, self.max_doc_tokens) {
                         Some(doc) => {
                             out.finished.push((first + g * BLOCK_GROUP + i, doc));
                             active[i] = self.restart;

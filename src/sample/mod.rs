@@ -51,14 +51,33 @@ use std::time::Instant;
 use tch::Device;
 
 /// A finished document.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Document {
     pub tokens: Vec<u32>,
     /// Cut at the length cap: the model did not end it.
     pub truncated: bool,
+    /// The negative log-likelihood the model gave its own draws, summed over the
+    /// document's tokens and its end token ([`Document::targets`]): each drawn token
+    /// under the model's distribution at temperature 1 and before any filter, in the
+    /// context it was drawn in. Computed from the logits the draw read, so it costs no
+    /// forward pass (self-perplexity, `crate::analysis::scores`).
+    pub self_nll: f64,
+}
+
+/// Documents are equal when their tokens and ends are: `self_nll` is a float whose
+/// last bits depend on the engine and batch that computed the logits.
+impl PartialEq for Document {
+    fn eq(&self, other: &Self) -> bool {
+        self.tokens == other.tokens && self.truncated == other.truncated
+    }
 }
 
 impl Document {
+    /// Tokens the model drew for it: its own, plus the end token unless truncated.
+    pub fn targets(&self) -> usize {
+        self.tokens.len() + usize::from(!self.truncated)
+    }
+
     /// Tokens it occupies in a corpus: its own, plus `<|endoftext|>` unless truncated.
     pub fn corpus_tokens(&self) -> usize {
         self.tokens.len() + usize::from(!self.truncated)
@@ -195,7 +214,7 @@ pub fn sample_corpus(
                     let t_draw = Instant::now();
                     let chosen = decoder.choose_rows(&logits, &req.sampling, &mut rngs)?;
                     draw_seconds += t_draw.elapsed().as_secs_f64();
-                    decoder.advance(&chosen)
+                    decoder.advance_scored(&chosen, &logits)?
                 }
             };
             // With no document finished, the steps below only look for rows to abandon.

@@ -14,7 +14,7 @@ use anyhow::Result;
 use std::collections::BTreeMap;
 
 /// Columns of `generations.csv` pooled per generation k (model k: held-out on the real test split).
-pub const MODEL_MEASURES: [&str; 9] = [
+pub const MODEL_MEASURES: [&str; 13] = [
     "held_out_loss",
     "held_out_perplexity",
     "synthetic_unigram_entropy",
@@ -24,7 +24,15 @@ pub const MODEL_MEASURES: [&str; 9] = [
     "reference_perplexity_median",
     "reference_beyond_real_p99",
     "self_perplexity_median",
+    "precision",
+    "recall",
+    "density",
+    "coverage",
 ];
+
+/// The quality and diversity columns (`crate::analysis::manifold`), also pooled for the
+/// noise floor (its mean over draws).
+const MANIFOLD: [&str; 4] = crate::analysis::manifold::MEASURES;
 
 /// Columns of `drift.csv` pooled per corpus S_{k+1} (sampled by model k), for the
 /// real subsample (noise floor) and for the real training split.
@@ -89,8 +97,8 @@ pub fn run_values(layout: &Layout, run: &str) -> Result<RunValues> {
         // Rows written before the corpora were scored hold 0 there: no value, not 0.
         let scored = number(&row, "reference_perplexity_median").is_some_and(|v| v > 0.0);
         for m in MODEL_MEASURES {
-            let score = m.starts_with("reference_") || m.starts_with("self_");
-            if let Some(v) = number(&row, m).filter(|_| scored || !score) {
+            let score = m.starts_with("reference_") || m.starts_with("self_") || MANIFOLD.contains(&m);
+            if let Some(v) = number(&row, m).filter(|v| (scored || !score) && v.is_finite()) {
                 values.insert((m.to_string(), Slot::Generation(Kind::Model, k)), v);
             }
         }
@@ -103,6 +111,15 @@ pub fn run_values(layout: &Layout, run: &str) -> Result<RunValues> {
             }
             Slot::Generation(Kind::Corpus, kk - 1)
         } else if corpus == "real-train" || corpus.starts_with("real-sample") {
+            // The noise floor's precision and recall sit beside its drift measures.
+            if let Some(floor) = crate::analysis::manifold::read_floor(layout, run).filter(|_| corpus != "real-train") {
+                for (i, m) in MANIFOLD.iter().enumerate() {
+                    let v = floor.mean(i);
+                    if v.is_finite() {
+                        values.insert((m.to_string(), Slot::Reference(corpus.clone())), v);
+                    }
+                }
+            }
             Slot::Reference(corpus)
         } else {
             continue;
@@ -215,7 +232,7 @@ pub fn aggregate(layout: &Layout, sweep: &Sweep) -> Result<Aggregate> {
             })
             .collect();
         for corpus in references {
-            for m in DRIFT_MEASURES {
+            for m in DRIFT_MEASURES.iter().chain(MANIFOLD.iter()) {
                 push(m, Slot::Reference(corpus.clone()));
             }
         }

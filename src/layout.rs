@@ -244,6 +244,18 @@ impl SweepPaths {
         self.dir.join("changes.csv")
     }
 
+    pub fn contrasts_csv(&self) -> PathBuf {
+        self.dir.join("contrasts.csv")
+    }
+
+    pub fn rates_csv(&self) -> PathBuf {
+        self.dir.join("rates.csv")
+    }
+
+    pub fn thresholds_csv(&self) -> PathBuf {
+        self.dir.join("thresholds.csv")
+    }
+
     pub fn tails_csv(&self) -> PathBuf {
         self.dir.join("tails.csv")
     }

@@ -171,11 +171,25 @@ where
         .y_label_area_size(64)
         .build_cartesian_2d(x_range, y_range)
         .map_err(plot_error)?;
+    // An x axis whose every point is a whole number over a short span counts whole
+    // things (generations): its ticks fall on whole numbers only.
+    let xs = || visible.iter().flat_map(|s| s.points.iter().map(|p| p.0));
+    let (lo, hi) = xs().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), x| (lo.min(x), hi.max(x)));
+    let whole = !chart.log_x && lo.is_finite() && hi - lo <= 40.0 && xs().all(|x| x == x.round());
+    let whole_ticks = if whole { ((hi - lo).round() as usize + 1).clamp(2, 21) } else { 10 };
+    let x_label = move |v: &f64| {
+        if whole && (v - v.round()).abs() > 1e-9 {
+            String::new()
+        } else {
+            tick_label(*v)
+        }
+    };
     context
         .configure_mesh()
+        .x_labels(whole_ticks)
         .x_desc(chart.x_label.as_str())
         .y_desc(chart.y_label.as_str())
-        .x_label_formatter(&|v| tick_label(*v))
+        .x_label_formatter(&x_label)
         .y_label_formatter(&|v| tick_label(*v))
         .label_style(("sans-serif", 13))
         .axis_desc_style(("sans-serif", 15))

@@ -240,3 +240,46 @@ fn an_oracle_reference_is_trained_once_and_shared_by_runs_of_the_same_corpus_and
     let c = lmloop::records::read_rows(&root.join("analysis/c/generations.csv")).unwrap();
     assert_ne!(c[0].reference_perplexity_median, a[0].reference_perplexity_median, "M_0 and the oracle differ");
 }
+
+#[test]
+fn measurements_cut_short_are_taken_again_to_the_same_tables() {
+    let dir = tiny_project();
+    let root = dir.path();
+    let run = || lmloop(root, &["generations", "--config", "tiny.toml", "-n", "1", "--run", "k"]);
+    let r = run();
+    assert_eq!(r.0, 0, "{}", r.2);
+    let scores = root.join("analysis/k/scores");
+    let without_seconds = || {
+        let text = std::fs::read_to_string(root.join("analysis/k/generations.csv")).unwrap();
+        let mut reader = csv::Reader::from_reader(text.as_bytes());
+        let header = reader.headers().unwrap().clone();
+        reader
+            .records()
+            .map(|r| {
+                let r = r.unwrap();
+                header
+                    .iter()
+                    .zip(r.iter())
+                    .filter(|(h, _)| !h.ends_with("_seconds"))
+                    .map(|(_, v)| v.to_string())
+                    .collect()
+            })
+            .collect::<Vec<Vec<String>>>()
+    };
+    let (rows, corpus, floor) = (
+        without_seconds(),
+        std::fs::read(scores.join("gen-02.csv")).unwrap(),
+        std::fs::read(scores.join("noise-floor.json")).unwrap(),
+    );
+    // As a kill between a corpus's scores and their marker, in the floor's measurement
+    // and before the real passages' embeddings were written would leave them.
+    for f in ["gen-02.json", "noise-floor.json", "real-test.emb"] {
+        std::fs::remove_file(scores.join(f)).unwrap();
+    }
+    std::fs::write(scores.join("gen-01.json"), "{\"documents\": 3").unwrap();
+    let again = run();
+    assert_eq!(again.0, 0, "{}", again.2);
+    assert_eq!(without_seconds(), rows);
+    assert_eq!(std::fs::read(scores.join("gen-02.csv")).unwrap(), corpus);
+    assert_eq!(std::fs::read(scores.join("noise-floor.json")).unwrap(), floor);
+}

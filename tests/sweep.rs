@@ -451,3 +451,94 @@ fn every_recipe_expands_into_valid_runs() {
     seen.sort();
     assert_eq!(seen, ["alemohammad", "bertrand", "gerstgrasser", "marchi", "suresh"]);
 }
+
+/// Rows of generations.csv with the columns the sweep pools that this test plants.
+fn planted_rows(perplexity: impl Fn(u32) -> f64, precision: impl Fn(u32) -> f64, n: u32) -> String {
+    let mut text = "generation,held_out_perplexity,precision,score_seconds,reference_perplexity_median\n".to_string();
+    for k in 0..=n {
+        text.push_str(&format!("{k},{},{},1,100\n", perplexity(k), precision(k)));
+    }
+    text
+}
+
+#[test]
+fn contrasts_rates_and_thresholds_recover_what_was_planted() {
+    let grid = "baseline = { real_fraction = 0.8 }\n[grid]\npolicy = [\"mix\"]\nreal_fraction = [0.2, 0.4, 0.6, 0.8]\n";
+    let dir = files_only(&sweep_file("planted", 4, "[1, 2, 3]", grid));
+    let root = dir.path();
+    let plan = lmloop(root, &["sweep", "plan", "sweep.toml"]);
+    assert_eq!(plan.0, 0, "{}", plan.2);
+    let sweep = lmloop::sweep::Sweep::load(&root.join("sweep.toml")).unwrap();
+    // Slope per generation by λ: climbs below 0.5, falls above; each seed adds a large
+    // offset that a paired difference cancels, and a little noise.
+    let slope_of = |l: f64| 10.0 * (0.5 - l);
+    for run in &sweep.runs {
+        let l = sweep.cells[run.cell].real_fraction.unwrap();
+        let s = run.seed as f64;
+        let noise = move |k: u32| 0.05 * (((run.seed * 7 + k as u64 * 3) % 5) as f64 - 2.0);
+        let rows = planted_rows(
+            |k| 100.0 + 40.0 * s + slope_of(l) * k as f64 + noise(k),
+            |k| if k == 0 { [0.999, 0.95, 0.998][run.seed as usize - 1] } else { 0.9 },
+            4,
+        );
+        let dir = root.join("analysis").join(&run.name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("generations.csv"), rows).unwrap();
+    }
+    let report = lmloop(root, &["sweep", "report", "sweep.toml"]);
+    assert_eq!(report.0, 0, "{}", report.2);
+    let out = root.join("analysis/sweeps/planted");
+    let label = |l: f64| sweep.cells.iter().find(|c| c.real_fraction == Some(l)).unwrap().label.clone();
+    let num = |r: &std::collections::HashMap<String, String>, c: &str| r[c].parse::<f64>().unwrap();
+
+    // The paired contrast at generation 4: (slope(0.2) − slope(0.8))·4 = 24, tight,
+    // though each cell's own interval spans the seeds' 40-point offsets.
+    let contrasts = csv_rows(&out.join("contrasts.csv"));
+    let c = contrasts
+        .iter()
+        .find(|r| r["label"] == label(0.2) && r["measure"] == "held_out_perplexity" && r["generation"] == "4")
+        .expect("a contrast row");
+    assert_eq!(c["baseline"], label(0.8));
+    assert!((num(c, "mean_difference") - 24.0).abs() < 0.2, "{c:?}");
+    assert!(num(c, "ci95_high") - num(c, "ci95_low") < 1.0, "{c:?}");
+    assert!(contrasts.iter().all(|r| r["label"] != label(0.8)), "the baseline is not contrasted with itself");
+    let summary = csv_rows(&out.join("summary.csv"));
+    let own = summary
+        .iter()
+        .find(|r| r["label"] == label(0.2) && r["measure"] == "held_out_perplexity" && r["generation"] == "4")
+        .unwrap();
+    assert!(num(own, "ci95_high") - num(own, "ci95_low") > 50.0, "{own:?}");
+
+    // Rates: the planted slope, inside its interval.
+    let rates = csv_rows(&out.join("rates.csv"));
+    for l in [0.2, 0.4, 0.6, 0.8] {
+        let r = rates.iter().find(|r| r["label"] == label(l) && r["measure"] == "held_out_perplexity").unwrap();
+        let want = slope_of(l);
+        assert!((num(r, "mean_slope") - want).abs() < 0.1, "{r:?}");
+        assert!(num(r, "ci95_low") <= want && want <= num(r, "ci95_high"), "{r:?}");
+        assert_eq!(r["from_generation"], "1");
+    }
+
+    // The threshold: λ = 0.6 is the first whose rate's interval lies at or below 0.
+    let thresholds = csv_rows(&out.join("thresholds.csv"));
+    let t = thresholds.iter().find(|t| t["axis"] == "real_fraction" && t["measure"] == "held_out_perplexity").unwrap();
+    assert_eq!((t["stable_from"].as_str(), t["unstable_below"].as_str()), ("0.6", "0.4"), "{t:?}");
+
+    // A share's interval stays inside [0, 1], however few the seeds.
+    let p = summary
+        .iter()
+        .find(|r| r["label"] == label(0.2) && r["measure"] == "precision" && r["generation"] == "0")
+        .unwrap();
+    assert!(num(p, "ci95_high") <= 1.0 && num(p, "ci95_low") >= 0.0, "{p:?}");
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(
+        html.contains("Paired contrasts") && html.contains("Collapse rates") && html.contains("between 0.4 and 0.6")
+    );
+
+    // A baseline that names no cell is refused with one sentence.
+    let bad = grid.replace("0.8 }", "0.9 }");
+    std::fs::write(root.join("sweep.toml"), sweep_file("planted", 4, "[1, 2, 3]", &bad)).unwrap();
+    let refused = lmloop(root, &["sweep", "report", "sweep.toml"]);
+    assert_ne!(refused.0, 0);
+    assert!(refused.2.contains("baseline") && refused.2.contains("matches no cell"), "{}", refused.2);
+}

@@ -23,7 +23,7 @@ pub enum SweepCommand {
         /// Sweep file (TOML).
         file: PathBuf,
     },
-    /// Pool runs over seeds: summary.csv, changes.csv and report.html in analysis/sweeps/NAME/.
+    /// Pool runs over seeds: summary.csv, changes.csv, contrasts.csv, rates.csv, thresholds.csv and report.html in analysis/sweeps/NAME/.
     Report {
         /// Sweep file (TOML).
         file: PathBuf,

@@ -69,6 +69,38 @@ pub const CHANGE_MEASURES: [(&str, Kind); 9] = [
     ("copied_ngrams_16", Kind::Corpus),
 ];
 
+/// The values a measure can take, which its intervals are cut to
+/// ([`Summary::within`]): shares lie in [0, 1], the Jensen-Shannon divergence in
+/// [0, ln 2], perplexities from 1 up, counts, lengths, entropies and the other
+/// divergences from 0 up; the Zipf slope anywhere.
+pub fn range_of(measure: &str) -> (f64, f64) {
+    const SHARES: [&str; 16] = [
+        "precision",
+        "recall",
+        "coverage",
+        "reference_beyond_real_p99",
+        "synthetic_non_canonical_share",
+        "train_truncated_share",
+        "tail_mass",
+        "distinct_2",
+        "distinct_3",
+        "repetition_rate_4gram",
+        "copied_ngrams_8",
+        "copied_ngrams_16",
+        "copied_ngrams_32",
+        "total_variation",
+        "survival",
+        "absent_share",
+    ];
+    match measure {
+        m if SHARES.contains(&m) => (0.0, 1.0),
+        "js_divergence" => (0.0, std::f64::consts::LN_2),
+        m if m.contains("perplexity") => (1.0, f64::INFINITY),
+        "zipf_slope" => super::stats::UNBOUNDED,
+        _ => (0.0, f64::INFINITY),
+    }
+}
+
 /// What a value describes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Kind {
@@ -212,6 +244,7 @@ pub fn aggregate(layout: &Layout, sweep: &Sweep) -> Result<Aggregate> {
         };
         let mut push = |measure: &str, slot: Slot| {
             let (summary, seeds, missing) = pool(measure, &slot);
+            let summary = summary.within(range_of(measure));
             rows.push(SummaryRow { cell, measure: measure.to_string(), slot, summary, seeds, missing });
         };
         for m in MODEL_MEASURES {

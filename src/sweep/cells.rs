@@ -66,6 +66,7 @@ impl Sweep {
             }
         }
         let sweep = Sweep { spec, cells, runs };
+        super::contrasts::baseline(&sweep)?;
         for cell in 0..sweep.cells.len() {
             let run = sweep.runs.iter().find(|r| r.cell == cell).expect("every cell has a seed");
             sweep.run_config(run)?;

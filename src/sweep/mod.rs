@@ -8,11 +8,12 @@
 //! | `lmloop sweep run FILE [--jobs J]` | runs them here, J at a time; a rerun resumes |
 //! | `lmloop sweep slurm FILE [...] [--submit]` | writes (and submits) a SLURM array script, one task per run |
 //! | `lmloop sweep status FILE` | where every run stands (either executor) |
-//! | `lmloop sweep report FILE` | `summary.csv`, `changes.csv`, `report.html` |
+//! | `lmloop sweep report FILE` | `summary.csv`, `changes.csv`, `contrasts.csv`, `rates.csv`, `thresholds.csv`, `report.html` |
 //!
 //! The file format is documented in [`spec`]; cells and ids in [`cells`].
 pub mod aggregate;
 pub mod cells;
+pub mod contrasts;
 pub mod launch;
 pub mod local;
 pub mod plan;

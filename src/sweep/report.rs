@@ -50,13 +50,20 @@ pub fn write_report(layout: &Layout, sweep: &Sweep) -> Result<ReportOutput> {
         );
     }
     write_tables(&paths, sweep, &agg)?;
+    let base = super::contrasts::baseline(sweep)?;
+    let contrasts = base.map(|b| super::contrasts::contrasts(sweep, &agg, b)).unwrap_or_default();
+    let rates = super::contrasts::rates(sweep, &agg);
+    let thresholds = super::contrasts::thresholds(sweep, &rates);
+    write_atomic(&paths.contrasts_csv(), &super::contrasts::contrasts_csv(sweep, &contrasts)?)?;
+    write_atomic(&paths.rates_csv(), &super::contrasts::rates_csv(sweep, &rates)?)?;
+    write_atomic(&paths.thresholds_csv(), &super::contrasts::thresholds_csv(&thresholds)?)?;
     let mut page = Page::new(&format!("Sweep {}", sweep.spec.name));
     let spec = &sweep.spec;
     if let Some(d) = &spec.description {
         page.paragraph(d);
     }
     page.paragraph(&format!(
-        "{} cells × {} seeds ({}) = {} runs of {} generations after generation 0, from base config {}. Every value is the mean over seeds with its 95% Student-t confidence interval (mean ± t·sd/√n, t with n−1 degrees of freedom); n counts the seeds that have the value.",
+        "{} cells × {} seeds ({}) = {} runs of {} generations after generation 0, from base config {}. Every value is the mean over seeds with its 95% Student-t confidence interval (mean ± t·sd/√n, t with n−1 degrees of freedom); n counts the seeds that have the value. A measure that cannot leave a range (shares in [0, 1], divergences, counts and lengths from 0, perplexities from 1) has its interval cut to that range, shown as mean [low, high]: the true mean lies in the range, so the cut interval covers it as often as the t-interval does.",
         sweep.cells.len(),
         spec.seeds.len(),
         spec.seeds.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", "),
@@ -148,6 +155,11 @@ pub fn write_report(layout: &Layout, sweep: &Sweep) -> Result<ReportOutput> {
     }
     page.table(&header, &rows, &[0]);
 
+    rates_section(&mut page, sweep, &rates, &thresholds);
+    if let Some(b) = base {
+        contrast_section(&mut page, sweep, &contrasts, b, &plots)?;
+    }
+
     // Last generation.
     page.section("final", &format!("Generation 0 and generation {}", spec.generations));
     let cols = [
@@ -216,6 +228,177 @@ pub fn write_report(layout: &Layout, sweep: &Sweep) -> Result<ReportOutput> {
         changes: paths.changes_csv(),
         incomplete,
     })
+}
+
+/// Measures the rate and contrast tables show (all are in rates.csv and contrasts.csv).
+const HEADLINE: [(&str, Kind); 8] = [
+    ("held_out_perplexity", Kind::Model),
+    ("held_out_loss", Kind::Model),
+    ("precision", Kind::Model),
+    ("recall", Kind::Model),
+    ("kl_real_gen_add_half", Kind::Corpus),
+    ("js_divergence", Kind::Corpus),
+    ("entropy_nats", Kind::Corpus),
+    ("distinct_tokens", Kind::Corpus),
+];
+
+/// Collapse rates per cell, and thresholds along numeric axes.
+fn rates_section(
+    page: &mut Page,
+    sweep: &Sweep,
+    rates: &[super::contrasts::RateRow],
+    thresholds: &[super::contrasts::Threshold],
+) {
+    let n = sweep.spec.generations;
+    page.section("rates", "Collapse rates");
+    if n < 2 {
+        page.paragraph(
+            "Rates need at least two generations after generation 0 (generations 1..N); this sweep has one.",
+        );
+        return;
+    }
+    page.paragraph(&format!(
+        "Per run, the least-squares slope of a measure over generations 1..{n} (per generation; precision and recall are of the corpus S_(k+1) model k sampled); then its mean over seeds with its 95% interval. A rate whose interval lies at or below 0 does not climb. rates.csv holds every measure, and each slope relative to the run's generation-0 value."
+    ));
+    let mut header = vec!["cell".to_string()];
+    header.extend(HEADLINE.iter().map(|(m, _)| format!("{m} per generation")));
+    let rows: Vec<Vec<String>> = (0..sweep.cells.len())
+        .map(|i| {
+            let mut row = vec![sweep.cells[i].label.clone()];
+            for (m, kind) in HEADLINE {
+                match rates.iter().find(|r| r.cell == i && r.measure == m && r.kind == kind) {
+                    Some(r) if r.slope.n > 0 => row.push(with_n(&r.slope, m, &r.missing)),
+                    _ => row.push("–".into()),
+                }
+            }
+            row
+        })
+        .collect();
+    page.table(&header, &rows, &[0]);
+    let shown: Vec<&super::contrasts::Threshold> =
+        thresholds.iter().filter(|t| HEADLINE.iter().any(|(m, k)| *m == t.measure && *k == t.kind)).collect();
+    if shown.is_empty() {
+        return;
+    }
+    page.paragraph("Thresholds along each numeric grid axis (cells alike in every other setting): the smallest value whose rate's interval lies at or below 0, and the largest smaller value whose does not; the threshold lies between them (Bertrand et al.'s stability threshold for λ). thresholds.csv holds every measure.");
+    let rows: Vec<Vec<String>> = shown
+        .iter()
+        .map(|t| {
+            let verdict = match (t.stable_from, t.unstable_below) {
+                (Some(s), Some(u)) => format!("between {u} and {s}"),
+                (Some(s), None) => format!("at or below {s} (the smallest value on the ladder)"),
+                (None, _) => "above every value on the ladder".to_string(),
+            };
+            vec![
+                t.axis.clone(),
+                if t.others.is_empty() { "–".into() } else { t.others.clone() },
+                t.measure.clone(),
+                verdict,
+                t.ladder.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(", "),
+            ]
+        })
+        .collect();
+    page.table(&["axis", "other settings", "measure", "threshold", "ladder"].map(String::from), &rows, &[0, 1, 2, 3]);
+}
+
+/// Paired differences from the baseline cell, per generation.
+fn contrast_section(
+    page: &mut Page,
+    sweep: &Sweep,
+    contrasts: &[super::contrasts::ContrastRow],
+    base: usize,
+    plots: &std::path::Path,
+) -> Result<()> {
+    let n = sweep.spec.generations;
+    page.section("contrasts", &format!("Paired contrasts against {}", sweep.cells[base].label));
+    page.paragraph(&format!(
+        "Per seed, a cell's value minus the baseline's ({}) at the same seed and generation, then the mean of those differences with its 95% interval. The cells share generation 0 at each seed, so what the seed shares cancels and the interval is tighter than two unpaired ones. contrasts.csv holds every measure and generation.",
+        sweep.cells[base].label
+    ));
+    let mut header = vec!["cell".to_string()];
+    header.extend(HEADLINE.iter().map(|(m, kind)| match kind {
+        Kind::Model => format!("{m}, generation {n}"),
+        Kind::Corpus => format!("{m}, S_{}", n + 1),
+    }));
+    let mut rows = Vec::new();
+    for i in (0..sweep.cells.len()).filter(|&i| i != base) {
+        let mut row = vec![sweep.cells[i].label.clone()];
+        for (m, kind) in HEADLINE {
+            match contrasts.iter().find(|c| c.cell == i && c.measure == m && c.kind == kind && c.generation == n) {
+                Some(c) if c.summary.n > 0 => row.push(with_n(&c.summary, m, &c.missing)),
+                _ => row.push("–".into()),
+            }
+        }
+        rows.push(row);
+    }
+    page.table(&header, &rows, &[0]);
+    for (m, kind) in [("held_out_perplexity", Kind::Model), ("js_divergence", Kind::Corpus), ("recall", Kind::Model)] {
+        let chart = contrast_chart(sweep, contrasts, base, m, kind);
+        if chart.series.iter().all(|s| s.points.is_empty()) {
+            continue;
+        }
+        let id = format!("contrast-{m}");
+        let svg = publish(plots, &id, &chart)?;
+        page.figure(
+            &id,
+            &svg,
+            &format!(
+                "{m}: each cell minus {} at the same seed, mean over seeds, band = 95% interval; 0 is no difference",
+                sweep.cells[base].label
+            ),
+        );
+    }
+    Ok(())
+}
+
+fn contrast_chart(
+    sweep: &Sweep,
+    contrasts: &[super::contrasts::ContrastRow],
+    base: usize,
+    measure: &str,
+    kind: Kind,
+) -> LineChart {
+    let x_of = |k: u32| match kind {
+        Kind::Model => k as f64,
+        Kind::Corpus => (k + 1) as f64,
+    };
+    let mut bands = Vec::new();
+    let mut lines = Vec::new();
+    for i in (0..sweep.cells.len()).filter(|&i| i != base) {
+        let colour = CELL_COLOURS[i % CELL_COLOURS.len()];
+        let rows: Vec<&super::contrasts::ContrastRow> =
+            contrasts.iter().filter(|c| c.cell == i && c.measure == measure && c.kind == kind).collect();
+        let mean: Vec<(f64, f64)> = rows.iter().filter_map(|c| Some((x_of(c.generation), c.summary.mean?))).collect();
+        let mut upper: Vec<(f64, f64)> =
+            rows.iter().filter_map(|c| Some((x_of(c.generation), c.summary.high()?))).collect();
+        let mut lower: Vec<(f64, f64)> =
+            rows.iter().filter_map(|c| Some((x_of(c.generation), c.summary.low()?))).collect();
+        if upper.len() >= 2 {
+            lower.reverse();
+            upper.extend(lower);
+            bands.push(Series::new(String::new(), upper, SeriesStyle::Band).with_color(colour));
+        }
+        if !mean.is_empty() {
+            lines.push(Series::new(sweep.cells[i].label.clone(), mean, SeriesStyle::LineAndMarkers).with_color(colour));
+        }
+    }
+    let mut series = bands;
+    series.extend(lines);
+    let (first, last) = (x_of(0), x_of(sweep.spec.generations));
+    series.push(
+        Series::new("no difference".to_string(), vec![(first, 0.0), (last, 0.0)], SeriesStyle::Dashed)
+            .with_color(REFERENCE_COLOUR),
+    );
+    LineChart {
+        title: format!("{measure} minus {}", sweep.cells[base].label),
+        x_label: match kind {
+            Kind::Model => "generation k (model trained in generation k)".into(),
+            Kind::Corpus => "corpus S_j (sampled by model j−1)".into(),
+        },
+        y_label: format!("paired difference in {measure}"),
+        series,
+        ..Default::default()
+    }
 }
 
 /// Survival of real tokens by expected count, beside the simulator and the Poisson law.

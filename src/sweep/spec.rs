@@ -50,6 +50,11 @@ struct SweepToml {
     /// Default: none.
     #[serde(default)]
     set: toml::Table,
+    /// The cell every other is contrasted with, by its grid settings, e.g.
+    /// `baseline = { policy = "replace" }`; they must name exactly one cell. Default:
+    /// the real-data control when the sweep has one cell of it, else no contrasts.
+    #[serde(default)]
+    baseline: Option<toml::Table>,
     /// One grid (`[grid]`) or several (`[[grid]]`). Required.
     #[serde(default)]
     grid: Option<toml::Value>,
@@ -111,6 +116,8 @@ pub struct SweepSpec {
     /// Keys set in every cell, sorted.
     pub set: Vec<(String, toml::Value)>,
     pub grids: Vec<Grid>,
+    /// The baseline's grid settings (`baseline = { … }`), when the file names one.
+    pub baseline: Option<Vec<(String, toml::Value)>>,
 }
 
 /// Config keys the grid's named axes stand for.
@@ -122,8 +129,17 @@ pub const TOP_P_KEY: &str = "sample.top_p";
 pub const SEED_KEY: &str = "train.seed";
 pub const GENERATIONS_KEY: &str = "generations.generations";
 
+/// The config key a grid field or config key stands for (`policy` →
+/// `generations.policy`; a dotted key is itself).
+pub fn config_key_of(axis: &str) -> String {
+    [POLICY_KEY, REAL_FRACTION_KEY, TEMPERATURE_KEY, TOP_K_KEY, TOP_P_KEY]
+        .into_iter()
+        .find(|k| named_axis(k) == Some(axis))
+        .map_or_else(|| axis.to_string(), str::to_string)
+}
+
 /// The grid field that stands for a config key, when it has one.
-fn named_axis(key: &str) -> Option<&'static str> {
+pub fn named_axis(key: &str) -> Option<&'static str> {
     match key {
         POLICY_KEY => Some("policy"),
         REAL_FRACTION_KEY => Some("real_fraction"),
@@ -214,6 +230,13 @@ impl SweepSpec {
             seeds: raw.seeds,
             set,
             grids,
+            baseline: match raw.baseline {
+                Some(t) if t.is_empty() => bail!(
+                    "baseline is empty: name the settings of one cell, e.g. baseline = {{ policy = \"replace\" }}"
+                ),
+                Some(t) => Some(flatten_keys("baseline", &t)?),
+                None => None,
+            },
         })
     }
 }

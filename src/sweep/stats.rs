@@ -5,6 +5,12 @@
 //! n − 1 divisor. The t quantile is computed here (inverting the t distribution's
 //! CDF, written with the regularized incomplete beta function) rather than taken
 //! from a table, so any n works. One seed gives a mean but no interval.
+//!
+//! A measure that cannot leave a range (a divergence or a count is never below 0, a
+//! share never above 1) gets its interval intersected with that range
+//! ([`Summary::within`]). The true mean lies in the range, so the intersection covers
+//! it exactly as often as the t-interval does (95% under the t model's assumptions),
+//! and a band of a non-negative measure no longer dips below 0 at three seeds.
 use crate::theory::ln_gamma;
 
 /// Two-sided confidence level of every interval the sweeps report.
@@ -18,39 +24,63 @@ pub struct Summary {
     pub mean: Option<f64>,
     /// Sample standard deviation (n − 1 divisor); None when n < 2.
     pub sd: Option<f64>,
-    /// Half-width of the 95% interval; None when n < 2.
+    /// Half-width of the 95% t-interval; None when n < 2.
     pub half_width: Option<f64>,
+    /// The range the measure cannot leave; the interval is cut to it.
+    pub range: (f64, f64),
 }
+
+/// No range: any real value.
+pub const UNBOUNDED: (f64, f64) = (f64::NEG_INFINITY, f64::INFINITY);
 
 impl Summary {
     pub fn of(values: &[f64]) -> Summary {
         let n = values.len();
         if n == 0 {
-            return Summary { n, mean: None, sd: None, half_width: None };
+            return Summary { n, mean: None, sd: None, half_width: None, range: UNBOUNDED };
         }
         let mean = values.iter().sum::<f64>() / n as f64;
         if n < 2 {
-            return Summary { n, mean: Some(mean), sd: None, half_width: None };
+            return Summary { n, mean: Some(mean), sd: None, half_width: None, range: UNBOUNDED };
         }
         let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
         let sd = var.sqrt();
         let half = t_quantile(0.5 + CONFIDENCE / 2.0, (n - 1) as f64) * sd / (n as f64).sqrt();
-        Summary { n, mean: Some(mean), sd: Some(sd), half_width: Some(half) }
+        Summary { n, mean: Some(mean), sd: Some(sd), half_width: Some(half), range: UNBOUNDED }
     }
 
+    /// The same summary for a measure that cannot leave `range`.
+    pub fn within(self, range: (f64, f64)) -> Summary {
+        Summary { range, ..self }
+    }
+
+    /// Lower end of the 95% interval (cut to the range).
     pub fn low(&self) -> Option<f64> {
-        Some(self.mean? - self.half_width?)
+        Some((self.mean? - self.half_width?).max(self.range.0))
     }
 
+    /// Upper end of the 95% interval (cut to the range).
     pub fn high(&self) -> Option<f64> {
-        Some(self.mean? + self.half_width?)
+        Some((self.mean? + self.half_width?).min(self.range.1))
     }
 
-    /// "m ± h" with `digits` decimals, "m" for one seed, "–" for none.
-    pub fn display(&self, digits: usize) -> String {
+    /// Whether the range cut the t-interval.
+    pub fn cut(&self) -> bool {
         match (self.mean, self.half_width) {
-            (Some(m), Some(h)) => format!("{m:.digits$} ± {h:.digits$}"),
-            (Some(m), None) => format!("{m:.digits$}"),
+            (Some(m), Some(h)) => m - h < self.range.0 || m + h > self.range.1,
+            _ => false,
+        }
+    }
+
+    /// "m ± h" with `digits` decimals ("m [lo, hi]" when the range cut the interval),
+    /// "m" for one seed, "–" for none.
+    pub fn display(&self, digits: usize) -> String {
+        match (self.mean, self.half_width, self.low(), self.high()) {
+            (Some(m), Some(_), Some(lo), Some(hi)) if self.cut() => {
+                format!("{m:.digits$} [{lo:.digits$}, {hi:.digits$}]")
+            }
+            (Some(m), Some(h), _, _) => format!("{m:.digits$} ± {h:.digits$}"),
+            (Some(m), None, _, _) => format!("{m:.digits$}"),
             _ => "–".to_string(),
         }
     }

@@ -12,6 +12,9 @@
 //! | `reference.json` | `name`, `real_tokens` (\|R\|), `generation_size` (D), `noise_floor_tokens`, `noise_floor_source`, `real_null` (the null's draws): what the null model and the report need without the corpora |
 //! | `loss_by_frequency.csv` | written by the generations loop, read here: `generation,bucket,min_real_count,max_real_count,target_tokens,mean_loss`, one row per generation k and bucket |
 //! | `drift/real.toml`, `drift/noise-floor.toml`, `drift/gen-KK.toml` | cached drift rows, keyed by a fingerprint of the corpora they were computed from |
+//! | `scores/gen-KK.csv`, `scores/gen-KK.json` | S_KK's documents: `document,targets,reference_nll,self_nll` (mean losses in nats), and the marker with the seconds it took and the corpus's precision, recall, density and coverage (`scores`, `manifold`) |
+//! | `scores/real-test.csv`, `scores/real-test.emb` | the real test documents under the reference, and their passages' embeddings (u32 dimension, then f32 rows) |
+//! | `scores/noise-floor.csv`, `.bin`, `.json` | the noise floor's documents under the reference, its tokens, and the quality and diversity of 20 draws of its passages (`manifold::Floor`) |
 //! | `report.html`, `plots/*.svg`, `plots/*.png` | the report (`lmloop report`), refreshed after every generation |
 //!
 //! # Definitions
@@ -56,6 +59,9 @@
 //!   `longest_match_p90`): defined in [`copying`]: the share of a corpus's
 //!   within-document n-grams found verbatim in R, and the distribution over documents
 //!   of a document's longest verbatim match in R (counted up to 256 tokens).
+//! - per-document perplexity and self-perplexity: defined in [`scores`]; precision,
+//!   recall, density and coverage of a corpus's passages in the reference's embedding,
+//!   and their noise floor: defined in [`manifold`].
 //! - R, |R|, D: R is the real training set generation 0 trained on and every
 //!   drift measure is taken against; |R| its size in tokens; D the generation
 //!   size, the number of tokens per synthetic corpus (`generation_size`).

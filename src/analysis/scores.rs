@@ -5,14 +5,25 @@
 //! - A document's perplexity under a model is exp of its mean next-token loss over its
 //!   targets (its tokens and, when the model ended it, the end token), read in the
 //!   windows `lmloop eval` reads.
-//! - The reference is M_0, the model trained on R (`reference_model` in
-//!   `protocol.json`). The real documents it is compared with are the test split's.
+//! - The reference is M_0, the model trained on R, or with `generations.reference =
+//!   "oracle"` the same architecture trained once on the whole real training split
+//!   (`reference_model` in `protocol.json`). The real documents it is compared with are
+//!   the test split's; the noise floor's documents are scored too
+//!   (`scores/noise-floor.csv`).
 //! - `reference_perplexity_p10`, `_median`, `_p90`: quantiles over the documents of
 //!   S_{k+1} of their perplexity under the reference (linear between order statistics).
 //! - `reference_beyond_real_p99`: the share of S_{k+1}'s documents whose reference
 //!   perplexity exceeds the 99th percentile of the real test documents'.
 //! - `self_perplexity_median`: the median over S_{k+1}'s documents of their perplexity
-//!   under M_k, the model that sampled them.
+//!   under M_k, the model that sampled them, as the sampler recorded it: exp of the mean
+//!   negative log-likelihood M_k gave each token it drew (at temperature 1, before any
+//!   filter, in the context it drew it in; see `crate::sample`), over the document's drawn
+//!   tokens and its end token. It costs no forward pass. It differs from a rescoring of
+//!   the corpus's text in two ways, both stated: the corpus holds the canonical
+//!   re-encoding of the drawn ids (2.8-6.4% of them differ at `configs/default.toml`),
+//!   and past the context length the sampler's context cycles from half to a whole
+//!   context where `lmloop eval`'s windows restart. (Corpora sampled before lmloop
+//!   recorded it are rescored by M_k in the eval windows.)
 //!
 //! Per-document values are in `analysis/RUN/scores/gen-KK.csv` (and `real-test.csv`).
 

@@ -134,6 +134,28 @@ pub fn write_report(layout: &Layout, sweep: &Sweep) -> Result<ReportOutput> {
         );
     }
 
+    // The sampled text, document by document and passage by passage.
+    page.section("sequence", "Quality and diversity of the sampled text");
+    page.paragraph("Measured on the corpus S_(k+1) that model k sampled, against the real test split, under the run's reference model (M_0 unless the config names the oracle): precision and recall of its passages (quality: share of its passages inside the real manifold; diversity: share of real passages it covers), coverage, and the median per-document perplexity. Dashed black: the noise floor, the same for draws of real documents outside R (mean over runs).");
+    for (measure, title) in [
+        ("precision", "precision of S_(k+1)'s passages"),
+        ("recall", "recall of S_(k+1)'s passages"),
+        ("coverage", "coverage of S_(k+1)'s passages"),
+        ("reference_perplexity_median", "median per-document perplexity of S_(k+1) under the reference"),
+    ] {
+        if !agg.rows.iter().any(|r| r.measure == measure && r.summary.n > 0) {
+            continue;
+        }
+        let refs = references(&agg, measure, false);
+        let chart = generation_chart(sweep, &agg, measure, Kind::Model, title, Some(refs));
+        let svg = publish(&plots, measure, &chart)?;
+        page.figure(
+            measure,
+            &svg,
+            &format!("{title}, by the generation k that sampled it: mean over seeds, band = 95% confidence interval"),
+        );
+    }
+
     // Change from 0 to N.
     page.section("change", &format!("Change from generation 0 to generation {}", spec.generations));
     page.paragraph(&format!(
@@ -358,10 +380,7 @@ fn contrast_chart(
     measure: &str,
     kind: Kind,
 ) -> LineChart {
-    let x_of = |k: u32| match kind {
-        Kind::Model => k as f64,
-        Kind::Corpus => (k + 1) as f64,
-    };
+    let x_of = |k: u32| generation_x(kind, k);
     let mut bands = Vec::new();
     let mut lines = Vec::new();
     for i in (0..sweep.cells.len()).filter(|&i| i != base) {
@@ -391,10 +410,7 @@ fn contrast_chart(
     );
     LineChart {
         title: format!("{measure} minus {}", sweep.cells[base].label),
-        x_label: match kind {
-            Kind::Model => "generation k (model trained in generation k)".into(),
-            Kind::Corpus => "corpus S_j (sampled by model j−1)".into(),
-        },
+        x_label: generation_axis(kind),
         y_label: format!("paired difference in {measure}"),
         series,
         ..Default::default()
@@ -550,6 +566,22 @@ fn references(agg: &Aggregate, measure: &str, real_split: bool) -> Vec<(String, 
     out
 }
 
+/// Where generation k's value sits on a generation axis: k for models, j = k+1 for
+/// corpora S_j.
+fn generation_x(kind: Kind, k: u32) -> f64 {
+    match kind {
+        Kind::Model => k as f64,
+        Kind::Corpus => (k + 1) as f64,
+    }
+}
+
+fn generation_axis(kind: Kind) -> String {
+    match kind {
+        Kind::Model => "generation k (model trained in generation k)".into(),
+        Kind::Corpus => "corpus S_j (sampled by model j−1)".into(),
+    }
+}
+
 /// Mean per cell against the generation (x = k for models, j = k+1 for corpora
 /// S_j), with a translucent 95% band where n ≥ 2, plus horizontal reference lines.
 fn generation_chart(
@@ -560,10 +592,7 @@ fn generation_chart(
     title: &str,
     refs: Option<Vec<(String, f64)>>,
 ) -> LineChart {
-    let x_of = |k: u32| match kind {
-        Kind::Model => k as f64,
-        Kind::Corpus => (k + 1) as f64,
-    };
+    let x_of = |k: u32| generation_x(kind, k);
     let mut bands = Vec::new();
     let mut lines = Vec::new();
     for (i, cell) in sweep.cells.iter().enumerate() {
@@ -600,10 +629,7 @@ fn generation_chart(
     }
     LineChart {
         title: title.to_string(),
-        x_label: match kind {
-            Kind::Model => "generation k (model trained in generation k)".into(),
-            Kind::Corpus => "corpus S_j (sampled by model j−1)".into(),
-        },
+        x_label: generation_axis(kind),
         y_label: title.to_string(),
         log_x: false,
         log_y: false,

@@ -45,6 +45,10 @@ pub struct TrainingState {
     /// written before lmloop recorded it: those load unverified).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weights: Option<FileFingerprint>,
+    /// With truncated cross-entropy (`train.truncated_ce_gamma` below 1): the mean over
+    /// steps of the share of each step's targets it cut.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub truncated_ce_share: Option<f64>,
 }
 
 /// JSON has no NaN (serde_json writes `null`); reads `null` back as NaN.
@@ -70,6 +74,7 @@ impl TrainingState {
             snapshot_seconds: 0.0,
             snapshots: 0,
             weights: None,
+            truncated_ce_share: None,
         }
     }
 }

@@ -73,6 +73,9 @@ pub struct GenerationRow {
     /// their text does not reproduce (the corpus holds the re-encoded tokens).
     #[serde(default)]
     pub synthetic_non_canonical_share: f64,
+    /// The mean share of training targets truncated cross-entropy cut (0 without it).
+    #[serde(default)]
+    pub train_truncated_ce_share: f64,
     #[serde(default)]
     pub train_seconds: f64,
     #[serde(default)]
@@ -144,6 +147,7 @@ impl GenerationRow {
             synthetic_unigram_entropy: entropy_nats(counts),
             synthetic_distinct_tokens: counts.iter().filter(|&&c| c > 0).count(),
             synthetic_non_canonical_share: sampled.non_canonical_share,
+            train_truncated_ce_share: state.truncated_ce_share.unwrap_or(0.0),
             train_seconds: state.seconds,
             sample_seconds: stats.seconds,
             eval_seconds: held_out.seconds,

@@ -90,6 +90,23 @@ pub fn next_token_loss(logits: &Tensor, targets: &Tensor) -> Tensor {
     logits.view([-1, v]).cross_entropy_loss::<Tensor>(&targets.view([-1]), None, tch::Reduction::Mean, -100, 0.0)
 }
 
+/// [`next_token_loss`] truncated at `gamma` (`train.truncated_ce_gamma`): targets
+/// whose predicted probability exceeds γ contribute no loss, and the sum over the
+/// others is divided by every target. Returns the loss and the share of targets cut.
+/// Without γ, or with γ ≥ 1, it is [`next_token_loss`] itself (share 0).
+pub fn truncated_next_token_loss(logits: &Tensor, targets: &Tensor, gamma: Option<f64>) -> (Tensor, Option<Tensor>) {
+    let Some(gamma) = gamma.filter(|g| *g < 1.0) else { return (next_token_loss(logits, targets), None) };
+    let v = logits.size()[2];
+    let targets = targets.view([-1]);
+    let per_target = logits.view([-1, v]).cross_entropy_loss::<Tensor>(&targets, None, tch::Reduction::None, -100, 0.0);
+    let real = targets.ne(-100);
+    let confident = per_target.detach().neg().exp().gt(gamma).logical_and(&real);
+    let kept = real.logical_and(&confident.logical_not());
+    let count = real.sum(tch::Kind::Float).clamp_min(1.0);
+    let loss = (per_target * kept.to_kind(tch::Kind::Float)).sum(tch::Kind::Float) / &count;
+    (loss, Some(confident.sum(tch::Kind::Float) / count))
+}
+
 fn batch_tensors(x: Vec<i64>, y: Vec<i64>, batch: i64, block: i64, device: Device) -> (Tensor, Tensor) {
     let x = Tensor::from_slice(&x).view([batch, block]).to_device(device);
     let y = Tensor::from_slice(&y).view([batch, block]).to_device(device);
@@ -173,6 +190,23 @@ struct Start {
 /// Resumes from the newest snapshot of `out` that matches `fingerprint` (discarding one
 /// that does not), or starts at step 0; either way leaves the running log at `log_path`.
 #[allow(clippy::too_many_arguments)]
+/// The mean of the train log's `truncated_share` column: read from the log, which a
+/// resumed run restores whole, so a kill does not change it.
+fn mean_truncated_share(log_path: &Path) -> Result<f64> {
+    let text = std::fs::read_to_string(log_path).with_context(|| format!("cannot read {}", log_path.display()))?;
+    let shares: Vec<f64> = text.lines().skip(1).filter_map(|l| l.split(',').nth(5)?.parse().ok()).collect();
+    Ok(shares.iter().sum::<f64>() / shares.len().max(1) as f64)
+}
+
+/// The train log's header: a sixth column with truncated cross-entropy.
+fn log_header(cfg: &TrainConfig) -> &'static str {
+    match cfg.truncated_ce_gamma.filter(|g| *g < 1.0) {
+        Some(_) => "step,learning_rate,train_loss,val_loss,tokens_per_second,truncated_share\n",
+        None => "step,learning_rate,train_loss,val_loss,tokens_per_second\n",
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 fn start_or_resume(
     out: &Path,
     fingerprint: &str,
@@ -181,6 +215,7 @@ fn start_or_resume(
     opt: &mut AdamW,
     log_path: &Path,
     here: &str,
+    log_header: &str,
 ) -> Result<Start> {
     if let Some(dir) = log_path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -199,8 +234,7 @@ fn start_or_resume(
         None => None,
     };
     let Some(s) = resumed else {
-        std::fs::write(log_path, "step,learning_rate,train_loss,val_loss,tokens_per_second\n")
-            .with_context(|| format!("cannot create {}", log_path.display()))?;
+        std::fs::write(log_path, log_header).with_context(|| format!("cannot create {}", log_path.display()))?;
         return Ok(Start { step: 0, train_seconds: 0.0, last_loss: f64::NAN, last_val: None });
     };
     checkpoint::load_weights(vs, &SnapshotPaths::new(&s.dir).weights())
@@ -306,7 +340,7 @@ pub fn train(req: TrainRequest) -> Result<TrainOutcome> {
     let here = crate::device::describe(device);
     let log_path = CheckpointPaths::new(&out).partial_train_log();
     let Start { step: start, mut train_seconds, mut last_loss, mut last_val } =
-        start_or_resume(&out, &fingerprint, steps, &mut vs, &mut opt, &log_path, &here)?;
+        start_or_resume(&out, &fingerprint, steps, &mut vs, &mut opt, &log_path, &here, log_header(&cfg))?;
     let mut log = std::io::BufWriter::new(
         std::fs::OpenOptions::new()
             .append(true)
@@ -335,7 +369,9 @@ pub fn train(req: TrainRequest) -> Result<TrainOutcome> {
         let (x, y) = data.windows(&windows, block as usize);
         let tokens_per_step = y.iter().filter(|&&t| t != crate::stream::IGNORE).count();
         let (x, y) = batch_tensors(x, y, rows, block, device);
-        let loss = crate::model::precision::autocast(compute, || next_token_loss(&model.forward(&x, true), &y));
+        let (loss, cut) = crate::model::precision::autocast(compute, || {
+            truncated_next_token_loss(&model.forward(&x, true), &y, cfg.truncated_ce_gamma)
+        });
         opt.zero_grad();
         loss.backward();
         opt.step(cfg.grad_clip);
@@ -361,7 +397,7 @@ pub fn train(req: TrainRequest) -> Result<TrainOutcome> {
             }
             _ => None,
         };
-        writeln!(
+        write!(
             log,
             "{},{:.6e},{:.6},{},{:.1}",
             done,
@@ -370,6 +406,10 @@ pub fn train(req: TrainRequest) -> Result<TrainOutcome> {
             val_loss.map(|v| format!("{v:.6}")).unwrap_or_default(),
             tokens_per_step as f64 / dt
         )?;
+        match cut {
+            Some(c) => writeln!(log, ",{:.6}", f64::try_from(c)?)?,
+            None => writeln!(log)?,
+        }
         log.flush()?;
         snapshots.after_step(done, is_last, &vs, &opt, train_seconds, last_loss, last_val, &log_path)?;
         bar.set_message(match last_val {
@@ -396,6 +436,10 @@ pub fn train(req: TrainRequest) -> Result<TrainOutcome> {
         snapshot_seconds: snapshots.seconds,
         snapshots: snapshots.written,
         weights: None,
+        truncated_ce_share: match log_header(&cfg).ends_with("truncated_share\n") {
+            true => Some(mean_truncated_share(&log_path)?),
+            false => None,
+        },
     };
     let state = checkpoint::save(&out, &vs, &mcfg, vocab, &state, Some(&log_path))?;
     std::fs::remove_file(&log_path).ok();

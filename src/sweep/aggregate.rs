@@ -14,13 +14,14 @@ use anyhow::Result;
 use std::collections::BTreeMap;
 
 /// Columns of `generations.csv` pooled per generation k (model k: held-out on the real test split).
-pub const MODEL_MEASURES: [&str; 13] = [
+pub const MODEL_MEASURES: [&str; 14] = [
     "held_out_loss",
     "held_out_perplexity",
     "synthetic_unigram_entropy",
     "synthetic_distinct_tokens",
     "synthetic_non_canonical_share",
     "train_truncated_share",
+    "train_truncated_ce_share",
     "reference_perplexity_median",
     "reference_beyond_real_p99",
     "self_perplexity_median",
@@ -74,13 +75,14 @@ pub const CHANGE_MEASURES: [(&str, Kind); 9] = [
 /// [0, ln 2], perplexities from 1 up, counts, lengths, entropies and the other
 /// divergences from 0 up; the Zipf slope anywhere.
 pub fn range_of(measure: &str) -> (f64, f64) {
-    const SHARES: [&str; 16] = [
+    const SHARES: [&str; 17] = [
         "precision",
         "recall",
         "coverage",
         "reference_beyond_real_p99",
         "synthetic_non_canonical_share",
         "train_truncated_share",
+        "train_truncated_ce_share",
         "tail_mass",
         "distinct_2",
         "distinct_3",

@@ -109,6 +109,40 @@ pub fn precision_recall_chart(runs: &[super::manifold::PlanePath]) -> LineChart 
     }
 }
 
+/// Precision, recall, density and coverage of S_1, S_2, … against the corpus axis, each
+/// beside its noise floor's mean (dashed, same colour).
+pub fn manifold_chart(rows: &[crate::records::GenerationRow], floor: Option<&super::manifold::Floor>) -> LineChart {
+    let mut series = Vec::new();
+    for (i, name) in super::manifold::MEASURES.iter().enumerate() {
+        let points: Vec<(f64, f64)> = rows
+            .iter()
+            .filter(|r| r.score_seconds > 0.0)
+            .filter_map(|r| {
+                let v = [r.precision, r.recall, r.density, r.coverage][i];
+                v.is_finite().then_some(((r.generation + 1) as f64, v))
+            })
+            .collect();
+        if points.is_empty() {
+            continue;
+        }
+        let (first, last) = (points[0].0, points[points.len() - 1].0);
+        series.push(Series::new(name.to_string(), points, SeriesStyle::LineAndMarkers).with_color(colour(i)));
+        if let Some(m) = floor.map(|f| f.mean(i)).filter(|m| m.is_finite()) {
+            series.push(
+                Series::new(format!("{name}: noise floor"), vec![(first, m), (last, m)], SeriesStyle::Dashed)
+                    .with_color(colour(i)),
+            );
+        }
+    }
+    LineChart {
+        title: "Precision, recall, density and coverage of S_k".into(),
+        x_label: CORPUS_AXIS.into(),
+        y_label: "against real test passages".into(),
+        series,
+        ..Default::default()
+    }
+}
+
 /// Renders a chart, writes `plots_dir/ID.svg` and `.png`, returns the SVG.
 pub fn publish(plots_dir: &Path, id: &str, chart: &LineChart) -> Result<String> {
     let svg = render_svg(chart).with_context(|| format!("drawing the {id} chart"))?;

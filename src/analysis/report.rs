@@ -131,6 +131,13 @@ pub fn write_report(layout: &Layout, run: &str) -> Result<PathBuf> {
                 super::manifold::SAMPLE_CAP
             ),
         );
+        let chart = figures::manifold_chart(&data.generations, floor.as_ref());
+        let svg = figures::publish(&plots, "quality-by-generation", &chart)?;
+        page.figure(
+            "quality-by-generation",
+            &svg,
+            "The same four measures by corpus: precision and density (quality), recall and coverage (diversity); dashed, same colour: the noise floor's mean. Recall from k-nearest-neighbour balls grows when a corpus spreads out, so read it with coverage, which takes its radii from the real passages.",
+        );
         if floor.is_none() {
             page.note("No noise floor for precision and recall: too little real text lies outside R, or the run was scored before lmloop measured it.");
         }

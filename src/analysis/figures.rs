@@ -73,6 +73,9 @@ pub fn reference_perplexity_chart(real: &[f64], corpora: &[(String, Vec<f64>)]) 
 pub fn precision_recall_chart(runs: &[super::manifold::PlanePath]) -> LineChart {
     let mut series = Vec::new();
     for (i, (label, points, floor)) in runs.iter().enumerate() {
+        // Runs of one R and seed share their floor: it is drawn once, for the first.
+        let floor = floor.as_ref().filter(|f| !runs[..i].iter().any(|r| r.2.as_ref() == Some(*f)));
+        let shared = runs[i + 1..].iter().any(|r| r.2.as_ref().is_some_and(|f| Some(f) == floor));
         let path = points.iter().map(|&(_, r, p)| (r, p)).collect();
         let first = points.first().map_or(0, |p| p.0 + 1);
         let last = points.last().map_or(0, |p| p.0 + 1);
@@ -91,7 +94,11 @@ pub fn precision_recall_chart(runs: &[super::manifold::PlanePath]) -> LineChart 
                 );
                 series.push(
                     Series::new(
-                        format!("{label}: noise floor (real vs real, mean ± 2 sd)"),
+                        if shared {
+                            format!("{label} and the runs with its R and seed: noise floor (real vs real, mean ± 2 sd)")
+                        } else {
+                            format!("{label}: noise floor (real vs real, mean ± 2 sd)")
+                        },
                         vec![(r, p)],
                         SeriesStyle::Markers,
                     )

@@ -124,7 +124,12 @@ pub fn run(layout: &Layout, command: &SweepCommand) -> Result<()> {
         SweepCommand::Report { file } => {
             let sweep = Sweep::load(file)?;
             let out = report::write_report(layout, &sweep)?;
-            println!("wrote {}, {} and {}", out.summary.display(), out.changes.display(), out.html.display());
+            println!(
+                "wrote {}, {} and {} (contrasts.csv, rates.csv and thresholds.csv beside them)",
+                out.summary.display(),
+                out.changes.display(),
+                out.html.display()
+            );
             if !out.incomplete.is_empty() {
                 println!(
                     "{} run(s) incomplete; their seeds are named as missing where they lack values:",

@@ -112,6 +112,21 @@ pub enum Kind {
     Corpus,
 }
 
+impl Kind {
+    /// The tables' `of` column: what a value describes.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Kind::Model => "model k",
+            Kind::Corpus => "corpus S_(k+1)",
+        }
+    }
+}
+
+/// The seeds of `cell` with their values, in `Sweep::runs` order.
+pub(super) fn cell_values<'a>(sweep: &'a Sweep, per_run: &'a [RunValues], cell: usize) -> Vec<(u64, &'a RunValues)> {
+    sweep.runs.iter().zip(per_run).filter(|(r, _)| r.cell == cell).map(|(r, v)| (r.seed, v)).collect()
+}
+
 /// Where a pooled value sits: a model or sampled corpus of generation k, or a
 /// generation-free reference corpus (noise floor `real-sample…`, `real-train`).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -228,8 +243,7 @@ pub fn aggregate(layout: &Layout, sweep: &Sweep) -> Result<Aggregate> {
     let mut rows = Vec::new();
     let mut changes = Vec::new();
     for cell in 0..sweep.cells.len() {
-        let runs: Vec<(u64, &RunValues)> =
-            sweep.runs.iter().zip(&per_run).filter(|(r, _)| r.cell == cell).map(|(r, v)| (r.seed, v)).collect();
+        let runs = cell_values(sweep, &per_run, cell);
         let pool = |measure: &str, slot: &Slot| -> (Summary, Vec<u64>, Vec<u64>) {
             let key = (measure.to_string(), slot.clone());
             let (mut vals, mut seeds, mut missing) = (Vec::new(), Vec::new(), Vec::new());
@@ -298,11 +312,13 @@ pub fn aggregate(layout: &Layout, sweep: &Sweep) -> Result<Aggregate> {
     Ok(Aggregate { rows, changes, per_run, damaged })
 }
 
-fn opt(v: Option<f64>) -> String {
+/// A number's CSV text, empty for none.
+pub(super) fn opt(v: Option<f64>) -> String {
     v.map(|x| format!("{x}")).unwrap_or_default()
 }
 
-fn seeds_text(seeds: &[u64]) -> String {
+/// Seeds as the tables list them: space-separated.
+pub(super) fn seeds_text(seeds: &[u64]) -> String {
     seeds.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(" ")
 }
 
@@ -382,10 +398,7 @@ pub fn changes_csv(sweep: &Sweep, agg: &Aggregate) -> Result<Vec<u8>> {
         ])?;
         for c in &agg.changes {
             let cell = &sweep.cells[c.cell];
-            let of = match c.kind {
-                Kind::Model => "model k",
-                Kind::Corpus => "corpus S_(k+1)",
-            };
+            let of = c.kind.describe();
             w.write_record([
                 cell.id.clone(),
                 cell.label.clone(),

@@ -15,7 +15,7 @@
 //!   among cells alike in every other axis: the smallest axis value whose rate's
 //!   interval lies at or below 0 (the measure does not climb), with the largest smaller
 //!   value whose interval does not, which bracket the threshold between them.
-use super::aggregate::{Aggregate, Kind, Slot, MODEL_MEASURES};
+use super::aggregate::{cell_values, opt, seeds_text, Aggregate, Kind, Slot, MODEL_MEASURES};
 use super::cells::{short_value, Sweep};
 use super::stats::Summary;
 use anyhow::{bail, Result};
@@ -87,7 +87,7 @@ pub struct ContrastRow {
 
 /// Per-seed values of one cell: (seed, run values), from the aggregate.
 fn cell_runs<'a>(sweep: &'a Sweep, agg: &'a Aggregate, cell: usize) -> Vec<(u64, &'a super::aggregate::RunValues)> {
-    sweep.runs.iter().zip(&agg.per_run).filter(|(r, _)| r.cell == cell).map(|(r, v)| (r.seed, v)).collect()
+    cell_values(sweep, &agg.per_run, cell)
 }
 
 /// Every cell but the baseline against it, per measure and generation.
@@ -279,21 +279,6 @@ pub fn thresholds(sweep: &Sweep, rates: &[RateRow]) -> Vec<Threshold> {
     out
 }
 
-fn opt(v: Option<f64>) -> String {
-    v.map(|x| format!("{x}")).unwrap_or_default()
-}
-
-fn seeds_text(seeds: &[u64]) -> String {
-    seeds.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(" ")
-}
-
-fn of(kind: Kind) -> &'static str {
-    match kind {
-        Kind::Model => "model k",
-        Kind::Corpus => "corpus S_(k+1)",
-    }
-}
-
 pub fn contrasts_csv(sweep: &Sweep, rows: &[ContrastRow]) -> Result<Vec<u8>> {
     crate::durable::csv_bytes(|w| {
         w.write_record([
@@ -317,7 +302,7 @@ pub fn contrasts_csv(sweep: &Sweep, rows: &[ContrastRow]) -> Result<Vec<u8>> {
                 sweep.cells[r.cell].label.clone(),
                 sweep.cells[r.baseline].label.clone(),
                 r.measure.clone(),
-                of(r.kind).to_string(),
+                r.kind.describe().to_string(),
                 r.generation.to_string(),
                 r.summary.n.to_string(),
                 opt(r.summary.mean),
@@ -357,7 +342,7 @@ pub fn rates_csv(sweep: &Sweep, rows: &[RateRow]) -> Result<Vec<u8>> {
                 sweep.cells[r.cell].id.clone(),
                 sweep.cells[r.cell].label.clone(),
                 r.measure.clone(),
-                of(r.kind).to_string(),
+                r.kind.describe().to_string(),
                 r.from.to_string(),
                 r.to.to_string(),
                 r.slope.n.to_string(),
@@ -384,7 +369,7 @@ pub fn thresholds_csv(rows: &[Threshold]) -> Result<Vec<u8>> {
                 t.axis.clone(),
                 t.others.clone(),
                 t.measure.clone(),
-                of(t.kind).to_string(),
+                t.kind.describe().to_string(),
                 opt(t.stable_from),
                 opt(t.unstable_below),
                 t.ladder.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(" "),

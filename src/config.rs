@@ -637,6 +637,10 @@ pub struct Config {
     pub sample: SampleConfig,
     pub generations: GenerationsConfig,
     pub runtime: RuntimeConfig,
+    /// Curation of the sampled corpora by a verifier (`crate::curation`). Default: none;
+    /// left out of files while it is none, so configs written before it read back alike.
+    #[serde(skip_serializing_if = "crate::curation::CurationConfig::is_off")]
+    pub curation: crate::curation::CurationConfig,
 }
 
 impl Config {
@@ -695,8 +699,9 @@ impl Config {
                 names.of("generations.generations")
             );
         }
-        crate::policy::Policy::new(g.policy, g.real_fraction, &names.of("generations.real_fraction"))
+        let policy = crate::policy::Policy::new(g.policy, g.real_fraction, &names.of("generations.real_fraction"))
             .map_err(|e| anyhow::anyhow!("{}: {e}", names.of("generations.policy")))?;
+        self.curation.validate(policy)?;
         if g.init == Init::Pretrained && g.init_from.is_none() {
             bail!(
                 "{} = 'pretrained' needs {} (the transformers folder whose weights every generation starts from)",

@@ -8,6 +8,7 @@ pub mod choice;
 pub mod cli;
 pub mod config;
 pub mod corpus;
+pub mod curation;
 pub mod device;
 pub mod durable;
 pub mod eval;

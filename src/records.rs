@@ -107,6 +107,16 @@ pub struct GenerationRow {
     pub density: f64,
     #[serde(default)]
     pub coverage: f64,
+    /// Curation of S_{k+1} by a verifier (`crate::curation`): tokens sampled over D (the
+    /// sampling compute), and the share of them kept; 1 and 1 without curation.
+    #[serde(default = "one")]
+    pub curation_oversampling: f64,
+    #[serde(default = "one")]
+    pub curation_kept_share: f64,
+}
+
+fn one() -> f64 {
+    1.0
 }
 
 impl GenerationRow {
@@ -161,6 +171,8 @@ impl GenerationRow {
             recall: 0.0,
             density: 0.0,
             coverage: 0.0,
+            curation_oversampling: sampled.curation.as_ref().map_or(1.0, |c| c.oversampling),
+            curation_kept_share: sampled.curation.as_ref().map_or(1.0, |c| c.kept_share),
         }
     }
 

@@ -23,8 +23,7 @@ use crate::integrity::{check_file, FileFingerprint};
 use crate::policy::Corpus;
 use crate::sample::{sample_corpus, SampleRequest, SampleStats, Sampling};
 use crate::tokenizer::{Canonicalizer, EOT};
-use crate::tokens::TokenFile;
-use crate::tokens::TokenWriter;
+use crate::tokens::{TokenFile, TokenWriter};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::io::Write;
@@ -74,6 +73,10 @@ pub struct SyntheticManifest {
     pub bin_file: Option<FileFingerprint>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub txt_file: Option<FileFingerprint>,
+    /// How a curated corpus was chosen from the documents sampled for it
+    /// (`crate::curation`); absent from corpora that were not curated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub curation: Option<crate::curation::CurationRecord>,
     #[serde(flatten)]
     pub stats: SampleStats,
 }
@@ -94,54 +97,208 @@ pub fn manifest(stem: &Path) -> Option<SyntheticManifest> {
     json.exists().then(|| read_json(&json).ok()).flatten()
 }
 
-/// Samples a corpus from `ckpt` and writes its three files.
-pub fn write_corpus(ckpt: &Checkpoint, stem: &Path, req: &SampleRequest, device: Device) -> Result<SyntheticManifest> {
-    let (bin, txt, json) = files(stem);
-    // The manifest is the completion marker: remove a stale one before anything else.
-    let _ = std::fs::remove_file(&json);
-    let vocab = &ckpt.vocab;
-    let eot = vocab.eot();
-    let canonicalizer = Canonicalizer::new(vocab);
-    let mut tokens = TokenWriter::create(&bin, vocab.vocab_size())?;
-    let (mut written, mut sampled, mut non_canonical, mut truncated_ends) = (0usize, 0usize, 0usize, Vec::new());
-    let mut canonical_seconds = 0.0;
-    let mut self_nll = Vec::new();
-    let txt_tmp = temp_path(&txt);
-    let mut text = std::io::BufWriter::new(
-        std::fs::File::create(&txt_tmp).with_context(|| format!("cannot create {}", txt_tmp.display()))?,
-    );
-    let stats = sample_corpus(&ckpt.model, vocab.delimiters(), device, req, |doc| {
-        let t0 = std::time::Instant::now();
-        let (decoded, ids, differing) = canonicalizer.publish(&doc.tokens)?;
-        canonical_seconds += t0.elapsed().as_secs_f64();
-        sampled += doc.tokens.len();
-        non_canonical += differing;
-        self_nll.push((doc.self_nll / doc.targets().max(1) as f64, doc.targets()));
-        tokens.extend(&ids)?;
-        let mut n = ids.len();
+/// A sampled document as the loop publishes it: its canonical tokens (the tokenizer's
+/// encoding of its text, end token excluded), the text, whether the length cap cut it,
+/// and the sampler's self-score.
+#[derive(Debug, Clone)]
+pub struct Published {
+    pub ids: Vec<u32>,
+    pub text: String,
+    pub truncated: bool,
+    /// The sampling model's mean negative log-likelihood of its own draws, and those
+    /// draws (targets).
+    pub self_nll: (f64, usize),
+    /// Ids the model drew (end token excluded), and how many of them the canonical
+    /// encoding does not reproduce.
+    pub sampled: usize,
+    pub differing: usize,
+}
+
+impl Published {
+    /// Tokens it takes in a corpus: its own, plus the end token unless it was cut.
+    pub fn corpus_tokens(&self) -> usize {
+        self.ids.len() + usize::from(!self.truncated)
+    }
+
+    /// Its corpus tokens: the canonical ids, then the end token unless it was cut.
+    pub fn corpus_ids(&self, eot: u32) -> Vec<u32> {
+        let mut ids = self.ids.clone();
+        if !self.truncated {
+            ids.push(eot);
+        }
+        ids
+    }
+}
+
+/// Writes one document's text as `STEM.txt` holds it: an ended document is followed by
+/// an `<|endoftext|>` line, a cut one is not.
+pub(crate) fn write_text(out: &mut impl Write, doc: &Published) -> std::io::Result<()> {
+    if doc.truncated {
+        write!(out, "{}", doc.text)
+    } else {
+        writeln!(out, "{}\n{EOT}", doc.text.trim_end_matches('\n'))
+    }
+}
+
+/// A text file written through a temporary name, renamed into place by `finish`.
+pub(crate) struct TextWriter {
+    out: std::io::BufWriter<std::fs::File>,
+    tmp: PathBuf,
+    path: PathBuf,
+}
+
+impl TextWriter {
+    pub(crate) fn create(path: &Path) -> Result<Self> {
+        let tmp = temp_path(path);
+        let file = std::fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+        Ok(Self { out: std::io::BufWriter::new(file), tmp, path: path.to_path_buf() })
+    }
+
+    pub(crate) fn add(&mut self, doc: &Published) -> Result<()> {
+        write_text(&mut self.out, doc).with_context(|| format!("cannot write {}", self.tmp.display()))
+    }
+
+    pub(crate) fn finish(self) -> Result<()> {
+        self.out
+            .into_inner()
+            .map_err(|e| e.into_error())?
+            .sync_all()
+            .with_context(|| format!("cannot flush {} to disk", self.tmp.display()))?;
+        crate::durable::rename_durably(&self.tmp, &self.path)
+    }
+}
+
+/// The token and text files of a corpus, written document by document.
+pub(crate) struct CorpusWriter {
+    tokens: TokenWriter,
+    text: TextWriter,
+    eot: u32,
+    written: usize,
+    truncated_ends: Vec<usize>,
+    self_nll: Vec<(f64, usize)>,
+    documents: usize,
+    truncated: usize,
+    sampled: usize,
+    drawn: usize,
+    non_canonical: usize,
+}
+
+impl CorpusWriter {
+    pub(crate) fn create(stem: &Path, vocab_size: usize, eot: u32) -> Result<Self> {
+        let (bin, txt, _) = files(stem);
+        Ok(Self {
+            tokens: TokenWriter::create(&bin, vocab_size)?,
+            text: TextWriter::create(&txt)?,
+            eot,
+            written: 0,
+            truncated_ends: Vec::new(),
+            self_nll: Vec::new(),
+            documents: 0,
+            truncated: 0,
+            sampled: 0,
+            drawn: 0,
+            non_canonical: 0,
+        })
+    }
+
+    /// Appends a document; returns the tokens it took.
+    pub(crate) fn add(&mut self, doc: &Published) -> Result<usize> {
+        self.tokens.extend(&doc.ids)?;
+        let mut n = doc.ids.len();
         if doc.truncated {
             // No end-of-text: the model did not end this document.
-            write!(text, "{decoded}")?;
-            truncated_ends.push(written + n);
+            self.truncated_ends.push(self.written + n);
+            self.truncated += 1;
         } else {
-            tokens.push(eot)?;
+            self.tokens.push(self.eot)?;
             n += 1;
-            writeln!(text, "{}\n{EOT}", decoded.trim_end_matches('\n'))?;
         }
-        written += n;
+        self.text.add(doc)?;
+        self.self_nll.push(doc.self_nll);
+        self.written += n;
+        self.documents += 1;
+        self.sampled += doc.sampled;
+        self.drawn += doc.sampled + usize::from(!doc.truncated);
+        self.non_canonical += doc.differing;
         Ok(n)
+    }
+
+    /// Renames both files into place; returns what the manifest records of them.
+    pub(crate) fn finish(self) -> Result<Written> {
+        self.tokens.finish()?;
+        self.text.finish()?;
+        Ok(Written {
+            tokens: self.written,
+            documents: self.documents,
+            truncated_documents: self.truncated,
+            truncated_ends: self.truncated_ends,
+            self_nll: self.self_nll,
+            sampled_ids: self.sampled,
+            drawn_tokens: self.drawn,
+            non_canonical: self.non_canonical,
+        })
+    }
+}
+
+/// What a [`CorpusWriter`] wrote.
+pub(crate) struct Written {
+    pub tokens: usize,
+    pub documents: usize,
+    pub truncated_documents: usize,
+    pub truncated_ends: Vec<usize>,
+    pub self_nll: Vec<(f64, usize)>,
+    /// Ids the model drew for the written documents, end tokens excluded, and with them.
+    pub sampled_ids: usize,
+    pub drawn_tokens: usize,
+    pub non_canonical: usize,
+}
+
+/// Samples documents from `ckpt` (see [`sample_corpus`]) and hands each to `each`
+/// published (decoded, then re-encoded: [`Canonicalizer`]); `each` returns the tokens
+/// it counts towards `req.n_tokens`. Returns the sampler's statistics and the seconds
+/// spent publishing.
+pub(crate) fn draw(
+    ckpt: &Checkpoint,
+    req: &SampleRequest,
+    device: Device,
+    mut each: impl FnMut(Published) -> Result<usize>,
+) -> Result<(SampleStats, f64)> {
+    let canonicalizer = Canonicalizer::new(&ckpt.vocab);
+    let mut canonical_seconds = 0.0;
+    let stats = sample_corpus(&ckpt.model, ckpt.vocab.delimiters(), device, req, |doc| {
+        let t0 = std::time::Instant::now();
+        let (text, ids, differing) = canonicalizer.publish(&doc.tokens)?;
+        canonical_seconds += t0.elapsed().as_secs_f64();
+        let self_nll = (doc.self_nll / doc.targets().max(1) as f64, doc.targets());
+        each(Published { ids, text, truncated: doc.truncated, self_nll, sampled: doc.tokens.len(), differing })
     })?;
-    tokens.finish()?;
-    text.into_inner()
-        .map_err(|e| e.into_error())?
-        .sync_all()
-        .with_context(|| format!("cannot flush {} to disk", txt_tmp.display()))?;
-    crate::durable::rename_durably(&txt_tmp, &txt)?;
+    Ok((stats, canonical_seconds))
+}
+
+/// The manifest of a corpus `written` by sampling `ckpt` with `req`, whose sampler
+/// statistics were `stats` (their corpus counts replaced by what was written).
+pub(crate) fn manifest_of(
+    ckpt: &Checkpoint,
+    stem: &Path,
+    req: &SampleRequest,
+    mut stats: SampleStats,
+    canonical_seconds: f64,
+    written: Written,
+) -> Result<SyntheticManifest> {
+    let (bin, txt, _) = files(stem);
+    let vocab = &ckpt.vocab;
     let (temperature, top_k, top_p) = match req.sampling {
         Sampling::Greedy => (0.0, None, None),
         Sampling::Random { temperature, top_k, top_p } => (temperature, top_k, top_p),
     };
-    let manifest = SyntheticManifest {
+    stats.documents = written.documents;
+    stats.tokens = written.tokens;
+    stats.sampled_tokens = written.drawn_tokens;
+    stats.truncated_documents = written.truncated_documents;
+    stats.truncation_share = written.truncated_documents as f64 / written.documents.max(1) as f64;
+    let ends = written.documents - written.truncated_documents;
+    stats.mean_document_tokens = (written.tokens - ends) as f64 / written.documents.max(1) as f64;
+    Ok(SyntheticManifest {
         checkpoint: ckpt.dir.display().to_string(),
         temperature,
         top_k,
@@ -151,18 +308,29 @@ pub fn write_corpus(ckpt: &Checkpoint, stem: &Path, req: &SampleRequest, device:
         batch_size: req.batch_size,
         max_doc_tokens: req.max_doc_tokens,
         vocab_size: vocab.vocab_size(),
-        eot_id: eot,
+        eot_id: vocab.eot(),
         start_id: Some(vocab.delimiters().start),
         canonical: true,
-        non_canonical_tokens: non_canonical,
+        non_canonical_tokens: written.non_canonical,
         canonical_seconds,
-        non_canonical_share: non_canonical as f64 / sampled.max(1) as f64,
-        truncated_ends,
-        self_nll,
+        non_canonical_share: written.non_canonical as f64 / written.sampled_ids.max(1) as f64,
+        truncated_ends: written.truncated_ends,
+        self_nll: written.self_nll,
         bin_file: Some(FileFingerprint::of(&bin)?),
         txt_file: Some(FileFingerprint::of(&txt)?),
+        curation: None,
         stats,
-    };
+    })
+}
+
+/// Samples a corpus from `ckpt` and writes its three files.
+pub fn write_corpus(ckpt: &Checkpoint, stem: &Path, req: &SampleRequest, device: Device) -> Result<SyntheticManifest> {
+    let (_, _, json) = files(stem);
+    // The manifest is the completion marker: remove a stale one before anything else.
+    let _ = std::fs::remove_file(&json);
+    let mut writer = CorpusWriter::create(stem, ckpt.vocab.vocab_size(), ckpt.vocab.eot())?;
+    let (stats, canonical_seconds) = draw(ckpt, req, device, |doc| writer.add(&doc))?;
+    let manifest = manifest_of(ckpt, stem, req, stats, canonical_seconds, writer.finish()?)?;
     write_json_atomic(&json, &manifest)?;
     Ok(manifest)
 }

@@ -1,6 +1,11 @@
-//! Mitigations as training options: truncated cross-entropy cuts the targets the model
-//! already predicts confidently, and at γ = 1 is ordinary cross-entropy bit for bit.
+//! Mitigations: truncated cross-entropy cuts the targets the model already predicts
+//! confidently, and at γ = 1 is ordinary cross-entropy bit for bit; curation by a
+//! verifier keeps some sampled documents, keeps D, and at ρ = 1 changes nothing.
 mod common;
+
+use lmloop::stream::TokenStream;
+use lmloop::tokens::TokenFile;
+use std::sync::Arc;
 
 use common::{lmloop, tiny_project};
 use lmloop::train::{next_token_loss, truncated_next_token_loss};
@@ -80,5 +85,245 @@ fn truncated_training_logs_what_it_cut_and_gamma_one_trains_the_same_model() {
         assert_ne!(r.0, 0);
         assert!(r.2.contains("train.truncated_ce_gamma must be in (0, 1]"), "{}", r.2);
         assert_eq!(r.2.trim().lines().count(), 1, "one sentence: {}", r.2);
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Curation of the sampled corpora by a verifier.
+
+use lmloop::curation::{judge, quantile, Decision, Rule};
+use lmloop::synthetic::SyntheticManifest;
+use std::path::Path;
+
+/// `tiny.toml` with a `[curation]` table (`table` holds its lines) written as `name`.
+fn with_curation(root: &Path, name: &str, table: &str) {
+    let cfg = std::fs::read_to_string(root.join("tiny.toml")).unwrap();
+    std::fs::write(root.join(name), format!("{cfg}\n[curation]\n{table}\n")).unwrap();
+}
+
+fn run(root: &Path, cfg: &str, name: &str, n: &str) -> (i32, String, String) {
+    lmloop(root, &["generations", "--config", cfg, "-n", n, "--run", name])
+}
+
+fn corpus_manifest(root: &Path, run: &str, k: u32) -> SyntheticManifest {
+    let p = root.join(format!("corpora/synthetic/{run}/gen-{k:02}.json"));
+    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+}
+
+fn bytes(root: &Path, rel: String) -> Vec<u8> {
+    std::fs::read(root.join(&rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+}
+
+/// The listing of a curated corpus: (tokens, verifier perplexity, decision) per sampled document.
+fn listing(root: &Path, run: &str, k: u32) -> Vec<(usize, f64, String)> {
+    let p = root.join(format!("corpora/synthetic/{run}/gen-{k:02}.curation.csv"));
+    let mut r = csv::Reader::from_path(p).unwrap();
+    assert_eq!(
+        r.headers().unwrap().iter().collect::<Vec<_>>(),
+        [
+            "round",
+            "document",
+            "tokens",
+            "targets",
+            "verifier_nll",
+            "verifier_perplexity",
+            "self_perplexity",
+            "decision"
+        ]
+    );
+    r.records()
+        .map(|rec| {
+            let rec = rec.unwrap();
+            (rec[2].parse().unwrap(), rec[5].parse().unwrap(), rec[7].to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn curation_that_keeps_everything_changes_nothing_and_a_curated_corpus_shows_what_it_dropped() {
+    let dir = tiny_project();
+    let root = dir.path();
+    assert_eq!(run(root, "tiny.toml", "plain", "2").0, 0);
+    for verifier in ["self", "reference"] {
+        let name = format!("all-{verifier}");
+        with_curation(root, "all.toml", &format!("verifier = \"{verifier}\"\nkeep_fraction = 1.0"));
+        let r = run(root, "all.toml", &name, "2");
+        assert_eq!(r.0, 0, "{}", r.2);
+        for k in 1..=3 {
+            let corpus = |run: &str| bytes(root, format!("corpora/synthetic/{run}/gen-{k:02}.bin"));
+            assert!(corpus("plain") == corpus(&name), "ρ = 1 by the {verifier}: S_{k} is the uncurated corpus");
+            let c = corpus_manifest(root, &name, k).curation.expect("a curation record");
+            assert_eq!(
+                (c.kept_share, c.sampled_documents, c.kept_documents),
+                (1.0, c.kept_documents, c.kept_documents)
+            );
+        }
+        for k in 1..=2 {
+            let weights = |run: &str| bytes(root, format!("checkpoints/{run}/gen-{k:02}/model.safetensors"));
+            assert!(weights("plain") == weights(&name), "ρ = 1: generation {k} trains the same model");
+        }
+    }
+
+    // Half the sampled tokens, by the reference: D is still reached, twice D sampled,
+    // the kept documents are the lowest perplexities, the dropped ones are on disk.
+    with_curation(root, "half.toml", "verifier = \"reference\"\nkeep_fraction = 0.5");
+    let r = run(root, "half.toml", "half", "1");
+    assert_eq!(r.0, 0, "{}", r.2);
+    assert!(r.2.contains("curation by the reference kept"), "{}", r.2);
+    let plain = corpus_manifest(root, "plain", 1);
+    for k in 1..=2 {
+        let m = corpus_manifest(root, "half", k);
+        let c = m.curation.clone().unwrap();
+        assert!(m.stats.tokens >= plain.requested_tokens, "the kept documents hold D");
+        assert!(c.oversampling >= 2.0 && c.oversampling < 2.5, "{c:?}");
+        assert!((c.kept_share - 0.5).abs() < 0.2, "{c:?}");
+        let rows = listing(root, "half", k);
+        assert_eq!(rows.len(), c.sampled_documents);
+        let kept: Vec<f64> = rows.iter().filter(|r| r.2 == "kept").map(|r| r.1).collect();
+        let dropped: Vec<f64> = rows.iter().filter(|r| r.2 != "kept").map(|r| r.1).collect();
+        assert_eq!(kept.len(), m.stats.documents);
+        assert!(!dropped.is_empty() && rows.iter().all(|r| r.2 == "kept" || r.2 == "ranked-out"));
+        let worst_kept = kept.iter().cloned().fold(f64::MIN, f64::max);
+        assert!(dropped.iter().all(|&p| p >= worst_kept), "kept are the lowest perplexities");
+        let text =
+            std::fs::read_to_string(root.join(format!("corpora/synthetic/half/gen-{k:02}.dropped.txt"))).unwrap();
+        assert!(!text.is_empty() && text.matches("<|endoftext|>").count() <= dropped.len());
+    }
+    let rows = lmloop::records::read_rows(&root.join("analysis/half/generations.csv")).unwrap();
+    assert!(rows.iter().all(|r| r.curation_oversampling >= 2.0 && r.curation_kept_share < 1.0), "{rows:?}");
+    let plain_rows = lmloop::records::read_rows(&root.join("analysis/plain/generations.csv")).unwrap();
+    assert!(plain_rows.iter().all(|r| r.curation_oversampling == 1.0 && r.curation_kept_share == 1.0));
+    // The score step read the verifier's pass: S_1's reference scores are the listing's.
+    let scores = std::fs::read_to_string(root.join("analysis/half/scores/gen-01.csv")).unwrap();
+    assert_eq!(scores.lines().count() - 1, corpus_manifest(root, "half", 1).stats.documents);
+
+    // The quantile rule, by the model itself: every kept document lies within the bounds.
+    with_curation(root, "band.toml", "verifier = \"self\"\nquantile_low = 0.05\nquantile_high = 0.95");
+    let band = std::fs::read_to_string(root.join("band.toml")).unwrap().replace("epochs = 8", "epochs = 60");
+    std::fs::write(root.join("band.toml"), band).unwrap();
+    let r = run(root, "band.toml", "band", "1");
+    assert_eq!(r.0, 0, "{}", r.2);
+    let c = corpus_manifest(root, "band", 1).curation.unwrap();
+    let (lo, hi) = c.perplexity_bounds.unwrap();
+    assert!(lo < hi && c.real_documents > 0, "{c:?}");
+    for (_, p, d) in listing(root, "band", 1) {
+        match d.as_str() {
+            "kept" | "not-needed" => assert!(p >= lo - 1e-6 && p <= hi + 1e-6, "{p} in [{lo}, {hi}]"),
+            "below" => assert!(p < lo + 1e-6),
+            "above" => assert!(p > hi - 1e-6),
+            other => panic!("{other}"),
+        }
+    }
+}
+
+#[test]
+fn a_reference_trained_on_real_text_keeps_the_real_documents_of_a_mixed_corpus() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ckpt, data) = common::train_tiny(dir.path());
+    let device = common::device();
+    let reference = lmloop::checkpoint::Checkpoint::load(&ckpt, device).unwrap();
+    let vocab = &reference.vocab;
+    let eot = vocab.eot();
+    let split = |name: &str| Arc::new(TokenFile::open(&data.join(name)).unwrap());
+    // Real held-out documents, then as many documents of uniformly random tokens.
+    let test = split("test.bin");
+    let real: Vec<Vec<u32>> = lmloop::tokens::document_ranges(test.iter(), eot)
+        .into_iter()
+        .map(|r| (r.start..r.end).map(|i| test.get(i)).collect())
+        .collect();
+    let mut next = common::lcg(7);
+    let noise: Vec<Vec<u32>> = real
+        .iter()
+        .map(|d| {
+            let mut n: Vec<u32> = (1..d.len()).map(|_| 1 + next(vocab.vocab_size() as u64 - 1) as u32).collect();
+            n.push(eot);
+            n
+        })
+        .collect();
+    let docs: Vec<&Vec<u32>> = real.iter().chain(&noise).collect();
+    let all: Vec<u32> = docs.iter().flat_map(|d| d.iter().copied()).collect();
+    let path = dir.path().join("mixed.bin");
+    lmloop::tokens::write_tokens(&path, &all, vocab.vocab_size()).unwrap();
+    let stream = TokenStream::from_file(Arc::new(TokenFile::open(&path).unwrap()), vocab.delimiters());
+    let (scores, _) = lmloop::curation::perplexities(&reference.model, &stream, device, false).unwrap();
+    let ppl: Vec<f64> = scores.iter().map(|s| s.mean().exp()).collect();
+    let tokens: Vec<usize> = docs.iter().map(|d| d.len()).collect();
+
+    // Bounds from the real validation documents, as the loop takes them.
+    let val = TokenStream::from_file(split("val.bin"), vocab.delimiters());
+    let (val_scores, _) = lmloop::curation::perplexities(&reference.model, &val, device, false).unwrap();
+    let val_ppl: Vec<f64> = val_scores.iter().map(|s| s.mean().exp()).collect();
+    let bounds = (quantile(&val_ppl, 0.0) / 2.0, quantile(&val_ppl, 1.0) * 2.0);
+    let band = judge(Rule::Quantiles { low: 0.0, high: 1.0 }, bounds, &tokens, &ppl, usize::MAX);
+    let n = real.len();
+    assert!(band[n..].iter().all(|d| *d == Decision::Above), "noise is above the real band: {band:?} {ppl:?}");
+    assert!(band[..n].iter().all(|d| *d == Decision::Kept), "real documents are in it: {band:?} {ppl:?}");
+    let real_share = tokens[..n].iter().sum::<usize>() as f64 / tokens.iter().sum::<usize>() as f64;
+    let best = judge(Rule::Best { fraction: real_share }, (0.0, 0.0), &tokens, &ppl, 0);
+    assert!(best[..n].iter().all(|d| *d == Decision::Kept) && best[n..].iter().all(|d| *d == Decision::Ranked));
+}
+
+#[test]
+fn bad_curation_settings_are_refused_in_one_sentence() {
+    let dir = tiny_project();
+    let root = dir.path();
+    for (table, needle) in [
+        ("verifier = \"self\"\nquantile_low = 0.9\nquantile_high = 0.1", "must be below curation.quantile_high"),
+        ("verifier = \"self\"\nkeep_fraction = 0.0", "curation.keep_fraction must be in (0, 1]"),
+        ("verifier = \"reference\"\nkeep_fraction = 1.5", "curation.keep_fraction must be in (0, 1]"),
+        ("verifier = \"self\"", "needs a rule"),
+        ("keep_fraction = 0.5", "no curation.verifier"),
+        ("verifier = \"oracle\"\nkeep_fraction = 0.5", "expected `reference` or `self`"),
+    ] {
+        with_curation(root, "bad.toml", table);
+        common::assert_clear_error(&run(root, "bad.toml", "bad", "1"), needle);
+    }
+    with_curation(root, "bad.toml", "verifier = \"reference\"\nkeep_fraction = 0.5");
+    let r = lmloop(root, &["generations", "--config", "bad.toml", "-n", "1", "--run", "bad", "--policy", "real"]);
+    common::assert_clear_error(&r, "nothing to curate");
+    assert!(!root.join("checkpoints/bad").exists(), "nothing ran");
+}
+
+#[test]
+fn a_killed_curated_run_resumes_to_the_same_kept_documents() {
+    // The quantile rule samples in rounds; 60 epochs make the tiny model write text
+    // within the real band often enough.
+    let table = "verifier = \"self\"\nquantile_low = 0.1\nquantile_high = 0.9";
+    let curated = |root: &Path| {
+        with_curation(root, "cur.toml", table);
+        let cfg = std::fs::read_to_string(root.join("cur.toml")).unwrap().replace("epochs = 8", "epochs = 60");
+        std::fs::write(root.join("cur.toml"), cfg).unwrap();
+    };
+    let straight = tiny_project();
+    curated(straight.path());
+    assert_eq!(run(straight.path(), "cur.toml", "c", "2").0, 0);
+
+    let dir = tiny_project();
+    let root = dir.path();
+    curated(root);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_lmloop"))
+        .args(["generations", "--config", "cur.toml", "-n", "2", "--run", "c"])
+        .current_dir(root)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Killed while generation 1 trains on the curated S_1.
+    let partial_log = root.join("checkpoints/c/.gen-01.train_log.csv.partial");
+    let t0 = std::time::Instant::now();
+    while !partial_log.exists() {
+        assert!(t0.elapsed().as_secs() < 120, "generation 1 never started");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!root.join("checkpoints/c/gen-01/DONE").exists());
+    let r = run(root, "cur.toml", "c", "2");
+    assert_eq!(r.0, 0, "{}", r.2);
+    for k in 1..=3 {
+        for ext in ["bin", "curation.csv", "dropped.txt"] {
+            let rel = format!("corpora/synthetic/c/gen-{k:02}.{ext}");
+            assert!(bytes(root, rel.clone()) == bytes(straight.path(), rel.clone()), "{rel} differs after the kill");
+        }
     }
 }

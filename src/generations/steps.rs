@@ -130,6 +130,8 @@ pub struct Sampled {
     pub record: Option<crate::integrity::FileFingerprint>,
     /// Each document's self-score as the sampler recorded it (mean loss, targets).
     pub self_nll: Vec<(f64, usize)>,
+    /// Its manifest.
+    pub manifest: SyntheticManifest,
 }
 
 /// Trains generation k on `stream`, unless its checkpoint is complete.
@@ -247,14 +249,30 @@ pub fn sample(ctx: &RunContext, k: u32, weights: &mut Weights) -> Result<Step<Sy
                 max_doc_tokens: ctx.max_doc_tokens,
                 progress: ctx.progress,
             };
-            let ckpt = weights.get(ctx)?;
-            Step::computed(crate::torch_error::guard(
-                &format!("sampling from generation {k}"),
-                &ctx.cfg.sampling_memory(),
-                || crate::synthetic::write_corpus(ckpt, &stem, &req, ctx.device),
-            )?)
+            let memory = ctx.cfg.sampling_memory();
+            let what = format!("sampling from generation {k}");
+            match ctx.cfg.curation.rule() {
+                None => {
+                    let ckpt = weights.get(ctx)?;
+                    Step::computed(crate::torch_error::guard(&what, &memory, || {
+                        crate::synthetic::write_corpus(ckpt, &stem, &req, ctx.device)
+                    })?)
+                }
+                Some((verifier, rule)) => Step::computed(curated(ctx, k, weights, &stem, &req, verifier, rule)?),
+            }
         }
     };
+    if let Some(c) = &manifest.value.curation {
+        eprintln!(
+            "[{run}] generation {k}: curation by the {} kept {} of {} sampled documents ({:.1}% of {} tokens; {:.2} × D sampled)",
+            c.verifier.name(),
+            c.kept_documents,
+            c.sampled_documents,
+            100.0 * c.kept_share,
+            c.sampled_tokens,
+            c.oversampling
+        );
+    }
     let m = &manifest.value;
     let stats = &m.stats;
     if stats.truncation_share > TRUNCATION_WARNING {
@@ -278,6 +296,76 @@ pub fn sample(ctx: &RunContext, k: u32, weights: &mut Weights) -> Result<Step<Sy
     Ok(manifest)
 }
 
+/// The run's reference model (M_0 or the oracle) as weights of its own, or `None` at
+/// generation 0 under M_0, where it is the model at hand.
+fn reference_weights(ctx: &RunContext, k: u32) -> Result<Option<Weights>> {
+    Ok(match &ctx.oracle {
+        Some(dir) => Some(Weights::of(oracle(ctx, dir)?, ctx.device)),
+        None => (k > 0).then(|| Weights::of(ctx.layout.checkpoint(&ctx.run, 0), ctx.device)),
+    })
+}
+
+/// Samples S_{k+1} curated by `verifier` and `rule` (`crate::curation`): the quantile
+/// rule's bounds from the verifier's perplexities of the real validation documents.
+fn curated(
+    ctx: &RunContext,
+    k: u32,
+    weights: &mut Weights,
+    stem: &std::path::Path,
+    req: &SampleRequest,
+    verifier: crate::curation::Verifier,
+    rule: crate::curation::Rule,
+) -> Result<SyntheticManifest> {
+    use crate::curation::{Plan, Rule, Verifier};
+    let mut other = match verifier {
+        Verifier::Reference => reference_weights(ctx, k)?,
+        Verifier::Own => None,
+    };
+    let verifier_dir = other.as_ref().map_or_else(|| weights.dir.clone(), |w| w.dir.clone());
+    let (bounds, real_documents) = match rule {
+        Rule::Best { .. } => ((0.0, 0.0), 0),
+        Rule::Quantiles { low, high } => {
+            let model = &other.as_mut().unwrap_or(weights).get(ctx)?.model;
+            let val = TokenStream::from_file(ctx.corpus.val.clone(), ctx.corpus.vocab.delimiters());
+            let scores = crate::torch_error::guard(
+                "scoring the real validation documents for curation",
+                &ctx.cfg.model.evaluation_memory(),
+                || crate::eval::per_document(model, &val, ctx.device),
+            )?;
+            let ppl: Vec<f64> = scores.iter().map(|s| s.mean().exp()).collect();
+            if ppl.len() < crate::curation::FEW_REAL_DOCUMENTS {
+                eprintln!(
+                    "[{}] warning: curation's quantile bounds come from only {} real validation documents",
+                    ctx.run,
+                    ppl.len()
+                );
+            }
+            ((crate::curation::quantile(&ppl, low), crate::curation::quantile(&ppl, high)), ppl.len())
+        }
+    };
+    let plan = Plan {
+        verifier,
+        rule,
+        bounds,
+        real_documents,
+        max_oversampling: ctx.cfg.curation.max_oversampling(),
+        verifier_checkpoint: verifier_dir.display().to_string(),
+    };
+    eprintln!("[{}] generation {k}: curating S_{} by the {}: {}", ctx.run, k + 1, verifier.name(), rule.describe());
+    let other = match other.as_mut() {
+        Some(w) => Some(w.get(ctx)?),
+        None => None,
+    };
+    let ckpt = weights.get(ctx)?;
+    let reference = match verifier {
+        Verifier::Reference => Some(other.map_or(&ckpt.model, |c| &c.model)),
+        Verifier::Own => None,
+    };
+    crate::torch_error::guard(&format!("sampling from generation {k}"), &ctx.cfg.sampling_memory(), || {
+        crate::curation::write_curated_corpus(ckpt, stem, req, ctx.device, &plan, reference)
+    })
+}
+
 /// S_{k+1} as the next generations' training data (checked against its manifest's
 /// record), and its token counts.
 pub fn load_sampled(ctx: &RunContext, k: u32) -> Result<(Sampled, Vec<u64>)> {
@@ -288,7 +376,7 @@ pub fn load_sampled(ctx: &RunContext, k: u32) -> Result<(Sampled, Vec<u64>)> {
         ctx.note_unverified(format!("S_{}", k + 1));
     }
     let counts = corpus.file.counts(ctx.corpus.vocab.vocab_size())?;
-    Ok((Sampled { corpus, record: manifest.bin_file, self_nll: manifest.self_nll }, counts))
+    Ok((Sampled { corpus, record: manifest.bin_file.clone(), self_nll: manifest.self_nll.clone(), manifest }, counts))
 }
 
 /// Refreshes the run's measures (drift, tokens, tails) over S_1..S_{k+1} and redraws
@@ -343,10 +431,7 @@ pub fn score(ctx: &RunContext, k: u32, weights: &mut Weights, sampled: &Sampled)
     let delimiters = ctx.corpus.vocab.delimiters();
     // The reference (M_0, or the oracle): loaded once, whichever step needs it first;
     // at generation 0 M_0 is the model at hand.
-    let mut other_reference = match &ctx.oracle {
-        Some(dir) => Some(Weights::of(oracle(ctx, dir)?, ctx.device)),
-        None => (k > 0).then(|| Weights::of(layout.checkpoint(&ctx.run, 0), ctx.device)),
-    };
+    let mut other_reference = reference_weights(ctx, k)?;
     let t0 = std::time::Instant::now();
     let (real, real_fresh) = real_scores(ctx, other_reference.as_mut().unwrap_or(weights))?;
     let floor_fresh = floor_scores(ctx, other_reference.as_mut().unwrap_or(weights), &real.1)?;
@@ -362,9 +447,19 @@ pub fn score(ctx: &RunContext, k: u32, weights: &mut Weights, sampled: &Sampled)
             let what = format!("scoring the documents of S_{}", k + 1);
             let memory = ctx.cfg.model.evaluation_memory();
             let reference = other_reference.as_mut().unwrap_or(weights);
-            let (by_reference, embeddings) = crate::torch_error::guard(&what, &memory, || {
-                crate::eval::score_documents(&reference.get(ctx)?.model, &stream, ctx.device, true)
-            })?;
+            // A corpus curated by this reference was scored and embedded by its verifier.
+            let stem = layout.synthetic_corpus(&ctx.run, k + 1);
+            let (by_reference, embeddings) = match crate::curation::stored_reference_scores(
+                &stem,
+                &sampled.manifest,
+                &reference.dir,
+                &ctx.rerun_from(k),
+            )? {
+                Some((scores, embeddings)) => (scores, Some(embeddings)),
+                None => crate::torch_error::guard(&what, &memory, || {
+                    crate::eval::score_documents(&reference.get(ctx)?.model, &stream, ctx.device, true)
+                })?,
+            };
             let own: Vec<DocumentScore> = match sampler_scores(&sampled.self_nll, stream.documents()) {
                 Some(own) => own,
                 None => crate::torch_error::guard(&what, &memory, || {

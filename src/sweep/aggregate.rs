@@ -14,7 +14,7 @@ use anyhow::Result;
 use std::collections::BTreeMap;
 
 /// Columns of `generations.csv` pooled per generation k (model k: held-out on the real test split).
-pub const MODEL_MEASURES: [&str; 14] = [
+pub const MODEL_MEASURES: [&str; 16] = [
     "held_out_loss",
     "held_out_perplexity",
     "synthetic_unigram_entropy",
@@ -29,6 +29,8 @@ pub const MODEL_MEASURES: [&str; 14] = [
     "recall",
     "density",
     "coverage",
+    "curation_oversampling",
+    "curation_kept_share",
 ];
 
 /// The quality and diversity columns (`crate::analysis::manifold`), also pooled for the
@@ -75,8 +77,9 @@ pub const CHANGE_MEASURES: [(&str, Kind); 9] = [
 /// [0, ln 2], perplexities from 1 up, counts, lengths, entropies and the other
 /// divergences from 0 up; the Zipf slope anywhere.
 pub fn range_of(measure: &str) -> (f64, f64) {
-    const SHARES: [&str; 17] = [
+    const SHARES: [&str; 18] = [
         "precision",
+        "curation_kept_share",
         "recall",
         "coverage",
         "reference_beyond_real_p99",

@@ -5,7 +5,8 @@
 //! for every policy except `accumulate`, whose mixture R ∪ S_1 ∪ … ∪ S_k holds
 //! |R| + k·D tokens (so with D = |R| it trains (k+1)·epochs passes of |R|). Under a
 //! token budget every generation trains `train.max_tokens`. Every generation samples
-//! one corpus of D tokens. Amounts are printed in units of |R| (and D) and, when the
+//! one corpus of D tokens; D/ρ when it is curated keeping a share ρ (`curation.keep_fraction`;
+//! the quantile rule samples at least D, counted as D). Amounts are printed in units of |R| (and D) and, when the
 //! prepared corpus exists, in tokens, with FLOPs estimated as 6·P per trained token
 //! and 2·P per sampled token for a model of P parameters.
 use super::cells::Sweep;
@@ -108,7 +109,13 @@ pub fn run_work(cfg: &toml::Value) -> RunWork {
         });
     }
     let train = per_generation.iter().fold(Amount::default(), |a, &b| a.add(b));
-    RunWork { train, sample: d.scale((n + 1) as f64), per_generation, r_of_split }
+    // Curation keeping a share ρ samples D/ρ (the quantile rule at least D: counted as D).
+    let curated = text(cfg, "curation.verifier").is_some();
+    let oversampling = match num(cfg, "curation.keep_fraction") {
+        Some(rho) if curated && rho > 0.0 => 1.0 / rho,
+        _ => 1.0,
+    };
+    RunWork { train, sample: d.scale((n + 1) as f64 * oversampling), per_generation, r_of_split }
 }
 
 /// The training split's size in tokens (|R| is a share of it, `RunWork::r_of_split`)
@@ -156,7 +163,7 @@ pub fn format_plan(layout: &Layout, sweep: &Sweep) -> anyhow::Result<String> {
     let prepared = prepared_train_tokens(layout, &corpus);
     let _ = writeln!(
         s,
-        "training: tokens trained on per run (passes × mixture, summed over generations); sampling: N+1 corpora of D tokens\n"
+        "training: tokens trained on per run (passes × mixture, summed over generations); sampling: N+1 corpora of D tokens (D/ρ when curated keeping ρ)\n"
     );
     let mut table: Vec<[String; 4]> =
         vec![["cell".into(), "id".into(), "train per run".into(), "sample per run".into()]];

@@ -1,0 +1,698 @@
+//! Curation of synthetic documents by a verifier (`[curation]` in a run config), a
+//! mitigation that composes with every policy that trains on S_k: before S_{k+1}
+//! enters a mixture, the documents sampled for it are scored by a verifier and a rule
+//! keeps some of them.
+//!
+//! - **Verifiers.** `reference`: the run's reference model (`generations.reference`:
+//!   M_0 or the oracle); `self`: the generating model M_k. Either reads each document's
+//!   canonical tokens in the windows training and evaluation read (one forward pass over
+//!   the sampled tokens), as it reads the real documents the quantile bounds come from.
+//!   The sampler's own record of its draws' log-likelihood (`self_perplexity` in the
+//!   listing) is not used to judge: it conditions on more context than a window holds,
+//!   so it is lower than the same model's window perplexity of the same text, and
+//!   comparing it with real documents' window perplexities would drop documents for
+//!   the difference of the two measures.
+//! - **Rules.** `keep_fraction = ρ`: rank the sampled documents by verifier perplexity
+//!   and keep the lowest until they hold a share ρ of the sampled tokens (ρ = 1 keeps
+//!   everything); `quantile_low`, `quantile_high`: keep the documents whose perplexity
+//!   lies between those quantiles of the real validation documents' perplexities under
+//!   the same verifier.
+//! - **D stays |R|.** The sampler writes enough documents that the kept ones hold at
+//!   least D tokens: D/ρ under the fraction rule; under the quantile rule it samples in
+//!   rounds (round 0 from the corpus seed, each later one from its own seed) until the
+//!   accepted documents hold D, and refuses, in one sentence, a corpus that would need
+//!   more than `max_oversampling` × D sampled tokens. The kept documents are the
+//!   corpus `STEM.{bin,txt,json}`, in the order they were sampled; the manifest's
+//!   `curation` record holds the oversampling factor (sampled tokens / D), the kept
+//!   share (kept tokens / sampled tokens), the bounds and the verifier's seconds.
+//! - **What was removed stays on disk.** `STEM.curation.csv` lists every sampled
+//!   document (round, index, tokens, verifier perplexity, kept or why not) and
+//!   `STEM.dropped.txt` holds the text of the dropped ones. Under the reference verifier
+//!   the same forward pass embeds the kept documents' passages (`STEM.reference.emb`),
+//!   which the score step then uses instead of a second pass.
+//!
+//! Nothing here draws randomness of its own: a curated corpus depends on the models,
+//! the seed and the settings only, so a killed run resumes to the same kept documents.
+use crate::analysis::manifold::Embeddings;
+use crate::checkpoint::Checkpoint;
+use crate::durable::{temp_path, write_atomic, write_json_atomic};
+use crate::eval::DocumentScore;
+use crate::integrity::FileFingerprint;
+use crate::model::Model;
+use crate::policy::Policy;
+use crate::sample::{SampleRequest, SampleStats};
+use crate::stream::TokenStream;
+use crate::synthetic::{draw, files, manifest_of, CorpusWriter, Published, SyntheticManifest, TextWriter};
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tch::Device;
+
+/// Who scores the sampled documents (`curation.verifier`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Verifier {
+    /// The run's reference model (`generations.reference`).
+    #[serde(rename = "reference")]
+    Reference,
+    /// The model that sampled them (self-perplexity).
+    #[serde(rename = "self")]
+    Own,
+}
+
+impl Verifier {
+    pub fn name(self) -> &'static str {
+        match self {
+            Verifier::Reference => "reference",
+            Verifier::Own => "self",
+        }
+    }
+}
+
+/// The `[curation]` table of a run config. Default: no curation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct CurationConfig {
+    /// `reference` or `self`; unset (the default): the sampled corpus is used whole.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verifier: Option<Verifier>,
+    /// ρ in (0, 1]: keep the lowest-perplexity documents holding this share of the
+    /// sampled tokens (the sampler writes D/ρ tokens).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keep_fraction: Option<f64>,
+    /// q_low < q_high in [0, 1]: keep documents whose verifier perplexity lies between
+    /// these quantiles of the real validation documents' perplexities.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quantile_low: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quantile_high: Option<f64>,
+    /// Under the quantile rule, the most tokens sampled for one corpus, in units of D,
+    /// before the generation is refused. Default 10.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_oversampling: Option<f64>,
+}
+
+/// The default of `curation.max_oversampling`.
+pub const DEFAULT_MAX_OVERSAMPLING: f64 = 10.0;
+
+/// Fewer real validation documents than this make the quantile bounds rough: a warning.
+pub const FEW_REAL_DOCUMENTS: usize = 20;
+
+/// Which documents a verifier's perplexities keep.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Rule {
+    /// The lowest perplexities, holding this share of the sampled tokens.
+    Best { fraction: f64 },
+    /// Perplexities between these quantiles of the real documents'.
+    Quantiles { low: f64, high: f64 },
+}
+
+impl Rule {
+    pub fn describe(&self) -> String {
+        match self {
+            Rule::Best { fraction } => format!("the lowest-perplexity {:.0}% of the sampled tokens", 100.0 * fraction),
+            Rule::Quantiles { low, high } => {
+                format!("perplexity between the real documents' {low} and {high} quantiles")
+            }
+        }
+    }
+}
+
+impl CurationConfig {
+    /// No curation configured.
+    pub fn is_off(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// The verifier and rule, when curation is on (the table validated first).
+    pub fn rule(&self) -> Option<(Verifier, Rule)> {
+        let verifier = self.verifier?;
+        let rule = match (self.keep_fraction, self.quantile_low, self.quantile_high) {
+            (Some(fraction), _, _) => Rule::Best { fraction },
+            (None, Some(low), Some(high)) => Rule::Quantiles { low, high },
+            _ => return None,
+        };
+        Some((verifier, rule))
+    }
+
+    pub fn max_oversampling(&self) -> f64 {
+        self.max_oversampling.unwrap_or(DEFAULT_MAX_OVERSAMPLING)
+    }
+
+    /// Checks the table against itself and the run's policy, one sentence per problem.
+    pub fn validate(&self, policy: Policy) -> Result<()> {
+        if self.is_off() {
+            return Ok(());
+        }
+        let Some(verifier) = self.verifier else {
+            bail!(
+                "the [curation] table sets a rule but no curation.verifier; set verifier = \"reference\" or \"self\", or remove the table"
+            );
+        };
+        let quantiles = self.quantile_low.is_some() || self.quantile_high.is_some();
+        match (self.keep_fraction, quantiles) {
+            (Some(_), true) => bail!(
+                "curation.keep_fraction and curation.quantile_low/quantile_high are two rules; set one of them"
+            ),
+            (None, false) => bail!(
+                "curation.verifier = \"{}\" needs a rule: curation.keep_fraction = ρ in (0, 1], or curation.quantile_low and curation.quantile_high",
+                verifier.name()
+            ),
+            (Some(f), false) if !(f > 0.0 && f <= 1.0) => {
+                bail!("curation.keep_fraction must be in (0, 1] (1 keeps everything), got {f}")
+            }
+            (None, true) => {
+                let (Some(low), Some(high)) = (self.quantile_low, self.quantile_high) else {
+                    bail!("curation.quantile_low and curation.quantile_high must be set together");
+                };
+                if !((0.0..=1.0).contains(&low) && (0.0..=1.0).contains(&high)) {
+                    bail!("curation.quantile_low and curation.quantile_high must lie in [0, 1], got {low} and {high}");
+                }
+                if low >= high {
+                    bail!("curation.quantile_low ({low}) must be below curation.quantile_high ({high})");
+                }
+            }
+            _ => {}
+        }
+        if let Some(m) = self.max_oversampling {
+            if self.keep_fraction.is_some() {
+                bail!("curation.max_oversampling bounds the quantile rule only (keep_fraction ρ samples D/ρ tokens); remove it");
+            }
+            if !(m >= 1.0 && m.is_finite()) {
+                bail!("curation.max_oversampling must be at least 1 (units of D), got {m}");
+            }
+        }
+        let synthetic_share = match policy {
+            Policy::Real => 0.0,
+            Policy::Mix { real_fraction } | Policy::Fresh { real_fraction } => 1.0 - real_fraction,
+            _ => 1.0,
+        };
+        if synthetic_share == 0.0 {
+            bail!(
+                "curation is set, but policy '{}'{} trains on no synthetic data, so there is nothing to curate; remove the [curation] table",
+                policy.name(),
+                policy.real_fraction().map(|l| format!(" with λ = {l}")).unwrap_or_default()
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Why a sampled document is in the corpus or not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Kept,
+    /// Below the lower bound.
+    Below,
+    /// Above the upper bound (or no finite perplexity).
+    Above,
+    /// Outside the best share ρ.
+    Ranked,
+    /// Accepted, but sampled after the kept documents reached D.
+    NotNeeded,
+}
+
+impl Decision {
+    pub fn name(self) -> &'static str {
+        match self {
+            Decision::Kept => "kept",
+            Decision::Below => "below",
+            Decision::Above => "above",
+            Decision::Ranked => "ranked-out",
+            Decision::NotNeeded => "not-needed",
+        }
+    }
+}
+
+/// What the rule decides for documents of `tokens` tokens each (in the order sampled)
+/// with verifier perplexities `perplexity`, for a corpus of `target` tokens; `bounds`
+/// are the quantile rule's perplexity bounds. Under [`Rule::Best`] ties keep the earlier
+/// document; a perplexity that is not finite ranks last and is above every bound.
+pub fn judge(rule: Rule, bounds: (f64, f64), tokens: &[usize], perplexity: &[f64], target: usize) -> Vec<Decision> {
+    assert_eq!(tokens.len(), perplexity.len());
+    match rule {
+        Rule::Best { fraction } => {
+            let total: usize = tokens.iter().sum();
+            let key = |i: usize| if perplexity[i].is_finite() { perplexity[i] } else { f64::INFINITY };
+            let mut order: Vec<usize> = (0..tokens.len()).collect();
+            order.sort_by(|&a, &b| key(a).total_cmp(&key(b)).then(a.cmp(&b)));
+            let mut out = vec![Decision::Ranked; tokens.len()];
+            let mut kept = 0usize;
+            for i in order {
+                if kept as f64 >= fraction * total as f64 {
+                    break;
+                }
+                out[i] = Decision::Kept;
+                kept += tokens[i];
+            }
+            out
+        }
+        Rule::Quantiles { .. } => {
+            let mut kept = 0usize;
+            (0..tokens.len())
+                .map(|i| {
+                    let p = perplexity[i];
+                    if p < bounds.0 {
+                        Decision::Below
+                    } else if p.is_nan() || p > bounds.1 {
+                        Decision::Above
+                    } else if kept < target {
+                        kept += tokens[i];
+                        Decision::Kept
+                    } else {
+                        Decision::NotNeeded
+                    }
+                })
+                .collect()
+        }
+    }
+}
+
+/// The q-quantile of `values` (linear interpolation between order statistics); NaN
+/// for none.
+pub fn quantile(values: &[f64], q: f64) -> f64 {
+    let mut v: Vec<f64> = values.iter().copied().filter(|x| !x.is_nan()).collect();
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    let h = (v.len() - 1) as f64 * q.clamp(0.0, 1.0);
+    let lo = h.floor() as usize;
+    let hi = (lo + 1).min(v.len() - 1);
+    v[lo] + (h - lo as f64) * (v[hi] - v[lo])
+}
+
+/// How one corpus is curated: the verifier, the rule, and what the rule compares with.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub verifier: Verifier,
+    pub rule: Rule,
+    /// The quantile rule's perplexity bounds (unused by the fraction rule).
+    pub bounds: (f64, f64),
+    /// Real documents the bounds come from (0 under the fraction rule).
+    pub real_documents: usize,
+    pub max_oversampling: f64,
+    /// The verifier's checkpoint, as recorded.
+    pub verifier_checkpoint: String,
+}
+
+/// The `curation` record of a curated corpus's manifest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CurationRecord {
+    pub verifier: Verifier,
+    pub verifier_checkpoint: String,
+    /// ρ, or the quantiles and the perplexity bounds they gave.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_fraction: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantiles: Option<(f64, f64)>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub perplexity_bounds: Option<(f64, f64)>,
+    #[serde(default)]
+    pub real_documents: usize,
+    /// Sampling rounds (1 under the fraction rule).
+    pub rounds: usize,
+    pub sampled_documents: usize,
+    pub sampled_tokens: usize,
+    pub kept_documents: usize,
+    pub kept_tokens: usize,
+    /// Sampled tokens over D (the corpus size asked for): the sampling compute.
+    pub oversampling: f64,
+    /// Kept tokens over sampled tokens.
+    pub kept_share: f64,
+    /// Seconds the verifier took (its forward passes; 0 for `self`).
+    pub verifier_seconds: f64,
+    /// `STEM.curation.csv` and `STEM.dropped.txt` as written.
+    pub listing: FileFingerprint,
+    pub dropped_text: FileFingerprint,
+    /// `STEM.reference.emb`: the kept documents' passage embeddings under the reference,
+    /// from the verifier's pass (reference verifier only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference_embeddings: Option<FileFingerprint>,
+}
+
+/// The listing, dropped text and reference embeddings beside a corpus `stem`.
+pub fn curation_files(stem: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let with = |ext: &str| {
+        let mut s = stem.as_os_str().to_os_string();
+        s.push(ext);
+        PathBuf::from(s)
+    };
+    (with(".curation.csv"), with(".dropped.txt"), with(".reference.emb"))
+}
+
+/// Perplexity of every document of `stream` under `model`, and with `embed` the
+/// passage embeddings of the same pass.
+pub fn perplexities(
+    model: &Model,
+    stream: &TokenStream,
+    device: Device,
+    embed: bool,
+) -> Result<(Vec<DocumentScore>, Option<Embeddings>)> {
+    crate::eval::score_documents(model, stream, device, embed)
+}
+
+/// One sampled document and what the verifier made of it.
+struct Candidate {
+    round: usize,
+    index: usize,
+    doc: Published,
+    score: DocumentScore,
+    /// Its passages' rows in `embeddings` (reference verifier).
+    passages: std::ops::Range<usize>,
+}
+
+impl Candidate {
+    fn perplexity(&self) -> f64 {
+        self.score.mean().exp()
+    }
+}
+
+/// Scores a round's documents under the verifier in one forward pass through a
+/// temporary token file, with `embed` embedding their passages too.
+fn score_round(
+    verifier: &Model,
+    ckpt: &Checkpoint,
+    stem: &Path,
+    docs: &[Published],
+    device: Device,
+    embed: bool,
+) -> Result<(Vec<DocumentScore>, Option<Embeddings>)> {
+    let mut pool = stem.as_os_str().to_os_string();
+    pool.push(".pool.bin");
+    let path = temp_path(Path::new(&pool));
+    let eot = ckpt.vocab.eot();
+    let mut all = Vec::new();
+    let mut cuts = Vec::new();
+    for d in docs {
+        all.extend(d.corpus_ids(eot));
+        if d.truncated {
+            cuts.push(all.len());
+        }
+    }
+    crate::tokens::write_tokens(&path, &all, ckpt.vocab.vocab_size())?;
+    let scored = (|| {
+        let file = Arc::new(crate::tokens::TokenFile::open(&path)?);
+        let mut stream = TokenStream::new(ckpt.vocab.delimiters());
+        let f = stream.add_file(file.clone());
+        for r in crate::tokens::document_ranges_with_cuts(file.iter(), eot, &cuts) {
+            stream.push(f, r);
+        }
+        anyhow::ensure!(stream.documents() == docs.len(), "the pool of a curated corpus lost its document bounds");
+        perplexities(verifier, &stream, device, embed)
+    })();
+    let _ = std::fs::remove_file(&path);
+    scored
+}
+
+/// Passages (windows of `block` tokens) of a document of `tokens` corpus tokens.
+fn passages(tokens: usize, block: usize) -> usize {
+    tokens.max(1).div_ceil(block)
+}
+
+/// Adds a round's sampler statistics to the corpus's.
+fn add_stats(total: &mut Option<SampleStats>, round: SampleStats) {
+    let Some(t) = total else {
+        *total = Some(round);
+        return;
+    };
+    t.discarded_tokens += round.discarded_tokens;
+    t.reencodes += round.reencodes;
+    t.steps += round.steps;
+    t.seconds += round.seconds;
+    t.time.forward_seconds += round.time.forward_seconds;
+    t.time.draw_seconds += round.time.draw_seconds;
+    t.time.rebuild_seconds += round.time.rebuild_seconds;
+    t.time.host_seconds += round.time.host_seconds;
+}
+
+/// The seed of sampling round `round` of a corpus sampled with `seed` (round 0: `seed`).
+pub fn round_seed(seed: u64, round: usize) -> u64 {
+    match round {
+        0 => seed,
+        r => crate::mix::splitmix64(seed.wrapping_add(crate::mix::GOLDEN_GAMMA.wrapping_mul(r as u64))),
+    }
+}
+
+/// Samples a corpus of `req.n_tokens` kept tokens from `ckpt`, curated by `plan`
+/// (`reference` is the verifier model under [`Verifier::Reference`]), and writes it with
+/// its listing, dropped text and manifest (last).
+pub fn write_curated_corpus(
+    ckpt: &Checkpoint,
+    stem: &Path,
+    req: &SampleRequest,
+    device: Device,
+    plan: &Plan,
+    reference: Option<&Model>,
+) -> Result<SyntheticManifest> {
+    let (_, _, json) = files(stem);
+    let _ = std::fs::remove_file(&json);
+    let target = req.n_tokens;
+    let eot = ckpt.vocab.eot();
+    let block = reference.map(|m| m.config().block_size as usize).unwrap_or(1);
+    let mut candidates: Vec<Candidate> = Vec::new();
+    let mut embeddings: Option<Embeddings> = None;
+    let (mut stats, mut canonical_seconds, mut verifier_seconds) = (None, 0.0, 0.0);
+    let mut round_target = match plan.rule {
+        Rule::Best { fraction } => (target as f64 / fraction).ceil() as usize,
+        Rule::Quantiles { .. } => target,
+    };
+    let limit = (plan.max_oversampling * target as f64).ceil() as usize;
+    let mut round = 0;
+    let decisions = loop {
+        let round_req = SampleRequest { seed: round_seed(req.seed, round), n_tokens: round_target, ..req.clone() };
+        let mut docs = Vec::new();
+        let (round_stats, seconds) = draw(ckpt, &round_req, device, |doc| {
+            let n = doc.corpus_tokens();
+            docs.push(doc);
+            Ok(n)
+        })?;
+        add_stats(&mut stats, round_stats);
+        canonical_seconds += seconds;
+        let t0 = std::time::Instant::now();
+        // The verifier reads each document in the windows training and evaluation read,
+        // as it reads the real documents the quantile bounds come from.
+        let verifier = match plan.verifier {
+            Verifier::Reference => reference.context("curation by the reference needs the reference model")?,
+            Verifier::Own => &ckpt.model,
+        };
+        let (scores, e) = score_round(verifier, ckpt, stem, &docs, device, plan.verifier == Verifier::Reference)?;
+        if let Some(e) = e {
+            match embeddings.as_mut() {
+                Some(all) => all.data.extend(e.data),
+                None => embeddings = Some(e),
+            }
+        }
+        verifier_seconds += t0.elapsed().as_secs_f64();
+        for (index, (doc, score)) in docs.into_iter().zip(scores).enumerate() {
+            let first = candidates.last().map_or(0, |c| c.passages.end);
+            let n = if plan.verifier == Verifier::Reference { passages(doc.corpus_tokens(), block) } else { 0 };
+            candidates.push(Candidate { round, index, doc, score, passages: first..first + n });
+        }
+        let tokens: Vec<usize> = candidates.iter().map(|c| c.doc.corpus_tokens()).collect();
+        let perplexity: Vec<f64> = candidates.iter().map(|c| c.perplexity()).collect();
+        let decisions = judge(plan.rule, plan.bounds, &tokens, &perplexity, target);
+        let sampled: usize = tokens.iter().sum();
+        let (accepted, kept) = decisions.iter().zip(&tokens).fold((0, 0), |(a, k), (d, &t)| match d {
+            Decision::Kept => (a + t, k + t),
+            Decision::NotNeeded => (a + t, k),
+            _ => (a, k),
+        });
+        if matches!(plan.rule, Rule::Best { .. }) || kept >= target {
+            break decisions;
+        }
+        if sampled >= limit {
+            let share = |which: Decision| {
+                let t: usize = decisions.iter().zip(&tokens).filter(|(d, _)| **d == which).map(|(_, t)| t).sum();
+                100.0 * t as f64 / sampled as f64
+            };
+            bail!(
+                "curation kept {kept} of the {target} tokens the corpus needs after sampling {sampled} ({:.1} × D, the limit curation.max_oversampling = {}): \
+                 of the sampled tokens {:.1}% lie below the real documents' perplexity bounds {:.1}–{:.1} and {:.1}% above; widen the quantiles or raise the limit",
+                sampled as f64 / target as f64,
+                plan.max_oversampling,
+                share(Decision::Below),
+                plan.bounds.0,
+                plan.bounds.1,
+                share(Decision::Above)
+            );
+        }
+        let need = target - kept;
+        let estimate = if accepted > 0 { need as f64 * sampled as f64 / accepted as f64 * 1.1 } else { target as f64 };
+        round_target = (estimate.ceil() as usize).clamp(1, limit - sampled);
+        round += 1;
+    };
+    let mut stats = stats.expect("at least one round");
+
+    // The kept documents in the order they were sampled, the dropped ones beside them.
+    let mut writer = CorpusWriter::create(stem, ckpt.vocab.vocab_size(), eot)?;
+    let (listing, dropped_path, emb_path) = curation_files(stem);
+    let mut dropped = TextWriter::create(&dropped_path)?;
+    let mut kept_rows = Vec::new();
+    for (c, d) in candidates.iter().zip(&decisions) {
+        if *d == Decision::Kept {
+            writer.add(&c.doc)?;
+            kept_rows.extend(c.passages.clone());
+        } else {
+            dropped.add(&c.doc)?;
+        }
+    }
+    dropped.finish()?;
+    crate::durable::write_csv_atomic(&listing, |w| {
+        w.write_record([
+            "round",
+            "document",
+            "tokens",
+            "targets",
+            "verifier_nll",
+            "verifier_perplexity",
+            "self_perplexity",
+            "decision",
+        ])?;
+        for (c, d) in candidates.iter().zip(&decisions) {
+            w.write_record([
+                c.round.to_string(),
+                c.index.to_string(),
+                c.doc.corpus_tokens().to_string(),
+                c.score.targets.to_string(),
+                format!("{:.9}", c.score.mean()),
+                format!("{:.6}", c.perplexity()),
+                format!("{:.6}", c.doc.self_nll.0.exp()),
+                d.name().to_string(),
+            ])?;
+        }
+        Ok(())
+    })?;
+    let reference_embeddings = match &embeddings {
+        Some(e) => {
+            write_atomic(&emb_path, &e.select(&kept_rows).to_bytes())?;
+            Some(FileFingerprint::of(&emb_path)?)
+        }
+        None => None,
+    };
+    let sampled_tokens: usize = candidates.iter().map(|c| c.doc.corpus_tokens()).sum();
+    let written = writer.finish()?;
+    let record = CurationRecord {
+        verifier: plan.verifier,
+        verifier_checkpoint: plan.verifier_checkpoint.clone(),
+        keep_fraction: match plan.rule {
+            Rule::Best { fraction } => Some(fraction),
+            _ => None,
+        },
+        quantiles: match plan.rule {
+            Rule::Quantiles { low, high } => Some((low, high)),
+            _ => None,
+        },
+        perplexity_bounds: matches!(plan.rule, Rule::Quantiles { .. }).then_some(plan.bounds),
+        real_documents: plan.real_documents,
+        rounds: candidates.last().map_or(0, |c| c.round + 1),
+        sampled_documents: candidates.len(),
+        sampled_tokens,
+        kept_documents: written.documents,
+        kept_tokens: written.tokens,
+        oversampling: sampled_tokens as f64 / target.max(1) as f64,
+        kept_share: written.tokens as f64 / sampled_tokens.max(1) as f64,
+        verifier_seconds,
+        listing: FileFingerprint::of(&listing)?,
+        dropped_text: FileFingerprint::of(&dropped_path)?,
+        reference_embeddings,
+    };
+    stats.tokens_per_second = sampled_tokens as f64 / stats.seconds.max(1e-9);
+    let mut manifest = manifest_of(ckpt, stem, req, stats, canonical_seconds, written)?;
+    manifest.curation = Some(record);
+    write_json_atomic(&json, &manifest)?;
+    Ok(manifest)
+}
+
+/// The kept documents' reference scores and passage embeddings recorded by a curation
+/// by the reference `checkpoint`, checked against the record; `None` when the corpus
+/// was not curated so (or by another reference), so the score step computes them.
+pub fn stored_reference_scores(
+    stem: &Path,
+    manifest: &SyntheticManifest,
+    checkpoint: &Path,
+    way_out: &str,
+) -> Result<Option<(Vec<DocumentScore>, Embeddings)>> {
+    let Some(c) = &manifest.curation else { return Ok(None) };
+    let Some(emb_record) = &c.reference_embeddings else { return Ok(None) };
+    if c.verifier != Verifier::Reference || Path::new(&c.verifier_checkpoint) != checkpoint {
+        return Ok(None);
+    }
+    let (listing, _, emb_path) = curation_files(stem);
+    crate::integrity::check_file(&listing, &c.listing, way_out)?;
+    crate::integrity::check_file(&emb_path, emb_record, way_out)?;
+    let mut r = csv::Reader::from_path(&listing).with_context(|| format!("cannot read {}", listing.display()))?;
+    let mut scores = Vec::new();
+    for rec in r.records() {
+        let rec = rec.with_context(|| format!("malformed row in {}", listing.display()))?;
+        if rec.get(7) != Some(Decision::Kept.name()) {
+            continue;
+        }
+        let bad = || anyhow::anyhow!("malformed row in {}", listing.display());
+        let targets: u64 = rec.get(3).and_then(|v| v.parse().ok()).ok_or_else(bad)?;
+        let mean: f64 = rec.get(4).and_then(|v| v.parse().ok()).ok_or_else(bad)?;
+        scores.push(DocumentScore { nll: mean * targets as f64, targets });
+    }
+    let bytes = std::fs::read(&emb_path).with_context(|| format!("cannot read {}", emb_path.display()))?;
+    let embeddings = Embeddings::from_bytes(&bytes).with_context(|| format!("{} is unreadable", emb_path.display()))?;
+    if scores.len() != manifest.stats.documents {
+        bail!(
+            "{} lists {} kept documents, but the corpus holds {}; {way_out}",
+            listing.display(),
+            scores.len(),
+            manifest.stats.documents
+        );
+    }
+    Ok(Some((scores, embeddings)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fraction_rule_keeps_the_lowest_perplexities_up_to_its_share_of_the_tokens() {
+        let tokens = [10, 10, 10, 10];
+        let ppl = [5.0, 1.0, f64::NAN, 3.0];
+        let d = judge(Rule::Best { fraction: 0.5 }, (0.0, 0.0), &tokens, &ppl, 20);
+        assert_eq!(d, [Decision::Ranked, Decision::Kept, Decision::Ranked, Decision::Kept]);
+        let all = judge(Rule::Best { fraction: 1.0 }, (0.0, 0.0), &tokens, &ppl, 20);
+        assert!(all.iter().all(|d| *d == Decision::Kept), "ρ = 1 keeps everything: {all:?}");
+    }
+
+    #[test]
+    fn the_quantile_rule_keeps_what_lies_between_the_bounds_until_the_target() {
+        let tokens = [5, 5, 5, 5, 5];
+        let ppl = [1.0, 50.0, 10.0, 20.0, 30.0];
+        let d = judge(Rule::Quantiles { low: 0.1, high: 0.9 }, (2.0, 40.0), &tokens, &ppl, 10);
+        assert_eq!(d, [Decision::Below, Decision::Above, Decision::Kept, Decision::Kept, Decision::NotNeeded]);
+        assert_eq!(quantile(&[4.0, 1.0, 3.0, 2.0], 0.5), 2.5);
+        assert_eq!(quantile(&[4.0, 1.0, 3.0, 2.0], 0.0), 1.0);
+        assert_eq!(quantile(&[4.0, 1.0, 3.0, 2.0], 1.0), 4.0);
+    }
+
+    #[test]
+    fn bad_tables_are_refused_with_the_setting_named() {
+        let on = |f: fn(&mut CurationConfig)| {
+            let mut c =
+                CurationConfig { verifier: Some(Verifier::Own), keep_fraction: Some(0.5), ..Default::default() };
+            f(&mut c);
+            c.validate(Policy::Replace).map_err(|e| e.to_string())
+        };
+        assert!(on(|_| {}).is_ok());
+        assert!(on(|c| c.keep_fraction = Some(0.0)).unwrap_err().contains("curation.keep_fraction must be in (0, 1]"));
+        assert!(on(|c| c.keep_fraction = Some(1.5)).unwrap_err().contains("(0, 1]"));
+        let q = |c: &mut CurationConfig| {
+            c.keep_fraction = None;
+            c.quantile_low = Some(0.9);
+            c.quantile_high = Some(0.1);
+        };
+        assert!(on(q).unwrap_err().contains("must be below curation.quantile_high"));
+        assert!(on(|c| c.verifier = None).unwrap_err().contains("no curation.verifier"));
+        let c = CurationConfig { verifier: Some(Verifier::Reference), keep_fraction: Some(0.5), ..Default::default() };
+        let e = c.validate(Policy::Real).unwrap_err().to_string();
+        assert!(e.contains("policy 'real'") && e.contains("nothing to curate"), "{e}");
+        assert!(c.validate(Policy::Mix { real_fraction: 1.0 }).is_err());
+        assert!(c.validate(Policy::Mix { real_fraction: 0.5 }).is_ok());
+    }
+}

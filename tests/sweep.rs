@@ -449,7 +449,7 @@ fn every_recipe_expands_into_valid_runs() {
         }
     }
     seen.sort();
-    assert_eq!(seen, ["alemohammad", "bertrand", "gerstgrasser", "marchi", "suresh"]);
+    assert_eq!(seen, ["alemohammad", "bertrand", "curation", "gerstgrasser", "marchi", "suresh"]);
 }
 
 /// Rows of generations.csv with the columns the sweep pools that this test plants.
@@ -478,7 +478,11 @@ fn contrasts_rates_and_thresholds_recover_what_was_planted() {
         let noise = move |k: u32| 0.05 * (((run.seed * 7 + k as u64 * 3) % 5) as f64 - 2.0);
         let rows = planted_rows(
             |k| 100.0 + 40.0 * s + slope_of(l) * k as f64 + noise(k),
-            |k| if k == 0 { [0.999, 0.95, 0.998][run.seed as usize - 1] } else { 0.9 },
+            // Precision falls below λ = 0.5 and is flat (up to noise) above it.
+            |k| match k {
+                0 => [0.999, 0.95, 0.998][run.seed as usize - 1],
+                k => 0.9 - 0.005 * slope_of(l).max(0.0) * k as f64 + 0.02 * noise(k),
+            },
             4,
         );
         let dir = root.join("analysis").join(&run.name);
@@ -523,6 +527,13 @@ fn contrasts_rates_and_thresholds_recover_what_was_planted() {
     let thresholds = csv_rows(&out.join("thresholds.csv"));
     let t = thresholds.iter().find(|t| t["axis"] == "real_fraction" && t["measure"] == "held_out_perplexity").unwrap();
     assert_eq!((t["stable_from"].as_str(), t["unstable_below"].as_str()), ("0.6", "0.4"), "{t:?}");
+    assert_eq!(t["under_collapse"], "climbs");
+    // Precision falls under collapse: the rule reads its rates the other way round, and
+    // its flat rates above λ = 0.5 are not shown to collapse.
+    let p = thresholds.iter().find(|t| t["axis"] == "real_fraction" && t["measure"] == "precision").unwrap();
+    assert_eq!(p["under_collapse"], "falls");
+    assert_eq!((p["not_collapsing_from"].as_str(), p["collapsing_below"].as_str()), ("0.6", "0.4"), "{p:?}");
+    assert_ne!(p["stable_from"], "0.2", "a falling precision is not stable: {p:?}");
 
     // A share's interval stays inside [0, 1], however few the seeds.
     let p = summary

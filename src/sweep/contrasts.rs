@@ -12,9 +12,17 @@
 //!   generation 0 (relative, per generation); then their mean and 95% interval over
 //!   seeds. A run needs at least two of those generations.
 //! - **Threshold** (`thresholds.csv`). Along a numeric grid axis (λ, a temperature),
-//!   among cells alike in every other axis: the smallest axis value whose rate's
-//!   interval lies at or below 0 (the measure does not climb), with the largest smaller
-//!   value whose interval does not, which bracket the threshold between them.
+//!   among cells alike in every other axis, two readings, each knowing which way the
+//!   measure moves under collapse ([`direction`]: held-out perplexity climbs, precision
+//!   falls). *Shown stable*: the smallest axis value whose rate's interval lies wholly
+//!   on the safe side of 0 (at or below 0 for a measure that climbs, at or above for one
+//!   that falls), bracketed by the largest smaller value whose does not. *Not shown to
+//!   collapse*: the smallest value whose interval does not lie wholly on the collapse
+//!   side (with few seeds a flat rate's interval straddles 0, so this is the reading
+//!   that finds Bertrand et al.'s threshold), bracketed by the largest smaller value
+//!   whose does. A measure that moves either way under collapse (entropy, which falls
+//!   below T = 1 and climbs above it) has no safe side: both readings ask for an
+//!   interval that contains 0.
 use super::aggregate::{cell_values, opt, seeds_text, Aggregate, Kind, Slot, MODEL_MEASURES};
 use super::cells::{short_value, Sweep};
 use super::stats::Summary;
@@ -197,6 +205,70 @@ pub fn rates(sweep: &Sweep, agg: &Aggregate) -> Vec<RateRow> {
     rows
 }
 
+/// Which way a measure moves as a loop collapses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Perplexities, losses, divergences from the real data, the share beyond the real tail.
+    Climbs,
+    /// Quality and diversity: precision, recall, density, coverage, distinct tokens and
+    /// n-grams, tail mass.
+    Falls,
+    /// Either way, depending on the loop (entropy, lengths, copying, the Zipf slope).
+    Either,
+}
+
+impl Direction {
+    pub fn name(self) -> &'static str {
+        match self {
+            Direction::Climbs => "climbs",
+            Direction::Falls => "falls",
+            Direction::Either => "either",
+        }
+    }
+
+    /// Whether an interval `(low, high)` of a rate lies wholly on the safe side of 0.
+    fn safe(self, low: f64, high: f64) -> bool {
+        match self {
+            Direction::Climbs => high <= 0.0,
+            Direction::Falls => low >= 0.0,
+            Direction::Either => low <= 0.0 && high >= 0.0,
+        }
+    }
+
+    /// Whether it lies wholly on the collapse side of 0.
+    fn collapsing(self, low: f64, high: f64) -> bool {
+        match self {
+            Direction::Climbs => low > 0.0,
+            Direction::Falls => high < 0.0,
+            Direction::Either => low > 0.0 || high < 0.0,
+        }
+    }
+}
+
+/// The way `measure` moves under collapse.
+pub fn direction(measure: &str) -> Direction {
+    const FALLS: [&str; 8] =
+        ["precision", "recall", "density", "coverage", "distinct_tokens", "distinct_2", "distinct_3", "tail_mass"];
+    const CLIMBS: [&str; 9] = [
+        "held_out_loss",
+        "held_out_perplexity",
+        "reference_perplexity_median",
+        "reference_beyond_real_p99",
+        "kl_real_gen_add_half",
+        "kl_gen_real_add_half",
+        "js_divergence",
+        "total_variation",
+        "synthetic_non_canonical_share",
+    ];
+    if FALLS.contains(&measure) || measure == "synthetic_distinct_tokens" {
+        Direction::Falls
+    } else if CLIMBS.contains(&measure) {
+        Direction::Climbs
+    } else {
+        Direction::Either
+    }
+}
+
 /// One row of `thresholds.csv`: along `axis`, among cells alike in `others`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Threshold {
@@ -205,11 +277,19 @@ pub struct Threshold {
     pub others: String,
     pub measure: String,
     pub kind: Kind,
-    /// The smallest value whose rate's interval lies at or below 0 (None: no value's does).
+    /// Which way the measure moves under collapse.
+    pub direction: Direction,
+    /// The smallest value whose rate's interval lies wholly on the safe side of 0 (None:
+    /// no value's does).
     pub stable_from: Option<f64>,
     /// The largest smaller value whose interval does not (None: the smallest value is
     /// already stable, so the threshold lies at or below it).
     pub unstable_below: Option<f64>,
+    /// The smallest value whose rate's interval does not lie wholly on the collapse side
+    /// (None: every value's does).
+    pub not_collapsing_from: Option<f64>,
+    /// The largest smaller value whose interval does.
+    pub collapsing_below: Option<f64>,
     /// Values on the ladder, ascending.
     pub ladder: Vec<f64>,
 }
@@ -252,25 +332,29 @@ pub fn thresholds(sweep: &Sweep, rates: &[RateRow]) -> Vec<Threshold> {
             }
             ladder.sort_by(|a, b| a.0.total_cmp(&b.0));
             for (m, kind) in measures() {
-                let stable = |cell: usize| {
-                    rates
-                        .iter()
-                        .find(|r| r.cell == cell && r.measure == m && r.kind == kind)
-                        .and_then(|r| r.slope.high())
-                        .map(|hi| hi <= 0.0)
+                let dir = direction(m);
+                let interval = |cell: usize| {
+                    let r = rates.iter().find(|r| r.cell == cell && r.measure == m && r.kind == kind)?;
+                    Some((r.slope.low()?, r.slope.high()?))
                 };
-                let verdicts: Vec<Option<bool>> = ladder.iter().map(|&(_, c)| stable(c)).collect();
-                if verdicts.iter().any(Option::is_none) {
+                let intervals: Vec<Option<(f64, f64)>> = ladder.iter().map(|&(_, c)| interval(c)).collect();
+                if intervals.iter().any(Option::is_none) {
                     continue;
                 }
-                let first = verdicts.iter().position(|v| *v == Some(true));
+                let intervals: Vec<(f64, f64)> = intervals.into_iter().flatten().collect();
+                let first = intervals.iter().position(|&(lo, hi)| dir.safe(lo, hi));
+                let calm = intervals.iter().position(|&(lo, hi)| !dir.collapsing(lo, hi));
+                let below = |i: Option<usize>| i.and_then(|i| i.checked_sub(1)).map(|i| ladder[i].0);
                 out.push(Threshold {
                     axis: super::spec::named_axis(&axis).unwrap_or(&axis).to_string(),
                     others: others.clone(),
                     measure: m.to_string(),
                     kind,
+                    direction: dir,
                     stable_from: first.map(|i| ladder[i].0),
-                    unstable_below: first.and_then(|i| i.checked_sub(1)).map(|i| ladder[i].0),
+                    unstable_below: below(first),
+                    not_collapsing_from: calm.map(|i| ladder[i].0),
+                    collapsing_below: below(calm),
                     ladder: ladder.iter().map(|l| l.0).collect(),
                 });
             }
@@ -363,15 +447,29 @@ pub fn rates_csv(sweep: &Sweep, rows: &[RateRow]) -> Result<Vec<u8>> {
 
 pub fn thresholds_csv(rows: &[Threshold]) -> Result<Vec<u8>> {
     crate::durable::csv_bytes(|w| {
-        w.write_record(["axis", "other_settings", "measure", "of", "stable_from", "unstable_below", "ladder"])?;
+        w.write_record([
+            "axis",
+            "other_settings",
+            "measure",
+            "of",
+            "under_collapse",
+            "stable_from",
+            "unstable_below",
+            "not_collapsing_from",
+            "collapsing_below",
+            "ladder",
+        ])?;
         for t in rows {
             w.write_record([
                 t.axis.clone(),
                 t.others.clone(),
                 t.measure.clone(),
                 t.kind.describe().to_string(),
+                t.direction.name().to_string(),
                 opt(t.stable_from),
                 opt(t.unstable_below),
+                opt(t.not_collapsing_from),
+                opt(t.collapsing_below),
                 t.ladder.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(" "),
             ])?;
         }

@@ -280,7 +280,7 @@ fn rates_section(
         return;
     }
     page.paragraph(&format!(
-        "Per run, the least-squares slope of a measure over generations 1..{n} (per generation; precision and recall are of the corpus S_(k+1) model k sampled); then its mean over seeds with its 95% interval. A rate whose interval lies at or below 0 does not climb. rates.csv holds every measure, and each slope relative to the run's generation-0 value."
+        "Per run, the least-squares slope of a measure over generations 1..{n} (per generation; precision and recall are of the corpus S_(k+1) model k sampled); then its mean over seeds with its 95% interval. A rate whose interval lies above 0 climbs, one whose interval contains 0 is not shown to move. rates.csv holds every measure, and each slope relative to the run's generation-0 value."
     ));
     let mut header = vec!["cell".to_string()];
     header.extend(HEADLINE.iter().map(|(m, _)| format!("{m} per generation")));
@@ -302,25 +302,32 @@ fn rates_section(
     if shown.is_empty() {
         return;
     }
-    page.paragraph("Thresholds along each numeric grid axis (cells alike in every other setting): the smallest value whose rate's interval lies at or below 0, and the largest smaller value whose does not; the threshold lies between them (Bertrand et al.'s stability threshold for λ). thresholds.csv holds every measure.");
+    page.paragraph("Thresholds along each numeric grid axis (cells alike in every other setting), read two ways, each knowing which way the measure moves under collapse (held-out perplexity and divergences climb, precision, recall and distinct tokens fall; entropy can move either way, so there both readings ask for an interval containing 0). Shown stable: the smallest value whose rate's interval lies wholly on the safe side of 0, bracketed by the largest smaller value whose does not. Not shown to collapse: the smallest value whose interval does not lie wholly on the collapse side, bracketed by the largest smaller value whose does; with 3 seeds a flat rate's interval straddles 0, so this reading is the one that finds a stability threshold (Bertrand et al.'s for λ), and the first says whether stability is shown. thresholds.csv holds every measure.");
+    let reading = |from: Option<f64>, below: Option<f64>| match (from, below) {
+        (Some(s), Some(u)) => format!("between {u} and {s}"),
+        (Some(s), None) => format!("at or below {s} (the smallest value on the ladder)"),
+        (None, _) => "above every value on the ladder".to_string(),
+    };
     let rows: Vec<Vec<String>> = shown
         .iter()
         .map(|t| {
-            let verdict = match (t.stable_from, t.unstable_below) {
-                (Some(s), Some(u)) => format!("between {u} and {s}"),
-                (Some(s), None) => format!("at or below {s} (the smallest value on the ladder)"),
-                (None, _) => "above every value on the ladder".to_string(),
-            };
             vec![
                 t.axis.clone(),
                 if t.others.is_empty() { "–".into() } else { t.others.clone() },
                 t.measure.clone(),
-                verdict,
+                t.direction.name().to_string(),
+                reading(t.not_collapsing_from, t.collapsing_below),
+                reading(t.stable_from, t.unstable_below),
                 t.ladder.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(", "),
             ]
         })
         .collect();
-    page.table(&["axis", "other settings", "measure", "threshold", "ladder"].map(String::from), &rows, &[0, 1, 2, 3]);
+    page.table(
+        &["axis", "other settings", "measure", "under collapse", "not shown to collapse", "shown stable", "ladder"]
+            .map(String::from),
+        &rows,
+        &[0, 1, 2, 3, 4, 5],
+    );
 }
 
 /// Paired differences from the baseline cell, per generation.

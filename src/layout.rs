@@ -256,6 +256,10 @@ impl SweepPaths {
         self.dir.join("thresholds.csv")
     }
 
+    pub fn vanish_csv(&self) -> PathBuf {
+        self.dir.join("vanish.csv")
+    }
+
     pub fn tails_csv(&self) -> PathBuf {
         self.dir.join("tails.csv")
     }

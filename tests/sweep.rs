@@ -553,3 +553,41 @@ fn contrasts_rates_and_thresholds_recover_what_was_planted() {
     assert_ne!(refused.0, 0);
     assert!(refused.2.contains("baseline") && refused.2.contains("matches no cell"), "{}", refused.2);
 }
+
+#[test]
+fn vanish_generations_and_their_slope_on_the_expected_count_are_pooled_over_seeds() {
+    let grid = "[grid]\npolicy = [\"replace\"]\n";
+    let dir = files_only(&sweep_file("vanish", 3, "[1, 2, 3]", grid));
+    let root = dir.path();
+    let sweep = lmloop::sweep::Sweep::load(&root.join("sweep.toml")).unwrap();
+    // Real counts 1000, 2, 3, 1 and D = |R|: the expected count is the real count. The
+    // common token never vanishes (V = K + 1 = 5), the count-2 token vanishes at S_2
+    // (at S_3 in seed 3), the count-3 token at S_4, the count-1 token is never sampled.
+    for run in &sweep.runs {
+        let b = if run.seed == 3 { [2, 2, 0, 0] } else { [2, 0, 0, 0] };
+        let mut text = "token_id,real_count,gen_01,gen_02,gen_03,gen_04\n".to_string();
+        text.push_str("0,1000,1003,1004,1003,1006\n");
+        text.push_str(&format!("1,2,{},{},{},{}\n", b[0], b[1], b[2], b[3]));
+        text.push_str("2,3,1,2,3,0\n3,1,0,0,0,0\n");
+        let dir = root.join("analysis").join(&run.name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("tokens.csv"), text).unwrap();
+        std::fs::write(dir.join("generations.csv"), planted_rows(|k| 100.0 + k as f64, |_| 0.9, 3)).unwrap();
+    }
+    let report = lmloop(root, &["sweep", "report", "sweep.toml"]);
+    assert_eq!(report.0, 0, "{}", report.2);
+    let rows = csv_rows(&root.join("analysis/sweeps/vanish/vanish.csv"));
+    let num = |r: &std::collections::HashMap<String, String>, c: &str| r[c].parse::<f64>().unwrap();
+    let group = |low: &str| rows.iter().find(|r| r["row"] == "group" && r["expected_count_low"] == low).unwrap();
+    assert_eq!(num(group("1"), "mean"), 1.0);
+    assert!((num(group("2"), "mean") - (3.0 + 3.0 + 3.5) / 3.0).abs() < 1e-9, "{:?}", group("2"));
+    assert_eq!(num(group("512"), "mean"), 5.0, "a token present in every corpus counts as K + 1");
+    let slope = rows.iter().find(|r| r["row"] == "slope").unwrap();
+    assert_eq!((slope["expected_count_high"].as_str(), slope["tokens"].as_str()), ("2", "2"), "{slope:?}");
+    assert!((num(slope, "mean") - 4.0 / 3.0).abs() < 1e-9, "{slope:?}");
+    assert!(num(slope, "ci95_low") < 4.0 / 3.0 && num(slope, "ci95_high") > 4.0 / 3.0);
+    let simulated = num(slope, "theory_simulated");
+    assert!(simulated.is_finite() && simulated > 0.0, "the simulator's slope: {slope:?}");
+    let html = std::fs::read_to_string(root.join("analysis/sweeps/vanish/report.html")).unwrap();
+    assert!(html.contains("When a token vanishes"));
+}

@@ -227,6 +227,7 @@ pub fn write_report(layout: &Layout, sweep: &Sweep) -> Result<ReportOutput> {
     let tails = super::tails::tails(layout, sweep)?;
     if !tails.is_empty() {
         write_atomic(&paths.tails_csv(), &super::tails::tails_csv(sweep, &tails)?)?;
+        write_atomic(&paths.vanish_csv(), &super::tails::vanish_csv(sweep, &tails)?)?;
         tail_section(&mut page, sweep, &tails, &plots)?;
     }
 
@@ -530,7 +531,45 @@ fn tail_section(
         page.paragraph(&format!("cell {}:", sweep.cells[t.cell].label));
         page.table(&header, &rows, &[0]);
     }
+    vanish_table(page, sweep, tails);
     Ok(())
+}
+
+/// When tokens vanish against their expected count, beside the simulator.
+fn vanish_table(page: &mut Page, sweep: &Sweep, tails: &[super::tails::CellTails]) {
+    let k = tails[0].vanish.corpora;
+    page.paragraph(&format!(
+        "When a token vanishes: V is the first S_k (k = 1..{k}) that lacks it, counted as {} for a token still present in S_{k}, the same censoring for the language model and the simulator (whose value is its expectation 1 + Σ_k P(present in S_k), for replace only, where a vanished symbol never returns). Per group, the mean of that generation; then, per run, the least-squares slope of it on the expected count c·D/|R| over the tokens expected at most {} times in one corpus (Suresh et al.: a symbol seen c times survives about c generations, a slope near 1 until censoring flattens it), its mean over seeds with a 95% interval. Also in vanish.csv.",
+        k + 1,
+        k as f64 / 2.0
+    ));
+    let mut header = vec!["cell".to_string()];
+    let groups: Vec<String> =
+        tails[0].bins.iter().map(|b| format!("[{}, {})", b.expected_low, b.expected_high)).collect();
+    header.extend(groups.iter().map(|g| format!("{g}: LM / sim")));
+    header.push(format!("slope up to {}: LM / sim (tokens)", k as f64 / 2.0));
+    let rows: Vec<Vec<String>> = tails
+        .iter()
+        .map(|t| {
+            let mut row = vec![sweep.cells[t.cell].label.clone()];
+            for g in &groups {
+                let found = t.bins.iter().position(|b| format!("[{}, {})", b.expected_low, b.expected_high) == *g);
+                row.push(match found.map(|i| &t.vanish.groups[i]) {
+                    Some((s, sim)) => format!("{} / {}", s.display(2), sim.map_or("–".into(), |x| format!("{x:.2}"))),
+                    None => "–".into(),
+                });
+            }
+            let v = &t.vanish;
+            row.push(format!(
+                "{} / {} ({})",
+                v.slope.display(3),
+                v.simulated_slope.map_or("–".into(), |x| format!("{x:.3}")),
+                v.fit_tokens
+            ));
+            row
+        })
+        .collect();
+    page.table(&header, &rows, &[0]);
 }
 
 /// "m ± h (n=3; missing 2)" with digits fitted to the measure.

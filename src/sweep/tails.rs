@@ -48,6 +48,55 @@ pub struct CellTails {
     /// D / |R| of the first seed's run.
     pub d_over_r: f64,
     pub bins: Vec<TailBin>,
+    /// When tokens vanish, against their expected count (see [`Vanish`]).
+    pub vanish: Vanish,
+}
+
+/// When a real token first vanishes, V: the first k in 1..=K (K = N+1 corpora) whose
+/// S_k lacks it, and K+1 for a token still present in S_K (so min(V, K+1), the same
+/// censoring for the language model and the simulator). Per octave of expected count
+/// its mean over the group (over seeds with a 95% interval), and per run the
+/// least-squares slope of min(V, K+1) on the expected count c·D/|R| over the tokens
+/// with 0 < c·D/|R| ≤ K/2 (Suresh et al.: a symbol seen c times survives about c
+/// generations, a slope near 1 before censoring flattens it). Beside them the exact
+/// simulator's expectation of the same quantities, 1 + Σ_k P(present in S_k), for
+/// `replace` (where a vanished symbol never returns).
+#[derive(Debug, Clone)]
+pub struct Vanish {
+    /// K: corpora S_1..S_K.
+    pub corpora: usize,
+    /// Per octave (same order as the cell's bins): measured mean min(V, K+1), simulated.
+    pub groups: Vec<(Summary, Option<f64>)>,
+    /// The fit's range of expected count (0, `fit_up_to`] and the tokens in it.
+    pub fit_up_to: f64,
+    pub fit_tokens: usize,
+    /// Slope per seed, pooled; and the simulator's slope.
+    pub slope: Summary,
+    pub simulated_slope: Option<f64>,
+    /// Seeds whose runs lack a corpus S_1..S_K.
+    pub missing: Vec<u64>,
+}
+
+/// min(V, K+1) of every token of a run's `tokens.csv` rows, `None` when a corpus
+/// S_1..S_K is missing.
+fn vanish_generations(rows: &[Row], corpora: usize) -> Option<Vec<f64>> {
+    let columns: Vec<String> = (1..=corpora).map(|k| crate::layout::gen_name(k as u32).replace('-', "_")).collect();
+    rows.iter()
+        .map(|r| {
+            let mut v = corpora + 1;
+            for (k, c) in columns.iter().enumerate() {
+                if number(r, c)? <= 0.0 {
+                    v = k + 1;
+                    break;
+                }
+            }
+            Some(v as f64)
+        })
+        .collect()
+}
+
+fn slope_of(points: &[(f64, f64)]) -> Option<f64> {
+    crate::analysis::LinearFit::fit(points).map(|f| f.slope)
 }
 
 fn octave(expected: f64) -> i32 {
@@ -113,6 +162,7 @@ pub fn tails(layout: &Layout, sweep: &Sweep) -> Result<Vec<CellTails>> {
             }
             _ => None,
         };
+        let groups_ids: Vec<Vec<usize>> = groups.values().cloned().collect();
         let mut bins = Vec::new();
         for (oct, ids) in groups {
             let low = 2f64.powi(oct);
@@ -161,9 +211,133 @@ pub fn tails(layout: &Layout, sweep: &Sweep) -> Result<Vec<CellTails>> {
                 predicted: matching.map(|m| m.1),
             });
         }
-        out.push(CellTails { cell: i, checkpoints: checkpoints.clone(), d_over_r: d / r_total, bins });
+        let vanish = vanish(
+            &tables,
+            &missing_table,
+            &real,
+            d / r_total,
+            n_corpora,
+            &groups_ids,
+            (cell.policy == "replace" && cfg.sample.temperature > 0.0).then(|| DiscreteConfig {
+                start: StartDistribution::from_weights("real counts".into(), real.clone()).expect("checked above"),
+                n: d.round() as u64,
+                generations: n_corpora,
+                trials: THEORY_TRIALS,
+                policy: DataPolicy::Replace,
+                temperature: cfg.sample.temperature,
+                seed: 0,
+            }),
+        )?;
+        out.push(CellTails { cell: i, checkpoints: checkpoints.clone(), d_over_r: d / r_total, bins, vanish });
     }
     Ok(out)
+}
+
+/// The [`Vanish`] statistics of a cell's runs (`tables`: seed and `tokens.csv` rows),
+/// with the simulator run by `theory` when it covers the cell.
+fn vanish(
+    tables: &[(u64, Vec<Row>)],
+    missing_table: &[u64],
+    real: &[f64],
+    d_over_r: f64,
+    corpora: usize,
+    groups: &[Vec<usize>],
+    theory: Option<DiscreteConfig>,
+) -> Result<Vanish> {
+    let fit_up_to = corpora as f64 / 2.0;
+    let fitted: Vec<usize> = (0..real.len()).filter(|&t| real[t] > 0.0 && real[t] * d_over_r <= fit_up_to).collect();
+    let mut missing = missing_table.to_vec();
+    let mut per_seed = Vec::new();
+    for (seed, rows) in tables {
+        match vanish_generations(rows, corpora) {
+            Some(v) if v.len() == real.len() => per_seed.push(v),
+            _ => missing.push(*seed),
+        }
+    }
+    missing.sort();
+    let simulated: Option<Vec<f64>> = match theory {
+        Some(config) => {
+            let all: Vec<usize> = (1..=corpora).collect();
+            let result = crate::theory::simulate_discrete_at(&config, &all)?;
+            Some(
+                (0..real.len())
+                    .map(|t| 1.0 + (0..all.len()).map(|slot| result.survival(slot, t)).sum::<f64>())
+                    .collect(),
+            )
+        }
+        None => None,
+    };
+    let mean_over = |v: &[f64], ids: &[usize]| ids.iter().map(|&t| v[t]).sum::<f64>() / ids.len().max(1) as f64;
+    let groups = groups
+        .iter()
+        .map(|ids| {
+            let measured: Vec<f64> = per_seed.iter().map(|v| mean_over(v, ids)).collect();
+            (Summary::of(&measured), simulated.as_ref().map(|s| mean_over(s, ids)))
+        })
+        .collect();
+    let points = |v: &[f64]| -> Vec<(f64, f64)> { fitted.iter().map(|&t| (real[t] * d_over_r, v[t])).collect() };
+    let slopes: Vec<f64> = per_seed.iter().filter_map(|v| slope_of(&points(v))).collect();
+    Ok(Vanish {
+        corpora,
+        groups,
+        fit_up_to,
+        fit_tokens: fitted.len(),
+        slope: Summary::of(&slopes),
+        simulated_slope: simulated.as_ref().and_then(|s| slope_of(&points(s))),
+        missing,
+    })
+}
+
+/// `vanish.csv`: per cell, one row per octave of expected count (the mean of
+/// min(V, K+1)) and one `slope` row (its slope on the expected count up to K/2).
+pub fn vanish_csv(sweep: &Sweep, tails: &[CellTails]) -> Result<Vec<u8>> {
+    crate::durable::csv_bytes(|w| {
+        w.write_record([
+            "cell",
+            "label",
+            "row",
+            "expected_count_low",
+            "expected_count_high",
+            "tokens",
+            "corpora",
+            "n",
+            "mean",
+            "sd",
+            "ci95_low",
+            "ci95_high",
+            "missing_seeds",
+            "theory_simulated",
+        ])?;
+        let opt = |v: Option<f64>| v.map(|x| format!("{x}")).unwrap_or_default();
+        for t in tails {
+            let cell = &sweep.cells[t.cell];
+            let v = &t.vanish;
+            let missing = v.missing.iter().map(|m| m.to_string()).collect::<Vec<_>>().join(" ");
+            let mut row = |kind: &str, low: f64, high: f64, tokens: usize, s: &Summary, sim: Option<f64>| {
+                w.write_record([
+                    cell.id.clone(),
+                    cell.label.clone(),
+                    kind.to_string(),
+                    format!("{low}"),
+                    format!("{high}"),
+                    tokens.to_string(),
+                    v.corpora.to_string(),
+                    s.n.to_string(),
+                    opt(s.mean),
+                    opt(s.sd),
+                    opt(s.low()),
+                    opt(s.high()),
+                    missing.clone(),
+                    opt(sim),
+                ])
+            };
+            for (b, (s, sim)) in t.bins.iter().zip(&v.groups) {
+                row("group", b.expected_low, b.expected_high, b.tokens, s, *sim)?;
+            }
+            row("slope", 0.0, v.fit_up_to, v.fit_tokens, &v.slope, v.simulated_slope)?;
+        }
+        Ok(())
+    })
 }
 
 /// `tails.csv`: one row per cell, group and corpus S_k.

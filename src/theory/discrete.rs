@@ -61,8 +61,26 @@ pub fn simulate_discrete(config: &DiscreteConfig) -> Result<DiscreteResult> {
 
 /// Runs all trials in parallel, advancing `progress` by one per finished trial.
 pub fn simulate_discrete_with_progress(config: &DiscreteConfig, progress: &ProgressBar) -> Result<DiscreteResult> {
+    simulate_discrete_recording(config, survival_checkpoints(config.generations), progress)
+}
+
+/// [`simulate_discrete`] recording per-symbol presence at the given generations (each in
+/// 1..=`config.generations`, ascending) instead of the default checkpoints.
+pub fn simulate_discrete_at(config: &DiscreteConfig, checkpoints: &[usize]) -> Result<DiscreteResult> {
+    anyhow::ensure!(
+        checkpoints.windows(2).all(|w| w[0] < w[1]) && checkpoints.iter().all(|&k| k >= 1 && k <= config.generations),
+        "presence can be recorded at ascending generations 1..={} only",
+        config.generations
+    );
+    simulate_discrete_recording(config, checkpoints.to_vec(), &ProgressBar::hidden())
+}
+
+fn simulate_discrete_recording(
+    config: &DiscreteConfig,
+    checkpoints: Vec<usize>,
+    progress: &ProgressBar,
+) -> Result<DiscreteResult> {
     config.validate()?;
-    let checkpoints = survival_checkpoints(config.generations);
     let context = ChainContext::new(config, &checkpoints);
     let support = config.start.probabilities.len();
     let presence_len = checkpoints.len() * support;

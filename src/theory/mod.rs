@@ -38,8 +38,8 @@ use std::path::PathBuf;
 pub use accumulated_sampler::AccumulatedSampler;
 pub use alias_table::AliasTable;
 pub use discrete::{
-    discrete_survival_bins, exact_squared_distance, simulate_discrete, simulate_discrete_with_progress, DiscreteConfig,
-    DiscreteResult,
+    discrete_survival_bins, exact_squared_distance, simulate_discrete, simulate_discrete_at,
+    simulate_discrete_with_progress, DiscreteConfig, DiscreteResult,
 };
 pub use discrete_report::{discrete_summary, write_discrete_report};
 pub use gaussian::{simulate_gaussian, simulate_gaussian_with_progress, GaussianConfig, GaussianResult};

@@ -138,6 +138,15 @@ pub fn verify_run(layout: &Layout, run: &str) -> Result<RunCheck> {
                     if let Some(r) = &m.txt_file {
                         damaged(check_file(&txt, r, &rerun(run, k)), &mut check.damaged);
                     }
+                    // A curated corpus's listing, dropped text and reference embeddings.
+                    if let Some(c) = &m.curation {
+                        let (listing, dropped, emb) = crate::curation::curation_files(&stem);
+                        damaged(check_file(&listing, &c.listing, &rerun(run, k)), &mut check.damaged);
+                        damaged(check_file(&dropped, &c.dropped_text, &rerun(run, k)), &mut check.damaged);
+                        if let Some(r) = &c.reference_embeddings {
+                            damaged(check_file(&emb, r, &rerun(run, k)), &mut check.damaged);
+                        }
+                    }
                 }
                 Err(e) => check.damaged.push(format!("{e:#}; {}", rerun(run, k))),
             }

@@ -197,6 +197,14 @@ fn curation_that_keeps_everything_changes_nothing_and_a_curated_corpus_shows_wha
     let scores = std::fs::read_to_string(root.join("analysis/half/scores/gen-01.csv")).unwrap();
     assert_eq!(scores.lines().count() - 1, corpus_manifest(root, "half", 1).stats.documents);
 
+    // Every file curation wrote is recorded: verify passes, then names an altered one.
+    assert_eq!(lmloop(root, &["verify", "--run", "half"]).0, 0);
+    let dropped = root.join("corpora/synthetic/half/gen-01.dropped.txt");
+    std::fs::write(&dropped, "altered").unwrap();
+    let v = lmloop(root, &["verify", "--run", "half"]);
+    assert_ne!(v.0, 0);
+    assert!(format!("{}{}", v.1, v.2).contains("gen-01.dropped.txt"), "{} {}", v.1, v.2);
+
     // The quantile rule, by the model itself: every kept document lies within the bounds.
     with_curation(root, "band.toml", "verifier = \"self\"\nquantile_low = 0.05\nquantile_high = 0.95");
     let band = std::fs::read_to_string(root.join("band.toml")).unwrap().replace("epochs = 8", "epochs = 60");

@@ -182,7 +182,7 @@ pub fn tails(layout: &Layout, sweep: &Sweep) -> Result<Vec<CellTails>> {
                         }
                     }
                     missing.sort();
-                    (Summary::of(&shares), missing)
+                    (Summary::of(&shares).within((0.0, 1.0)), missing)
                 })
                 .collect();
             let matching = theory.as_ref().and_then(|(cps, tb)| {
@@ -272,7 +272,8 @@ fn vanish(
         .iter()
         .map(|ids| {
             let measured: Vec<f64> = per_seed.iter().map(|v| mean_over(v, ids)).collect();
-            (Summary::of(&measured), simulated.as_ref().map(|s| mean_over(s, ids)))
+            let measured = Summary::of(&measured).within((1.0, (corpora + 1) as f64));
+            (measured, simulated.as_ref().map(|s| mean_over(s, ids)))
         })
         .collect();
     let points = |v: &[f64]| -> Vec<(f64, f64)> { fitted.iter().map(|&t| (real[t] * d_over_r, v[t])).collect() };

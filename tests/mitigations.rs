@@ -257,7 +257,8 @@ fn a_reference_trained_on_real_text_keeps_the_real_documents_of_a_mixed_corpus()
     let ppl: Vec<f64> = scores.iter().map(|s| s.mean().exp()).collect();
     let tokens: Vec<usize> = docs.iter().map(|d| d.len()).collect();
 
-    // Bounds from the real validation documents, as the loop takes them.
+    // Bounds from the real validation documents' perplexities (their whole range, widened
+    // twofold: the few toy test documents need not fall inside the validation range).
     let val = TokenStream::from_file(split("val.bin"), vocab.delimiters());
     let (val_scores, _) = lmloop::curation::perplexities(&reference.model, &val, device, false).unwrap();
     let val_ppl: Vec<f64> = val_scores.iter().map(|s| s.mean().exp()).collect();

@@ -321,6 +321,12 @@ pub(super) fn opt(v: Option<f64>) -> String {
 }
 
 /// Seeds as the tables list them: space-separated.
+/// The `n`, `mean`, `sd`, `ci95_low` and `ci95_high` columns of a summary, as every
+/// sweep table writes them.
+pub(super) fn summary_columns(s: &Summary) -> [String; 5] {
+    [s.n.to_string(), opt(s.mean), opt(s.sd), opt(s.low()), opt(s.high())]
+}
+
 pub(super) fn seeds_text(seeds: &[u64]) -> String {
     seeds.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(" ")
 }
@@ -360,7 +366,7 @@ pub fn summary_csv(sweep: &Sweep, agg: &Aggregate) -> Result<Vec<u8>> {
         for r in &agg.rows {
             let cell = &sweep.cells[r.cell];
             let (generation, corpus) = slot_columns(&r.slot);
-            w.write_record([
+            let cells = [
                 cell.id.clone(),
                 cell.label.clone(),
                 cell.policy.clone(),
@@ -368,14 +374,9 @@ pub fn summary_csv(sweep: &Sweep, agg: &Aggregate) -> Result<Vec<u8>> {
                 r.measure.clone(),
                 generation,
                 corpus,
-                r.summary.n.to_string(),
-                opt(r.summary.mean),
-                opt(r.summary.sd),
-                opt(r.summary.low()),
-                opt(r.summary.high()),
-                seeds_text(&r.seeds),
-                seeds_text(&r.missing),
-            ])?;
+            ];
+            let seeds = [seeds_text(&r.seeds), seeds_text(&r.missing)];
+            w.write_record(cells.into_iter().chain(summary_columns(&r.summary)).chain(seeds))?;
         }
         Ok(())
     })
@@ -402,21 +403,16 @@ pub fn changes_csv(sweep: &Sweep, agg: &Aggregate) -> Result<Vec<u8>> {
         for c in &agg.changes {
             let cell = &sweep.cells[c.cell];
             let of = c.kind.describe();
-            w.write_record([
+            let cells = [
                 cell.id.clone(),
                 cell.label.clone(),
                 c.measure.clone(),
                 of.to_string(),
                 c.from.to_string(),
                 c.to.to_string(),
-                c.summary.n.to_string(),
-                opt(c.summary.mean),
-                opt(c.summary.sd),
-                opt(c.summary.low()),
-                opt(c.summary.high()),
-                seeds_text(&c.seeds),
-                seeds_text(&c.missing),
-            ])?;
+            ];
+            let seeds = [seeds_text(&c.seeds), seeds_text(&c.missing)];
+            w.write_record(cells.into_iter().chain(summary_columns(&c.summary)).chain(seeds))?;
         }
         Ok(())
     })

@@ -23,7 +23,7 @@
 //!   whose does. A measure that moves either way under collapse (entropy, which falls
 //!   below T = 1 and climbs above it) has no safe side: both readings ask for an
 //!   interval that contains 0.
-use super::aggregate::{cell_values, opt, seeds_text, Aggregate, Kind, Slot, MODEL_MEASURES};
+use super::aggregate::{cell_values, opt, seeds_text, summary_columns, Aggregate, Kind, Slot, MODEL_MEASURES};
 use super::cells::{short_value, Sweep};
 use super::stats::Summary;
 use anyhow::{bail, Result};
@@ -381,21 +381,16 @@ pub fn contrasts_csv(sweep: &Sweep, rows: &[ContrastRow]) -> Result<Vec<u8>> {
             "missing_seeds",
         ])?;
         for r in rows {
-            w.write_record([
+            let cells = [
                 sweep.cells[r.cell].id.clone(),
                 sweep.cells[r.cell].label.clone(),
                 sweep.cells[r.baseline].label.clone(),
                 r.measure.clone(),
                 r.kind.describe().to_string(),
                 r.generation.to_string(),
-                r.summary.n.to_string(),
-                opt(r.summary.mean),
-                opt(r.summary.sd),
-                opt(r.summary.low()),
-                opt(r.summary.high()),
-                seeds_text(&r.seeds),
-                seeds_text(&r.missing),
-            ])?;
+            ];
+            let seeds = [seeds_text(&r.seeds), seeds_text(&r.missing)];
+            w.write_record(cells.into_iter().chain(summary_columns(&r.summary)).chain(seeds))?;
         }
         Ok(())
     })
@@ -422,24 +417,22 @@ pub fn rates_csv(sweep: &Sweep, rows: &[RateRow]) -> Result<Vec<u8>> {
             "missing_seeds",
         ])?;
         for r in rows {
-            w.write_record([
+            let cells = [
                 sweep.cells[r.cell].id.clone(),
                 sweep.cells[r.cell].label.clone(),
                 r.measure.clone(),
                 r.kind.describe().to_string(),
                 r.from.to_string(),
                 r.to.to_string(),
-                r.slope.n.to_string(),
-                opt(r.slope.mean),
-                opt(r.slope.sd),
-                opt(r.slope.low()),
-                opt(r.slope.high()),
+            ];
+            let rest = [
                 opt(r.relative.mean),
                 opt(r.relative.low()),
                 opt(r.relative.high()),
                 seeds_text(&r.seeds),
                 seeds_text(&r.missing),
-            ])?;
+            ];
+            w.write_record(cells.into_iter().chain(summary_columns(&r.slope)).chain(rest))?;
         }
         Ok(())
     })

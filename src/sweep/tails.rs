@@ -11,6 +11,7 @@
 //! 1 − exp(−c·D/|R|·g_k) it tests, and what a perfect model's corpus keeps (the null
 //! from real documents each run measured, `real_documents_null`). The simulator covers replace, accumulate and fresh;
 //! other policies (mix among them) get the language model's measurement alone.
+use super::aggregate::{opt, seeds_text, summary_columns};
 use super::cells::Sweep;
 use super::stats::Summary;
 use super::tables::{number, read_csv, Row};
@@ -309,13 +310,11 @@ pub fn vanish_csv(sweep: &Sweep, tails: &[CellTails]) -> Result<Vec<u8>> {
             "missing_seeds",
             "theory_simulated",
         ])?;
-        let opt = |v: Option<f64>| v.map(|x| format!("{x}")).unwrap_or_default();
         for t in tails {
             let cell = &sweep.cells[t.cell];
             let v = &t.vanish;
-            let missing = v.missing.iter().map(|m| m.to_string()).collect::<Vec<_>>().join(" ");
             let mut row = |kind: &str, low: f64, high: f64, tokens: usize, s: &Summary, sim: Option<f64>| {
-                w.write_record([
+                let cells = [
                     cell.id.clone(),
                     cell.label.clone(),
                     kind.to_string(),
@@ -323,14 +322,9 @@ pub fn vanish_csv(sweep: &Sweep, tails: &[CellTails]) -> Result<Vec<u8>> {
                     format!("{high}"),
                     tokens.to_string(),
                     v.corpora.to_string(),
-                    s.n.to_string(),
-                    opt(s.mean),
-                    opt(s.sd),
-                    opt(s.low()),
-                    opt(s.high()),
-                    missing.clone(),
-                    opt(sim),
-                ])
+                ];
+                let rest = [seeds_text(&v.missing), opt(sim)];
+                w.write_record(cells.into_iter().chain(summary_columns(s)).chain(rest))
             };
             for (b, (s, sim)) in t.bins.iter().zip(&v.groups) {
                 row("group", b.expected_low, b.expected_high, b.tokens, s, *sim)?;
@@ -361,29 +355,26 @@ pub fn tails_csv(sweep: &Sweep, tails: &[CellTails]) -> Result<Vec<u8>> {
             "poisson_predicted",
             "real_documents_null",
         ])?;
-        let opt = |v: Option<f64>| v.map(|x| format!("{x}")).unwrap_or_default();
         for t in tails {
             let cell = &sweep.cells[t.cell];
             for b in &t.bins {
                 for (c, &k) in t.checkpoints.iter().enumerate() {
                     let (s, missing) = &b.measured[c];
-                    w.write_record([
+                    let cells = [
                         cell.id.clone(),
                         cell.label.clone(),
                         format!("{}", b.expected_low),
                         format!("{}", b.expected_high),
                         b.tokens.to_string(),
                         crate::layout::gen_name(k as u32),
-                        s.n.to_string(),
-                        opt(s.mean),
-                        opt(s.sd),
-                        opt(s.low()),
-                        opt(s.high()),
-                        missing.iter().map(|m| m.to_string()).collect::<Vec<_>>().join(" "),
+                    ];
+                    let rest = [
+                        seeds_text(missing),
                         opt(b.simulated.as_ref().map(|v| v[c])),
                         opt(b.predicted.as_ref().map(|v| v[c])),
                         opt(b.real_null),
-                    ])?;
+                    ];
+                    w.write_record(cells.into_iter().chain(summary_columns(s)).chain(rest))?;
                 }
             }
         }

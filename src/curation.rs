@@ -42,7 +42,7 @@ use crate::model::Model;
 use crate::policy::Policy;
 use crate::sample::{SampleRequest, SampleStats};
 use crate::stream::TokenStream;
-use crate::synthetic::{draw, files, manifest_of, CorpusWriter, Published, SyntheticManifest, TextWriter};
+use crate::synthetic::{beside, draw, files, manifest_of, CorpusWriter, Published, SyntheticManifest, TextWriter};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -331,14 +331,13 @@ pub struct CurationRecord {
     pub reference_embeddings: Option<FileFingerprint>,
 }
 
+/// The columns of `STEM.curation.csv`, one row per sampled document.
+pub const LISTING_COLUMNS: [&str; 8] =
+    ["round", "document", "tokens", "targets", "verifier_nll", "verifier_perplexity", "self_perplexity", "decision"];
+
 /// The listing, dropped text and reference embeddings beside a corpus `stem`.
 pub fn curation_files(stem: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    let with = |ext: &str| {
-        let mut s = stem.as_os_str().to_os_string();
-        s.push(ext);
-        PathBuf::from(s)
-    };
-    (with(".curation.csv"), with(".dropped.txt"), with(".reference.emb"))
+    (beside(stem, ".curation.csv"), beside(stem, ".dropped.txt"), beside(stem, ".reference.emb"))
 }
 
 /// Perplexity of every document of `stream` under `model`, and with `embed` the
@@ -378,9 +377,7 @@ fn score_round(
     device: Device,
     embed: bool,
 ) -> Result<(Vec<DocumentScore>, Option<Embeddings>)> {
-    let mut pool = stem.as_os_str().to_os_string();
-    pool.push(".pool.bin");
-    let path = temp_path(Path::new(&pool));
+    let path = temp_path(&beside(stem, ".pool.bin"));
     let eot = ckpt.vocab.eot();
     let mut all = Vec::new();
     let mut cuts = Vec::new();
@@ -539,16 +536,7 @@ pub fn write_curated_corpus(
     }
     dropped.finish()?;
     crate::durable::write_csv_atomic(&listing, |w| {
-        w.write_record([
-            "round",
-            "document",
-            "tokens",
-            "targets",
-            "verifier_nll",
-            "verifier_perplexity",
-            "self_perplexity",
-            "decision",
-        ])?;
+        w.write_record(LISTING_COLUMNS)?;
         for (c, d) in candidates.iter().zip(&decisions) {
             w.write_record([
                 c.round.to_string(),
@@ -622,15 +610,20 @@ pub fn stored_reference_scores(
     crate::integrity::check_file(&listing, &c.listing, way_out)?;
     crate::integrity::check_file(&emb_path, emb_record, way_out)?;
     let mut r = csv::Reader::from_path(&listing).with_context(|| format!("cannot read {}", listing.display()))?;
+    let bad = || anyhow::anyhow!("malformed row in {}", listing.display());
+    let headers = r.headers().with_context(|| format!("cannot read {}", listing.display()))?.clone();
+    let column = |name: &str| {
+        headers.iter().position(|h| h == name).with_context(|| format!("{} has no column {name}", listing.display()))
+    };
+    let (targets, nll, decision) = (column("targets")?, column("verifier_nll")?, column("decision")?);
     let mut scores = Vec::new();
     for rec in r.records() {
         let rec = rec.with_context(|| format!("malformed row in {}", listing.display()))?;
-        if rec.get(7) != Some(Decision::Kept.name()) {
+        if rec.get(decision) != Some(Decision::Kept.name()) {
             continue;
         }
-        let bad = || anyhow::anyhow!("malformed row in {}", listing.display());
-        let targets: u64 = rec.get(3).and_then(|v| v.parse().ok()).ok_or_else(bad)?;
-        let mean: f64 = rec.get(4).and_then(|v| v.parse().ok()).ok_or_else(bad)?;
+        let targets: u64 = rec.get(targets).and_then(|v| v.parse().ok()).ok_or_else(bad)?;
+        let mean: f64 = rec.get(nll).and_then(|v| v.parse().ok()).ok_or_else(bad)?;
         scores.push(DocumentScore { nll: mean * targets as f64, targets });
     }
     let bytes = std::fs::read(&emb_path).with_context(|| format!("cannot read {}", emb_path.display()))?;

@@ -214,23 +214,10 @@ fn a_killed_run_resumes_to_the_same_results() {
 
     let dir = project();
     let root = dir.path();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_lmloop"))
-        .args(["generations", "--config", "tiny.toml", "-n", "2", "--run", "r"])
-        .current_dir(root)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
     // Kill it while generation 1 is training: its log exists but its checkpoint does not.
     let partial_log = root.join("checkpoints/r/.gen-01.train_log.csv.partial");
-    let t0 = std::time::Instant::now();
-    while !partial_log.exists() {
-        assert!(t0.elapsed().as_secs() < 120, "generation 1 never started");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    child.kill().unwrap();
-    child.wait().unwrap();
+    let args = ["generations", "--config", "tiny.toml", "-n", "2", "--run", "r"];
+    kill_once_exists(root, &args, &partial_log, std::time::Duration::from_millis(300), "generation 1");
     assert!(!root.join("checkpoints/r/gen-01/DONE").exists(), "killed before generation 1 finished");
     assert!(root.join("checkpoints/r/gen-00/DONE").exists());
 

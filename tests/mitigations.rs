@@ -310,22 +310,10 @@ fn a_killed_curated_run_resumes_to_the_same_kept_documents() {
     let dir = tiny_project();
     let root = dir.path();
     curated(root);
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_lmloop"))
-        .args(["generations", "--config", "cur.toml", "-n", "2", "--run", "c"])
-        .current_dir(root)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
     // Killed while generation 1 trains on the curated S_1.
     let partial_log = root.join("checkpoints/c/.gen-01.train_log.csv.partial");
-    let t0 = std::time::Instant::now();
-    while !partial_log.exists() {
-        assert!(t0.elapsed().as_secs() < 120, "generation 1 never started");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    let args = ["generations", "--config", "cur.toml", "-n", "2", "--run", "c"];
+    common::kill_once_exists(root, &args, &partial_log, std::time::Duration::ZERO, "generation 1");
     assert!(!root.join("checkpoints/c/gen-01/DONE").exists());
     let r = run(root, "cur.toml", "c", "2");
     assert_eq!(r.0, 0, "{}", r.2);

@@ -55,6 +55,27 @@ pub fn lmloop(dir: &Path, args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// Runs the real binary with `args` in `dir` (its output discarded) and kills it once
+/// `path` exists and `linger` more has passed; fails the test if `path` does not appear
+/// within two minutes (`what` says what it marks).
+pub fn kill_once_exists(dir: &Path, args: &[&str], path: &Path, linger: std::time::Duration, what: &str) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lmloop"))
+        .args(args)
+        .current_dir(dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("the lmloop binary runs");
+    let t0 = std::time::Instant::now();
+    while !path.exists() {
+        assert!(t0.elapsed().as_secs() < 120, "{what} never started");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(linger);
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
 /// Asserts a failed run ended with one clear `error:` line mentioning `needle`, no
 /// panic and no backtrace (progress lines before it are allowed).
 pub fn assert_clear_error(result: &(i32, String, String), needle: &str) {

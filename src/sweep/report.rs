@@ -126,12 +126,13 @@ pub fn write_report(layout: &Layout, sweep: &Sweep) -> Result<ReportOutput> {
     for (measure, title) in [("held_out_perplexity", "held-out perplexity"), ("held_out_loss", "held-out loss (nats)")]
     {
         let chart = generation_chart(sweep, &agg, measure, Kind::Model, title, None);
-        let svg = publish(&plots, measure, &chart)?;
-        page.figure(
+        chart_figure(
+            &mut page,
+            &plots,
             measure,
-            &svg,
+            &chart,
             &format!("{title} of model k on the real test split: mean over seeds, band = 95% confidence interval"),
-        );
+        )?;
     }
 
     // The sampled text, document by document and passage by passage.
@@ -148,12 +149,13 @@ pub fn write_report(layout: &Layout, sweep: &Sweep) -> Result<ReportOutput> {
         }
         let refs = references(&agg, measure, false);
         let chart = generation_chart(sweep, &agg, measure, Kind::Model, title, Some(refs));
-        let svg = publish(&plots, measure, &chart)?;
-        page.figure(
+        chart_figure(
+            &mut page,
+            &plots,
             measure,
-            &svg,
+            &chart,
             &format!("{title}, by the generation k that sampled it: mean over seeds, band = 95% confidence interval"),
-        );
+        )?;
     }
 
     // Change from 0 to N.
@@ -216,12 +218,13 @@ pub fn write_report(layout: &Layout, sweep: &Sweep) -> Result<ReportOutput> {
     for (measure, title, reference) in DRIFT_FIGURES {
         let refs = references(&agg, measure, reference);
         let chart = generation_chart(sweep, &agg, measure, Kind::Corpus, title, Some(refs));
-        let svg = publish(&plots, measure, &chart)?;
-        page.figure(
+        chart_figure(
+            &mut page,
+            &plots,
             measure,
-            &svg,
+            &chart,
             &format!("{title} of each sampled corpus: mean over seeds, band = 95% confidence interval"),
-        );
+        )?;
     }
 
     let tails = super::tails::tails(layout, sweep)?;
@@ -368,15 +371,16 @@ fn contrast_section(
             continue;
         }
         let id = format!("contrast-{m}");
-        let svg = publish(plots, &id, &chart)?;
-        page.figure(
+        chart_figure(
+            page,
+            plots,
             &id,
-            &svg,
+            &chart,
             &format!(
                 "{m}: each cell minus {} at the same seed, mean over seeds, band = 95% interval; 0 is no difference",
                 sweep.cells[base].label
             ),
-        );
+        )?;
     }
     Ok(())
 }
@@ -499,8 +503,7 @@ fn tail_section(
         log_y: false,
         series,
     };
-    let svg = publish(plots, "tail_survival", &chart)?;
-    page.figure("tail_survival", &svg, &format!("tokens of the real training set present in S_{last}, by expected count: language model (mean over seeds, band = 95% interval), simulator (dashed, cell colour), what a perfect model's corpus keeps (thin line, cell colour: D-token corpora of real documents not in R, the null each run measured), and the Poisson prediction for independent draws (dashed black), which bursty real text does not reach"));
+    chart_figure(page, plots, "tail_survival", &chart, &format!("tokens of the real training set present in S_{last}, by expected count: language model (mean over seeds, band = 95% interval), simulator (dashed, cell colour), what a perfect model's corpus keeps (thin line, cell colour: D-token corpora of real documents not in R, the null each run measured), and the Poisson prediction for independent draws (dashed black), which bursty real text does not reach"))?;
     for t in tails {
         let mut header = vec!["expected count".to_string(), "tokens".to_string()];
         header.extend(t.checkpoints.iter().map(|k| format!("S_{k}: LM / sim / Poisson")));
@@ -570,6 +573,13 @@ fn vanish_table(page: &mut Page, sweep: &Sweep, tails: &[super::tails::CellTails
         })
         .collect();
     page.table(&header, &rows, &[0]);
+}
+
+/// Draws `chart` into `plots` as `id` and adds it to the page with `caption`.
+fn chart_figure(page: &mut Page, plots: &std::path::Path, id: &str, chart: &LineChart, caption: &str) -> Result<()> {
+    let svg = publish(plots, id, chart)?;
+    page.figure(id, &svg, caption);
+    Ok(())
 }
 
 /// "m ± h (n=3; missing 2)" with digits fitted to the measure.

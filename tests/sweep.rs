@@ -543,7 +543,7 @@ fn contrasts_rates_and_thresholds_recover_what_was_planted() {
     assert!(num(p, "ci95_high") <= 1.0 && num(p, "ci95_low") >= 0.0, "{p:?}");
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
     assert!(
-        html.contains("Paired contrasts") && html.contains("Collapse rates") && html.contains("between 0.4 and 0.6")
+        html.contains("Paired contrasts") && html.contains("Collapse rates") && html.contains("from 0.6 (not at 0.4)")
     );
 
     // A baseline that names no cell is refused with one sentence.
@@ -590,4 +590,116 @@ fn vanish_generations_and_their_slope_on_the_expected_count_are_pooled_over_seed
     assert!(simulated.is_finite() && simulated > 0.0, "the simulator's slope: {slope:?}");
     let html = std::fs::read_to_string(root.join("analysis/sweeps/vanish/report.html")).unwrap();
     assert!(html.contains("When a token vanishes"));
+}
+
+/// Writes planted `generations.csv` tables for every run of `sweep.toml` in `root`:
+/// `rows(cell, seed)` gives each run's text.
+fn plant(root: &Path, rows: impl Fn(&lmloop::sweep::Sweep, usize, u64) -> String) -> lmloop::sweep::Sweep {
+    let sweep = lmloop::sweep::Sweep::load(&root.join("sweep.toml")).unwrap();
+    for run in &sweep.runs {
+        let dir = root.join("analysis").join(&run.name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("generations.csv"), rows(&sweep, run.cell, run.seed)).unwrap();
+    }
+    let report = lmloop(root, &["sweep", "report", "sweep.toml"]);
+    assert_eq!(report.0, 0, "{}", report.2);
+    sweep
+}
+
+#[test]
+fn a_collapsing_cell_with_a_huge_interval_below_a_collapsing_one_leaves_no_threshold() {
+    // Replace along top-p: at 1.0 perplexity climbs steadily (tight interval); at 0.5 it
+    // climbs wildly, one seed falling, so the interval straddles 0 by thousands.
+    let grid = "[grid]\npolicy = [\"replace\"]\ntop_p = [0.5, 1.0]\n";
+    let dir = files_only(&sweep_file("ladder", 3, "[1, 2, 3]", grid));
+    let root = dir.path();
+    let sweep = plant(root, |sweep, cell, seed| {
+        let wild = sweep.cells[cell].label.contains("0.5");
+        let slope = if wild { [1500.0, 900.0, -1300.0][seed as usize - 1] } else { 10.0 + seed as f64 * 0.3 };
+        planted_rows(|k| 30.0 + slope * k as f64, |_| 0.9, 3)
+    });
+    let _ = sweep;
+    let out = root.join("analysis/sweeps/ladder");
+    let t = csv_rows(&out.join("thresholds.csv"));
+    let p = t.iter().find(|t| t["axis"] == "top_p" && t["measure"] == "held_out_perplexity").unwrap();
+    assert_eq!(p["not_collapsing_from"], "", "a collapse at top-p 1 above it leaves no threshold: {p:?}");
+    assert_eq!(p["stable_from"], "", "{p:?}");
+    assert!(p["readings"].contains("0.5: uninformative") && p["readings"].contains("1: collapses"), "{p:?}");
+    let rates = csv_rows(&out.join("rates.csv"));
+    let wild = rates.iter().find(|r| r["label"].contains("0.5") && r["measure"] == "held_out_perplexity").unwrap();
+    assert_eq!(wild["reading"], "uninformative", "{wild:?}");
+}
+
+#[test]
+fn a_measure_that_falls_under_top_p_collapse_is_read_as_collapse_not_stable() {
+    // Under top-p = 0.5 the reference's median perplexity of the sampled text falls as
+    // the loop collapses onto typical text; at top-p = 1 it stays put.
+    let grid = "[grid]\npolicy = [\"replace\"]\ntop_p = [0.5, 1.0]\n";
+    let dir = files_only(&sweep_file("typical", 3, "[1, 2, 3]", grid));
+    let root = dir.path();
+    plant(root, |sweep, cell, seed| {
+        let sharp = sweep.cells[cell].label.contains("0.5");
+        let mut text =
+            "generation,held_out_perplexity,precision,score_seconds,reference_perplexity_median\n".to_string();
+        for k in 0..=3u32 {
+            let noise = 0.1 * (((seed * 7 + k as u64 * 3) % 5) as f64 - 2.0);
+            let median = if sharp { 18.0 - 3.2 * k as f64 + noise } else { 18.0 + noise };
+            text.push_str(&format!("{k},{},0.9,1,{median}\n", 100.0 + noise));
+        }
+        text
+    });
+    let out = root.join("analysis/sweeps/typical");
+    let t = csv_rows(&out.join("thresholds.csv"));
+    let m = t.iter().find(|t| t["axis"] == "top_p" && t["measure"] == "reference_perplexity_median").unwrap();
+    assert_ne!(m["stable_from"], "0.5", "a falling median under top-p < 1 is collapse, not stability: {m:?}");
+    assert_eq!(m["under_collapse"], "either climbs", "{m:?}");
+    assert!(m["readings"].contains("0.5: changes"), "{m:?}");
+    assert_eq!(m["not_collapsing_from"], "1", "{m:?}");
+}
+
+#[test]
+fn seeds_that_tie_exactly_are_no_evidence() {
+    // Every seed plants the same series: sd = 0, an interval of width 0.
+    let grid = "[grid]\npolicy = [\"mix\"]\nreal_fraction = [0.5, 1.0]\n";
+    let dir = files_only(&sweep_file("tied", 3, "[1, 2, 3]", grid));
+    let root = dir.path();
+    plant(root, |_, _, _| planted_rows(|k| 100.0 - k as f64, |_| 0.9, 3));
+    let out = root.join("analysis/sweeps/tied");
+    let rates = csv_rows(&out.join("rates.csv"));
+    let r = rates.iter().find(|r| r["measure"] == "held_out_perplexity").unwrap();
+    assert_eq!((r["spread"].as_str(), r["reading"].as_str()), ("seeds tie", "no evidence"), "{r:?}");
+    let t = csv_rows(&out.join("thresholds.csv"));
+    let p = t.iter().find(|t| t["measure"] == "held_out_perplexity").unwrap();
+    assert_eq!((p["stable_from"].as_str(), p["not_collapsing_from"].as_str()), ("", ""), "{p:?}");
+    let summary = csv_rows(&out.join("summary.csv"));
+    assert!(summary.iter().any(|r| r["measure"] == "held_out_perplexity" && r["spread"] == "seeds tie"));
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(html.contains("seeds tie: no spread"));
+}
+
+#[test]
+fn a_near_null_rate_is_not_shown_to_change_never_stable() {
+    // Entropy-like measures move either way; a rate whose interval contains 0 is "not
+    // shown to change", and a two-sided measure is never shown stable.
+    let grid = "[grid]\npolicy = [\"mix\"]\nreal_fraction = [0.5, 1.0]\n";
+    let dir = files_only(&sweep_file("null", 3, "[1, 2, 3]", grid));
+    let root = dir.path();
+    plant(root, |_, _, seed| {
+        planted_rows(|k| 100.0 + 0.3 * (((seed * 5 + k as u64 * 3) % 4) as f64 - 1.5), |_| 0.9, 3)
+    });
+    let out = root.join("analysis/sweeps/null");
+    let rates = csv_rows(&out.join("rates.csv"));
+    for r in rates.iter().filter(|r| r["measure"] == "held_out_perplexity") {
+        assert_eq!(r["reading"], "not shown to change", "{r:?}");
+    }
+    let t = csv_rows(&out.join("thresholds.csv"));
+    let p = t.iter().find(|t| t["measure"] == "held_out_perplexity").unwrap();
+    assert_eq!(p["stable_from"], "", "an interval containing 0 is not stability: {p:?}");
+    assert_eq!(p["not_collapsing_from"], "0.5", "{p:?}");
+    assert_eq!(lmloop::sweep::contrasts::direction("entropy_nats"), lmloop::sweep::contrasts::Direction::Either);
+    let either = lmloop::sweep::contrasts::Direction::Either;
+    assert!(
+        !either.safe(lmloop::sweep::contrasts::Reading::Below)
+            && !either.safe(lmloop::sweep::contrasts::Reading::NotShown)
+    );
 }

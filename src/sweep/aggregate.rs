@@ -14,11 +14,11 @@ use anyhow::Result;
 use std::collections::BTreeMap;
 
 /// Columns of `generations.csv` pooled per generation k (model k: held-out on the real test split).
-pub const MODEL_MEASURES: [&str; 16] = [
+/// (`generations.csv`'s `synthetic_unigram_entropy` and `synthetic_distinct_tokens` are
+/// left out: they are `drift.csv`'s `entropy_nats` and `distinct_tokens` of the same corpus.)
+pub const MODEL_MEASURES: [&str; 14] = [
     "held_out_loss",
     "held_out_perplexity",
-    "synthetic_unigram_entropy",
-    "synthetic_distinct_tokens",
     "synthetic_non_canonical_share",
     "train_truncated_share",
     "train_truncated_ce_share",
@@ -320,13 +320,26 @@ pub(super) fn opt(v: Option<f64>) -> String {
     v.map(|x| format!("{x}")).unwrap_or_default()
 }
 
-/// Seeds as the tables list them: space-separated.
 /// The `n`, `mean`, `sd`, `ci95_low` and `ci95_high` columns of a summary, as every
 /// sweep table writes them.
-pub(super) fn summary_columns(s: &Summary) -> [String; 5] {
-    [s.n.to_string(), opt(s.mean), opt(s.sd), opt(s.low()), opt(s.high())]
+/// The `spread` column after them says whether the interval means anything:
+/// `estimated`, `seeds tie` (sd = 0: an interval of width 0 is no evidence), `one seed`
+/// or `none`.
+pub(super) fn summary_columns(s: &Summary) -> [String; 6] {
+    [s.n.to_string(), opt(s.mean), opt(s.sd), opt(s.low()), opt(s.high()), spread(s).to_string()]
 }
 
+/// The `spread` column of a summary.
+pub(super) fn spread(s: &Summary) -> &'static str {
+    match s.n {
+        0 => "none",
+        1 => "one seed",
+        _ if s.tied() => "seeds tie",
+        _ => "estimated",
+    }
+}
+
+/// Seeds as the tables list them: space-separated.
 pub(super) fn seeds_text(seeds: &[u64]) -> String {
     seeds.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(" ")
 }
@@ -360,6 +373,7 @@ pub fn summary_csv(sweep: &Sweep, agg: &Aggregate) -> Result<Vec<u8>> {
             "sd",
             "ci95_low",
             "ci95_high",
+            "spread",
             "seeds",
             "missing_seeds",
         ])?;
@@ -397,6 +411,7 @@ pub fn changes_csv(sweep: &Sweep, agg: &Aggregate) -> Result<Vec<u8>> {
             "sd",
             "ci95_low",
             "ci95_high",
+            "spread",
             "seeds",
             "missing_seeds",
         ])?;

@@ -5,24 +5,26 @@
 //!   each seed (the same R and, for cells whose generation 0 is configured alike, the
 //!   same M_0), so for a cell c, its baseline b, a measure and a generation k the
 //!   per-seed difference d_s = v_c(s) − v_b(s) removes what the seed shares. Its mean
-//!   and 95% Student-t interval over the seeds that have both values: much tighter
-//!   than two unpaired intervals when the seeds are strongly correlated.
+//!   and 95% Student-t interval over the seeds that have both values. It is tighter than
+//!   an unpaired interval only while the two cells stay positively correlated across
+//!   seeds; after generation 0 it can be wider.
 //! - **Collapse rate** (`rates.csv`). Per run, the least-squares slope of a measure
 //!   over generations 1..N (per generation), and that slope over the run's value at
 //!   generation 0 (relative, per generation); then their mean and 95% interval over
-//!   seeds. A run needs at least two of those generations.
+//!   seeds. A run needs at least two of those generations. Each rate is read
+//!   ([`Reading`]): above or below 0, not shown to change (contains 0 and rules out a
+//!   change over the run of half the generation-0 value), uninformative (contains 0 and
+//!   rules out no such change), or no evidence (seeds tie or too few).
 //! - **Threshold** (`thresholds.csv`). Along a numeric grid axis (λ, a temperature),
-//!   among cells alike in every other axis, two readings, each knowing which way the
-//!   measure moves under collapse ([`direction`]: held-out perplexity climbs, precision
-//!   falls). *Shown stable*: the smallest axis value whose rate's interval lies wholly
-//!   on the safe side of 0 (at or below 0 for a measure that climbs, at or above for one
-//!   that falls), bracketed by the largest smaller value whose does not. *Not shown to
-//!   collapse*: the smallest value whose interval does not lie wholly on the collapse
-//!   side (with few seeds a flat rate's interval straddles 0, so this is the reading
-//!   that finds Bertrand et al.'s threshold), bracketed by the largest smaller value
-//!   whose does. A measure that moves either way under collapse (entropy, which falls
-//!   below T = 1 and climbs above it) has no safe side: both readings ask for an
-//!   interval that contains 0.
+//!   among cells alike in every other axis, two monotone readings, each knowing which
+//!   way the measure moves under collapse for each cell's sampler ([`direction_under`]:
+//!   held-out perplexity climbs, precision falls, the reference's perplexity can go
+//!   either way under a sharpening sampler). *Shown not to collapse* (`stable_from`):
+//!   the smallest value from which every value's rate lies wholly on the safe side of 0.
+//!   *Not shown to collapse* (`not_collapsing_from`): the smallest value from which every
+//!   value's rate is informative and not on the collapse side. A measure that moves
+//!   either way has no safe side, and for it the second reading means "not shown to
+//!   change".
 use super::aggregate::{cell_values, opt, seeds_text, summary_columns, Aggregate, Kind, Slot, MODEL_MEASURES};
 use super::cells::{short_value, Sweep};
 use super::stats::Summary;
@@ -161,8 +163,20 @@ pub struct RateRow {
     pub slope: Summary,
     /// Slope over the run's generation-0 value, per generation.
     pub relative: Summary,
+    /// Mean generation-0 value over the seeds with a slope (the scale an informative
+    /// interval is judged against, [`Reading`]).
+    pub start: Option<f64>,
     pub seeds: Vec<u64>,
     pub missing: Vec<u64>,
+}
+
+impl RateRow {
+    /// What the rate's interval supports: informative when it rules out a change over
+    /// the run's generations of half the measure's generation-0 value.
+    pub fn reading(&self) -> Reading {
+        let scale = self.start.map(|v0| INFORMATIVE_SHARE * v0.abs() / self.to.max(1) as f64);
+        Reading::of(&self.slope, scale)
+    }
 }
 
 /// The rate of every measure of every cell over generations 1..N.
@@ -173,6 +187,7 @@ pub fn rates(sweep: &Sweep, agg: &Aggregate) -> Vec<RateRow> {
         let runs = cell_runs(sweep, agg, cell);
         for (m, kind) in measures() {
             let (mut slopes, mut relative, mut seeds, mut missing) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            let mut starts = Vec::new();
             for (seed, v) in &runs {
                 let at = |k: u32| v.get(&(m.to_string(), Slot::Generation(kind, k))).copied();
                 let points: Vec<(f64, f64)> = (1..=n).filter_map(|k| Some((k as f64, at(k)?))).collect();
@@ -181,6 +196,9 @@ pub fn rates(sweep: &Sweep, agg: &Aggregate) -> Vec<RateRow> {
                 match slope(&points).filter(|_| points.len() == n as usize) {
                     Some(s) => {
                         slopes.push(s);
+                        if let Some(v0) = at(0) {
+                            starts.push(v0);
+                        }
                         if let Some(v0) = at(0).filter(|v0| *v0 != 0.0) {
                             relative.push(s / v0.abs());
                         }
@@ -197,6 +215,8 @@ pub fn rates(sweep: &Sweep, agg: &Aggregate) -> Vec<RateRow> {
                 to: n,
                 slope: Summary::of(&slopes),
                 relative: Summary::of(&relative),
+                start: (starts.len() == seeds.len() && !starts.is_empty())
+                    .then(|| starts.iter().sum::<f64>() / starts.len() as f64),
                 seeds,
                 missing,
             });
@@ -205,15 +225,59 @@ pub fn rates(sweep: &Sweep, agg: &Aggregate) -> Vec<RateRow> {
     rows
 }
 
+/// An interval containing 0 is informative when it rules out a change over the run of
+/// this share of the measure's generation-0 value ([`RateRow::reading`]).
+pub const INFORMATIVE_SHARE: f64 = 0.5;
+
+/// What one interval supports, before any direction is given to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reading {
+    /// No spread estimate: one seed, none, or seeds that tie exactly (sd = 0). An
+    /// interval of width 0 from tied seeds is no evidence either way.
+    NoEvidence,
+    /// The interval lies wholly above 0.
+    Above,
+    /// The interval lies wholly below 0.
+    Below,
+    /// The interval contains 0 and rules out changes beyond its bounds: not shown to
+    /// change (never "holds").
+    NotShown,
+    /// The interval contains 0 but is too wide to rule out a change as large as the
+    /// measure's own scale: it says nothing.
+    Uninformative,
+}
+
+impl Reading {
+    /// The reading of `s`; `scale`, when given, is the size of change an interval
+    /// containing 0 must rule out on both sides to be informative.
+    pub fn of(s: &Summary, scale: Option<f64>) -> Reading {
+        let (Some(lo), Some(hi)) = (s.low(), s.high()) else { return Reading::NoEvidence };
+        if s.tied() {
+            Reading::NoEvidence
+        } else if lo > 0.0 {
+            Reading::Above
+        } else if hi < 0.0 {
+            Reading::Below
+        } else if scale.is_some_and(|c| lo < -c || hi > c) {
+            Reading::Uninformative
+        } else {
+            Reading::NotShown
+        }
+    }
+}
+
 /// Which way a measure moves as a loop collapses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Direction {
-    /// Perplexities, losses, divergences from the real data, the share beyond the real tail.
+    /// Perplexities, losses, divergences from the real data.
     Climbs,
     /// Quality and diversity: precision, recall, density, coverage, distinct tokens and
-    /// n-grams, tail mass.
+    /// n-grams.
     Falls,
-    /// Either way, depending on the loop (entropy, lengths, copying, the Zipf slope).
+    /// Either way, depending on the loop or the sampler (entropy, lengths, copying, the
+    /// Zipf slope, tail mass; the reference's perplexity under a sharpening sampler).
+    /// Read two-sided: a change either way is evidence of collapse, and stability is
+    /// never shown, only "not shown to change".
     Either,
 }
 
@@ -226,50 +290,115 @@ impl Direction {
         }
     }
 
-    /// Whether an interval `(low, high)` of a rate lies wholly on the safe side of 0.
-    fn safe(self, low: f64, high: f64) -> bool {
-        match self {
-            Direction::Climbs => high <= 0.0,
-            Direction::Falls => low >= 0.0,
-            Direction::Either => low <= 0.0 && high >= 0.0,
-        }
+    /// Whether a rate read `r` lies wholly on the safe side of 0 (never for `Either`).
+    pub fn safe(self, r: Reading) -> bool {
+        matches!((self, r), (Direction::Climbs, Reading::Below) | (Direction::Falls, Reading::Above))
     }
 
     /// Whether it lies wholly on the collapse side of 0.
-    fn collapsing(self, low: f64, high: f64) -> bool {
-        match self {
-            Direction::Climbs => low > 0.0,
-            Direction::Falls => high < 0.0,
-            Direction::Either => low > 0.0 || high < 0.0,
+    pub fn collapsing(self, r: Reading) -> bool {
+        matches!(
+            (self, r),
+            (Direction::Climbs, Reading::Above)
+                | (Direction::Falls, Reading::Below)
+                | (Direction::Either, Reading::Above | Reading::Below)
+        )
+    }
+
+    /// Whether a rate read `r` is informative evidence against collapse: on the safe
+    /// side, or an informative interval containing 0.
+    pub fn calm(self, r: Reading) -> bool {
+        self.safe(r) || r == Reading::NotShown
+    }
+
+    /// A rate's reading in words, for this direction.
+    pub fn word(self, r: Reading) -> &'static str {
+        match r {
+            Reading::NoEvidence => "no evidence",
+            Reading::Uninformative => "uninformative",
+            Reading::NotShown => "not shown to change",
+            _ if self.collapsing(r) && self == Direction::Either => "changes",
+            _ if self.collapsing(r) => "collapses",
+            _ => "shown not to collapse",
         }
     }
 }
 
-/// The way `measure` moves under collapse.
+/// How a cell samples: what can flip a measure's direction under collapse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Sampler {
+    /// T < 1, top-p < 1 or a top-k filter: the loop collapses onto few, typical outputs.
+    pub sharpens: bool,
+    /// T > 1: the loop spreads towards noise.
+    pub flattens: bool,
+}
+
+impl Sampler {
+    pub fn of(sample: &crate::config::SampleConfig) -> Sampler {
+        Sampler {
+            sharpens: sample.temperature < 1.0 || sample.top_p.is_some_and(|p| p < 1.0) || sample.top_k.is_some(),
+            flattens: sample.temperature > 1.0,
+        }
+    }
+
+    /// The sampler of a sweep's cell (unbiased when its config cannot be read).
+    pub fn of_cell(sweep: &Sweep, cell: usize) -> Sampler {
+        sweep
+            .runs_of(cell)
+            .next()
+            .and_then(|run| sweep.run_config(run).ok())
+            .map(|(cfg, _)| Sampler::of(&cfg.sample))
+            .unwrap_or_default()
+    }
+}
+
+/// The way `measure` moves under collapse with an unbiased sampler (T = 1, no filter).
 pub fn direction(measure: &str) -> Direction {
-    const FALLS: [&str; 8] =
-        ["precision", "recall", "density", "coverage", "distinct_tokens", "distinct_2", "distinct_3", "tail_mass"];
-    const CLIMBS: [&str; 9] = [
+    direction_under(measure, Sampler::default())
+}
+
+/// The way `measure` moves under collapse for a cell sampled by `sampler`. A sharpening
+/// sampler collapses onto text the reference finds typical, so the reference's
+/// perplexity and the share beyond the real tail fall as the loop collapses; a
+/// flattening one spreads onto noise, whose wide neighbourhoods cover the real passages
+/// (recall) and which uses more distinct tokens and n-grams. Those become `Either`.
+pub fn direction_under(measure: &str, sampler: Sampler) -> Direction {
+    const FALLS: [&str; 4] = ["precision", "density", "coverage", "recall"];
+    const DIVERSITY: [&str; 4] = ["distinct_tokens", "distinct_2", "distinct_3", "recall"];
+    const CLIMBS: [&str; 7] = [
         "held_out_loss",
         "held_out_perplexity",
-        "reference_perplexity_median",
-        "reference_beyond_real_p99",
         "kl_real_gen_add_half",
         "kl_gen_real_add_half",
         "js_divergence",
         "total_variation",
         "synthetic_non_canonical_share",
     ];
-    if FALLS.contains(&measure) || measure == "synthetic_distinct_tokens" {
-        Direction::Falls
-    } else if CLIMBS.contains(&measure) {
+    const TYPICALITY: [&str; 2] = ["reference_perplexity_median", "reference_beyond_real_p99"];
+    if CLIMBS.contains(&measure) {
         Direction::Climbs
+    } else if TYPICALITY.contains(&measure) {
+        if sampler.sharpens {
+            Direction::Either
+        } else {
+            Direction::Climbs
+        }
+    } else if FALLS.contains(&measure) || DIVERSITY.contains(&measure) {
+        if sampler.flattens && DIVERSITY.contains(&measure) {
+            Direction::Either
+        } else {
+            Direction::Falls
+        }
     } else {
         Direction::Either
     }
 }
 
 /// One row of `thresholds.csv`: along `axis`, among cells alike in `others`.
+///
+/// Both readings are monotone: a value is a threshold only when every value at or
+/// above it on the ladder passes, so a collapsing cell above it, or one whose interval
+/// is uninformative or whose seeds tie, leaves no threshold.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Threshold {
     pub axis: String,
@@ -277,21 +406,54 @@ pub struct Threshold {
     pub others: String,
     pub measure: String,
     pub kind: Kind,
-    /// Which way the measure moves under collapse.
-    pub direction: Direction,
-    /// The smallest value whose rate's interval lies wholly on the safe side of 0 (None:
-    /// no value's does).
+    /// Which way the measure moves under collapse, per ladder value (it follows each
+    /// cell's sampler).
+    pub directions: Vec<Direction>,
+    /// What each value's rate interval supports, per ladder value.
+    pub readings: Vec<Reading>,
+    /// The smallest value from which every value's rate lies wholly on the safe side
+    /// of 0 (None: the largest does not, or the measure has no safe side).
     pub stable_from: Option<f64>,
-    /// The largest smaller value whose interval does not (None: the smallest value is
-    /// already stable, so the threshold lies at or below it).
+    /// The value just below it (None: the smallest value is already stable).
     pub unstable_below: Option<f64>,
-    /// The smallest value whose rate's interval does not lie wholly on the collapse side
-    /// (None: every value's does).
+    /// The smallest value from which every value's rate is informative and not on the
+    /// collapse side (None: the largest value's is not).
     pub not_collapsing_from: Option<f64>,
-    /// The largest smaller value whose interval does.
+    /// The value just below it, when its rate is shown to collapse (None otherwise:
+    /// then what lies below the threshold is not shown either way).
     pub collapsing_below: Option<f64>,
     /// Values on the ladder, ascending.
     pub ladder: Vec<f64>,
+}
+
+impl Threshold {
+    /// `under_collapse` in words: one direction, or one per ladder value when they differ.
+    pub fn direction_text(&self) -> String {
+        if self.directions.windows(2).all(|w| w[0] == w[1]) {
+            self.directions.first().map_or("", |d| d.name()).to_string()
+        } else {
+            self.directions.iter().map(|d| d.name()).collect::<Vec<_>>().join(" ")
+        }
+    }
+
+    /// The reading of every ladder value, "value: word; …".
+    pub fn readings_text(&self) -> String {
+        self.ladder
+            .iter()
+            .zip(self.directions.iter().zip(&self.readings))
+            .map(|(x, (d, r))| format!("{x}: {}", d.word(*r)))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
+/// The smallest index from which every index passes `ok` (None: the last does not).
+fn monotone_from(len: usize, ok: impl Fn(usize) -> bool) -> Option<usize> {
+    let mut i = len;
+    while i > 0 && ok(i - 1) {
+        i -= 1;
+    }
+    (i < len).then_some(i)
 }
 
 /// Numeric grid axes with at least two values, the ladders over them, and their
@@ -305,6 +467,7 @@ pub fn thresholds(sweep: &Sweep, rates: &[RateRow]) -> Vec<Threshold> {
             }
         }
     }
+    let samplers: Vec<Sampler> = (0..sweep.cells.len()).map(|c| Sampler::of_cell(sweep, c)).collect();
     let numeric = |v: &toml::Value| v.as_float().or_else(|| v.as_integer().map(|i| i as f64));
     let mut out = Vec::new();
     for axis in axes {
@@ -332,29 +495,29 @@ pub fn thresholds(sweep: &Sweep, rates: &[RateRow]) -> Vec<Threshold> {
             }
             ladder.sort_by(|a, b| a.0.total_cmp(&b.0));
             for (m, kind) in measures() {
-                let dir = direction(m);
-                let interval = |cell: usize| {
-                    let r = rates.iter().find(|r| r.cell == cell && r.measure == m && r.kind == kind)?;
-                    Some((r.slope.low()?, r.slope.high()?))
-                };
-                let intervals: Vec<Option<(f64, f64)>> = ladder.iter().map(|&(_, c)| interval(c)).collect();
-                if intervals.iter().any(Option::is_none) {
-                    continue;
-                }
-                let intervals: Vec<(f64, f64)> = intervals.into_iter().flatten().collect();
-                let first = intervals.iter().position(|&(lo, hi)| dir.safe(lo, hi));
-                let calm = intervals.iter().position(|&(lo, hi)| !dir.collapsing(lo, hi));
-                let below = |i: Option<usize>| i.and_then(|i| i.checked_sub(1)).map(|i| ladder[i].0);
+                let rows: Option<Vec<&RateRow>> = ladder
+                    .iter()
+                    .map(|&(_, c)| rates.iter().find(|r| r.cell == c && r.measure == m && r.kind == kind))
+                    .collect();
+                let Some(rows) = rows.filter(|rows| rows.iter().all(|r| r.slope.n > 0)) else { continue };
+                let directions: Vec<Direction> = ladder.iter().map(|&(_, c)| direction_under(m, samplers[c])).collect();
+                let readings: Vec<Reading> = rows.iter().map(|r| r.reading()).collect();
+                let stable = monotone_from(ladder.len(), |i| directions[i].safe(readings[i]));
+                let calm = monotone_from(ladder.len(), |i| directions[i].calm(readings[i]));
+                let below = |i: Option<usize>| i.and_then(|i| i.checked_sub(1));
                 out.push(Threshold {
                     axis: super::spec::named_axis(&axis).unwrap_or(&axis).to_string(),
                     others: others.clone(),
                     measure: m.to_string(),
                     kind,
-                    direction: dir,
-                    stable_from: first.map(|i| ladder[i].0),
-                    unstable_below: below(first),
+                    stable_from: stable.map(|i| ladder[i].0),
+                    unstable_below: below(stable).map(|i| ladder[i].0),
                     not_collapsing_from: calm.map(|i| ladder[i].0),
-                    collapsing_below: below(calm),
+                    collapsing_below: below(calm)
+                        .filter(|&i| directions[i].collapsing(readings[i]))
+                        .map(|i| ladder[i].0),
+                    directions,
+                    readings,
                     ladder: ladder.iter().map(|l| l.0).collect(),
                 });
             }
@@ -377,6 +540,7 @@ pub fn contrasts_csv(sweep: &Sweep, rows: &[ContrastRow]) -> Result<Vec<u8>> {
             "sd",
             "ci95_low",
             "ci95_high",
+            "spread",
             "seeds",
             "missing_seeds",
         ])?;
@@ -410,13 +574,18 @@ pub fn rates_csv(sweep: &Sweep, rows: &[RateRow]) -> Result<Vec<u8>> {
             "sd",
             "ci95_low",
             "ci95_high",
+            "spread",
             "mean_relative_slope",
             "relative_ci95_low",
             "relative_ci95_high",
             "seeds",
             "missing_seeds",
+            "under_collapse",
+            "reading",
         ])?;
+        let samplers: Vec<Sampler> = (0..sweep.cells.len()).map(|c| Sampler::of_cell(sweep, c)).collect();
         for r in rows {
+            let dir = direction_under(&r.measure, samplers[r.cell]);
             let cells = [
                 sweep.cells[r.cell].id.clone(),
                 sweep.cells[r.cell].label.clone(),
@@ -431,6 +600,8 @@ pub fn rates_csv(sweep: &Sweep, rows: &[RateRow]) -> Result<Vec<u8>> {
                 opt(r.relative.high()),
                 seeds_text(&r.seeds),
                 seeds_text(&r.missing),
+                dir.name().to_string(),
+                dir.word(r.reading()).to_string(),
             ];
             w.write_record(cells.into_iter().chain(summary_columns(&r.slope)).chain(rest))?;
         }
@@ -451,6 +622,7 @@ pub fn thresholds_csv(rows: &[Threshold]) -> Result<Vec<u8>> {
             "not_collapsing_from",
             "collapsing_below",
             "ladder",
+            "readings",
         ])?;
         for t in rows {
             w.write_record([
@@ -458,12 +630,13 @@ pub fn thresholds_csv(rows: &[Threshold]) -> Result<Vec<u8>> {
                 t.others.clone(),
                 t.measure.clone(),
                 t.kind.describe().to_string(),
-                t.direction.name().to_string(),
+                t.direction_text(),
                 opt(t.stable_from),
                 opt(t.unstable_below),
                 opt(t.not_collapsing_from),
                 opt(t.collapsing_below),
                 t.ladder.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(" "),
+                t.readings_text(),
             ])?;
         }
         Ok(())

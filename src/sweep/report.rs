@@ -284,7 +284,7 @@ fn rates_section(
         return;
     }
     page.paragraph(&format!(
-        "Per run, the least-squares slope of a measure over generations 1..{n} (per generation; precision and recall are of the corpus S_(k+1) model k sampled); then its mean over seeds with its 95% interval. A rate whose interval lies above 0 climbs, one whose interval contains 0 is not shown to move. rates.csv holds every measure, and each slope relative to the run's generation-0 value."
+        "Per run, the least-squares slope of a measure over generations 1..{n} (per generation; precision and recall are of the corpus S_(k+1) model k sampled); then its mean over seeds with its 95% interval. A rate whose interval lies above 0 climbs; one whose interval contains 0 is not shown to move (which is not evidence that it holds still: its bounds say how fast a change it rules out); seeds that tie give no spread, and no evidence. rates.csv's reading column reads each rate in its measure's direction under collapse. rates.csv holds every measure, and each slope relative to the run's generation-0 value."
     ));
     let mut header = vec!["cell".to_string()];
     header.extend(HEADLINE.iter().map(|(m, _)| format!("{m} per generation")));
@@ -306,31 +306,47 @@ fn rates_section(
     if shown.is_empty() {
         return;
     }
-    page.paragraph("Thresholds along each numeric grid axis (cells alike in every other setting), read two ways, each knowing which way the measure moves under collapse (held-out perplexity and divergences climb, precision, recall and distinct tokens fall; entropy can move either way, so there both readings ask for an interval containing 0). Shown stable: the smallest value whose rate's interval lies wholly on the safe side of 0, bracketed by the largest smaller value whose does not. Not shown to collapse: the smallest value whose interval does not lie wholly on the collapse side, bracketed by the largest smaller value whose does; with 3 seeds a flat rate's interval straddles 0, so this reading is the one that finds a stability threshold (Bertrand et al.'s for λ), and the first says whether stability is shown. thresholds.csv holds every measure.");
+    page.paragraph("Thresholds along each numeric grid axis (cells alike in every other setting), read in the direction each measure moves under collapse for each cell's sampler: held-out perplexity and the divergences climb; precision, recall, coverage and distinct tokens fall; entropy, tail mass, lengths and copying can move either way, and so can the reference's perplexity under T < 1 or top-p < 1 (the loop collapses onto typical text) and recall and distinct tokens under T > 1 (noise covers the real passages). A measure that can move either way has no safe side: a change is evidence of collapse and stability is never shown, only \"not shown to change\". Each value's rate is read as: collapses (interval wholly on the collapse side), shown not to collapse (wholly on the safe side), not shown to change (contains 0, and rules out a change over the run of half the measure's generation-0 value), uninformative (contains 0 but rules out no such change), or no evidence (seeds tie, sd = 0, or fewer than two seeds). Both thresholds are monotone: a value counts only when every larger value on the ladder passes too. Shown not to collapse: from the smallest value from which every rate lies on the safe side. Not shown to collapse: from the smallest value from which every rate is informative and off the collapse side; that is absence of evidence with bounds, not a proof of stability. thresholds.csv holds every measure.");
     let reading = |from: Option<f64>, below: Option<f64>| match (from, below) {
-        (Some(s), Some(u)) => format!("between {u} and {s}"),
-        (Some(s), None) => format!("at or below {s} (the smallest value on the ladder)"),
-        (None, _) => "above every value on the ladder".to_string(),
+        (Some(s), Some(u)) => format!("from {s} (not at {u})"),
+        (Some(s), None) => format!("at every value (from {s}, the smallest on the ladder)"),
+        (None, _) => "no threshold on the ladder".to_string(),
     };
     let rows: Vec<Vec<String>> = shown
         .iter()
         .map(|t| {
+            let mut calm = reading(t.not_collapsing_from, None);
+            if let Some(from) = t.not_collapsing_from {
+                calm = match (t.collapsing_below, t.ladder.iter().position(|x| *x == from)) {
+                    (Some(c), _) => format!("from {from}; collapses at {c}"),
+                    (None, Some(0)) => calm,
+                    (None, _) => format!("from {from}; the value below is not shown either way"),
+                };
+            }
             vec![
                 t.axis.clone(),
                 if t.others.is_empty() { "–".into() } else { t.others.clone() },
                 t.measure.clone(),
-                t.direction.name().to_string(),
-                reading(t.not_collapsing_from, t.collapsing_below),
+                t.direction_text(),
+                calm,
                 reading(t.stable_from, t.unstable_below),
-                t.ladder.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(", "),
+                t.readings_text(),
             ]
         })
         .collect();
     page.table(
-        &["axis", "other settings", "measure", "under collapse", "not shown to collapse", "shown stable", "ladder"]
-            .map(String::from),
+        &[
+            "axis",
+            "other settings",
+            "measure",
+            "under collapse",
+            "not shown to collapse",
+            "shown not to collapse",
+            "each value's rate",
+        ]
+        .map(String::from),
         &rows,
-        &[0, 1, 2, 3, 4, 5],
+        &[0, 1, 2, 3, 4, 5, 6],
     );
 }
 
@@ -345,7 +361,7 @@ fn contrast_section(
     let n = sweep.spec.generations;
     page.section("contrasts", &format!("Paired contrasts against {}", sweep.cells[base].label));
     page.paragraph(&format!(
-        "Per seed, a cell's value minus the baseline's ({}) at the same seed and generation, then the mean of those differences with its 95% interval. The cells share generation 0 at each seed, so what the seed shares cancels and the interval is tighter than two unpaired ones. contrasts.csv holds every measure and generation.",
+        "Per seed, a cell's value minus the baseline's ({}) at the same seed and generation, then the mean of those differences with its 95% interval. The cells share generation 0 at each seed, so pairing cancels what the seed shares; the paired interval is tighter than an unpaired (Welch) one only when the two cells' values stay positively correlated across seeds, which later generations need not keep (it can be wider). An interval that contains 0 says the cells are not shown to differ, with the bounds it rules out; one from seeds that tie (shown as \"seeds tie\") is no evidence. contrasts.csv holds every measure and generation.",
         sweep.cells[base].label
     ));
     let mut header = vec!["cell".to_string()];

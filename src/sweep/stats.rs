@@ -64,6 +64,13 @@ impl Summary {
         Some((self.mean? + self.half_width?).min(self.range.1))
     }
 
+    /// Whether the seeds tie (n ≥ 2 and sd = 0, up to rounding): the interval then has
+    /// width 0, which says nothing about the spread of another seed. Such a summary is
+    /// no evidence: the readings of [`super::contrasts`] keep it out of every verdict.
+    pub fn tied(&self) -> bool {
+        self.n >= 2 && self.sd.is_some_and(|sd| sd <= 1e-12 * self.mean.unwrap_or(0.0).abs())
+    }
+
     /// Whether the range cut the t-interval.
     pub fn cut(&self) -> bool {
         match (self.mean, self.half_width) {
@@ -72,10 +79,11 @@ impl Summary {
         }
     }
 
-    /// "m ± h" with `digits` decimals ("m [lo, hi]" when the range cut the interval),
-    /// "m" for one seed, "–" for none.
+    /// "m ± h" with `digits` decimals ("m [lo, hi]" when the range cut the interval,
+    /// "m (seeds tie: no spread)" when the seeds tie), "m" for one seed, "–" for none.
     pub fn display(&self, digits: usize) -> String {
         match (self.mean, self.half_width, self.low(), self.high()) {
+            (Some(m), Some(_), _, _) if self.tied() => format!("{m:.digits$} (seeds tie: no spread)"),
             (Some(m), Some(_), Some(lo), Some(hi)) if self.cut() => {
                 format!("{m:.digits$} [{lo:.digits$}, {hi:.digits$}]")
             }

@@ -307,6 +307,7 @@ pub fn vanish_csv(sweep: &Sweep, tails: &[CellTails]) -> Result<Vec<u8>> {
             "sd",
             "ci95_low",
             "ci95_high",
+            "spread",
             "missing_seeds",
             "theory_simulated",
         ])?;
@@ -350,6 +351,7 @@ pub fn tails_csv(sweep: &Sweep, tails: &[CellTails]) -> Result<Vec<u8>> {
             "sd",
             "ci95_low",
             "ci95_high",
+            "spread",
             "missing_seeds",
             "theory_simulated",
             "poisson_predicted",

@@ -681,17 +681,23 @@ fn seeds_that_tie_exactly_are_no_evidence() {
 fn a_near_null_rate_is_not_shown_to_change_never_stable() {
     // Entropy-like measures move either way; a rate whose interval contains 0 is "not
     // shown to change", and a two-sided measure is never shown stable.
-    let grid = "[grid]\npolicy = [\"mix\"]\nreal_fraction = [0.5, 1.0]\n";
+    let grid = "baseline = { real_fraction = 1.0 }\n[grid]\npolicy = [\"mix\"]\nreal_fraction = [0.5, 1.0]\n";
     let dir = files_only(&sweep_file("null", 3, "[1, 2, 3]", grid));
     let root = dir.path();
-    plant(root, |_, _, seed| {
-        planted_rows(|k| 100.0 + 0.3 * (((seed * 5 + k as u64 * 3) % 4) as f64 - 1.5), |_| 0.9, 3)
+    plant(root, |_, cell, seed| {
+        let wobble = move |k: u32| 0.3 * (((seed * 5 + k as u64 * 3 + cell as u64 * 7) % 4) as f64 - 1.5);
+        planted_rows(|k| 100.0 + wobble(k), |_| 0.9, 3)
     });
     let out = root.join("analysis/sweeps/null");
     let rates = csv_rows(&out.join("rates.csv"));
     for r in rates.iter().filter(|r| r["measure"] == "held_out_perplexity") {
         assert_eq!(r["reading"], "not shown to change", "{r:?}");
     }
+    // The near-null pair: no claim either way, and Welch's interval beside the paired one.
+    let contrasts = csv_rows(&out.join("contrasts.csv"));
+    let c = contrasts.iter().find(|r| r["measure"] == "held_out_perplexity" && r["generation"] == "3").unwrap();
+    assert_eq!(c["reading"], "not shown to differ", "{c:?}");
+    assert!(c["unpaired_ci95_low"].parse::<f64>().unwrap() < 0.0, "{c:?}");
     let t = csv_rows(&out.join("thresholds.csv"));
     let p = t.iter().find(|t| t["measure"] == "held_out_perplexity").unwrap();
     assert_eq!(p["stable_from"], "", "an interval containing 0 is not stability: {p:?}");

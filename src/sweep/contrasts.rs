@@ -91,6 +91,8 @@ pub struct ContrastRow {
     pub kind: Kind,
     pub generation: u32,
     pub summary: Summary,
+    /// Welch's unpaired interval over the same seeds, to set beside the paired one.
+    pub unpaired: Option<(f64, f64)>,
     pub seeds: Vec<u64>,
     pub missing: Vec<u64>,
 }
@@ -110,11 +112,14 @@ pub fn contrasts(sweep: &Sweep, agg: &Aggregate, baseline: usize) -> Vec<Contras
             for k in 0..=sweep.spec.generations {
                 let key = (m.to_string(), Slot::Generation(kind, k));
                 let (mut diffs, mut seeds, mut missing) = (Vec::new(), Vec::new(), Vec::new());
+                let (mut xs, mut ys) = (Vec::new(), Vec::new());
                 for (seed, v) in &runs {
                     let b = base.iter().find(|(s, _)| s == seed).and_then(|(_, bv)| bv.get(&key));
                     match (v.get(&key), b) {
                         (Some(x), Some(y)) => {
                             diffs.push(x - y);
+                            xs.push(*x);
+                            ys.push(*y);
                             seeds.push(*seed);
                         }
                         _ => missing.push(*seed),
@@ -127,6 +132,7 @@ pub fn contrasts(sweep: &Sweep, agg: &Aggregate, baseline: usize) -> Vec<Contras
                     kind,
                     generation: k,
                     summary: Summary::of(&diffs),
+                    unpaired: super::stats::welch_interval(&xs, &ys),
                     seeds,
                     missing,
                 });
@@ -543,6 +549,9 @@ pub fn contrasts_csv(sweep: &Sweep, rows: &[ContrastRow]) -> Result<Vec<u8>> {
             "spread",
             "seeds",
             "missing_seeds",
+            "unpaired_ci95_low",
+            "unpaired_ci95_high",
+            "reading",
         ])?;
         for r in rows {
             let cells = [
@@ -553,8 +562,20 @@ pub fn contrasts_csv(sweep: &Sweep, rows: &[ContrastRow]) -> Result<Vec<u8>> {
                 r.kind.describe().to_string(),
                 r.generation.to_string(),
             ];
-            let seeds = [seeds_text(&r.seeds), seeds_text(&r.missing)];
-            w.write_record(cells.into_iter().chain(summary_columns(&r.summary)).chain(seeds))?;
+            let reading = match Reading::of(&r.summary, None) {
+                Reading::NoEvidence => "no evidence",
+                Reading::Above => "above the baseline",
+                Reading::Below => "below the baseline",
+                _ => "not shown to differ",
+            };
+            let rest = [
+                seeds_text(&r.seeds),
+                seeds_text(&r.missing),
+                opt(r.unpaired.map(|u| u.0)),
+                opt(r.unpaired.map(|u| u.1)),
+                reading.to_string(),
+            ];
+            w.write_record(cells.into_iter().chain(summary_columns(&r.summary)).chain(rest))?;
         }
         Ok(())
     })

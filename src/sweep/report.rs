@@ -582,7 +582,11 @@ fn vanish_table(page: &mut Page, sweep: &Sweep, tails: &[super::tails::CellTails
             row.push(format!(
                 "{} / {} ({})",
                 v.slope.display(3),
-                v.simulated_slope.map_or("–".into(), |x| format!("{x:.3}")),
+                match (v.simulated_slope, v.simulated_slope_se) {
+                    (Some(x), Some(se)) => format!("{x:.3} (Monte Carlo error at most ±{se:.3})"),
+                    (Some(x), None) => format!("{x:.3}"),
+                    _ => "–".into(),
+                },
                 v.fit_tokens
             ));
             row

@@ -94,6 +94,22 @@ impl Summary {
     }
 }
 
+/// Welch's unpaired 95% interval of mean(a) − mean(b): (low, high), with the
+/// Welch–Satterthwaite degrees of freedom; None when either side has fewer than two
+/// values or both have no spread.
+pub fn welch_interval(a: &[f64], b: &[f64]) -> Option<(f64, f64)> {
+    let (sa, sb) = (Summary::of(a), Summary::of(b));
+    let (va, vb) = (sa.sd?.powi(2) / a.len() as f64, sb.sd?.powi(2) / b.len() as f64);
+    let se2 = va + vb;
+    if se2 <= 0.0 {
+        return None;
+    }
+    let df = se2 * se2 / (va * va / (a.len() - 1) as f64 + vb * vb / (b.len() - 1) as f64);
+    let half = t_quantile(0.5 + CONFIDENCE / 2.0, df) * se2.sqrt();
+    let d = sa.mean? - sb.mean?;
+    Some((d - half, d + half))
+}
+
 /// The p-quantile of Student's t distribution with `df` degrees of freedom
 /// (p in (0, 1), df > 0), to about 1e-12 relative accuracy.
 pub fn t_quantile(p: f64, df: f64) -> f64 {
@@ -209,6 +225,15 @@ mod tests {
         // Large df tends to the normal quantile.
         assert!((t_quantile(0.975, 1e6) - 1.959966).abs() < 1e-4);
         assert!((t_quantile(0.025, 4.0) + 2.7764).abs() < 5e-5);
+    }
+
+    #[test]
+    fn welch_by_hand() {
+        // Equal sizes and spreads: df = 2(n − 1) = 4, se = √(2·4/3), t = 2.7764.
+        let (lo, hi) = welch_interval(&[2.0, 4.0, 6.0], &[1.0, 3.0, 5.0]).unwrap();
+        let half = 2.776445 * (8.0f64 / 3.0).sqrt();
+        assert!((lo - (1.0 - half)).abs() < 1e-4 && (hi - (1.0 + half)).abs() < 1e-4, "{lo} {hi}");
+        assert_eq!(welch_interval(&[1.0], &[2.0, 3.0]), None);
     }
 
     #[test]

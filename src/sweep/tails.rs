@@ -74,6 +74,10 @@ pub struct Vanish {
     /// Slope per seed, pooled; and the simulator's slope.
     pub slope: Summary,
     pub simulated_slope: Option<f64>,
+    /// Upper bounds on the Monte Carlo standard error of the simulator's values (its
+    /// `THEORY_TRIALS` trials), per group and for the slope; see [`mc_sd_of_vanish`].
+    pub simulated_group_se: Vec<Option<f64>>,
+    pub simulated_slope_se: Option<f64>,
     /// Seeds whose runs lack a corpus S_1..S_K.
     pub missing: Vec<u64>,
 }
@@ -256,19 +260,35 @@ fn vanish(
         }
     }
     missing.sort();
-    let simulated: Option<Vec<f64>> = match theory {
+    let trials = theory.as_ref().map(|c| c.trials as f64);
+    let (simulated, simulated_sd): (Option<Vec<f64>>, Option<Vec<f64>>) = match theory {
         Some(config) => {
             let all: Vec<usize> = (1..=corpora).collect();
             let result = crate::theory::simulate_discrete_at(&config, &all)?;
-            Some(
-                (0..real.len())
-                    .map(|t| 1.0 + (0..all.len()).map(|slot| result.survival(slot, t)).sum::<f64>())
-                    .collect(),
-            )
+            let present = |t: usize| -> Vec<f64> { (0..all.len()).map(|slot| result.survival(slot, t)).collect() };
+            let mean = (0..real.len()).map(|t| 1.0 + present(t).iter().sum::<f64>()).collect();
+            let sd = (0..real.len()).map(|t| mc_sd_of_vanish(&present(t))).collect();
+            (Some(mean), Some(sd))
         }
-        None => None,
+        None => (None, None),
+    };
+    // A mean of per-token values has a standard deviation at most the mean of theirs
+    // (whatever their correlation), and a slope, a weighted sum, at most Σ|w|·sd.
+    let se_of = |weights: &[(usize, f64)]| -> Option<f64> {
+        let sd = simulated_sd.as_ref()?;
+        Some(weights.iter().map(|&(t, w)| w.abs() * sd[t]).sum::<f64>() / trials?.sqrt())
     };
     let mean_over = |v: &[f64], ids: &[usize]| ids.iter().map(|&t| v[t]).sum::<f64>() / ids.len().max(1) as f64;
+    let simulated_group_se = groups
+        .iter()
+        .map(|ids| se_of(&ids.iter().map(|&t| (t, 1.0 / ids.len().max(1) as f64)).collect::<Vec<_>>()))
+        .collect();
+    let xs: Vec<f64> = fitted.iter().map(|&t| real[t] * d_over_r).collect();
+    let mx = xs.iter().sum::<f64>() / xs.len().max(1) as f64;
+    let sxx: f64 = xs.iter().map(|x| (x - mx).powi(2)).sum();
+    let simulated_slope_se = (sxx > 0.0)
+        .then(|| se_of(&fitted.iter().zip(&xs).map(|(&t, x)| (t, (x - mx) / sxx)).collect::<Vec<_>>()))
+        .flatten();
     let groups = groups
         .iter()
         .map(|ids| {
@@ -286,8 +306,20 @@ fn vanish(
         fit_tokens: fitted.len(),
         slope: Summary::of(&slopes),
         simulated_slope: simulated.as_ref().and_then(|s| slope_of(&points(s))),
+        simulated_group_se,
+        simulated_slope_se,
         missing,
     })
+}
+
+/// The standard deviation over trials of one token's min(V, K+1) in the simulator, from
+/// its presence shares p_k at S_1..S_K. Under `replace` a vanished token never returns,
+/// so V − 1 = #{k : present in S_k}, P(V − 1 ≥ k) = p_k, E[V − 1] = Σ p_k and
+/// E[(V − 1)²] = Σ (2k − 1)·p_k.
+pub fn mc_sd_of_vanish(present: &[f64]) -> f64 {
+    let m: f64 = present.iter().sum();
+    let m2: f64 = present.iter().enumerate().map(|(i, p)| (2 * i + 1) as f64 * p).sum();
+    (m2 - m * m).max(0.0).sqrt()
 }
 
 /// `vanish.csv`: per cell, one row per octave of expected count (the mean of
@@ -310,27 +342,29 @@ pub fn vanish_csv(sweep: &Sweep, tails: &[CellTails]) -> Result<Vec<u8>> {
             "spread",
             "missing_seeds",
             "theory_simulated",
+            "theory_mc_se_max",
         ])?;
         for t in tails {
             let cell = &sweep.cells[t.cell];
             let v = &t.vanish;
-            let mut row = |kind: &str, low: f64, high: f64, tokens: usize, s: &Summary, sim: Option<f64>| {
-                let cells = [
-                    cell.id.clone(),
-                    cell.label.clone(),
-                    kind.to_string(),
-                    format!("{low}"),
-                    format!("{high}"),
-                    tokens.to_string(),
-                    v.corpora.to_string(),
-                ];
-                let rest = [seeds_text(&v.missing), opt(sim)];
-                w.write_record(cells.into_iter().chain(summary_columns(s)).chain(rest))
-            };
-            for (b, (s, sim)) in t.bins.iter().zip(&v.groups) {
-                row("group", b.expected_low, b.expected_high, b.tokens, s, *sim)?;
+            let mut row =
+                |kind: &str, low: f64, high: f64, tokens: usize, s: &Summary, sim: (Option<f64>, Option<f64>)| {
+                    let cells = [
+                        cell.id.clone(),
+                        cell.label.clone(),
+                        kind.to_string(),
+                        format!("{low}"),
+                        format!("{high}"),
+                        tokens.to_string(),
+                        v.corpora.to_string(),
+                    ];
+                    let rest = [seeds_text(&v.missing), opt(sim.0), opt(sim.1)];
+                    w.write_record(cells.into_iter().chain(summary_columns(s)).chain(rest))
+                };
+            for ((b, (s, sim)), se) in t.bins.iter().zip(&v.groups).zip(&v.simulated_group_se) {
+                row("group", b.expected_low, b.expected_high, b.tokens, s, (*sim, *se))?;
             }
-            row("slope", 0.0, v.fit_up_to, v.fit_tokens, &v.slope, v.simulated_slope)?;
+            row("slope", 0.0, v.fit_up_to, v.fit_tokens, &v.slope, (v.simulated_slope, v.simulated_slope_se))?;
         }
         Ok(())
     })
@@ -382,4 +416,19 @@ pub fn tails_csv(sweep: &Sweep, tails: &[CellTails]) -> Result<Vec<u8>> {
         }
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mc_sd_of_vanish;
+
+    #[test]
+    fn monte_carlo_spread_of_the_vanish_generation_by_hand() {
+        // Always in S_1, never later: V − 1 = 1 in every trial.
+        assert_eq!(mc_sd_of_vanish(&[1.0, 0.0]), 0.0);
+        // In S_1 half the time: V − 1 is Bernoulli(½), sd ½.
+        assert!((mc_sd_of_vanish(&[0.5, 0.0]) - 0.5).abs() < 1e-12);
+        // Always in S_1, in S_2 half the time: V − 1 ∈ {1, 2} alike, sd ½.
+        assert!((mc_sd_of_vanish(&[1.0, 0.5]) - 0.5).abs() < 1e-12);
+    }
 }

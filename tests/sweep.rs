@@ -452,13 +452,21 @@ fn every_recipe_expands_into_valid_runs() {
     assert_eq!(seen, ["alemohammad", "bertrand", "curation", "gerstgrasser", "marchi", "suresh"]);
 }
 
-/// Rows of generations.csv with the columns the sweep pools that this test plants.
-fn planted_rows(perplexity: impl Fn(u32) -> f64, precision: impl Fn(u32) -> f64, n: u32) -> String {
+/// Rows of generations.csv with the columns the sweep pools that these tests plant:
+/// `row(k)` gives generation k's held-out perplexity, precision and median reference
+/// perplexity.
+fn planted_table(n: u32, row: impl Fn(u32) -> (f64, f64, f64)) -> String {
     let mut text = "generation,held_out_perplexity,precision,score_seconds,reference_perplexity_median\n".to_string();
     for k in 0..=n {
-        text.push_str(&format!("{k},{},{},1,100\n", perplexity(k), precision(k)));
+        let (perplexity, precision, median) = row(k);
+        text.push_str(&format!("{k},{perplexity},{precision},1,{median}\n"));
     }
     text
+}
+
+/// The same with the median reference perplexity held at 100.
+fn planted_rows(perplexity: impl Fn(u32) -> f64, precision: impl Fn(u32) -> f64, n: u32) -> String {
+    planted_table(n, |k| (perplexity(k), precision(k), 100.0))
 }
 
 #[test]
@@ -468,29 +476,23 @@ fn contrasts_rates_and_thresholds_recover_what_was_planted() {
     let root = dir.path();
     let plan = lmloop(root, &["sweep", "plan", "sweep.toml"]);
     assert_eq!(plan.0, 0, "{}", plan.2);
-    let sweep = lmloop::sweep::Sweep::load(&root.join("sweep.toml")).unwrap();
     // Slope per generation by λ: climbs below 0.5, falls above; each seed adds a large
     // offset that a paired difference cancels, and a little noise.
     let slope_of = |l: f64| 10.0 * (0.5 - l);
-    for run in &sweep.runs {
-        let l = sweep.cells[run.cell].real_fraction.unwrap();
-        let s = run.seed as f64;
-        let noise = move |k: u32| 0.05 * (((run.seed * 7 + k as u64 * 3) % 5) as f64 - 2.0);
-        let rows = planted_rows(
+    let sweep = plant(root, |sweep, cell, seed| {
+        let l = sweep.cells[cell].real_fraction.unwrap();
+        let s = seed as f64;
+        let noise = move |k: u32| 0.05 * (((seed * 7 + k as u64 * 3) % 5) as f64 - 2.0);
+        planted_rows(
             |k| 100.0 + 40.0 * s + slope_of(l) * k as f64 + noise(k),
             // Precision falls below λ = 0.5 and is flat (up to noise) above it.
             |k| match k {
-                0 => [0.999, 0.95, 0.998][run.seed as usize - 1],
+                0 => [0.999, 0.95, 0.998][seed as usize - 1],
                 k => 0.9 - 0.005 * slope_of(l).max(0.0) * k as f64 + 0.02 * noise(k),
             },
             4,
-        );
-        let dir = root.join("analysis").join(&run.name);
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("generations.csv"), rows).unwrap();
-    }
-    let report = lmloop(root, &["sweep", "report", "sweep.toml"]);
-    assert_eq!(report.0, 0, "{}", report.2);
+        )
+    });
     let out = root.join("analysis/sweeps/planted");
     let label = |l: f64| sweep.cells.iter().find(|c| c.real_fraction == Some(l)).unwrap().label.clone();
     let num = |r: &std::collections::HashMap<String, String>, c: &str| r[c].parse::<f64>().unwrap();
@@ -613,12 +615,11 @@ fn a_collapsing_cell_with_a_huge_interval_below_a_collapsing_one_leaves_no_thres
     let grid = "[grid]\npolicy = [\"replace\"]\ntop_p = [0.5, 1.0]\n";
     let dir = files_only(&sweep_file("ladder", 3, "[1, 2, 3]", grid));
     let root = dir.path();
-    let sweep = plant(root, |sweep, cell, seed| {
+    plant(root, |sweep, cell, seed| {
         let wild = sweep.cells[cell].label.contains("0.5");
         let slope = if wild { [1500.0, 900.0, -1300.0][seed as usize - 1] } else { 10.0 + seed as f64 * 0.3 };
         planted_rows(|k| 30.0 + slope * k as f64, |_| 0.9, 3)
     });
-    let _ = sweep;
     let out = root.join("analysis/sweeps/ladder");
     let t = csv_rows(&out.join("thresholds.csv"));
     let p = t.iter().find(|t| t["axis"] == "top_p" && t["measure"] == "held_out_perplexity").unwrap();
@@ -639,14 +640,11 @@ fn a_measure_that_falls_under_top_p_collapse_is_read_as_collapse_not_stable() {
     let root = dir.path();
     plant(root, |sweep, cell, seed| {
         let sharp = sweep.cells[cell].label.contains("0.5");
-        let mut text =
-            "generation,held_out_perplexity,precision,score_seconds,reference_perplexity_median\n".to_string();
-        for k in 0..=3u32 {
+        planted_table(3, |k| {
             let noise = 0.1 * (((seed * 7 + k as u64 * 3) % 5) as f64 - 2.0);
             let median = if sharp { 18.0 - 3.2 * k as f64 + noise } else { 18.0 + noise };
-            text.push_str(&format!("{k},{},0.9,1,{median}\n", 100.0 + noise));
-        }
-        text
+            (100.0 + noise, 0.9, median)
+        })
     });
     let out = root.join("analysis/sweeps/typical");
     let t = csv_rows(&out.join("thresholds.csv"));

@@ -172,6 +172,8 @@ pub struct RateRow {
     /// Mean generation-0 value over the seeds with a slope (the scale an informative
     /// interval is judged against, [`Reading`]).
     pub start: Option<f64>,
+    /// Which way the measure moves under collapse for this cell's sampler.
+    pub direction: Direction,
     pub seeds: Vec<u64>,
     pub missing: Vec<u64>,
 }
@@ -186,11 +188,12 @@ impl RateRow {
 }
 
 /// The rate of every measure of every cell over generations 1..N.
-pub fn rates(sweep: &Sweep, agg: &Aggregate) -> Vec<RateRow> {
+pub fn rates(sweep: &Sweep, agg: &Aggregate) -> Result<Vec<RateRow>> {
     let n = sweep.spec.generations;
     let mut rows = Vec::new();
     for cell in 0..sweep.cells.len() {
         let runs = cell_runs(sweep, agg, cell);
+        let sampler = Sampler::of_cell(sweep, cell)?;
         for (m, kind) in measures() {
             let (mut slopes, mut relative, mut seeds, mut missing) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
             let mut starts = Vec::new();
@@ -204,9 +207,9 @@ pub fn rates(sweep: &Sweep, agg: &Aggregate) -> Vec<RateRow> {
                         slopes.push(s);
                         if let Some(v0) = at(0) {
                             starts.push(v0);
-                        }
-                        if let Some(v0) = at(0).filter(|v0| *v0 != 0.0) {
-                            relative.push(s / v0.abs());
+                            if v0 != 0.0 {
+                                relative.push(s / v0.abs());
+                            }
                         }
                         seeds.push(*seed);
                     }
@@ -223,12 +226,13 @@ pub fn rates(sweep: &Sweep, agg: &Aggregate) -> Vec<RateRow> {
                 relative: Summary::of(&relative),
                 start: (starts.len() == seeds.len() && !starts.is_empty())
                     .then(|| starts.iter().sum::<f64>() / starts.len() as f64),
+                direction: direction_under(m, sampler),
                 seeds,
                 missing,
             });
         }
     }
-    rows
+    Ok(rows)
 }
 
 /// An interval containing 0 is informative when it rules out a change over the run of
@@ -347,14 +351,10 @@ impl Sampler {
         }
     }
 
-    /// The sampler of a sweep's cell (unbiased when its config cannot be read).
-    pub fn of_cell(sweep: &Sweep, cell: usize) -> Sampler {
-        sweep
-            .runs_of(cell)
-            .next()
-            .and_then(|run| sweep.run_config(run).ok())
-            .map(|(cfg, _)| Sampler::of(&cfg.sample))
-            .unwrap_or_default()
+    /// The sampler of a sweep's cell, from its config.
+    pub fn of_cell(sweep: &Sweep, cell: usize) -> Result<Sampler> {
+        let run = sweep.runs_of(cell).next().ok_or_else(|| anyhow::anyhow!("cell {cell} has no run"))?;
+        Ok(Sampler::of(&sweep.run_config(run)?.0.sample))
     }
 }
 
@@ -473,7 +473,6 @@ pub fn thresholds(sweep: &Sweep, rates: &[RateRow]) -> Vec<Threshold> {
             }
         }
     }
-    let samplers: Vec<Sampler> = (0..sweep.cells.len()).map(|c| Sampler::of_cell(sweep, c)).collect();
     let numeric = |v: &toml::Value| v.as_float().or_else(|| v.as_integer().map(|i| i as f64));
     let mut out = Vec::new();
     for axis in axes {
@@ -506,7 +505,7 @@ pub fn thresholds(sweep: &Sweep, rates: &[RateRow]) -> Vec<Threshold> {
                     .map(|&(_, c)| rates.iter().find(|r| r.cell == c && r.measure == m && r.kind == kind))
                     .collect();
                 let Some(rows) = rows.filter(|rows| rows.iter().all(|r| r.slope.n > 0)) else { continue };
-                let directions: Vec<Direction> = ladder.iter().map(|&(_, c)| direction_under(m, samplers[c])).collect();
+                let directions: Vec<Direction> = rows.iter().map(|r| r.direction).collect();
                 let readings: Vec<Reading> = rows.iter().map(|r| r.reading()).collect();
                 let stable = monotone_from(ladder.len(), |i| directions[i].safe(readings[i]));
                 let calm = monotone_from(ladder.len(), |i| directions[i].calm(readings[i]));
@@ -604,9 +603,7 @@ pub fn rates_csv(sweep: &Sweep, rows: &[RateRow]) -> Result<Vec<u8>> {
             "under_collapse",
             "reading",
         ])?;
-        let samplers: Vec<Sampler> = (0..sweep.cells.len()).map(|c| Sampler::of_cell(sweep, c)).collect();
         for r in rows {
-            let dir = direction_under(&r.measure, samplers[r.cell]);
             let cells = [
                 sweep.cells[r.cell].id.clone(),
                 sweep.cells[r.cell].label.clone(),
@@ -621,8 +618,8 @@ pub fn rates_csv(sweep: &Sweep, rows: &[RateRow]) -> Result<Vec<u8>> {
                 opt(r.relative.high()),
                 seeds_text(&r.seeds),
                 seeds_text(&r.missing),
-                dir.name().to_string(),
-                dir.word(r.reading()).to_string(),
+                r.direction.name().to_string(),
+                r.direction.word(r.reading()).to_string(),
             ];
             w.write_record(cells.into_iter().chain(summary_columns(&r.slope)).chain(rest))?;
         }

@@ -52,7 +52,7 @@ pub fn write_report(layout: &Layout, sweep: &Sweep) -> Result<ReportOutput> {
     write_tables(&paths, sweep, &agg)?;
     let base = super::contrasts::baseline(sweep)?;
     let contrasts = base.map(|b| super::contrasts::contrasts(sweep, &agg, b)).unwrap_or_default();
-    let rates = super::contrasts::rates(sweep, &agg);
+    let rates = super::contrasts::rates(sweep, &agg)?;
     let thresholds = super::contrasts::thresholds(sweep, &rates);
     write_atomic(&paths.contrasts_csv(), &super::contrasts::contrasts_csv(sweep, &contrasts)?)?;
     write_atomic(&paths.rates_csv(), &super::contrasts::rates_csv(sweep, &rates)?)?;
@@ -315,14 +315,13 @@ fn rates_section(
     let rows: Vec<Vec<String>> = shown
         .iter()
         .map(|t| {
-            let mut calm = reading(t.not_collapsing_from, None);
-            if let Some(from) = t.not_collapsing_from {
-                calm = match (t.collapsing_below, t.ladder.iter().position(|x| *x == from)) {
-                    (Some(c), _) => format!("from {from}; collapses at {c}"),
-                    (None, Some(0)) => calm,
-                    (None, _) => format!("from {from}; the value below is not shown either way"),
-                };
-            }
+            let calm = match (t.not_collapsing_from, t.collapsing_below) {
+                (Some(from), Some(c)) => format!("from {from}; collapses at {c}"),
+                (Some(from), None) if t.ladder.first() != Some(&from) => {
+                    format!("from {from}; the value below is not shown either way")
+                }
+                (from, _) => reading(from, None),
+            };
             vec![
                 t.axis.clone(),
                 if t.others.is_empty() { "–".into() } else { t.others.clone() },

@@ -265,9 +265,12 @@ fn vanish(
         Some(config) => {
             let all: Vec<usize> = (1..=corpora).collect();
             let result = crate::theory::simulate_discrete_at(&config, &all)?;
-            let present = |t: usize| -> Vec<f64> { (0..all.len()).map(|slot| result.survival(slot, t)).collect() };
-            let mean = (0..real.len()).map(|t| 1.0 + present(t).iter().sum::<f64>()).collect();
-            let sd = (0..real.len()).map(|t| mc_sd_of_vanish(&present(t))).collect();
+            let (mean, sd): (Vec<f64>, Vec<f64>) = (0..real.len())
+                .map(|t| {
+                    let present: Vec<f64> = (0..all.len()).map(|slot| result.survival(slot, t)).collect();
+                    (1.0 + present.iter().sum::<f64>(), mc_sd_of_vanish(&present))
+                })
+                .unzip();
             (Some(mean), Some(sd))
         }
         None => (None, None),

@@ -256,6 +256,10 @@ impl SweepPaths {
         self.dir.join("thresholds.csv")
     }
 
+    pub fn verdicts_csv(&self) -> PathBuf {
+        self.dir.join("verdicts.csv")
+    }
+
     pub fn vanish_csv(&self) -> PathBuf {
         self.dir.join("vanish.csv")
     }

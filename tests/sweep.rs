@@ -124,6 +124,23 @@ fn bad_sweep_files_get_one_clear_sentence() {
         (sweep_file("b", 2, "[1]", "[grid]\nconfig = { \"model.n_layerz\" = [2] }\n"), "n_layerz"),
         (sweep_file("b", 0, "[1]", "[grid]\npolicy = [\"replace\"]\n"), "generations must be at least 1"),
     ];
+    let grid = "[grid]\npolicy = [\"mix\"]\nreal_fraction = [0.5, 1.0]\n";
+    let claim = |body: &str| sweep_file("b", 2, "[1]", &format!("{grid}[[claim]]\nsays = \"s\"\n{body}"));
+    let claims = [
+        (claim("measure = \"perplexity\"\ncell = { real_fraction = 0.5 }\ntest = \"collapses\"\n"), "sweeps do not pool"),
+        (claim("measure = \"coverage\"\ncell = { real_fraction = 0.5 }\ntest = \"holds\"\n"), "claim.test is 'holds'"),
+        (claim("measure = \"coverage\"\ncell = { real_fraction = 0.3 }\ntest = \"collapses\"\n"), "matches no cell"),
+        (claim("measure = \"coverage\"\ncell = { policy = \"mix\" }\ntest = \"collapses\"\n"), "matches 2 cells"),
+        (claim("measure = \"coverage\"\ntest = \"threshold\"\n"), "names no axis"),
+        (claim("measure = \"coverage\"\ncell = { real_fraction = 0.5 }\ntest = \"below\"\n"), "has no baseline"),
+        (
+            claim("measure = \"coverage\"\ncell = { real_fraction = 0.5 }\nthan = { real_fraction = 1.0 }\ntest = \"collapses\"\n"),
+            "than belongs to the tests",
+        ),
+        (claim("measure = \"coverage\"\ntest = \"collapses\"\n"), "names no cell"),
+        (claim("measure = \"coverage\"\ncell = { real_fraction = 0.5 }\ntest = \"collapses\"\ncolour = 1\n"), "unknown field `colour`"),
+    ];
+    let cases = cases.into_iter().chain(claims);
     for (text, needle) in cases {
         let dir = files_only(&text);
         for command in ["plan", "run", "slurm", "status", "report"] {
@@ -706,4 +723,126 @@ fn a_near_null_rate_is_not_shown_to_change_never_stable() {
         !either.safe(lmloop::sweep::contrasts::Reading::Below)
             && !either.safe(lmloop::sweep::contrasts::Reading::NotShown)
     );
+}
+
+/// The claims a planted sweep is tested on: λ = 0 collapses, λ = 0.5 and 1 stay put.
+const CLAIMS: &str = r#"
+[[claim]]
+says = "Without real data the loop collapses"
+measure = "held_out_perplexity"
+cell = { real_fraction = 0.0 }
+test = "collapses"
+secondary = ["precision"]
+
+[[claim]]
+says = "Half real data keeps the models"
+measure = "held_out_perplexity"
+cell = { real_fraction = 0.5 }
+test = "does not collapse"
+
+[[claim]]
+says = "Without real data the models end better than with real data alone"
+measure = "held_out_perplexity"
+cell = { real_fraction = 0.0 }
+test = "below"
+
+[[claim]]
+says = "Enough real data stops the collapse"
+measure = "held_out_perplexity"
+test = "threshold"
+axis = "real_fraction"
+
+[[claim]]
+says = "Without real data the models collapse faster than with real data alone"
+measure = "held_out_perplexity"
+cell = { real_fraction = 0.0 }
+than = { real_fraction = 1.0 }
+test = "faster"
+"#;
+
+/// A planted ladder λ = 0, 0.5, 1 (baseline λ = 1), N = 3, seeds 1, 2, 3, with `CLAIMS`:
+/// per-seed held-out perplexity slopes `slope(cell, seed)` around a wobble.
+fn planted_claims(name: &str, slope: impl Fn(f64, u64) -> f64) -> (tempfile::TempDir, String) {
+    let grid = "baseline = { real_fraction = 1.0 }\n[grid]\npolicy = [\"mix\"]\nreal_fraction = [0.0, 0.5, 1.0]\n";
+    let dir = files_only(&format!("{}{CLAIMS}", sweep_file(name, 3, "[1, 2, 3]", grid)));
+    let root = dir.path();
+    let sweep = lmloop::sweep::Sweep::load(&root.join("sweep.toml")).unwrap();
+    for run in &sweep.runs {
+        let lambda = sweep.cells[run.cell].real_fraction.unwrap();
+        let (cell, seed) = (run.cell as u64, run.seed);
+        let wobble = move |k: u32| 0.3 * (((seed * 5 + k as u64 * 3 + cell * 7) % 4) as f64 - 1.5);
+        let b = slope(lambda, seed);
+        let dir = root.join("analysis").join(&run.name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let rows = planted_rows(|k| 100.0 + b * k as f64 + wobble(k), |k| 0.9 - 0.01 * b.signum() * k as f64, 3);
+        std::fs::write(dir.join("generations.csv"), rows).unwrap();
+    }
+    let out = lmloop(root, &["sweep", "report", "sweep.toml"]);
+    assert_eq!(out.0, 0, "{}", out.2);
+    (dir, out.1)
+}
+
+fn verdict_rows(root: &Path, name: &str) -> Vec<std::collections::HashMap<String, String>> {
+    csv_rows(&root.join("analysis/sweeps").join(name).join("verdicts.csv"))
+}
+
+#[test]
+fn claims_get_verdicts_by_the_reading_rules_and_a_bonferroni_reading() {
+    // λ = 0 climbs by 10, 12, 16 per generation over the seeds: t = 7.2, past the 95%
+    // quantile (4.30 at 2 degrees of freedom) but short of the 99% one (9.92) that a
+    // Bonferroni reading over five claims takes.
+    let (dir, stdout) =
+        planted_claims("claims", |l, seed| if l == 0.0 { [10.0, 12.0, 16.0][seed as usize - 1] } else { 0.0 });
+    let v = verdict_rows(dir.path(), "claims");
+    let words: Vec<(&str, &str)> = v.iter().map(|r| (r["verdict"].as_str(), r["adjusted_verdict"].as_str())).collect();
+    assert_eq!(
+        words,
+        [
+            ("shown", "not shown"),
+            ("bounded", "bounded"),
+            ("contradicted", "not shown"),
+            ("bounded", "bounded"),
+            ("shown", "not shown")
+        ],
+        "{v:#?}"
+    );
+    assert_eq!(v[0]["adjusted_level"], "0.99");
+    assert!(v[0]["line"].contains("climbs") && v[0]["line"].contains("precision"), "{}", v[0]["line"]);
+    // An interval containing 0 never says "holds": it says what it rules out.
+    assert!(v[1]["line"].contains("not shown to climb; rules out a climb faster than"), "{}", v[1]["line"]);
+    assert!(!v.iter().any(|r| r["line"].contains("holds")));
+    assert!(
+        v[3]["line"].contains("not shown to collapse from real_fraction = 0.5 on, collapses at 0"),
+        "{}",
+        v[3]["line"]
+    );
+    assert!(v[4]["line"].contains("collapses faster"), "{}", v[4]["line"]);
+    // The report prints the same lines, first, with the number of intervals it reads.
+    assert!(stdout.contains("verdicts (verdicts.csv):") && stdout.contains(&v[0]["line"]), "{stdout}");
+    assert!(stdout.contains("rate intervals"), "{stdout}");
+    let html = std::fs::read_to_string(dir.path().join("analysis/sweeps/claims/report.html")).unwrap();
+    assert!(html.contains("Claims") && html.contains("Bonferroni") && html.contains("rate intervals"));
+}
+
+#[test]
+fn a_sweep_where_nothing_happens_shows_no_claim_and_one_where_all_collapse_contradicts_stability() {
+    let (dir, _) = planted_claims("calm", |_, _| 0.0);
+    let v = verdict_rows(dir.path(), "calm");
+    let words: Vec<&str> = v.iter().map(|r| r["verdict"].as_str()).collect();
+    // Nothing is shown: the collapses are "not shown", the calm cell only bounded.
+    assert_eq!(words, ["not shown", "bounded", "not shown", "bounded", "not shown"], "{v:#?}");
+
+    let (dir, _) = planted_claims("storm", |_, seed| 20.0 + seed as f64);
+    let v = verdict_rows(dir.path(), "storm");
+    let words: Vec<&str> = v.iter().map(|r| r["verdict"].as_str()).collect();
+    // The claim that half real data keeps the models, and the threshold, are contradicted.
+    assert_eq!(words[..4], ["shown", "contradicted", "not shown", "contradicted"], "{v:#?}");
+
+    // Seeds that tie exactly are no evidence for any claim.
+    let grid = "baseline = { real_fraction = 1.0 }\n[grid]\npolicy = [\"mix\"]\nreal_fraction = [0.0, 0.5, 1.0]\n";
+    let dir = files_only(&format!("{}{CLAIMS}", sweep_file("tied-claims", 3, "[1, 2, 3]", grid)));
+    plant(dir.path(), |_, _, _| planted_rows(|k| 100.0 + 5.0 * k as f64, |_| 0.9, 3));
+    let v = verdict_rows(dir.path(), "tied-claims");
+    assert!(v.iter().all(|r| r["verdict"] == "no evidence" && r["adjusted_verdict"] == "no evidence"), "{v:#?}");
+    assert!(v[0]["line"].contains("the seeds tie"), "{}", v[0]["line"]);
 }

@@ -130,6 +130,15 @@ pub fn run(layout: &Layout, command: &SweepCommand) -> Result<()> {
                 out.changes.display(),
                 out.html.display()
             );
+            println!("the report reads {}", out.intervals);
+            if out.verdicts.is_empty() {
+                println!("the sweep file names no claim ([[claim]]): no verdict, every table is exploratory");
+            } else {
+                println!("verdicts (verdicts.csv):");
+                for line in &out.verdicts {
+                    println!("  {line}");
+                }
+            }
             if !out.incomplete.is_empty() {
                 println!(
                     "{} run(s) incomplete; their seeds are named as missing where they lack values:",

@@ -66,7 +66,10 @@ impl Sweep {
             }
         }
         let sweep = Sweep { spec, cells, runs };
-        super::contrasts::baseline(&sweep)?;
+        sweep.baseline()?;
+        for (i, claim) in sweep.spec.claims.iter().enumerate() {
+            sweep.check_claim(i, claim)?;
+        }
         for cell in 0..sweep.cells.len() {
             let run = sweep.runs.iter().find(|r| r.cell == cell).expect("every cell has a seed");
             sweep.run_config(run)?;
@@ -95,6 +98,127 @@ impl Sweep {
         Ok((cfg, resolved))
     }
 
+    /// The cells whose grid settings include every one of `want` (numbers compare by
+    /// value: 1 and 1.0 alike).
+    pub fn cells_matching(&self, want: &[(String, toml::Value)]) -> Vec<usize> {
+        let matches = |c: &Cell| {
+            want.iter().all(|(key, v)| {
+                let key = super::spec::config_key_of(key);
+                let value = match key.as_str() {
+                    super::spec::POLICY_KEY => Some(toml::Value::String(c.policy.clone())),
+                    super::spec::REAL_FRACTION_KEY => c.real_fraction.map(toml::Value::Float),
+                    _ => c.grid_values.iter().find(|(k, _)| *k == key).map(|(_, v)| v.clone()),
+                };
+                value.is_some_and(|x| same_value(&x, v))
+            })
+        };
+        (0..self.cells.len()).filter(|&i| matches(&self.cells[i])).collect()
+    }
+
+    /// The one cell `want` names; `what` says who names it in the error ("baseline",
+    /// "claim 2").
+    pub fn one_cell(&self, want: &[(String, toml::Value)], what: &str) -> Result<usize> {
+        let described = describe_settings(want);
+        match self.cells_matching(want).as_slice() {
+            [one] => Ok(*one),
+            [] => anyhow::bail!(
+                "{what} {{ {described} }} matches no cell of the sweep (cells: {})",
+                self.cells.iter().map(|c| c.label.as_str()).collect::<Vec<_>>().join("; ")
+            ),
+            many => anyhow::bail!(
+                "{what} {{ {described} }} matches {} cells ({}); name more settings so that it matches one",
+                many.len(),
+                many.iter().map(|&i| self.cells[i].label.as_str()).collect::<Vec<_>>().join("; ")
+            ),
+        }
+    }
+
+    /// The cell the others are contrasted with: the sweep file's `baseline` (grid values
+    /// naming exactly one cell), else the real-data control when the sweep has one cell
+    /// of it, else none.
+    pub fn baseline(&self) -> Result<Option<usize>> {
+        match &self.spec.baseline {
+            Some(want) => self.one_cell(want, "baseline").map(Some),
+            None => {
+                let real: Vec<usize> = (0..self.cells.len()).filter(|&i| self.cells[i].policy == "real").collect();
+                Ok((real.len() == 1).then(|| real[0]))
+            }
+        }
+    }
+
+    /// How a claim is named in errors: "claim" alone, or "claim 2" among several.
+    pub fn claim_label(&self, i: usize) -> String {
+        if self.spec.claims.len() > 1 {
+            format!("claim {}", i + 1)
+        } else {
+            "claim".to_string()
+        }
+    }
+
+    /// Checks that claim `i`'s cells exist: one cell (and one to contrast with) for a
+    /// rate or a contrast, one ladder of at least two values for a threshold.
+    fn check_claim(&self, i: usize, claim: &super::spec::Claim) -> Result<()> {
+        use super::spec::ClaimTest;
+        let label = self.claim_label(i);
+        match claim.test {
+            ClaimTest::Threshold => {
+                self.ladder(claim).with_context(|| label.clone())?;
+            }
+            t if !t.pairs() => {
+                self.one_cell(&claim.cell, &format!("{label}.cell"))?;
+            }
+            _ => {
+                let cell = self.one_cell(&claim.cell, &format!("{label}.cell"))?;
+                let than = match &claim.than {
+                    Some(t) => self.one_cell(t, &format!("{label}.than"))?,
+                    None => self.baseline()?.ok_or_else(|| {
+                        anyhow::anyhow!("{label} is a contrast, but names no cell to contrast with (than) and the sweep has no baseline")
+                    })?,
+                };
+                if cell == than {
+                    bail!("{label} contrasts the cell {} with itself", self.cells[cell].label);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A threshold claim's ladder: its cells on the axis with their values, ascending.
+    /// They must share every other setting, and there must be two values at least.
+    pub fn ladder(&self, claim: &super::spec::Claim) -> Result<Vec<(f64, usize)>> {
+        let axis = claim.axis.as_deref().unwrap_or_default();
+        let mut ladder: Vec<(f64, usize)> = Vec::new();
+        for c in self.cells_matching(&claim.cell) {
+            let value = self.cells[c].grid_values.iter().find(|(k, _)| k == axis).map(|(_, v)| v);
+            if let Some(x) = value.and_then(|v| v.as_float().or_else(|| v.as_integer().map(|i| i as f64))) {
+                ladder.push((x, c));
+            }
+        }
+        ladder.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let others: Vec<String> = ladder.iter().map(|&(_, c)| self.others_text(c, axis)).collect();
+        if others.windows(2).any(|w| w[0] != w[1]) {
+            bail!(
+                "its cells on {axis} differ in other settings ({}); name them in cell so that one ladder remains",
+                others.join("; ")
+            );
+        }
+        if ladder.len() < 2 {
+            bail!("fewer than two of its cells have a numeric {axis}: a threshold needs a ladder of values");
+        }
+        Ok(ladder)
+    }
+
+    /// A cell's grid settings other than `axis`, "key = value, …" (empty when none).
+    pub fn others_text(&self, cell: usize, axis: &str) -> String {
+        self.cells[cell]
+            .grid_values
+            .iter()
+            .filter(|(k, _)| *k != axis)
+            .map(|(k, v)| format!("{} = {}", super::spec::named_axis(k).unwrap_or(k), short_value(v)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     pub fn runs_of(&self, cell: usize) -> impl Iterator<Item = &Run> {
         self.runs.iter().filter(move |r| r.cell == cell)
     }
@@ -102,6 +226,20 @@ impl Sweep {
     pub fn run_by_name(&self, name: &str) -> Option<&Run> {
         self.runs.iter().find(|r| r.name == name)
     }
+}
+
+/// Equal as settings: numbers compare by value (1 and 1.0 alike).
+fn same_value(a: &toml::Value, b: &toml::Value) -> bool {
+    let num = |v: &toml::Value| v.as_float().or_else(|| v.as_integer().map(|i| i as f64));
+    match (num(a), num(b)) {
+        (Some(x), Some(y)) => x == y,
+        _ => a == b,
+    }
+}
+
+/// Settings as written in a sweep file, "key = value, …".
+pub fn describe_settings(want: &[(String, toml::Value)]) -> String {
+    want.iter().map(|(k, v)| format!("{k} = {}", short_value(v))).collect::<Vec<_>>().join(", ")
 }
 
 /// Every grid's combinations, in file order, duplicates (across grids) once.

@@ -13,9 +13,11 @@
 //! The file format is documented in [`spec`]; cells and ids in [`cells`].
 pub mod aggregate;
 pub mod cells;
+pub mod claims;
 pub mod contrasts;
 pub mod launch;
 pub mod local;
+pub mod measures;
 pub mod plan;
 pub mod report;
 pub mod slurm;

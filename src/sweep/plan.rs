@@ -222,6 +222,18 @@ pub fn format_plan(layout: &Layout, sweep: &Sweep) -> anyhow::Result<String> {
             si_flops(total_flops)
         );
     }
+    if spec.claims.is_empty() {
+        let _ = writeln!(s, "\nclaims: none named ([[claim]]): the report will give no verdict");
+    } else {
+        let _ = writeln!(
+            s,
+            "\nclaims (a verdict on each primary measure in the report, Bonferroni over {}):",
+            spec.claims.len()
+        );
+        for (i, c) in spec.claims.iter().enumerate() {
+            let _ = writeln!(s, "  {}: {} [{} {}]", sweep.claim_label(i), c.says, c.measure, c.test.name());
+        }
+    }
     let _ = writeln!(s, "\nruns (index = SLURM array task):");
     for (i, run) in sweep.runs.iter().enumerate() {
         let _ = writeln!(s, "{i:>4}  {}", run.name);

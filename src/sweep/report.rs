@@ -2,8 +2,9 @@
 //! self-contained page (inline SVG, no script): per cell the mean over seeds with
 //! its 95% confidence band, one colour per cell; the change from generation 0 to N
 //! with its interval; every missing or failed seed named.
-use super::aggregate::{aggregate, write_tables, Aggregate, Kind, Slot, CHANGE_MEASURES};
+use super::aggregate::{aggregate, write_tables, Aggregate, Slot};
 use super::cells::Sweep;
+use super::measures::{Kind, CHANGE_MEASURES};
 use super::state::{run_status, RunState};
 use super::stats::Summary;
 use crate::analysis::{publish, Page};
@@ -37,6 +38,10 @@ pub struct ReportOutput {
     pub changes: PathBuf,
     /// Runs that contributed nothing to some rows, as "RUN: state".
     pub incomplete: Vec<String>,
+    /// The verdict on each claim of the sweep file, one line each.
+    pub verdicts: Vec<String>,
+    /// How many intervals the report reads, in words.
+    pub intervals: String,
 }
 
 pub fn write_report(layout: &Layout, sweep: &Sweep) -> Result<ReportOutput> {
@@ -50,13 +55,16 @@ pub fn write_report(layout: &Layout, sweep: &Sweep) -> Result<ReportOutput> {
         );
     }
     write_tables(&paths, sweep, &agg)?;
-    let base = super::contrasts::baseline(sweep)?;
+    let base = sweep.baseline()?;
     let contrasts = base.map(|b| super::contrasts::contrasts(sweep, &agg, b)).unwrap_or_default();
     let rates = super::contrasts::rates(sweep, &agg)?;
     let thresholds = super::contrasts::thresholds(sweep, &rates);
     write_atomic(&paths.contrasts_csv(), &super::contrasts::contrasts_csv(sweep, &contrasts)?)?;
     write_atomic(&paths.rates_csv(), &super::contrasts::rates_csv(sweep, &rates)?)?;
     write_atomic(&paths.thresholds_csv(), &super::contrasts::thresholds_csv(&thresholds)?)?;
+    let verdicts = super::claims::verdicts(sweep, &agg, &rates)?;
+    write_atomic(&paths.verdicts_csv(), &super::claims::verdicts_csv(&verdicts)?)?;
+    let intervals = interval_count(&agg, &rates, &contrasts);
     let mut page = Page::new(&format!("Sweep {}", sweep.spec.name));
     let spec = &sweep.spec;
     if let Some(d) = &spec.description {
@@ -71,6 +79,8 @@ pub fn write_report(layout: &Layout, sweep: &Sweep) -> Result<ReportOutput> {
         spec.generations,
         spec.base.display()
     ));
+
+    claims_section(&mut page, &verdicts, &intervals);
 
     // Runs and what is missing.
     page.section("runs", "Runs");
@@ -253,7 +263,38 @@ pub fn write_report(layout: &Layout, sweep: &Sweep) -> Result<ReportOutput> {
         summary: paths.summary_csv(),
         changes: paths.changes_csv(),
         incomplete,
+        verdicts: verdicts.iter().map(|v| v.line()).collect(),
+        intervals,
     })
+}
+
+/// The intervals a report reads at 95%, in words.
+fn interval_count(
+    agg: &Aggregate,
+    rates: &[super::contrasts::RateRow],
+    contrasts: &[super::contrasts::ContrastRow],
+) -> String {
+    let with = |s: &Summary| s.low().is_some();
+    let r = rates.iter().filter(|r| with(&r.slope)).count();
+    let c = contrasts.iter().filter(|c| with(&c.summary)).count();
+    let m = agg.rows.iter().filter(|row| with(&row.summary)).count();
+    format!("{r} rate intervals, {c} paired contrast intervals (and as many unpaired ones) and {m} intervals of means")
+}
+
+/// The verdict on each claim the sweep file names, first, before any exploratory table.
+fn claims_section(page: &mut Page, verdicts: &[super::claims::Verdict], intervals: &str) {
+    page.section("claims", "Claims");
+    let reads = format!("This report reads {intervals}, each at 95%: where nothing changes, about one in twenty excludes 0 by chance, so a reading picked among them after the run is no verdict.");
+    if verdicts.is_empty() {
+        page.paragraph(&format!("{reads} The sweep file names no claim ([[claim]]): no verdict is given, and every table below is exploratory."));
+        return;
+    }
+    let m = verdicts.len();
+    page.paragraph(&format!(
+        "{reads} The verdicts are on the {m} claim(s) the sweep file names before the run, each on its primary measure: shown (the interval shows what the claim says), bounded (not shown to collapse, with the bound its interval rules out: never \"holds\"), not shown (the interval contains 0), contradicted (it lies on the other side), no evidence (the seeds tie or fewer than two have the value).{} Secondary measures are read the same way at 95%, unadjusted. verdicts.csv holds every number.",
+        if m > 1 { format!(" In brackets beside each, the verdict Bonferroni-adjusted over the {m} claims (each interval at {}%), which holds the {m} readings at 95% together.", format!("{:.4}", 100.0 - 5.0 / m as f64).trim_end_matches('0').trim_end_matches('.')) } else { String::new() }
+    ));
+    page.list(&verdicts.iter().map(|v| v.line()).collect::<Vec<_>>());
 }
 
 /// Measures the rate and contrast tables show (all are in rates.csv and contrasts.csv).
@@ -306,7 +347,7 @@ fn rates_section(
     if shown.is_empty() {
         return;
     }
-    page.paragraph("Thresholds along each numeric grid axis (cells alike in every other setting), read in the direction each measure moves under collapse for each cell's sampler: held-out perplexity and the divergences climb; precision, recall, coverage and distinct tokens fall; entropy, tail mass, lengths and copying can move either way, and so can the reference's perplexity under T < 1 or top-p < 1 (the loop collapses onto typical text) and recall and distinct tokens under T > 1 (noise covers the real passages). A measure that can move either way has no safe side: a change is evidence of collapse and stability is never shown, only \"not shown to change\". Each value's rate is read as: collapses (interval wholly on the collapse side), shown not to collapse (wholly on the safe side), not shown to change (contains 0, and rules out a change over the run of half the measure's generation-0 value), uninformative (contains 0 but rules out no such change), or no evidence (seeds tie, sd = 0, or fewer than two seeds). Both thresholds are monotone: a value counts only when every larger value on the ladder passes too. Shown not to collapse: from the smallest value from which every rate lies on the safe side. Not shown to collapse: from the smallest value from which every rate is informative and off the collapse side; that is absence of evidence with bounds, not a proof of stability. thresholds.csv holds every measure.");
+    page.paragraph("Thresholds along each numeric grid axis (cells alike in every other setting), read in the direction each measure moves under collapse for each cell's sampler: held-out perplexity and the divergences climb; precision, recall, coverage and distinct tokens fall; entropy, tail mass, lengths and copying can move either way, and so can the reference's perplexity under T < 1 or top-p < 1 (the loop collapses onto typical text) and recall and distinct tokens under T > 1 (noise covers the real passages). A measure that can move either way has no safe side: a change is evidence of collapse and stability is never shown, only \"not shown to change\". Each value's rate is read as: collapses (interval wholly on the collapse side), shown not to collapse (wholly on the safe side), not shown to change (contains 0, and rules out a change over the run of a quarter of the measure's generation-0 value), uninformative (contains 0 but rules out no such change), or no evidence (seeds tie, sd = 0, or fewer than two seeds). Both thresholds are monotone: a value counts only when every larger value on the ladder passes too. Shown not to collapse: from the smallest value from which every rate lies on the safe side. Not shown to collapse: from the smallest value from which every rate is informative and off the collapse side; that is absence of evidence with bounds, not a proof of stability. thresholds.csv holds every measure.");
     let reading = |from: Option<f64>, below: Option<f64>| match (from, below) {
         (Some(s), Some(u)) => format!("from {s} (not at {u})"),
         (Some(s), None) => format!("at every value (from {s}, the smallest on the ladder)"),

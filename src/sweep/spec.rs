@@ -20,6 +20,34 @@
 //! ```
 //!
 //! `[[grid]]` may be repeated: the cells are the union of each grid's combinations.
+//!
+//! `[[claim]]`, repeated, names what the sweep is run to test, before it runs: each
+//! claim's sentence, its primary measure, the cell (or cells) and the test. `sweep
+//! report` gives a verdict on each (`verdicts.csv`, the report, its output), also
+//! Bonferroni-adjusted over the file's claims (see `super::claims`):
+//!
+//! ```toml
+//! [[claim]]
+//! says = "Replacing the data collapses the models"
+//! measure = "held_out_perplexity"      # the primary measure, chosen before the run
+//! cell = { policy = "replace" }        # grid settings naming one cell, as `baseline`
+//! test = "collapses"                   # see ClaimTest: "does not collapse", "rises", "falls",
+//!                                      # "above", "below", "faster", "slower", "threshold"
+//! secondary = ["coverage"]             # read the same way, reported, never adjusted
+//!
+//! [[claim]]
+//! says = "Accumulating ends above nothing: its perplexity is below replace's"
+//! measure = "held_out_perplexity"
+//! cell = { policy = "accumulate" }
+//! test = "below"                       # the paired contrast at `generation` (default N)
+//! than = { policy = "replace" }        # default: the baseline
+//!
+//! [[claim]]
+//! says = "Enough real data stops the collapse"
+//! measure = "held_out_perplexity"
+//! test = "threshold"                   # along a numeric axis, among the cells `cell` names
+//! axis = "real_fraction"
+//! ```
 //! Unknown keys are rejected, and every cell's config is validated the way
 //! `lmloop generations` validates a config, before anything runs.
 use anyhow::{bail, Context, Result};
@@ -58,6 +86,178 @@ struct SweepToml {
     /// One grid (`[grid]`) or several (`[[grid]]`). Required.
     #[serde(default)]
     grid: Option<toml::Value>,
+    /// What the sweep is run to test (`[[claim]]`, repeated). Default: none.
+    #[serde(default)]
+    claim: Vec<ClaimToml>,
+}
+
+/// One `[[claim]]` as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClaimToml {
+    /// The claim in one sentence, as the paper or the README states it. Required.
+    says: String,
+    /// Its primary measure (a column the sweeps pool). Required.
+    measure: String,
+    /// Grid settings naming the cell (one cell; for a threshold, the cells on the
+    /// ladder). Required but for a threshold, where the default is every cell.
+    #[serde(default)]
+    cell: Option<toml::Table>,
+    /// "collapses", "does not collapse", "rises", "falls", "above", "below", "faster",
+    /// "slower" or "threshold". Required.
+    test: String,
+    /// For "above", "below", "faster" and "slower": the cell contrasted with. Default:
+    /// the baseline.
+    #[serde(default)]
+    than: Option<toml::Table>,
+    /// For "above" and "below": the generation of the contrast. Default: N.
+    #[serde(default)]
+    generation: Option<u32>,
+    /// For "threshold": the numeric grid axis. Required there.
+    #[serde(default)]
+    axis: Option<String>,
+    /// Measures read the same way as the primary one and reported beside it, without
+    /// adjustment. Default: none.
+    #[serde(default)]
+    secondary: Vec<String>,
+}
+
+/// What a claim asserts about its measure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimTest {
+    /// The cell's rate over generations 1..N lies on the measure's collapse side.
+    Collapses,
+    /// The cell's rate does not: wholly on the safe side (shown), or containing 0 with
+    /// an informative bound (bounded).
+    DoesNotCollapse,
+    /// The cell's rate lies above 0, whichever way the measure moves under collapse.
+    Rises,
+    /// It lies below 0.
+    Falls,
+    /// The paired contrast with `than` at a generation lies above 0.
+    Above,
+    /// It lies below 0.
+    Below,
+    /// The per-seed difference of the two cells' rates lies on the collapse side: the
+    /// cell collapses faster than `than`.
+    Faster,
+    /// It lies on the safe side: the cell collapses more slowly.
+    Slower,
+    /// Along `axis`, a value from which no rate collapses.
+    Threshold,
+}
+
+impl ClaimTest {
+    /// Every test, as a sweep file names it.
+    pub const ALL: [ClaimTest; 9] = [
+        ClaimTest::Collapses,
+        ClaimTest::DoesNotCollapse,
+        ClaimTest::Rises,
+        ClaimTest::Falls,
+        ClaimTest::Above,
+        ClaimTest::Below,
+        ClaimTest::Faster,
+        ClaimTest::Slower,
+        ClaimTest::Threshold,
+    ];
+
+    /// Whether the test reads a pair of cells (`than`, default the baseline).
+    pub fn pairs(self) -> bool {
+        matches!(self, ClaimTest::Above | ClaimTest::Below | ClaimTest::Faster | ClaimTest::Slower)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ClaimTest::Collapses => "collapses",
+            ClaimTest::DoesNotCollapse => "does not collapse",
+            ClaimTest::Rises => "rises",
+            ClaimTest::Falls => "falls",
+            ClaimTest::Above => "above",
+            ClaimTest::Below => "below",
+            ClaimTest::Faster => "faster",
+            ClaimTest::Slower => "slower",
+            ClaimTest::Threshold => "threshold",
+        }
+    }
+}
+
+/// A validated claim (its cells are checked against the grid by `Sweep::expand`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Claim {
+    pub says: String,
+    pub measure: String,
+    /// Grid settings (empty: every cell, for a threshold).
+    pub cell: Vec<(String, toml::Value)>,
+    pub test: ClaimTest,
+    /// For a contrast: the other cell's settings (None: the baseline).
+    pub than: Option<Vec<(String, toml::Value)>>,
+    /// For a contrast: the generation (N unless given).
+    pub generation: u32,
+    /// For a threshold: the axis's config key.
+    pub axis: Option<String>,
+    pub secondary: Vec<String>,
+}
+
+impl ClaimToml {
+    fn validate(self, label: &str, generations: u32) -> Result<Claim> {
+        if self.says.trim().is_empty() {
+            bail!("{label}.says is empty: state the claim in one sentence");
+        }
+        let known = || super::measures::measures().iter().map(|(m, _)| *m).collect::<Vec<_>>().join(", ");
+        for m in std::iter::once(&self.measure).chain(&self.secondary) {
+            if super::measures::kind_of(m).is_none() {
+                bail!("{label} names the measure '{m}', which sweeps do not pool (they pool: {})", known());
+            }
+        }
+        for (i, m) in self.secondary.iter().enumerate() {
+            if *m == self.measure || self.secondary[..i].contains(m) {
+                bail!("{label}.secondary lists {m} twice (or as the primary measure too)");
+            }
+        }
+        let Some(test) = ClaimTest::ALL.into_iter().find(|t| t.name() == self.test) else {
+            let names: Vec<String> = ClaimTest::ALL.iter().map(|t| format!("\"{}\"", t.name())).collect();
+            bail!("{label}.test is '{}'; it must be one of {}", self.test, names.join(", "));
+        };
+        if !test.pairs() && self.than.is_some() {
+            bail!("{label}: than belongs to the tests that compare two cells (above, below, faster, slower) only");
+        }
+        if !matches!(test, ClaimTest::Above | ClaimTest::Below) && self.generation.is_some() {
+            bail!("{label}: generation belongs to the tests \"above\" and \"below\" only (the others read rates over generations 1..N)");
+        }
+        if test != ClaimTest::Threshold && self.axis.is_some() {
+            bail!("{label}: axis belongs to the test \"threshold\" only");
+        }
+        let cell = match self.cell {
+            Some(t) => flatten_keys(&format!("{label}.cell"), &t)?,
+            None if test == ClaimTest::Threshold => Vec::new(),
+            None => bail!("{label} names no cell: give its grid settings, e.g. cell = {{ policy = \"replace\" }}"),
+        };
+        let generation = self.generation.unwrap_or(generations);
+        if generation > generations {
+            bail!("{label}.generation is {generation}, beyond the sweep's last generation {generations}");
+        }
+        let axis = match (test, self.axis) {
+            (ClaimTest::Threshold, None) => {
+                bail!("{label} is a threshold but names no axis, e.g. axis = \"real_fraction\"")
+            }
+            (_, axis) => axis.map(|a| config_key_of(&a)),
+        };
+        if let Some(a) = &axis {
+            if cell.iter().any(|(k, _)| config_key_of(k) == *a) {
+                bail!("{label}.cell sets {a}, the threshold's own axis: name only the other settings");
+            }
+        }
+        Ok(Claim {
+            says: self.says,
+            measure: self.measure,
+            cell,
+            test,
+            than: self.than.map(|t| flatten_keys(&format!("{label}.than"), &t)).transpose()?,
+            generation,
+            axis,
+            secondary: self.secondary,
+        })
+    }
 }
 
 /// One grid: every combination of its listed values is a cell.
@@ -118,6 +318,8 @@ pub struct SweepSpec {
     pub grids: Vec<Grid>,
     /// The baseline's grid settings (`baseline = { … }`), when the file names one.
     pub baseline: Option<Vec<(String, toml::Value)>>,
+    /// What the sweep is run to test, in the file's order.
+    pub claims: Vec<Claim>,
 }
 
 /// Config keys the grid's named axes stand for.
@@ -220,7 +422,15 @@ impl SweepSpec {
                 g.try_into().map_err(|e: toml::de::Error| anyhow::anyhow!("{label}: {}", e.message().trim()))?;
             grids.push(parsed.validate(&label, &set)?);
         }
+        let many = raw.claim.len() > 1;
+        let claims = raw
+            .claim
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| c.validate(&if many { format!("claim {}", i + 1) } else { "claim".to_string() }, generations))
+            .collect::<Result<Vec<Claim>>>()?;
         Ok(SweepSpec {
+            claims,
             file: path.to_path_buf(),
             name: raw.name,
             description: raw.description,

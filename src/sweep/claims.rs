@@ -289,7 +289,7 @@ fn rate_words(d: Option<Direction>, r: Reading, lo: &str, hi: &str) -> String {
             format!("not shown to climb; rules out a climb faster than {hi}")
         }
         (Reading::NotShown, Some(Direction::Falls)) => format!("not shown to fall; rules out a fall faster than {lo}"),
-        (Reading::NotShown, _) => format!("not shown to change; rules out a change beyond {lo} to {hi}"),
+        (Reading::NotShown, _) => format!("not shown to change; rules out a change outside {lo} to {hi}"),
         (Reading::Uninformative, _) => format!(
             "uninformative (it admits a change over the run of more than {}% of generation 0's value)",
             (super::contrasts::INFORMATIVE_SHARE * 100.0).round()
@@ -331,7 +331,7 @@ fn rate_difference_evidence(measure: &str, s: &Summary, side: Option<Direction>,
                 (r @ (Reading::Above | Reading::Below), Some(c)) => {
                     (if r == c { "collapses faster" } else { "collapses more slowly" }).to_string()
                 }
-                _ => format!("not shown to differ; rules out a difference beyond {} to {}", n[1], n[2]),
+                _ => format!("not shown to differ; rules out a difference outside {} to {}", n[1], n[2]),
             };
             format!(
                 "difference of the rates, paired by seed, {} per generation ({} to {}, n = {}): {word}",
@@ -366,7 +366,7 @@ fn contrast_evidence(measure: &str, s: &Summary, claims_above: bool, generation:
             let word = match reading {
                 Reading::Above => "above".to_string(),
                 Reading::Below => "below".to_string(),
-                _ => format!("not shown to differ; rules out a difference beyond {} to {}", n[1], n[2]),
+                _ => format!("not shown to differ; rules out a difference outside {} to {}", n[1], n[2]),
             };
             format!("paired contrast at generation {generation} {} ({} to {}, n = {}): {word}", n[0], n[1], n[2], s.n)
         }

@@ -236,7 +236,7 @@ pub struct TrainConfig {
     /// Write a mid-training snapshot (weights, optimizer state, position) every this
     /// many optimizer steps, so a killed or requeued run resumes from the last one and
     /// ends exactly as an uninterrupted run; 0 disables snapshots. Default 500: a
-    /// snapshot costs a fraction of a second (the README's Measured section), so every
+    /// snapshot costs a fraction of a second (docs/measured.md), so every
     /// 500 steps costs next to nothing, while a GPU that runs a few steps per second
     /// loses only minutes of work to a kill.
     pub checkpoint_interval: i64,

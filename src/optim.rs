@@ -33,7 +33,7 @@ struct Param {
 /// The optimizer's state lives in flat buffers over all parameters (in name order),
 /// so one step is a dozen large kernels plus one in-place add per parameter, instead
 /// of about ten small kernels per parameter: on a GPU, arithmetic instead of launch
-/// overhead (the README's Measured section has the figures).
+/// overhead (docs/measured.md has the figures).
 pub struct AdamW {
     params: Vec<Param>,
     /// First and second moments, (N,) over all parameters.

@@ -2,7 +2,7 @@
 //!
 //! Generation 1 is always fitted to n real samples (the original
 //! distribution, generation 0), so the simulators' generation k is the loop's
-//! model M_{k−1} (see the README's numbering). From generation 2 on:
+//! model M_{k−1} (see docs/loop.md for the numbering). From generation 2 on:
 //!
 //! * `replace`: the n samples drawn from the previous estimate only;
 //! * `accumulate`: every sample so far, real ones included (k·n in total);

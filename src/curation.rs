@@ -35,168 +35,23 @@
 //! the seed and the settings only, so a killed run resumes to the same kept documents.
 use crate::analysis::manifold::Embeddings;
 use crate::checkpoint::Checkpoint;
+use crate::config::{Rule, Verifier};
 use crate::durable::{temp_path, write_atomic, write_json_atomic};
 use crate::eval::DocumentScore;
 use crate::integrity::FileFingerprint;
 use crate::model::Model;
-use crate::policy::Policy;
 use crate::sample::{SampleRequest, SampleStats};
 use crate::stream::TokenStream;
-use crate::synthetic::{beside, draw, files, manifest_of, CorpusWriter, Published, SyntheticManifest, TextWriter};
+use crate::synthetic::{
+    beside, draw, files, manifest_of, CorpusWriter, CurationRecord, Published, SyntheticManifest, TextWriter,
+};
 use anyhow::{bail, Context, Result};
-use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tch::Device;
 
-/// Who scores the sampled documents (`curation.verifier`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Verifier {
-    /// The run's reference model (`generations.reference`).
-    #[serde(rename = "reference")]
-    Reference,
-    /// The model that sampled them (self-perplexity).
-    #[serde(rename = "self")]
-    Own,
-}
-
-impl Verifier {
-    pub fn name(self) -> &'static str {
-        match self {
-            Verifier::Reference => "reference",
-            Verifier::Own => "self",
-        }
-    }
-}
-
-/// The `[curation]` table of a run config. Default: no curation.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
-#[serde(deny_unknown_fields, default)]
-pub struct CurationConfig {
-    /// `reference` or `self`; unset (the default): the sampled corpus is used whole.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub verifier: Option<Verifier>,
-    /// ρ in (0, 1]: keep the lowest-perplexity documents holding this share of the
-    /// sampled tokens (the sampler writes D/ρ tokens).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub keep_fraction: Option<f64>,
-    /// q_low < q_high in [0, 1]: keep documents whose verifier perplexity lies between
-    /// these quantiles of the real validation documents' perplexities.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub quantile_low: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub quantile_high: Option<f64>,
-    /// Under the quantile rule, the most tokens sampled for one corpus, in units of D,
-    /// before the generation is refused. Default 10.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_oversampling: Option<f64>,
-}
-
-/// The default of `curation.max_oversampling`.
-pub const DEFAULT_MAX_OVERSAMPLING: f64 = 10.0;
-
 /// Fewer real validation documents than this make the quantile bounds rough: a warning.
 pub const FEW_REAL_DOCUMENTS: usize = 20;
-
-/// Which documents a verifier's perplexities keep.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Rule {
-    /// The lowest perplexities, holding this share of the sampled tokens.
-    Best { fraction: f64 },
-    /// Perplexities between these quantiles of the real documents'.
-    Quantiles { low: f64, high: f64 },
-}
-
-impl Rule {
-    pub fn describe(&self) -> String {
-        match self {
-            Rule::Best { fraction } => format!("the lowest-perplexity {:.0}% of the sampled tokens", 100.0 * fraction),
-            Rule::Quantiles { low, high } => {
-                format!("perplexity between the real documents' {low} and {high} quantiles")
-            }
-        }
-    }
-}
-
-impl CurationConfig {
-    /// No curation configured.
-    pub fn is_off(&self) -> bool {
-        *self == Self::default()
-    }
-
-    /// The verifier and rule, when curation is on (the table validated first).
-    pub fn rule(&self) -> Option<(Verifier, Rule)> {
-        let verifier = self.verifier?;
-        let rule = match (self.keep_fraction, self.quantile_low, self.quantile_high) {
-            (Some(fraction), _, _) => Rule::Best { fraction },
-            (None, Some(low), Some(high)) => Rule::Quantiles { low, high },
-            _ => return None,
-        };
-        Some((verifier, rule))
-    }
-
-    pub fn max_oversampling(&self) -> f64 {
-        self.max_oversampling.unwrap_or(DEFAULT_MAX_OVERSAMPLING)
-    }
-
-    /// Checks the table against itself and the run's policy, one sentence per problem.
-    pub fn validate(&self, policy: Policy) -> Result<()> {
-        if self.is_off() {
-            return Ok(());
-        }
-        let Some(verifier) = self.verifier else {
-            bail!(
-                "the [curation] table sets a rule but no curation.verifier; set verifier = \"reference\" or \"self\", or remove the table"
-            );
-        };
-        let quantiles = self.quantile_low.is_some() || self.quantile_high.is_some();
-        match (self.keep_fraction, quantiles) {
-            (Some(_), true) => bail!(
-                "curation.keep_fraction and curation.quantile_low/quantile_high are two rules; set one of them"
-            ),
-            (None, false) => bail!(
-                "curation.verifier = \"{}\" needs a rule: curation.keep_fraction = ρ in (0, 1], or curation.quantile_low and curation.quantile_high",
-                verifier.name()
-            ),
-            (Some(f), false) if !(f > 0.0 && f <= 1.0) => {
-                bail!("curation.keep_fraction must be in (0, 1] (1 keeps everything), got {f}")
-            }
-            (None, true) => {
-                let (Some(low), Some(high)) = (self.quantile_low, self.quantile_high) else {
-                    bail!("curation.quantile_low and curation.quantile_high must be set together");
-                };
-                if !((0.0..=1.0).contains(&low) && (0.0..=1.0).contains(&high)) {
-                    bail!("curation.quantile_low and curation.quantile_high must lie in [0, 1], got {low} and {high}");
-                }
-                if low >= high {
-                    bail!("curation.quantile_low ({low}) must be below curation.quantile_high ({high})");
-                }
-            }
-            _ => {}
-        }
-        if let Some(m) = self.max_oversampling {
-            if self.keep_fraction.is_some() {
-                bail!("curation.max_oversampling bounds the quantile rule only (keep_fraction ρ samples D/ρ tokens); remove it");
-            }
-            if !(m >= 1.0 && m.is_finite()) {
-                bail!("curation.max_oversampling must be at least 1 (units of D), got {m}");
-            }
-        }
-        let synthetic_share = match policy {
-            Policy::Real => 0.0,
-            Policy::Mix { real_fraction } | Policy::Fresh { real_fraction } => 1.0 - real_fraction,
-            _ => 1.0,
-        };
-        if synthetic_share == 0.0 {
-            bail!(
-                "curation is set, but policy '{}'{} trains on no synthetic data, so there is nothing to curate; remove the [curation] table",
-                policy.name(),
-                policy.real_fraction().map(|l| format!(" with λ = {l}")).unwrap_or_default()
-            );
-        }
-        Ok(())
-    }
-}
 
 /// Why a sampled document is in the corpus or not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -294,41 +149,6 @@ pub struct Plan {
     pub max_oversampling: f64,
     /// The verifier's checkpoint, as recorded.
     pub verifier_checkpoint: String,
-}
-
-/// The `curation` record of a curated corpus's manifest.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CurationRecord {
-    pub verifier: Verifier,
-    pub verifier_checkpoint: String,
-    /// ρ, or the quantiles and the perplexity bounds they gave.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub keep_fraction: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub quantiles: Option<(f64, f64)>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub perplexity_bounds: Option<(f64, f64)>,
-    #[serde(default)]
-    pub real_documents: usize,
-    /// Sampling rounds (1 under the fraction rule).
-    pub rounds: usize,
-    pub sampled_documents: usize,
-    pub sampled_tokens: usize,
-    pub kept_documents: usize,
-    pub kept_tokens: usize,
-    /// Sampled tokens over D (the corpus size asked for): the sampling compute.
-    pub oversampling: f64,
-    /// Kept tokens over sampled tokens.
-    pub kept_share: f64,
-    /// Seconds the verifier took (its forward passes; 0 for `self`).
-    pub verifier_seconds: f64,
-    /// `STEM.curation.csv` and `STEM.dropped.txt` as written.
-    pub listing: FileFingerprint,
-    pub dropped_text: FileFingerprint,
-    /// `STEM.reference.emb`: the kept documents' passage embeddings under the reference,
-    /// from the verifier's pass (reference verifier only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reference_embeddings: Option<FileFingerprint>,
 }
 
 /// The columns of `STEM.curation.csv`, one row per sampled document.
@@ -642,6 +462,8 @@ pub fn stored_reference_scores(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::CurationConfig;
+    use crate::policy::Policy;
 
     #[test]
     fn the_fraction_rule_keeps_the_lowest_perplexities_up_to_its_share_of_the_tokens() {

@@ -76,7 +76,7 @@ pub struct SyntheticManifest {
     /// How a curated corpus was chosen from the documents sampled for it
     /// (`crate::curation`); absent from corpora that were not curated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub curation: Option<crate::curation::CurationRecord>,
+    pub curation: Option<CurationRecord>,
     #[serde(flatten)]
     pub stats: SampleStats,
 }
@@ -352,4 +352,38 @@ pub fn load(stem: &Path, name: impl Into<String>, way_out: &str) -> Result<(Corp
     let file = Arc::new(TokenFile::open(&bin)?);
     let documents = crate::tokens::document_ranges_with_cuts(file.iter(), manifest.eot_id, &manifest.truncated_ends);
     Ok((Corpus { name: name.into(), file, documents }, manifest))
+}
+/// The `curation` record of a curated corpus's manifest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CurationRecord {
+    pub verifier: crate::config::Verifier,
+    pub verifier_checkpoint: String,
+    /// ρ, or the quantiles and the perplexity bounds they gave.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_fraction: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantiles: Option<(f64, f64)>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub perplexity_bounds: Option<(f64, f64)>,
+    #[serde(default)]
+    pub real_documents: usize,
+    /// Sampling rounds (1 under the fraction rule).
+    pub rounds: usize,
+    pub sampled_documents: usize,
+    pub sampled_tokens: usize,
+    pub kept_documents: usize,
+    pub kept_tokens: usize,
+    /// Sampled tokens over D (the corpus size asked for): the sampling compute.
+    pub oversampling: f64,
+    /// Kept tokens over sampled tokens.
+    pub kept_share: f64,
+    /// Seconds the verifier took (its forward passes; 0 for `self`).
+    pub verifier_seconds: f64,
+    /// `STEM.curation.csv` and `STEM.dropped.txt` as written.
+    pub listing: FileFingerprint,
+    pub dropped_text: FileFingerprint,
+    /// `STEM.reference.emb`: the kept documents' passage embeddings under the reference,
+    /// from the verifier's pass (reference verifier only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference_embeddings: Option<FileFingerprint>,
 }

@@ -46,7 +46,7 @@ pub fn write_comparison(layout: &Layout, runs: &[String], out: Option<&Path>) ->
         .iter()
         .zip(&labels)
         .map(|(d, l)| {
-            (l.clone(), super::manifold::plane_points(&d.generations), super::manifold::read_floor(layout, &d.name))
+            (l.clone(), super::figures::plane_points(&d.generations), super::manifold::read_floor(layout, &d.name))
         })
         .filter(|p| !p.1.is_empty())
         .collect();

@@ -69,7 +69,7 @@ pub fn reference_perplexity_chart(real: &[f64], corpora: &[(String, Vec<f64>)]) 
 /// The precision–recall plane (Alemohammad et al.'s figure): one path per run through
 /// its corpora S_1, S_2, … (recall across, precision up), and each run's noise floor as
 /// a box of its mean ± spread in both (same colour, no legend entry) with its mean
-/// marked; `runs` holds (label, points from [`super::manifold::plane_points`], floor).
+/// marked; `runs` holds (label, points from [`plane_points`], floor).
 pub fn precision_recall_chart(runs: &[super::manifold::PlanePath]) -> LineChart {
     let mut series = Vec::new();
     for (i, (label, points, floor)) in runs.iter().enumerate() {
@@ -750,4 +750,11 @@ pub fn vanish_scatter_chart(tokens: &TokenTable) -> LineChart {
         series,
         ..Default::default()
     }
+}
+/// (recall, precision) of every generation row that carries them, with its generation.
+pub fn plane_points(rows: &[crate::records::GenerationRow]) -> Vec<(u32, f64, f64)> {
+    rows.iter()
+        .filter(|r| r.score_seconds > 0.0 && r.precision.is_finite() && r.recall.is_finite())
+        .map(|r| (r.generation, r.recall, r.precision))
+        .collect()
 }

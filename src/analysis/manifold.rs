@@ -246,16 +246,8 @@ pub fn read_floor(layout: &crate::layout::Layout, run: &str) -> Option<Floor> {
 }
 
 /// One run on the precision–recall plane: its label, its (generation, recall,
-/// precision) points ([`plane_points`]) and its noise floor.
+/// precision) points (`crate::analysis::figures::plane_points`) and its noise floor.
 pub type PlanePath = (String, Vec<(u32, f64, f64)>, Option<Floor>);
-
-/// (recall, precision) of every generation row that carries them, with its generation.
-pub fn plane_points(rows: &[crate::records::GenerationRow]) -> Vec<(u32, f64, f64)> {
-    rows.iter()
-        .filter(|r| r.score_seconds > 0.0 && r.precision.is_finite() && r.recall.is_finite())
-        .map(|r| (r.generation, r.recall, r.precision))
-        .collect()
-}
 
 #[cfg(test)]
 mod tests {

@@ -115,7 +115,7 @@ pub fn write_report(layout: &Layout, run: &str) -> Result<PathBuf> {
     }
 
     page.section("precision-recall", "Quality and diversity (precision and recall)");
-    let points = super::manifold::plane_points(&data.generations);
+    let points = super::figures::plane_points(&data.generations);
     if points.is_empty() {
         page.note("No precision or recall: the run's rows carry none (runs before lmloop measured them, or too few passages).");
     } else {

@@ -313,10 +313,11 @@ fn curated(
     weights: &mut Weights,
     stem: &std::path::Path,
     req: &SampleRequest,
-    verifier: crate::curation::Verifier,
-    rule: crate::curation::Rule,
+    verifier: crate::config::Verifier,
+    rule: crate::config::Rule,
 ) -> Result<SyntheticManifest> {
-    use crate::curation::{Plan, Rule, Verifier};
+    use crate::config::{Rule, Verifier};
+    use crate::curation::Plan;
     let mut other = match verifier {
         Verifier::Reference => reference_weights(ctx, k)?,
         Verifier::Own => None,

@@ -91,7 +91,8 @@ fn truncated_training_logs_what_it_cut_and_gamma_one_trains_the_same_model() {
 // ---------------------------------------------------------------------------------
 // Curation of the sampled corpora by a verifier.
 
-use lmloop::curation::{judge, quantile, Decision, Rule};
+use lmloop::config::Rule;
+use lmloop::curation::{judge, quantile, Decision};
 use lmloop::synthetic::SyntheticManifest;
 use std::path::Path;
 

@@ -148,11 +148,7 @@ impl Sweep {
 
     /// How a claim is named in errors: "claim" alone, or "claim 2" among several.
     pub fn claim_label(&self, i: usize) -> String {
-        if self.spec.claims.len() > 1 {
-            format!("claim {}", i + 1)
-        } else {
-            "claim".to_string()
-        }
+        super::spec::claim_label(i, self.spec.claims.len())
     }
 
     /// Checks that claim `i`'s cells exist: one cell (and one to contrast with) for a
@@ -168,19 +164,28 @@ impl Sweep {
                 self.one_cell(&claim.cell, &format!("{label}.cell"))?;
             }
             _ => {
-                let cell = self.one_cell(&claim.cell, &format!("{label}.cell"))?;
-                let than = match &claim.than {
-                    Some(t) => self.one_cell(t, &format!("{label}.than"))?,
-                    None => self.baseline()?.ok_or_else(|| {
-                        anyhow::anyhow!("{label} is a contrast, but names no cell to contrast with (than) and the sweep has no baseline")
-                    })?,
-                };
-                if cell == than {
-                    bail!("{label} contrasts the cell {} with itself", self.cells[cell].label);
-                }
+                self.claim_pair(claim, &label)?;
             }
         }
         Ok(())
+    }
+
+    /// The two cells a pairing claim (above, below, faster, slower) reads: its cell and
+    /// `than`, else the baseline; `label` names the claim in errors.
+    pub fn claim_pair(&self, claim: &super::spec::Claim, label: &str) -> Result<(usize, usize)> {
+        let cell = self.one_cell(&claim.cell, &format!("{label}.cell"))?;
+        let than = match &claim.than {
+            Some(t) => self.one_cell(t, &format!("{label}.than"))?,
+            None => self.baseline()?.ok_or_else(|| {
+                anyhow::anyhow!(
+                    "{label} is a contrast, but names no cell to contrast with (than) and the sweep has no baseline"
+                )
+            })?,
+        };
+        if cell == than {
+            bail!("{label} contrasts the cell {} with itself", self.cells[cell].label);
+        }
+        Ok((cell, than))
     }
 
     /// A threshold claim's ladder: its cells on the axis with their values, ascending.

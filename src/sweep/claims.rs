@@ -113,7 +113,7 @@ impl Verdict {
 }
 
 /// "98.75" for 0.9875: as many decimals as the level needs, at most 4.
-fn percent(level: f64) -> String {
+pub(super) fn percent(level: f64) -> String {
     let p = format!("{:.4}", level * 100.0);
     p.trim_end_matches('0').trim_end_matches('.').to_string()
 }
@@ -124,6 +124,12 @@ fn numbers(xs: &[f64], signed: bool) -> Vec<String> {
     let big = xs.iter().fold(0.0_f64, |a, x| a.max(x.abs()));
     let digits = if big > 0.0 { (2 - big.log10().floor() as i32).clamp(0, 5) as usize } else { 1 };
     xs.iter().map(|x| if signed && *x > 0.0 { format!("+{x:.digits$}") } else { format!("{x:.digits$}") }).collect()
+}
+
+/// "n = 3: no evidence (…)" for a summary without a spread estimate.
+fn no_evidence(s: &Summary) -> String {
+    let why = if s.tied() { "the seeds tie, sd = 0" } else { "fewer than two seeds" };
+    format!("n = {}: no evidence ({why})", s.n)
 }
 
 /// The verdict on every claim of the sweep file, in its order.
@@ -170,20 +176,11 @@ fn cells_text(sweep: &Sweep, claim: &Claim) -> Result<String> {
             }
         }
         t if t.pairs() => {
-            let (cell, than) = contrast_cells(sweep, claim)?;
+            let (cell, than) = sweep.claim_pair(claim, "claim")?;
             format!("{} against {}", label(cell), label(than))
         }
         _ => label(sweep.one_cell(&claim.cell, "claim")?),
     })
-}
-
-fn contrast_cells(sweep: &Sweep, claim: &Claim) -> Result<(usize, usize)> {
-    let cell = sweep.one_cell(&claim.cell, "claim")?;
-    let than = match &claim.than {
-        Some(t) => sweep.one_cell(t, "claim.than")?,
-        None => sweep.baseline()?.context("the claim is a contrast and the sweep has no baseline")?,
-    };
-    Ok((cell, than))
 }
 
 /// `measure` read under `claim`'s test at two-sided `level`.
@@ -205,12 +202,12 @@ fn evidence(
     };
     Ok(match claim.test {
         ClaimTest::Above | ClaimTest::Below => {
-            let (cell, than) = contrast_cells(sweep, claim)?;
+            let (cell, than) = sweep.claim_pair(claim, "claim")?;
             let row = contrast(sweep, agg, cell, than, measure, kind, claim.generation);
             contrast_evidence(measure, &row.summary.at(level), claim.test == ClaimTest::Above, claim.generation)
         }
         ClaimTest::Faster | ClaimTest::Slower => {
-            let (cell, than) = contrast_cells(sweep, claim)?;
+            let (cell, than) = sweep.claim_pair(claim, "claim")?;
             let (a, b) = (rate_of(cell)?, rate_of(than)?);
             let slopes = |c: usize| seed_slopes(sweep, agg, c, measure, kind);
             let theirs = slopes(than);
@@ -270,12 +267,7 @@ fn rate_evidence(row: &RateRow, test: ClaimTest) -> Evidence {
                 rate_words(if sided { None } else { Some(d) }, reading, &n[1], &n[2])
             )
         }
-        (Some(m), _) => format!(
-            "rate {} per generation, n = {}: no evidence ({})",
-            numbers(&[m], true)[0],
-            s.n,
-            if s.tied() { "the seeds tie, sd = 0" } else { "fewer than two seeds" }
-        ),
+        (Some(m), _) => format!("rate {} per generation, {}", numbers(&[m], true)[0], no_evidence(s)),
         _ => "no rate: no seed has every generation 1..N".to_string(),
     };
     Evidence { measure: row.measure.clone(), outcome, text, interval, estimate: s.mean }
@@ -338,12 +330,9 @@ fn rate_difference_evidence(measure: &str, s: &Summary, side: Option<Direction>,
                 n[0], n[1], n[2], s.n
             )
         }
-        (Some(m), _) => format!(
-            "difference of the rates {} per generation, n = {}: no evidence ({})",
-            numbers(&[m], true)[0],
-            s.n,
-            if s.tied() { "the seeds tie, sd = 0" } else { "fewer than two seeds" }
-        ),
+        (Some(m), _) => {
+            format!("difference of the rates {} per generation, {}", numbers(&[m], true)[0], no_evidence(s))
+        }
         _ => "no difference of rates: no seed has both rates".to_string(),
     };
     Evidence { measure: measure.to_string(), outcome, text, interval, estimate: s.mean }
@@ -370,12 +359,9 @@ fn contrast_evidence(measure: &str, s: &Summary, claims_above: bool, generation:
             };
             format!("paired contrast at generation {generation} {} ({} to {}, n = {}): {word}", n[0], n[1], n[2], s.n)
         }
-        (Some(m), _) => format!(
-            "paired contrast at generation {generation} {}, n = {}: no evidence ({})",
-            numbers(&[m], true)[0],
-            s.n,
-            if s.tied() { "the seeds tie, sd = 0" } else { "fewer than two seeds" }
-        ),
+        (Some(m), _) => {
+            format!("paired contrast at generation {generation} {}, {}", numbers(&[m], true)[0], no_evidence(s))
+        }
         _ => format!("no paired contrast: no seed has both values at generation {generation}"),
     };
     Evidence { measure: measure.to_string(), outcome, text, interval, estimate: s.mean }

@@ -292,7 +292,7 @@ fn claims_section(page: &mut Page, verdicts: &[super::claims::Verdict], interval
     let m = verdicts.len();
     page.paragraph(&format!(
         "{reads} The verdicts are on the {m} claim(s) the sweep file names before the run, each on its primary measure: shown (the interval shows what the claim says), bounded (not shown to collapse, with the bound its interval rules out: never \"holds\"), not shown (the interval contains 0), contradicted (it lies on the other side), no evidence (the seeds tie or fewer than two have the value).{} Secondary measures are read the same way at 95%, unadjusted. verdicts.csv holds every number.",
-        if m > 1 { format!(" In brackets beside each, the verdict Bonferroni-adjusted over the {m} claims (each interval at {}%), which holds the {m} readings at 95% together.", format!("{:.4}", 100.0 - 5.0 / m as f64).trim_end_matches('0').trim_end_matches('.')) } else { String::new() }
+        if m > 1 { format!(" In brackets beside each, the verdict Bonferroni-adjusted over the {m} claims (each interval at {}%), which holds the {m} readings at 95% together.", super::claims::percent(verdicts[0].adjusted_level)) } else { String::new() }
     ));
     page.list(&verdicts.iter().map(|v| v.line()).collect::<Vec<_>>());
 }

@@ -198,6 +198,16 @@ pub struct Claim {
     pub secondary: Vec<String>,
 }
 
+/// How claim `i` of `count` is named in errors and verdicts: "claim" alone, or "claim 2"
+/// among several.
+pub fn claim_label(i: usize, count: usize) -> String {
+    if count > 1 {
+        format!("claim {}", i + 1)
+    } else {
+        "claim".to_string()
+    }
+}
+
 impl ClaimToml {
     fn validate(self, label: &str, generations: u32) -> Result<Claim> {
         if self.says.trim().is_empty() {
@@ -422,12 +432,12 @@ impl SweepSpec {
                 g.try_into().map_err(|e: toml::de::Error| anyhow::anyhow!("{label}: {}", e.message().trim()))?;
             grids.push(parsed.validate(&label, &set)?);
         }
-        let many = raw.claim.len() > 1;
+        let count = raw.claim.len();
         let claims = raw
             .claim
             .into_iter()
             .enumerate()
-            .map(|(i, c)| c.validate(&if many { format!("claim {}", i + 1) } else { "claim".to_string() }, generations))
+            .map(|(i, c)| c.validate(&claim_label(i, count), generations))
             .collect::<Result<Vec<Claim>>>()?;
         Ok(SweepSpec {
             claims,

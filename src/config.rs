@@ -257,6 +257,19 @@ pub struct TrainConfig {
     /// generations.csv (its mean over steps). Default unset: ordinary cross-entropy.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub truncated_ce_gamma: Option<f64>,
+    /// The first generation the loop trains with truncated cross-entropy (at least 1,
+    /// the default): M_0 and the oracle are trained plainly, so every cell of a sweep
+    /// is measured under the same reference.
+    #[serde(default = "first_mitigated_generation", skip_serializing_if = "is_first_mitigated_generation")]
+    pub truncated_ce_from: u32,
+}
+
+fn first_mitigated_generation() -> u32 {
+    1
+}
+
+fn is_first_mitigated_generation(k: &u32) -> bool {
+    *k == 1
 }
 
 /// See [`TrainConfig::precision`].
@@ -303,6 +316,7 @@ impl Default for TrainConfig {
             checkpoint_interval: 500,
             precision: Precision::Fp32,
             truncated_ce_gamma: None,
+            truncated_ce_from: 1,
         }
     }
 }
@@ -355,6 +369,12 @@ impl TrainConfig {
             if !(g > 0.0 && g <= 1.0) {
                 bail!("train.truncated_ce_gamma must be in (0, 1] (1 is ordinary cross-entropy), got {g}");
             }
+        }
+        if self.truncated_ce_from == 0 {
+            bail!(
+                "train.truncated_ce_from must be at least 1: generation 0 (M_0) is trained plainly, so every cell is \
+                 measured under the same reference"
+            );
         }
         if self.eval_interval < 0 || self.eval_batches <= 0 {
             bail!("train.eval_interval must be >= 0 and train.eval_batches > 0");

@@ -64,6 +64,17 @@ impl Lock {
         let held = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0;
         Ok((!held).then_some(Lock { _file: file }))
     }
+
+    /// Writes who holds the lock into its file, for the processes that wait on it to
+    /// say whom they wait for.
+    pub fn describe_holder(&self, text: &str) -> Result<()> {
+        use std::io::{Seek, Write};
+        let mut f = &self._file;
+        f.set_len(0)
+            .and_then(|_| f.seek(std::io::SeekFrom::Start(0)))
+            .and_then(|_| f.write_all(text.as_bytes()))
+            .context("cannot write into a lock file")
+    }
 }
 
 /// Flushes a folder's entries (a rename or a new file in it) to disk. A filesystem

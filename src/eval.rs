@@ -115,6 +115,16 @@ pub fn per_document(model: &Model, stream: &TokenStream, device: Device) -> Resu
     Ok(score_documents(model, stream, device, false)?.0)
 }
 
+/// [`per_document`] and every window's embedding ([`score_documents`] with `embed`).
+pub fn score_and_embed(
+    model: &Model,
+    stream: &TokenStream,
+    device: Device,
+) -> Result<(Vec<DocumentScore>, Embeddings)> {
+    let (scores, embeddings) = score_documents(model, stream, device, true)?;
+    Ok((scores, embeddings.expect("score_documents embeds when asked to")))
+}
+
 /// [`per_document`] and, with `embed`, every window's embedding from the same forward
 /// pass, in window order: the mean over the window's positions that predict a target
 /// of the last hidden state after the final norm ([`Model::forward_with_hidden`]);

@@ -80,6 +80,54 @@ pub fn check_file(path: &Path, record: &FileFingerprint, way_out: &str) -> Resul
     bail!("{} is damaged: it was recorded as {} and now holds {found}; {way_out}", path.display(), record.describe())
 }
 
+/// The field a sealed JSON record ([`write_sealed`]) keeps the SHA-256 of the rest of
+/// its contents in.
+pub const SEAL: &str = "content_sha256";
+
+/// Writes `value` (a struct) as JSON to `path` atomically, sealed: with the SHA-256 of
+/// its compact JSON in the field [`SEAL`], so an edit or a flipped byte is found where
+/// the record is read ([`read_sealed`]). For the small records numbers are copied from
+/// (held-out loss, score markers, the noise floor, the reference's record).
+pub fn write_sealed<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    let mut v = serde_json::to_value(value)?;
+    let digest = content_digest(&v)?;
+    let Some(fields) = v.as_object_mut() else { bail!("a sealed record must be a JSON object") };
+    fields.insert(SEAL.to_string(), serde_json::Value::String(digest));
+    write_json_atomic(path, &v)
+}
+
+/// A sealed record as read: its value, and whether it carried a seal (records written
+/// before lmloop sealed them carry none, and are read unverified).
+pub struct Sealed<T> {
+    pub value: T,
+    pub sealed: bool,
+}
+
+/// Reads a record written by [`write_sealed`]; a record whose contents no longer match
+/// its seal is an error that names the file, then `way_out`.
+pub fn read_sealed<T: serde::de::DeserializeOwned>(path: &Path, way_out: &str) -> Result<Sealed<T>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut v: serde_json::Value = match serde_json::from_str(&text) {
+        Ok(v) => v,
+        Err(e) => bail!("{} is damaged: it is not valid JSON ({e}); {way_out}", path.display()),
+    };
+    let seal = v.as_object_mut().and_then(|fields| fields.remove(SEAL));
+    if let Some(seal) = &seal {
+        if seal.as_str() != Some(content_digest(&v)?.as_str()) {
+            bail!(
+                "{} is damaged: its contents no longer match the digest they were written with; {way_out}",
+                path.display()
+            );
+        }
+    }
+    let value = serde_json::from_value(v).with_context(|| format!("{} is not valid", path.display()))?;
+    Ok(Sealed { value, sealed: seal.is_some() })
+}
+
+fn content_digest(v: &serde_json::Value) -> Result<String> {
+    Ok(format!("{:x}", Sha256::digest(serde_json::to_string(v)?.as_bytes())))
+}
+
 /// `analysis/RUN/corpus.json`: the prepared corpus a run started on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CorpusFingerprint {
@@ -259,6 +307,23 @@ mod tests {
             CorpusFingerprint { tokenizer_sha256: "f".repeat(64), files: BTreeMap::new(), ..now.clone() };
         write_json_atomic(&record, &other_tokenizer).unwrap();
         assert!(check_corpus(&record, "r", &now).unwrap_err().to_string().contains("tokenizer.json"));
+    }
+
+    #[test]
+    fn a_sealed_record_reads_back_and_an_edit_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.json");
+        let value = Runtime { device: "cpu (0.918 threads)".into() };
+        write_sealed(&path, &value).unwrap();
+        let read = read_sealed::<Runtime>(&path, "fix it").unwrap();
+        assert!(read.sealed);
+        assert_eq!(read.value.device, value.device);
+        let text = std::fs::read_to_string(&path).unwrap().replace("0.918", "0.118");
+        std::fs::write(&path, text).unwrap();
+        let err = read_sealed::<Runtime>(&path, "fix it").err().unwrap().to_string();
+        assert!(err.contains("r.json is damaged") && err.ends_with("fix it"), "{err}");
+        write_json_atomic(&path, &value).unwrap();
+        assert!(!read_sealed::<Runtime>(&path, "fix it").unwrap().sealed);
     }
 
     #[test]

@@ -23,6 +23,14 @@ use std::path::{Path, PathBuf};
 /// Name of the marker file written last into a finished folder.
 pub const DONE: &str = "DONE";
 
+/// Refuses a run name that is not a plain folder name (`--run`).
+pub fn check_run_name(run: &str) -> anyhow::Result<()> {
+    if run.is_empty() || run.contains('/') || run.starts_with('.') {
+        anyhow::bail!("--run must be a plain folder name, got '{run}'");
+    }
+    Ok(())
+}
+
 /// Paths of one project tree (the folder holding `corpora/`, `checkpoints/`, `analysis/`).
 #[derive(Debug, Clone)]
 pub struct Layout {
@@ -127,9 +135,20 @@ impl Layout {
         self.analysis(run).join("scores").join(format!("{name}.csv"))
     }
 
-    /// A file of the run's scores besides the corpora's (`noise-floor.json`, …).
+    /// A file of the run's scores besides the corpora's (`crate::scoring` names them).
     pub fn scores_file(&self, run: &str, name: &str) -> PathBuf {
         self.analysis(run).join("scores").join(name)
+    }
+
+    /// The marker written after S_k's scores (`scores/gen-KK.json`).
+    pub fn score_marker(&self, run: &str, k: u32) -> PathBuf {
+        self.scores_csv(run, Some(k)).with_extension("json")
+    }
+
+    /// The record of the model a run's scores were computed under and of its run-level
+    /// score files (`scores/reference.json`, `crate::scoring::ReferenceRecord`).
+    pub fn reference_scores_record(&self, run: &str) -> PathBuf {
+        self.scores_file(run, "reference.json")
     }
 
     /// Sizes of the real reference: |R|, D and the noise floor's size.

@@ -26,6 +26,7 @@ pub mod prepare;
 pub mod progress;
 pub mod records;
 pub mod sample;
+pub mod scoring;
 pub mod snapshot;
 pub mod stream;
 pub mod sweep;

@@ -1,7 +1,9 @@
 //! `lmloop verify`: every artifact of a run checked against the records lmloop keeps
 //! of it, without loading a model: the prepared corpus against `corpus.json`, every
 //! checkpoint's weights against its `state.json`, every synthetic corpus against its
-//! manifest, every mixture record against the corpora it drew from, and every
+//! manifest, every mixture record against the corpora it drew from, every score file
+//! and held-out record against its record or seal (and the reference model, the oracle
+//! included, against the weights the scores were computed under), and every
 //! generation `generations.csv` records as finished against the artifacts it needs.
 use crate::durable::{is_done, read_json};
 use crate::integrity::{check_file, CorpusFingerprint};
@@ -63,6 +65,7 @@ pub fn rerun(run: &str, k: u32) -> String {
 
 /// Checks every artifact of `run` against its records.
 pub fn verify_run(layout: &Layout, run: &str) -> Result<RunCheck> {
+    crate::layout::check_run_name(run)?;
     if !layout.run_toml(run).exists() {
         bail!("there is no run '{run}' (no {})", layout.run_toml(run).display());
     }
@@ -114,7 +117,14 @@ pub fn verify_run(layout: &Layout, run: &str) -> Result<RunCheck> {
                 },
                 Err(e) => check.damaged.push(format!("{e:#}; {}", rerun(run, k))),
             }
-            if recorded && !files.held_out().exists() {
+            if files.held_out().exists() {
+                let again = "run the same `lmloop generations` command again: it evaluates the checkpoint again";
+                match crate::integrity::read_sealed::<crate::records::HeldOut>(&files.held_out(), again) {
+                    Ok(h) if !h.sealed => check.unverified.push(format!("the held-out loss of {}", gen_name(k))),
+                    Ok(_) => {}
+                    Err(e) => check.damaged.push(format!("{e:#}")),
+                }
+            } else if recorded {
                 check.damaged.push(format!("{} is missing; {}", files.held_out().display(), rerun(run, k)));
             }
         } else if recorded {
@@ -187,9 +197,12 @@ pub fn verify_run(layout: &Layout, run: &str) -> Result<RunCheck> {
             }
         }
     }
+    let (scores, damaged_scores) = crate::scoring::verify(layout, run, last + 1);
+    check.damaged.extend(damaged_scores);
     check.checked.push(("checkpoints", checkpoints));
     check.checked.push(("synthetic corpora", corpora));
     check.checked.push(("mixture records", mixtures));
+    check.checked.push(("score files", scores));
     Ok(check)
 }
 

@@ -200,3 +200,124 @@ fn runs_written_before_the_records_are_read_with_a_note() {
         serde_json::from_str(&std::fs::read_to_string(root.join("corpora/synthetic/r/gen-04.json")).unwrap()).unwrap();
     assert!(m["bin_file"]["sha256"].as_str().is_some_and(|s| s.len() == 64), "{m}");
 }
+
+/// The values a generation's row computes from score files and records, as text.
+fn scored_rows(root: &Path) -> Vec<String> {
+    lmloop::records::read_rows(&root.join("analysis/r/generations.csv"))
+        .unwrap()
+        .into_iter()
+        .map(|r| {
+            format!(
+                "{} {} {} {} {} {} {} {} {}",
+                r.generation,
+                r.held_out_loss,
+                r.reference_perplexity_median,
+                r.reference_beyond_real_p99,
+                r.self_perplexity_median,
+                r.precision,
+                r.recall,
+                r.density,
+                r.coverage
+            )
+        })
+        .collect()
+}
+
+fn scores(root: &Path, name: &str) -> PathBuf {
+    root.join("analysis/r/scores").join(name)
+}
+
+/// Keeps the first `rows` data rows of a CSV.
+fn cut_rows(path: &Path, rows: usize) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let kept: Vec<&str> = text.lines().take(rows + 1).collect();
+    std::fs::write(path, kept.join("\n") + "\n").unwrap();
+}
+
+#[test]
+fn damaged_score_files_are_found_by_verify_and_computed_again_never_used() {
+    let finished = Finished::new();
+    let clean = finished.copy();
+    ok(generations(clean.path(), &["-n", "3"]));
+    let want = scored_rows(clean.path());
+    // (The markers hold the seconds scoring took, so they are compared by their values.)
+    let files = ["real-test.emb", "real-test.csv", "noise-floor.json", "gen-02.csv", "gen-01.csv"];
+    let clean_bytes: Vec<Vec<u8>> = files.iter().map(|f| std::fs::read(scores(clean.path(), f)).unwrap()).collect();
+    type Damage = fn(&Path);
+    let damages: [(&str, &str, Damage); 6] = [
+        // One flipped bit in the real passages' embeddings.
+        ("real-test.emb", "real-test.emb is damaged", |p| flip_byte(p)),
+        // The real test scores cut to half their rows.
+        ("real-test.csv", "real-test.csv is damaged", |p| cut_rows(p, 4)),
+        // One draw's precision of the noise floor edited.
+        ("noise-floor.json", "noise-floor.json is damaged", |p| {
+            let text = std::fs::read_to_string(p).unwrap();
+            let at = text.find("\"precision\": ").unwrap() + "\"precision\": ".len();
+            let edited = format!(
+                "{}0.118{}",
+                &text[..at],
+                &text[at..].trim_start_matches(|c: char| c == '.' || c.is_ascii_digit())
+            );
+            std::fs::write(p, edited).unwrap();
+        }),
+        // A corpus's scores cut short.
+        ("gen-02.csv", "gen-02.csv is damaged", |p| cut_rows(p, 2)),
+        // A marker edited by hand: its numbers are copied into generations.csv.
+        ("gen-01.json", "gen-01.json is damaged", |p| {
+            let text = std::fs::read_to_string(p).unwrap().replacen("\"precision\": 0", "\"precision\": 1", 1);
+            std::fs::write(p, text).unwrap();
+        }),
+        // A held-out record edited.
+        ("../../../checkpoints/r/gen-01/heldout.json", "heldout.json is damaged", |p| {
+            let text = std::fs::read_to_string(p).unwrap().replacen("\"mean_loss\": ", "\"mean_loss\": 1", 1);
+            std::fs::write(p, text).unwrap();
+        }),
+    ];
+    for (file, says, damage) in damages {
+        let copy = finished.copy();
+        let root = copy.path();
+        damage(&scores(root, file));
+        let v = verify(root);
+        assert_ne!(v.0, 0, "{file}: {}", v.1);
+        assert!(v.1.contains(says), "{file}: {}", v.1);
+        assert!(v.1.contains("run the same `lmloop generations` command"), "{file}: the repair: {}", v.1);
+        // The repair verify names works: the run finds the damage, computes the file
+        // again and ends with the numbers of an undamaged run.
+        let r = ok(generations(root, &["-n", "3"]));
+        assert!(r.2.contains(says), "{file}: the run says what it found: {}", r.2);
+        assert_eq!(scored_rows(root), want, "{file}: the rows after the repair");
+        for (f, bytes) in files.iter().zip(&clean_bytes) {
+            assert_eq!(&std::fs::read(scores(root, f)).unwrap(), bytes, "{file}: {f} as an undamaged run wrote it");
+        }
+        ok(verify(root));
+    }
+
+    // A damaged noise floor is never drawn or pooled: the report refuses it.
+    let copy = finished.copy();
+    let text = std::fs::read_to_string(scores(copy.path(), "noise-floor.json")).unwrap();
+    std::fs::write(scores(copy.path(), "noise-floor.json"), text.replacen("\"pool\": ", "\"pool\": 1", 1)).unwrap();
+    assert_clear_error(&lmloop(copy.path(), &["report", "--run", "r"]), "noise-floor.json is damaged");
+}
+
+#[test]
+fn rerun_from_says_what_it_drops_and_refuses_what_it_cannot() {
+    let finished = Finished::new();
+    let copy = finished.copy();
+    let root = copy.path();
+    let r = lmloop(root, &["generations", "--config", "tiny.toml", "--run", "nosuch", "--rerun-from", "1"]);
+    assert_clear_error(&r, "there is no run 'nosuch'");
+    assert!(!root.join("analysis/nosuch/generations.csv").exists(), "no run was started");
+    assert_clear_error(&generations(root, &["-n", "2", "--rerun-from", "5"]), "has generations 0 to 2 on disk");
+    let before = std::fs::read(root.join("analysis/r/generations.csv")).unwrap();
+    assert_eq!(std::fs::read(root.join("analysis/r/generations.csv")).unwrap(), before, "nothing was dropped");
+    // Dropping generations this command does not run to says so.
+    let r = ok(generations(root, &["-n", "1", "--rerun-from", "2"]));
+    assert!(
+        r.2.contains("dropped generation 2; this command stops at generation 1, so none of them is computed again"),
+        "{}",
+        r.2
+    );
+    assert!(!root.join("checkpoints/r/gen-02").exists());
+    // verify checks the run name as `generations` does.
+    assert_clear_error(&lmloop(root, &["verify", "--run", "../analysis/r"]), "plain folder name");
+}

@@ -46,7 +46,7 @@ fn the_loop_scores_every_corpus_under_generation_0_once() {
         }
         assert!(row.precision.is_finite() && row.recall.is_finite(), "{row:?}");
     }
-    let floor = lmloop::analysis::manifold::read_floor(&lmloop::layout::Layout::new(root), "s").expect("noise floor");
+    let floor = lmloop::scoring::read_floor(&lmloop::layout::Layout::new(root), "s").unwrap().expect("noise floor");
     assert_eq!(floor.draws.len(), lmloop::analysis::manifold::FLOOR_DRAWS);
     let scores = std::fs::read_to_string(root.join("analysis/s/scores/gen-02.csv")).unwrap();
     assert!(scores.starts_with("document,targets,reference_nll,self_nll\n"), "{scores}");
@@ -239,6 +239,67 @@ fn an_oracle_reference_is_trained_once_and_shared_by_runs_of_the_same_corpus_and
     assert_eq!(plain.0, 0, "{}", plain.2);
     let c = lmloop::records::read_rows(&root.join("analysis/c/generations.csv")).unwrap();
     assert_ne!(c[0].reference_perplexity_median, a[0].reference_perplexity_median, "M_0 and the oracle differ");
+}
+
+#[test]
+fn a_damaged_oracle_is_refused_before_anything_runs_and_the_named_repair_trains_it_again_to_the_same_weights() {
+    let dir = tiny_project();
+    let root = dir.path();
+    let cfg = std::fs::read_to_string(root.join("tiny.toml")).unwrap();
+    let oracle_cfg = cfg.replace("[generations]\n", "[generations]\nreference = \"oracle\"\n");
+    std::fs::write(root.join("oracle.toml"), &oracle_cfg).unwrap();
+    let run = |name: &str, n: &str| lmloop(root, &["generations", "--config", "oracle.toml", "-n", n, "--run", name]);
+    let first = run("a", "1");
+    assert_eq!(first.0, 0, "{}", first.2);
+    let oracle = std::fs::read_dir(root.join("checkpoints/oracle"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.is_dir() && !p.file_name().unwrap().to_string_lossy().starts_with('.'))
+        .unwrap();
+    let weights = oracle.join("model.safetensors");
+    let good = std::fs::read(&weights).unwrap();
+    let mut bytes = good.clone();
+    let at = bytes.len() * 2 / 3;
+    bytes[at] ^= 0x40;
+    std::fs::write(&weights, bytes).unwrap();
+    let v = lmloop(root, &["verify", "--run", "a"]);
+    assert_ne!(v.0, 0);
+    assert!(v.1.contains("model.safetensors is damaged") && v.1.contains("remove the oracle's folder"), "{}", v.1);
+    // Refused at the start, before generation 2 is trained or anything sampled.
+    let r = run("a", "2");
+    common::assert_clear_error(&r, "remove the oracle's folder");
+    assert!(!root.join("checkpoints/a/gen-02").exists() && !r.2.contains("sampling"), "{}", r.2);
+    // The repair it names: remove the DONE file; the oracle trains again, to the same weights.
+    std::fs::remove_file(oracle.join("DONE")).unwrap();
+    let r = run("a", "2");
+    assert_eq!(r.0, 0, "{}", r.2);
+    assert!(r.2.contains("training the oracle reference"), "{}", r.2);
+    assert_eq!(std::fs::read(&weights).unwrap(), good, "the oracle retrained to the same weights");
+    assert_eq!(lmloop(root, &["verify", "--run", "a"]).0, 0);
+    // A missing state.json says the same repair.
+    std::fs::remove_file(oracle.join("state.json")).unwrap();
+    common::assert_clear_error(&run("a", "2"), "remove the oracle's folder");
+
+    // Truncated cross-entropy trains neither the oracle nor M_0: a γ run shares the
+    // oracle and trains generation 0 plainly, from generation 1 with γ.
+    std::fs::remove_dir_all(&oracle).unwrap();
+    assert_eq!(run("a", "1").0, 0);
+    let gamma = oracle_cfg.replace("[train]\n", "[train]\ntruncated_ce_gamma = 0.5\n");
+    assert!(gamma.contains("truncated_ce_gamma"), "the tiny config has a [train] table");
+    std::fs::write(root.join("gamma.toml"), gamma).unwrap();
+    let g = lmloop(root, &["generations", "--config", "gamma.toml", "-n", "1", "--run", "g"]);
+    assert_eq!(g.0, 0, "{}", g.2);
+    assert!(!g.2.contains("training the oracle reference"), "the γ run shares the plain oracle: {}", g.2);
+    let state = |run: &str, k: u32| -> serde_json::Value {
+        serde_json::from_str(
+            &std::fs::read_to_string(root.join(format!("checkpoints/{run}/gen-{k:02}/state.json"))).unwrap(),
+        )
+        .unwrap()
+    };
+    assert!(state("g", 0)["truncated_ce_share"].is_null(), "M_0 trained plainly: {}", state("g", 0));
+    assert!(state("g", 1)["truncated_ce_share"].is_number(), "generation 1 with γ: {}", state("g", 1));
+    assert_eq!(state("g", 0)["weights"], state("a", 0)["weights"], "the same M_0 as the plain run");
 }
 
 #[test]

@@ -46,8 +46,10 @@ pub fn write_comparison(layout: &Layout, runs: &[String], out: Option<&Path>) ->
         .iter()
         .zip(&labels)
         .map(|(d, l)| {
-            (l.clone(), super::figures::plane_points(&d.generations), super::manifold::read_floor(layout, &d.name))
+            Ok((l.clone(), super::figures::plane_points(&d.generations), crate::scoring::read_floor(layout, &d.name)?))
         })
+        .collect::<Result<Vec<_>>>()?
+        .into_iter()
         .filter(|p| !p.1.is_empty())
         .collect();
     if !planes.is_empty() {

@@ -239,12 +239,6 @@ impl Floor {
     }
 }
 
-/// A run's noise floor (`analysis/RUN/scores/noise-floor.json`); `None` for runs
-/// without a noise floor or written before lmloop measured it.
-pub fn read_floor(layout: &crate::layout::Layout, run: &str) -> Option<Floor> {
-    crate::durable::read_json(&layout.scores_file(run, "noise-floor.json")).ok()
-}
-
 /// One run on the precision–recall plane: its label, its (generation, recall,
 /// precision) points (`crate::analysis::figures::plane_points`) and its noise floor.
 pub type PlanePath = (String, Vec<(u32, f64, f64)>, Option<Floor>);

@@ -90,11 +90,11 @@ pub fn write_report(layout: &Layout, run: &str) -> Result<PathBuf> {
     }
 
     page.section("reference-perplexity", "Per-document perplexity under M_0");
-    let real = super::scores::read_reference_perplexities(&layout.scores_csv(run, None))?;
+    let real = crate::scoring::real_perplexities(layout, run)?;
     let mut corpora = Vec::new();
     for g in &data.generations {
         let k = g.generation + 1;
-        if let Some(v) = super::scores::read_reference_perplexities(&layout.scores_csv(run, Some(k)))? {
+        if let Some(v) = crate::scoring::corpus_perplexities(layout, run, k)? {
             corpora.push((format!("S_{k} (sampled by generation {})", g.generation), v));
         }
     }
@@ -119,7 +119,7 @@ pub fn write_report(layout: &Layout, run: &str) -> Result<PathBuf> {
     if points.is_empty() {
         page.note("No precision or recall: the run's rows carry none (runs before lmloop measured them, or too few passages).");
     } else {
-        let floor = super::manifold::read_floor(layout, run);
+        let floor = crate::scoring::read_floor(layout, run)?;
         let chart = figures::precision_recall_chart(&[(run.to_string(), points, floor.clone())]);
         let svg = figures::publish(&plots, "precision-recall", &chart)?;
         page.figure(

@@ -62,26 +62,6 @@ pub fn summarise(reference: &[f64], own: &[f64], real: &[f64]) -> ScoreSummary {
     }
 }
 
-/// Per-document perplexities of a scores CSV (`scores/gen-KK.csv` or `real-test.csv`)
-/// under the reference; `None` when the file does not exist.
-pub fn read_reference_perplexities(path: &std::path::Path) -> anyhow::Result<Option<Vec<f64>>> {
-    use anyhow::Context;
-    if !path.exists() {
-        return Ok(None);
-    }
-    let mut r = csv::Reader::from_path(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let values = r
-        .records()
-        .map(|rec| {
-            let rec = rec.with_context(|| format!("malformed row in {}", path.display()))?;
-            let nll: f64 =
-                rec.get(2).unwrap_or("").parse().with_context(|| format!("malformed row in {}", path.display()))?;
-            Ok(nll.exp())
-        })
-        .collect::<anyhow::Result<Vec<f64>>>()?;
-    Ok(Some(values))
-}
-
 /// The density of `values` over `bins` equal bins of [lo, hi], as (bin centre, density)
 /// points whose integral is the share of values inside the range.
 pub fn density(values: &[f64], lo: f64, hi: f64, bins: usize) -> Vec<(f64, f64)> {

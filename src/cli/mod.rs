@@ -601,12 +601,21 @@ fn verify(a: VerifyArgs) -> Result<()> {
     let l = layout();
     let runs: Vec<String> = match (&a.run, &a.sweep) {
         (Some(run), _) => vec![run.clone()],
-        (None, Some(file)) => crate::sweep::Sweep::load(file)?
-            .runs
-            .iter()
-            .map(|r| r.name.clone())
-            .filter(|r| l.run_toml(r).exists())
-            .collect(),
+        (None, Some(file)) => {
+            let sweep = crate::sweep::Sweep::load(file)?;
+            let started: Vec<String> =
+                sweep.runs.iter().map(|r| r.name.clone()).filter(|r| l.run_toml(r).exists()).collect();
+            if started.is_empty() {
+                bail!(
+                    "none of the {} runs of {} has started, so there is nothing to verify; start them with \
+                     `lmloop sweep run {}`",
+                    sweep.runs.len(),
+                    file.display(),
+                    file.display()
+                );
+            }
+            started
+        }
         (None, None) => bail!("name a run (--run RUN) or a sweep (--sweep FILE)"),
     };
     let t0 = std::time::Instant::now();

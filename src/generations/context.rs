@@ -138,13 +138,14 @@ impl<'a> RunContext<'a> {
         let (cfg, imported) = with_imported_shape(layout, &spec.config)?;
         let policy = cfg.generations.policy()?;
         let run = spec.run.as_str();
-        if run.is_empty() || run.contains('/') || run.starts_with('.') {
-            bail!("--run must be a plain folder name, got '{run}'");
-        }
+        crate::layout::check_run_name(run)?;
         let lock = RunLock::acquire(layout, run)?;
+        if let Some(k) = spec.rerun_from {
+            check_rerun_from(layout, run, k, spec.force_new)?;
+        }
         check_saved_config(layout, run, &cfg, spec.force_new)?;
         if let Some(k) = spec.rerun_from {
-            drop_generations(layout, run, k)?;
+            drop_generations(layout, run, k, cfg.generations.generations)?;
         }
         let recorded = match layout.generations_csv(run) {
             path if path.exists() => crate::records::read_rows(&path)?,
@@ -273,10 +274,69 @@ fn check_saved_config(layout: &Layout, run: &str, cfg: &Config, force_new: bool)
     write_atomic(&run_toml, cfg.to_toml().as_bytes())
 }
 
-/// Removes generation `from` and every later one of a run: checkpoints (and their
-/// snapshots), the corpora they sampled, their mixture records and held-out rows, and
-/// their rows of `generations.csv` (the loop rewrites its other tables whole).
-fn drop_generations(layout: &Layout, run: &str, from: u32) -> Result<()> {
+/// Refuses a `--rerun-from K` that has nothing to drop: a run that does not exist, or
+/// one with no generation K on disk.
+fn check_rerun_from(layout: &Layout, run: &str, from: u32, force_new: bool) -> Result<()> {
+    if force_new {
+        bail!("--rerun-from and --force-new ask for different things: --force-new discards the whole run; give one of them");
+    }
+    if !layout.run_toml(run).exists() {
+        bail!(
+            "--rerun-from {from}: there is no run '{run}' (no {}) to drop generations of; check --run, or leave \
+             --rerun-from out to start it",
+            layout.run_toml(run).display()
+        );
+    }
+    match crate::verify::last_generation_on_disk(layout, run) {
+        Some(last) if from <= last => Ok(()),
+        Some(last) => bail!(
+            "--rerun-from {from}: run '{run}' has generations 0 to {last} on disk, so there is nothing to drop from \
+             generation {from}; give a generation from 0 to {last}"
+        ),
+        None => bail!("--rerun-from {from}: run '{run}' has no generation on disk yet; leave --rerun-from out"),
+    }
+}
+
+/// Every file of generation `k` of a run: its checkpoint folder (and snapshots and
+/// partial log), the corpus S_{k+1} it sampled (the manifest first: a corpus without
+/// one is incomplete, whatever else is left) with a curated corpus's side files, its
+/// mixture record, its drift row and the scores of S_{k+1}.
+pub fn generation_files(layout: &Layout, run: &str, k: u32) -> Vec<PathBuf> {
+    let ckpt = crate::layout::CheckpointPaths::new(layout.checkpoint(run, k));
+    let stem = layout.synthetic_corpus(run, k + 1);
+    let (bin, txt, json) = crate::synthetic::files(&stem);
+    let (listing, dropped, embeddings) = crate::curation::curation_files(&stem);
+    vec![
+        ckpt.dir().to_path_buf(),
+        ckpt.snapshots(),
+        ckpt.partial_train_log(),
+        json,
+        bin,
+        txt,
+        listing,
+        dropped,
+        embeddings,
+        layout.mixture_manifest(run, k),
+        layout.drift_cache(run, Some(k + 1)),
+        layout.score_marker(run, k + 1),
+        layout.scores_csv(run, Some(k + 1)),
+    ]
+}
+
+/// The run-level files computed under M_0: the reference's record first, then the
+/// files it records (dropped with generation 0; an oracle's are kept with it).
+fn reference_files(layout: &Layout, run: &str) -> Vec<PathBuf> {
+    use crate::scoring::{FLOOR_BIN, FLOOR_CSV, FLOOR_JSON, REAL_TEST_CSV, REAL_TEST_EMB};
+    let mut files = vec![layout.reference_scores_record(run)];
+    files.extend([REAL_TEST_CSV, REAL_TEST_EMB, FLOOR_BIN, FLOOR_CSV, FLOOR_JSON].map(|f| layout.scores_file(run, f)));
+    files
+}
+
+/// Removes generation `from` and every later one of a run ([`generation_files`]; from
+/// generation 0 under M_0, also the scores computed under it) and their rows of
+/// `generations.csv` (the loop rewrites its other tables whole), saying which of them
+/// this command, which runs to generation `runs_to`, computes again.
+fn drop_generations(layout: &Layout, run: &str, from: u32, runs_to: u32) -> Result<()> {
     let remove = |p: &std::path::Path| -> Result<()> {
         let gone = if p.is_dir() { std::fs::remove_dir_all(p) } else { std::fs::remove_file(p) };
         match gone {
@@ -287,23 +347,17 @@ fn drop_generations(layout: &Layout, run: &str, from: u32) -> Result<()> {
         }
     };
     let last = crate::verify::last_generation_on_disk(layout, run).unwrap_or(0).max(from);
-    for k in from..=last {
-        let ckpt = crate::layout::CheckpointPaths::new(layout.checkpoint(run, k));
-        for p in [ckpt.dir().to_path_buf(), ckpt.snapshots(), ckpt.partial_train_log()] {
+    let under_m0 = crate::scoring::ReferenceRecord::read(layout, run)
+        .ok()
+        .flatten()
+        .is_none_or(|r| std::path::Path::new(&r.model) == layout.checkpoint(run, 0));
+    if from == 0 && under_m0 {
+        for p in reference_files(layout, run) {
             remove(&p)?;
         }
-        let (bin, txt, json) = crate::synthetic::files(&layout.synthetic_corpus(run, k + 1));
-        // The manifest first: a corpus without one is incomplete, whatever else is left.
-        let scores = layout.scores_csv(run, Some(k + 1));
-        for p in [
-            json,
-            bin,
-            txt,
-            layout.mixture_manifest(run, k),
-            layout.drift_cache(run, Some(k + 1)),
-            scores.with_extension("json"),
-            scores,
-        ] {
+    }
+    for k in from..=last {
+        for p in generation_files(layout, run, k) {
             remove(&p)?;
         }
     }
@@ -312,14 +366,22 @@ fn drop_generations(layout: &Layout, run: &str, from: u32) -> Result<()> {
         let kept: Vec<_> = crate::records::read_rows(&rows)?.into_iter().filter(|r| r.generation < from).collect();
         crate::records::write_rows(&rows, &kept)?;
     }
-    eprintln!("[{run}] dropped generation {from} and every later one; they are computed again");
+    let dropped = if last > from { format!("generations {from} to {last}") } else { format!("generation {from}") };
+    let again = if runs_to >= last {
+        "they are computed again".to_string()
+    } else if runs_to >= from {
+        format!("this command runs to generation {runs_to}, so generations {from} to {runs_to} are computed again and the later ones are not")
+    } else {
+        format!("this command stops at generation {runs_to}, so none of them is computed again")
+    };
+    eprintln!("[{run}] dropped {dropped}; {again}");
     Ok(())
 }
 
 /// Where the oracle reference of a run with `cfg` lives: `checkpoints/oracle/KEY`, KEY
 /// a digest of what it is trained from (the training split's record, the model and
-/// training settings, the run seed, the imported start), so runs that would train the
-/// same oracle share it.
+/// plain training settings, the run seed, the imported start's weights), so runs that
+/// would train the same oracle share it.
 fn oracle_dir(
     layout: &Layout,
     cfg: &Config,
@@ -327,13 +389,18 @@ fn oracle_dir(
     pretrained: Option<&std::path::Path>,
 ) -> PathBuf {
     let mut h = crate::mix::Fnv1a::new();
+    // The imported start by its weights' content, not its path.
+    let start = pretrained.map(|dir| {
+        let weights = crate::layout::CheckpointPaths::new(dir).weights();
+        crate::integrity::FileFingerprint::of(&weights).map(|f| f.sha256).unwrap_or_else(|_| dir.display().to_string())
+    });
     let text = format!(
         "{}\n{}\n{}\n{:?}\n{:?}",
         cfg.data.corpus,
         toml::to_string(&cfg.model).unwrap_or_default(),
-        toml::to_string(&cfg.train).unwrap_or_default(),
+        toml::to_string(&super::reference::plain(&cfg.train)).unwrap_or_default(),
         train.map(|t| (t.bytes, &t.sha256)),
-        pretrained
+        start
     );
     for b in text.bytes() {
         h.add(b as u64);

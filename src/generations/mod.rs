@@ -10,6 +10,7 @@
 //! randomness comes from seeds derived from the run seed and the generation index,
 //! so an interrupted and resumed run gives the same numbers as an uninterrupted one.
 mod context;
+mod reference;
 mod steps;
 
 pub use context::{config_differences, Protocol, RunContext, RunLock, RunSpec};
@@ -31,14 +32,18 @@ pub fn run(layout: &Layout, spec: &RunSpec) -> Result<Vec<GenerationRow>> {
     let mut rows = Vec::new();
     let mut bucket_rows = Vec::new();
     let t_run = std::time::Instant::now();
+    let mut reference = reference::Reference::new(match &ctx.oracle {
+        Some(dir) => reference::FixedModel::oracle(dir)?,
+        None => reference::FixedModel::m0(&ctx),
+    });
     for k in 0..=ctx.generations {
         let (stream, mixture) = steps::mixture(&ctx, k, &synthetic)?;
         let trained = steps::train(&ctx, k, &stream, &mixture)?;
         let mut weights = Weights::of(layout.checkpoint(run, k), ctx.device);
         let held_out = steps::evaluate(&ctx, k, &mut weights)?;
-        let sampled = steps::sample(&ctx, k, &mut weights)?;
+        let sampled = steps::sample(&ctx, k, &mut weights, &mut reference)?;
         let (sampled_corpus, counts) = steps::load_sampled(&ctx, k)?;
-        let scored = steps::score(&ctx, k, &mut weights, &sampled_corpus)?;
+        let scored = steps::score(&ctx, k, &mut weights, &mut reference, &sampled_corpus)?;
         synthetic.push(sampled_corpus);
 
         let row = GenerationRow::new(

@@ -2,12 +2,13 @@
 //! result and whether it computed it now ([`Step::computed`]) or read what an earlier
 //! process stored.
 use super::context::RunContext;
+use super::reference::Reference;
 use super::{derive_seed, SeedPurpose, TRUNCATION_WARNING};
-use crate::analysis::manifold::{self, Embeddings, Manifold};
+use crate::analysis::manifold::{self, Manifold};
 use crate::analysis::scores::ScoreSummary;
 use crate::checkpoint::{Checkpoint, TrainingState};
 use crate::config::Init;
-use crate::durable::{is_done, read_json, write_atomic, write_json_atomic};
+use crate::durable::{is_done, read_json, write_json_atomic};
 use crate::eval::DocumentScore;
 use crate::layout::{gen_name, CheckpointPaths};
 use crate::policy::{Corpus, MixtureManifest};
@@ -47,7 +48,11 @@ impl Weights {
         Self { dir, device, loaded: None }
     }
 
-    fn get(&mut self, ctx: &RunContext) -> Result<&Checkpoint> {
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+
+    pub fn get(&mut self, ctx: &RunContext) -> Result<&Checkpoint> {
         if self.loaded.is_none() {
             let ckpt = Checkpoint::load(&self.dir, self.device)?;
             if !ckpt.verified() {
@@ -160,7 +165,10 @@ pub fn train(
         describe_parts(manifest)
     );
     let cfg = &ctx.cfg;
-    let mut train_cfg = cfg.train.clone();
+    // Truncated cross-entropy starts at generation `train.truncated_ce_from`: M_0 is
+    // trained as the oracle is, plainly.
+    let mut train_cfg =
+        if k < cfg.train.truncated_ce_from { super::reference::plain(&cfg.train) } else { cfg.train.clone() };
     train_cfg.seed = derive_seed(ctx.seed(), k, SeedPurpose::Train);
     let init_from = match (k, cfg.generations.init) {
         (0, _) | (_, Init::Pretrained) => ctx.pretrained.clone(),
@@ -190,9 +198,15 @@ pub fn train(
 pub fn evaluate(ctx: &RunContext, k: u32, weights: &mut Weights) -> Result<Step<HeldOut>> {
     let path = CheckpointPaths::new(ctx.layout.checkpoint(&ctx.run, k)).held_out();
     if path.exists() {
-        let stored: HeldOut = read_json(&path)?;
-        if stored.buckets.len() == ctx.buckets.len() {
-            return Ok(Step::stored(stored));
+        match crate::integrity::read_sealed::<HeldOut>(&path, "it is evaluated again now") {
+            Ok(stored) if stored.value.buckets.len() == ctx.buckets.len() => {
+                if !stored.sealed {
+                    ctx.note_unverified(format!("the held-out loss of {}", gen_name(k)));
+                }
+                return Ok(Step::stored(stored.value));
+            }
+            Ok(_) => {}
+            Err(e) => eprintln!("[{}] warning: {e:#}", ctx.run),
         }
     } else if k < ctx.finished {
         anyhow::bail!(
@@ -220,12 +234,17 @@ pub fn evaluate(ctx: &RunContext, k: u32, weights: &mut Weights) -> Result<Step<
             buckets,
         })
     })?;
-    write_json_atomic(&path, &held_out)?;
+    crate::integrity::write_sealed(&path, &held_out)?;
     Ok(Step::computed(held_out))
 }
 
 /// The corpus S_{k+1} generation k samples, unless its manifest marks it complete.
-pub fn sample(ctx: &RunContext, k: u32, weights: &mut Weights) -> Result<Step<SyntheticManifest>> {
+pub fn sample(
+    ctx: &RunContext,
+    k: u32,
+    weights: &mut Weights,
+    reference: &mut Reference,
+) -> Result<Step<SyntheticManifest>> {
     let run = &ctx.run;
     let stem = ctx.layout.synthetic_corpus(run, k + 1);
     let manifest = match crate::synthetic::manifest(&stem) {
@@ -258,7 +277,9 @@ pub fn sample(ctx: &RunContext, k: u32, weights: &mut Weights) -> Result<Step<Sy
                         crate::synthetic::write_corpus(ckpt, &stem, &req, ctx.device)
                     })?)
                 }
-                Some((verifier, rule)) => Step::computed(curated(ctx, k, weights, &stem, &req, verifier, rule)?),
+                Some((verifier, rule)) => {
+                    Step::computed(curated(ctx, k, weights, reference, &stem, &req, verifier, rule)?)
+                }
             }
         }
     };
@@ -296,21 +317,14 @@ pub fn sample(ctx: &RunContext, k: u32, weights: &mut Weights) -> Result<Step<Sy
     Ok(manifest)
 }
 
-/// The run's reference model (M_0 or the oracle) as weights of its own, or `None` at
-/// generation 0 under M_0, where it is the model at hand.
-fn reference_weights(ctx: &RunContext, k: u32) -> Result<Option<Weights>> {
-    Ok(match &ctx.oracle {
-        Some(dir) => Some(Weights::of(oracle(ctx, dir)?, ctx.device)),
-        None => (k > 0).then(|| Weights::of(ctx.layout.checkpoint(&ctx.run, 0), ctx.device)),
-    })
-}
-
 /// Samples S_{k+1} curated by `verifier` and `rule` (`crate::curation`): the quantile
 /// rule's bounds from the verifier's perplexities of the real validation documents.
+#[allow(clippy::too_many_arguments)]
 fn curated(
     ctx: &RunContext,
     k: u32,
     weights: &mut Weights,
+    reference: &mut Reference,
     stem: &std::path::Path,
     req: &SampleRequest,
     verifier: crate::config::Verifier,
@@ -318,15 +332,18 @@ fn curated(
 ) -> Result<SyntheticManifest> {
     use crate::config::{Rule, Verifier};
     use crate::curation::Plan;
-    let mut other = match verifier {
-        Verifier::Reference => reference_weights(ctx, k)?,
-        Verifier::Own => None,
+    let verifier_dir = match verifier {
+        Verifier::Reference => reference.model.dir().to_path_buf(),
+        Verifier::Own => weights.dir().to_path_buf(),
     };
-    let verifier_dir = other.as_ref().map_or_else(|| weights.dir.clone(), |w| w.dir.clone());
     let (bounds, real_documents) = match rule {
         Rule::Best { .. } => ((0.0, 0.0), 0),
         Rule::Quantiles { low, high } => {
-            let model = &other.as_mut().unwrap_or(weights).get(ctx)?.model;
+            let judge = match verifier {
+                Verifier::Reference => reference.model.weights(ctx)?,
+                Verifier::Own => &mut *weights,
+            };
+            let model = &judge.get(ctx)?.model;
             let val = TokenStream::from_file(ctx.corpus.val.clone(), ctx.corpus.vocab.delimiters());
             let scores = crate::torch_error::guard(
                 "scoring the real validation documents for curation",
@@ -353,17 +370,13 @@ fn curated(
         verifier_checkpoint: verifier_dir.display().to_string(),
     };
     eprintln!("[{}] generation {k}: curating S_{} by the {}: {}", ctx.run, k + 1, verifier.name(), rule.describe());
-    let other = match other.as_mut() {
-        Some(w) => Some(w.get(ctx)?),
-        None => None,
-    };
-    let ckpt = weights.get(ctx)?;
-    let reference = match verifier {
-        Verifier::Reference => Some(other.map_or(&ckpt.model, |c| &c.model)),
+    let judge = match verifier {
+        Verifier::Reference => Some(&reference.model.weights(ctx)?.get(ctx)?.model),
         Verifier::Own => None,
     };
+    let ckpt = weights.get(ctx)?;
     crate::torch_error::guard(&format!("sampling from generation {k}"), &ctx.cfg.sampling_memory(), || {
-        crate::curation::write_curated_corpus(ckpt, stem, req, ctx.device, &plan, reference)
+        crate::curation::write_curated_corpus(ckpt, stem, req, ctx.device, &plan, judge)
     })
 }
 
@@ -401,17 +414,6 @@ fn describe_parts(m: &MixtureManifest) -> String {
     m.parts.iter().map(|p| format!("{} {}", p.source, p.tokens)).collect::<Vec<_>>().join(", ")
 }
 
-/// When a corpus's scores were computed (`scores/gen-KK.json`, written after the CSV),
-/// and its passages' quality and diversity against the real test passages.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct ScoreRecord {
-    documents: usize,
-    seconds: f64,
-    /// Absent from records written before lmloop measured it: those are scored again.
-    #[serde(default)]
-    manifold: Option<Manifold>,
-}
-
 /// What the score step gives a generation's row.
 pub struct Scored {
     pub summary: ScoreSummary,
@@ -422,113 +424,103 @@ pub struct Scored {
 /// Scores S_{k+1}'s documents under the reference model (`scores/gen-KK.csv`) in one
 /// forward pass that also embeds its passages, takes their self-perplexity from what
 /// the sampler recorded (a forward pass of M_k only for corpora written before it did),
-/// and measures quality and diversity against the real test passages; unless stored.
-/// The real test documents and the noise floor are scored once, with the first
-/// generation that needs them.
-pub fn score(ctx: &RunContext, k: u32, weights: &mut Weights, sampled: &Sampled) -> Result<Step<Scored>> {
-    let layout = ctx.layout;
-    let csv_path = layout.scores_csv(&ctx.run, Some(k + 1));
-    let marker = csv_path.with_extension("json");
-    let delimiters = ctx.corpus.vocab.delimiters();
-    // The reference (M_0, or the oracle): loaded once, whichever step needs it first;
-    // at generation 0 M_0 is the model at hand.
-    let mut other_reference = reference_weights(ctx, k)?;
+/// and measures quality and diversity against the real test passages; unless stored
+/// intact (a damaged score file is said and computed again). The real test documents
+/// and the noise floor are scored once, by the reference ([`Reference::real`]).
+pub fn score(
+    ctx: &RunContext,
+    k: u32,
+    weights: &mut Weights,
+    reference: &mut Reference,
+    sampled: &Sampled,
+) -> Result<Step<Scored>> {
+    let (layout, run) = (ctx.layout, ctx.run.as_str());
     let t0 = std::time::Instant::now();
-    let (real, real_fresh) = real_scores(ctx, other_reference.as_mut().unwrap_or(weights))?;
-    let floor_fresh = floor_scores(ctx, other_reference.as_mut().unwrap_or(weights), &real.1)?;
-    let stored: Option<ScoreRecord> = if marker.exists() && csv_path.exists() { read_json(&marker).ok() } else { None };
-    let (rows, seconds, manifold, computed) = match stored {
-        Some(ScoreRecord { seconds, manifold: Some(m), .. }) => (read_scores(&csv_path)?, seconds, m, false),
-        _ => {
-            let mut stream = TokenStream::new(delimiters);
-            let file = stream.add_file(sampled.corpus.file.clone());
-            for d in &sampled.corpus.documents {
-                stream.push(file, d.clone());
+    let real_fresh = reference.real(ctx)?.1;
+    let documents = sampled.corpus.documents.len();
+    let stored = match crate::scoring::read_corpus_scores(layout, run, k + 1, Some(documents), "it is scored again now")
+    {
+        Ok(Some((marker, rows)))
+            if marker.reference.is_none()
+                || reference.weights_record().is_none()
+                || marker.reference.as_ref() == reference.weights_record() =>
+        {
+            if marker.csv.is_none() {
+                ctx.note_unverified(format!("the scores of S_{}", k + 1));
             }
-            let what = format!("scoring the documents of S_{}", k + 1);
-            let memory = ctx.cfg.model.evaluation_memory();
-            let reference = other_reference.as_mut().unwrap_or(weights);
-            // A corpus curated by this reference was scored and embedded by its verifier.
-            let stem = layout.synthetic_corpus(&ctx.run, k + 1);
-            let (by_reference, embeddings) = match crate::curation::stored_reference_scores(
-                &stem,
-                &sampled.manifest,
-                &reference.dir,
-                &ctx.rerun_from(k),
-            )? {
-                Some((scores, embeddings)) => (scores, Some(embeddings)),
-                None => crate::torch_error::guard(&what, &memory, || {
-                    crate::eval::score_documents(&reference.get(ctx)?.model, &stream, ctx.device, true)
-                })?,
-            };
-            let own: Vec<DocumentScore> = match sampler_scores(&sampled.self_nll, stream.documents()) {
-                Some(own) => own,
-                None => crate::torch_error::guard(&what, &memory, || {
-                    crate::eval::per_document(&weights.get(ctx)?.model, &stream, ctx.device)
-                })?,
-            };
-            let seed = derive_seed(ctx.seed(), k, SeedPurpose::Quality);
-            let manifold = manifold::compare(&real.1, &embeddings.expect("embedded above"), seed);
-            write_scores(&csv_path, &by_reference, Some(&own))?;
-            let seconds = t0.elapsed().as_secs_f64();
-            write_json_atomic(&marker, &ScoreRecord { documents: own.len(), seconds, manifold: Some(manifold) })?;
-            // Read back as stored (6 decimals), so a resumed run summarises the same values.
-            (read_scores(&csv_path)?, seconds, manifold, true)
+            marker.manifold.map(|m| (rows, marker.seconds, m))
+        }
+        Ok(_) => None,
+        Err(e) => {
+            eprintln!("[{run}] warning: {e:#}");
+            None
+        }
+    };
+    let (rows, seconds, manifold, computed) = match stored {
+        Some((rows, seconds, manifold)) => (rows, seconds, manifold, false),
+        None => {
+            let (rows, seconds, manifold) = score_corpus(ctx, k, weights, reference, sampled, t0)?;
+            (rows, seconds, manifold, true)
         }
     };
     let by_reference: Vec<f64> = rows.iter().map(|r| r.1.exp()).collect();
     let own: Vec<f64> = rows.iter().map(|r| r.2.exp()).collect();
-    let summary = crate::analysis::scores::summarise(&by_reference, &own, &real.0);
-    Ok(Step { value: Scored { summary, manifold, seconds }, computed: computed || real_fresh || floor_fresh })
+    let summary = crate::analysis::scores::summarise(&by_reference, &own, &reference.real(ctx)?.0.perplexities);
+    Ok(Step { value: Scored { summary, manifold, seconds }, computed: computed || real_fresh })
 }
 
-/// The oracle reference at `dir`, trained first unless complete: the run's
-/// architecture and training settings on the whole real training split, with generation
-/// 0's start (random weights, or the imported model). Runs that share it take turns:
-/// one trains while the others wait for its `DONE`.
-fn oracle(ctx: &RunContext, dir: &std::path::Path) -> Result<PathBuf> {
-    let lock_path = dir.with_extension("lock");
-    let _lock = loop {
-        if is_done(dir) {
-            return Ok(dir.to_path_buf());
-        }
-        match crate::durable::Lock::try_acquire(&lock_path)? {
-            Some(lock) => break lock,
-            None => std::thread::sleep(std::time::Duration::from_secs(2)),
-        }
-    };
-    if is_done(dir) {
-        return Ok(dir.to_path_buf());
-    }
-    let split = &ctx.real.split;
+/// Computes and writes S_{k+1}'s scores and their marker (sealed, with the CSV's
+/// record and the reference's weights); returns the rows as stored (6 decimals, so a
+/// resumed run summarises the same values), the seconds and the manifold measures.
+fn score_corpus(
+    ctx: &RunContext,
+    k: u32,
+    weights: &mut Weights,
+    reference: &mut Reference,
+    sampled: &Sampled,
+    t0: std::time::Instant,
+) -> Result<(Vec<crate::scoring::ScoreRow>, f64, Manifold)> {
+    let (layout, run) = (ctx.layout, ctx.run.as_str());
+    let csv_path = layout.scores_csv(run, Some(k + 1));
+    let marker = layout.score_marker(run, k + 1);
     let mut stream = TokenStream::new(ctx.corpus.vocab.delimiters());
-    let file = stream.add_file(split.file.clone());
-    for d in &split.documents {
+    let file = stream.add_file(sampled.corpus.file.clone());
+    for d in &sampled.corpus.documents {
         stream.push(file, d.clone());
     }
-    eprintln!(
-        "[{}] training the oracle reference on the whole real training split ({} tokens) into {}",
-        ctx.run,
-        split.tokens(),
-        dir.display()
-    );
-    let mut train_cfg = ctx.cfg.train.clone();
-    train_cfg.seed = derive_seed(ctx.seed(), 0, SeedPurpose::Oracle);
-    let val = TokenStream::from_file(ctx.corpus.val.clone(), ctx.corpus.vocab.delimiters());
-    crate::torch_error::guard("training the oracle reference", &ctx.cfg.training_memory(), || {
-        crate::train::train(crate::train::TrainRequest {
-            model: ctx.model.clone(),
-            train: train_cfg,
-            data: &stream,
-            val: Some(&val),
-            vocab: &ctx.corpus.vocab,
-            device: ctx.device,
-            init_from: ctx.pretrained.clone(),
-            out: dir.to_path_buf(),
-            progress: ctx.progress,
-        })
-    })?;
-    Ok(dir.to_path_buf())
+    let what = format!("scoring the documents of S_{}", k + 1);
+    let memory = ctx.cfg.model.evaluation_memory();
+    // A corpus curated by this reference was scored and embedded by its verifier.
+    let stem = layout.synthetic_corpus(run, k + 1);
+    let stored =
+        crate::curation::stored_reference_scores(&stem, &sampled.manifest, reference.model.dir(), &ctx.rerun_from(k))?;
+    let (by_reference, embeddings) = match stored {
+        Some(scored) => scored,
+        None => {
+            let model = &reference.model.weights(ctx)?.get(ctx)?.model;
+            crate::torch_error::guard(&what, &memory, || crate::eval::score_and_embed(model, &stream, ctx.device))?
+        }
+    };
+    let own: Vec<DocumentScore> = match sampler_scores(&sampled.self_nll, stream.documents()) {
+        Some(own) => own,
+        None => crate::torch_error::guard(&what, &memory, || {
+            crate::eval::per_document(&weights.get(ctx)?.model, &stream, ctx.device)
+        })?,
+    };
+    let seed = derive_seed(ctx.seed(), k, SeedPurpose::Quality);
+    let manifold = manifold::compare(&reference.real(ctx)?.0.embeddings, &embeddings, seed);
+    let csv = crate::scoring::write_scores(&csv_path, &by_reference, Some(&own))?;
+    let seconds = t0.elapsed().as_secs_f64();
+    let record = crate::scoring::ScoreMarker {
+        format: crate::scoring::FORMAT,
+        documents: own.len(),
+        seconds,
+        manifold: Some(manifold),
+        csv: Some(csv),
+        reference: reference.weights_record().cloned(),
+    };
+    crate::integrity::write_sealed(&marker, &record)?;
+    Ok((crate::scoring::read_scores(&csv_path)?, seconds, manifold))
 }
 
 /// The self-scores the sampler recorded for a corpus of `documents` documents (mean
@@ -541,91 +533,4 @@ fn sampler_scores(recorded: &[(f64, usize)], documents: usize) -> Option<Vec<Doc
             .map(|&(mean, targets)| DocumentScore { nll: mean * targets as f64, targets: targets as u64 })
             .collect()
     })
-}
-
-/// The real test documents' perplexities under the reference and their passages'
-/// embeddings (`scores/real-test.csv`, `.emb`), computed unless stored; and whether
-/// they were computed now.
-fn real_scores(ctx: &RunContext, reference: &mut Weights) -> Result<((Vec<f64>, Embeddings), bool)> {
-    let path = ctx.layout.scores_csv(&ctx.run, None);
-    let emb_path = path.with_extension("emb");
-    let stored = || -> Option<Embeddings> { Embeddings::from_bytes(&std::fs::read(&emb_path).ok()?) };
-    let fresh = !path.exists() || stored().is_none();
-    if fresh {
-        let m0 = reference.get(ctx)?;
-        let test = TokenStream::from_file(ctx.corpus.test.clone(), ctx.corpus.vocab.delimiters());
-        let (scores, embeddings) =
-            crate::torch_error::guard("scoring the real test documents", &ctx.cfg.model.evaluation_memory(), || {
-                crate::eval::score_documents(&m0.model, &test, ctx.device, true)
-            })?;
-        write_atomic(&emb_path, &embeddings.expect("embedded above").to_bytes())?;
-        write_scores(&path, &scores, None)?;
-    }
-    let perplexities = read_scores(&path)?.iter().map(|r| r.1.exp()).collect();
-    let embeddings = stored().with_context(|| format!("{} is unreadable", emb_path.display()))?;
-    Ok(((perplexities, embeddings), fresh))
-}
-
-/// Scores the noise floor once: its documents' perplexity under the reference
-/// (`scores/noise-floor.csv`) and the quality and diversity of draws of its passages
-/// against the real test passages (`scores/noise-floor.json`, written last); nothing
-/// without a noise floor. Returns whether it computed them now.
-fn floor_scores(ctx: &RunContext, reference: &mut Weights, real: &Embeddings) -> Result<bool> {
-    let path = ctx.layout.scores_file(&ctx.run, "noise-floor.json");
-    let floor = &ctx.reference.noise_floor;
-    if floor.is_empty() || read_json::<manifold::Floor>(&path).is_ok() {
-        return Ok(false);
-    }
-    let bin = path.with_extension("bin");
-    crate::tokens::write_tokens(&bin, floor, ctx.corpus.vocab.vocab_size())?;
-    let file = std::sync::Arc::new(crate::tokens::TokenFile::open(&bin)?);
-    let stream = TokenStream::from_file(file, ctx.corpus.vocab.delimiters());
-    let m0 = reference.get(ctx)?;
-    let (scores, embeddings) =
-        crate::torch_error::guard("scoring the noise floor's documents", &ctx.cfg.model.evaluation_memory(), || {
-            crate::eval::score_documents(&m0.model, &stream, ctx.device, true)
-        })?;
-    write_scores(&path.with_extension("csv"), &scores, None)?;
-    let seed = derive_seed(ctx.seed(), 0, SeedPurpose::QualityFloor);
-    if let Some(f) = manifold::Floor::measure(real, &embeddings.expect("embedded above"), seed) {
-        write_json_atomic(&path, &f)?;
-    }
-    Ok(true)
-}
-
-/// Writes per-document scores: document, targets, mean loss under the reference and,
-/// for a synthetic corpus, under the model that sampled it.
-fn write_scores(
-    path: &std::path::Path,
-    reference: &[crate::eval::DocumentScore],
-    own: Option<&[crate::eval::DocumentScore]>,
-) -> Result<()> {
-    crate::durable::write_csv_atomic(path, |w| {
-        let mut header = vec!["document", "targets", "reference_nll"];
-        if own.is_some() {
-            header.push("self_nll");
-        }
-        w.write_record(&header)?;
-        for (d, r) in reference.iter().enumerate() {
-            let mut rec = vec![d.to_string(), r.targets.to_string(), format!("{:.6}", r.mean())];
-            if let Some(o) = own {
-                rec.push(format!("{:.6}", o[d].mean()));
-            }
-            w.write_record(&rec)?;
-        }
-        Ok(())
-    })
-}
-
-/// (targets, reference mean loss, self mean loss or NaN) per document.
-fn read_scores(path: &std::path::Path) -> Result<Vec<(u64, f64, f64)>> {
-    let mut r = csv::Reader::from_path(path).with_context(|| format!("cannot read {}", path.display()))?;
-    r.records()
-        .map(|rec| {
-            let rec = rec.with_context(|| format!("malformed row in {}", path.display()))?;
-            let num = |i: usize| rec.get(i).and_then(|v| v.parse::<f64>().ok());
-            let bad = || anyhow::anyhow!("malformed row in {}", path.display());
-            Ok((num(1).ok_or_else(bad)? as u64, num(2).ok_or_else(bad)?, num(3).unwrap_or(f64::NAN)))
-        })
-        .collect()
 }

@@ -54,7 +54,7 @@ pub fn run_values(layout: &Layout, run: &str) -> Result<RunValues> {
             Slot::Generation(Kind::Corpus, kk - 1)
         } else if corpus == "real-train" || corpus.starts_with("real-sample") {
             // The noise floor's precision and recall sit beside its drift measures.
-            if let Some(floor) = crate::analysis::manifold::read_floor(layout, run).filter(|_| corpus != "real-train") {
+            if let Some(floor) = crate::scoring::read_floor(layout, run)?.filter(|_| corpus != "real-train") {
                 for (i, m) in MANIFOLD.iter().enumerate() {
                     let v = floor.mean(i);
                     if v.is_finite() {

@@ -179,7 +179,8 @@ pub fn copy_weights(vs: &mut nn::VarStore, loaded: HashMap<String, Tensor>, sour
 }
 
 /// Writes a complete checkpoint into `dir` (replacing an unfinished one), atomically;
-/// returns the state as written (with the record of its weights).
+/// returns the state as written (with the record of its weights). A save that fails
+/// (a full disk) removes its temporary folder.
 pub fn save(
     dir: &Path,
     vs: &nn::VarStore,
@@ -192,8 +193,32 @@ pub fn save(
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp).ok();
     }
-    std::fs::create_dir_all(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-    let files = CheckpointPaths::new(&tmp);
+    let saved = save_into(&tmp, vs, cfg, vocab, state, log)
+        .with_context(|| format!("cannot save the checkpoint {}", dir.display()))
+        .and_then(|state| {
+            if dir.exists() {
+                std::fs::remove_dir_all(dir).with_context(|| format!("cannot replace {}", dir.display()))?;
+            }
+            crate::durable::rename_durably(&tmp, dir)?;
+            Ok(state)
+        });
+    if saved.is_err() {
+        std::fs::remove_dir_all(&tmp).ok();
+    }
+    saved
+}
+
+/// Writes every file of a checkpoint into the folder `tmp`, `DONE` last.
+fn save_into(
+    tmp: &Path,
+    vs: &nn::VarStore,
+    cfg: &ModelConfig,
+    vocab: &Vocab,
+    state: &TrainingState,
+    log: Option<&Path>,
+) -> Result<TrainingState> {
+    std::fs::create_dir_all(tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+    let files = CheckpointPaths::new(tmp);
     vs.save(files.weights()).with_context(|| format!("cannot write weights into {}", tmp.display()))?;
     crate::durable::sync_file(&files.weights())?;
     let state = TrainingState { weights: Some(FileFingerprint::of(&files.weights())?), ..state.clone() };
@@ -206,10 +231,6 @@ pub fn save(
     }
     // The tokenizer and JSON files were flushed as they were written (`write_atomic`);
     // DONE is written, and flushed with the folder, only after all of them.
-    mark_done(&tmp)?;
-    if dir.exists() {
-        std::fs::remove_dir_all(dir).with_context(|| format!("cannot replace {}", dir.display()))?;
-    }
-    crate::durable::rename_durably(&tmp, dir)?;
+    mark_done(tmp)?;
     Ok(state)
 }

@@ -761,9 +761,17 @@ impl Config {
 /// Who scores the sampled documents (`curation.verifier`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Verifier {
-    /// The run's reference model (`generations.reference`).
+    /// The run's measuring reference (`generations.reference`): the model that chooses
+    /// the documents then measures them, so their reference measures are partly circular.
     #[serde(rename = "reference")]
     Reference,
+    /// M_0, generation 0 of the run, whatever the measuring reference is.
+    #[serde(rename = "m0")]
+    M0,
+    /// The oracle (the architecture trained once on the whole real training split),
+    /// whatever the measuring reference is.
+    #[serde(rename = "oracle")]
+    Oracle,
     /// The model that sampled them (self-perplexity).
     #[serde(rename = "self")]
     Own,
@@ -773,10 +781,38 @@ impl Verifier {
     pub fn name(self) -> &'static str {
         match self {
             Verifier::Reference => "reference",
+            Verifier::M0 => "m0",
+            Verifier::Oracle => "oracle",
             Verifier::Own => "self",
         }
     }
+
+    /// Whether it is the run's measuring reference, which is the oracle or M_0.
+    pub fn is_the_reference(self, reference_is_oracle: bool) -> bool {
+        match self {
+            Verifier::Reference => true,
+            Verifier::M0 => !reference_is_oracle,
+            Verifier::Oracle => reference_is_oracle,
+            Verifier::Own => false,
+        }
+    }
 }
+
+/// How the fraction rule ranks the sampled documents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Ranking {
+    /// Within [`LENGTH_STRATA`] strata of equal counts of the sampled documents by
+    /// length, keeping ρ of each stratum's tokens: the kept corpus keeps the sampled
+    /// length distribution.
+    #[serde(rename = "within-length")]
+    WithinLength,
+    /// One ranking of every document; per-token perplexity favours short documents.
+    #[serde(rename = "overall")]
+    Overall,
+}
+
+/// The length strata of [`Ranking::WithinLength`].
+pub const LENGTH_STRATA: usize = 5;
 
 /// The `[curation]` table of a run config. Default: no curation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -799,6 +835,13 @@ pub struct CurationConfig {
     /// before the generation is refused. Default 10.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_oversampling: Option<f64>,
+    /// How the fraction rule ranks: `within-length` (the default) or `overall`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ranking: Option<Ranking>,
+    /// Documents of fewer corpus tokens (their end token included) are never kept.
+    /// Default: the shortest document of the real training split; 0 keeps every length.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_document_tokens: Option<u64>,
 }
 
 /// The default of `curation.max_oversampling`.
@@ -807,8 +850,9 @@ pub const DEFAULT_MAX_OVERSAMPLING: f64 = 10.0;
 /// Which documents a verifier's perplexities keep.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Rule {
-    /// The lowest perplexities, holding this share of the sampled tokens.
-    Best { fraction: f64 },
+    /// The lowest perplexities, holding this share of the sampled tokens, ranked
+    /// within `strata` length strata (1: one ranking).
+    Best { fraction: f64, strata: usize },
     /// Perplexities between these quantiles of the real documents'.
     Quantiles { low: f64, high: f64 },
 }
@@ -816,7 +860,13 @@ pub enum Rule {
 impl Rule {
     pub fn describe(&self) -> String {
         match self {
-            Rule::Best { fraction } => format!("the lowest-perplexity {:.0}% of the sampled tokens", 100.0 * fraction),
+            Rule::Best { fraction, strata: 1 } => {
+                format!("the lowest-perplexity {:.0}% of the sampled tokens", 100.0 * fraction)
+            }
+            Rule::Best { fraction, strata } => format!(
+                "the lowest-perplexity {:.0}% of the sampled tokens within each of {strata} length strata",
+                100.0 * fraction
+            ),
             Rule::Quantiles { low, high } => {
                 format!("perplexity between the real documents' {low} and {high} quantiles")
             }
@@ -834,7 +884,13 @@ impl CurationConfig {
     pub fn rule(&self) -> Option<(Verifier, Rule)> {
         let verifier = self.verifier?;
         let rule = match (self.keep_fraction, self.quantile_low, self.quantile_high) {
-            (Some(fraction), _, _) => Rule::Best { fraction },
+            (Some(fraction), _, _) => Rule::Best {
+                fraction,
+                strata: match self.ranking.unwrap_or(Ranking::WithinLength) {
+                    Ranking::WithinLength => LENGTH_STRATA,
+                    Ranking::Overall => 1,
+                },
+            },
             (None, Some(low), Some(high)) => Rule::Quantiles { low, high },
             _ => return None,
         };
@@ -852,7 +908,7 @@ impl CurationConfig {
         }
         let Some(verifier) = self.verifier else {
             bail!(
-                "the [curation] table sets a rule but no curation.verifier; set verifier = \"reference\" or \"self\", or remove the table"
+                "the [curation] table sets a rule but no curation.verifier; set verifier = \"m0\", \"oracle\", \"reference\" or \"self\", or remove the table"
             );
         };
         let quantiles = self.quantile_low.is_some() || self.quantile_high.is_some();
@@ -887,6 +943,9 @@ impl CurationConfig {
             if !(m >= 1.0 && m.is_finite()) {
                 bail!("curation.max_oversampling must be at least 1 (units of D), got {m}");
             }
+        }
+        if self.ranking.is_some() && self.keep_fraction.is_none() {
+            bail!("curation.ranking orders the fraction rule (keep_fraction) only; remove it");
         }
         let synthetic_share = match policy {
             crate::policy::Policy::Real => 0.0,

@@ -43,7 +43,7 @@ use crate::model::Model;
 use crate::sample::{SampleRequest, SampleStats};
 use crate::stream::TokenStream;
 use crate::synthetic::{
-    beside, draw, files, manifest_of, CorpusWriter, CurationRecord, Published, SyntheticManifest, TextWriter,
+    beside, draw, files, manifest_of, CorpusWriter, CurationRecord, Lengths, Published, SyntheticManifest, TextWriter,
 };
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -65,6 +65,8 @@ pub enum Decision {
     Ranked,
     /// Accepted, but sampled after the kept documents reached D.
     NotNeeded,
+    /// Shorter than `curation.min_document_tokens`.
+    Short,
 }
 
 impl Decision {
@@ -75,30 +77,51 @@ impl Decision {
             Decision::Above => "above",
             Decision::Ranked => "ranked-out",
             Decision::NotNeeded => "not-needed",
+            Decision::Short => "too-short",
         }
     }
 }
 
-/// What the rule decides for documents of `tokens` tokens each (in the order sampled)
-/// with verifier perplexities `perplexity`, for a corpus of `target` tokens; `bounds`
-/// are the quantile rule's perplexity bounds. Under [`Rule::Best`] ties keep the earlier
-/// document; a perplexity that is not finite ranks last and is above every bound.
-pub fn judge(rule: Rule, bounds: (f64, f64), tokens: &[usize], perplexity: &[f64], target: usize) -> Vec<Decision> {
+/// What the rule decides for documents of `tokens` corpus tokens each (in the order
+/// sampled) with verifier perplexities `perplexity`, for a corpus of `target` tokens;
+/// `bounds` are the quantile rule's perplexity bounds; a document of fewer than
+/// `min_tokens` tokens is never kept. Under [`Rule::Best`] the eligible documents are
+/// split by length into `strata` groups of equal counts (ties by order sampled), and
+/// each group keeps its lowest perplexities until they hold the share ρ of its tokens;
+/// ties keep the earlier document; a perplexity that is not finite ranks last and is
+/// above every bound.
+pub fn judge(
+    rule: Rule,
+    bounds: (f64, f64),
+    min_tokens: usize,
+    tokens: &[usize],
+    perplexity: &[f64],
+    target: usize,
+) -> Vec<Decision> {
     assert_eq!(tokens.len(), perplexity.len());
+    let short = |i: usize| tokens[i] < min_tokens;
     match rule {
-        Rule::Best { fraction } => {
-            let total: usize = tokens.iter().sum();
+        Rule::Best { fraction, strata } => {
             let key = |i: usize| if perplexity[i].is_finite() { perplexity[i] } else { f64::INFINITY };
-            let mut order: Vec<usize> = (0..tokens.len()).collect();
-            order.sort_by(|&a, &b| key(a).total_cmp(&key(b)).then(a.cmp(&b)));
-            let mut out = vec![Decision::Ranked; tokens.len()];
-            let mut kept = 0usize;
-            for i in order {
-                if kept as f64 >= fraction * total as f64 {
-                    break;
+            let mut by_length: Vec<usize> = (0..tokens.len()).filter(|&i| !short(i)).collect();
+            by_length.sort_by_key(|&i| (tokens[i], i));
+            let mut out: Vec<Decision> =
+                (0..tokens.len()).map(|i| if short(i) { Decision::Short } else { Decision::Ranked }).collect();
+            let groups = strata.clamp(1, by_length.len().max(1));
+            for g in 0..groups {
+                let lo = g * by_length.len() / groups;
+                let hi = (g + 1) * by_length.len() / groups;
+                let mut order = by_length[lo..hi].to_vec();
+                let total: usize = order.iter().map(|&i| tokens[i]).sum();
+                order.sort_by(|&a, &b| key(a).total_cmp(&key(b)).then(a.cmp(&b)));
+                let mut kept = 0usize;
+                for i in order {
+                    if kept as f64 >= fraction * total as f64 {
+                        break;
+                    }
+                    out[i] = Decision::Kept;
+                    kept += tokens[i];
                 }
-                out[i] = Decision::Kept;
-                kept += tokens[i];
             }
             out
         }
@@ -107,7 +130,9 @@ pub fn judge(rule: Rule, bounds: (f64, f64), tokens: &[usize], perplexity: &[f64
             (0..tokens.len())
                 .map(|i| {
                     let p = perplexity[i];
-                    if p < bounds.0 {
+                    if short(i) {
+                        Decision::Short
+                    } else if p < bounds.0 {
                         Decision::Below
                     } else if p.is_nan() || p > bounds.1 {
                         Decision::Above
@@ -149,6 +174,13 @@ pub struct Plan {
     pub max_oversampling: f64,
     /// The verifier's checkpoint, as recorded.
     pub verifier_checkpoint: String,
+    /// The measuring reference's checkpoint, as recorded.
+    pub reference_checkpoint: String,
+    /// Whether the verifier is the measuring reference: its pass then also embeds the
+    /// kept documents' passages for the score step.
+    pub embed: bool,
+    /// Documents of fewer corpus tokens are never kept.
+    pub min_tokens: usize,
 }
 
 /// The columns of `STEM.curation.csv`, one row per sampled document.
@@ -260,18 +292,18 @@ pub fn write_curated_corpus(
     req: &SampleRequest,
     device: Device,
     plan: &Plan,
-    reference: Option<&Model>,
+    judge_model: Option<&Model>,
 ) -> Result<SyntheticManifest> {
     let (_, _, json) = files(stem);
     let _ = std::fs::remove_file(&json);
     let target = req.n_tokens;
     let eot = ckpt.vocab.eot();
-    let block = reference.map(|m| m.config().block_size as usize).unwrap_or(1);
+    let block = judge_model.map(|m| m.config().block_size as usize).unwrap_or(1);
     let mut candidates: Vec<Candidate> = Vec::new();
     let mut embeddings: Option<Embeddings> = None;
     let (mut stats, mut canonical_seconds, mut verifier_seconds) = (None, 0.0, 0.0);
     let mut round_target = match plan.rule {
-        Rule::Best { fraction } => (target as f64 / fraction).ceil() as usize,
+        Rule::Best { fraction, .. } => (target as f64 / fraction).ceil() as usize,
         Rule::Quantiles { .. } => target,
     };
     let limit = (plan.max_oversampling * target as f64).ceil() as usize;
@@ -290,10 +322,10 @@ pub fn write_curated_corpus(
         // The verifier reads each document in the windows training and evaluation read,
         // as it reads the real documents the quantile bounds come from.
         let verifier = match plan.verifier {
-            Verifier::Reference => reference.context("curation by the reference needs the reference model")?,
             Verifier::Own => &ckpt.model,
+            _ => judge_model.context("curation by a fixed model needs that model")?,
         };
-        let (scores, e) = score_round(verifier, ckpt, stem, &docs, device, plan.verifier == Verifier::Reference)?;
+        let (scores, e) = score_round(verifier, ckpt, stem, &docs, device, plan.embed)?;
         if let Some(e) = e {
             match embeddings.as_mut() {
                 Some(all) => all.data.extend(e.data),
@@ -303,12 +335,12 @@ pub fn write_curated_corpus(
         verifier_seconds += t0.elapsed().as_secs_f64();
         for (index, (doc, score)) in docs.into_iter().zip(scores).enumerate() {
             let first = candidates.last().map_or(0, |c| c.passages.end);
-            let n = if plan.verifier == Verifier::Reference { passages(doc.corpus_tokens(), block) } else { 0 };
+            let n = if plan.embed { passages(doc.corpus_tokens(), block) } else { 0 };
             candidates.push(Candidate { round, index, doc, score, passages: first..first + n });
         }
         let tokens: Vec<usize> = candidates.iter().map(|c| c.doc.corpus_tokens()).collect();
         let perplexity: Vec<f64> = candidates.iter().map(|c| c.perplexity()).collect();
-        let decisions = judge(plan.rule, plan.bounds, &tokens, &perplexity, target);
+        let decisions = judge(plan.rule, plan.bounds, plan.min_tokens, &tokens, &perplexity, target);
         let sampled: usize = tokens.iter().sum();
         let (accepted, kept) = decisions.iter().zip(&tokens).fold((0, 0), |(a, k), (d, &t)| match d {
             Decision::Kept => (a + t, k + t),
@@ -379,12 +411,15 @@ pub fn write_curated_corpus(
         None => None,
     };
     let sampled_tokens: usize = candidates.iter().map(|c| c.doc.corpus_tokens()).sum();
+    let kept = |which: bool| {
+        candidates.iter().zip(&decisions).filter(move |(_, d)| (**d == Decision::Kept) == which).map(|(c, _)| c)
+    };
     let written = writer.finish()?;
     let record = CurationRecord {
         verifier: plan.verifier,
         verifier_checkpoint: plan.verifier_checkpoint.clone(),
         keep_fraction: match plan.rule {
-            Rule::Best { fraction } => Some(fraction),
+            Rule::Best { fraction, .. } => Some(fraction),
             _ => None,
         },
         quantiles: match plan.rule {
@@ -404,6 +439,14 @@ pub fn write_curated_corpus(
         listing: FileFingerprint::of(&listing)?,
         dropped_text: FileFingerprint::of(&dropped_path)?,
         reference_embeddings,
+        reference_checkpoint: plan.reference_checkpoint.clone(),
+        length_strata: match plan.rule {
+            Rule::Best { strata, .. } => strata,
+            Rule::Quantiles { .. } => 1,
+        },
+        min_document_tokens: plan.min_tokens,
+        kept_lengths: Some(Lengths::of(kept(true).map(|c| c.doc.corpus_tokens()))),
+        dropped_lengths: Some(Lengths::of(kept(false).map(|c| c.doc.corpus_tokens()))),
     };
     stats.tokens_per_second = sampled_tokens as f64 / stats.seconds.max(1e-9);
     let mut manifest = manifest_of(ckpt, stem, req, stats, canonical_seconds, written)?;
@@ -423,7 +466,7 @@ pub fn stored_reference_scores(
 ) -> Result<Option<(Vec<DocumentScore>, Embeddings)>> {
     let Some(c) = &manifest.curation else { return Ok(None) };
     let Some(emb_record) = &c.reference_embeddings else { return Ok(None) };
-    if c.verifier != Verifier::Reference || Path::new(&c.verifier_checkpoint) != checkpoint {
+    if Path::new(&c.verifier_checkpoint) != checkpoint {
         return Ok(None);
     }
     let (listing, _, emb_path) = curation_files(stem);
@@ -462,6 +505,26 @@ pub fn stored_reference_scores(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ranking_within_length_keeps_the_length_distribution_of_a_verifier_that_favours_short_documents() {
+        // Lengths 1..=400, per-token perplexity rising with length and blind to content:
+        // one ranking keeps the short documents, the strata keep every length.
+        let tokens: Vec<usize> = (0..400).map(|i| 1 + (i * 7919) % 400).collect();
+        let ppl: Vec<f64> = tokens.iter().enumerate().map(|(i, &t)| 10.0 + t as f64 + (i % 3) as f64 * 0.1).collect();
+        let kept_lengths = |d: &[Decision]| {
+            crate::synthetic::Lengths::of(tokens.iter().zip(d).filter(|(_, d)| **d == Decision::Kept).map(|(t, _)| *t))
+        };
+        let all = crate::synthetic::Lengths::of(tokens.iter().copied());
+        let overall = kept_lengths(&judge(Rule::Best { fraction: 0.5, strata: 1 }, (0.0, 0.0), 0, &tokens, &ppl, 0));
+        let strata = kept_lengths(&judge(Rule::Best { fraction: 0.5, strata: 5 }, (0.0, 0.0), 0, &tokens, &ppl, 0));
+        assert!(overall.median < 0.6 * all.median, "one ranking favours short documents: {overall:?} of {all:?}");
+        assert!((strata.median - all.median).abs() < 0.15 * all.median, "{strata:?} of {all:?}");
+        assert!((strata.p90 - all.p90).abs() < 0.15 * all.p90, "{strata:?} of {all:?}");
+        // Never a document shorter than the minimum.
+        let d = judge(Rule::Best { fraction: 1.0, strata: 5 }, (0.0, 0.0), 6, &tokens, &ppl, 0);
+        assert!(tokens.iter().zip(&d).all(|(&t, d)| (t < 6) == (*d == Decision::Short)));
+    }
     use crate::config::CurationConfig;
     use crate::policy::Policy;
 
@@ -469,9 +532,9 @@ mod tests {
     fn the_fraction_rule_keeps_the_lowest_perplexities_up_to_its_share_of_the_tokens() {
         let tokens = [10, 10, 10, 10];
         let ppl = [5.0, 1.0, f64::NAN, 3.0];
-        let d = judge(Rule::Best { fraction: 0.5 }, (0.0, 0.0), &tokens, &ppl, 20);
+        let d = judge(Rule::Best { fraction: 0.5, strata: 1 }, (0.0, 0.0), 0, &tokens, &ppl, 20);
         assert_eq!(d, [Decision::Ranked, Decision::Kept, Decision::Ranked, Decision::Kept]);
-        let all = judge(Rule::Best { fraction: 1.0 }, (0.0, 0.0), &tokens, &ppl, 20);
+        let all = judge(Rule::Best { fraction: 1.0, strata: 1 }, (0.0, 0.0), 0, &tokens, &ppl, 20);
         assert!(all.iter().all(|d| *d == Decision::Kept), "ρ = 1 keeps everything: {all:?}");
     }
 
@@ -479,7 +542,7 @@ mod tests {
     fn the_quantile_rule_keeps_what_lies_between_the_bounds_until_the_target() {
         let tokens = [5, 5, 5, 5, 5];
         let ppl = [1.0, 50.0, 10.0, 20.0, 30.0];
-        let d = judge(Rule::Quantiles { low: 0.1, high: 0.9 }, (2.0, 40.0), &tokens, &ppl, 10);
+        let d = judge(Rule::Quantiles { low: 0.1, high: 0.9 }, (2.0, 40.0), 0, &tokens, &ppl, 10);
         assert_eq!(d, [Decision::Below, Decision::Above, Decision::Kept, Decision::Kept, Decision::NotNeeded]);
         assert_eq!(quantile(&[4.0, 1.0, 3.0, 2.0], 0.5), 2.5);
         assert_eq!(quantile(&[4.0, 1.0, 3.0, 2.0], 0.0), 1.0);

@@ -77,6 +77,40 @@ impl Lock {
     }
 }
 
+/// A temporary file being written ([`temp_path`]): removed when dropped before
+/// [`Pending::commit`] moves it into place, so a writer that fails (a full disk) leaves
+/// nothing behind.
+pub struct Pending {
+    tmp: PathBuf,
+    committed: bool,
+}
+
+impl Pending {
+    /// The temporary of `path`.
+    pub fn of(path: &Path) -> Self {
+        Self { tmp: temp_path(path), committed: false }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.tmp
+    }
+
+    /// Moves the temporary to `to` ([`rename_durably`]).
+    pub fn commit(mut self, to: &Path) -> Result<()> {
+        rename_durably(&self.tmp, to)?;
+        self.committed = true;
+        Ok(())
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
 /// Flushes a folder's entries (a rename or a new file in it) to disk. A filesystem
 /// that cannot flush folders at all (EINVAL, as some network filesystems answer) is
 /// accepted; any other failure is an error.

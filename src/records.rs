@@ -108,7 +108,8 @@ pub struct GenerationRow {
     #[serde(default)]
     pub coverage: f64,
     /// Curation of S_{k+1} by a verifier (`crate::curation`): tokens sampled over D (the
-    /// sampling compute), and the share of them kept; 1 and 1 without curation.
+    /// sampling compute; without curation the corpus's tokens over D), and the share of
+    /// them kept (1 without curation).
     #[serde(default = "one")]
     pub curation_oversampling: f64,
     #[serde(default = "one")]
@@ -171,7 +172,12 @@ impl GenerationRow {
             recall: 0.0,
             density: 0.0,
             coverage: 0.0,
-            curation_oversampling: sampled.curation.as_ref().map_or(1.0, |c| c.oversampling),
+            // Measured the same way with or without curation: tokens sampled over D (a
+            // corpus ends with a whole document, so even an uncurated one exceeds D).
+            curation_oversampling: sampled
+                .curation
+                .as_ref()
+                .map_or(sampled.stats.tokens as f64 / sampled.requested_tokens.max(1) as f64, |c| c.oversampling),
             curation_kept_share: sampled.curation.as_ref().map_or(1.0, |c| c.kept_share),
         }
     }

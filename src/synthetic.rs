@@ -18,7 +18,7 @@
 //! (`bin_file`, `txt_file`); [`load`] checks `STEM.bin` against it before a single
 //! token is used, so a truncated or altered corpus is refused, never trained on.
 use crate::checkpoint::Checkpoint;
-use crate::durable::{read_json, temp_path, write_json_atomic};
+use crate::durable::{read_json, write_json_atomic};
 use crate::integrity::{check_file, FileFingerprint};
 use crate::policy::Corpus;
 use crate::sample::{sample_corpus, SampleRequest, SampleStats, Sampling};
@@ -142,31 +142,33 @@ pub(crate) fn write_text(out: &mut impl Write, doc: &Published) -> std::io::Resu
     }
 }
 
-/// A text file written through a temporary name, renamed into place by `finish`.
+/// A text file written through a temporary name, renamed into place by `finish`; one
+/// dropped before removes its temporary.
 pub(crate) struct TextWriter {
     out: std::io::BufWriter<std::fs::File>,
-    tmp: PathBuf,
+    tmp: crate::durable::Pending,
     path: PathBuf,
 }
 
 impl TextWriter {
     pub(crate) fn create(path: &Path) -> Result<Self> {
-        let tmp = temp_path(path);
-        let file = std::fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+        let tmp = crate::durable::Pending::of(path);
+        let file =
+            std::fs::File::create(tmp.path()).with_context(|| format!("cannot create {}", tmp.path().display()))?;
         Ok(Self { out: std::io::BufWriter::new(file), tmp, path: path.to_path_buf() })
     }
 
     pub(crate) fn add(&mut self, doc: &Published) -> Result<()> {
-        write_text(&mut self.out, doc).with_context(|| format!("cannot write {}", self.tmp.display()))
+        write_text(&mut self.out, doc).with_context(|| format!("cannot write {}", self.path.display()))
     }
 
     pub(crate) fn finish(self) -> Result<()> {
-        self.out
-            .into_inner()
-            .map_err(|e| e.into_error())?
-            .sync_all()
-            .with_context(|| format!("cannot flush {} to disk", self.tmp.display()))?;
-        crate::durable::rename_durably(&self.tmp, &self.path)
+        let Self { out, tmp, path } = self;
+        out.into_inner()
+            .map_err(|e| e.into_error())
+            .and_then(|f| f.sync_all())
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        tmp.commit(&path)
     }
 }
 
@@ -386,4 +388,72 @@ pub struct CurationRecord {
     /// from the verifier's pass (reference verifier only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reference_embeddings: Option<FileFingerprint>,
+    /// The measuring reference's checkpoint (empty in records written before lmloop
+    /// let the verifier and the reference be chosen apart).
+    #[serde(default)]
+    pub reference_checkpoint: String,
+    /// The fraction rule's length strata (1: one ranking) and the shortest length kept.
+    #[serde(default = "one_stratum")]
+    pub length_strata: usize,
+    #[serde(default)]
+    pub min_document_tokens: usize,
+    /// The lengths of the kept and of the dropped documents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kept_lengths: Option<Lengths>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dropped_lengths: Option<Lengths>,
+}
+
+/// The lengths of a set of documents: their count, mean, 10th, 50th and 90th
+/// percentiles, in corpus tokens (as the curation listing counts them).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Lengths {
+    pub documents: usize,
+    pub mean: f64,
+    pub p10: f64,
+    pub median: f64,
+    pub p90: f64,
+}
+
+impl Lengths {
+    pub fn of(tokens: impl Iterator<Item = usize>) -> Self {
+        let mut v: Vec<usize> = tokens.collect();
+        v.sort_unstable();
+        // Linear between order statistics; NaN for none.
+        // 0 for none, so the record stays valid JSON.
+        let q = |q: f64| match v.len() {
+            0 => 0.0,
+            n => {
+                let h = (n - 1) as f64 * q;
+                let lo = h.floor() as usize;
+                v[lo] as f64 + (h - lo as f64) * (v[(lo + 1).min(n - 1)] as f64 - v[lo] as f64)
+            }
+        };
+        Self {
+            documents: v.len(),
+            mean: v.iter().sum::<usize>() as f64 / v.len().max(1) as f64,
+            p10: q(0.1),
+            median: q(0.5),
+            p90: q(0.9),
+        }
+    }
+
+    /// "median 71 tokens (10–90%: 12–160)".
+    pub fn describe(&self) -> String {
+        match self.documents {
+            0 => "none".to_string(),
+            _ => format!("median {:.0} tokens (10–90%: {:.0}–{:.0})", self.median, self.p10, self.p90),
+        }
+    }
+}
+
+fn one_stratum() -> usize {
+    1
+}
+
+impl CurationRecord {
+    /// Whether the documents were chosen by the model that measures them.
+    pub fn circular(&self) -> bool {
+        self.verifier_checkpoint == self.reference_checkpoint
+    }
 }

@@ -162,7 +162,7 @@ pub fn width_for_vocab(vocab_size: usize) -> usize {
 /// Streams tokens into `path` through a temporary file; `finish` renames it into place.
 pub struct TokenWriter {
     out: BufWriter<File>,
-    tmp: PathBuf,
+    tmp: crate::durable::Pending,
     path: PathBuf,
     width: usize,
     written: usize,
@@ -173,21 +173,26 @@ impl TokenWriter {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         }
-        let tmp = crate::durable::temp_path(path);
-        let file = File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-        let mut out = BufWriter::new(file);
-        let width = width_for_vocab(vocab_size);
-        out.write_all(MAGIC)?;
-        out.write_all(&(width as u32).to_le_bytes())?;
-        out.write_all(&0u32.to_le_bytes())?;
-        Ok(Self { out, tmp, path: path.to_path_buf(), width, written: 0 })
+        let tmp = crate::durable::Pending::of(path);
+        let file = File::create(tmp.path()).with_context(|| format!("cannot create {}", tmp.path().display()))?;
+        let mut w = Self {
+            out: BufWriter::new(file),
+            tmp,
+            path: path.to_path_buf(),
+            width: width_for_vocab(vocab_size),
+            written: 0,
+        };
+        let header = [MAGIC.as_slice(), &(w.width as u32).to_le_bytes(), &0u32.to_le_bytes()].concat();
+        w.out.write_all(&header).with_context(|| format!("cannot write {}", path.display()))?;
+        Ok(w)
     }
 
     pub fn push(&mut self, token: u32) -> Result<()> {
-        match self.width {
-            2 => self.out.write_all(&(token as u16).to_le_bytes())?,
-            _ => self.out.write_all(&token.to_le_bytes())?,
-        }
+        let written = match self.width {
+            2 => self.out.write_all(&(token as u16).to_le_bytes()),
+            _ => self.out.write_all(&token.to_le_bytes()),
+        };
+        written.with_context(|| format!("cannot write {}", self.path.display()))?;
         self.written += 1;
         Ok(())
     }
@@ -196,12 +201,16 @@ impl TokenWriter {
         tokens.iter().try_for_each(|&t| self.push(t))
     }
 
+    /// Flushes the file and moves it into place; a writer dropped before this removes
+    /// its temporary.
     pub fn finish(self) -> Result<usize> {
-        let file = self.out.into_inner().map_err(|e| e.into_error())?;
-        file.sync_all().with_context(|| format!("cannot flush {} to disk", self.tmp.display()))?;
+        let Self { out, tmp, path, written, .. } = self;
+        let file =
+            out.into_inner().map_err(|e| e.into_error()).with_context(|| format!("cannot write {}", path.display()))?;
+        file.sync_all().with_context(|| format!("cannot flush {} to disk", path.display()))?;
         drop(file);
-        crate::durable::rename_durably(&self.tmp, &self.path)?;
-        Ok(self.written)
+        tmp.commit(&path)?;
+        Ok(written)
     }
 }
 

@@ -78,7 +78,9 @@ fn truncated_training_logs_what_it_cut_and_gamma_one_trains_the_same_model() {
     let r = lmloop(root, &["generations", "--config", "loop.toml", "-n", "1", "--run", "g"]);
     assert_eq!(r.0, 0, "{}", r.2);
     let rows = lmloop::records::read_rows(&root.join("analysis/g/generations.csv")).unwrap();
-    assert!(rows.iter().all(|r| r.train_truncated_ce_share > 0.0 && r.train_truncated_ce_share < 1.0), "{rows:?}");
+    // M_0 is trained plainly (train.truncated_ce_from = 1), every later generation with γ.
+    assert_eq!(rows[0].train_truncated_ce_share, 0.0, "{rows:?}");
+    assert!(rows[1..].iter().all(|r| r.train_truncated_ce_share > 0.0 && r.train_truncated_ce_share < 1.0), "{rows:?}");
     for bad in ["0.0", "1.5", "-0.2"] {
         with_gamma(root, "bad.toml", bad);
         let r = lmloop(root, &["train", "--config", "bad.toml", "--data", "corpora/real/toy", "--out", "bad"]);
@@ -147,7 +149,11 @@ fn curation_that_keeps_everything_changes_nothing_and_a_curated_corpus_shows_wha
     assert_eq!(run(root, "tiny.toml", "plain", "2").0, 0);
     for verifier in ["self", "reference"] {
         let name = format!("all-{verifier}");
-        with_curation(root, "all.toml", &format!("verifier = \"{verifier}\"\nkeep_fraction = 1.0"));
+        with_curation(
+            root,
+            "all.toml",
+            &format!("verifier = \"{verifier}\"\nkeep_fraction = 1.0\nmin_document_tokens = 0"),
+        );
         let r = run(root, "all.toml", &name, "2");
         assert_eq!(r.0, 0, "{}", r.2);
         for k in 1..=3 {
@@ -167,7 +173,11 @@ fn curation_that_keeps_everything_changes_nothing_and_a_curated_corpus_shows_wha
 
     // Half the sampled tokens, by the reference: D is still reached, twice D sampled,
     // the kept documents are the lowest perplexities, the dropped ones are on disk.
-    with_curation(root, "half.toml", "verifier = \"reference\"\nkeep_fraction = 0.5");
+    with_curation(
+        root,
+        "half.toml",
+        "verifier = \"reference\"\nkeep_fraction = 0.5\nranking = \"overall\"\nmin_document_tokens = 0",
+    );
     let r = run(root, "half.toml", "half", "1");
     assert_eq!(r.0, 0, "{}", r.2);
     assert!(r.2.contains("curation by the reference kept"), "{}", r.2);
@@ -193,7 +203,10 @@ fn curation_that_keeps_everything_changes_nothing_and_a_curated_corpus_shows_wha
     let rows = lmloop::records::read_rows(&root.join("analysis/half/generations.csv")).unwrap();
     assert!(rows.iter().all(|r| r.curation_oversampling >= 2.0 && r.curation_kept_share < 1.0), "{rows:?}");
     let plain_rows = lmloop::records::read_rows(&root.join("analysis/plain/generations.csv")).unwrap();
-    assert!(plain_rows.iter().all(|r| r.curation_oversampling == 1.0 && r.curation_kept_share == 1.0));
+    // Without curation the oversampling is measured as with it: the corpus's tokens over D.
+    assert!(plain_rows
+        .iter()
+        .all(|r| r.curation_oversampling >= 1.0 && r.curation_oversampling < 1.5 && r.curation_kept_share == 1.0));
     // The score step read the verifier's pass: S_1's reference scores are the listing's.
     let scores = std::fs::read_to_string(root.join("analysis/half/scores/gen-01.csv")).unwrap();
     assert_eq!(scores.lines().count() - 1, corpus_manifest(root, "half", 1).stats.documents);
@@ -207,7 +220,11 @@ fn curation_that_keeps_everything_changes_nothing_and_a_curated_corpus_shows_wha
     assert!(format!("{}{}", v.1, v.2).contains("gen-01.dropped.txt"), "{} {}", v.1, v.2);
 
     // The quantile rule, by the model itself: every kept document lies within the bounds.
-    with_curation(root, "band.toml", "verifier = \"self\"\nquantile_low = 0.05\nquantile_high = 0.95");
+    with_curation(
+        root,
+        "band.toml",
+        "verifier = \"self\"\nquantile_low = 0.05\nquantile_high = 0.95\nmin_document_tokens = 0",
+    );
     let band = std::fs::read_to_string(root.join("band.toml")).unwrap().replace("epochs = 8", "epochs = 60");
     std::fs::write(root.join("band.toml"), band).unwrap();
     let r = run(root, "band.toml", "band", "1");
@@ -264,12 +281,12 @@ fn a_reference_trained_on_real_text_keeps_the_real_documents_of_a_mixed_corpus()
     let (val_scores, _) = lmloop::curation::perplexities(&reference.model, &val, device, false).unwrap();
     let val_ppl: Vec<f64> = val_scores.iter().map(|s| s.mean().exp()).collect();
     let bounds = (quantile(&val_ppl, 0.0) / 2.0, quantile(&val_ppl, 1.0) * 2.0);
-    let band = judge(Rule::Quantiles { low: 0.0, high: 1.0 }, bounds, &tokens, &ppl, usize::MAX);
+    let band = judge(Rule::Quantiles { low: 0.0, high: 1.0 }, bounds, 0, &tokens, &ppl, usize::MAX);
     let n = real.len();
     assert!(band[n..].iter().all(|d| *d == Decision::Above), "noise is above the real band: {band:?} {ppl:?}");
     assert!(band[..n].iter().all(|d| *d == Decision::Kept), "real documents are in it: {band:?} {ppl:?}");
     let real_share = tokens[..n].iter().sum::<usize>() as f64 / tokens.iter().sum::<usize>() as f64;
-    let best = judge(Rule::Best { fraction: real_share }, (0.0, 0.0), &tokens, &ppl, 0);
+    let best = judge(Rule::Best { fraction: real_share, strata: 1 }, (0.0, 0.0), 0, &tokens, &ppl, 0);
     assert!(best[..n].iter().all(|d| *d == Decision::Kept) && best[n..].iter().all(|d| *d == Decision::Ranked));
 }
 
@@ -283,7 +300,11 @@ fn bad_curation_settings_are_refused_in_one_sentence() {
         ("verifier = \"reference\"\nkeep_fraction = 1.5", "curation.keep_fraction must be in (0, 1]"),
         ("verifier = \"self\"", "needs a rule"),
         ("keep_fraction = 0.5", "no curation.verifier"),
-        ("verifier = \"oracle\"\nkeep_fraction = 0.5", "expected `reference` or `self`"),
+        ("verifier = \"judge\"\nkeep_fraction = 0.5", "unknown variant `judge`"),
+        (
+            "verifier = \"self\"\nquantile_low = 0.1\nquantile_high = 0.9\nranking = \"overall\"",
+            "curation.ranking orders the fraction rule",
+        ),
     ] {
         with_curation(root, "bad.toml", table);
         common::assert_clear_error(&run(root, "bad.toml", "bad", "1"), needle);

@@ -122,8 +122,11 @@ pub struct RunContext<'a> {
     pub recorded: Vec<crate::records::GenerationRow>,
     /// The record of the real training split's token file, for the mixture records.
     pub train_record: Option<crate::integrity::FileFingerprint>,
-    /// The oracle reference's checkpoint, when `generations.reference = "oracle"`.
+    /// The oracle's checkpoint, when the run measures under it (`generations.reference
+    /// = "oracle"`) or curates by it (`curation.verifier = "oracle"`).
     pub oracle: Option<PathBuf>,
+    /// Whether the measuring reference is the oracle (else M_0).
+    pub reference_is_oracle: bool,
     /// Artifacts read without a record of their contents to check them against (written
     /// by an lmloop that kept none), for one note at the end of the run.
     pub unverified: std::cell::RefCell<Vec<String>>,
@@ -192,11 +195,13 @@ impl<'a> RunContext<'a> {
             Some(cap) => cap as usize,
             None => DEFAULT_CAP_OVER_LONGEST_REAL * corpus.longest_train_document().max(1),
         };
-        let oracle = (cfg.generations.reference == crate::config::ReferenceModel::Oracle)
+        let reference_is_oracle = cfg.generations.reference == crate::config::ReferenceModel::Oracle;
+        let curated_by_oracle = cfg.curation.verifier == Some(crate::config::Verifier::Oracle);
+        let oracle = (reference_is_oracle || curated_by_oracle)
             .then(|| oracle_dir(layout, &cfg, train_record.as_ref(), pretrained.as_deref()));
         let (reference, buckets, mut protocol) =
             reference_and_protocol(&cfg, run, &corpus, &real, subset, synthetic_size, max_doc_tokens)?;
-        if let Some(dir) = &oracle {
+        if let Some(dir) = oracle.as_ref().filter(|_| reference_is_oracle) {
             protocol.reference_model = format!(
                 "oracle: the same architecture trained once with the run's budget on the whole real training split \
                  ({} tokens, R and the documents outside it, the noise floor's among them), kept in {}",
@@ -234,6 +239,7 @@ impl<'a> RunContext<'a> {
             recorded,
             train_record,
             oracle,
+            reference_is_oracle,
             unverified: Default::default(),
             _lock: lock,
         })

@@ -32,16 +32,13 @@ pub fn run(layout: &Layout, spec: &RunSpec) -> Result<Vec<GenerationRow>> {
     let mut rows = Vec::new();
     let mut bucket_rows = Vec::new();
     let t_run = std::time::Instant::now();
-    let mut reference = reference::Reference::new(match &ctx.oracle {
-        Some(dir) => reference::FixedModel::oracle(dir)?,
-        None => reference::FixedModel::m0(&ctx),
-    });
+    let (mut reference, mut verifier) = reference::fixed_models(&ctx)?;
     for k in 0..=ctx.generations {
         let (stream, mixture) = steps::mixture(&ctx, k, &synthetic)?;
         let trained = steps::train(&ctx, k, &stream, &mixture)?;
         let mut weights = Weights::of(layout.checkpoint(run, k), ctx.device);
         let held_out = steps::evaluate(&ctx, k, &mut weights)?;
-        let sampled = steps::sample(&ctx, k, &mut weights, &mut reference)?;
+        let sampled = steps::sample(&ctx, k, &mut weights, &mut reference, verifier.as_mut())?;
         let (sampled_corpus, counts) = steps::load_sampled(&ctx, k)?;
         let scored = steps::score(&ctx, k, &mut weights, &mut reference, &sampled_corpus)?;
         synthetic.push(sampled_corpus);

@@ -170,6 +170,26 @@ fn remove_temporaries_of(dir: &Path) {
     }
 }
 
+/// The run's reference, and the fixed model curation chooses documents by when that is
+/// another model than the reference (`curation.verifier = "m0"` under the oracle, or
+/// `"oracle"` under M_0).
+pub fn fixed_models(ctx: &RunContext) -> Result<(Reference, Option<FixedModel>)> {
+    let model = |oracle: bool| match (&ctx.oracle, oracle) {
+        (Some(dir), true) => FixedModel::oracle(dir),
+        _ => Ok(FixedModel::m0(ctx)),
+    };
+    let reference = Reference::new(model(ctx.reference_is_oracle)?);
+    let verifier = match ctx.cfg.curation.verifier {
+        Some(v @ (crate::config::Verifier::M0 | crate::config::Verifier::Oracle))
+            if !v.is_the_reference(ctx.reference_is_oracle) =>
+        {
+            Some(model(v == crate::config::Verifier::Oracle)?)
+        }
+        _ => None,
+    };
+    Ok((reference, verifier))
+}
+
 /// The real test documents under the reference: perplexities and passages' embeddings.
 pub struct RealScores {
     pub perplexities: Vec<f64>,

@@ -2,12 +2,13 @@
 //! result and whether it computed it now ([`Step::computed`]) or read what an earlier
 //! process stored.
 use super::context::RunContext;
-use super::reference::Reference;
+use super::reference::{FixedModel, Reference};
 use super::{derive_seed, SeedPurpose, TRUNCATION_WARNING};
 use crate::analysis::manifold::{self, Manifold};
 use crate::analysis::scores::ScoreSummary;
 use crate::checkpoint::{Checkpoint, TrainingState};
 use crate::config::Init;
+use crate::config::Verifier;
 use crate::durable::{is_done, read_json, write_json_atomic};
 use crate::eval::DocumentScore;
 use crate::layout::{gen_name, CheckpointPaths};
@@ -244,6 +245,7 @@ pub fn sample(
     k: u32,
     weights: &mut Weights,
     reference: &mut Reference,
+    verifier: Option<&mut FixedModel>,
 ) -> Result<Step<SyntheticManifest>> {
     let run = &ctx.run;
     let stem = ctx.layout.synthetic_corpus(run, k + 1);
@@ -277,15 +279,21 @@ pub fn sample(
                         crate::synthetic::write_corpus(ckpt, &stem, &req, ctx.device)
                     })?)
                 }
-                Some((verifier, rule)) => {
-                    Step::computed(curated(ctx, k, weights, reference, &stem, &req, verifier, rule)?)
+                Some((chosen_by, rule)) => {
+                    Step::computed(curated(ctx, k, weights, reference, verifier, &stem, &req, chosen_by, rule)?)
                 }
             }
         }
     };
     if let Some(c) = &manifest.value.curation {
+        let lengths = match (&c.kept_lengths, &c.dropped_lengths) {
+            (Some(kept), Some(dropped)) => {
+                format!("; kept documents {}, dropped {}", kept.describe(), dropped.describe())
+            }
+            _ => String::new(),
+        };
         eprintln!(
-            "[{run}] generation {k}: curation by the {} kept {} of {} sampled documents ({:.1}% of {} tokens; {:.2} × D sampled)",
+            "[{run}] generation {k}: curation by the {} kept {} of {} sampled documents ({:.1}% of {} tokens; {:.2} × D sampled){lengths}",
             c.verifier.name(),
             c.kept_documents,
             c.sampled_documents,
@@ -293,6 +301,14 @@ pub fn sample(
             c.sampled_tokens,
             c.oversampling
         );
+        if c.circular() && k == 0 {
+            eprintln!(
+                "[{run}] note: the verifier is the measuring reference ({}), so the curated corpora's reference \
+                 perplexity, precision, recall and coverage are measured by the model that chose them (partly circular); \
+                 curation.verifier = \"oracle\" or \"m0\" chooses by another model than generations.reference",
+                c.verifier_checkpoint
+            );
+        }
     }
     let m = &manifest.value;
     let stats = &m.stats;
@@ -317,33 +333,52 @@ pub fn sample(
     Ok(manifest)
 }
 
+/// The verifier's weights (`None` for M_k itself) and whether it is the measuring
+/// reference: the reference's model, or the fixed verifier set up beside it.
+fn verifier_weights<'a>(
+    ctx: &RunContext,
+    v: Verifier,
+    reference: &'a mut Reference,
+    fixed: Option<&'a mut FixedModel>,
+) -> Result<Option<(&'a mut Weights, bool)>> {
+    Ok(match v {
+        Verifier::Own => None,
+        _ if v.is_the_reference(ctx.reference_is_oracle) => Some((reference.model.weights(ctx)?, true)),
+        _ => Some((fixed.context("the verifier model is set up with the run")?.weights(ctx)?, false)),
+    })
+}
+
 /// Samples S_{k+1} curated by `verifier` and `rule` (`crate::curation`): the quantile
-/// rule's bounds from the verifier's perplexities of the real validation documents.
+/// rule's bounds from the verifier's perplexities of the real validation documents,
+/// documents shorter than `curation.min_document_tokens` (default: the shortest real
+/// training document) never kept.
 #[allow(clippy::too_many_arguments)]
 fn curated(
     ctx: &RunContext,
     k: u32,
     weights: &mut Weights,
     reference: &mut Reference,
+    fixed: Option<&mut FixedModel>,
     stem: &std::path::Path,
     req: &SampleRequest,
-    verifier: crate::config::Verifier,
+    verifier: Verifier,
     rule: crate::config::Rule,
 ) -> Result<SyntheticManifest> {
-    use crate::config::{Rule, Verifier};
+    use crate::config::Rule;
     use crate::curation::Plan;
-    let verifier_dir = match verifier {
-        Verifier::Reference => reference.model.dir().to_path_buf(),
-        Verifier::Own => weights.dir().to_path_buf(),
+    let reference_dir = reference.model.dir().to_path_buf();
+    let mut judge = verifier_weights(ctx, verifier, reference, fixed)?;
+    let (verifier_dir, embed) = match &judge {
+        Some((w, embed)) => (w.dir().to_path_buf(), *embed),
+        None => (weights.dir().to_path_buf(), false),
     };
     let (bounds, real_documents) = match rule {
         Rule::Best { .. } => ((0.0, 0.0), 0),
         Rule::Quantiles { low, high } => {
-            let judge = match verifier {
-                Verifier::Reference => reference.model.weights(ctx)?,
-                Verifier::Own => &mut *weights,
+            let model = match judge.as_mut() {
+                Some((w, _)) => &w.get(ctx)?.model,
+                None => &weights.get(ctx)?.model,
             };
-            let model = &judge.get(ctx)?.model;
             let val = TokenStream::from_file(ctx.corpus.val.clone(), ctx.corpus.vocab.delimiters());
             let scores = crate::torch_error::guard(
                 "scoring the real validation documents for curation",
@@ -361,6 +396,7 @@ fn curated(
             ((crate::curation::quantile(&ppl, low), crate::curation::quantile(&ppl, high)), ppl.len())
         }
     };
+    let shortest_real = ctx.real.split.documents.iter().map(|d| d.len()).min().unwrap_or(0);
     let plan = Plan {
         verifier,
         rule,
@@ -368,15 +404,27 @@ fn curated(
         real_documents,
         max_oversampling: ctx.cfg.curation.max_oversampling(),
         verifier_checkpoint: verifier_dir.display().to_string(),
+        reference_checkpoint: reference_dir.display().to_string(),
+        embed,
+        min_tokens: ctx.cfg.curation.min_document_tokens.map_or(shortest_real, |m| m as usize),
     };
-    eprintln!("[{}] generation {k}: curating S_{} by the {}: {}", ctx.run, k + 1, verifier.name(), rule.describe());
-    let judge = match verifier {
-        Verifier::Reference => Some(&reference.model.weights(ctx)?.get(ctx)?.model),
-        Verifier::Own => None,
+    eprintln!(
+        "[{}] generation {k}: curating S_{} by the {} ({}): {}, none shorter than {} tokens; measured under {}",
+        ctx.run,
+        k + 1,
+        verifier.name(),
+        verifier_dir.display(),
+        rule.describe(),
+        plan.min_tokens,
+        reference_dir.display()
+    );
+    let model = match judge {
+        Some((w, _)) => Some(&w.get(ctx)?.model),
+        None => None,
     };
     let ckpt = weights.get(ctx)?;
     crate::torch_error::guard(&format!("sampling from generation {k}"), &ctx.cfg.sampling_memory(), || {
-        crate::curation::write_curated_corpus(ckpt, stem, req, ctx.device, &plan, judge)
+        crate::curation::write_curated_corpus(ckpt, stem, req, ctx.device, &plan, model)
     })
 }
 

@@ -684,7 +684,15 @@ impl Config {
     pub fn load(path: &Path) -> Result<Self> {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
-        Self::from_toml(&text).with_context(|| format!("invalid config file {}", path.display()))
+        let cfg = Self::parse_file(&text, path)?;
+        cfg.validate().with_context(|| format!("invalid config file {}", path.display()))?;
+        Ok(cfg)
+    }
+
+    /// [`Config::parse_toml`] of the text of the config file `path`: an error names the
+    /// file, the line and the key (`invalid config file x.toml, line 7: train.seed: …`).
+    pub fn parse_file(text: &str, path: &Path) -> Result<Self> {
+        crate::toml_error::from_str(text, Some(path)).map_err(|e| anyhow::anyhow!("invalid config file {e}"))
     }
 
     /// Parses and validates a configuration's TOML text.
@@ -696,9 +704,9 @@ impl Config {
 
     /// Parses a configuration's TOML text (unknown keys and wrong types are refused)
     /// without checking its values, for a command that overrides some of them first
-    /// and then calls [`Config::validate_named`].
+    /// and then calls [`Config::validate_named`]. An error names the line and the key.
     pub fn parse_toml(text: &str) -> Result<Self> {
-        toml::from_str(text).map_err(|e| anyhow::anyhow!("{}", e.message()))
+        crate::toml_error::from_str(text, None).map_err(anyhow::Error::msg)
     }
 
     /// Checks every value; messages name the keys as in a config file.

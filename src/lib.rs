@@ -34,6 +34,7 @@ pub mod synthetic;
 pub mod theory;
 pub mod tokenizer;
 pub mod tokens;
+pub mod toml_error;
 pub mod torch_error;
 pub mod train;
 pub mod vecmath;

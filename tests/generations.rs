@@ -290,6 +290,75 @@ fn bad_loop_requests_get_one_clear_sentence() {
     assert!(!root.join("checkpoints").exists(), "nothing was trained for a bad request");
 }
 
+/// A value of the wrong type is named by its key, the file and the line, in one
+/// sentence, by every command that reads a config file; a correct file still loads.
+#[test]
+fn mistyped_config_values_name_their_key_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let tiny = std::fs::read_to_string(tiny_config()).unwrap();
+    let after = |header: &str, line: &str| tiny.replace(header, &format!("{header}{line}\n"));
+    let curation = |lines: &str| format!("{tiny}\n[curation]\n{lines}\n");
+    // (the file, its bad line, the key, toml's message)
+    let cases = [
+        (
+            after("[train]\n", "truncated_ce_gamma = \"abc\""),
+            "truncated_ce_gamma",
+            "train.truncated_ce_gamma",
+            "invalid type: string \"abc\", expected f64",
+        ),
+        (
+            after("[generations]\n", "reference = \"foo\""),
+            "reference",
+            "generations.reference",
+            "unknown variant `foo`, expected `m0` or `oracle`",
+        ),
+        (
+            curation("verifier = \"self\"\nkeep_fraction = \"0.5\""),
+            "keep_fraction",
+            "curation.keep_fraction",
+            "invalid type: string \"0.5\", expected f64",
+        ),
+        (
+            curation("keep_fraction = 0.5\nverifier = \"foo\""),
+            "verifier",
+            "curation.verifier",
+            "unknown variant `foo`, expected `reference` or `self`",
+        ),
+        // Nested: an inline table, a dotted key at the top level, an unknown key.
+        (
+            "# a comment\nsample = { temperature = \"hot\" }\n[data]\nvocab_size = 300\n".to_string(),
+            "sample",
+            "sample.temperature",
+            "invalid type: string \"hot\", expected f64",
+        ),
+        (
+            "# a comment\ntrain.seed = -1\n".to_string(),
+            "train.seed",
+            "train.seed",
+            "invalid value: integer `-1`, expected u64",
+        ),
+        (after("[model]\n", "n_layers = 3"), "n_layers", "model.n_layers", "unknown field `n_layers`"),
+    ];
+    for (text, bad, key, message) in cases {
+        let number = text.lines().position(|l| l.starts_with(bad)).unwrap() + 1;
+        std::fs::write(root.join("bad.toml"), &text).unwrap();
+        let want = format!("invalid config file bad.toml, line {number}: {key}: {message}");
+        for command in [
+            &["generations", "--config", "bad.toml"][..],
+            &["train", "--config", "bad.toml", "--data", "d", "--out", "o"],
+        ] {
+            assert_clear_error(&lmloop(root, command), &want);
+        }
+        let err = format!("{:#}", lmloop::config::Config::from_toml(&text).unwrap_err());
+        assert!(err.starts_with(&format!("line {number}: {key}: {message}")), "no file, the line: {err}");
+    }
+    std::fs::write(root.join("good.toml"), &tiny).unwrap();
+    let cfg = lmloop::config::Config::load(&root.join("good.toml")).unwrap();
+    assert_eq!(cfg, lmloop::config::Config::from_toml(&tiny).unwrap());
+    assert_eq!(cfg.model.n_layer, 2);
+}
+
 /// An epoch is a pass: every window once, in a fresh shuffled order each pass.
 #[test]
 fn epochs_visit_every_window_once_per_pass() {

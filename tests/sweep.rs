@@ -123,6 +123,16 @@ fn bad_sweep_files_get_one_clear_sentence() {
         (sweep_file("b", 2, "[1]", "[grid]\npolicy = [\"repalce\"]\n"), "unknown policy 'repalce'"),
         (sweep_file("b", 2, "[1]", "[grid]\nconfig = { \"model.n_layerz\" = [2] }\n"), "n_layerz"),
         (sweep_file("b", 0, "[1]", "[grid]\npolicy = [\"replace\"]\n"), "generations must be at least 1"),
+        // A value of the wrong type is named by its key and line, in [set] as in a grid.
+        (sweep_file("b", 2, "[1, \"2\"]", "[grid]\npolicy = [\"replace\"]\n"), "sweep.toml: line 4: seeds: invalid type: string \"2\", expected u64"),
+        (
+            sweep_file("b", 2, "[1]", "[set]\n\"train.truncated_ce_gamma\" = \"abc\"\n[grid]\npolicy = [\"replace\"]\n"),
+            "sweep.toml: line 6: set.train.truncated_ce_gamma: invalid type: string \"abc\", expected f64",
+        ),
+        (
+            sweep_file("b", 2, "[1]", "[[grid]]\npolicy = [\"replace\"]\n[[grid]]\npolicy = [\"accumulate\"]\nconfig = { \"curation.keep_fraction\" = [\"0.5\"] }\n"),
+            "sweep.toml: line 9: grid[2].config.curation.keep_fraction: invalid type: string \"0.5\", expected f64",
+        ),
     ];
     let grid = "[grid]\npolicy = [\"mix\"]\nreal_fraction = [0.5, 1.0]\n";
     let claim = |body: &str| sweep_file("b", 2, "[1]", &format!("{grid}[[claim]]\nsays = \"s\"\n{body}"));
@@ -149,6 +159,14 @@ fn bad_sweep_files_get_one_clear_sentence() {
             assert!(out.2.contains("sweep.toml"), "the file is named: {}", out.2);
         }
     }
+    let dir = files_only(&sweep_file("b", 2, "[1]", "[grid]\npolicy = [\"replace\"]\n"));
+    std::fs::write(dir.path().join("base.toml"), BASE.replace("[train]\n", "[train]\ntruncated_ce_gamma = \"abc\"\n"))
+        .unwrap();
+    let line = BASE.lines().position(|l| l == "[train]").unwrap() + 2;
+    assert_clear_error(
+        &lmloop(dir.path(), &["sweep", "plan", "sweep.toml"]),
+        &format!("invalid sweep file sweep.toml: the base config ./base.toml, line {line}: train.truncated_ce_gamma: invalid type: string \"abc\", expected f64"),
+    );
     let dir = files_only("");
     assert_clear_error(&lmloop(dir.path(), &["sweep", "plan", "missing.toml"]), "cannot read sweep file missing.toml");
 }

@@ -556,8 +556,7 @@ fn sample(a: SampleArgs) -> Result<()> {
 fn generations(a: GenerationsArgs) -> Result<()> {
     let text = std::fs::read_to_string(&a.config)
         .with_context(|| format!("cannot read config file {}", a.config.display()))?;
-    let invalid = || format!("invalid config file {}", a.config.display());
-    let mut cfg = Config::parse_toml(&text).with_context(invalid)?;
+    let mut cfg = Config::parse_file(&text, &a.config)?;
     let mut names = crate::config::KeyNames::from_toml(&text);
     names.offer("generations.generations", "-n", a.n.is_some());
     names.offer("generations.policy", "--policy", a.policy.is_some());

@@ -372,18 +372,17 @@ impl SweepSpec {
 
     /// Parses sweep-file text; `path` locates the base config.
     pub fn parse(path: &Path, text: &str) -> Result<SweepSpec> {
-        let raw: SweepToml = toml::from_str(text).map_err(|e| anyhow::anyhow!("{}", e.message().trim()))?;
+        let raw: SweepToml = crate::toml_error::from_str(text, None).map_err(anyhow::Error::msg)?;
         check_name(&raw.name)?;
         let folder = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
         let base = folder.join(&raw.base);
         let base_text = std::fs::read_to_string(&base).with_context(|| {
             format!("cannot read the base config {} (base is relative to the sweep file)", base.display())
         })?;
-        let base_toml: toml::Value = toml::from_str(&base_text).map_err(|e| {
-            anyhow::anyhow!("the base config {} is not valid TOML: {}", base.display(), e.message().trim())
-        })?;
-        crate::config::Config::from_toml(&base_text)
-            .with_context(|| format!("the base config {} is invalid", base.display()))?;
+        let base_config: crate::config::Config =
+            crate::toml_error::from_str(&base_text, Some(&base)).map_err(|e| anyhow::anyhow!("the base config {e}"))?;
+        base_config.validate().with_context(|| format!("the base config {} is invalid", base.display()))?;
+        let base_toml: toml::Value = toml::from_str(&base_text).context("the base config is not valid TOML")?;
 
         let generations = match raw.generations {
             Some(n) => n,
@@ -413,6 +412,7 @@ impl SweepSpec {
             if value.is_array() || value.is_table() {
                 bail!("set.{key} must be a single value (lists of values belong in [grid])");
             }
+            check_type(text, &format!("set.{key}"), key, value)?;
         }
 
         let grids_raw: Vec<toml::Value> = match raw.grid {
@@ -430,7 +430,9 @@ impl SweepSpec {
             let label = if many { format!("grid {}", i + 1) } else { "grid".to_string() };
             let parsed: GridToml =
                 g.try_into().map_err(|e: toml::de::Error| anyhow::anyhow!("{label}: {}", e.message().trim()))?;
-            grids.push(parsed.validate(&label, &set)?);
+            let at = if many { format!("grid[{}]", i + 1) } else { "grid".to_string() };
+            grids
+                .push(parsed.validate(&label, &set, |key, v| check_type(text, &format!("{at}.config.{key}"), key, v))?);
         }
         let count = raw.claim.len();
         let claims = raw
@@ -481,6 +483,18 @@ fn check_free_key(section: &str, key: &str) -> Result<()> {
     }
 }
 
+/// Refuses a value of the wrong type for config key `key` (a `[set]` value, or one of a
+/// grid's `config` values) as a config file would; the message names `at`, its key in
+/// the sweep file (`set.train.seed`), and its line. Values are checked with each cell.
+fn check_type(text: &str, at: &str, key: &str, value: &toml::Value) -> Result<()> {
+    let mut doc = toml::Value::Table(toml::Table::new());
+    super::cells::set_dotted(&mut doc, key, value.clone())?;
+    match doc.try_into::<crate::config::Config>() {
+        Ok(_) => Ok(()),
+        Err(e) => bail!("{}", crate::toml_error::at_key(text, None, at, e.message().trim())),
+    }
+}
+
 /// Flattens nested tables into dotted keys (`train = { seed = 1 }` and
 /// `"train.seed" = 1` both give `train.seed`); arrays and scalars are leaves.
 fn flatten_keys(section: &str, table: &toml::Table) -> Result<Vec<(String, toml::Value)>> {
@@ -507,7 +521,13 @@ fn flatten_keys(section: &str, table: &toml::Table) -> Result<Vec<(String, toml:
 }
 
 impl GridToml {
-    fn validate(self, label: &str, set: &[(String, toml::Value)]) -> Result<Grid> {
+    /// `check_type` refuses a `config` value of the wrong type for its key.
+    fn validate(
+        self,
+        label: &str,
+        set: &[(String, toml::Value)],
+        check_type: impl Fn(&str, &toml::Value) -> Result<()>,
+    ) -> Result<Grid> {
         let mut axes = Vec::new();
         let mut push = |field: &str, key: &str, values: Vec<toml::Value>| -> Result<()> {
             if values.is_empty() {
@@ -566,6 +586,7 @@ impl GridToml {
                 toml::Value::Array(items) => items,
                 other => bail!("{config_section}.{key} must be a list of values, got {other}"),
             };
+            values.iter().try_for_each(|v| check_type(&key, v))?;
             push(&format!("config.{key}"), &key, values)?;
         }
         if axes.is_empty() {

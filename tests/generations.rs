@@ -323,7 +323,7 @@ fn mistyped_config_values_name_their_key_file_and_line() {
             curation("keep_fraction = 0.5\nverifier = \"foo\""),
             "verifier",
             "curation.verifier",
-            "unknown variant `foo`, expected `reference` or `self`",
+            "unknown variant `foo`, expected one of `reference`, `m0`, `oracle`, `self`",
         ),
         // Nested: an inline table, a dotted key at the top level, an unknown key.
         (

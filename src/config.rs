@@ -322,6 +322,12 @@ impl Default for TrainConfig {
 }
 
 impl TrainConfig {
+    /// The settings without the mitigations the loop applies to later generations:
+    /// what M_0 and the oracle are trained with.
+    pub fn plain(&self) -> Self {
+        Self { truncated_ce_gamma: None, ..self.clone() }
+    }
+
     /// Passes over the data under an epoch budget (1 when unset).
     pub fn epochs_or_default(&self) -> f64 {
         self.epochs.unwrap_or(1.0)

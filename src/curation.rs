@@ -518,7 +518,7 @@ mod tests {
         let all = crate::synthetic::Lengths::of(tokens.iter().copied());
         let overall = kept_lengths(&judge(Rule::Best { fraction: 0.5, strata: 1 }, (0.0, 0.0), 0, &tokens, &ppl, 0));
         let strata = kept_lengths(&judge(Rule::Best { fraction: 0.5, strata: 5 }, (0.0, 0.0), 0, &tokens, &ppl, 0));
-        assert!(overall.median < 0.6 * all.median, "one ranking favours short documents: {overall:?} of {all:?}");
+        assert!(overall.median < 0.8 * all.median, "one ranking favours short documents: {overall:?} of {all:?}");
         assert!((strata.median - all.median).abs() < 0.15 * all.median, "{strata:?} of {all:?}");
         assert!((strata.p90 - all.p90).abs() < 0.15 * all.p90, "{strata:?} of {all:?}");
         // Never a document shorter than the minimum.

@@ -404,7 +404,7 @@ fn oracle_dir(
         "{}\n{}\n{}\n{:?}\n{:?}",
         cfg.data.corpus,
         toml::to_string(&cfg.model).unwrap_or_default(),
-        toml::to_string(&super::reference::plain(&cfg.train)).unwrap_or_default(),
+        toml::to_string(&cfg.train.plain()).unwrap_or_default(),
         train.map(|t| (t.bytes, &t.sha256)),
         start
     );

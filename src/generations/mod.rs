@@ -20,7 +20,7 @@ use crate::config::Config;
 use crate::layout::Layout;
 use crate::records::{write_loss_by_frequency, write_rows, GenerationRow, RowSettings};
 use anyhow::Result;
-use steps::Weights;
+use reference::Weights;
 
 /// Runs (or resumes) the loop; returns one row per generation.
 pub fn run(layout: &Layout, spec: &RunSpec) -> Result<Vec<GenerationRow>> {

@@ -5,9 +5,9 @@
 //! files and records are `crate::scoring`'s; here they are computed, and computed again
 //! whenever a file no longer matches its record.
 use super::context::RunContext;
-use super::steps::Weights;
 use super::{derive_seed, SeedPurpose};
 use crate::analysis::manifold::{Embeddings, Floor};
+use crate::checkpoint::Checkpoint;
 use crate::checkpoint::TrainingState;
 use crate::durable::{is_done, read_json, write_atomic, write_json_atomic};
 use crate::integrity::{write_sealed, FileFingerprint};
@@ -18,6 +18,35 @@ use crate::scoring::{
 use crate::stream::TokenStream;
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
+
+/// A generation's weights, loaded from its checkpoint only when a step needs them, so
+/// a finished run prints its table from the stored results alone.
+pub struct Weights {
+    dir: PathBuf,
+    device: tch::Device,
+    loaded: Option<Checkpoint>,
+}
+
+impl Weights {
+    pub fn of(dir: PathBuf, device: tch::Device) -> Self {
+        Self { dir, device, loaded: None }
+    }
+
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+
+    pub fn get(&mut self, ctx: &RunContext) -> Result<&Checkpoint> {
+        if self.loaded.is_none() {
+            let ckpt = Checkpoint::load(&self.dir, self.device)?;
+            if !ckpt.verified() {
+                ctx.note_unverified(format!("the weights of {}", self.dir.display()));
+            }
+            self.loaded = Some(ckpt);
+        }
+        Ok(self.loaded.as_ref().expect("loaded above"))
+    }
+}
 
 /// A model fixed for the whole run: M_0 (trained by the loop at generation 0), or the
 /// oracle (trained here, once, the first time it is needed, and shared by every run
@@ -109,7 +138,7 @@ fn train_oracle(ctx: &RunContext, dir: &Path) -> Result<()> {
         split.tokens(),
         dir.display()
     );
-    let mut train_cfg = plain(&ctx.cfg.train);
+    let mut train_cfg = ctx.cfg.train.plain();
     train_cfg.seed = derive_seed(ctx.seed(), 0, SeedPurpose::Oracle);
     let val = TokenStream::from_file(ctx.corpus.val.clone(), ctx.corpus.vocab.delimiters());
     crate::torch_error::guard("training the oracle reference", &ctx.cfg.training_memory(), || {
@@ -126,12 +155,6 @@ fn train_oracle(ctx: &RunContext, dir: &Path) -> Result<()> {
         })
     })?;
     Ok(())
-}
-
-/// The training settings without the mitigations the loop applies to later
-/// generations: what M_0 and the oracle are trained with.
-pub fn plain(train: &crate::config::TrainConfig) -> crate::config::TrainConfig {
-    crate::config::TrainConfig { truncated_ce_gamma: None, ..train.clone() }
 }
 
 /// What a run waiting for another process's oracle says: who trains it, and how far

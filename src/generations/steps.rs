@@ -2,11 +2,11 @@
 //! result and whether it computed it now ([`Step::computed`]) or read what an earlier
 //! process stored.
 use super::context::RunContext;
-use super::reference::{FixedModel, Reference};
+use super::reference::{FixedModel, Reference, Weights};
 use super::{derive_seed, SeedPurpose, TRUNCATION_WARNING};
 use crate::analysis::manifold::{self, Manifold};
 use crate::analysis::scores::ScoreSummary;
-use crate::checkpoint::{Checkpoint, TrainingState};
+use crate::checkpoint::TrainingState;
 use crate::config::Init;
 use crate::config::Verifier;
 use crate::durable::{is_done, read_json, write_json_atomic};
@@ -33,35 +33,6 @@ impl<T> Step<T> {
 
     fn computed(value: T) -> Self {
         Self { value, computed: true }
-    }
-}
-
-/// A generation's weights, loaded from its checkpoint only when a step needs them, so
-/// a finished run prints its table from the stored results alone.
-pub struct Weights {
-    dir: PathBuf,
-    device: tch::Device,
-    loaded: Option<Checkpoint>,
-}
-
-impl Weights {
-    pub fn of(dir: PathBuf, device: tch::Device) -> Self {
-        Self { dir, device, loaded: None }
-    }
-
-    pub fn dir(&self) -> &std::path::Path {
-        &self.dir
-    }
-
-    pub fn get(&mut self, ctx: &RunContext) -> Result<&Checkpoint> {
-        if self.loaded.is_none() {
-            let ckpt = Checkpoint::load(&self.dir, self.device)?;
-            if !ckpt.verified() {
-                ctx.note_unverified(format!("the weights of {}", self.dir.display()));
-            }
-            self.loaded = Some(ckpt);
-        }
-        Ok(self.loaded.as_ref().expect("loaded above"))
     }
 }
 
@@ -168,8 +139,7 @@ pub fn train(
     let cfg = &ctx.cfg;
     // Truncated cross-entropy starts at generation `train.truncated_ce_from`: M_0 is
     // trained as the oracle is, plainly.
-    let mut train_cfg =
-        if k < cfg.train.truncated_ce_from { super::reference::plain(&cfg.train) } else { cfg.train.clone() };
+    let mut train_cfg = if k < cfg.train.truncated_ce_from { cfg.train.plain() } else { cfg.train.clone() };
     train_cfg.seed = derive_seed(ctx.seed(), k, SeedPurpose::Train);
     let init_from = match (k, cfg.generations.init) {
         (0, _) | (_, Init::Pretrained) => ctx.pretrained.clone(),

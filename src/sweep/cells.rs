@@ -9,6 +9,7 @@
 //!   cell's grid values, then the first 6 hex digits of the SHA-256 of all the
 //!   keys it overrides (`[set]` and grid, sorted, `key=value` lines);
 //! - run name: `SWEEP-CELLID-sSEED`.
+use super::spec::set_dotted;
 use super::spec::{SweepSpec, GENERATIONS_KEY, POLICY_KEY, REAL_FRACTION_KEY, SEED_KEY};
 use crate::choice::Choice;
 use crate::config::Config;
@@ -399,23 +400,6 @@ pub fn short_value(v: &toml::Value) -> String {
 
 fn get_dotted<'a>(value: &'a toml::Value, key: &str) -> Option<&'a toml::Value> {
     key.split('.').try_fold(value, |v, part| v.get(part))
-}
-
-/// Sets `a.b.c = v`, creating tables on the way; fails where a non-table is in the way.
-pub fn set_dotted(value: &mut toml::Value, key: &str, v: toml::Value) -> Result<()> {
-    let parts: Vec<&str> = key.split('.').collect();
-    let mut here = value;
-    for (depth, part) in parts.iter().enumerate() {
-        let toml::Value::Table(table) = here else {
-            bail!("cannot set {key}: {} is not a table", parts[..depth].join("."));
-        };
-        if depth + 1 == parts.len() {
-            table.insert(part.to_string(), v);
-            return Ok(());
-        }
-        here = table.entry(part.to_string()).or_insert_with(|| toml::Value::Table(Default::default()));
-    }
-    unreachable!("a key has at least one part")
 }
 
 fn remove_dotted(value: &mut toml::Value, key: &str) {

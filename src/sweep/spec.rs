@@ -488,7 +488,7 @@ fn check_free_key(section: &str, key: &str) -> Result<()> {
 /// the sweep file (`set.train.seed`), and its line. Values are checked with each cell.
 fn check_type(text: &str, at: &str, key: &str, value: &toml::Value) -> Result<()> {
     let mut doc = toml::Value::Table(toml::Table::new());
-    super::cells::set_dotted(&mut doc, key, value.clone())?;
+    set_dotted(&mut doc, key, value.clone())?;
     match doc.try_into::<crate::config::Config>() {
         Ok(_) => Ok(()),
         Err(e) => bail!("{}", crate::toml_error::at_key(text, None, at, e.message().trim())),
@@ -594,6 +594,23 @@ impl GridToml {
         }
         Ok(Grid { axes })
     }
+}
+
+/// Sets `a.b.c = v`, creating tables on the way; fails where a non-table is in the way.
+pub fn set_dotted(value: &mut toml::Value, key: &str, v: toml::Value) -> Result<()> {
+    let parts: Vec<&str> = key.split('.').collect();
+    let mut here = value;
+    for (depth, part) in parts.iter().enumerate() {
+        let toml::Value::Table(table) = here else {
+            bail!("cannot set {key}: {} is not a table", parts[..depth].join("."));
+        };
+        if depth + 1 == parts.len() {
+            table.insert(part.to_string(), v);
+            return Ok(());
+        }
+        here = table.entry(part.to_string()).or_insert_with(|| toml::Value::Table(Default::default()));
+    }
+    unreachable!("a key has at least one part")
 }
 
 #[cfg(test)]

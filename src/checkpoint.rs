@@ -133,10 +133,19 @@ impl Checkpoint {
 /// The weights file of the finished checkpoint `dir`, checked against its record
 /// (unchecked when the checkpoint has none).
 pub fn checked_weights(dir: &Path) -> Result<PathBuf> {
+    check_weights(dir, DAMAGED_WEIGHTS)
+}
+
+/// [`checked_weights`], with `way_out` the repair a missing `state.json` or damaged
+/// weights name.
+pub fn check_weights(dir: &Path, way_out: &str) -> Result<PathBuf> {
     let files = CheckpointPaths::new(dir);
-    let state: TrainingState = read_json(&files.state())?;
+    if !files.state().exists() {
+        bail!("{} has no state.json; {way_out}", dir.display());
+    }
+    let state: TrainingState = read_json(&files.state()).with_context(|| way_out.to_string())?;
     if let Some(record) = &state.weights {
-        check_file(&files.weights(), record, DAMAGED_WEIGHTS)?;
+        check_file(&files.weights(), record, way_out)?;
     }
     Ok(files.weights())
 }

@@ -243,16 +243,9 @@ fn oracle_repair(dir: &Path) -> String {
 
 /// Checks a trained oracle's weights against its `state.json`.
 pub fn check_oracle(dir: &Path) -> Result<()> {
-    let files = CheckpointPaths::new(dir);
-    if !files.state().exists() {
-        bail!("the oracle reference {} has no state.json; {}", dir.display(), oracle_repair(dir));
-    }
-    let state: TrainingState = read_json(&files.state())
-        .with_context(|| format!("the oracle reference {}; {}", dir.display(), oracle_repair(dir)))?;
-    match &state.weights {
-        Some(record) => crate::integrity::check_file(&files.weights(), record, &oracle_repair(dir)),
-        None => Ok(()),
-    }
+    crate::checkpoint::check_weights(dir, &oracle_repair(dir))
+        .map(|_| ())
+        .with_context(|| format!("the oracle reference {}", dir.display()))
 }
 
 /// Checks the reference model of a run for `lmloop verify`: an oracle's weights

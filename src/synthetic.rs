@@ -417,21 +417,13 @@ pub struct Lengths {
 
 impl Lengths {
     pub fn of(tokens: impl Iterator<Item = usize>) -> Self {
-        let mut v: Vec<usize> = tokens.collect();
-        v.sort_unstable();
-        // Linear between order statistics; NaN for none.
+        let mut v: Vec<f64> = tokens.map(|t| t as f64).collect();
+        v.sort_by(f64::total_cmp);
         // 0 for none, so the record stays valid JSON.
-        let q = |q: f64| match v.len() {
-            0 => 0.0,
-            n => {
-                let h = (n - 1) as f64 * q;
-                let lo = h.floor() as usize;
-                v[lo] as f64 + (h - lo as f64) * (v[(lo + 1).min(n - 1)] as f64 - v[lo] as f64)
-            }
-        };
+        let q = |q: f64| if v.is_empty() { 0.0 } else { crate::analysis::scores::quantile(&v, q) };
         Self {
             documents: v.len(),
-            mean: v.iter().sum::<usize>() as f64 / v.len().max(1) as f64,
+            mean: v.iter().sum::<f64>() / v.len().max(1) as f64,
             p10: q(0.1),
             median: q(0.5),
             p90: q(0.9),

@@ -242,13 +242,10 @@ impl Reference {
                 self.compute(ctx, weights.clone())?;
                 fresh = true;
             }
-            let record =
-                ReferenceRecord::read(ctx.layout, &ctx.run)?.context("the reference's record was just written")?;
-            let way_out = scoring::recompute(&ctx.run);
-            let csv = record.check(ctx.layout, &ctx.run, REAL_TEST_CSV, &way_out)?;
-            let emb = record.check(ctx.layout, &ctx.run, REAL_TEST_EMB, &way_out)?;
-            let perplexities = scoring::read_scores(&csv)?.iter().map(|r| r.1.exp()).collect();
-            self.real = Some(RealScores { perplexities, embeddings: scoring::read_embeddings(&emb)? });
+            // Checked against the record just now, or just written.
+            let file = |name: &str| ctx.layout.scores_file(&ctx.run, name);
+            let perplexities = scoring::read_scores(&file(REAL_TEST_CSV))?.iter().map(|r| r.1.exp()).collect();
+            self.real = Some(RealScores { perplexities, embeddings: scoring::read_embeddings(&file(REAL_TEST_EMB))? });
             self.weights = weights;
         }
         Ok((self.real.as_ref().expect("set above"), fresh))

@@ -254,9 +254,10 @@ fn score_round(
     scored
 }
 
-/// Passages (windows of `block` tokens) of a document of `tokens` corpus tokens.
+/// Passages (full windows of `block` targets, `crate::eval::score_documents`) of a
+/// document of `tokens` corpus tokens.
 fn passages(tokens: usize, block: usize) -> usize {
-    tokens.max(1).div_ceil(block)
+    tokens / block
 }
 
 /// Adds a round's sampler statistics to the corpus's.

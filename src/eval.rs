@@ -125,10 +125,13 @@ pub fn score_and_embed(
     Ok((scores, embeddings.expect("score_documents embeds when asked to")))
 }
 
-/// [`per_document`] and, with `embed`, every window's embedding from the same forward
-/// pass, in window order: the mean over the window's positions that predict a target
-/// of the last hidden state after the final norm ([`Model::forward_with_hidden`]);
-/// a window is a passage of `crate::analysis::manifold`.
+/// [`per_document`] and, with `embed`, the embedding of every full window (one with
+/// all `block_size` targets) from the same forward pass, in window order: the mean over
+/// its positions of the last hidden state after the final norm
+/// ([`Model::forward_with_hidden`]). A full window is a passage of
+/// `crate::analysis::manifold`; a document's shorter last window (and a document
+/// shorter than the context) is scored but not embedded, so passages compare at one
+/// length.
 pub fn score_documents(
     model: &Model,
     stream: &TokenStream,
@@ -146,7 +149,12 @@ pub fn score_documents(
             let (losses, _, hidden) = scored_windows(model, x, y, chunk.len(), block, device, embed);
             let losses = Vec::<f64>::try_from(losses.to_device(Device::Cpu))?;
             if let (Some(e), Some(h)) = (embeddings.as_mut(), hidden) {
-                e.data.extend(Vec::<f32>::try_from(h.to_device(Device::Cpu).reshape([-1]))?);
+                let h = Vec::<f32>::try_from(h.to_device(Device::Cpu).reshape([-1]))?;
+                for (row, &w) in h.chunks_exact(e.dim).zip(chunk) {
+                    if stream.window_targets(w, block) == block {
+                        e.push(row);
+                    }
+                }
             }
             let mut at = 0;
             for &w in chunk {

@@ -92,6 +92,12 @@ pub struct GenerationRow {
     pub reference_perplexity_p90: f64,
     #[serde(default)]
     pub reference_beyond_real_p99: f64,
+    /// Its null from the noise floor's documents, length-matched, and the difference
+    /// (`crate::analysis::scores`); NaN without a floor or in rows written before.
+    #[serde(default = "nan")]
+    pub reference_beyond_real_p99_floor: f64,
+    #[serde(default = "nan")]
+    pub reference_beyond_real_p99_excess: f64,
     #[serde(default)]
     pub self_perplexity_median: f64,
     #[serde(default)]
@@ -114,10 +120,25 @@ pub struct GenerationRow {
     pub curation_oversampling: f64,
     #[serde(default = "one")]
     pub curation_kept_share: f64,
+    /// Median length (corpus tokens) of the documents curation kept and of those it
+    /// dropped; NaN without curation (and in rows written before lmloop recorded them).
+    #[serde(default = "nan")]
+    pub curation_kept_median_tokens: f64,
+    #[serde(default = "nan")]
+    pub curation_dropped_median_tokens: f64,
 }
 
 fn one() -> f64 {
     1.0
+}
+
+fn nan() -> f64 {
+    f64::NAN
+}
+
+/// The median of recorded lengths; NaN when none were recorded or none are in the set.
+fn median_of(lengths: Option<&crate::synthetic::Lengths>) -> f64 {
+    lengths.filter(|l| l.documents > 0).map_or(f64::NAN, |l| l.median)
 }
 
 impl GenerationRow {
@@ -166,6 +187,8 @@ impl GenerationRow {
             reference_perplexity_median: 0.0,
             reference_perplexity_p90: 0.0,
             reference_beyond_real_p99: 0.0,
+            reference_beyond_real_p99_floor: f64::NAN,
+            reference_beyond_real_p99_excess: f64::NAN,
             self_perplexity_median: 0.0,
             score_seconds: 0.0,
             precision: 0.0,
@@ -179,6 +202,10 @@ impl GenerationRow {
                 .as_ref()
                 .map_or(sampled.stats.tokens as f64 / sampled.requested_tokens.max(1) as f64, |c| c.oversampling),
             curation_kept_share: sampled.curation.as_ref().map_or(1.0, |c| c.kept_share),
+            curation_kept_median_tokens: median_of(sampled.curation.as_ref().and_then(|c| c.kept_lengths.as_ref())),
+            curation_dropped_median_tokens: median_of(
+                sampled.curation.as_ref().and_then(|c| c.dropped_lengths.as_ref()),
+            ),
         }
     }
 
@@ -199,6 +226,8 @@ impl GenerationRow {
             reference_perplexity_median: s.reference_median,
             reference_perplexity_p90: s.reference_p90,
             reference_beyond_real_p99: s.beyond_real_p99,
+            reference_beyond_real_p99_floor: s.beyond_real_p99_floor,
+            reference_beyond_real_p99_excess: s.beyond_real_p99 - s.beyond_real_p99_floor,
             self_perplexity_median: s.self_median,
             score_seconds: seconds,
             ..self
@@ -335,6 +364,6 @@ mod tests {
         let header = std::fs::read_to_string(&path).unwrap().lines().next().unwrap().to_string();
         assert!(header.contains(",train_real_tokens,train_synthetic_tokens,"), "{header}");
         assert!(!header.split(',').any(|c| c == "real_tokens" || c == "synthetic_tokens"), "{header}");
-        assert_eq!(read_rows(&path).unwrap(), rows);
+        assert_eq!(format!("{:?}", read_rows(&path).unwrap()), format!("{rows:?}"));
     }
 }

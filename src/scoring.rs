@@ -26,8 +26,10 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// The version of the score records this lmloop writes; a reader upgrades older ones.
-pub const FORMAT: u32 = 1;
+/// The version of the score records this lmloop writes. 2: embeddings and the
+/// measures from them are of full windows only (`crate::analysis::manifold`); the loop
+/// computes records of an older format again.
+pub const FORMAT: u32 = 2;
 
 /// The repair of a damaged score file of a run: the loop computes it again.
 pub fn recompute(run: &str) -> String {

@@ -207,6 +207,9 @@ fn curation_that_keeps_everything_changes_nothing_and_a_curated_corpus_shows_wha
     assert!(plain_rows
         .iter()
         .all(|r| r.curation_oversampling >= 1.0 && r.curation_oversampling < 1.5 && r.curation_kept_share == 1.0));
+    assert!(plain_rows
+        .iter()
+        .all(|r| r.curation_kept_median_tokens.is_nan() && r.curation_dropped_median_tokens.is_nan()));
     // The score step read the verifier's pass: S_1's reference scores are the listing's.
     let scores = std::fs::read_to_string(root.join("analysis/half/scores/gen-01.csv")).unwrap();
     assert_eq!(scores.lines().count() - 1, corpus_manifest(root, "half", 1).stats.documents);
@@ -288,6 +291,45 @@ fn a_reference_trained_on_real_text_keeps_the_real_documents_of_a_mixed_corpus()
     let real_share = tokens[..n].iter().sum::<usize>() as f64 / tokens.iter().sum::<usize>() as f64;
     let best = judge(Rule::Best { fraction: real_share, strata: 1 }, (0.0, 0.0), 0, &tokens, &ppl, 0);
     assert!(best[..n].iter().all(|d| *d == Decision::Kept) && best[n..].iter().all(|d| *d == Decision::Ranked));
+}
+
+/// The default fraction rule ranks within five length strata through the loop: in
+/// each stratum of the sampled documents (by length), the kept ones hold ρ of its
+/// tokens (to within one document), whatever the verifier prefers, so the kept corpus
+/// keeps the sampled length distribution; generations.csv carries the kept and dropped
+/// documents' median lengths.
+#[test]
+fn curation_by_the_default_rule_keeps_the_share_of_every_length_stratum() {
+    let dir = tiny_project();
+    let root = dir.path();
+    with_curation(root, "strata.toml", "verifier = \"reference\"\nkeep_fraction = 0.5");
+    let r = run(root, "strata.toml", "strata", "1");
+    assert_eq!(r.0, 0, "{}", r.2);
+    assert!(r.2.contains("kept documents median"), "{}", r.2);
+    let rows = lmloop::records::read_rows(&root.join("analysis/strata/generations.csv")).unwrap();
+    for k in 1..=2u32 {
+        let c = corpus_manifest(root, "strata", k).curation.unwrap();
+        assert_eq!(c.length_strata, 5, "{c:?}");
+        let listing = listing(root, "strata", k);
+        let mut ranked: Vec<usize> = (0..listing.len()).filter(|&i| listing[i].2 != "too-short").collect();
+        assert!(ranked.len() >= 10, "too few documents to stratify: {}", ranked.len());
+        assert!(listing.iter().all(|r| r.2 != "too-short" || r.0 < c.min_document_tokens));
+        ranked.sort_by_key(|&i| (listing[i].0, i));
+        for g in 0..5 {
+            let stratum = &ranked[g * ranked.len() / 5..(g + 1) * ranked.len() / 5];
+            let total: usize = stratum.iter().map(|&i| listing[i].0).sum();
+            let kept: Vec<usize> = stratum.iter().filter(|&&i| listing[i].2 == "kept").map(|&i| listing[i].0).collect();
+            let held: usize = kept.iter().sum();
+            let last = kept.iter().copied().max().unwrap_or(0);
+            assert!(
+                held as f64 >= 0.5 * total as f64 && ((held - last) as f64) < 0.5 * total as f64,
+                "generation {k}, stratum {g}: kept {held} of {total} tokens"
+            );
+        }
+        let row = rows.iter().find(|r| r.generation == k - 1).unwrap();
+        assert_eq!(row.curation_kept_median_tokens, c.kept_lengths.unwrap().median);
+        assert_eq!(row.curation_dropped_median_tokens, c.dropped_lengths.unwrap().median);
+    }
 }
 
 #[test]

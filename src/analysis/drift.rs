@@ -79,6 +79,8 @@ pub struct DriftRow {
     /// Copying of R (`super::copying`); NaN where R's text was not given, and in tables
     /// written before these columns.
     #[serde(default = "nan")]
+    pub copied_ngrams_4: f64,
+    #[serde(default = "nan")]
     pub copied_ngrams_8: f64,
     #[serde(default = "nan")]
     pub copied_ngrams_16: f64,
@@ -184,9 +186,10 @@ fn measure_labelled(
         mean_document_tokens: diversity.mean_document_tokens,
         repetition_rate_4gram: diversity.repetition_4.ratio(),
         zipf_slope: zipf_slope(&counts),
-        copied_ngrams_8: copy(|c| c.copied_ngrams[0]),
-        copied_ngrams_16: copy(|c| c.copied_ngrams[1]),
-        copied_ngrams_32: copy(|c| c.copied_ngrams[2]),
+        copied_ngrams_4: copy(|c| c.copied_ngrams[0]),
+        copied_ngrams_8: copy(|c| c.copied_ngrams[1]),
+        copied_ngrams_16: copy(|c| c.copied_ngrams[2]),
+        copied_ngrams_32: copy(|c| c.copied_ngrams[3]),
         longest_match_median: copy(|c| c.longest_match_median),
         longest_match_p90: copy(|c| c.longest_match_p90),
     })

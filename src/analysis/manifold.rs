@@ -4,12 +4,17 @@
 //! 2024) separate a loop's loss of quality from its loss of diversity.
 //!
 //! Definitions (one place, as for every other measure):
-//! - A *passage* is one of the windows `lmloop eval` reads: a document's first
-//!   context-length tokens after the start token, then every context length on; a
-//!   document shorter than the context is one passage. Its *embedding* is the mean, over
-//!   the passage's positions that predict a target, of the reference model's last hidden
-//!   state after the final norm (the vector its output projection reads), computed in
-//!   the same forward pass that scores the documents' perplexity.
+//! - A *passage* is a full window of those `lmloop eval` reads: C = context-length
+//!   targets of a document, the first C after the start token, then every C on. A
+//!   document's shorter last window, and a document shorter than C, is no passage: its
+//!   mean embedding sits apart from full windows' (its few positions average less), and
+//!   the share of such windows grows as a loop's documents shorten, so counting them
+//!   would move recall with document length rather than diversity. Mean document
+//!   length and the truncation share report length. A passage's *embedding* is the
+//!   mean, over its C positions, of the reference model's last hidden state after the
+//!   final norm (the vector its output projection reads), computed in the same forward
+//!   pass that scores the documents' perplexity. A corpus with no more than [`K`]
+//!   passages has no measures (NaN).
 //! - The real passages are those of the test split; a corpus is compared on `m` of its
 //!   passages against `m` real ones, `m` = min([`SAMPLE_CAP`], real passages, the
 //!   corpus's passages), each set a seeded draw without replacement.

@@ -55,7 +55,7 @@
 //! - `zipf_slope`: least-squares slope of ln(count) against ln(rank) over every
 //!   token with a count above zero (rank 1 = most frequent; no rank range is cut
 //!   off). About −1 for natural text; steeper means mass concentrating on few tokens.
-//! - copying of R (`copied_ngrams_8`, `_16`, `_32`, `longest_match_median`,
+//! - copying of R (`copied_ngrams_4`, `_8`, `_16`, `_32`, `longest_match_median`,
 //!   `longest_match_p90`): defined in [`copying`]: the share of a corpus's
 //!   within-document n-grams found verbatim in R, and the distribution over documents
 //!   of a document's longest verbatim match in R (counted up to 256 tokens).

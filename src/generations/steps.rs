@@ -10,7 +10,6 @@ use crate::checkpoint::TrainingState;
 use crate::config::Init;
 use crate::config::Verifier;
 use crate::durable::{is_done, read_json, write_json_atomic};
-use crate::eval::DocumentScore;
 use crate::layout::{gen_name, CheckpointPaths};
 use crate::policy::{Corpus, MixtureManifest};
 use crate::records::{HeldOut, CAP_DEPENDENT_SHARE};
@@ -105,8 +104,6 @@ fn mixture_difference(stored: &MixtureManifest, now: &MixtureManifest) -> Option
 pub struct Sampled {
     pub corpus: Corpus,
     pub record: Option<crate::integrity::FileFingerprint>,
-    /// Each document's self-score as the sampler recorded it (mean loss, targets).
-    pub self_nll: Vec<(f64, usize)>,
     /// Its manifest.
     pub manifest: SyntheticManifest,
 }
@@ -408,7 +405,7 @@ pub fn load_sampled(ctx: &RunContext, k: u32) -> Result<(Sampled, Vec<u64>)> {
         ctx.note_unverified(format!("S_{}", k + 1));
     }
     let counts = corpus.file.counts(ctx.corpus.vocab.vocab_size())?;
-    Ok((Sampled { corpus, record: manifest.bin_file.clone(), self_nll: manifest.self_nll.clone(), manifest }, counts))
+    Ok((Sampled { corpus, record: manifest.bin_file.clone(), manifest }, counts))
 }
 
 /// Refreshes the run's measures (drift, tokens, tails) over S_1..S_{k+1} and redraws
@@ -440,9 +437,8 @@ pub struct Scored {
 }
 
 /// Scores S_{k+1}'s documents under the reference model (`scores/gen-KK.csv`) in one
-/// forward pass that also embeds its passages, takes their self-perplexity from what
-/// the sampler recorded (a forward pass of M_k only for corpora written before it did),
-/// and measures quality and diversity against the real test passages; unless stored
+/// forward pass that also embeds its passages, scores the same tokens under M_k (the
+/// model that wrote them: self-perplexity), and measures quality and diversity against the real test passages; unless stored
 /// intact (a damaged score file is said and computed again). The real test documents
 /// and the noise floor are scored once, by the reference ([`Reference::real`]).
 pub fn score(
@@ -458,6 +454,14 @@ pub fn score(
     let documents = sampled.corpus.documents.len();
     let stored = match crate::scoring::read_corpus_scores(layout, run, k + 1, Some(documents), "it is scored again now")
     {
+        Ok(Some((marker, _))) if marker.format < crate::scoring::FORMAT => {
+            eprintln!(
+                "[{run}] the scores of S_{} were measured by an older passage rule (format {}); they are computed again",
+                k + 1,
+                marker.format
+            );
+            None
+        }
         Ok(Some((marker, rows)))
             if marker.reference.is_none()
                 || reference.weights_record().is_none()
@@ -481,9 +485,10 @@ pub fn score(
             (rows, seconds, manifold, true)
         }
     };
-    let by_reference: Vec<f64> = rows.iter().map(|r| r.1.exp()).collect();
+    let by_reference: Vec<(u64, f64)> = rows.iter().map(|r| (r.0, r.1.exp())).collect();
     let own: Vec<f64> = rows.iter().map(|r| r.2.exp()).collect();
-    let summary = crate::analysis::scores::summarise(&by_reference, &own, &reference.real(ctx)?.0.perplexities);
+    let real = reference.real(ctx)?.0;
+    let summary = crate::analysis::scores::summarise(&by_reference, &own, &real.perplexities, &real.floor);
     Ok(Step { value: Scored { summary, manifold, seconds }, computed: computed || real_fresh })
 }
 
@@ -519,12 +524,13 @@ fn score_corpus(
             crate::torch_error::guard(&what, &memory, || crate::eval::score_and_embed(model, &stream, ctx.device))?
         }
     };
-    let own: Vec<DocumentScore> = match sampler_scores(&sampled.self_nll, stream.documents()) {
-        Some(own) => own,
-        None => crate::torch_error::guard(&what, &memory, || {
-            crate::eval::per_document(&weights.get(ctx)?.model, &stream, ctx.device)
-        })?,
-    };
+    // The tokens that entered the corpus (the canonical re-encoding of what was drawn,
+    // which differs from the drawn ids for some documents), under the model that wrote
+    // them: the sampler's record of its draws' likelihood would not compare like with
+    // like against the reference's column.
+    let own = crate::torch_error::guard(&what, &memory, || {
+        crate::eval::per_document(&weights.get(ctx)?.model, &stream, ctx.device)
+    })?;
     let seed = derive_seed(ctx.seed(), k, SeedPurpose::Quality);
     let manifold = manifold::compare(&reference.real(ctx)?.0.embeddings, &embeddings, seed);
     let csv = crate::scoring::write_scores(&csv_path, &by_reference, Some(&own))?;
@@ -539,16 +545,4 @@ fn score_corpus(
     };
     crate::integrity::write_sealed(&marker, &record)?;
     Ok((crate::scoring::read_scores(&csv_path)?, seconds, manifold))
-}
-
-/// The self-scores the sampler recorded for a corpus of `documents` documents (mean
-/// loss and targets of each), as document scores; `None` when it recorded none (or
-/// for another number of documents).
-fn sampler_scores(recorded: &[(f64, usize)], documents: usize) -> Option<Vec<DocumentScore>> {
-    (recorded.len() == documents && documents > 0).then(|| {
-        recorded
-            .iter()
-            .map(|&(mean, targets)| DocumentScore { nll: mean * targets as f64, targets: targets as u64 })
-            .collect()
-    })
 }

@@ -356,7 +356,8 @@ pub fn direction_under(measure: &str, sampler: Sampler) -> Direction {
         "total_variation",
         "synthetic_non_canonical_share",
     ];
-    const TYPICALITY: [&str; 2] = ["reference_perplexity_median", "reference_beyond_real_p99"];
+    const TYPICALITY: [&str; 3] =
+        ["reference_perplexity_median", "reference_beyond_real_p99", "reference_beyond_real_p99_excess"];
     if CLIMBS.contains(&measure) {
         Direction::Climbs
     } else if TYPICALITY.contains(&measure) {

@@ -5,7 +5,7 @@
 /// Columns of `generations.csv` pooled per generation k (model k: held-out on the real test split).
 /// (`generations.csv`'s `synthetic_unigram_entropy` and `synthetic_distinct_tokens` are
 /// left out: they are `drift.csv`'s `entropy_nats` and `distinct_tokens` of the same corpus.)
-pub const MODEL_MEASURES: [&str; 14] = [
+pub const MODEL_MEASURES: [&str; 18] = [
     "held_out_loss",
     "held_out_perplexity",
     "synthetic_non_canonical_share",
@@ -13,6 +13,8 @@ pub const MODEL_MEASURES: [&str; 14] = [
     "train_truncated_ce_share",
     "reference_perplexity_median",
     "reference_beyond_real_p99",
+    "reference_beyond_real_p99_floor",
+    "reference_beyond_real_p99_excess",
     "self_perplexity_median",
     "precision",
     "recall",
@@ -20,6 +22,8 @@ pub const MODEL_MEASURES: [&str; 14] = [
     "coverage",
     "curation_oversampling",
     "curation_kept_share",
+    "curation_kept_median_tokens",
+    "curation_dropped_median_tokens",
 ];
 
 /// The quality and diversity columns (`crate::analysis::manifold`), also pooled for the
@@ -28,7 +32,7 @@ pub const MANIFOLD: [&str; 4] = crate::analysis::manifold::MEASURES;
 
 /// Columns of `drift.csv` pooled per corpus S_{k+1} (sampled by model k), for the
 /// real subsample (noise floor) and for the real training split.
-pub const DRIFT_MEASURES: [&str; 17] = [
+pub const DRIFT_MEASURES: [&str; 18] = [
     "kl_real_gen_add_half",
     "kl_gen_real_add_half",
     "js_divergence",
@@ -41,6 +45,7 @@ pub const DRIFT_MEASURES: [&str; 17] = [
     "mean_document_tokens",
     "repetition_rate_4gram",
     "zipf_slope",
+    "copied_ngrams_4",
     "copied_ngrams_8",
     "copied_ngrams_16",
     "copied_ngrams_32",
@@ -66,8 +71,9 @@ pub const CHANGE_MEASURES: [(&str, Kind); 9] = [
 /// [0, ln 2], perplexities from 1 up, counts, lengths, entropies and the other
 /// divergences from 0 up; the Zipf slope anywhere.
 pub fn range_of(measure: &str) -> (f64, f64) {
-    const SHARES: [&str; 18] = [
+    const SHARES: [&str; 20] = [
         "precision",
+        "reference_beyond_real_p99_floor",
         "curation_kept_share",
         "recall",
         "coverage",
@@ -79,6 +85,7 @@ pub fn range_of(measure: &str) -> (f64, f64) {
         "distinct_2",
         "distinct_3",
         "repetition_rate_4gram",
+        "copied_ngrams_4",
         "copied_ngrams_8",
         "copied_ngrams_16",
         "copied_ngrams_32",
@@ -91,6 +98,7 @@ pub fn range_of(measure: &str) -> (f64, f64) {
         "js_divergence" => (0.0, std::f64::consts::LN_2),
         m if m.contains("perplexity") => (1.0, f64::INFINITY),
         "zipf_slope" => super::stats::UNBOUNDED,
+        "reference_beyond_real_p99_excess" => (-1.0, 1.0),
         _ => (0.0, f64::INFINITY),
     }
 }

@@ -44,6 +44,7 @@ use crate::sample::{SampleRequest, SampleStats};
 use crate::stream::TokenStream;
 use crate::synthetic::{
     beside, draw, files, manifest_of, CorpusWriter, CurationRecord, Lengths, Published, SyntheticManifest, TextWriter,
+    Written,
 };
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -297,8 +298,39 @@ pub fn write_curated_corpus(
 ) -> Result<SyntheticManifest> {
     let (_, _, json) = files(stem);
     let _ = std::fs::remove_file(&json);
+    let rounds = sample_rounds(ckpt, stem, req, device, plan, judge_model)?;
+    let (written, files) = write_decisions(ckpt, stem, &rounds)?;
+    let record = curation_record(plan, req.n_tokens, &rounds, &written, files)?;
+    let mut stats = rounds.stats;
+    stats.tokens_per_second = record.sampled_tokens as f64 / stats.seconds.max(1e-9);
+    let mut manifest = manifest_of(ckpt, stem, req, stats, rounds.canonical_seconds, written)?;
+    manifest.curation = Some(record);
+    write_json_atomic(&json, &manifest)?;
+    Ok(manifest)
+}
+
+/// What the sampling rounds of a curated corpus drew and what the rule decided.
+struct Rounds {
+    candidates: Vec<Candidate>,
+    decisions: Vec<Decision>,
+    embeddings: Option<Embeddings>,
+    stats: SampleStats,
+    canonical_seconds: f64,
+    verifier_seconds: f64,
+}
+
+/// Samples rounds (one under the fraction rule) until the kept documents hold
+/// `req.n_tokens`, scoring each round by the verifier and judging all documents so far;
+/// refuses, in one sentence, a corpus that would need more than the oversampling limit.
+fn sample_rounds(
+    ckpt: &Checkpoint,
+    stem: &Path,
+    req: &SampleRequest,
+    device: Device,
+    plan: &Plan,
+    judge_model: Option<&Model>,
+) -> Result<Rounds> {
     let target = req.n_tokens;
-    let eot = ckpt.vocab.eot();
     let block = judge_model.map(|m| m.config().block_size as usize).unwrap_or(1);
     let mut candidates: Vec<Candidate> = Vec::new();
     let mut embeddings: Option<Embeddings> = None;
@@ -372,14 +404,34 @@ pub fn write_curated_corpus(
         round_target = (estimate.ceil() as usize).clamp(1, limit - sampled);
         round += 1;
     };
-    let mut stats = stats.expect("at least one round");
+    Ok(Rounds {
+        candidates,
+        decisions,
+        embeddings,
+        stats: stats.expect("at least one round"),
+        canonical_seconds,
+        verifier_seconds,
+    })
+}
 
+/// The files a curation writes beside the corpus, recorded.
+struct CurationFiles {
+    listing: FileFingerprint,
+    dropped_text: FileFingerprint,
+    reference_embeddings: Option<FileFingerprint>,
+}
+
+/// Writes the kept documents (the corpus, in the order sampled), the dropped ones'
+/// text, the listing of every decision and the kept passages' embeddings.
+fn write_decisions(ckpt: &Checkpoint, stem: &Path, rounds: &Rounds) -> Result<(Written, CurationFiles)> {
+    let (candidates, decisions, embeddings) = (&rounds.candidates, &rounds.decisions, &rounds.embeddings);
+    let eot = ckpt.vocab.eot();
     // The kept documents in the order they were sampled, the dropped ones beside them.
     let mut writer = CorpusWriter::create(stem, ckpt.vocab.vocab_size(), eot)?;
     let (listing, dropped_path, emb_path) = curation_files(stem);
     let mut dropped = TextWriter::create(&dropped_path)?;
     let mut kept_rows = Vec::new();
-    for (c, d) in candidates.iter().zip(&decisions) {
+    for (c, d) in candidates.iter().zip(decisions) {
         if *d == Decision::Kept {
             writer.add(&c.doc)?;
             kept_rows.extend(c.passages.clone());
@@ -390,7 +442,7 @@ pub fn write_curated_corpus(
     dropped.finish()?;
     crate::durable::write_csv_atomic(&listing, |w| {
         w.write_record(LISTING_COLUMNS)?;
-        for (c, d) in candidates.iter().zip(&decisions) {
+        for (c, d) in candidates.iter().zip(decisions) {
             w.write_record([
                 c.round.to_string(),
                 c.index.to_string(),
@@ -404,19 +456,36 @@ pub fn write_curated_corpus(
         }
         Ok(())
     })?;
-    let reference_embeddings = match &embeddings {
+    let reference_embeddings = match embeddings {
         Some(e) => {
             write_atomic(&emb_path, &e.select(&kept_rows).to_bytes())?;
             Some(FileFingerprint::of(&emb_path)?)
         }
         None => None,
     };
+    let written = writer.finish()?;
+    let files = CurationFiles {
+        listing: FileFingerprint::of(&listing)?,
+        dropped_text: FileFingerprint::of(&dropped_path)?,
+        reference_embeddings,
+    };
+    Ok((written, files))
+}
+
+/// The manifest's record of a curation of `target` tokens.
+fn curation_record(
+    plan: &Plan,
+    target: usize,
+    rounds: &Rounds,
+    written: &Written,
+    files: CurationFiles,
+) -> Result<CurationRecord> {
+    let (candidates, decisions) = (&rounds.candidates, &rounds.decisions);
     let sampled_tokens: usize = candidates.iter().map(|c| c.doc.corpus_tokens()).sum();
     let kept = |which: bool| {
-        candidates.iter().zip(&decisions).filter(move |(_, d)| (**d == Decision::Kept) == which).map(|(c, _)| c)
+        candidates.iter().zip(decisions).filter(move |(_, d)| (**d == Decision::Kept) == which).map(|(c, _)| c)
     };
-    let written = writer.finish()?;
-    let record = CurationRecord {
+    Ok(CurationRecord {
         verifier: plan.verifier,
         verifier_checkpoint: plan.verifier_checkpoint.clone(),
         keep_fraction: match plan.rule {
@@ -436,10 +505,10 @@ pub fn write_curated_corpus(
         kept_tokens: written.tokens,
         oversampling: sampled_tokens as f64 / target.max(1) as f64,
         kept_share: written.tokens as f64 / sampled_tokens.max(1) as f64,
-        verifier_seconds,
-        listing: FileFingerprint::of(&listing)?,
-        dropped_text: FileFingerprint::of(&dropped_path)?,
-        reference_embeddings,
+        verifier_seconds: rounds.verifier_seconds,
+        listing: files.listing,
+        dropped_text: files.dropped_text,
+        reference_embeddings: files.reference_embeddings,
         reference_checkpoint: plan.reference_checkpoint.clone(),
         length_strata: match plan.rule {
             Rule::Best { strata, .. } => strata,
@@ -448,12 +517,7 @@ pub fn write_curated_corpus(
         min_document_tokens: plan.min_tokens,
         kept_lengths: Some(Lengths::of(kept(true).map(|c| c.doc.corpus_tokens()))),
         dropped_lengths: Some(Lengths::of(kept(false).map(|c| c.doc.corpus_tokens()))),
-    };
-    stats.tokens_per_second = sampled_tokens as f64 / stats.seconds.max(1e-9);
-    let mut manifest = manifest_of(ckpt, stem, req, stats, canonical_seconds, written)?;
-    manifest.curation = Some(record);
-    write_json_atomic(&json, &manifest)?;
-    Ok(manifest)
+    })
 }
 
 /// The kept documents' reference scores and passage embeddings recorded by a curation

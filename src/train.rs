@@ -304,17 +304,15 @@ impl Snapshots<'_> {
     }
 }
 
-/// Trains one model and writes its checkpoint. Every `train.checkpoint_interval` steps
-/// it writes a snapshot, and it continues from the newest snapshot of `out` that
-/// belongs to the same settings and data (see `crate::snapshot`).
-pub fn train(req: TrainRequest) -> Result<TrainOutcome> {
-    let TrainRequest { model: mcfg, train: cfg, data, val, vocab, device, init_from, out, progress } = req;
+/// Checks a training request's settings before anything is built: the model and
+/// training settings, the vocabulary against the model's, and the precision on this
+/// device; returns the precision's compute kind (`None`: fp32).
+fn check_request(mcfg: &ModelConfig, cfg: &TrainConfig, vocab: &Vocab, device: Device) -> Result<Option<tch::Kind>> {
     mcfg.validate()?;
     cfg.validate()?;
     if mcfg.vocab_size as usize != vocab.vocab_size() {
         bail!("model.vocab_size is {} but the tokenizer has {} tokens", mcfg.vocab_size, vocab.vocab_size());
     }
-    let block = mcfg.block_size;
     let compute = cfg.precision.compute_kind();
     if let Some(kind) = compute {
         if let Err(why) = crate::model::precision::check(kind, device) {
@@ -325,6 +323,46 @@ pub fn train(req: TrainRequest) -> Result<TrainOutcome> {
             );
         }
     }
+    Ok(compute)
+}
+
+/// One line of the training log: step, learning rate, loss, validation loss (when
+/// measured), tokens per second and, under truncated cross-entropy, the share cut.
+fn log_step(
+    log: &mut impl Write,
+    done: i64,
+    lr: f64,
+    loss: f64,
+    val_loss: Option<f64>,
+    tokens_per_second: f64,
+    cut: Option<f64>,
+) -> Result<()> {
+    write!(
+        log,
+        "{},{:.6e},{:.6},{},{:.1}",
+        done,
+        lr,
+        loss,
+        val_loss.map(|v| format!("{v:.6}")).unwrap_or_default(),
+        tokens_per_second
+    )?;
+    match cut {
+        Some(c) => writeln!(log, ",{c:.6}")?,
+        None => writeln!(log)?,
+    }
+    log.flush()?;
+    Ok(())
+}
+
+/// Trains one model and writes its checkpoint. Every `train.checkpoint_interval` steps
+/// it writes a snapshot, and it continues from the newest snapshot of `out` that
+/// belongs to the same settings and data (see `crate::snapshot`).
+pub fn train(req: TrainRequest) -> Result<TrainOutcome> {
+    let TrainRequest { model: mcfg, train: cfg, data, val, vocab, device, init_from, out, progress } = req;
+    // Setup: the settings checked, the model built (or started from `init_from`), the
+    // optimiser, the batch plan, and the step to start from (0, or a snapshot's).
+    let compute = check_request(&mcfg, &cfg, vocab, device)?;
+    let block = mcfg.block_size;
     crate::device::seed_everything(cfg.seed);
     let mut vs = nn::VarStore::new(device);
     let model = Model::new(&vs.root(), &mcfg);
@@ -356,6 +394,8 @@ pub fn train(req: TrainRequest) -> Result<TrainOutcome> {
         written: 0,
     };
 
+    // The steps: forward, backward, update; then the log line, a validation loss every
+    // eval_interval steps and a snapshot every checkpoint_interval.
     let bar = crate::progress::work(steps as u64, progress);
     bar.set_position(start as u64);
     for (step, windows) in (0..steps).zip(plan.batches()).skip(start as usize) {
@@ -397,20 +437,8 @@ pub fn train(req: TrainRequest) -> Result<TrainOutcome> {
             }
             _ => None,
         };
-        write!(
-            log,
-            "{},{:.6e},{:.6},{},{:.1}",
-            done,
-            lr,
-            last_loss,
-            val_loss.map(|v| format!("{v:.6}")).unwrap_or_default(),
-            tokens_per_step as f64 / dt
-        )?;
-        match cut {
-            Some(c) => writeln!(log, ",{:.6}", f64::try_from(c)?)?,
-            None => writeln!(log)?,
-        }
-        log.flush()?;
+        let cut = cut.map(f64::try_from).transpose()?;
+        log_step(&mut log, done, lr, last_loss, val_loss, tokens_per_step as f64 / dt, cut)?;
         snapshots.after_step(done, is_last, &vs, &opt, train_seconds, last_loss, last_val, &log_path)?;
         bar.set_message(match last_val {
             Some(v) => format!("loss {last_loss:.3} val {v:.3}"),
@@ -418,6 +446,8 @@ pub fn train(req: TrainRequest) -> Result<TrainOutcome> {
         });
         bar.inc(1);
     }
+    // The checkpoint: the training state, the weights and the log, then the snapshots
+    // are removed.
     bar.finish_and_clear();
     drop(log);
     // Targets trained on: padding after a document's end does not count.

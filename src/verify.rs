@@ -70,13 +70,37 @@ pub fn verify_run(layout: &Layout, run: &str) -> Result<RunCheck> {
         bail!("there is no run '{run}' (no {})", layout.run_toml(run).display());
     }
     let mut check = RunCheck { run: run.to_string(), ..Default::default() };
-    fn damaged(what: Result<()>, into: &mut Vec<String>) {
-        if let Err(e) = what {
-            into.push(format!("{e:#}"));
-        }
+    check_prepared_corpus(&mut check, layout, run)?;
+    let finished = match layout.generations_csv(run) {
+        p if p.exists() => crate::records::read_rows(&p)?.len() as u32,
+        _ => 0,
+    };
+    let last = last_generation_on_disk(layout, run).unwrap_or(0).max(finished);
+    let (mut checkpoints, mut corpora, mut mixtures) = (0, 0, 0);
+    for k in 0..=last {
+        let recorded = k < finished;
+        checkpoints += usize::from(check_checkpoint(&mut check, layout, run, k, recorded));
+        corpora += usize::from(check_corpus(&mut check, layout, run, k, recorded));
+        mixtures += usize::from(check_mixture(&mut check, layout, run, k));
     }
+    let (scores, damaged_scores) = crate::scoring::verify(layout, run, last + 1);
+    check.damaged.extend(damaged_scores);
+    check.checked.push(("checkpoints", checkpoints));
+    check.checked.push(("synthetic corpora", corpora));
+    check.checked.push(("mixture records", mixtures));
+    check.checked.push(("score files", scores));
+    Ok(check)
+}
 
-    // The prepared corpus the run started on.
+/// Adds `what`'s error, if any, to `into`.
+fn damaged(what: Result<()>, into: &mut Vec<String>) {
+    if let Err(e) = what {
+        into.push(format!("{e:#}"));
+    }
+}
+
+/// The prepared corpus the run started on, against its fingerprint.
+fn check_prepared_corpus(check: &mut RunCheck, layout: &Layout, run: &str) -> Result<()> {
     let corpus_json = layout.corpus_json(run);
     if corpus_json.exists() {
         let was: CorpusFingerprint = read_json(&corpus_json)?;
@@ -97,113 +121,109 @@ pub fn verify_run(layout: &Layout, run: &str) -> Result<RunCheck> {
         check.checked.push(("prepared corpus", 1));
     }
 
-    let finished = match layout.generations_csv(run) {
-        p if p.exists() => crate::records::read_rows(&p)?.len() as u32,
-        _ => 0,
-    };
-    let last = last_generation_on_disk(layout, run).unwrap_or(0).max(finished);
-    let (mut checkpoints, mut corpora, mut mixtures) = (0, 0, 0);
-    for k in 0..=last {
-        let recorded = k < finished;
-        // Checkpoint k.
-        let dir = layout.checkpoint(run, k);
-        let files = CheckpointPaths::new(&dir);
-        if is_done(&dir) {
-            checkpoints += 1;
-            match read_json::<crate::checkpoint::TrainingState>(&files.state()) {
-                Ok(state) => match &state.weights {
-                    Some(record) => damaged(check_file(&files.weights(), record, &rerun(run, k)), &mut check.damaged),
-                    None => check.unverified.push(format!("the weights of {}", gen_name(k))),
-                },
-                Err(e) => check.damaged.push(format!("{e:#}; {}", rerun(run, k))),
-            }
-            if files.held_out().exists() {
-                let again = "run the same `lmloop generations` command again: it evaluates the checkpoint again";
-                match crate::integrity::read_sealed::<crate::records::HeldOut>(&files.held_out(), again) {
-                    Ok(h) if !h.sealed => check.unverified.push(format!("the held-out loss of {}", gen_name(k))),
-                    Ok(_) => {}
-                    Err(e) => check.damaged.push(format!("{e:#}")),
-                }
-            } else if recorded {
-                check.damaged.push(format!("{} is missing; {}", files.held_out().display(), rerun(run, k)));
+    Ok(())
+}
+
+/// Checkpoint k's weights and held-out loss; whether it is a finished checkpoint.
+/// `recorded`: generations.csv records generation k.
+fn check_checkpoint(check: &mut RunCheck, layout: &Layout, run: &str, k: u32, recorded: bool) -> bool {
+    let dir = layout.checkpoint(run, k);
+    let files = CheckpointPaths::new(&dir);
+    if is_done(&dir) {
+        match read_json::<crate::checkpoint::TrainingState>(&files.state()) {
+            Ok(state) => match &state.weights {
+                Some(record) => damaged(check_file(&files.weights(), record, &rerun(run, k)), &mut check.damaged),
+                None => check.unverified.push(format!("the weights of {}", gen_name(k))),
+            },
+            Err(e) => check.damaged.push(format!("{e:#}; {}", rerun(run, k))),
+        }
+        if files.held_out().exists() {
+            let again = "run the same `lmloop generations` command again: it evaluates the checkpoint again";
+            match crate::integrity::read_sealed::<crate::records::HeldOut>(&files.held_out(), again) {
+                Ok(h) if !h.sealed => check.unverified.push(format!("the held-out loss of {}", gen_name(k))),
+                Ok(_) => {}
+                Err(e) => check.damaged.push(format!("{e:#}")),
             }
         } else if recorded {
-            check.damaged.push(format!(
-                "{} is not a finished checkpoint, though generations.csv records generation {k}; {}",
-                dir.display(),
-                rerun(run, k)
-            ));
+            check.damaged.push(format!("{} is missing; {}", files.held_out().display(), rerun(run, k)));
         }
-        // S_{k+1}, which generation k sampled.
-        let stem = layout.synthetic_corpus(run, k + 1);
-        let (bin, txt, json) = crate::synthetic::files(&stem);
-        if json.exists() {
-            corpora += 1;
-            match read_json::<crate::synthetic::SyntheticManifest>(&json) {
-                Ok(m) => {
-                    match &m.bin_file {
-                        Some(r) => damaged(check_file(&bin, r, &rerun(run, k)), &mut check.damaged),
-                        None => check.unverified.push(format!("S_{}", k + 1)),
-                    }
-                    if let Some(r) = &m.txt_file {
-                        damaged(check_file(&txt, r, &rerun(run, k)), &mut check.damaged);
-                    }
-                    // A curated corpus's listing, dropped text and reference embeddings.
-                    if let Some(c) = &m.curation {
-                        let (listing, dropped, emb) = crate::curation::curation_files(&stem);
-                        damaged(check_file(&listing, &c.listing, &rerun(run, k)), &mut check.damaged);
-                        damaged(check_file(&dropped, &c.dropped_text, &rerun(run, k)), &mut check.damaged);
-                        if let Some(r) = &c.reference_embeddings {
-                            damaged(check_file(&emb, r, &rerun(run, k)), &mut check.damaged);
-                        }
+    } else if recorded {
+        check.damaged.push(format!(
+            "{} is not a finished checkpoint, though generations.csv records generation {k}; {}",
+            dir.display(),
+            rerun(run, k)
+        ));
+    }
+    is_done(&dir)
+}
+
+/// S_{k+1}, which generation k sampled, with a curated corpus's side files; whether
+/// its manifest is there.
+fn check_corpus(check: &mut RunCheck, layout: &Layout, run: &str, k: u32, recorded: bool) -> bool {
+    let stem = layout.synthetic_corpus(run, k + 1);
+    let (bin, txt, json) = crate::synthetic::files(&stem);
+    if json.exists() {
+        match read_json::<crate::synthetic::SyntheticManifest>(&json) {
+            Ok(m) => {
+                match &m.bin_file {
+                    Some(r) => damaged(check_file(&bin, r, &rerun(run, k)), &mut check.damaged),
+                    None => check.unverified.push(format!("S_{}", k + 1)),
+                }
+                if let Some(r) = &m.txt_file {
+                    damaged(check_file(&txt, r, &rerun(run, k)), &mut check.damaged);
+                }
+                // A curated corpus's listing, dropped text and reference embeddings.
+                if let Some(c) = &m.curation {
+                    let (listing, dropped, emb) = crate::curation::curation_files(&stem);
+                    damaged(check_file(&listing, &c.listing, &rerun(run, k)), &mut check.damaged);
+                    damaged(check_file(&dropped, &c.dropped_text, &rerun(run, k)), &mut check.damaged);
+                    if let Some(r) = &c.reference_embeddings {
+                        damaged(check_file(&emb, r, &rerun(run, k)), &mut check.damaged);
                     }
                 }
-                Err(e) => check.damaged.push(format!("{e:#}; {}", rerun(run, k))),
             }
-        } else if recorded {
-            check.damaged.push(format!(
-                "{} is missing, though generations.csv records generation {k}, which sampled it; {}",
-                json.display(),
-                rerun(run, k)
-            ));
+            Err(e) => check.damaged.push(format!("{e:#}; {}", rerun(run, k))),
         }
-        // The mixture generation k trained on, against the corpora it drew from.
-        let mixture = layout.mixture_manifest(run, k);
-        if mixture.exists() {
-            mixtures += 1;
-            match read_json::<crate::policy::MixtureManifest>(&mixture) {
-                Ok(m) => {
-                    for part in &m.parts {
-                        let Some(record) = &part.record else { continue };
-                        let Some(j) = part.source.strip_prefix("synthetic/gen-").and_then(|n| n.parse::<u32>().ok())
-                        else {
-                            continue;
-                        };
-                        let (_, _, json) = crate::synthetic::files(&layout.synthetic_corpus(run, j));
-                        let now = read_json::<crate::synthetic::SyntheticManifest>(&json).ok().and_then(|m| m.bin_file);
-                        if now.as_ref().is_some_and(|n| n != record) {
-                            check.damaged.push(format!(
-                                "{} says generation {k} trained on {} as {}, but its manifest now records {}; {}",
-                                mixture.display(),
-                                part.source,
-                                record.describe(),
-                                now.map(|n| n.describe()).unwrap_or_default(),
-                                rerun(run, j.saturating_sub(1))
-                            ));
-                        }
+    } else if recorded {
+        check.damaged.push(format!(
+            "{} is missing, though generations.csv records generation {k}, which sampled it; {}",
+            json.display(),
+            rerun(run, k)
+        ));
+    }
+    json.exists()
+}
+
+/// The mixture generation k trained on, against the corpora it drew from; whether
+/// its record is there.
+fn check_mixture(check: &mut RunCheck, layout: &Layout, run: &str, k: u32) -> bool {
+    let mixture = layout.mixture_manifest(run, k);
+    if mixture.exists() {
+        match read_json::<crate::policy::MixtureManifest>(&mixture) {
+            Ok(m) => {
+                for part in &m.parts {
+                    let Some(record) = &part.record else { continue };
+                    let Some(j) = part.source.strip_prefix("synthetic/gen-").and_then(|n| n.parse::<u32>().ok()) else {
+                        continue;
+                    };
+                    let (_, _, json) = crate::synthetic::files(&layout.synthetic_corpus(run, j));
+                    let now = read_json::<crate::synthetic::SyntheticManifest>(&json).ok().and_then(|m| m.bin_file);
+                    if now.as_ref().is_some_and(|n| n != record) {
+                        check.damaged.push(format!(
+                            "{} says generation {k} trained on {} as {}, but its manifest now records {}; {}",
+                            mixture.display(),
+                            part.source,
+                            record.describe(),
+                            now.map(|n| n.describe()).unwrap_or_default(),
+                            rerun(run, j.saturating_sub(1))
+                        ));
                     }
                 }
-                Err(e) => check.damaged.push(format!("{e:#}; {}", rerun(run, k))),
             }
+            Err(e) => check.damaged.push(format!("{e:#}; {}", rerun(run, k))),
         }
     }
-    let (scores, damaged_scores) = crate::scoring::verify(layout, run, last + 1);
-    check.damaged.extend(damaged_scores);
-    check.checked.push(("checkpoints", checkpoints));
-    check.checked.push(("synthetic corpora", corpora));
-    check.checked.push(("mixture records", mixtures));
-    check.checked.push(("score files", scores));
-    Ok(check)
+    mixture.exists()
 }
 
 /// The highest generation index any checkpoint or corpus of the run has on disk.

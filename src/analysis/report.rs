@@ -39,8 +39,17 @@ pub fn write_report(layout: &Layout, run: &str) -> Result<PathBuf> {
     let data = RunData::load(layout, run)?;
     let plots = layout.plots(run);
     let mut page = Page::new(&format!("lmloop run {run}"));
+    for section in [summary_section, held_out_section, scores_section, tokens_section, drift_section, samples_section] {
+        section(&mut page, layout, run, &data, &plots)?;
+    }
+    let path = layout.report_html(run);
+    write_atomic(&path, page.finish().as_bytes())?;
+    Ok(path)
+}
+
+/// The run's policy, what was analysed, and the real reference R.
+fn summary_section(page: &mut Page, layout: &Layout, run: &str, data: &RunData, _plots: &Path) -> Result<()> {
     let k_max = data.tokens.generations();
-    let ratio = data.sample_ratio();
     page.paragraph(&format!(
         "Policy {}; {} generation(s) evaluated, {} synthetic corpora analysed (S_1..S_{k_max}){}.",
         data.settings.describe(),
@@ -63,32 +72,40 @@ pub fn write_report(layout: &Layout, run: &str) -> Result<PathBuf> {
         )),
         None => page.note(&null_model_unknown(&layout.reference_json(run))),
     }
+    Ok(())
+}
 
+/// Held-out perplexity by generation and the held-out loss by token frequency.
+fn held_out_section(page: &mut Page, layout: &Layout, run: &str, data: &RunData, plots: &Path) -> Result<()> {
     page.section("perplexity", "Held-out perplexity");
     let svg = figures::publish(
-        &plots,
+        plots,
         "perplexity",
-        &figures::perplexity_chart(std::slice::from_ref(&data), &[run.to_string()]),
+        &figures::perplexity_chart(std::slice::from_ref(data), &[run.to_string()]),
     )?;
     page.figure("perplexity", &svg, "Perplexity of each generation's model on the real test split (never trained on).");
 
     page.section("loss-by-frequency", "Held-out loss by token frequency");
     match &data.loss_by_frequency {
         Some(rows) if !rows.is_empty() => {
-            let svg = figures::publish(&plots, "loss-by-frequency", &figures::loss_by_frequency_chart(rows))?;
+            let svg = figures::publish(plots, "loss-by-frequency", &figures::loss_by_frequency_chart(rows))?;
             page.figure(
                 "loss-by-frequency",
                 &svg,
                 "Mean held-out loss of generation k's model on the real test targets, split by the target token's count in R (one line per bucket; generations whose bucket holds no target are left out). Rising lines in the rare buckets are the model forgetting the tails.",
             );
-            loss_by_frequency_table(&mut page, rows);
+            loss_by_frequency_table(page, rows);
         }
         _ => page.note(&format!(
             "No loss by token frequency: {} is missing or empty (the generations loop writes it).",
             layout.loss_by_frequency_csv(run).display()
         )),
     }
+    Ok(())
+}
 
+/// Per-document perplexity under the reference and the passages' quality and diversity.
+fn scores_section(page: &mut Page, layout: &Layout, run: &str, data: &RunData, plots: &Path) -> Result<()> {
     page.section("reference-perplexity", "Per-document perplexity under M_0");
     let real = crate::scoring::real_perplexities(layout, run)?;
     let mut corpora = Vec::new();
@@ -101,13 +118,13 @@ pub fn write_report(layout: &Layout, run: &str) -> Result<PathBuf> {
     match real {
         Some(real) if !corpora.is_empty() => {
             let chart = figures::reference_perplexity_chart(&real, &corpora);
-            let svg = figures::publish(&plots, "reference-perplexity", &chart)?;
+            let svg = figures::publish(plots, "reference-perplexity", &chart)?;
             page.figure(
                 "reference-perplexity",
                 &svg,
                 "Density of the log perplexity of every document of S_k under M_0, the model trained on R, and of the real test documents (black). generations.csv summarises it (reference_perplexity_*, reference_beyond_real_p99).",
             );
-            beyond_tail_table(&mut page, &data.generations);
+            beyond_tail_table(page, &data.generations);
         }
         _ => page.note(&format!(
             "No per-document scores: {} holds none (runs before lmloop scored its corpora).",
@@ -122,7 +139,7 @@ pub fn write_report(layout: &Layout, run: &str) -> Result<PathBuf> {
     } else {
         let floor = crate::scoring::read_floor(layout, run)?;
         let chart = figures::precision_recall_chart(&[(run.to_string(), points, floor.clone())]);
-        let svg = figures::publish(&plots, "precision-recall", &chart)?;
+        let svg = figures::publish(plots, "precision-recall", &chart)?;
         page.figure(
             "precision-recall",
             &svg,
@@ -133,7 +150,7 @@ pub fn write_report(layout: &Layout, run: &str) -> Result<PathBuf> {
             ),
         );
         let chart = figures::manifold_chart(&data.generations, floor.as_ref());
-        let svg = figures::publish(&plots, "quality-by-generation", &chart)?;
+        let svg = figures::publish(plots, "quality-by-generation", &chart)?;
         page.figure(
             "quality-by-generation",
             &svg,
@@ -143,14 +160,20 @@ pub fn write_report(layout: &Layout, run: &str) -> Result<PathBuf> {
             page.note("No noise floor for precision and recall: too little real text lies outside R, or the run was scored before lmloop measured it.");
         }
     }
+    Ok(())
+}
 
+/// The sampled documents, rank-frequency curves and token survival against the null.
+fn tokens_section(page: &mut Page, layout: &Layout, run: &str, data: &RunData, plots: &Path) -> Result<()> {
+    let k_max = data.tokens.generations();
+    let ratio = data.sample_ratio();
     page.section("sampling", "Sampled documents");
-    sampling_table(&mut page, &data);
+    sampling_table(page, data);
 
     page.section("rank-frequency", "Rank-frequency curves");
     let curves: Vec<(String, &[u64])> =
         (1..=k_max).map(|k| (format!("S_{k} (generation {})", k - 1), data.tokens.counts(k))).collect();
-    let svg = figures::publish(&plots, "rank-frequency", &figures::rank_frequency_chart(&data.tokens.real, &curves))?;
+    let svg = figures::publish(plots, "rank-frequency", &figures::rank_frequency_chart(&data.tokens.real, &curves))?;
     page.figure(
         "rank-frequency",
         &svg,
@@ -163,23 +186,27 @@ pub fn write_report(layout: &Layout, run: &str) -> Result<PathBuf> {
         None => page.note(&null_model_unknown(&layout.reference_json(run))),
     }
     let real_null = data.reference.as_ref().and_then(|r| r.real_null.as_ref());
-    let svg = figures::publish(&plots, "survival", &figures::survival_chart(&data.tokens, ratio, real_null))?;
+    let svg = figures::publish(plots, "survival", &figures::survival_chart(&data.tokens, ratio, real_null))?;
     page.figure(
         "survival",
         &svg,
         "Share of the tokens in each real-count bucket that are present (count > 0) in S_k; dashed, same colour: what a perfect model would show, the null from real documents (D-token draws of real documents not in R; band: where one such corpus falls 95% of the time), or, when the run has none, the independence bound 1 − exp(−c·D/|R|) averaged over the bucket's tokens.",
     );
-    absence_table(&mut page, &data);
-    let svg = figures::publish_bars(&plots, "vanished", &figures::vanished_bar_chart(&data.tokens))?;
+    absence_table(page, data);
+    let svg = figures::publish_bars(plots, "vanished", &figures::vanished_bar_chart(&data.tokens))?;
     page.figure("vanished", &svg, "Tokens whose first zero count is in S_k (some of them reappear later).");
-    let svg = figures::publish(&plots, "vanish-vs-count", &figures::vanish_scatter_chart(&data.tokens))?;
+    let svg = figures::publish(plots, "vanish-vs-count", &figures::vanish_scatter_chart(&data.tokens))?;
     page.figure(
         "vanish-vs-count",
         &svg,
         "Vanish generation (first S_k with count 0) of every vanished token against its real count, with a descriptive least-squares line; tokens never absent are not shown, and later reappearances are ignored.",
     );
     page.paragraph(&recursive_ml_statement(ratio));
+    Ok(())
+}
 
+/// Drift of every S_k from the real split, against the noise floor.
+fn drift_section(page: &mut Page, _layout: &Layout, _run: &str, data: &RunData, plots: &Path) -> Result<()> {
     page.section("drift", "Drift from the real training split");
     if data.noise_floor_drift().is_none() {
         match data.reference.as_ref().map(|r| r.noise_floor_source.as_str()).filter(|s| !s.is_empty()) {
@@ -191,7 +218,7 @@ pub fn write_report(layout: &Layout, run: &str) -> Result<PathBuf> {
     }
     for group in &DRIFT_GROUPS {
         let id = format!("drift-{}", group.id);
-        let svg = figures::publish(&plots, &id, &figures::drift_group_chart(&data, group))?;
+        let svg = figures::publish(plots, &id, &figures::drift_group_chart(data, group))?;
         page.figure(
             &id,
             &svg,
@@ -203,8 +230,13 @@ pub fn write_report(layout: &Layout, run: &str) -> Result<PathBuf> {
             ),
         );
     }
-    drift_table(&mut page, &data.drift);
+    drift_table(page, &data.drift);
+    Ok(())
+}
 
+/// A sample of every S_k, the run's configuration and the definitions.
+fn samples_section(page: &mut Page, layout: &Layout, run: &str, data: &RunData, _plots: &Path) -> Result<()> {
+    let k_max = data.tokens.generations();
     page.section("samples", "Samples");
     for k in 1..=k_max {
         let heading = format!("S_{k} (sampled by generation {})", k - 1);
@@ -235,10 +267,7 @@ pub fn write_report(layout: &Layout, run: &str) -> Result<PathBuf> {
 
     page.section("definitions", "Definitions");
     page.list(&DEFINITIONS.map(str::to_string));
-
-    let path = layout.report_html(run);
-    write_atomic(&path, page.finish().as_bytes())?;
-    Ok(path)
+    Ok(())
 }
 
 /// One row per bucket: its range, targets, and the loss of the first and last generation.

@@ -554,7 +554,26 @@ pub fn tails_text(
         considered.iter().filter(|&&t| table.count_in(k_max, t) == 0).count(),
         vanished.len(),
     );
-    let null_presence = |t: usize| match &real_absence {
+    vanished_text(&mut out, table, &vanished, top, real_absence.as_deref(), ratio);
+    per_corpus_text(&mut out, table, &vanished, &considered, real_null, ratio, min_count);
+    buckets_text(&mut out, table, real_null, ratio, min_count);
+    vanish_fit_text(&mut out, table, ratio, min_count);
+    let _ = writeln!(out, "{}", recursive_ml_statement(ratio));
+    out
+}
+
+/// The vanished tokens, most common in R first (the first `top`), with their spells
+/// and what the null and the independence bound give them.
+fn vanished_text(
+    out: &mut String,
+    table: &TokenTable,
+    vanished: &[(usize, u32)],
+    top: usize,
+    real_absence: Option<&[f64]>,
+    ratio: Option<f64>,
+) {
+    let k_max = table.generations();
+    let null_presence = |t: usize| match real_absence {
         Some(a) => format!("{:.3}", 1.0 - a[t]),
         None => "–".into(),
     };
@@ -603,6 +622,19 @@ pub fn tails_text(
             );
         }
     }
+}
+
+/// Per synthetic corpus: tokens vanished first there and absent there, beside the null.
+fn per_corpus_text(
+    out: &mut String,
+    table: &TokenTable,
+    vanished: &[(usize, u32)],
+    considered: &[usize],
+    real_null: Option<&RealNull>,
+    ratio: Option<f64>,
+    min_count: u64,
+) {
+    let k_max = table.generations();
     let _ = writeln!(
         out,
         "\nPer synthetic corpus (tokens with real count ≥ {min_count}); null: tokens a perfect model's corpus lacks (mean over the real-document draws, ± their standard deviation); independent: Σ exp(−c·D/|R|):"
@@ -613,7 +645,7 @@ pub fn tails_text(
         "corpus", "vanished first", "absent", "null", "independent"
     );
     let null_absent = real_null.map_or("–".into(), |n| {
-        let per_draw: Vec<f64> = n.absent_shares(&considered).iter().map(|s| s * considered.len() as f64).collect();
+        let per_draw: Vec<f64> = n.absent_shares(considered).iter().map(|s| s * considered.len() as f64).collect();
         let m = per_draw.iter().sum::<f64>() / per_draw.len().max(1) as f64;
         let sd = (per_draw.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (per_draw.len().max(2) - 1) as f64).sqrt();
         format!("{m:.1} ± {sd:.1}")
@@ -634,7 +666,17 @@ pub fn tails_text(
             bound_absent
         );
     }
+}
 
+/// Absence by real-count bucket over every corpus, beside the null and the bound.
+fn buckets_text(
+    out: &mut String,
+    table: &TokenTable,
+    real_null: Option<&RealNull>,
+    ratio: Option<f64>,
+    min_count: u64,
+) {
+    let k_max = table.generations();
     let buckets: Vec<BucketSurvival> =
         survival_by_bucket_with(table, ratio, real_null).into_iter().filter(|b| b.high >= min_count).collect();
     let _ = writeln!(
@@ -648,7 +690,10 @@ pub fn tails_text(
     for b in &buckets {
         let _ = writeln!(out, "{}", row(&absence_cells(b)));
     }
+}
 
+/// The descriptive fit of vanish generation against real count.
+fn vanish_fit_text(out: &mut String, table: &TokenTable, ratio: Option<f64>, min_count: u64) {
     let _ = writeln!(
         out,
         "\nVanish generation (first S_k with count 0) against real count: a descriptive least-squares fit over the vanished tokens only (tokens never absent are left out, which biases the slope low; later reappearances are ignored):"
@@ -680,6 +725,4 @@ pub fn tails_text(
             let _ = writeln!(out, "  no fit: it needs at least two vanished tokens with different real counts.");
         }
     }
-    let _ = writeln!(out, "{}", recursive_ml_statement(ratio));
-    out
 }

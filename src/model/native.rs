@@ -544,22 +544,7 @@ impl NativeModel {
             pos.extend(r.start..r.start + r.tokens.len());
         }
         let mut m = owner.len();
-        let mut x = vec![0f32; m * c];
-        let mut at = 0;
-        for r in rows.iter() {
-            for (i, &tok) in r.tokens.iter().enumerate() {
-                let tok = tok as usize;
-                assert!(tok < self.vocab, "token id {tok} outside the vocabulary");
-                let dst = &mut x[at * c..][..c];
-                dst.copy_from_slice(&self.embed[tok * c..][..c]);
-                if let Positions::Learned(wpe) = &self.positions {
-                    for (d, &p) in dst.iter_mut().zip(&wpe[(r.start + i) * c..][..c]) {
-                        *d += p;
-                    }
-                }
-                at += 1;
-            }
-        }
+        let mut x = self.embed_step(rows, m);
         let mut h = vec![0f32; m * c];
         let mut qkv = vec![0f32; m * qkv_width];
         let mut att = vec![0f32; m * nh * hs];
@@ -568,7 +553,6 @@ impl NativeModel {
         let mut act = vec![0f32; m * self.hidden];
         let mut scores = vec![0f32; self.slots];
         let last = self.layers.len() - 1;
-        let layer_size = 2 * nkv * self.slots * hs;
         for (l, layer) in self.layers.iter().enumerate() {
             layer.norm1.apply(self.eps, &x[..m * c], &mut h[..m * c]);
             linear(&h, m, &layer.qkv, &mut qkv);
@@ -581,30 +565,7 @@ impl NativeModel {
                 }
             }
             // Keys and values into the rows' caches, all before any token attends.
-            // A row's tokens are consecutive, at consecutive positions: each run is stored
-            // at once, a key dimension's positions side by side.
-            let mut t = 0;
-            while t < m {
-                let (row, p) = (owner[t], pos[t]);
-                let run = owner[t..].iter().take_while(|&&o| o == row).count();
-                let cache = &mut rows[row].cache[l * layer_size..][..layer_size];
-                let (keys, values) = cache.split_at_mut(nkv * hs * self.slots);
-                let src = &qkv[t * qkv_width..][..run * qkv_width];
-                for g in 0..nkv {
-                    // Keys transposed (hs × slots), so scores vectorise over slots.
-                    for d in 0..hs {
-                        let dst = &mut keys[(g * hs + d) * self.slots + p..][..run];
-                        for (i, k) in dst.iter_mut().enumerate() {
-                            *k = src[i * qkv_width + (nh + g) * hs + d];
-                        }
-                    }
-                    for i in 0..run {
-                        values[(g * self.slots + p + i) * hs..][..hs]
-                            .copy_from_slice(&src[i * qkv_width + (nh + nkv + g) * hs..][..hs]);
-                    }
-                }
-                t += run;
-            }
+            self.store_kv(rows, l, &owner, &pos, &qkv);
             if l == last {
                 // Only each row's last token goes on to the logits.
                 let mut keep = Vec::with_capacity(rows.len());
@@ -621,29 +582,7 @@ impl NativeModel {
                 pos = keep.iter().map(|&t| pos[t]).collect();
                 m = keep.len();
             }
-            let scale = 1.0 / (hs as f32).sqrt();
-            for t in 0..m {
-                let (p, cache) = (pos[t], &rows[owner[t]].cache[l * layer_size..][..layer_size]);
-                for head in 0..nh {
-                    let g = head / (nh / nkv);
-                    let q = &qkv[t * qkv_width + head * hs..][..hs];
-                    let keys = &cache[g * hs * self.slots..][..hs * self.slots];
-                    let values = &cache[(nkv * hs + g * hs) * self.slots..][..(p + 1) * hs];
-                    let s = &mut scores[..p + 1];
-                    scores_into(q, keys, self.slots, scale, s);
-                    let max = max(s);
-                    for v in s.iter_mut() {
-                        *v -= max;
-                    }
-                    exp_in_place(s);
-                    let inv = 1.0 / sum(s);
-                    let out = &mut att[t * nh * hs + head * hs..][..hs];
-                    weigh(s, values, out);
-                    for o in out.iter_mut() {
-                        *o *= inv;
-                    }
-                }
-            }
+            self.attend(rows, l, &owner[..m], &pos[..m], &qkv, &mut scores, &mut att);
             linear(&att, m, &layer.proj, &mut h);
             add_into(&mut x[..m * c], &h[..m * c]);
             layer.norm2.apply(self.eps, &x[..m * c], &mut h[..m * c]);
@@ -669,6 +608,106 @@ impl NativeModel {
         }
         self.norm_f.apply(self.eps, &x[..m * c], &mut h[..m * c]);
         linear(&h, m, &self.head, logits);
+    }
+
+    /// The step's tokens' embeddings (with learned positions added), one row of width
+    /// C per token, rows in order.
+    #[inline(always)]
+    fn embed_step(&self, rows: &[RowStep], m: usize) -> Vec<f32> {
+        let c = self.width;
+        let mut x = vec![0f32; m * c];
+        let mut at = 0;
+        for r in rows.iter() {
+            for (i, &tok) in r.tokens.iter().enumerate() {
+                let tok = tok as usize;
+                assert!(tok < self.vocab, "token id {tok} outside the vocabulary");
+                let dst = &mut x[at * c..][..c];
+                dst.copy_from_slice(&self.embed[tok * c..][..c]);
+                if let Positions::Learned(wpe) = &self.positions {
+                    for (d, &p) in dst.iter_mut().zip(&wpe[(r.start + i) * c..][..c]) {
+                        *d += p;
+                    }
+                }
+                at += 1;
+            }
+        }
+        x
+    }
+
+    /// Layer `l`'s keys and values of every token of the step into its row's cache.
+    /// A row's tokens are consecutive, at consecutive positions: each run is stored at
+    /// once, a key dimension's positions side by side.
+    #[inline(always)]
+    fn store_kv(&self, rows: &mut [RowStep], l: usize, owner: &[usize], pos: &[usize], qkv: &[f32]) {
+        let (hs, nh, nkv) = (self.head_dim, self.heads, self.kv_heads);
+        let qkv_width = (nh + 2 * nkv) * hs;
+        let layer_size = 2 * nkv * self.slots * hs;
+        let m = owner.len();
+        let mut t = 0;
+        while t < m {
+            let (row, p) = (owner[t], pos[t]);
+            let run = owner[t..].iter().take_while(|&&o| o == row).count();
+            let cache = &mut rows[row].cache[l * layer_size..][..layer_size];
+            let (keys, values) = cache.split_at_mut(nkv * hs * self.slots);
+            let src = &qkv[t * qkv_width..][..run * qkv_width];
+            for g in 0..nkv {
+                // Keys transposed (hs × slots), so scores vectorise over slots.
+                for d in 0..hs {
+                    let dst = &mut keys[(g * hs + d) * self.slots + p..][..run];
+                    for (i, k) in dst.iter_mut().enumerate() {
+                        *k = src[i * qkv_width + (nh + g) * hs + d];
+                    }
+                }
+                for i in 0..run {
+                    values[(g * self.slots + p + i) * hs..][..hs]
+                        .copy_from_slice(&src[i * qkv_width + (nh + nkv + g) * hs..][..hs]);
+                }
+            }
+            t += run;
+        }
+    }
+
+    /// Layer `l`'s attention of each token (`owner`, `pos`: its row and position) over
+    /// its row's cache, into `att` (heads side by side).
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn attend(
+        &self,
+        rows: &[RowStep],
+        l: usize,
+        owner: &[usize],
+        pos: &[usize],
+        qkv: &[f32],
+        scores: &mut [f32],
+        att: &mut [f32],
+    ) {
+        let (hs, nh, nkv) = (self.head_dim, self.heads, self.kv_heads);
+        let qkv_width = (nh + 2 * nkv) * hs;
+        let layer_size = 2 * nkv * self.slots * hs;
+        let m = owner.len();
+        let scale = 1.0 / (hs as f32).sqrt();
+        for t in 0..m {
+            let (p, cache) = (pos[t], &rows[owner[t]].cache[l * layer_size..][..layer_size]);
+            for head in 0..nh {
+                let g = head / (nh / nkv);
+                let q = &qkv[t * qkv_width + head * hs..][..hs];
+                let keys = &cache[g * hs * self.slots..][..hs * self.slots];
+                let values = &cache[(nkv * hs + g * hs) * self.slots..][..(p + 1) * hs];
+                let s = &mut scores[..p + 1];
+                scores_into(q, keys, self.slots, scale, s);
+                let max = max(s);
+                for v in s.iter_mut() {
+                    *v -= max;
+                }
+                exp_in_place(s);
+                let inv = 1.0 / sum(s);
+                let out = &mut att[t * nh * hs + head * hs..][..hs];
+                weigh(s, values, out);
+                for o in out.iter_mut() {
+                    *o *= inv;
+                }
+            }
+        }
     }
 }
 

@@ -95,7 +95,7 @@ pub struct SampleRequest {
     pub progress: bool,
 }
 
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, PartialEq)]
 pub struct SampleStats {
     /// Documents in the corpus (documents 0..M).
     pub documents: usize,
@@ -160,30 +160,12 @@ pub fn sample_corpus(
     }
     let t0 = Instant::now();
     let bar = crate::progress::work(req.n_tokens as u64, req.progress);
-    let mut stats = SampleStats {
-        documents: 0,
-        tokens: 0,
-        sampled_tokens: 0,
-        truncated_documents: 0,
-        truncation_share: 0.0,
-        mean_document_tokens: 0.0,
-        discarded_tokens: 0,
-        reencodes: 0,
-        steps: 0,
-        seconds: 0.0,
-        tokens_per_second: 0.0,
-        time: SampleTimes::default(),
-    };
+    let mut stats = SampleStats::default();
     let mut ledger = Ledger::new(req.n_tokens, Engine::for_device(device));
     // Row b of the decoder writes document `docs[b]` with random stream `rngs[b]`.
     let mut decoder = Decoder::new(model, 0, delimiters, req.max_doc_tokens, device);
     let mut docs: Vec<u64> = Vec::new();
     let mut rngs: Vec<ChaCha8Rng> = Vec::new();
-    // Corpus tokens of each row's document so far (its tokens plus the end-of-text it
-    // would end with), the scheduler's view of the documents in flight.
-    let in_flight = |decoder: &Decoder, skip: &[usize]| -> Vec<usize> {
-        (0..decoder.batch()).filter(|b| !skip.contains(b)).map(|b| decoder.doc_len(b) + 1).collect()
-    };
     let mut draw_seconds = 0.0;
     tch::no_grad(|| -> Result<()> {
         loop {
@@ -239,37 +221,58 @@ pub fn sample_corpus(
                     return Ok(());
                 }
             }
-            // A freed row takes the next document if it is likely needed, else retires.
-            let mut lengths = in_flight(&decoder, &free);
-            let mut retire = Vec::new();
-            for &b in &free {
-                if ledger.should_start(&lengths) {
-                    lengths.push(1);
-                    let j = ledger.next_document();
-                    docs[b] = j;
-                    rngs[b] = document_rng(req.seed, j);
-                } else {
-                    retire.push(b);
-                }
-            }
-            // Rows whose documents are very likely beyond the corpus stop decoding.
-            let rows: Vec<(usize, u64, usize)> = (0..decoder.batch())
-                .filter(|b| !free.contains(b))
-                .map(|b| (b, docs[b], decoder.doc_len(b) + 1))
-                .collect();
-            for b in ledger.unneeded(&rows) {
-                ledger.abandon(docs[b], decoder.doc_len(b));
-                retire.push(b);
-            }
-            if !retire.is_empty() {
-                let keep: Vec<usize> = (0..decoder.batch()).filter(|b| !retire.contains(b)).collect();
-                decoder.reshape(&keep, 0);
-                docs = keep.iter().map(|&b| docs[b]).collect();
-                rngs = keep_in_order(std::mem::take(&mut rngs), &keep).0;
-            }
+            refill_or_retire(&mut decoder, &mut ledger, &mut docs, &mut rngs, &free, req.seed);
         }
     })?;
     bar.finish_and_clear();
+    finish_stats(&mut stats, &decoder, draw_seconds, t0);
+    Ok(stats)
+}
+
+/// Corpus tokens of each row's document so far (its tokens plus the end-of-text it
+/// would end with), rows `skip` left out: the scheduler's view of the documents in flight.
+fn in_flight(decoder: &Decoder, skip: &[usize]) -> Vec<usize> {
+    (0..decoder.batch()).filter(|b| !skip.contains(b)).map(|b| decoder.doc_len(b) + 1).collect()
+}
+
+/// After a block: each freed row takes the next document if it is likely needed, else
+/// retires, and rows whose documents are very likely beyond the corpus stop decoding.
+fn refill_or_retire(
+    decoder: &mut Decoder,
+    ledger: &mut Ledger,
+    docs: &mut Vec<u64>,
+    rngs: &mut Vec<ChaCha8Rng>,
+    free: &[usize],
+    seed: u64,
+) {
+    let mut lengths = in_flight(decoder, free);
+    let mut retire = Vec::new();
+    for &b in free {
+        if ledger.should_start(&lengths) {
+            lengths.push(1);
+            let j = ledger.next_document();
+            docs[b] = j;
+            rngs[b] = document_rng(seed, j);
+        } else {
+            retire.push(b);
+        }
+    }
+    let rows: Vec<(usize, u64, usize)> =
+        (0..decoder.batch()).filter(|b| !free.contains(b)).map(|b| (b, docs[b], decoder.doc_len(b) + 1)).collect();
+    for b in ledger.unneeded(&rows) {
+        ledger.abandon(docs[b], decoder.doc_len(b));
+        retire.push(b);
+    }
+    if !retire.is_empty() {
+        let keep: Vec<usize> = (0..decoder.batch()).filter(|b| !retire.contains(b)).collect();
+        decoder.reshape(&keep, 0);
+        *docs = keep.iter().map(|&b| docs[b]).collect();
+        *rngs = keep_in_order(std::mem::take(rngs), &keep).0;
+    }
+}
+
+/// The corpus-level statistics and where the seconds went, once sampling ended.
+fn finish_stats(stats: &mut SampleStats, decoder: &Decoder, draw_seconds: f64, t0: Instant) {
     stats.reencodes = decoder.reencodes;
     stats.steps = decoder.steps;
     stats.truncation_share = stats.truncated_documents as f64 / stats.documents as f64;
@@ -288,5 +291,4 @@ pub fn sample_corpus(
             - decoder.rebuild_seconds)
             .max(0.0),
     };
-    Ok(stats)
 }

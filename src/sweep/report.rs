@@ -54,6 +54,7 @@ pub fn write_report(layout: &Layout, sweep: &Sweep) -> Result<ReportOutput> {
             sweep.spec.file.display()
         );
     }
+    // Compute: the tables, rates, contrasts, thresholds and verdicts, each written.
     write_tables(&paths, sweep, &agg)?;
     let base = sweep.baseline()?;
     let contrasts = base.map(|b| super::contrasts::contrasts(sweep, &agg, b)).unwrap_or_default();
@@ -65,7 +66,41 @@ pub fn write_report(layout: &Layout, sweep: &Sweep) -> Result<ReportOutput> {
     let verdicts = super::claims::verdicts(sweep, &agg, &rates)?;
     write_atomic(&paths.verdicts_csv(), &super::claims::verdicts_csv(&verdicts)?)?;
     let intervals = interval_count(&agg, &rates, &contrasts);
+    // The page: one section after another.
     let mut page = Page::new(&format!("Sweep {}", sweep.spec.name));
+    let plots = paths.plots();
+    intro_section(&mut page, sweep);
+    claims_section(&mut page, &verdicts, &intervals);
+    let incomplete = runs_section(&mut page, layout, &paths, sweep, &agg)?;
+    held_out_section(&mut page, sweep, &agg, &plots)?;
+    sequence_section(&mut page, sweep, &agg, &plots)?;
+    change_section(&mut page, sweep, &agg);
+    rates_section(&mut page, sweep, &rates, &thresholds);
+    if let Some(b) = base {
+        contrast_section(&mut page, sweep, &contrasts, b, &plots)?;
+    }
+    final_section(&mut page, sweep, &agg);
+    drift_section(&mut page, sweep, &agg, &plots)?;
+    let tails = super::tails::tails(layout, sweep)?;
+    if !tails.is_empty() {
+        write_atomic(&paths.tails_csv(), &super::tails::tails_csv(sweep, &tails)?)?;
+        write_atomic(&paths.vanish_csv(), &super::tails::vanish_csv(sweep, &tails)?)?;
+        tail_section(&mut page, sweep, &tails, &plots)?;
+    }
+    cells_section(&mut page, sweep);
+    write_atomic(&paths.report_html(), page.finish().as_bytes())?;
+    Ok(ReportOutput {
+        html: paths.report_html(),
+        summary: paths.summary_csv(),
+        changes: paths.changes_csv(),
+        incomplete,
+        verdicts: verdicts.iter().map(|v| v.line()).collect(),
+        intervals,
+    })
+}
+
+/// The sweep's description and what every value below is.
+fn intro_section(page: &mut Page, sweep: &Sweep) {
     let spec = &sweep.spec;
     if let Some(d) = &spec.description {
         page.paragraph(d);
@@ -79,15 +114,23 @@ pub fn write_report(layout: &Layout, sweep: &Sweep) -> Result<ReportOutput> {
         spec.generations,
         spec.base.display()
     ));
+}
 
-    claims_section(&mut page, &verdicts, &intervals);
-
-    // Runs and what is missing.
+/// Every run's state, what is missing, and the runs' cap-dependence notes; returns the
+/// incomplete runs, each in words.
+fn runs_section(
+    page: &mut Page,
+    layout: &Layout,
+    paths: &SweepPaths,
+    sweep: &Sweep,
+    agg: &Aggregate,
+) -> Result<Vec<String>> {
+    let spec = &sweep.spec;
     page.section("runs", "Runs");
     let mut incomplete = Vec::new();
     let mut run_rows = Vec::new();
     for run in &sweep.runs {
-        let st = run_status(layout, &paths, sweep, run)?;
+        let st = run_status(layout, paths, sweep, run)?;
         let damage = agg.damaged.iter().find(|(name, _)| name == &run.name);
         let detail = match &st.state {
             _ if damage.is_some() => {
@@ -129,23 +172,28 @@ pub fn write_report(layout: &Layout, sweep: &Sweep) -> Result<ReportOutput> {
             page.note(&format!("{} ({}, seed {}): {note}", run.name, sweep.cells[run.cell].label, run.seed));
         }
     }
+    Ok(incomplete)
+}
 
-    // Held-out quality of the models.
+/// Held-out quality of the models.
+fn held_out_section(page: &mut Page, sweep: &Sweep, agg: &Aggregate, plots: &std::path::Path) -> Result<()> {
     page.section("held-out", "Held-out quality");
-    let plots = paths.plots();
     for (measure, title) in [("held_out_perplexity", "held-out perplexity"), ("held_out_loss", "held-out loss (nats)")]
     {
-        let chart = generation_chart(sweep, &agg, measure, Kind::Model, title, None);
+        let chart = generation_chart(sweep, agg, measure, Kind::Model, title, None);
         chart_figure(
-            &mut page,
-            &plots,
+            page,
+            plots,
             measure,
             &chart,
             &format!("{title} of model k on the real test split: mean over seeds, band = 95% confidence interval"),
         )?;
     }
+    Ok(())
+}
 
-    // The sampled text, document by document and passage by passage.
+/// The sampled text, document by document and passage by passage.
+fn sequence_section(page: &mut Page, sweep: &Sweep, agg: &Aggregate, plots: &std::path::Path) -> Result<()> {
     page.section("sequence", "Quality and diversity of the sampled text");
     page.paragraph("Measured on the corpus S_(k+1) that model k sampled, against the real test split, under the run's reference model (M_0 unless the config names the oracle): precision and recall of its passages (quality: share of its passages inside the real manifold; diversity: share of real passages it covers), coverage, and the median per-document perplexity. Dashed black: the noise floor, the same for draws of real documents outside R (mean over runs).");
     for (measure, title) in [
@@ -157,18 +205,22 @@ pub fn write_report(layout: &Layout, sweep: &Sweep) -> Result<ReportOutput> {
         if !agg.rows.iter().any(|r| r.measure == measure && r.summary.n > 0) {
             continue;
         }
-        let refs = references(&agg, measure, false);
-        let chart = generation_chart(sweep, &agg, measure, Kind::Model, title, Some(refs));
+        let refs = references(agg, measure, false);
+        let chart = generation_chart(sweep, agg, measure, Kind::Model, title, Some(refs));
         chart_figure(
-            &mut page,
-            &plots,
+            page,
+            plots,
             measure,
             &chart,
             &format!("{title}, by the generation k that sampled it: mean over seeds, band = 95% confidence interval"),
         )?;
     }
+    Ok(())
+}
 
-    // Change from 0 to N.
+/// The change of every change measure from generation 0 to N, per cell.
+fn change_section(page: &mut Page, sweep: &Sweep, agg: &Aggregate) {
+    let spec = &sweep.spec;
     page.section("change", &format!("Change from generation 0 to generation {}", spec.generations));
     page.paragraph(&format!(
         "Per seed, the value at generation {n} minus the value at generation 0, then the mean of those differences with its 95% interval (a paired comparison: seed-to-seed variation of the starting point cancels). Corpus measures compare S_{} with S_1.",
@@ -188,13 +240,11 @@ pub fn write_report(layout: &Layout, sweep: &Sweep) -> Result<ReportOutput> {
         rows.push(row);
     }
     page.table(&header, &rows, &[0]);
+}
 
-    rates_section(&mut page, sweep, &rates, &thresholds);
-    if let Some(b) = base {
-        contrast_section(&mut page, sweep, &contrasts, b, &plots)?;
-    }
-
-    // Last generation.
+/// Generation 0 and generation N side by side.
+fn final_section(page: &mut Page, sweep: &Sweep, agg: &Aggregate) {
+    let spec = &sweep.spec;
     page.section("final", &format!("Generation 0 and generation {}", spec.generations));
     let cols = [
         ("held_out_perplexity", Kind::Model, 0),
@@ -221,29 +271,29 @@ pub fn write_report(layout: &Layout, sweep: &Sweep) -> Result<ReportOutput> {
         rows.push(row);
     }
     page.table(&header, &rows, &[0]);
+}
 
-    // The sampled corpora.
+/// The sampled corpora's drift measures, against the noise floor and the real split.
+fn drift_section(page: &mut Page, sweep: &Sweep, agg: &Aggregate, plots: &std::path::Path) -> Result<()> {
     page.section("drift", "Sampled corpora");
     page.paragraph("Corpus S_j is sampled by model j−1 (S_1 by the model trained on real data). Dashed black: the noise floor, the same measure for a real subsample of the corpus size (what a perfect model would show), mean over every run that reports it; solid black: the real training split itself.");
     for (measure, title, reference) in DRIFT_FIGURES {
-        let refs = references(&agg, measure, reference);
-        let chart = generation_chart(sweep, &agg, measure, Kind::Corpus, title, Some(refs));
+        let refs = references(agg, measure, reference);
+        let chart = generation_chart(sweep, agg, measure, Kind::Corpus, title, Some(refs));
         chart_figure(
-            &mut page,
-            &plots,
+            page,
+            plots,
             measure,
             &chart,
             &format!("{title} of each sampled corpus: mean over seeds, band = 95% confidence interval"),
         )?;
     }
+    Ok(())
+}
 
-    let tails = super::tails::tails(layout, sweep)?;
-    if !tails.is_empty() {
-        write_atomic(&paths.tails_csv(), &super::tails::tails_csv(sweep, &tails)?)?;
-        write_atomic(&paths.vanish_csv(), &super::tails::vanish_csv(sweep, &tails)?)?;
-        tail_section(&mut page, sweep, &tails, &plots)?;
-    }
-
+/// The cells' settings and the sweep file.
+fn cells_section(page: &mut Page, sweep: &Sweep) {
+    let spec = &sweep.spec;
     page.section("cells", "Cells");
     let rows: Vec<Vec<String>> = sweep
         .cells
@@ -256,16 +306,6 @@ pub fn write_report(layout: &Layout, sweep: &Sweep) -> Result<ReportOutput> {
     page.table(&["cell", "id", "grid settings"].map(String::from), &rows, &[0, 1, 2]);
     let text = std::fs::read_to_string(&spec.file).unwrap_or_default();
     page.preformatted(Some(&format!("sweep file {}", spec.file.display())), &text);
-
-    write_atomic(&paths.report_html(), page.finish().as_bytes())?;
-    Ok(ReportOutput {
-        html: paths.report_html(),
-        summary: paths.summary_csv(),
-        changes: paths.changes_csv(),
-        incomplete,
-        verdicts: verdicts.iter().map(|v| v.line()).collect(),
-        intervals,
-    })
 }
 
 /// The intervals a report reads at 95%, in words.

@@ -405,7 +405,8 @@ pub struct SampleConfig {
     pub top_k: Option<i64>,
     /// Keep the smallest set of tokens whose probability reaches p. Default: off.
     pub top_p: Option<f64>,
-    /// Sequences decoded at once. Default 64: fills two CPU cores; raise it on a GPU.
+    /// Sequences decoded at once. Default 64 (docs/sampling.md gives the throughput it was
+    /// chosen by); raise it on a GPU.
     pub batch_size: i64,
     /// Length cap: a document reaching this many tokens is cut, counted as truncated and
     /// written without an end-of-text token. It only guards against degenerate models;

@@ -43,8 +43,7 @@ use crate::model::Model;
 use crate::sample::{SampleRequest, SampleStats};
 use crate::stream::TokenStream;
 use crate::synthetic::{
-    beside, draw, files, manifest_of, CorpusWriter, CurationRecord, Lengths, Published, SyntheticManifest, TextWriter,
-    Written,
+    draw, files, manifest_of, CorpusWriter, CurationRecord, Lengths, Published, SyntheticManifest, TextWriter, Written,
 };
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -190,7 +189,8 @@ pub const LISTING_COLUMNS: [&str; 8] =
 
 /// The listing, dropped text and reference embeddings beside a corpus `stem`.
 pub fn curation_files(stem: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    (beside(stem, ".curation.csv"), beside(stem, ".dropped.txt"), beside(stem, ".reference.emb"))
+    let p = crate::layout::CorpusPaths::new(stem);
+    (p.listing(), p.dropped(), p.reference_embeddings())
 }
 
 /// Perplexity of every document of `stream` under `model`, and with `embed` the
@@ -230,7 +230,7 @@ fn score_round(
     device: Device,
     embed: bool,
 ) -> Result<(Vec<DocumentScore>, Option<Embeddings>)> {
-    let path = temp_path(&beside(stem, ".pool.bin"));
+    let path = temp_path(&crate::layout::CorpusPaths::new(stem).pool());
     let eot = ckpt.vocab.eot();
     let mut all = Vec::new();
     let mut cuts = Vec::new();

@@ -167,9 +167,7 @@ impl Layout {
 
     /// Decoded text of S_k.
     pub fn synthetic_text(&self, run: &str, k: u32) -> PathBuf {
-        let mut stem = self.synthetic_corpus(run, k).into_os_string();
-        stem.push(".txt");
-        PathBuf::from(stem)
+        CorpusPaths::new(&self.synthetic_corpus(run, k)).txt()
     }
 
     /// Default folder of `lmloop compare RUN1 RUN2 …`.
@@ -306,6 +304,63 @@ impl RealCorpus {
     pub const VAL: &'static str = "val.bin";
     pub const TEST: &'static str = "test.bin";
     pub const META: &'static str = "meta.json";
+}
+
+/// The files of one synthetic corpus, named beside its stem (`corpora/synthetic/RUN/gen-KK`):
+/// the corpus (`.bin`, `.txt`, `.json`, the manifest written last) and, when curated,
+/// the listing of every sampled document, the dropped documents' text and the kept
+/// passages' reference embeddings.
+#[derive(Debug, Clone)]
+pub struct CorpusPaths {
+    stem: PathBuf,
+}
+
+impl CorpusPaths {
+    pub fn new(stem: &Path) -> Self {
+        Self { stem: stem.to_path_buf() }
+    }
+
+    fn beside(&self, suffix: &str) -> PathBuf {
+        let mut s = self.stem.as_os_str().to_os_string();
+        s.push(suffix);
+        PathBuf::from(s)
+    }
+
+    pub fn bin(&self) -> PathBuf {
+        self.beside(".bin")
+    }
+
+    pub fn txt(&self) -> PathBuf {
+        self.beside(".txt")
+    }
+
+    pub fn json(&self) -> PathBuf {
+        self.beside(".json")
+    }
+
+    pub fn listing(&self) -> PathBuf {
+        self.beside(".curation.csv")
+    }
+
+    pub fn dropped(&self) -> PathBuf {
+        self.beside(".dropped.txt")
+    }
+
+    pub fn reference_embeddings(&self) -> PathBuf {
+        self.beside(".reference.emb")
+    }
+
+    /// The verifier's temporary pool of one sampling round (removed once scored).
+    pub fn pool(&self) -> PathBuf {
+        self.beside(".pool.bin")
+    }
+
+    /// Every file above but the temporary pool, the manifest first: what `--rerun-from`
+    /// removes for the corpus (a corpus without its manifest is incomplete, whatever
+    /// else is left).
+    pub fn all(&self) -> [PathBuf; 6] {
+        [self.json(), self.bin(), self.txt(), self.listing(), self.dropped(), self.reference_embeddings()]
+    }
 }
 
 /// The files of one checkpoint folder.

@@ -81,16 +81,10 @@ pub struct SyntheticManifest {
     pub stats: SampleStats,
 }
 
-/// The file beside a corpus: its stem with `suffix` appended (`gen-01` + `.bin`).
-pub fn beside(stem: &Path, suffix: &str) -> PathBuf {
-    let mut s = stem.as_os_str().to_os_string();
-    s.push(suffix);
-    PathBuf::from(s)
-}
-
 /// Paths of a synthetic corpus with stem `stem` (e.g. `corpora/synthetic/RUN/gen-01`).
 pub fn files(stem: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    (beside(stem, ".bin"), beside(stem, ".txt"), beside(stem, ".json"))
+    let p = crate::layout::CorpusPaths::new(stem);
+    (p.bin(), p.txt(), p.json())
 }
 
 /// Reads the manifest of a complete corpus; `None` when the corpus is incomplete.

@@ -255,6 +255,37 @@ impl<'a> RunContext<'a> {
         self.unverified.borrow_mut().push(what);
     }
 
+    /// The real validation split as a document stream.
+    pub fn val_stream(&self) -> crate::stream::TokenStream {
+        crate::stream::TokenStream::from_file(self.corpus.val.clone(), self.corpus.vocab.delimiters())
+    }
+
+    /// Trains a model of the run's shape with `train` on `data` into `out`, validating
+    /// on the real validation split: generation k's and the oracle's training alike.
+    pub fn train_model(
+        &self,
+        what: &str,
+        train: crate::config::TrainConfig,
+        data: &crate::stream::TokenStream,
+        init_from: Option<std::path::PathBuf>,
+        out: std::path::PathBuf,
+    ) -> anyhow::Result<crate::train::TrainOutcome> {
+        let val = self.val_stream();
+        crate::torch_error::guard(what, &self.cfg.training_memory(), || {
+            crate::train::train(crate::train::TrainRequest {
+                model: self.model.clone(),
+                train,
+                data,
+                val: Some(&val),
+                vocab: &self.corpus.vocab,
+                device: self.device,
+                init_from,
+                out,
+                progress: self.progress,
+            })
+        })
+    }
+
     /// The run seed every generation's seeds derive from.
     pub fn seed(&self) -> u64 {
         self.cfg.train.seed
@@ -309,24 +340,16 @@ fn check_rerun_from(layout: &Layout, run: &str, from: u32, force_new: bool) -> R
 /// mixture record, its drift row and the scores of S_{k+1}.
 pub fn generation_files(layout: &Layout, run: &str, k: u32) -> Vec<PathBuf> {
     let ckpt = crate::layout::CheckpointPaths::new(layout.checkpoint(run, k));
-    let stem = layout.synthetic_corpus(run, k + 1);
-    let (bin, txt, json) = crate::synthetic::files(&stem);
-    let (listing, dropped, embeddings) = crate::curation::curation_files(&stem);
-    vec![
-        ckpt.dir().to_path_buf(),
-        ckpt.snapshots(),
-        ckpt.partial_train_log(),
-        json,
-        bin,
-        txt,
-        listing,
-        dropped,
-        embeddings,
+    let corpus = crate::layout::CorpusPaths::new(&layout.synthetic_corpus(run, k + 1));
+    let mut files = vec![ckpt.dir().to_path_buf(), ckpt.snapshots(), ckpt.partial_train_log()];
+    files.extend(corpus.all());
+    files.extend([
         layout.mixture_manifest(run, k),
         layout.drift_cache(run, Some(k + 1)),
         layout.score_marker(run, k + 1),
         layout.scores_csv(run, Some(k + 1)),
-    ]
+    ]);
+    files
 }
 
 /// The run-level files computed under M_0: the reference's record first, then the

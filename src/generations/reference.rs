@@ -140,20 +140,7 @@ fn train_oracle(ctx: &RunContext, dir: &Path) -> Result<()> {
     );
     let mut train_cfg = ctx.cfg.train.plain();
     train_cfg.seed = derive_seed(ctx.seed(), 0, SeedPurpose::Oracle);
-    let val = TokenStream::from_file(ctx.corpus.val.clone(), ctx.corpus.vocab.delimiters());
-    crate::torch_error::guard("training the oracle reference", &ctx.cfg.training_memory(), || {
-        crate::train::train(crate::train::TrainRequest {
-            model: ctx.model.clone(),
-            train: train_cfg,
-            data: &stream,
-            val: Some(&val),
-            vocab: &ctx.corpus.vocab,
-            device: ctx.device,
-            init_from: ctx.pretrained.clone(),
-            out: dir.to_path_buf(),
-            progress: ctx.progress,
-        })
-    })?;
+    ctx.train_model("training the oracle reference", train_cfg, &stream, ctx.pretrained.clone(), dir.to_path_buf())?;
     Ok(())
 }
 

@@ -143,20 +143,7 @@ pub fn train(
         (_, Init::Previous) => Some(ctx.layout.checkpoint(&ctx.run, k - 1)),
         (_, Init::Scratch) => None,
     };
-    let val = TokenStream::from_file(ctx.corpus.val.clone(), ctx.corpus.vocab.delimiters());
-    let outcome = crate::torch_error::guard(&format!("training generation {k}"), &cfg.training_memory(), || {
-        crate::train::train(crate::train::TrainRequest {
-            model: ctx.model.clone(),
-            train: train_cfg,
-            data: stream,
-            val: Some(&val),
-            vocab: &ctx.corpus.vocab,
-            device: ctx.device,
-            init_from,
-            out: dir.clone(),
-            progress: ctx.progress,
-        })
-    })?;
+    let outcome = ctx.train_model(&format!("training generation {k}"), train_cfg, stream, init_from, dir.clone())?;
     Ok(Step::computed(outcome.state))
 }
 
@@ -346,7 +333,7 @@ fn curated(
                 Some((w, _)) => &w.get(ctx)?.model,
                 None => &weights.get(ctx)?.model,
             };
-            let val = TokenStream::from_file(ctx.corpus.val.clone(), ctx.corpus.vocab.delimiters());
+            let val = ctx.val_stream();
             let scores = crate::torch_error::guard(
                 "scoring the real validation documents for curation",
                 &ctx.cfg.model.evaluation_memory(),

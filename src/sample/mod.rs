@@ -78,9 +78,10 @@ impl Document {
         self.tokens.len() + usize::from(!self.truncated)
     }
 
-    /// Tokens it occupies in a corpus: its own, plus `<|endoftext|>` unless truncated.
+    /// Tokens it occupies in a corpus: its own, plus `<|endoftext|>` unless truncated
+    /// (the same count as [`Document::targets`], read as corpus space).
     pub fn corpus_tokens(&self) -> usize {
-        self.tokens.len() + usize::from(!self.truncated)
+        self.targets()
     }
 }
 

@@ -15,6 +15,26 @@ use crate::layout::Layout;
 use anyhow::Result;
 use std::collections::BTreeMap;
 
+/// Per seed of `runs`, the value `of` finds for it (from the seed and its run's
+/// values): the values with their seeds,
+/// and the seeds without one (named, never averaged over silently).
+pub(super) fn per_seed<T>(
+    runs: &[(u64, &RunValues)],
+    of: impl Fn(u64, &RunValues) -> Option<T>,
+) -> (Vec<T>, Vec<u64>, Vec<u64>) {
+    let (mut values, mut seeds, mut missing) = (Vec::new(), Vec::new(), Vec::new());
+    for &(seed, v) in runs {
+        match of(seed, v) {
+            Some(x) => {
+                values.push(x);
+                seeds.push(seed);
+            }
+            None => missing.push(seed),
+        }
+    }
+    (values, seeds, missing)
+}
+
 /// The seeds of `cell` with their values, in `Sweep::runs` order.
 pub(super) fn cell_values<'a>(sweep: &'a Sweep, per_run: &'a [RunValues], cell: usize) -> Vec<(u64, &'a RunValues)> {
     sweep.runs.iter().zip(per_run).filter(|(r, _)| r.cell == cell).map(|(r, v)| (r.seed, v)).collect()
@@ -139,16 +159,7 @@ pub fn aggregate(layout: &Layout, sweep: &Sweep) -> Result<Aggregate> {
         let runs = cell_values(sweep, &per_run, cell);
         let pool = |measure: &str, slot: &Slot| -> (Summary, Vec<u64>, Vec<u64>) {
             let key = (measure.to_string(), slot.clone());
-            let (mut vals, mut seeds, mut missing) = (Vec::new(), Vec::new(), Vec::new());
-            for (seed, v) in &runs {
-                match v.get(&key) {
-                    Some(x) => {
-                        vals.push(*x);
-                        seeds.push(*seed);
-                    }
-                    None => missing.push(*seed),
-                }
-            }
+            let (vals, seeds, missing) = per_seed(&runs, |_, v| v.get(&key).copied());
             (Summary::of(&vals), seeds, missing)
         };
         let mut push = |measure: &str, slot: Slot| {
@@ -179,17 +190,10 @@ pub fn aggregate(layout: &Layout, sweep: &Sweep) -> Result<Aggregate> {
             }
         }
         for (m, kind) in CHANGE_MEASURES {
-            let (mut diffs, mut seeds, mut missing) = (Vec::new(), Vec::new(), Vec::new());
-            for (seed, v) in &runs {
+            let (diffs, seeds, missing) = per_seed(&runs, |_, v| {
                 let at = |k: u32| v.get(&(m.to_string(), Slot::Generation(kind, k))).copied();
-                match (at(0), at(n)) {
-                    (Some(a), Some(b)) => {
-                        diffs.push(b - a);
-                        seeds.push(*seed);
-                    }
-                    _ => missing.push(*seed),
-                }
-            }
+                Some(at(n)? - at(0)?)
+            });
             changes.push(ChangeRow {
                 cell,
                 measure: m.to_string(),

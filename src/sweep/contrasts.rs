@@ -78,20 +78,13 @@ pub fn contrast(
 ) -> ContrastRow {
     let base = cell_runs(sweep, agg, baseline);
     let key = (measure.to_string(), Slot::Generation(kind, k));
-    let (mut diffs, mut seeds, mut missing) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut xs, mut ys) = (Vec::new(), Vec::new());
-    for (seed, v) in cell_runs(sweep, agg, cell) {
-        let b = base.iter().find(|(s, _)| *s == seed).and_then(|(_, bv)| bv.get(&key));
-        match (v.get(&key), b) {
-            (Some(x), Some(y)) => {
-                diffs.push(x - y);
-                xs.push(*x);
-                ys.push(*y);
-                seeds.push(seed);
-            }
-            _ => missing.push(seed),
-        }
-    }
+    // Paired by seed: a seed counts where both the cell's run and the baseline's have it.
+    let (pairs, seeds, missing) = super::aggregate::per_seed(&cell_runs(sweep, agg, cell), |seed, v| {
+        let b = base.iter().find(|(s, _)| *s == seed).and_then(|(_, bv)| bv.get(&key))?;
+        Some((*v.get(&key)?, *b))
+    });
+    let diffs: Vec<f64> = pairs.iter().map(|(x, y)| x - y).collect();
+    let (xs, ys): (Vec<f64>, Vec<f64>) = pairs.into_iter().unzip();
     ContrastRow {
         cell,
         baseline,

@@ -27,9 +27,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// The version of the score records this lmloop writes. 2: embeddings and the
-/// measures from them are of full windows only (`crate::analysis::manifold`); the loop
-/// computes records of an older format again.
-pub const FORMAT: u32 = 2;
+/// measures from them are of full windows only (`crate::analysis::manifold`); 3: a
+/// corpus's marker holds the null of its share beyond the real tail. The loop computes
+/// records of an older format again.
+pub const FORMAT: u32 = 3;
 
 /// The repair of a damaged score file of a run: the loop computes it again.
 pub fn recompute(run: &str) -> String {
@@ -108,6 +109,11 @@ pub struct ScoreMarker {
     /// The reference's weights the corpus was scored under (absent before format 1).
     #[serde(default)]
     pub reference: Option<FileFingerprint>,
+    /// The share of the noise floor's pieces at the corpus's lengths beyond the real
+    /// test documents' 99th percentile (`crate::analysis::scores`); absent without a
+    /// noise floor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub floor_beyond_real_p99: Option<f64>,
 }
 
 /// One document's row of a scores CSV: targets, mean loss under the reference, and

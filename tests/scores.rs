@@ -39,6 +39,9 @@ fn the_loop_scores_every_corpus_under_generation_0_once() {
         assert!(row.reference_perplexity_median <= row.reference_perplexity_p90, "{row:?}");
         assert!(row.reference_perplexity_p10 >= 1.0 && row.self_perplexity_median >= 1.0, "{row:?}");
         assert!((0.0..=1.0).contains(&row.reference_beyond_real_p99), "{row:?}");
+        assert!((0.0..=1.0).contains(&row.reference_beyond_real_p99_floor), "the floor's null: {row:?}");
+        let excess = row.reference_beyond_real_p99 - row.reference_beyond_real_p99_floor;
+        assert!((row.reference_beyond_real_p99_excess - excess).abs() < 1e-12, "{row:?}");
     }
     for row in &rows {
         for v in [row.precision, row.recall, row.density, row.coverage] {
@@ -124,6 +127,37 @@ fn short_documents_and_last_windows_do_not_move_precision_or_recall() {
     assert_eq!(a.len(), b.len());
     assert_eq!(a.to_bytes(), b.to_bytes(), "the same passages, the same embeddings");
     assert_eq!(compare(&real, &a, 8), compare(&real, &b, 8));
+}
+
+/// The null of the share beyond the real tail: a corpus of unseen real documents sits
+/// at its floor (pieces of other real documents at its lengths), and short text has a
+/// higher floor than long text, because a short document's perplexity varies more.
+#[test]
+fn unseen_real_text_sits_at_the_floor_of_the_share_beyond_the_real_tail() {
+    use lmloop::analysis::scores::{floor_pieces, real_cut, share_above};
+    let dir = tempfile::tempdir().unwrap();
+    let (ckpt, _) = train_tiny(dir.path());
+    let ckpt = Checkpoint::load(&ckpt, device()).unwrap();
+    let perplexities = |stream: &TokenStream| -> Vec<f64> {
+        lmloop::eval::per_document(&ckpt.model, stream, device()).unwrap().iter().map(|s| s.mean().exp()).collect()
+    };
+    let cut = real_cut(&perplexities(&toy_passages(&ckpt, dir.path(), 200..245)));
+    let corpus = toy_passages(&ckpt, dir.path(), 800..1000);
+    let corpus_share = share_above(&perplexities(&corpus), cut);
+    let lengths: Vec<u64> =
+        lmloop::eval::per_document(&ckpt.model, &corpus, device()).unwrap().iter().map(|s| s.targets).collect();
+    toy_passages(&ckpt, dir.path(), 400..800);
+    let floor = Arc::new(TokenFile::open(&dir.path().join("toy-400-800.bin")).unwrap());
+    let docs = lmloop::tokens::document_ranges(floor.iter(), ckpt.vocab.eot());
+    let floor_share = |lengths: &[u64]| {
+        let pieces = floor_pieces(lengths, &docs);
+        assert_eq!(pieces.len(), lengths.len());
+        share_above(&perplexities(&stream_of(&floor, &pieces, &ckpt)), cut)
+    };
+    let at_lengths = floor_share(&lengths);
+    assert!((corpus_share - at_lengths).abs() <= 0.1, "unseen real text {corpus_share} against its floor {at_lengths}");
+    let short = floor_share(&vec![4; lengths.len()]);
+    assert!(short > at_lengths, "4-token pieces {short} against full-length ones {at_lengths}");
 }
 
 #[test]

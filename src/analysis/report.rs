@@ -330,7 +330,7 @@ fn beyond_tail_table(page: &mut Page, rows: &[GenerationRow]) {
         })
         .collect();
     page.note(
-        "The share of S_k's documents beyond the real test documents' 99th percentile, beside what real text not in R shows beyond the same cut at S_k's document lengths (the noise floor's documents in length strata). With a few dozen test documents the cut sits near their maximum, so real text exceeds it too, and short documents more often: a share reads as the loop's only where it exceeds its floor (across seeds, the sweep's reference_beyond_real_p99_excess).",
+        "The share of S_k's documents beyond the real test documents' 99th percentile, beside what real text not in R shows beyond the same cut at S_k's document lengths (one piece of the noise floor's documents per document of S_k, with as many tokens, scored alike). With a few dozen test documents the cut sits near their maximum, so real text exceeds it too, and short documents more often: a share reads as the loop's only where it exceeds its floor (across seeds, the sweep's reference_beyond_real_p99_excess).",
     );
     page.table(&header, &cells, &[0]);
 }

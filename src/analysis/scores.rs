@@ -14,11 +14,12 @@
 //!   S_{k+1} of their perplexity under the reference (linear between order statistics).
 //! - `reference_beyond_real_p99`: the share of S_{k+1}'s documents whose reference
 //!   perplexity exceeds the 99th percentile of the real test documents'.
-//! - `reference_beyond_real_p99_floor`: its null, what real text not in R shows: the
-//!   share of the noise floor's documents beyond the same cut, length-matched to S_{k+1}
-//!   (the floor's documents in up to [`LENGTH_STRATA`] strata of equal counts by targets,
-//!   each S_{k+1} document given its stratum's share), because the cut sits near the
-//!   test split's longest-tailed documents and short documents exceed it more often.
+//! - `reference_beyond_real_p99_floor`: its null, what real text not in R shows at
+//!   S_{k+1}'s document lengths: one piece of the noise floor's documents per document
+//!   of S_{k+1}, with as many targets ([`floor_pieces`]), scored by the reference like
+//!   any document, and the share of the pieces beyond the same cut. The cut sits near
+//!   the test split's most surprising documents, and a short document's perplexity
+//!   varies more than a long one's, so real text exceeds it too, short text more often.
 //!   NaN without a noise floor. `reference_beyond_real_p99_excess` is the difference:
 //!   a share beyond the real tail reads as the loop's only where it exceeds its floor.
 //! - `self_perplexity_median`: the median over S_{k+1}'s documents of their perplexity
@@ -42,75 +43,78 @@ pub struct ScoreSummary {
     pub self_median: f64,
 }
 
-/// The most length strata of the noise floor's documents the null of the share beyond
-/// the real tail is matched in; each holds at least [`STRATUM_DOCUMENTS`] documents.
-pub const LENGTH_STRATA: usize = 10;
-pub const STRATUM_DOCUMENTS: usize = 20;
-
-/// Summarises per-document perplexities: `reference` (targets, perplexity) and `own`
-/// of the corpus's documents (under the reference and the sampling model), `real` of
-/// the real test documents and `floor` (targets, perplexity) of the noise floor's,
-/// both under the reference.
-pub fn summarise(reference: &[(u64, f64)], own: &[f64], real: &[f64], floor: &[(u64, f64)]) -> ScoreSummary {
-    let lengths: Vec<u64> = reference.iter().map(|d| d.0).collect();
-    let reference: Vec<f64> = reference.iter().map(|d| d.1).collect();
+/// Summarises per-document perplexities: `reference` and `own` of the corpus's
+/// documents (under the reference and the sampling model), `real` of the real test
+/// documents under the reference; `floor_beyond` is the null of the share beyond the
+/// real tail ([`share_above`] of the floor's pieces at the corpus's lengths; NaN for none).
+pub fn summarise(reference: &[f64], own: &[f64], real: &[f64], floor_beyond: f64) -> ScoreSummary {
     let sorted = |v: &[f64]| {
         let mut s: Vec<f64> = v.iter().copied().filter(|x| !x.is_nan()).collect();
         s.sort_by(f64::total_cmp);
         s
     };
-    let (r, o, real) = (sorted(&reference), sorted(own), sorted(real));
-    let cut = quantile(&real, 0.99);
-    let beyond = if r.is_empty() || cut.is_nan() {
-        f64::NAN
-    } else {
-        r.iter().filter(|&&x| x > cut).count() as f64 / r.len() as f64
-    };
+    let (r, o) = (sorted(reference), sorted(own));
     ScoreSummary {
         reference_p10: quantile(&r, 0.1),
         reference_median: quantile(&r, 0.5),
         reference_p90: quantile(&r, 0.9),
-        beyond_real_p99: beyond,
-        beyond_real_p99_floor: if cut.is_nan() { f64::NAN } else { length_matched_share(&lengths, floor, cut) },
+        beyond_real_p99: share_above(&r, real_cut(real)),
+        beyond_real_p99_floor: floor_beyond,
         self_median: quantile(&o, 0.5),
     }
 }
 
-/// The share of `floor`'s documents (targets, perplexity) above `cut`, length-matched
-/// to documents of `lengths` targets: the floor's documents sorted by targets form up
-/// to [`LENGTH_STRATA`] strata of about equal counts (at least [`STRATUM_DOCUMENTS`]
-/// each; documents of one length share a stratum), and each document of `lengths` counts its stratum's share (the first stratum whose
-/// longest document is at least as long, else the last). NaN when either is empty.
-pub fn length_matched_share(lengths: &[u64], floor: &[(u64, f64)], cut: f64) -> f64 {
-    let mut floor: Vec<(u64, f64)> = floor.iter().copied().filter(|d| !d.1.is_nan()).collect();
-    if floor.is_empty() || lengths.is_empty() {
+/// The cut of the share beyond the real tail: the 99th percentile of the real test
+/// documents' perplexities (NaN for none).
+pub fn real_cut(real: &[f64]) -> f64 {
+    let mut s: Vec<f64> = real.iter().copied().filter(|x| !x.is_nan()).collect();
+    s.sort_by(f64::total_cmp);
+    quantile(&s, 0.99)
+}
+
+/// The share of `values` (NaN ones left out) above `cut`; NaN for none or a NaN cut.
+pub fn share_above(values: &[f64], cut: f64) -> f64 {
+    let v: Vec<f64> = values.iter().copied().filter(|x| !x.is_nan()).collect();
+    if v.is_empty() || cut.is_nan() {
         return f64::NAN;
     }
-    floor.sort_by_key(|d| d.0);
-    // Cuts at equal counts, each moved past its run of equal lengths, so one length
-    // never falls in two strata.
-    let n = floor.len();
-    let strata = (n / STRATUM_DOCUMENTS).clamp(1, LENGTH_STRATA);
-    let mut cuts = vec![0];
-    for i in 1..=strata {
-        let mut at = i * n / strata;
-        while at < n && floor[at].0 == floor[at - 1].0 {
-            at += 1;
-        }
-        if at > *cuts.last().expect("starts at 0") {
-            cuts.push(at);
+    v.iter().filter(|&&x| x > cut).count() as f64 / v.len() as f64
+}
+
+/// Pieces of the noise floor's documents `docs` (token ranges, each ending with its end
+/// token) matched to documents of `lengths` targets: in order, each piece is the next
+/// `length` tokens of the current floor document (its end token left out), a piece that
+/// does not fit in what is left starts at the next document, one longer than a whole
+/// document is that document, and after the last document the pieces start again at
+/// the first (so a corpus longer than the floor reuses its text). Scored as documents,
+/// a piece has as many targets as its length. Empty when the floor holds no tokens.
+pub fn floor_pieces(lengths: &[u64], docs: &[std::ops::Range<usize>]) -> Vec<std::ops::Range<usize>> {
+    let bodies: Vec<std::ops::Range<usize>> = docs.iter().filter(|d| d.len() > 1).map(|d| d.start..d.end - 1).collect();
+    let mut pieces = Vec::with_capacity(lengths.len());
+    if bodies.is_empty() {
+        return pieces;
+    }
+    let (mut d, mut at) = (0, bodies[0].start);
+    for &length in lengths.iter().filter(|&&l| l > 0) {
+        let length = length as usize;
+        loop {
+            let body = &bodies[d];
+            if at + length <= body.end {
+                pieces.push(at..at + length);
+                at += length;
+                break;
+            }
+            if at == body.start {
+                // Longer than this whole document: the document.
+                pieces.push(body.clone());
+                at = body.end;
+                break;
+            }
+            d = (d + 1) % bodies.len();
+            at = bodies[d].start;
         }
     }
-    let bounds: Vec<(u64, f64)> = cuts
-        .windows(2)
-        .map(|w| {
-            let part = &floor[w[0]..w[1]];
-            let beyond = part.iter().filter(|d| d.1 > cut).count() as f64 / part.len() as f64;
-            (part.last().expect("strata hold documents").0, beyond)
-        })
-        .collect();
-    let share = |len: u64| bounds.iter().find(|b| b.0 >= len).unwrap_or(bounds.last().expect("one stratum")).1;
-    lengths.iter().map(|&l| share(l)).sum::<f64>() / lengths.len() as f64
+    pieces
 }
 
 /// The density of `values` over `bins` equal bins of [lo, hi], as (bin centre, density)
@@ -146,34 +150,35 @@ mod tests {
     #[test]
     fn quantiles_and_the_share_beyond_the_real_tail() {
         let real: Vec<f64> = (1..=100).map(f64::from).collect();
-        let corpus = [(10, 50.0), (10, 150.0), (10, 10.0), (10, 200.0)];
-        let s = summarise(&corpus, &[5.0, 7.0, 9.0], &real, &[]);
+        let s = summarise(&[50.0, 150.0, 10.0, 200.0], &[5.0, 7.0, 9.0], &real, f64::NAN);
         assert_eq!(s.reference_median, 100.0);
         assert_eq!(s.beyond_real_p99, 0.5);
         assert_eq!(s.self_median, 7.0);
         assert!(s.beyond_real_p99_floor.is_nan(), "no floor, no null");
-        assert!(summarise(&[], &[], &real, &[]).reference_median.is_nan());
+        assert!(summarise(&[], &[], &real, f64::NAN).reference_median.is_nan());
     }
 
-    /// Short floor documents exceed the cut more often than long ones: the null of a
-    /// corpus of short documents is the short floor documents' share, not the floor's.
+    /// Pieces follow the corpus's lengths inside the floor's documents, never across one.
     #[test]
-    fn the_null_of_the_share_beyond_the_tail_is_matched_in_length() {
-        // 100 floor documents: 50 of 5 targets (20% beyond the cut of 100), 50 of 200
-        // targets (none beyond).
-        let mut floor: Vec<(u64, f64)> = (0..50).map(|i| (5, if i % 5 == 0 { 500.0 } else { 50.0 })).collect();
-        floor.extend((0..50).map(|i| (200, 20.0 + i as f64)));
-        let cut = 100.0;
-        assert!((length_matched_share(&[5; 7], &floor, cut) - 0.2).abs() < 1e-12);
-        assert_eq!(length_matched_share(&[150, 300], &floor, cut), 0.0);
-        assert!((length_matched_share(&[5, 200], &floor, cut) - 0.1).abs() < 1e-12);
-        // A floor of real text scored as a corpus is its own null, up to stratum edges.
-        let lengths: Vec<u64> = floor.iter().map(|d| d.0).collect();
-        assert!((length_matched_share(&lengths, &floor, cut) - 0.1).abs() < 1e-12);
-        // Fewer documents than a stratum needs: one stratum, the floor's plain share.
-        let few = &floor[..10];
-        assert!((length_matched_share(&[200], few, cut) - 0.2).abs() < 1e-12);
-        assert!(length_matched_share(&[], &floor, cut).is_nan());
-        assert!(length_matched_share(&[5], &[], cut).is_nan());
+    fn floor_pieces_match_the_lengths_inside_the_documents() {
+        // Two documents of 10 and 4 tokens, each with its end token: bodies 0..10, 11..15.
+        let docs = [0..11, 11..16];
+        assert_eq!(floor_pieces(&[3, 3, 3, 3], &docs), [0..3, 3..6, 6..9, 11..14]);
+        // Longer than a document: the document; past the last, the first again.
+        assert_eq!(floor_pieces(&[20, 2, 5], &docs), [0..10, 11..13, 0..5]);
+        assert!(floor_pieces(&[5], &[0..1, 1..2]).is_empty(), "a floor of end tokens has no text");
+        for (lengths, pieces) in [(vec![4u64, 7, 1], floor_pieces(&[4, 7, 1], &docs))] {
+            for (l, p) in lengths.iter().zip(&pieces) {
+                assert!(p.len() as u64 <= *l && docs.iter().any(|d| d.start <= p.start && p.end < d.end));
+            }
+        }
+    }
+
+    #[test]
+    fn the_share_above_the_cut_leaves_nan_out() {
+        assert_eq!(share_above(&[1.0, 5.0, f64::NAN, 9.0], 4.0), 2.0 / 3.0);
+        assert!(share_above(&[], 4.0).is_nan() && share_above(&[1.0], f64::NAN).is_nan());
+        let real: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert!((real_cut(&real) - 99.01).abs() < 1e-9);
     }
 }

@@ -204,8 +204,6 @@ pub fn fixed_models(ctx: &RunContext) -> Result<(Reference, Option<FixedModel>)>
 pub struct RealScores {
     pub perplexities: Vec<f64>,
     pub embeddings: Embeddings,
-    /// The noise floor's documents (targets, perplexity); empty without a floor.
-    pub floor: Vec<(u64, f64)>,
 }
 
 /// The run's reference: its model and the run-level scores under it.
@@ -234,12 +232,8 @@ impl Reference {
             // Checked against the record just now, or just written.
             let file = |name: &str| ctx.layout.scores_file(&ctx.run, name);
             let perplexities = scoring::read_scores(&file(REAL_TEST_CSV))?.iter().map(|r| r.1.exp()).collect();
-            let floor = match file(FLOOR_CSV) {
-                path if path.exists() => scoring::read_scores(&path)?.iter().map(|r| (r.0, r.1.exp())).collect(),
-                _ => Vec::new(),
-            };
             let embeddings = scoring::read_embeddings(&file(REAL_TEST_EMB))?;
-            self.real = Some(RealScores { perplexities, embeddings, floor });
+            self.real = Some(RealScores { perplexities, embeddings });
             self.weights = weights;
         }
         Ok((self.real.as_ref().expect("set above"), fresh))
@@ -265,9 +259,10 @@ impl Reference {
         };
         if record.format < scoring::FORMAT {
             eprintln!(
-                "[{run}] the real passages' scores were measured by an older passage rule (format {}); they are computed \
-                 again",
-                record.format
+                "[{run}] the reference's scores are of an older score format ({}; this lmloop writes {}); they are \
+                 computed again",
+                record.format,
+                scoring::FORMAT
             );
             return Ok(false);
         }

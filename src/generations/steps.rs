@@ -443,9 +443,11 @@ pub fn score(
     {
         Ok(Some((marker, _))) if marker.format < crate::scoring::FORMAT => {
             eprintln!(
-                "[{run}] the scores of S_{} were measured by an older passage rule (format {}); they are computed again",
+                "[{run}] the scores of S_{} are of an older score format ({}; this lmloop writes {}); they are \
+                 computed again",
                 k + 1,
-                marker.format
+                marker.format,
+                crate::scoring::FORMAT
             );
             None
         }
@@ -457,7 +459,7 @@ pub fn score(
             if marker.csv.is_none() {
                 ctx.note_unverified(format!("the scores of S_{}", k + 1));
             }
-            marker.manifold.map(|m| (rows, marker.seconds, m))
+            marker.manifold.map(|m| (rows, marker.seconds, m, marker.floor_beyond_real_p99))
         }
         Ok(_) => None,
         Err(e) => {
@@ -465,23 +467,21 @@ pub fn score(
             None
         }
     };
-    let (rows, seconds, manifold, computed) = match stored {
-        Some((rows, seconds, manifold)) => (rows, seconds, manifold, false),
-        None => {
-            let (rows, seconds, manifold) = score_corpus(ctx, k, weights, reference, sampled, t0)?;
-            (rows, seconds, manifold, true)
-        }
+    let ((rows, seconds, manifold, floor), computed) = match stored {
+        Some(stored) => (stored, false),
+        None => (score_corpus(ctx, k, weights, reference, sampled, t0)?, true),
     };
-    let by_reference: Vec<(u64, f64)> = rows.iter().map(|r| (r.0, r.1.exp())).collect();
+    let by_reference: Vec<f64> = rows.iter().map(|r| r.1.exp()).collect();
     let own: Vec<f64> = rows.iter().map(|r| r.2.exp()).collect();
-    let real = reference.real(ctx)?.0;
-    let summary = crate::analysis::scores::summarise(&by_reference, &own, &real.perplexities, &real.floor);
+    let real = &reference.real(ctx)?.0.perplexities;
+    let summary = crate::analysis::scores::summarise(&by_reference, &own, real, floor.unwrap_or(f64::NAN));
     Ok(Step { value: Scored { summary, manifold, seconds }, computed: computed || real_fresh })
 }
 
 /// Computes and writes S_{k+1}'s scores and their marker (sealed, with the CSV's
 /// record and the reference's weights); returns the rows as stored (6 decimals, so a
-/// resumed run summarises the same values), the seconds and the manifold measures.
+/// resumed run summarises the same values), the seconds, the manifold measures and the
+/// floor's share beyond the real tail at S_{k+1}'s lengths.
 fn score_corpus(
     ctx: &RunContext,
     k: u32,
@@ -489,7 +489,7 @@ fn score_corpus(
     reference: &mut Reference,
     sampled: &Sampled,
     t0: std::time::Instant,
-) -> Result<(Vec<crate::scoring::ScoreRow>, f64, Manifold)> {
+) -> Result<(Vec<crate::scoring::ScoreRow>, f64, Manifold, Option<f64>)> {
     let (layout, run) = (ctx.layout, ctx.run.as_str());
     let csv_path = layout.scores_csv(run, Some(k + 1));
     let marker = layout.score_marker(run, k + 1);
@@ -520,6 +520,8 @@ fn score_corpus(
     })?;
     let seed = derive_seed(ctx.seed(), k, SeedPurpose::Quality);
     let manifold = manifold::compare(&reference.real(ctx)?.0.embeddings, &embeddings, seed);
+    let lengths: Vec<u64> = by_reference.iter().map(|s| s.targets).collect();
+    let floor = floor_beyond(ctx, reference, &lengths)?;
     let csv = crate::scoring::write_scores(&csv_path, &by_reference, Some(&own))?;
     let seconds = t0.elapsed().as_secs_f64();
     let record = crate::scoring::ScoreMarker {
@@ -529,7 +531,41 @@ fn score_corpus(
         manifold: Some(manifold),
         csv: Some(csv),
         reference: reference.weights_record().cloned(),
+        floor_beyond_real_p99: floor,
     };
     crate::integrity::write_sealed(&marker, &record)?;
-    Ok((crate::scoring::read_scores(&csv_path)?, seconds, manifold))
+    Ok((crate::scoring::read_scores(&csv_path)?, seconds, manifold, floor))
+}
+
+/// The null of a corpus's share beyond the real tail: one piece of the noise floor's
+/// documents per document of the corpus, with its `lengths` (targets), scored by the
+/// reference (`crate::analysis::scores::floor_pieces`), and the share of the pieces
+/// beyond the real test documents' 99th percentile; `None` without a noise floor.
+fn floor_beyond(ctx: &RunContext, reference: &mut Reference, lengths: &[u64]) -> Result<Option<f64>> {
+    let bin = ctx.layout.scores_file(&ctx.run, crate::scoring::FLOOR_BIN);
+    if !bin.exists() {
+        return Ok(None);
+    }
+    // The floor's tokens were checked against the run's record when the reference's
+    // run-level files were read (`Reference::real`).
+    let file = std::sync::Arc::new(crate::tokens::TokenFile::open(&bin)?);
+    let docs = crate::tokens::document_ranges(file.iter(), ctx.corpus.vocab.eot());
+    let pieces = crate::analysis::scores::floor_pieces(lengths, &docs);
+    if pieces.is_empty() {
+        return Ok(None);
+    }
+    let mut stream = TokenStream::new(ctx.corpus.vocab.delimiters());
+    let f = stream.add_file(file);
+    for p in pieces {
+        stream.push(f, p);
+    }
+    let cut = crate::analysis::scores::real_cut(&reference.real(ctx)?.0.perplexities);
+    let model = &reference.model.weights(ctx)?.get(ctx)?.model;
+    let scores = crate::torch_error::guard(
+        "scoring the noise floor's pieces at the corpus's lengths",
+        &ctx.cfg.model.evaluation_memory(),
+        || crate::eval::per_document(model, &stream, ctx.device),
+    )?;
+    let perplexities: Vec<f64> = scores.iter().map(|s| s.mean().exp()).collect();
+    Ok(Some(crate::analysis::scores::share_above(&perplexities, cut)))
 }

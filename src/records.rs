@@ -126,6 +126,16 @@ pub struct GenerationRow {
     pub curation_kept_median_tokens: f64,
     #[serde(default = "nan")]
     pub curation_dropped_median_tokens: f64,
+    /// The model's parameters P, and the compute of the generation as `sweep plan`
+    /// estimates it: 6·P per token trained on, 2·P per token sampled (every round of a
+    /// curated corpus; not the tokens the batch decoded past the corpus). 0 in rows
+    /// written before lmloop recorded them.
+    #[serde(default)]
+    pub model_parameters: i64,
+    #[serde(default)]
+    pub train_flops: f64,
+    #[serde(default)]
+    pub sample_flops: f64,
 }
 
 fn one() -> f64 {
@@ -206,6 +216,11 @@ impl GenerationRow {
             curation_dropped_median_tokens: median_of(
                 sampled.curation.as_ref().and_then(|c| c.dropped_lengths.as_ref()),
             ),
+            model_parameters: settings.parameters,
+            train_flops: 6.0 * settings.parameters as f64 * state.tokens as f64,
+            sample_flops: 2.0
+                * settings.parameters as f64
+                * if stats.sampled_tokens > 0 { stats.sampled_tokens } else { stats.tokens } as f64,
         }
     }
 
@@ -282,6 +297,8 @@ pub struct RowSettings {
     pub seed: u64,
     /// `epochs` or `tokens` (`train.budget`).
     pub budget: String,
+    /// Parameters of the run's model shape (`crate::model::parameters_of`).
+    pub parameters: i64,
 }
 
 /// Rewrites `loss_by_frequency.csv` (generation, bucket, count range, targets, mean loss).

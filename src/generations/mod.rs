@@ -26,8 +26,12 @@ use reference::Weights;
 pub fn run(layout: &Layout, spec: &RunSpec) -> Result<Vec<GenerationRow>> {
     let ctx = RunContext::open(layout, spec)?;
     let run = ctx.run.as_str();
-    let settings =
-        RowSettings { temperature: ctx.cfg.sample.temperature, seed: ctx.seed(), budget: ctx.cfg.train.budget.name() };
+    let settings = RowSettings {
+        temperature: ctx.cfg.sample.temperature,
+        seed: ctx.seed(),
+        budget: ctx.cfg.train.budget.name(),
+        parameters: crate::model::parameters_of(&ctx.model),
+    };
     let mut synthetic = Vec::new();
     let mut rows = Vec::new();
     let mut bucket_rows = Vec::new();

@@ -109,6 +109,14 @@ impl Model {
     }
 }
 
+/// Parameters of the model `cfg` builds (built once on the CPU and counted; tied
+/// embeddings once).
+pub fn parameters_of(cfg: &crate::config::ModelConfig) -> i64 {
+    let vs = nn::VarStore::new(tch::Device::Cpu);
+    let _model = Model::new(&vs.root(), cfg);
+    parameter_count(&vs)
+}
+
 /// Number of parameters of a model shape, counting tied embeddings once.
 pub fn parameter_count(vs: &nn::VarStore) -> i64 {
     vs.trainable_variables().iter().map(|t| t.numel() as i64).sum()

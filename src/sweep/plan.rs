@@ -134,9 +134,7 @@ fn parameter_count(cfg: &crate::config::Config, vocab: i64) -> i64 {
     if model.vocab_size == 0 {
         model.vocab_size = vocab;
     }
-    let vs = tch::nn::VarStore::new(tch::Device::Cpu);
-    let _model = crate::model::Model::new(&vs.root(), &model);
-    crate::model::parameter_count(&vs)
+    crate::model::parameters_of(&model)
 }
 
 /// The plan as printed by `lmloop sweep plan`.
@@ -165,8 +163,14 @@ pub fn format_plan(layout: &Layout, sweep: &Sweep) -> anyhow::Result<String> {
         s,
         "training: tokens trained on per run (passes × mixture, summed over generations); sampling: N+1 corpora of D tokens (D/ρ when curated keeping ρ)\n"
     );
-    let mut table: Vec<[String; 4]> =
-        vec![["cell".into(), "id".into(), "train per run".into(), "sample per run".into()]];
+    let mut table: Vec<[String; 6]> = vec![[
+        "cell".into(),
+        "id".into(),
+        "params".into(),
+        "train per run".into(),
+        "sample per run".into(),
+        "FLOP per run".into(),
+    ]];
     let mut total_train = 0.0;
     let mut total_sample = 0.0;
     let mut total_flops = 0.0;
@@ -183,26 +187,45 @@ pub fn format_plan(layout: &Layout, sweep: &Sweep) -> anyhow::Result<String> {
             Some(t) if a.r != 0.0 => format!("{} = {} tok", a.describe(), si(t)),
             _ => a.describe(),
         };
-        table.push([cell.label.clone(), cell.id.clone(), show(work.train), show(work.sample)]);
         in_r_units |= work.train.r != 0.0 || work.sample.r != 0.0;
         let seeds = spec.seeds.len() as f64;
-        match (work.train.resolve(real), work.sample.resolve(real)) {
+        let vocab = prepared.map(|p| p.1).unwrap_or(cfg.data.vocab_size as i64);
+        let p = parameter_count(&cfg, vocab) as f64;
+        let flops = match (work.train.resolve(real), work.sample.resolve(real)) {
             (Some(t), Some(smp)) => {
                 total_train += t * seeds;
                 total_sample += smp * seeds;
-                let vocab = prepared.map(|p| p.1).unwrap_or(cfg.data.vocab_size as i64);
-                let p = parameter_count(&cfg, vocab) as f64;
                 total_flops += seeds * (6.0 * p * t + 2.0 * p * smp);
+                format!("{}FLOP", si_flops(6.0 * p * t + 2.0 * p * smp))
             }
-            _ => known = false,
-        }
+            _ => {
+                known = false;
+                "–".to_string()
+            }
+        };
+        table.push([cell.label.clone(), cell.id.clone(), si(p), show(work.train), show(work.sample), flops]);
     }
     // Column widths in characters (labels hold λ), text left, amounts right.
     let width = |c: usize| table.iter().map(|r| r[c].chars().count()).max().unwrap_or(0);
-    let widths = [width(0), width(1), width(2), width(3)];
+    let widths = [width(0), width(1), width(2), width(3), width(4), width(5)];
     for r in &table {
         let pad = |c: usize| " ".repeat(widths[c] - r[c].chars().count());
-        let _ = writeln!(s, "{}{}  {}{}  {}{}  {}{}", r[0], pad(0), r[1], pad(1), pad(2), r[2], pad(3), r[3]);
+        let _ = writeln!(
+            s,
+            "{}{}  {}{}  {}{}  {}{}  {}{}  {}{}",
+            r[0],
+            pad(0),
+            r[1],
+            pad(1),
+            pad(2),
+            r[2],
+            pad(3),
+            r[3],
+            pad(4),
+            r[4],
+            pad(5),
+            r[5]
+        );
     }
     if in_r_units {
         let _ = match prepared {

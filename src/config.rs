@@ -724,9 +724,27 @@ impl Config {
     /// Checks every value, the one place they are checked; messages name each key the
     /// way the user wrote it (`names`: a flag, or the config key).
     pub fn validate_named(&self, names: &KeyNames) -> Result<()> {
-        self.model.validate()?;
-        self.train.validate()?;
-        self.sample.validate(names)?;
+        // Each part is checked whatever the others hold, so a config with several
+        // problems names them all at once (the first of each part).
+        let problems: Vec<String> = [
+            self.model.validate(),
+            self.train.validate(),
+            self.sample.validate(names),
+            self.validate_generations(names),
+            if self.data.vocab_size < 1 { Err(anyhow::anyhow!("data.vocab_size must be positive")) } else { Ok(()) },
+        ]
+        .into_iter()
+        .filter_map(|r| r.err().map(|e| format!("{e:#}")))
+        .collect();
+        match problems.len() {
+            0 => Ok(()),
+            1 => bail!("{}", problems[0]),
+            n => bail!("{n} problems: {}", problems.join("; ")),
+        }
+    }
+
+    /// The `[generations]` keys and the `[curation]` table, which depends on the policy.
+    fn validate_generations(&self, names: &KeyNames) -> Result<()> {
         let g = &self.generations;
         if g.generations == 0 {
             bail!(
@@ -759,9 +777,6 @@ impl Config {
                     "generations.holdout_fraction contradicts generations.real_subset_tokens: with a real subset, the documents outside R are the rest of the training split"
                 );
             }
-        }
-        if self.data.vocab_size < 1 {
-            bail!("data.vocab_size must be positive");
         }
         Ok(())
     }
@@ -988,6 +1003,21 @@ mod tests {
     fn unknown_key_is_named() {
         let err = Config::from_toml("[model]\nn_layers = 3\n").unwrap_err();
         assert!(format!("{err:#}").contains("n_layers"), "{err:#}");
+    }
+
+    #[test]
+    fn every_part_with_a_problem_is_named_at_once() {
+        let err = Config::from_toml(
+            "[model]\nn_embd = 100\nn_head = 3\n[train]\nbatch_size = 0\n[generations]\ngenerations = 0\n",
+        )
+        .unwrap_err();
+        let text = format!("{err:#}");
+        for key in ["model.n_embd", "train.batch_size", "generations.generations", "3 problems"] {
+            assert!(text.contains(key), "{key} missing from: {text}");
+        }
+        // One problem reads as before: one sentence, no count.
+        let one = format!("{:#}", Config::from_toml("[train]\nbatch_size = 0\n").unwrap_err());
+        assert!(!one.contains("problems") && one.contains("train.batch_size"), "{one}");
     }
 
     #[test]

@@ -287,6 +287,37 @@ fn killed_sweep_resumes_without_recomputing_finished_work() {
     assert!(status.1.contains("2 runs: 2 finished"), "{}", status.1);
 }
 
+/// Rebuilding lmloop while a sweep runs (its file replaced or removed) does not stop
+/// the sweep: every run it starts runs the binary it started with.
+#[test]
+fn a_sweep_whose_binary_is_replaced_while_it_runs_still_starts_every_run() {
+    let dir = project(&sweep_file("rb", 1, "[1, 2]", "[grid]\npolicy = [\"replace\"]\n"));
+    let root = dir.path();
+    let names = run_names(&lmloop(root, &["sweep", "plan", "sweep.toml"]).1);
+    let bin = root.join("bin-copy/lmloop");
+    std::fs::create_dir_all(bin.parent().unwrap()).unwrap();
+    std::fs::copy(env!("CARGO_BIN_EXE_lmloop"), &bin).unwrap();
+    let mut sweep = std::process::Command::new(&bin)
+        .args(["sweep", "run", "sweep.toml", "--jobs", "1", "--threads", "1"])
+        .current_dir(root)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let first = root.join(format!("checkpoints/{}/gen-00/DONE", names[0]));
+    let t0 = Instant::now();
+    while !first.exists() {
+        assert!(t0.elapsed() < Duration::from_secs(240), "the sweep made no progress");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::fs::remove_file(&bin).unwrap();
+    let out = sweep.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for name in &names {
+        assert_eq!(generations_done(root, name), 2, "{name} ran to the end");
+    }
+}
+
 #[test]
 fn failed_run_is_named_with_its_log_and_missing_seed_is_reported() {
     // The second corpus does not exist: that cell's runs fail, the others still run.

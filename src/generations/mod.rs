@@ -26,11 +26,13 @@ use reference::Weights;
 pub fn run(layout: &Layout, spec: &RunSpec) -> Result<Vec<GenerationRow>> {
     let ctx = RunContext::open(layout, spec)?;
     let run = ctx.run.as_str();
-    let settings = RowSettings {
+    // Parameters are counted once generation 0 has trained: a shape too large to build
+    // fails there, with the message that names the setting to lower.
+    let mut settings = RowSettings {
         temperature: ctx.cfg.sample.temperature,
         seed: ctx.seed(),
         budget: ctx.cfg.train.budget.name(),
-        parameters: crate::model::parameters_of(&ctx.model),
+        parameters: 0,
     };
     let mut synthetic = Vec::new();
     let mut rows = Vec::new();
@@ -40,6 +42,9 @@ pub fn run(layout: &Layout, spec: &RunSpec) -> Result<Vec<GenerationRow>> {
     for k in 0..=ctx.generations {
         let (stream, mixture) = steps::mixture(&ctx, k, &synthetic)?;
         let trained = steps::train(&ctx, k, &stream, &mixture)?;
+        if settings.parameters == 0 {
+            settings.parameters = crate::model::parameters_of(&ctx.model);
+        }
         let mut weights = Weights::of(layout.checkpoint(run, k), ctx.device);
         let held_out = steps::evaluate(&ctx, k, &mut weights)?;
         let sampled = steps::sample(&ctx, k, &mut weights, &mut reference, verifier.as_mut())?;

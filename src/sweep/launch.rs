@@ -9,6 +9,7 @@ use crate::layout::Layout;
 use crate::layout::SweepPaths;
 use anyhow::{Context, Result};
 use std::io::Write as _;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 /// How a run's process is started.
@@ -41,11 +42,21 @@ pub fn write_config(sweep: &Sweep, paths: &SweepPaths, run: &Run) -> Result<()> 
     Ok(())
 }
 
+/// The binary a sweep starts its runs with, and the path to name it by: this process's
+/// own. On Linux it is run through `/proc/self/exe`, which still runs it when its file
+/// was replaced or removed after the sweep started (a rebuild during a long sweep), so
+/// every run one sweep process starts runs the same binary.
+pub fn own_binary() -> Result<(PathBuf, PathBuf)> {
+    let named = std::env::current_exe().context("cannot locate the lmloop binary to start a run")?;
+    let own = Path::new("/proc/self/exe");
+    Ok((if own.exists() { own.to_path_buf() } else { named.clone() }, named))
+}
+
 /// Starts `lmloop generations` for one run, in the project root, its output appended
 /// to the run's log; the child is killed if this process dies first, so that an
 /// interrupted sweep leaves no run behind holding its lock.
 pub fn spawn(layout: &Layout, paths: &SweepPaths, run: &Run, opts: &LaunchOptions) -> Result<Child> {
-    let exe = std::env::current_exe().context("cannot locate the lmloop binary to start a run")?;
+    let (exe, named) = own_binary()?;
     let config = std::path::absolute(paths.config(&run.name))?;
     let log_path = paths.log(&run.name);
     std::fs::create_dir_all(log_path.parent().expect("logs have a folder"))?;
@@ -55,6 +66,8 @@ pub fn spawn(layout: &Layout, paths: &SweepPaths, run: &Run, opts: &LaunchOption
         .open(&log_path)
         .with_context(|| format!("cannot open the run log {}", log_path.display()))?;
     let mut cmd = Command::new(&exe);
+    // The run sees the binary's name, not /proc/self/exe, in its messages.
+    std::os::unix::process::CommandExt::arg0(&mut cmd, &named);
     cmd.arg("generations")
         .arg("--config")
         .arg(&config)
@@ -71,7 +84,7 @@ pub fn spawn(layout: &Layout, paths: &SweepPaths, run: &Run, opts: &LaunchOption
         opts.executor,
         hostname(),
         now_unix(),
-        exe.display(),
+        named.display(),
         cmd.get_args().map(|a| a.to_string_lossy().into_owned()).collect::<Vec<_>>().join(" ")
     )?;
     cmd.current_dir(layout.root()).stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);

@@ -297,7 +297,7 @@ fn a_sweep_whose_binary_is_replaced_while_it_runs_still_starts_every_run() {
     let bin = root.join("bin-copy/lmloop");
     std::fs::create_dir_all(bin.parent().unwrap()).unwrap();
     std::fs::copy(env!("CARGO_BIN_EXE_lmloop"), &bin).unwrap();
-    let mut sweep = std::process::Command::new(&bin)
+    let sweep = std::process::Command::new(&bin)
         .args(["sweep", "run", "sweep.toml", "--jobs", "1", "--threads", "1"])
         .current_dir(root)
         .stdout(std::process::Stdio::null())

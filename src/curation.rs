@@ -522,11 +522,14 @@ fn curation_record(
 
 /// The kept documents' reference scores and passage embeddings recorded by a curation
 /// by the reference `checkpoint`, checked against the record; `None` when the corpus
-/// was not curated so (or by another reference), so the score step computes them.
+/// was not curated so (or by another reference), or when its embeddings are not one per
+/// full window of `block` targets (a corpus curated before passages were full windows),
+/// so the score step computes them.
 pub fn stored_reference_scores(
     stem: &Path,
     manifest: &SyntheticManifest,
     checkpoint: &Path,
+    block: usize,
     way_out: &str,
 ) -> Result<Option<(Vec<DocumentScore>, Embeddings)>> {
     let Some(c) = &manifest.curation else { return Ok(None) };
@@ -556,6 +559,16 @@ pub fn stored_reference_scores(
     }
     let bytes = std::fs::read(&emb_path).with_context(|| format!("cannot read {}", emb_path.display()))?;
     let embeddings = Embeddings::from_bytes(&bytes).with_context(|| format!("{} is unreadable", emb_path.display()))?;
+    let passages: usize = scores.iter().map(|s| passages(s.targets as usize, block)).sum();
+    if embeddings.len() != passages {
+        eprintln!(
+            "note: {} holds {} passage embeddings where the kept documents have {passages} full windows (an older \
+             passage rule); the corpus is embedded again",
+            emb_path.display(),
+            embeddings.len()
+        );
+        return Ok(None);
+    }
     if scores.len() != manifest.stats.documents {
         bail!(
             "{} lists {} kept documents, but the corpus holds {}; {way_out}",

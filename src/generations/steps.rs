@@ -502,8 +502,13 @@ fn score_corpus(
     let memory = ctx.cfg.model.evaluation_memory();
     // A corpus curated by this reference was scored and embedded by its verifier.
     let stem = layout.synthetic_corpus(run, k + 1);
-    let stored =
-        crate::curation::stored_reference_scores(&stem, &sampled.manifest, reference.model.dir(), &ctx.rerun_from(k))?;
+    let stored = crate::curation::stored_reference_scores(
+        &stem,
+        &sampled.manifest,
+        reference.model.dir(),
+        ctx.model.block_size as usize,
+        &ctx.rerun_from(k),
+    )?;
     let (by_reference, embeddings) = match stored {
         Some(scored) => scored,
         None => {

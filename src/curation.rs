@@ -243,11 +243,8 @@ fn score_round(
     crate::tokens::write_tokens(&path, &all, ckpt.vocab.vocab_size())?;
     let scored = (|| {
         let file = Arc::new(crate::tokens::TokenFile::open(&path)?);
-        let mut stream = TokenStream::new(ckpt.vocab.delimiters());
-        let f = stream.add_file(file.clone());
-        for r in crate::tokens::document_ranges_with_cuts(file.iter(), eot, &cuts) {
-            stream.push(f, r);
-        }
+        let ranges = crate::tokens::document_ranges_with_cuts(file.iter(), eot, &cuts);
+        let stream = TokenStream::of_ranges(file, ranges, ckpt.vocab.delimiters());
         anyhow::ensure!(stream.documents() == docs.len(), "the pool of a curated corpus lost its document bounds");
         perplexities(verifier, &stream, device, embed)
     })();

@@ -57,6 +57,20 @@ impl TokenStream {
         s
     }
 
+    /// A stream of the documents `ranges` of one file.
+    pub fn of_ranges(
+        file: Arc<TokenFile>,
+        ranges: impl IntoIterator<Item = Range<usize>>,
+        delimiters: impl Into<Delimiters>,
+    ) -> Self {
+        let mut s = Self::new(delimiters);
+        let f = s.add_file(file);
+        for r in ranges {
+            s.push(f, r);
+        }
+        s
+    }
+
     pub fn add_file(&mut self, file: Arc<TokenFile>) -> usize {
         if let Some(i) = self.files.iter().position(|f| Arc::ptr_eq(f, &file)) {
             return i;

@@ -127,11 +127,8 @@ fn train_oracle(ctx: &RunContext, dir: &Path) -> Result<()> {
     lock.describe_holder(&format!("run '{}' (process {})", ctx.run, std::process::id()))?;
     remove_temporaries_of(dir);
     let split = &ctx.real.split;
-    let mut stream = TokenStream::new(ctx.corpus.vocab.delimiters());
-    let file = stream.add_file(split.file.clone());
-    for d in &split.documents {
-        stream.push(file, d.clone());
-    }
+    let stream =
+        TokenStream::of_ranges(split.file.clone(), split.documents.iter().cloned(), ctx.corpus.vocab.delimiters());
     eprintln!(
         "[{}] training the oracle reference on the whole real training split ({} tokens) into {}",
         ctx.run,

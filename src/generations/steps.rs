@@ -493,11 +493,9 @@ fn score_corpus(
     let (layout, run) = (ctx.layout, ctx.run.as_str());
     let csv_path = layout.scores_csv(run, Some(k + 1));
     let marker = layout.score_marker(run, k + 1);
-    let mut stream = TokenStream::new(ctx.corpus.vocab.delimiters());
-    let file = stream.add_file(sampled.corpus.file.clone());
-    for d in &sampled.corpus.documents {
-        stream.push(file, d.clone());
-    }
+    let corpus = &sampled.corpus;
+    let stream =
+        TokenStream::of_ranges(corpus.file.clone(), corpus.documents.iter().cloned(), ctx.corpus.vocab.delimiters());
     let what = format!("scoring the documents of S_{}", k + 1);
     let memory = ctx.cfg.model.evaluation_memory();
     // A corpus curated by this reference was scored and embedded by its verifier.
@@ -559,11 +557,7 @@ fn floor_beyond(ctx: &RunContext, reference: &mut Reference, lengths: &[u64]) ->
     if pieces.is_empty() {
         return Ok(None);
     }
-    let mut stream = TokenStream::new(ctx.corpus.vocab.delimiters());
-    let f = stream.add_file(file);
-    for p in pieces {
-        stream.push(f, p);
-    }
+    let stream = TokenStream::of_ranges(file, pieces, ctx.corpus.vocab.delimiters());
     let cut = crate::analysis::scores::real_cut(&reference.real(ctx)?.0.perplexities);
     let model = &reference.model.weights(ctx)?.get(ctx)?.model;
     let scores = crate::torch_error::guard(
